@@ -1,0 +1,2 @@
+//! Criterion benchmarks for the swarm crates; see `benches/` and docs/BENCHMARKS.md.
+#![warn(missing_docs)]
