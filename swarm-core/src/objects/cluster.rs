@@ -1,0 +1,171 @@
+//! The cluster object: cluster-wide settings (raft, dispatcher, CA, encryption, orchestration).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
+use crate::meta::{Annotations, Meta};
+use crate::objects::secret::SecretData;
+
+/// Name of the one cluster object.
+pub const DEFAULT_CLUSTER_NAME: &str = "default";
+
+/// The cluster (there is exactly one, named `default`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Cluster id (the O of every node certificate).
+    pub id: Id,
+    /// Store bookkeeping.
+    pub meta: Meta,
+    /// Settings.
+    pub spec: ClusterSpec,
+    /// Root CA certificate and join tokens.
+    pub root_ca: RootCa,
+    /// Key-encryption keys for autolock (the current unlock key first). Readable by managers only.
+    pub unlock_keys: Vec<EncryptionKey>,
+}
+
+/// Cluster settings (`docker swarm update`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// Always named `default`.
+    pub annotations: Annotations,
+    /// Orchestration settings.
+    pub orchestration: OrchestrationConfig,
+    /// Raft settings.
+    pub raft: RaftConfig,
+    /// Dispatcher settings.
+    pub dispatcher: DispatcherConfig,
+    /// CA settings.
+    pub ca: CaConfig,
+    /// Encryption settings.
+    pub encryption: EncryptionConfig,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            annotations: Annotations::named(DEFAULT_CLUSTER_NAME),
+            orchestration: OrchestrationConfig::default(),
+            raft: RaftConfig::default(),
+            dispatcher: DispatcherConfig::default(),
+            ca: CaConfig::default(),
+            encryption: EncryptionConfig::default(),
+        }
+    }
+}
+
+/// Orchestration settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrchestrationConfig {
+    /// Tasks kept per slot, including the live one: default 5; negative = never prune; 0 = live only.
+    pub task_history_retention_limit: i64,
+}
+
+impl Default for OrchestrationConfig {
+    fn default() -> Self {
+        OrchestrationConfig {
+            task_history_retention_limit: 5,
+        }
+    }
+}
+
+/// Raft settings as Docker shows them (SwarmKit's defaults). swarm-raft's own timers are finer-grained
+/// (100 ms heartbeat, 1-2 s election timeout) and configured there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftConfig {
+    /// Entries between snapshots (10 000).
+    pub snapshot_interval: u64,
+    /// Old snapshots kept (0).
+    pub keep_old_snapshots: u64,
+    /// Entries kept after a snapshot for slow followers (500).
+    pub log_entries_for_slow_followers: u64,
+    /// Ticks between heartbeats (1).
+    pub heartbeat_tick: u32,
+    /// Ticks before an election (10).
+    pub election_tick: u32,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            snapshot_interval: 10_000,
+            keep_old_snapshots: 0,
+            log_entries_for_slow_followers: 500,
+            heartbeat_tick: 1,
+            election_tick: 10,
+        }
+    }
+}
+
+/// Dispatcher settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatcherConfig {
+    /// Node heartbeat period (5 s).
+    pub heartbeat_period: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        DispatcherConfig {
+            heartbeat_period: Duration::from_secs(5),
+        }
+    }
+}
+
+/// CA settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaConfig {
+    /// Lifetime of node certificates (90 days; at least 1 hour).
+    pub node_cert_expiry: Duration,
+}
+
+/// Default node certificate lifetime: 90 days.
+pub const DEFAULT_NODE_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig {
+            node_cert_expiry: DEFAULT_NODE_CERT_EXPIRY,
+        }
+    }
+}
+
+/// Encryption settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionConfig {
+    /// Whether managers require the unlock key after a restart.
+    pub auto_lock_managers: bool,
+}
+
+/// The root CA and join tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootCa {
+    /// Root certificate, PEM.
+    pub ca_cert_pem: String,
+    /// SHA-256 digest of the PEM (what join tokens pin).
+    pub ca_cert_digest: String,
+    /// Join tokens.
+    pub join_tokens: JoinTokens,
+}
+
+/// Join tokens. Not secret data in the sense of [`SecretData`], but shown to managers only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokens {
+    /// Token a worker joins with.
+    pub worker: String,
+    /// Token a manager joins with.
+    pub manager: String,
+}
+
+/// A cluster-wide key, e.g. the autolock unlock key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionKey {
+    /// Which subsystem uses it (`manager` for the unlock key).
+    pub subsystem: String,
+    /// The key bytes (redacted in Debug, zeroized on drop).
+    pub key: SecretData,
+    /// Logical clock: higher is newer.
+    pub lamport_time: u64,
+}

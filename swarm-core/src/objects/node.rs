@@ -1,0 +1,198 @@
+//! Nodes: the machines of the cluster, their desired role and availability, and what they report.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::Id;
+use crate::meta::{Annotations, Meta};
+
+/// A node of the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// The node id (also the CN of its certificate).
+    pub id: Id,
+    /// Store bookkeeping.
+    pub meta: Meta,
+    /// What the operator asked for.
+    pub spec: NodeSpec,
+    /// What the node reported about itself when it registered; `None` before it first reports.
+    pub description: Option<NodeDescription>,
+    /// Liveness as seen by the dispatcher.
+    pub status: NodeStatus,
+    /// Raft membership details, for managers.
+    pub manager_status: Option<ManagerStatus>,
+    /// The role the node currently holds (it lags `spec.desired_role` during promotion/demotion).
+    pub role: NodeRole,
+}
+
+/// Operator-controlled node settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// Name (optional; `docker node ls` shows the hostname) and node labels (`node.labels.*`).
+    pub annotations: Annotations,
+    /// The role the operator wants.
+    pub desired_role: NodeRole,
+    /// Whether the scheduler may place tasks here.
+    pub availability: NodeAvailability,
+}
+
+/// Manager or worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum NodeRole {
+    /// Runs tasks only.
+    #[default]
+    Worker,
+    /// Takes part in raft and may run tasks.
+    Manager,
+}
+
+impl NodeRole {
+    /// The lowercase name Docker uses (`worker`, `manager`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Worker => "worker",
+            NodeRole::Manager => "manager",
+        }
+    }
+}
+
+/// Scheduling availability of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum NodeAvailability {
+    /// New tasks may be placed here.
+    #[default]
+    Active,
+    /// No new tasks; existing tasks keep running.
+    Pause,
+    /// No tasks: replicated tasks are moved elsewhere, global tasks are shut down.
+    Drain,
+}
+
+impl NodeAvailability {
+    /// The lowercase name Docker uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeAvailability::Active => "active",
+            NodeAvailability::Pause => "pause",
+            NodeAvailability::Drain => "drain",
+        }
+    }
+}
+
+/// What a node reports about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDescription {
+    /// The machine's hostname.
+    pub hostname: String,
+    /// OS and architecture.
+    pub platform: Platform,
+    /// Total resources the node offers to tasks.
+    pub resources: Resources,
+    /// The engine (runtime) it runs.
+    pub engine: EngineDescription,
+}
+
+/// An OS/architecture pair. Empty fields match anything in placement.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Platform {
+    /// CPU architecture, e.g. `x86_64` or `amd64`.
+    pub architecture: String,
+    /// Operating system, e.g. `linux`.
+    pub os: String,
+}
+
+/// Compute resources: CPU in billionths of a CPU and memory in bytes, as in Docker's API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU in units of 1e-9 CPUs.
+    pub nano_cpus: i64,
+    /// Memory in bytes.
+    pub memory_bytes: i64,
+}
+
+/// The runtime engine on a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineDescription {
+    /// Engine version string.
+    pub engine_version: String,
+    /// Engine labels (`engine.labels.*` in constraints).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Liveness state of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Not heard from yet.
+    #[default]
+    Unknown,
+    /// Missed its heartbeats.
+    Down,
+    /// Heartbeating and able to take tasks.
+    Ready,
+    /// Connection lost; within the grace period before being declared down.
+    Disconnected,
+}
+
+impl NodeState {
+    /// The lowercase name Docker uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+            NodeState::Ready => "ready",
+            NodeState::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// A node's status as maintained by the dispatcher.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Liveness.
+    pub state: NodeState,
+    /// Human-readable detail.
+    pub message: String,
+    /// The address the node connected from (`node.ip` in constraints).
+    pub addr: String,
+}
+
+/// Raft reachability of a manager.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reachability {
+    /// Not known yet.
+    #[default]
+    Unknown,
+    /// Not answering raft messages.
+    Unreachable,
+    /// Answering raft messages.
+    Reachable,
+}
+
+/// Raft details of a manager node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerStatus {
+    /// The raft member id.
+    pub raft_id: u64,
+    /// The address other managers reach it on.
+    pub addr: String,
+    /// Whether it is the current leader.
+    pub leader: bool,
+    /// Whether it answers raft messages.
+    pub reachability: Reachability,
+}
+
+impl Node {
+    /// Whether the scheduler may place new tasks here: ready and active.
+    pub fn is_schedulable(&self) -> bool {
+        self.status.state == NodeState::Ready && self.spec.availability == NodeAvailability::Active
+    }
+
+    /// The hostname from the description, or "" before the node reported.
+    pub fn hostname(&self) -> &str {
+        self.description
+            .as_ref()
+            .map(|d| d.hostname.as_str())
+            .unwrap_or("")
+    }
+}

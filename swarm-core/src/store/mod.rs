@@ -1,0 +1,584 @@
+//! The store: every object of the cluster, in memory, versioned, indexed, transactional and watchable.
+//!
+//! [`Store`] is a plain value: it changes only through [`Store::apply`] (a committed [`Batch`] of
+//! [`StoreAction`]s) and [`Store::restore`] (a snapshot). Reads are methods on `&Store`.
+//! [`SharedStore`] wraps it for concurrent use: `view` for consistent reads, `view_and_watch` for a
+//! snapshot plus every later event with no gap, and [`SharedStore::prepare`] to stage a transaction
+//! ([`Tx`]) whose actions a [`crate::Proposer`] then commits.
+
+mod shared;
+pub(crate) mod tables;
+mod tx;
+mod watch;
+
+pub use shared::SharedStore;
+pub use tx::Tx;
+pub use watch::{Event, WatchError, WatchFilter, Watcher, DEFAULT_WATCH_LIMIT};
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::action::{Batch, StoreAction};
+use crate::id::Id;
+use crate::meta::{Meta, Version};
+use crate::object::{Object, ObjectKind, ObjectRef, StoreObject};
+use crate::objects::cluster::{Cluster, DEFAULT_CLUSTER_NAME};
+use crate::objects::network::Network;
+use crate::objects::node::Node;
+use crate::objects::secret::{Config, Secret};
+use crate::objects::service::Service;
+use crate::objects::task::{Task, TaskState};
+use crate::time::Timestamp;
+use tables::{name_key, Tables};
+use watch::Subscription;
+
+/// Why a store change was refused. A refused change leaves the store exactly as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// An object with this id already exists.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists {
+        /// Kind.
+        kind: ObjectKind,
+        /// Id.
+        id: Id,
+    },
+    /// Another object of this kind already has this name (names are unique, case-insensitively).
+    #[error("{kind} {name} already exists: choose another name")]
+    NameConflict {
+        /// Kind.
+        kind: ObjectKind,
+        /// The name asked for.
+        name: String,
+    },
+    /// No such object.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// Kind.
+        kind: ObjectKind,
+        /// Id.
+        id: Id,
+    },
+    /// The update was computed from an older version of the object (optimistic concurrency).
+    #[error("update out of sequence: {kind} {id} is at version {current}, the update was based on version {given}; read it again and retry")]
+    VersionConflict {
+        /// Kind.
+        kind: ObjectKind,
+        /// Id.
+        id: Id,
+        /// The stored version.
+        current: u64,
+        /// The version the update carried.
+        given: u64,
+    },
+    /// The object is referenced by services and cannot be removed.
+    #[error("{kind} '{name}' is in use by the following {}: {}", if services.len() == 1 { "service" } else { "services" }, services.join(", "))]
+    InUse {
+        /// Kind (secret, config or network).
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+        /// Names of the services using it.
+        services: Vec<String>,
+    },
+    /// A task update would move its observed state backwards.
+    #[error("task {id}: state cannot go from {from} back to {to}")]
+    StateRegression {
+        /// Task id.
+        id: Id,
+        /// Stored state.
+        from: TaskState,
+        /// Proposed state.
+        to: TaskState,
+    },
+    /// A batch's index is not above the store's.
+    #[error("batch index {given} is not above the store's index {current}")]
+    StaleIndex {
+        /// The store's index.
+        current: u64,
+        /// The batch's.
+        given: u64,
+    },
+    /// Snapshot bytes could not be decoded.
+    #[error("store snapshot is corrupt or of an unknown format: {0}")]
+    Snapshot(String),
+}
+
+/// Format version of [`StoreSnapshot`].
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// Every object of a store at one index. Encoding it (bincode) is deterministic: equal stores give
+/// equal bytes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreSnapshot {
+    /// Format version ([`SNAPSHOT_FORMAT`]).
+    pub format: u32,
+    /// Index of the last applied batch.
+    pub index: u64,
+    /// Clusters, by id.
+    pub clusters: Vec<Arc<Cluster>>,
+    /// Nodes, by id.
+    pub nodes: Vec<Arc<Node>>,
+    /// Services, by id.
+    pub services: Vec<Arc<Service>>,
+    /// Tasks, by id.
+    pub tasks: Vec<Arc<Task>>,
+    /// Secrets, by id.
+    pub secrets: Vec<Arc<Secret>>,
+    /// Configs, by id.
+    pub configs: Vec<Arc<Config>>,
+    /// Networks, by id.
+    pub networks: Vec<Arc<Network>>,
+}
+
+impl StoreSnapshot {
+    /// Encodes with bincode.
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::serialize(self).unwrap_or_default()
+    }
+
+    /// Decodes untrusted bytes, refusing to allocate more than `limit` bytes.
+    pub fn decode(bytes: &[u8], limit: u64) -> Result<StoreSnapshot, StoreError> {
+        use bincode::Options;
+        let snap: StoreSnapshot = bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .reject_trailing_bytes()
+            .with_limit(limit)
+            .deserialize(bytes)
+            .map_err(|e| StoreError::Snapshot(e.to_string()))?;
+        if snap.format != SNAPSHOT_FORMAT {
+            return Err(StoreError::Snapshot(format!(
+                "format {} is not supported (expected {SNAPSHOT_FORMAT})",
+                snap.format
+            )));
+        }
+        Ok(snap)
+    }
+}
+
+enum Undo {
+    Delete(ObjectRef),
+    Put(Object),
+}
+
+/// The in-memory store. See the module docs.
+#[derive(Default)]
+pub struct Store {
+    tables: Tables,
+    index: u64,
+    subscriptions: Vec<Subscription>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("index", &self.index)
+            .field("nodes", &self.tables.nodes.by_id.len())
+            .field("services", &self.tables.services.by_id.len())
+            .field("tasks", &self.tables.tasks.by_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// An empty store at index 0.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Index of the last applied batch (or restored snapshot).
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    // ---- reads --------------------------------------------------------------------------------
+
+    /// The object of type `T` with this id.
+    pub fn get<T: StoreObject>(&self, id: &Id) -> Option<&Arc<T>> {
+        T::table(&self.tables).by_id.get(id)
+    }
+
+    /// Any object by kind and id.
+    pub fn get_object(&self, r: ObjectRef) -> Option<Object> {
+        self.tables.get_object(r.kind, &r.id)
+    }
+
+    /// All objects of type `T`, ordered by id.
+    pub fn iter<T: StoreObject>(&self) -> impl Iterator<Item = &Arc<T>> + '_ {
+        T::table(&self.tables).by_id.values()
+    }
+
+    /// Number of objects of type `T`.
+    pub fn count<T: StoreObject>(&self) -> usize {
+        T::table(&self.tables).by_id.len()
+    }
+
+    /// The object of a unique-name kind with this name (case-insensitive). Nodes and tasks: see
+    /// [`Store::find_by_name_prefix`] and the task indexes.
+    pub fn get_by_name<T: StoreObject>(&self, name: &str) -> Option<&Arc<T>> {
+        let table = T::table(&self.tables);
+        table
+            .by_name
+            .get(&name_key(name))
+            .and_then(|id| table.by_id.get(id))
+    }
+
+    /// Objects whose id starts with `prefix`, ordered by id.
+    pub fn find_by_id_prefix<'a, T: StoreObject>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<T>> + 'a {
+        let table = T::table(&self.tables);
+        // Ids are fixed-width; the smallest id with this prefix pads it with '0'.
+        let start = pad_id(prefix);
+        let iter = start.map(|s| table.by_id.range(s..)).into_iter().flatten();
+        iter.take_while(move |(id, _)| id.has_prefix(prefix))
+            .map(|(_, o)| o)
+    }
+
+    /// Objects whose name starts with `prefix` (case-insensitive). For unique-name kinds this uses the
+    /// name index; for nodes and tasks it scans.
+    pub fn find_by_name_prefix<'a, T: StoreObject>(
+        &'a self,
+        prefix: &str,
+    ) -> Box<dyn Iterator<Item = &'a Arc<T>> + 'a> {
+        let table = T::table(&self.tables);
+        let p = name_key(prefix);
+        if T::KIND.has_unique_names() {
+            Box::new(
+                table
+                    .by_name
+                    .range(p.clone()..)
+                    .take_while(move |(n, _)| n.starts_with(&p))
+                    .filter_map(|(_, id)| table.by_id.get(id)),
+            )
+        } else {
+            Box::new(
+                table
+                    .by_id
+                    .values()
+                    .filter(move |o| name_key(o.index_name()).starts_with(&p)),
+            )
+        }
+    }
+
+    /// The cluster object (named `default`), if created.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.get_by_name::<Cluster>(DEFAULT_CLUSTER_NAME)
+    }
+
+    fn tasks_in<'a>(
+        &'a self,
+        set: Option<&'a std::collections::BTreeSet<Id>>,
+    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+        set.into_iter()
+            .flatten()
+            .filter_map(|id| self.tables.tasks.by_id.get(id))
+    }
+
+    /// Tasks of a service, ordered by id.
+    pub fn tasks_by_service<'a>(&'a self, service: &Id) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+        self.tasks_in(self.tables.task_idx.by_service.get(service))
+    }
+
+    /// Tasks assigned to a node, ordered by id.
+    pub fn tasks_by_node<'a>(&'a self, node: &Id) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+        self.tasks_in(self.tables.task_idx.by_node.get(node))
+    }
+
+    /// Tasks of one slot of a service (global tasks all have slot 0), ordered by id.
+    pub fn tasks_by_slot<'a>(
+        &'a self,
+        service: &Id,
+        slot: u64,
+    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+        self.tasks_in(self.tables.task_idx.by_slot.get(&(*service, slot)))
+    }
+
+    /// Tasks with this desired state, ordered by id.
+    pub fn tasks_by_desired_state(&self, state: TaskState) -> impl Iterator<Item = &Arc<Task>> + '_ {
+        self.tasks_in(self.tables.task_idx.by_desired.get(&state))
+    }
+
+    fn services_in<'a>(
+        &'a self,
+        set: Option<&'a std::collections::BTreeSet<Id>>,
+    ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        set.into_iter()
+            .flatten()
+            .filter_map(|id| self.tables.services.by_id.get(id))
+    }
+
+    /// Services whose current spec references this secret.
+    pub fn services_by_secret<'a>(&'a self, secret: &Id) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        self.services_in(self.tables.refs.by_secret.get(secret))
+    }
+
+    /// Services whose current spec references this config.
+    pub fn services_by_config<'a>(&'a self, config: &Id) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        self.services_in(self.tables.refs.by_config.get(config))
+    }
+
+    /// Services whose current spec attaches to this network (by the id used in the attachment).
+    pub fn services_by_network<'a>(
+        &'a self,
+        network: &str,
+    ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+        self.services_in(self.tables.refs.by_network.get(network))
+    }
+
+    // ---- writes -------------------------------------------------------------------------------
+
+    /// Applies a committed batch: all actions or none. On success every written object carries
+    /// `version = batch.index`, the store's index becomes `batch.index`, and watchers receive one event
+    /// per action followed by [`Event::Commit`]. On error nothing changed and nothing was published.
+    pub fn apply(&mut self, batch: Batch) -> Result<(), StoreError> {
+        if batch.index <= self.index {
+            return Err(StoreError::StaleIndex {
+                current: self.index,
+                given: batch.index,
+            });
+        }
+        let publish = !self.subscriptions.is_empty();
+        let mut undo: Vec<Undo> = Vec::with_capacity(batch.actions.len());
+        let mut events: Vec<Event> = if publish {
+            Vec::with_capacity(batch.actions.len() + 1)
+        } else {
+            Vec::new()
+        };
+        for action in batch.actions {
+            if let Err(e) = self.apply_one(action, batch.index, batch.timestamp, &mut undo, publish.then_some(&mut events)) {
+                self.rollback(undo);
+                return Err(e);
+            }
+        }
+        self.index = batch.index;
+        if publish {
+            events.push(Event::Commit { index: batch.index });
+            self.publish(&events);
+        }
+        Ok(())
+    }
+
+    fn apply_one(
+        &mut self,
+        action: StoreAction,
+        index: u64,
+        ts: Timestamp,
+        undo: &mut Vec<Undo>,
+        events: Option<&mut Vec<Event>>,
+    ) -> Result<(), StoreError> {
+        match action {
+            StoreAction::Create(obj) => {
+                let (kind, id) = (obj.kind(), obj.id());
+                if self.tables.get_object(kind, &id).is_some() {
+                    return Err(StoreError::AlreadyExists { kind, id });
+                }
+                self.check_name_free(&obj, None)?;
+                let meta = Meta {
+                    version: Version(index),
+                    created_at: ts,
+                    updated_at: ts,
+                };
+                let obj = obj.with_meta(meta);
+                if let Some(ev) = events {
+                    ev.push(Event::Created(obj.clone()));
+                }
+                self.tables.put(obj);
+                undo.push(Undo::Delete(ObjectRef { kind, id }));
+            }
+            StoreAction::Update(obj) => {
+                let (kind, id) = (obj.kind(), obj.id());
+                let Some(old) = self.tables.get_object(kind, &id) else {
+                    return Err(StoreError::NotFound { kind, id });
+                };
+                let (current, given) = (old.meta().version.0, obj.meta().version.0);
+                if current != given {
+                    return Err(StoreError::VersionConflict {
+                        kind,
+                        id,
+                        current,
+                        given,
+                    });
+                }
+                if let (Object::Task(o), Object::Task(n)) = (&old, &obj) {
+                    if !o.status.state.can_transition_to(n.status.state) {
+                        return Err(StoreError::StateRegression {
+                            id,
+                            from: o.status.state,
+                            to: n.status.state,
+                        });
+                    }
+                }
+                self.check_name_free(&obj, Some(&old))?;
+                let meta = Meta {
+                    version: Version(index),
+                    created_at: old.meta().created_at,
+                    updated_at: ts,
+                };
+                let obj = obj.with_meta(meta);
+                if let Some(ev) = events {
+                    ev.push(Event::Updated {
+                        old: old.clone(),
+                        new: obj.clone(),
+                    });
+                }
+                self.tables.put(obj);
+                undo.push(Undo::Put(old));
+            }
+            StoreAction::Remove(r) => {
+                let Some(old) = self.tables.get_object(r.kind, &r.id) else {
+                    return Err(StoreError::NotFound {
+                        kind: r.kind,
+                        id: r.id,
+                    });
+                };
+                self.check_not_in_use(&old)?;
+                self.tables.delete(r.kind, &r.id);
+                if let Some(ev) = events {
+                    ev.push(Event::Removed(old.clone()));
+                }
+                undo.push(Undo::Put(old));
+            }
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self, undo: Vec<Undo>) {
+        for u in undo.into_iter().rev() {
+            match u {
+                Undo::Delete(r) => {
+                    self.tables.delete(r.kind, &r.id);
+                }
+                Undo::Put(o) => {
+                    self.tables.put(o);
+                }
+            }
+        }
+    }
+
+    /// Fails if `obj`'s name is held by another object of its kind (`old` is the object being
+    /// replaced, whose own name does not count).
+    fn check_name_free(&self, obj: &Object, old: Option<&Object>) -> Result<(), StoreError> {
+        let kind = obj.kind();
+        if !kind.has_unique_names() {
+            return Ok(());
+        }
+        match self.tables.id_by_name(kind, obj.name()) {
+            Some(holder) if Some(holder) != old.map(Object::id) => Err(StoreError::NameConflict {
+                kind,
+                name: obj.name().to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn users_of(&self, obj: &Object) -> Vec<String> {
+        let services: Vec<&Arc<Service>> = match obj {
+            Object::Secret(s) => self.services_by_secret(&s.id).collect(),
+            Object::Config(c) => self.services_by_config(&c.id).collect(),
+            Object::Network(n) => self.services_by_network(n.id.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        let mut names: Vec<String> = services
+            .into_iter()
+            .map(|s| s.spec.annotations.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn check_not_in_use(&self, obj: &Object) -> Result<(), StoreError> {
+        let users = self.users_of(obj);
+        if users.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::InUse {
+                kind: obj.kind(),
+                name: obj.name().to_string(),
+                services: users,
+            })
+        }
+    }
+
+    // ---- snapshots ----------------------------------------------------------------------------
+
+    /// Every object at the current index. Cheap: it shares the objects (reference counts).
+    pub fn snapshot(&self) -> StoreSnapshot {
+        fn all<T: StoreObject>(s: &Store) -> Vec<Arc<T>> {
+            s.iter::<T>().cloned().collect()
+        }
+        StoreSnapshot {
+            format: SNAPSHOT_FORMAT,
+            index: self.index,
+            clusters: all(self),
+            nodes: all(self),
+            services: all(self),
+            tasks: all(self),
+            secrets: all(self),
+            configs: all(self),
+            networks: all(self),
+        }
+    }
+
+    /// Replaces every object with the snapshot's and rebuilds the indexes. Watchers stay subscribed
+    /// and receive [`Event::Reset`]: they must re-read the store.
+    pub fn restore(&mut self, snap: StoreSnapshot) {
+        let mut tables = Tables::default();
+        let StoreSnapshot {
+            clusters,
+            nodes,
+            services,
+            tasks,
+            secrets,
+            configs,
+            networks,
+            index,
+            ..
+        } = snap;
+        let objects = clusters
+            .into_iter()
+            .map(Object::Cluster)
+            .chain(nodes.into_iter().map(Object::Node))
+            .chain(services.into_iter().map(Object::Service))
+            .chain(tasks.into_iter().map(Object::Task))
+            .chain(secrets.into_iter().map(Object::Secret))
+            .chain(configs.into_iter().map(Object::Config))
+            .chain(networks.into_iter().map(Object::Network));
+        for o in objects {
+            tables.put(o);
+        }
+        self.tables = tables;
+        self.index = index;
+        self.publish(&[Event::Reset { index }]);
+    }
+
+    // ---- watches ------------------------------------------------------------------------------
+
+    /// Subscribes to future events matching `filter`. To also read the current state with no gap,
+    /// call this while holding the same borrow you read with (see [`SharedStore::view_and_watch`]).
+    pub fn watch(&mut self, filter: WatchFilter) -> Watcher {
+        let (sub, watcher) = watch::channel(filter);
+        self.subscriptions.push(sub);
+        watcher
+    }
+
+    fn publish(&mut self, events: &[Event]) {
+        self.subscriptions.retain(|s| s.deliver(events));
+    }
+}
+
+/// The smallest full id with this prefix, or `None` if the prefix is too long to be an id prefix.
+fn pad_id(prefix: &str) -> Option<Id> {
+    if prefix.len() > crate::id::ID_LEN {
+        return None;
+    }
+    let mut s = String::with_capacity(crate::id::ID_LEN);
+    s.push_str(prefix);
+    while s.len() < crate::id::ID_LEN {
+        s.push('0');
+    }
+    Id::parse(&s).ok()
+}

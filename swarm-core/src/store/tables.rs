@@ -1,0 +1,305 @@
+//! The store's tables and secondary indexes. Every write goes through [`Tables::put`] and
+//! [`Tables::delete`], which keep all indexes in step; nothing else mutates a table.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::id::Id;
+use crate::object::{Object, ObjectKind, StoreObject};
+use crate::objects::cluster::Cluster;
+use crate::objects::network::Network;
+use crate::objects::node::Node;
+use crate::objects::secret::{Config, Secret};
+use crate::objects::service::Service;
+use crate::objects::task::{Task, TaskState};
+
+/// One kind's objects, ordered by id (so iteration and encoding are deterministic), plus the unique
+/// lowercase-name index for kinds that have one.
+#[derive(Clone, Debug)]
+#[allow(unreachable_pub)]
+pub struct Table<T> {
+    pub(crate) by_id: BTreeMap<Id, Arc<T>>,
+    pub(crate) by_name: BTreeMap<String, Id>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
+            by_id: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+        }
+    }
+}
+
+/// Name index key: names are unique case-insensitively, as in SwarmKit.
+pub(crate) fn name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+type Set = BTreeSet<Id>;
+
+/// Task indexes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TaskIndexes {
+    pub(crate) by_service: HashMap<Id, Set>,
+    pub(crate) by_node: HashMap<Id, Set>,
+    pub(crate) by_slot: HashMap<(Id, u64), Set>,
+    pub(crate) by_desired: BTreeMap<TaskState, Set>,
+}
+
+/// Reverse references from services to the secrets, configs and networks they use.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RefIndexes {
+    pub(crate) by_secret: HashMap<Id, Set>,
+    pub(crate) by_config: HashMap<Id, Set>,
+    pub(crate) by_network: HashMap<String, Set>,
+}
+
+/// All tables and indexes.
+#[derive(Clone, Debug, Default)]
+#[allow(unreachable_pub)]
+pub struct Tables {
+    pub(crate) clusters: Table<Cluster>,
+    pub(crate) nodes: Table<Node>,
+    pub(crate) services: Table<Service>,
+    pub(crate) tasks: Table<Task>,
+    pub(crate) secrets: Table<Secret>,
+    pub(crate) configs: Table<Config>,
+    pub(crate) networks: Table<Network>,
+    pub(crate) task_idx: TaskIndexes,
+    pub(crate) refs: RefIndexes,
+}
+
+/// Ties a stored type to its table. Public only so that [`StoreObject`] can require it (a sealed
+/// trait): this module is private, so nothing outside the crate can implement or call it.
+#[allow(unreachable_pub)]
+pub trait Tabled: Sized {
+    /// The table of this kind.
+    fn table(t: &Tables) -> &Table<Self>;
+    /// The table of this kind, mutably.
+    fn table_mut(t: &mut Tables) -> &mut Table<Self>;
+}
+
+macro_rules! tabled {
+    ($ty:ty, $field:ident) => {
+        impl Tabled for $ty {
+            fn table(t: &Tables) -> &Table<Self> {
+                &t.$field
+            }
+            fn table_mut(t: &mut Tables) -> &mut Table<Self> {
+                &mut t.$field
+            }
+        }
+    };
+}
+
+tabled!(Cluster, clusters);
+tabled!(Node, nodes);
+tabled!(Service, services);
+tabled!(Task, tasks);
+tabled!(Secret, secrets);
+tabled!(Config, configs);
+tabled!(Network, networks);
+
+fn set_add<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Set>, k: K, id: Id) {
+    m.entry(k).or_default().insert(id);
+}
+
+fn set_del<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Set>, k: &K, id: &Id) {
+    if let Some(s) = m.get_mut(k) {
+        s.remove(id);
+        if s.is_empty() {
+            m.remove(k);
+        }
+    }
+}
+
+impl Tables {
+    /// Looks an object up by kind and id.
+    pub(crate) fn get_object(&self, kind: ObjectKind, id: &Id) -> Option<Object> {
+        fn g<T: StoreObject>(t: &Tables, id: &Id) -> Option<Object> {
+            T::table(t).by_id.get(id).map(|o| o.clone().into_object())
+        }
+        match kind {
+            ObjectKind::Cluster => g::<Cluster>(self, id),
+            ObjectKind::Node => g::<Node>(self, id),
+            ObjectKind::Service => g::<Service>(self, id),
+            ObjectKind::Task => g::<Task>(self, id),
+            ObjectKind::Secret => g::<Secret>(self, id),
+            ObjectKind::Config => g::<Config>(self, id),
+            ObjectKind::Network => g::<Network>(self, id),
+        }
+    }
+
+    /// Id of the object of `kind` holding `name` (unique-name kinds only).
+    pub(crate) fn id_by_name(&self, kind: ObjectKind, name: &str) -> Option<Id> {
+        fn g<T: StoreObject>(t: &Tables, name: &str) -> Option<Id> {
+            T::table(t).by_name.get(&name_key(name)).copied()
+        }
+        match kind {
+            ObjectKind::Cluster => g::<Cluster>(self, name),
+            ObjectKind::Service => g::<Service>(self, name),
+            ObjectKind::Secret => g::<Secret>(self, name),
+            ObjectKind::Config => g::<Config>(self, name),
+            ObjectKind::Network => g::<Network>(self, name),
+            ObjectKind::Node | ObjectKind::Task => None,
+        }
+    }
+
+    /// Inserts or replaces `obj`, keeping every index in step. Returns the previous object.
+    /// Callers have already checked uniqueness and versions.
+    pub(crate) fn put(&mut self, obj: Object) -> Option<Object> {
+        fn put_in<T: StoreObject>(t: &mut Tables, o: Arc<T>) -> Option<Arc<T>> {
+            let table = T::table_mut(t);
+            let old = table.by_id.insert(o.id(), o.clone());
+            if T::KIND.has_unique_names() {
+                if let Some(old) = &old {
+                    if old.index_name() != o.index_name() {
+                        table.by_name.remove(&name_key(old.index_name()));
+                    }
+                }
+                table.by_name.insert(name_key(o.index_name()), o.id());
+            }
+            old
+        }
+        match obj {
+            Object::Task(t) => {
+                let old = put_in(self, t.clone());
+                self.reindex_task(old.as_deref(), Some(&t));
+                old.map(Object::Task)
+            }
+            Object::Service(s) => {
+                let old = put_in(self, s.clone());
+                self.reindex_service(old.as_deref(), Some(&s));
+                old.map(Object::Service)
+            }
+            Object::Cluster(o) => put_in(self, o).map(Object::Cluster),
+            Object::Node(o) => put_in(self, o).map(Object::Node),
+            Object::Secret(o) => put_in(self, o).map(Object::Secret),
+            Object::Config(o) => put_in(self, o).map(Object::Config),
+            Object::Network(o) => put_in(self, o).map(Object::Network),
+        }
+    }
+
+    /// Deletes an object, keeping every index in step. Returns it.
+    pub(crate) fn delete(&mut self, kind: ObjectKind, id: &Id) -> Option<Object> {
+        fn del<T: StoreObject>(t: &mut Tables, id: &Id) -> Option<Arc<T>> {
+            let table = T::table_mut(t);
+            let old = table.by_id.remove(id)?;
+            if T::KIND.has_unique_names() {
+                table.by_name.remove(&name_key(old.index_name()));
+            }
+            Some(old)
+        }
+        match kind {
+            ObjectKind::Task => {
+                let old = del::<Task>(self, id)?;
+                self.reindex_task(Some(&old), None);
+                Some(Object::Task(old))
+            }
+            ObjectKind::Service => {
+                let old = del::<Service>(self, id)?;
+                self.reindex_service(Some(&old), None);
+                Some(Object::Service(old))
+            }
+            ObjectKind::Cluster => del::<Cluster>(self, id).map(Object::Cluster),
+            ObjectKind::Node => del::<Node>(self, id).map(Object::Node),
+            ObjectKind::Secret => del::<Secret>(self, id).map(Object::Secret),
+            ObjectKind::Config => del::<Config>(self, id).map(Object::Config),
+            ObjectKind::Network => del::<Network>(self, id).map(Object::Network),
+        }
+    }
+
+    /// Updates task indexes from `old` to `new`, touching only the keys that changed (a status update
+    /// changes none of them, which keeps the hottest write cheap).
+    fn reindex_task(&mut self, old: Option<&Task>, new: Option<&Task>) {
+        let ix = &mut self.task_idx;
+        let id = old.or(new).map(|t| t.id);
+        let Some(id) = id else { return };
+        let (o_svc, n_svc) = (old.map(|t| t.service_id), new.map(|t| t.service_id));
+        if o_svc != n_svc {
+            if let Some(s) = o_svc {
+                set_del(&mut ix.by_service, &s, &id);
+            }
+            if let Some(s) = n_svc {
+                set_add(&mut ix.by_service, s, id);
+            }
+        }
+        let (o_node, n_node) = (old.and_then(|t| t.node_id), new.and_then(|t| t.node_id));
+        if o_node != n_node {
+            if let Some(n) = o_node {
+                set_del(&mut ix.by_node, &n, &id);
+            }
+            if let Some(n) = n_node {
+                set_add(&mut ix.by_node, n, id);
+            }
+        }
+        let (o_slot, n_slot) = (
+            old.map(|t| (t.service_id, t.slot)),
+            new.map(|t| (t.service_id, t.slot)),
+        );
+        if o_slot != n_slot {
+            if let Some(k) = o_slot {
+                set_del(&mut ix.by_slot, &k, &id);
+            }
+            if let Some(k) = n_slot {
+                set_add(&mut ix.by_slot, k, id);
+            }
+        }
+        let (o_des, n_des) = (old.map(|t| t.desired_state), new.map(|t| t.desired_state));
+        if o_des != n_des {
+            if let Some(d) = o_des {
+                if let Some(s) = ix.by_desired.get_mut(&d) {
+                    s.remove(&id);
+                    if s.is_empty() {
+                        ix.by_desired.remove(&d);
+                    }
+                }
+            }
+            if let Some(d) = n_des {
+                ix.by_desired.entry(d).or_default().insert(id);
+            }
+        }
+    }
+
+    fn reindex_service(&mut self, old: Option<&Service>, new: Option<&Service>) {
+        let refs = |s: Option<&Service>| -> (Set, Set, BTreeSet<String>) {
+            let mut a = Set::new();
+            let mut b = Set::new();
+            let mut c = BTreeSet::new();
+            if let Some(s) = s {
+                // Only the current spec counts, as in SwarmKit: after `--secret-rm` the old secret
+                // may be removed even though `previous_spec` still names it.
+                let spec = &s.spec;
+                a.extend(spec.task.container.secrets.iter().map(|r| r.secret_id));
+                b.extend(spec.task.container.configs.iter().map(|r| r.config_id));
+                c.extend(spec.task.networks.iter().map(|n| n.target.clone()));
+            }
+            (a, b, c)
+        };
+        let Some(id) = old.or(new).map(|s| s.id) else {
+            return;
+        };
+        let (os, oc, on) = refs(old);
+        let (ns, nc, nn) = refs(new);
+        let r = &mut self.refs;
+        for k in os.difference(&ns) {
+            set_del(&mut r.by_secret, k, &id);
+        }
+        for k in ns.difference(&os) {
+            set_add(&mut r.by_secret, *k, id);
+        }
+        for k in oc.difference(&nc) {
+            set_del(&mut r.by_config, k, &id);
+        }
+        for k in nc.difference(&oc) {
+            set_add(&mut r.by_config, *k, id);
+        }
+        for k in on.difference(&nn) {
+            set_del(&mut r.by_network, k, &id);
+        }
+        for k in nn.difference(&on) {
+            set_add(&mut r.by_network, k.clone(), id);
+        }
+    }
+}
