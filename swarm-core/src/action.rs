@@ -55,10 +55,15 @@ pub fn encode_actions(actions: &[StoreAction]) -> Vec<u8> {
     bincode::serialize(actions).unwrap_or_default()
 }
 
-/// Decodes a list of actions from untrusted bytes, refusing anything larger than
-/// [`MAX_DECODE_BYTES`] before allocating it.
+/// Decodes a list of actions from untrusted bytes, refusing input larger than
+/// [`MAX_DECODE_BYTES`]. Length prefixes larger than the input fail without allocating them (serde
+/// caps pre-allocation), and trailing bytes are refused.
 pub fn decode_actions(bytes: &[u8]) -> Result<Vec<StoreAction>, bincode::Error> {
     use bincode::Options;
+    // bincode 1.3 does not enforce `with_limit` on slices; check the size here.
+    if bytes.len() as u64 > MAX_DECODE_BYTES {
+        return Err(Box::new(bincode::ErrorKind::SizeLimit));
+    }
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
         .reject_trailing_bytes()

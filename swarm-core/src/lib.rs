@@ -19,6 +19,7 @@
 //! - [`action`]: [`StoreAction`] and [`Batch`], what raft replicates.
 //! - [`store`]: [`Store`], [`SharedStore`], transactions ([`Tx`]) and watches ([`Watcher`]).
 //! - [`proposer`]: the [`Proposer`] trait, [`LocalProposer`] and the [`update`] helper.
+//! - `testing` (feature `testing`): fixtures for tests and benchmarks.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod action;
@@ -31,6 +32,8 @@ pub mod objects;
 pub mod placement;
 pub mod proposer;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod validate;
 

@@ -142,6 +142,13 @@ impl StoreSnapshot {
     /// Decodes untrusted bytes, refusing to allocate more than `limit` bytes.
     pub fn decode(bytes: &[u8], limit: u64) -> Result<StoreSnapshot, StoreError> {
         use bincode::Options;
+        // bincode 1.3 does not enforce `with_limit` when reading from a slice, so check here.
+        if bytes.len() as u64 > limit {
+            return Err(StoreError::Snapshot(format!(
+                "{} bytes is over the {limit}-byte limit",
+                bytes.len()
+            )));
+        }
         let snap: StoreSnapshot = bincode::DefaultOptions::new()
             .with_fixint_encoding()
             .reject_trailing_bytes()
