@@ -24,6 +24,7 @@
 
 pub mod action;
 pub mod constraint;
+pub mod dispatch;
 pub mod duration;
 pub mod id;
 pub mod meta;
