@@ -28,7 +28,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -71,7 +74,11 @@ fn main() {
         let (st, used) = fill(shared);
         println!(
             "heap per stored task ({}): {} bytes ({} tasks, {:.1} MiB total, indexes included)",
-            if shared { "spec shared per service version" } else { "own spec copy per task" },
+            if shared {
+                "spec shared per service version"
+            } else {
+                "own spec copy per task"
+            },
             used / N as isize,
             N,
             used as f64 / (1024.0 * 1024.0)

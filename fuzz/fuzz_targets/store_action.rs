@@ -6,6 +6,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(actions) = swarm_core::action::decode_actions(data) {
         let again = swarm_core::action::encode_actions(&actions);
-        assert_eq!(swarm_core::action::decode_actions(&again).ok(), Some(actions));
+        assert_eq!(
+            swarm_core::action::decode_actions(&again).ok(),
+            Some(actions)
+        );
     }
 });

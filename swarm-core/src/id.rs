@@ -150,7 +150,10 @@ mod tests {
 
     #[test]
     fn parse_rejects_bad_ids() {
-        assert!(matches!(Id::parse("abc"), Err(IdError::Length { len: 3, .. })));
+        assert!(matches!(
+            Id::parse("abc"),
+            Err(IdError::Length { len: 3, .. })
+        ));
         assert!(matches!(
             Id::parse("ABCDEFGHIJKLMNOPQRSTUVWXY"),
             Err(IdError::Character { .. })

@@ -8,7 +8,9 @@ use crate::time::Timestamp;
 
 /// An object version: the index of the store change (the raft log index) that last wrote the object.
 /// Zero means "never stored".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Version(pub u64);
 
 /// Bookkeeping the store maintains on every object. Callers never set these fields: the store writes

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::action::{encode_actions, Batch, StoreAction, MAX_ACTIONS_PER_BATCH, MAX_PROPOSAL_BYTES};
+use crate::action::{
+    encode_actions, Batch, StoreAction, MAX_ACTIONS_PER_BATCH, MAX_PROPOSAL_BYTES,
+};
 use crate::store::{SharedStore, StoreError, Tx};
 use crate::time::Clock;
 

@@ -14,7 +14,8 @@ use crate::objects::node::{
 };
 use crate::objects::secret::{Config, ConfigSpec, Secret, SecretData, SecretSpec};
 use crate::objects::service::{
-    ContainerSpec, Endpoint, SecretReference, FileTarget, Service, ServiceMode, ServiceSpec, TaskSpec,
+    ContainerSpec, Endpoint, FileTarget, SecretReference, Service, ServiceMode, ServiceSpec,
+    TaskSpec,
 };
 use crate::objects::task::{Task, TaskState, TaskStatus};
 

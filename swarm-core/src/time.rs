@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch. Totally ordered, `Copy`, cheap to compare.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
@@ -27,14 +29,24 @@ impl Timestamp {
         self.0
     }
 
-    /// This timestamp moved forward by `d`, saturating at the far future.
-    pub fn add(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+    /// This timestamp moved forward by `d`, saturating at the far future (also `t + d`).
+    pub fn plus(self, d: Duration) -> Timestamp {
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Time elapsed from `earlier` to `self`; zero if `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: Duration) -> Timestamp {
+        self.plus(d)
     }
 }
 
@@ -79,10 +91,13 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_secs(10);
-        assert_eq!(t.add(Duration::from_secs(5)), Timestamp::from_secs(15));
+        assert_eq!(t + Duration::from_secs(5), Timestamp::from_secs(15));
         assert_eq!(t.since(Timestamp::from_secs(4)), Duration::from_secs(6));
         assert_eq!(Timestamp::from_secs(1).since(t), Duration::ZERO);
-        assert_eq!(Timestamp(u64::MAX).add(Duration::from_secs(1)), Timestamp(u64::MAX));
+        assert_eq!(
+            Timestamp(u64::MAX).plus(Duration::from_secs(1)),
+            Timestamp(u64::MAX)
+        );
     }
 
     #[test]

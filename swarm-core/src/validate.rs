@@ -47,13 +47,19 @@ pub enum SpecError {
     #[error("ContainerSpec: image reference must be provided")]
     MissingImage,
     /// Secret payload size out of range.
-    #[error("secret data must be larger than 0 and less than {} bytes (500 KiB); got {size} bytes", MAX_SECRET_SIZE)]
+    #[error(
+        "secret data must be larger than 0 and less than {} bytes (500 KiB); got {size} bytes",
+        MAX_SECRET_SIZE
+    )]
     SecretSize {
         /// Size given.
         size: usize,
     },
     /// Config payload size out of range.
-    #[error("config data must be larger than 0 and less than {} bytes (1000 KiB); got {size} bytes", MAX_CONFIG_SIZE)]
+    #[error(
+        "config data must be larger than 0 and less than {} bytes (1000 KiB); got {size} bytes",
+        MAX_CONFIG_SIZE
+    )]
     ConfigSize {
         /// Size given.
         size: usize,
@@ -450,7 +456,10 @@ fn validate_ports(spec: &ServiceSpec) -> Result<(), SpecError> {
         if p.published_port > 65535 {
             return Err(SpecError::Port {
                 field,
-                reason: format!("published port {} is out of range 0-65535", p.published_port),
+                reason: format!(
+                    "published port {} is out of range 0-65535",
+                    p.published_port
+                ),
             });
         }
         if p.published_port != 0 && !seen.insert((p.published_port, p.protocol)) {

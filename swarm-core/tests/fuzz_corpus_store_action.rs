@@ -39,9 +39,16 @@ fn seed_files_match_current_encoding() {
         if std::env::var_os("SWARM_WRITE_SEEDS").is_some() {
             std::fs::write(&path, &bytes).unwrap();
         }
-        let on_disk = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with SWARM_WRITE_SEEDS=1 to create)", path.display()));
-        assert_eq!(on_disk, bytes, "{name}: encoding changed; re-create seeds with SWARM_WRITE_SEEDS=1");
+        let on_disk = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run with SWARM_WRITE_SEEDS=1 to create)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            on_disk, bytes,
+            "{name}: encoding changed; re-create seeds with SWARM_WRITE_SEEDS=1"
+        );
         assert_eq!(decode_actions(&on_disk).unwrap(), actions);
     }
 }

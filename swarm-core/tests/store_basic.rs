@@ -46,8 +46,11 @@ fn using_secret(n: u128, name: &str, secret_id: u128) -> Service {
 fn create_sets_meta_and_indexes() {
     let mut st = Store::new();
     let svc = service(1, "web", 2);
-    st.apply(batch(5, vec![create(svc.clone()), create(task(10, &svc, 1))]))
-        .unwrap();
+    st.apply(batch(
+        5,
+        vec![create(svc.clone()), create(task(10, &svc, 1))],
+    ))
+    .unwrap();
     let got = st.get::<Service>(&id(1)).unwrap();
     assert_eq!(got.meta.version.0, 5);
     assert_eq!(got.meta.created_at, Timestamp::from_secs(5));
@@ -142,7 +145,11 @@ fn store_errors_table() {
         let mut st = Store::new();
         st.apply(batch(
             1,
-            vec![create(svc.clone()), create(sec.clone()), create(task(10, &svc, 1))],
+            vec![
+                create(svc.clone()),
+                create(sec.clone()),
+                create(task(10, &svc, 1)),
+            ],
         ))
         .unwrap();
         let before = st.snapshot().encode();
@@ -182,8 +189,11 @@ fn in_use_message_matches_docker() {
 fn removing_reference_frees_secret_even_with_previous_spec() {
     let mut st = Store::new();
     let svc = using_secret(1, "db", 2);
-    st.apply(batch(1, vec![create(secret(2, "pw", b"x")), create(svc.clone())]))
-        .unwrap();
+    st.apply(batch(
+        1,
+        vec![create(secret(2, "pw", b"x")), create(svc.clone())],
+    ))
+    .unwrap();
     let mut upd = (**st.get::<Service>(&id(1)).unwrap()).clone();
     upd.previous_spec = Some(upd.spec.clone());
     upd.spec.task.container.secrets.clear();
@@ -224,7 +234,11 @@ fn tx_merges_writes_and_checks_like_apply() {
             Ok(())
         })
         .unwrap();
-    assert_eq!(actions.len(), 1, "create+update merged, create+remove cancelled");
+    assert_eq!(
+        actions.len(),
+        1,
+        "create+update merged, create+remove cancelled"
+    );
     p.propose_now(actions).unwrap();
     shared.view(|st| {
         let t = st.get::<Task>(&id(10)).unwrap();

@@ -37,12 +37,24 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..5).prop_map(Op::CreateNode),
         (0u8..5, 0u8..3, any::<bool>()).prop_map(|(a, b, c)| Op::UpdateNode(a, b, c)),
         (0u8..5).prop_map(Op::RemoveNode),
-        (0u8..5, 0u8..4, proptest::option::of(0u8..3)).prop_map(|(a, b, c)| Op::CreateService(a, b, c)),
-        (0u8..5, 0u64..5, proptest::option::of(0u8..3), prop::bool::weighted(0.1))
+        (0u8..5, 0u8..4, proptest::option::of(0u8..3))
+            .prop_map(|(a, b, c)| Op::CreateService(a, b, c)),
+        (
+            0u8..5,
+            0u64..5,
+            proptest::option::of(0u8..3),
+            prop::bool::weighted(0.1)
+        )
             .prop_map(|(a, b, c, d)| Op::UpdateService(a, b, c, d)),
         (0u8..5).prop_map(Op::RemoveService),
         (0u8..20, 0u8..5, 1u8..4).prop_map(|(a, b, c)| Op::CreateTask(a, b, c)),
-        (0u8..20, 0u8..14, proptest::option::of(0u8..5), 0u8..14, prop::bool::weighted(0.1))
+        (
+            0u8..20,
+            0u8..14,
+            proptest::option::of(0u8..5),
+            0u8..14,
+            prop::bool::weighted(0.1)
+        )
             .prop_map(|(a, b, c, d, e)| Op::UpdateTask(a, b, c, d, e)),
         (0u8..20).prop_map(Op::RemoveTask),
         (0u8..3, 0u8..3).prop_map(|(a, b)| Op::CreateSecret(a, b)),
@@ -157,14 +169,23 @@ fn check_indexes(st: &Store) -> Result<(), TestCaseError> {
         if let Some(n) = t.node_id {
             by_node.entry(n).or_default().insert(t.id);
         }
-        by_slot.entry((t.service_id, t.slot)).or_default().insert(t.id);
+        by_slot
+            .entry((t.service_id, t.slot))
+            .or_default()
+            .insert(t.id);
         by_desired.entry(t.desired_state).or_default().insert(t.id);
     }
     for n in 0..5u8 {
         let s = id(sid(n));
-        prop_assert_eq!(ids(st.tasks_by_service(&s)), by_service.remove(&s).unwrap_or_default());
+        prop_assert_eq!(
+            ids(st.tasks_by_service(&s)),
+            by_service.remove(&s).unwrap_or_default()
+        );
         let nd = id(nid(n));
-        prop_assert_eq!(ids(st.tasks_by_node(&nd)), by_node.remove(&nd).unwrap_or_default());
+        prop_assert_eq!(
+            ids(st.tasks_by_node(&nd)),
+            by_node.remove(&nd).unwrap_or_default()
+        );
         for slot in 1..4 {
             prop_assert_eq!(
                 ids(st.tasks_by_slot(&s, slot)),
@@ -194,10 +215,18 @@ fn check_indexes(st: &Store) -> Result<(), TestCaseError> {
         prop_assert_eq!(ids(st.services_by_secret(&id(secid(sec)))), want);
     }
     for s in st.iter::<Service>() {
-        prop_assert_eq!(st.get_by_name::<Service>(&s.spec.annotations.name).map(|x| x.id), Some(s.id));
+        prop_assert_eq!(
+            st.get_by_name::<Service>(&s.spec.annotations.name)
+                .map(|x| x.id),
+            Some(s.id)
+        );
     }
     for s in st.iter::<Secret>() {
-        prop_assert_eq!(st.get_by_name::<Secret>(&s.spec.annotations.name).map(|x| x.id), Some(s.id));
+        prop_assert_eq!(
+            st.get_by_name::<Secret>(&s.spec.annotations.name)
+                .map(|x| x.id),
+            Some(s.id)
+        );
     }
     Ok(())
 }

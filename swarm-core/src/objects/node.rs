@@ -38,7 +38,9 @@ pub struct NodeSpec {
 }
 
 /// Manager or worker.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum NodeRole {
     /// Runs tasks only.
     #[default]
@@ -58,7 +60,9 @@ impl NodeRole {
 }
 
 /// Scheduling availability of a node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum NodeAvailability {
     /// New tasks may be placed here.
     #[default]
@@ -121,7 +125,9 @@ pub struct EngineDescription {
 }
 
 /// Liveness state of a node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum NodeState {
     /// Not heard from yet.
     #[default]

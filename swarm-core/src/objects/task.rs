@@ -46,7 +46,9 @@ pub struct Task {
 
 /// Task life-cycle states, in the order a task moves through them. A task's observed state never
 /// moves backwards (see [`TaskState::can_transition_to`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum TaskState {
     /// Just created by an orchestrator.
     #[default]
@@ -224,7 +226,10 @@ mod tests {
         let t = Id::from_u128(9);
         let n = Id::from_u128(7);
         assert_eq!(task_name("web", 3, Some(&n), &t), format!("web.3.{t}"));
-        assert_eq!(task_name("agent", 0, Some(&n), &t), format!("agent.{n}.{t}"));
+        assert_eq!(
+            task_name("agent", 0, Some(&n), &t),
+            format!("agent.{n}.{t}")
+        );
         assert_eq!(task_name("job", 0, None, &t), format!("job.0.{t}"));
     }
 }

@@ -286,7 +286,10 @@ impl Store {
     }
 
     /// Tasks of a service, ordered by id.
-    pub fn tasks_by_service<'a>(&'a self, service: &Id) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+    pub fn tasks_by_service<'a>(
+        &'a self,
+        service: &Id,
+    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
         self.tasks_in(self.tables.task_idx.by_service.get(service))
     }
 
@@ -305,7 +308,10 @@ impl Store {
     }
 
     /// Tasks with this desired state, ordered by id.
-    pub fn tasks_by_desired_state(&self, state: TaskState) -> impl Iterator<Item = &Arc<Task>> + '_ {
+    pub fn tasks_by_desired_state(
+        &self,
+        state: TaskState,
+    ) -> impl Iterator<Item = &Arc<Task>> + '_ {
         self.tasks_in(self.tables.task_idx.by_desired.get(&state))
     }
 
@@ -319,12 +325,18 @@ impl Store {
     }
 
     /// Services whose current spec references this secret.
-    pub fn services_by_secret<'a>(&'a self, secret: &Id) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+    pub fn services_by_secret<'a>(
+        &'a self,
+        secret: &Id,
+    ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
         self.services_in(self.tables.refs.by_secret.get(secret))
     }
 
     /// Services whose current spec references this config.
-    pub fn services_by_config<'a>(&'a self, config: &Id) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
+    pub fn services_by_config<'a>(
+        &'a self,
+        config: &Id,
+    ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
         self.services_in(self.tables.refs.by_config.get(config))
     }
 
@@ -356,7 +368,13 @@ impl Store {
             Vec::new()
         };
         for action in batch.actions {
-            if let Err(e) = self.apply_one(action, batch.index, batch.timestamp, &mut undo, publish.then_some(&mut events)) {
+            if let Err(e) = self.apply_one(
+                action,
+                batch.index,
+                batch.timestamp,
+                &mut undo,
+                publish.then_some(&mut events),
+            ) {
                 self.rollback(undo);
                 return Err(e);
             }

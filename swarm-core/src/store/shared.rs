@@ -36,7 +36,11 @@ impl SharedStore {
     }
 
     /// Runs `f` on a consistent view and subscribes to every later event, with no gap between the two.
-    pub fn view_and_watch<R>(&self, filter: WatchFilter, f: impl FnOnce(&Store) -> R) -> (R, Watcher) {
+    pub fn view_and_watch<R>(
+        &self,
+        filter: WatchFilter,
+        f: impl FnOnce(&Store) -> R,
+    ) -> (R, Watcher) {
         let mut store = self.write();
         let r = f(&store);
         let w = store.watch(filter);

@@ -71,7 +71,10 @@ impl<'a> Tx<'a> {
 
     /// The object of type `T` with this id, as this transaction sees it.
     pub fn get<T: StoreObject>(&self, id: &Id) -> Option<Arc<T>> {
-        let r = ObjectRef { kind: T::KIND, id: *id };
+        let r = ObjectRef {
+            kind: T::KIND,
+            id: *id,
+        };
         match self.touched.get(&r) {
             Some((o, _)) => o.as_ref().and_then(T::from_object).cloned(),
             None => self.store.get::<T>(id).cloned(),
@@ -92,7 +95,8 @@ impl<'a> Tx<'a> {
         }
         let o = self.store.get_by_name::<T>(name)?;
         // Committed holder may have been renamed or removed in this transaction.
-        self.get::<T>(&o.id()).filter(|o| name_key(o.index_name()) == key)
+        self.get::<T>(&o.id())
+            .filter(|o| name_key(o.index_name()) == key)
     }
 
     /// All objects of type `T` as this transaction sees them, ordered by id.
@@ -103,13 +107,17 @@ impl<'a> Tx<'a> {
     /// Tasks of a service as this transaction sees them.
     pub fn tasks_by_service(&self, service: &Id) -> Vec<Arc<Task>> {
         let s = *service;
-        self.overlay(self.store.tasks_by_service(service), move |t: &Task| t.service_id == s)
+        self.overlay(self.store.tasks_by_service(service), move |t: &Task| {
+            t.service_id == s
+        })
     }
 
     /// Tasks on a node as this transaction sees them.
     pub fn tasks_by_node(&self, node: &Id) -> Vec<Arc<Task>> {
         let n = *node;
-        self.overlay(self.store.tasks_by_node(node), move |t: &Task| t.node_id == Some(n))
+        self.overlay(self.store.tasks_by_node(node), move |t: &Task| {
+            t.node_id == Some(n)
+        })
     }
 
     /// Committed objects from `base`, with this transaction's writes applied and its new objects that
@@ -120,7 +128,12 @@ impl<'a> Tx<'a> {
         pred: impl Fn(&T) -> bool,
     ) -> Vec<Arc<T>> {
         let mut out: Vec<Arc<T>> = base
-            .filter(|o| !self.touched.contains_key(&ObjectRef { kind: T::KIND, id: o.id() }))
+            .filter(|o| {
+                !self.touched.contains_key(&ObjectRef {
+                    kind: T::KIND,
+                    id: o.id(),
+                })
+            })
             .cloned()
             .collect();
         for (r, (o, _)) in &self.touched {
@@ -174,7 +187,10 @@ impl<'a> Tx<'a> {
         let obj = obj.into();
         let r = obj.object_ref();
         if self.current(r).is_some() {
-            return Err(StoreError::AlreadyExists { kind: r.kind, id: r.id });
+            return Err(StoreError::AlreadyExists {
+                kind: r.kind,
+                id: r.id,
+            });
         }
         self.check_name(&obj)?;
         self.actions.push(StoreAction::Create(obj.clone()));
@@ -187,7 +203,10 @@ impl<'a> Tx<'a> {
         let obj = obj.into();
         let r = obj.object_ref();
         let Some(cur) = self.current(r) else {
-            return Err(StoreError::NotFound { kind: r.kind, id: r.id });
+            return Err(StoreError::NotFound {
+                kind: r.kind,
+                id: r.id,
+            });
         };
         if cur.meta().version != obj.meta().version {
             return Err(StoreError::VersionConflict {
@@ -267,15 +286,36 @@ impl<'a> Tx<'a> {
 
     fn users_of(&self, obj: &Object) -> Vec<String> {
         let uses = |s: &Service| match obj {
-            Object::Secret(x) => s.spec.task.container.secrets.iter().any(|r| r.secret_id == x.id),
-            Object::Config(x) => s.spec.task.container.configs.iter().any(|r| r.config_id == x.id),
-            Object::Network(x) => s.spec.task.networks.iter().any(|n| n.target == x.id.as_str()),
+            Object::Secret(x) => s
+                .spec
+                .task
+                .container
+                .secrets
+                .iter()
+                .any(|r| r.secret_id == x.id),
+            Object::Config(x) => s
+                .spec
+                .task
+                .container
+                .configs
+                .iter()
+                .any(|r| r.config_id == x.id),
+            Object::Network(x) => s
+                .spec
+                .task
+                .networks
+                .iter()
+                .any(|n| n.target == x.id.as_str()),
             _ => false,
         };
         let committed: Vec<Arc<Service>> = match obj {
             Object::Secret(s) => self.store.services_by_secret(&s.id).cloned().collect(),
             Object::Config(c) => self.store.services_by_config(&c.id).cloned().collect(),
-            Object::Network(n) => self.store.services_by_network(n.id.as_str()).cloned().collect(),
+            Object::Network(n) => self
+                .store
+                .services_by_network(n.id.as_str())
+                .cloned()
+                .collect(),
             _ => return Vec::new(),
         };
         let mut names: Vec<String> = self

@@ -100,7 +100,10 @@ impl WatchFilter {
     }
 
     /// Additionally require `pred` to hold for the event's object (for updates: old or new state).
-    pub fn with_predicate(mut self, pred: impl Fn(&Object) -> bool + Send + Sync + 'static) -> Self {
+    pub fn with_predicate(
+        mut self,
+        pred: impl Fn(&Object) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.predicate = Some(Arc::new(pred));
         self
     }
@@ -250,12 +253,19 @@ impl Watcher {
 
     /// Waits for the next event.
     pub fn recv(&self) -> impl Future<Output = Result<Event, WatchError>> + '_ {
-        Recv { w: self, many: false }.map_one()
+        Recv {
+            w: self,
+            many: false,
+        }
+        .map_one()
     }
 
     /// Waits until at least one event is queued, then takes all queued events.
     pub fn recv_many(&self) -> impl Future<Output = Result<Vec<Event>, WatchError>> + '_ {
-        Recv { w: self, many: true }
+        Recv {
+            w: self,
+            many: true,
+        }
     }
 }
 
