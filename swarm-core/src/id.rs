@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn from_u128_is_ordered() {
         assert!(Id::from_u128(1) < Id::from_u128(2));
-        assert_eq!(Id::from_u128(35).as_str(), "00000000000000000000000z");
+        assert_eq!(Id::from_u128(35).as_str(), "000000000000000000000000z");
     }
 
     #[test]
