@@ -1,0 +1,362 @@
+//! Spec validation, one row per rule: a spec mutation and the error (and message) it must produce.
+
+use std::time::Duration;
+
+use swarm_core::objects::service::{
+    FileTarget, HealthConfig, Mount, MountKind, PortConfig, SecretReference, TmpfsOptions,
+};
+use swarm_core::testing::{config, id, secret, service};
+use swarm_core::validate::{
+    service_mode, validate_cluster_spec, validate_config_spec, validate_secret_spec,
+    validate_service_spec, validate_service_update, SpecError,
+};
+use swarm_core::{ServiceMode, ServiceSpec};
+
+fn base() -> ServiceSpec {
+    service(1, "web", 3).spec
+}
+
+fn sref(name: &str, target: &str) -> SecretReference {
+    SecretReference {
+        secret_id: id(9),
+        secret_name: name.into(),
+        target: FileTarget {
+            name: target.into(),
+            uid: "0".into(),
+            gid: "0".into(),
+            mode: 0o444,
+        },
+    }
+}
+
+/// (case, mutation, Some(message substring) or None for valid)
+type Case = (&'static str, fn(&mut ServiceSpec), Option<&'static str>);
+
+#[test]
+fn service_spec_rules() {
+    let cases: Vec<Case> = vec![
+        ("valid", |_| {}, None),
+        (
+            "empty name",
+            |s| s.annotations.name.clear(),
+            Some("service name must not be empty"),
+        ),
+        (
+            "bad name",
+            |s| s.annotations.name = "-web".into(),
+            Some("invalid name \"-web\""),
+        ),
+        (
+            "long name",
+            |s| s.annotations.name = "a".repeat(64),
+            Some("at most 63"),
+        ),
+        (
+            "no image",
+            |s| s.task.container.image.clear(),
+            Some("image reference must be provided"),
+        ),
+        (
+            "cpu too small",
+            |s| s.task.resources.reservations.nano_cpus = 999_999,
+            Some("invalid cpu value 0.000999999 in Resources.Reservations"),
+        ),
+        (
+            "cpu negative",
+            |s| s.task.resources.limits.nano_cpus = -1,
+            Some("invalid cpu value"),
+        ),
+        (
+            "cpu ok",
+            |s| s.task.resources.reservations.nano_cpus = 1_000_000,
+            None,
+        ),
+        (
+            "memory too small",
+            |s| s.task.resources.limits.memory_bytes = 4 * 1024 * 1024 - 1,
+            Some("invalid memory value 4194303 in Resources.Limits: must be at least 4MiB"),
+        ),
+        (
+            "memory ok",
+            |s| s.task.resources.limits.memory_bytes = 4 * 1024 * 1024,
+            None,
+        ),
+        (
+            "bad constraint",
+            |s| s.task.placement.constraints = vec!["node.labels.x = y".into()],
+            Some("invalid placement constraint"),
+        ),
+        (
+            "good constraint",
+            |s| {
+                s.task.placement.constraints =
+                    vec!["node.labels.x==y".into(), "node.role!=manager".into()]
+            },
+            None,
+        ),
+        (
+            "bad preference",
+            |s| s.task.placement.preferences = vec!["node.nolabel".into()],
+            Some("invalid placement preference"),
+        ),
+        (
+            "good preference",
+            |s| s.task.placement.preferences = vec!["node.labels.rack".into()],
+            None,
+        ),
+        (
+            "ratio above 1",
+            |s| s.update.max_failure_ratio = 1.5,
+            Some("UpdateConfig.MaxFailureRatio must be between 0 and 1"),
+        ),
+        (
+            "ratio negative",
+            |s| s.rollback.max_failure_ratio = -0.1,
+            Some("RollbackConfig.MaxFailureRatio"),
+        ),
+        (
+            "duplicate secret target",
+            |s| s.task.container.secrets = vec![sref("a", "t"), sref("b", "t")],
+            Some("secret references 'a' and 'b' have a conflicting target: 't'"),
+        ),
+        (
+            "empty secret target",
+            |s| s.task.container.secrets = vec![sref("a", "")],
+            Some("target file name must not be empty"),
+        ),
+        (
+            "max replicas on global",
+            |s| {
+                s.mode = ServiceMode::Global;
+                s.task.placement.max_replicas = 2
+            },
+            Some("max replicas per node can only be used with replicated"),
+        ),
+        (
+            "job with update config",
+            |s| {
+                s.mode = ServiceMode::GlobalJob;
+                s.update.parallelism = 3
+            },
+            Some("jobs may not have an update config"),
+        ),
+        (
+            "job without update config",
+            |s| {
+                s.mode = ServiceMode::ReplicatedJob {
+                    max_concurrent: 2,
+                    total_completions: 4,
+                }
+            },
+            None,
+        ),
+        (
+            "health interval below 1ms",
+            |s| {
+                s.task.container.healthcheck = Some(HealthConfig {
+                    test: vec!["CMD".into(), "true".into()],
+                    interval: Some(Duration::from_micros(10)),
+                    ..Default::default()
+                })
+            },
+            Some("Interval in Healthcheck cannot be less than 1ms"),
+        ),
+        (
+            "health unknown test",
+            |s| {
+                s.task.container.healthcheck = Some(HealthConfig {
+                    test: vec!["RUN".into()],
+                    ..Default::default()
+                })
+            },
+            Some("unknown test type"),
+        ),
+        (
+            "health CMD without command",
+            |s| {
+                s.task.container.healthcheck = Some(HealthConfig {
+                    test: vec!["CMD".into()],
+                    ..Default::default()
+                })
+            },
+            Some("test command must not be empty"),
+        ),
+        (
+            "mount relative target",
+            |s| {
+                s.task.container.mounts = vec![Mount {
+                    kind: MountKind::Volume,
+                    source: "data".into(),
+                    target: "data".into(),
+                    ..Default::default()
+                }]
+            },
+            Some("invalid mount config for type \"volume\": field Target must be an absolute path"),
+        ),
+        (
+            "bind without source",
+            |s| {
+                s.task.container.mounts = vec![Mount {
+                    kind: MountKind::Bind,
+                    target: "/x".into(),
+                    ..Default::default()
+                }]
+            },
+            Some("field Source must not be empty"),
+        ),
+        (
+            "tmpfs with source",
+            |s| {
+                s.task.container.mounts = vec![Mount {
+                    kind: MountKind::Tmpfs,
+                    source: "/x".into(),
+                    target: "/x".into(),
+                    tmpfs: Some(TmpfsOptions::default()),
+                    ..Default::default()
+                }]
+            },
+            Some("field Source must not be specified"),
+        ),
+        (
+            "port target zero",
+            |s| {
+                s.endpoint.ports = vec![PortConfig {
+                    target_port: 0,
+                    ..Default::default()
+                }]
+            },
+            Some("target port 0 is out of range"),
+        ),
+        (
+            "port published out of range",
+            |s| {
+                s.endpoint.ports = vec![PortConfig {
+                    target_port: 80,
+                    published_port: 70000,
+                    ..Default::default()
+                }]
+            },
+            Some("published port 70000 is out of range"),
+        ),
+        (
+            "duplicate published port",
+            |s| {
+                s.endpoint.ports = vec![
+                    PortConfig {
+                        target_port: 80,
+                        published_port: 8080,
+                        ..Default::default()
+                    },
+                    PortConfig {
+                        target_port: 81,
+                        published_port: 8080,
+                        ..Default::default()
+                    },
+                ]
+            },
+            Some("duplicate published port 8080/tcp"),
+        ),
+    ];
+    for (name, mutate, want) in cases {
+        let mut spec = base();
+        mutate(&mut spec);
+        let got = validate_service_spec(&spec);
+        match (want, got) {
+            (None, Ok(())) => {}
+            (Some(msg), Err(e)) => assert!(
+                e.to_string().contains(msg),
+                "case {name}: message {:?} lacks {msg:?}",
+                e.to_string()
+            ),
+            (want, got) => panic!("case {name}: wanted {want:?}, got {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn update_rules() {
+    let old = base();
+    let mut renamed = base();
+    renamed.annotations.name = "api".into();
+    assert!(matches!(
+        validate_service_update(&old, &renamed),
+        Err(SpecError::Rename { .. })
+    ));
+    let mut global = base();
+    global.mode = ServiceMode::Global;
+    let e = validate_service_update(&old, &global).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "service mode change is not allowed (from replicated to global)"
+    );
+    let mut scaled = base();
+    scaled.mode = ServiceMode::Replicated { replicas: 9 };
+    assert_eq!(validate_service_update(&old, &scaled), Ok(()));
+}
+
+#[test]
+fn mode_from_api_shape() {
+    assert_eq!(
+        service_mode(true, Some(3)),
+        Err(SpecError::ReplicasOnGlobal)
+    );
+    assert_eq!(service_mode(true, None), Ok(ServiceMode::Global));
+    assert_eq!(
+        service_mode(false, None),
+        Ok(ServiceMode::Replicated { replicas: 1 })
+    );
+    assert_eq!(
+        service_mode(false, Some(0)),
+        Ok(ServiceMode::Replicated { replicas: 0 })
+    );
+}
+
+#[test]
+fn secret_and_config_sizes() {
+    let cases: Vec<(usize, bool)> = vec![
+        (0, false),
+        (1, true),
+        (500 * 1024 - 1, true),
+        (500 * 1024, false),
+    ];
+    for (size, ok) in cases {
+        let s = secret(1, "pw", &vec![b'x'; size]);
+        let r = validate_secret_spec(&s.spec);
+        assert_eq!(r.is_ok(), ok, "secret of {size} bytes");
+        if let Err(e) = r {
+            assert!(e
+                .to_string()
+                .contains("secret data must be larger than 0 and less than 512000 bytes"));
+        }
+    }
+    for (size, ok) in [
+        (0usize, false),
+        (1000 * 1024 - 1, true),
+        (1000 * 1024, false),
+    ] {
+        let c = config(1, "site.conf", &vec![b'x'; size]);
+        assert_eq!(
+            validate_config_spec(&c.spec).is_ok(),
+            ok,
+            "config of {size} bytes"
+        );
+    }
+    let bad = secret(1, "bad name!", b"x");
+    assert!(matches!(
+        validate_secret_spec(&bad.spec),
+        Err(SpecError::InvalidName { .. })
+    ));
+    let long = secret(1, &"a".repeat(65), b"x");
+    assert!(validate_secret_spec(&long.spec).is_err());
+}
+
+#[test]
+fn cluster_rules() {
+    let mut spec = swarm_core::objects::cluster::ClusterSpec::default();
+    assert_eq!(validate_cluster_spec(&spec), Ok(()));
+    spec.ca.node_cert_expiry = Duration::from_secs(1800);
+    assert!(validate_cluster_spec(&spec)
+        .unwrap_err()
+        .to_string()
+        .contains("minimum certificate expiry time is 1h"));
+}
