@@ -1,0 +1,41 @@
+//! Whether a task must be replaced to match its service: the "dirty" test of rolling updates.
+
+use std::sync::Arc;
+
+use swarm_core::objects::service::TaskSpec;
+use swarm_core::{Node, Service, Task};
+
+use crate::orchestrator::context::{constraints_of, node_matches};
+
+/// Whether `task` no longer matches `service` and must be replaced by a rolling update.
+///
+/// - Same spec version: clean (the service's spec has not changed since the task was made).
+/// - Otherwise dirty if the task spec differs from the service's, which includes a changed
+///   `force_update` counter.
+/// - Except when only the placement changed and the task's node (`node`) still satisfies the new
+///   constraints: such a task keeps running.
+pub fn is_task_dirty(service: &Service, task: &Task, node: Option<&Node>) -> bool {
+    if task.spec_version == service.spec_version {
+        return false;
+    }
+    let want = &service.spec.task;
+    if *task.spec == *want {
+        return false;
+    }
+    if placement_only_change(want, &task.spec) {
+        if let Some(node) = node {
+            return !node_matches(&constraints_of(want), node);
+        }
+    }
+    true
+}
+
+/// Whether `want` and `have` differ only in their placement.
+fn placement_only_change(want: &TaskSpec, have: &Arc<TaskSpec>) -> bool {
+    if want.placement == have.placement {
+        return false;
+    }
+    let mut same_placement = want.clone();
+    same_placement.placement = have.placement.clone();
+    same_placement == **have
+}
