@@ -1,8 +1,60 @@
-//! Consensus for swarm (not built yet).
+//! # swarm-raft: consensus for swarm managers
 //!
-//! This crate will run `openraft` with the `swarm-core` store as its state machine and batches of
-//! `StoreAction`s as log entries, over a segmented write-ahead log whose every record is sealed by
-//! `swarm-secrets`. It will implement `swarm_core::Proposer`, manager membership (join, promote, demote,
-//! remove) and force-new-cluster. Nothing is implemented yet: see the "Consensus over an encrypted,
-//! crash-safe log" issue.
+//! [openraft](https://docs.rs/openraft/0.9) with the swarm-core [`swarm_core::Store`] as its state
+//! machine and batches of [`swarm_core::StoreAction`]s ([`Proposal`]) as log entries, over a
+//! segmented, crash-safe write-ahead log whose every record is sealed by swarm-secrets, with sealed
+//! snapshots. [`RaftNode`] implements [`swarm_core::Proposer`]: followers forward proposals to the
+//! leader, which stamps the batch time; a batch the store refuses is refused on every replica and
+//! answered with `CommitError::Rejected`.
+//!
+//! Data directory of a manager:
+//! ```text
+//! keys          swarm-secrets key file (DEKs wrapped by the KEK; the KEK too unless autolock)
+//! raft-state    vote + last purged log id (CRC-checked, replaced atomically)
+//! wal/*.wal     log segments (see wal::frame for the format)
+//! snap/snapshot.snap   the current snapshot, sealed in chunks (see snapshot)
+//! ```
+//!
+//! # Layout
+//! - [`types`]: openraft type configuration ([`TypeConfig`], [`Proposal`], [`Applied`]).
+//! - [`wal`]: the write-ahead log ([`wal::frame`]: the segment format) with group commit.
+//! - [`log_store`]: openraft's `RaftLogStorage` over the WAL; [`files`]: atomic files, `raft-state`.
+//! - [`snapshot`]: snapshot file and payload formats; [`state_machine`]: openraft's
+//!   `RaftStateMachine` over the store.
+//! - [`keyring`], [`autolock`]: keys on disk, autolock and key rotation.
+//! - [`network`]: the [`Transport`] seam and openraft's network over it; [`router`]: the in-memory
+//!   transport with fault injection.
+//! - [`node`]: [`RaftNode`] (start, propose, reads, RPC handling); [`membership`]: add, demote,
+//!   remove, force-new-cluster, leader step-down.
+//! - [`config`], [`error`], [`wire`] (serializable errors), [`fuzzing`] (fuzz entry points),
+//!   `testing` (feature `testing`: an in-process cluster harness).
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod autolock;
+mod codec;
+pub mod config;
+pub mod error;
+pub mod files;
+pub mod fuzzing;
+pub mod keyring;
+pub mod log_store;
+pub mod membership;
+pub mod network;
+pub mod node;
+pub mod router;
+pub mod snapshot;
+pub mod state_machine;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod types;
+pub mod wal;
+pub mod wire;
+
+pub use config::{NodeConfig, RaftConfig};
+pub use error::{KeyChangeError, MembershipError, StartError, StorageFault};
+pub use keyring::Keyring;
+pub use network::{RaftReply, RaftRpc, Transport, TransportError};
+pub use node::{NodeStatus, RaftNode, StartOptions, SystemClock};
+pub use router::Router;
+pub use types::{Applied, NodeId, Proposal, TypeConfig};
+pub use wal::{OpenReport, Wal, WalOptions};

@@ -1,0 +1,108 @@
+//! Configuration of a manager's raft node, with SwarmKit-compatible defaults where they exist and
+//! the faster timing of this project (SEMANTICS.md, "Raft defaults").
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use swarm_secrets::KdfParams;
+
+use crate::error::StartError;
+use crate::types::NodeId;
+
+/// Raft tunables. Defaults: heartbeat 100 ms, election timeout 1-2 s randomized, a snapshot every
+/// 10 000 entries keeping 500 entries for slow followers, snapshot chunks of 3 MiB (messages stay
+/// under 4 MiB), 64 MiB segments.
+#[derive(Clone, Debug)]
+pub struct RaftConfig {
+    /// Leader heartbeat interval.
+    pub heartbeat: Duration,
+    /// Smallest election timeout.
+    pub election_timeout_min: Duration,
+    /// Largest election timeout (exclusive); each timeout is drawn uniformly between the two.
+    pub election_timeout_max: Duration,
+    /// Take a snapshot after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log below a snapshot, for slow followers.
+    pub keep_logs_after_snapshot: u64,
+    /// Largest snapshot chunk sent in one message.
+    pub snapshot_chunk_bytes: u64,
+    /// Largest number of entries in one append message.
+    pub max_payload_entries: u64,
+    /// How long a proposal may wait for a leader and a quorum before failing with `NoQuorum`.
+    pub propose_timeout: Duration,
+    /// A leader that has not heard from a quorum for this long steps down. Default: the largest
+    /// election timeout plus one heartbeat (after which a majority elsewhere may have elected
+    /// another leader).
+    pub step_down_after: Duration,
+    /// Size at which the WAL starts a new segment.
+    pub segment_bytes: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(1000),
+            election_timeout_max: Duration::from_millis(2000),
+            snapshot_every: 10_000,
+            keep_logs_after_snapshot: 500,
+            snapshot_chunk_bytes: 3 * 1024 * 1024,
+            max_payload_entries: 300,
+            propose_timeout: Duration::from_secs(10),
+            step_down_after: Duration::from_millis(2100),
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// openraft's configuration for these settings.
+    pub fn to_openraft(&self) -> Result<openraft::Config, StartError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if self.snapshot_chunk_bytes > 4 * 1024 * 1024 - 64 * 1024 {
+            return Err(StartError::Config(
+                "snapshot_chunk_bytes must leave messages under 4 MiB".into(),
+            ));
+        }
+        let c = openraft::Config {
+            cluster_name: "swarm".into(),
+            heartbeat_interval: ms(self.heartbeat),
+            election_timeout_min: ms(self.election_timeout_min),
+            election_timeout_max: ms(self.election_timeout_max),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes,
+            max_payload_entries: self.max_payload_entries,
+            ..Default::default()
+        };
+        c.validate().map_err(|e| StartError::Config(e.to_string()))
+    }
+}
+
+/// Everything a manager needs to start its raft node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This manager's raft id.
+    pub id: NodeId,
+    /// Its address on the manager network (given to peers through membership).
+    pub addr: String,
+    /// Data directory: `keys`, `raft-state`, `wal/`, `snap/`.
+    pub data_dir: PathBuf,
+    /// Raft tunables.
+    pub raft: RaftConfig,
+    /// Argon2id cost for stretching unlock keys ([`KdfParams::RECOMMENDED`] outside tests).
+    pub kdf: KdfParams,
+}
+
+impl NodeConfig {
+    /// A configuration with default tunables.
+    pub fn new(id: NodeId, addr: impl Into<String>, data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            id,
+            addr: addr.into(),
+            data_dir: data_dir.into(),
+            raft: RaftConfig::default(),
+            kdf: KdfParams::RECOMMENDED,
+        }
+    }
+}

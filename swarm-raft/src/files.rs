@@ -1,0 +1,156 @@
+//! Small durable files: atomic replacement (write a temporary file, fsync it, rename it over the
+//! old one, fsync the directory) and the `raft-state` file that holds the vote and the purge point.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::StorageFault;
+use crate::types::{LogId, Vote};
+
+/// Name of the file holding the vote and the last purged log id.
+pub const RAFT_STATE_FILE: &str = "raft-state";
+const STATE_MAGIC: [u8; 8] = *b"SWRMSTA1";
+
+/// Replaces `path` with `bytes` atomically and durably: after a crash the file holds either the old
+/// or the new content, never a mix.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageFault> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = tmp_path(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| StorageFault::io("create", &tmp, e))?;
+    f.write_all(bytes)
+        .map_err(|e| StorageFault::io("write", &tmp, e))?;
+    f.sync_all()
+        .map_err(|e| StorageFault::io("fsync", &tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| StorageFault::io("rename", path, e))?;
+    sync_dir(dir)
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Makes a directory's entries (created, renamed, removed files) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), StorageFault> {
+    let d = File::open(dir).map_err(|e| StorageFault::io("open directory", dir, e))?;
+    d.sync_all()
+        .map_err(|e| StorageFault::io("fsync directory", dir, e))
+}
+
+/// Creates a directory (and parents) if missing.
+pub fn ensure_dir(dir: &Path) -> Result<(), StorageFault> {
+    fs::create_dir_all(dir).map_err(|e| StorageFault::io("create directory", dir, e))
+}
+
+/// Reads a whole file; `Ok(None)` if it does not exist.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageFault> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageFault::io("read", path, e)),
+    }
+}
+
+/// What `raft-state` holds. Neither field is secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftStateFile {
+    /// The last vote saved.
+    pub vote: Option<Vote>,
+    /// The last purged log id.
+    pub last_purged: Option<LogId>,
+}
+
+impl RaftStateFile {
+    /// Encodes: magic, CRC32C of the body, body length, body (bincode).
+    pub fn encode(&self) -> Vec<u8> {
+        let body = codec::encode(self);
+        let mut out = Vec::with_capacity(16 + body.len());
+        out.extend_from_slice(&STATE_MAGIC);
+        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes, checking magic, length and checksum. `Err((offset, reason))`.
+    pub fn decode(bytes: &[u8]) -> Result<RaftStateFile, (u64, String)> {
+        if bytes.len() < 16 || bytes[0..8] != STATE_MAGIC {
+            return Err((0, "not a raft-state file (bad magic or too short)".into()));
+        }
+        let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        let len = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+        let body = &bytes[16..];
+        if body.len() != len {
+            return Err((
+                12,
+                format!(
+                    "length field says {len} bytes, the file holds {}",
+                    body.len()
+                ),
+            ));
+        }
+        if crc32c::crc32c(body) != crc {
+            return Err((16, "checksum mismatch".into()));
+        }
+        codec::decode(body, 4096).map_err(|e| (16, e))
+    }
+
+    /// Loads from `dir`, or the default if the file does not exist.
+    pub fn load(dir: &Path) -> Result<RaftStateFile, StorageFault> {
+        let path = dir.join(RAFT_STATE_FILE);
+        match read_optional(&path)? {
+            None => Ok(RaftStateFile::default()),
+            Some(b) => {
+                RaftStateFile::decode(&b).map_err(|(o, r)| StorageFault::corrupt(&path, o, r))
+            }
+        }
+    }
+
+    /// Writes atomically into `dir`.
+    pub fn store(&self, dir: &Path) -> Result<(), StorageFault> {
+        atomic_write(&dir.join(RAFT_STATE_FILE), &self.encode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_file_round_trips_and_detects_damage() {
+        let s = RaftStateFile {
+            vote: Some(Vote::new(3, 1)),
+            last_purged: None,
+        };
+        let mut b = s.encode();
+        assert_eq!(RaftStateFile::decode(&b), Ok(s));
+        let n = b.len();
+        b[n - 1] ^= 1;
+        assert!(RaftStateFile::decode(&b).is_err());
+        assert!(RaftStateFile::decode(&b[..n - 1]).is_err());
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert!(!tmp_path(&p).exists());
+    }
+}

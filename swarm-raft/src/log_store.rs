@@ -1,0 +1,189 @@
+//! openraft's [`RaftLogStorage`] over the [`Wal`], plus the vote and purge point in `raft-state`.
+//!
+//! # To ensure correctness (openraft's list, and how it holds here)
+//! - No hole is left: appends are consecutive or start a new segment; truncate removes a suffix;
+//!   purge a prefix.
+//! - Writes are serialized: every write goes through the WAL's writer lock; `save_vote` and
+//!   `truncate` first wait for every earlier append to be durable (a flush barrier), so no write
+//!   becomes durable before one issued earlier.
+//! - Appended entries are readable when `append` returns; the callback fires once they are fsynced.
+//! - `save_vote` returns only once the vote is durable (write, fsync, atomic rename, fsync dir).
+
+use std::fmt::Debug;
+use std::ops::{Bound, Range, RangeBounds};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageIOError};
+
+use crate::error::StorageFault;
+use crate::files::RaftStateFile;
+use crate::keyring::Keyring;
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::wal::{Done, Wal};
+
+/// Maps a fatal storage fault into openraft's error, keeping the message (file, offset, advice).
+pub(crate) fn fault_to_storage(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    fault: StorageFault,
+) -> StorageError {
+    tracing::error!(error = %fault, "raft storage fault");
+    StorageIOError::new(subject, verb, openraft::AnyError::error(fault.to_string())).into()
+}
+
+struct Inner {
+    wal: Wal,
+    dir: PathBuf,
+    state: Mutex<RaftStateFile>,
+    keys: Arc<Keyring>,
+}
+
+/// The log storage handed to openraft (and its log reader). Cloning shares it.
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+impl Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// Wraps an opened WAL; `dir` holds `raft-state`, whose content is `state`.
+    pub fn new(wal: Wal, dir: PathBuf, state: RaftStateFile, keys: Arc<Keyring>) -> LogStore {
+        LogStore {
+            inner: Arc::new(Inner {
+                wal,
+                dir,
+                state: Mutex::new(state),
+                keys,
+            }),
+        }
+    }
+
+    /// The underlying write-ahead log.
+    pub fn wal(&self) -> &Wal {
+        &self.inner.wal
+    }
+
+    fn store_state(&self, f: impl FnOnce(&mut RaftStateFile)) -> Result<(), StorageFault> {
+        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = st.clone();
+        f(&mut next);
+        next.store(&self.inner.dir)?;
+        *st = next;
+        Ok(())
+    }
+
+    async fn barrier(
+        &self,
+        subject: ErrorSubject<u64>,
+        verb: ErrorVerb,
+    ) -> Result<(), StorageError> {
+        match self.inner.wal.barrier().await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StorageError::from_io_error(subject, verb, e)),
+            Err(_) => Err(fault_to_storage(subject, verb, StorageFault::Closed)),
+        }
+    }
+}
+
+fn to_range<RB: RangeBounds<u64>>(r: &RB) -> Range<u64> {
+    let start = match r.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match r.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    start..end
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.inner
+            .wal
+            .entries(to_range(&range))
+            .map_err(|f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Read, f))
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let (last_purged_log_id, last_log_id) = self.inner.wal.log_state();
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> LogStore {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.barrier(ErrorSubject::Vote, ErrorVerb::Write).await?;
+        let v = *vote;
+        self.store_state(|s| s.vote = Some(v))
+            .map_err(|f| fault_to_storage(ErrorSubject::Vote, ErrorVerb::Write, f))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .vote)
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        self.inner
+            .wal
+            .append(entries, Done::Raft(callback))
+            .map_err(|f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Write, f))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.barrier(ErrorSubject::Logs, ErrorVerb::Delete).await?;
+        self.inner
+            .wal
+            .truncate(log_id.index)
+            .map_err(|f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Delete, f))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let err = |f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Delete, f);
+        self.store_state(|s| s.last_purged = Some(log_id))
+            .map_err(err)?;
+        self.inner.wal.purge(log_id).map_err(err)?;
+        // Nothing at or below the purge point is read again: an old DEK may now be retired.
+        if let Err(e) = self.inner.keys.handle_snapshot(log_id.index) {
+            tracing::warn!(error = %e, "could not retire the previous DEK after purge; will retry at the next purge");
+        }
+        Ok(())
+    }
+}

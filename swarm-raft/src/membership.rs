@@ -1,0 +1,217 @@
+//! Membership: adding a manager (learner first, voter once caught up), demoting and removing one
+//! (refused when it would leave no reachable quorum or no manager), force-new-cluster, and the
+//! leader watchdog that makes an isolated leader step down.
+
+use std::collections::BTreeSet;
+use std::sync::Weak;
+use std::time::Duration;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::raft::VoteRequest;
+use openraft::{ChangeMembers, EntryPayload, ServerState};
+
+use crate::error::{MembershipError, StartError, StorageFault};
+use crate::log_store::LogStore;
+use crate::node::{single_voter, Inner, RaftNode};
+use crate::state_machine::StateMachine;
+use crate::types::{Entry, ManagerNode, NodeId, Vote};
+use crate::wal::{log_id, Done};
+
+impl RaftNode {
+    fn ensure_leader(&self) -> Result<(), MembershipError> {
+        let st = self.status();
+        if st.state == ServerState::Leader {
+            Ok(())
+        } else {
+            Err(MembershipError::NotLeader { leader: st.leader })
+        }
+    }
+
+    fn membership_timeout(&self) -> Duration {
+        self.inner.config.raft.propose_timeout
+    }
+
+    async fn change(
+        &self,
+        change: ChangeMembers<NodeId, ManagerNode>,
+        retain: bool,
+    ) -> Result<(), MembershipError> {
+        let t = self.membership_timeout();
+        match tokio::time::timeout(t, self.inner.raft.change_membership(change, retain)).await {
+            Err(_) => Err(MembershipError::Timeout {
+                timeout_ms: t.as_millis() as u64,
+            }),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(MembershipError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::EmptyMembership(_),
+            )))) => Err(MembershipError::LastManager(self.id())),
+            Ok(Err(e)) => Err(MembershipError::Raft(e.to_string())),
+        }
+    }
+
+    /// Adds manager `id` at `addr`: first as a learner, waiting until it has caught up with the
+    /// log, then as a voter. Call on the leader.
+    pub async fn add_manager(
+        &self,
+        id: NodeId,
+        addr: impl Into<String>,
+    ) -> Result<(), MembershipError> {
+        self.ensure_leader()?;
+        let node = ManagerNode { addr: addr.into() };
+        let t = self.membership_timeout();
+        match tokio::time::timeout(t, self.inner.raft.add_learner(id, node, true)).await {
+            Err(_) => {
+                return Err(MembershipError::Timeout {
+                    timeout_ms: t.as_millis() as u64,
+                })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                return Err(MembershipError::NotLeader {
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(e)) => return Err(MembershipError::Raft(e.to_string())),
+            Ok(Ok(_)) => {}
+        }
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+            .await
+    }
+
+    /// Demotes voter `id` to a non-voting member. Refused if it is the last manager, or if the
+    /// voters left that this leader reached recently would not be a quorum of the voters left.
+    pub async fn demote_manager(&self, id: NodeId) -> Result<(), MembershipError> {
+        self.ensure_leader()?;
+        let st = self.status();
+        if !st.voters.contains(&id) {
+            return Err(if st.learners.contains(&id) {
+                MembershipError::NotMember(id)
+            } else {
+                MembershipError::NotMember(id)
+            });
+        }
+        if st.voters.len() == 1 {
+            return Err(MembershipError::LastManager(id));
+        }
+        let left: Vec<NodeId> = st.voters.iter().copied().filter(|v| *v != id).collect();
+        let within = self.inner.config.raft.step_down_after;
+        let reachable = left
+            .iter()
+            .filter(|v| **v == self.id() || self.inner.health.reachable(**v, within))
+            .count();
+        if reachable * 2 <= left.len() {
+            return Err(MembershipError::WouldLoseQuorum {
+                node: id,
+                reachable,
+                voters: left.len(),
+            });
+        }
+        self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id])), true)
+            .await
+    }
+
+    /// Removes non-voting member `id` from the cluster. A voter must be demoted first.
+    pub async fn remove_manager(&self, id: NodeId) -> Result<(), MembershipError> {
+        self.ensure_leader()?;
+        let st = self.status();
+        if st.voters.contains(&id) {
+            return Err(if st.voters.len() == 1 {
+                MembershipError::LastManager(id)
+            } else {
+                MembershipError::StillVoter(id)
+            });
+        }
+        if !st.learners.contains(&id) {
+            return Err(MembershipError::NotMember(id));
+        }
+        self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+    }
+}
+
+/// Before raft starts: append a membership entry naming only this node as voter, in a new term,
+/// and vote for ourselves in that term. Raft then starts with a one-voter membership, elects this
+/// node and commits the whole local log: every object in the log and snapshot is kept.
+pub(crate) async fn rewrite_as_single_voter(
+    log: &LogStore,
+    sm: &StateMachine,
+    id: NodeId,
+    addr: &str,
+) -> Result<(), StartError> {
+    use openraft::storage::RaftLogStorage;
+    let wal = log.wal();
+    let (_, last) = wal.log_state();
+    let last = last.or(sm.applied().0);
+    let mut log = log.clone();
+    let vote = log
+        .read_vote()
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let term = last
+        .map_or(0, |l| l.leader_id.term)
+        .max(vote.map_or(0, |v| v.leader_id().term))
+        + 1;
+    let index = last.map_or(0, |l| l.index + 1);
+    let entry = Entry {
+        log_id: log_id(term, id, index),
+        payload: EntryPayload::Membership(single_voter(id, addr)),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    wal.append(vec![entry], Done::Barrier(tx))?;
+    match rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(StorageFault::io("fsync", wal.dir(), e).into()),
+        Err(_) => return Err(StorageFault::Closed.into()),
+    }
+    log.save_vote(&Vote::new(term, id))
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    tracing::warn!(
+        id,
+        term,
+        index,
+        "force-new-cluster: this node is now the only voter"
+    );
+    Ok(())
+}
+
+/// Runs while the node lives: a leader that has not heard from a quorum for `step_down_after`
+/// steps down. openraft 0.9 has no call for that, so the watchdog hands the leader a vote request
+/// of a higher term from a non-member carrying the leader's own last log id; granting it makes
+/// the leader a follower (the vote is persisted like any vote and burns one term, as a normal
+/// election would).
+pub(crate) async fn watchdog(node: Weak<Inner>) {
+    loop {
+        let Some(inner) = node.upgrade() else { return };
+        let tick = inner.config.raft.heartbeat;
+        let limit =
+            u64::try_from(inner.config.raft.step_down_after.as_millis()).unwrap_or(u64::MAX);
+        let m = inner.raft.metrics().borrow().clone();
+        let voters = m.membership_config.membership().voter_ids().count();
+        let stale = m.millis_since_quorum_ack.map_or(true, |ms| ms > limit);
+        if m.state == ServerState::Leader && voters > 1 && stale {
+            tracing::warn!(
+                id = m.id,
+                term = m.current_term,
+                "leader lost contact with a quorum; stepping down"
+            );
+            let last = inner.log.wal().log_state().1;
+            let req = VoteRequest {
+                vote: Vote::new(m.current_term + 1, GHOST),
+                last_log_id: last,
+            };
+            if let Err(e) = inner.raft.vote(req).await {
+                tracing::warn!(error = %e, "step-down vote failed");
+            }
+        }
+        drop(inner);
+        tokio::time::sleep(tick).await;
+    }
+}
+
+/// The node id used by the watchdog's step-down vote: never a member.
+pub const GHOST: NodeId = u64::MAX;

@@ -1,0 +1,510 @@
+//! [`RaftNode`]: one manager's raft, wired together: keys, WAL, state machine, openraft, the
+//! transport, and the leader watchdog. It implements [`Proposer`].
+//!
+//! # Calling contract
+//! 1. [`RaftNode::start`] opens the data directory (refusing a locked, corrupt or tampered one).
+//! 2. A brand-new cluster: [`RaftNode::bootstrap`] on one manager. Others start empty and are added
+//!    by the leader ([`RaftNode::add_manager`]).
+//! 3. The transport delivers incoming requests to [`RaftNode::handle_rpc`].
+//! 4. Changes go through [`Proposer::propose`] on any manager (followers forward to the leader);
+//!    linearizable reads call [`RaftNode::read_barrier`] first, then read the store.
+//! 5. [`RaftNode::shutdown`] stops it; the data directory can be reopened.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Membership, ServerState};
+use swarm_core::proposer::check_proposal_size;
+use swarm_core::{Clock, CommitError, Proposer, SharedStore, StoreAction, Timestamp};
+use swarm_secrets::UnlockKey;
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::error::StartError;
+use crate::files::{ensure_dir, RaftStateFile};
+use crate::keyring::Keyring;
+use crate::log_store::LogStore;
+use crate::network::{NetworkFactory, PeerHealth, RaftReply, RaftRpc, Transport};
+use crate::state_machine::StateMachine;
+use crate::types::{Applied, ManagerNode, NodeId, Proposal, Raft};
+use crate::wal::{OpenReport, Wal, WalOptions};
+
+/// The system clock (nanoseconds since the Unix epoch).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// How to open the data directory.
+#[derive(Default)]
+pub struct StartOptions<'a> {
+    /// The unlock key, needed when autolock is on.
+    pub unlock_key: Option<&'a UnlockKey>,
+    /// For a data directory without keys yet: turn autolock on with this key.
+    pub autolock_new: Option<&'a UnlockKey>,
+    /// Restart from the local log and snapshot as a single-voter cluster (every object kept).
+    pub force_new_cluster: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: NodeConfig,
+    pub(crate) raft: Raft,
+    pub(crate) store: SharedStore,
+    pub(crate) log: LogStore,
+    pub(crate) keys: Arc<Keyring>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) health: Arc<PeerHealth>,
+    clock: Arc<dyn Clock>,
+    report: OpenReport,
+    watchdog: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// One manager's raft node. Cloning gives another handle to the same node.
+#[derive(Clone)]
+pub struct RaftNode {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode")
+            .field("id", &self.inner.config.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A summary of a node's raft state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node.
+    pub id: NodeId,
+    /// openraft's role for it.
+    pub state: ServerState,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Last log index.
+    pub last_log_index: Option<u64>,
+    /// Last applied log index.
+    pub last_applied: Option<u64>,
+    /// Voters of the effective membership.
+    pub voters: Vec<NodeId>,
+    /// Learners (non-voting members).
+    pub learners: Vec<NodeId>,
+}
+
+impl RaftNode {
+    /// Opens `config.data_dir` and starts raft. `store` becomes the state machine (it is replaced
+    /// by the snapshot, if any, and then follows the log). See [`StartOptions`].
+    pub async fn start(
+        config: NodeConfig,
+        store: SharedStore,
+        transport: Arc<dyn Transport>,
+        opts: StartOptions<'_>,
+    ) -> Result<RaftNode, StartError> {
+        let raft_config = Arc::new(config.raft.to_openraft()?);
+        let dir = config.data_dir.clone();
+        ensure_dir(&dir)?;
+        let keys = Arc::new(Keyring::load(
+            &dir,
+            opts.unlock_key,
+            opts.autolock_new,
+            config.kdf,
+        )?);
+        let state = RaftStateFile::load(&dir)?;
+        let wal_opts = WalOptions {
+            segment_bytes: config.raft.segment_bytes,
+        };
+        let (wal, report) = Wal::open(&dir.join("wal"), keys.clone(), wal_opts, state.last_purged)?;
+        if let Some((file, offset, reason)) = &report.truncated_tail {
+            tracing::warn!(file = %file.display(), offset, %reason, "raft log had a torn tail; it was truncated");
+        }
+        let sm = StateMachine::open(&dir.join("snap"), keys.clone(), store.clone())?;
+        // Authenticate every entry that will be replayed, so tampering refuses the start.
+        let from = sm.applied().0.map_or(0, |l| l.index + 1);
+        wal.verify_from(from)?;
+        let log = LogStore::new(wal, dir.clone(), state, keys.clone());
+        if opts.force_new_cluster {
+            crate::membership::rewrite_as_single_voter(&log, &sm, config.id, &config.addr).await?;
+        }
+        let health = Arc::new(PeerHealth::default());
+        let network = NetworkFactory::new(config.id, transport.clone(), health.clone());
+        let raft = Raft::new(config.id, raft_config, network, log.clone(), sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let node = RaftNode {
+            inner: Arc::new(Inner {
+                config,
+                raft,
+                store,
+                log,
+                keys,
+                transport,
+                health,
+                clock: Arc::new(SystemClock),
+                report,
+                watchdog: std::sync::Mutex::new(None),
+            }),
+        };
+        let watchdog = tokio::spawn(crate::membership::watchdog(Arc::downgrade(&node.inner)));
+        *node
+            .inner
+            .watchdog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(watchdog);
+        Ok(node)
+    }
+
+    /// Replaces the clock used to stamp proposals (tests, simulations).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> RaftNode {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.clock = clock;
+                RaftNode {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => RaftNode { inner },
+        }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.config.id
+    }
+
+    /// The openraft handle (metrics, waits, low-level control).
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    /// The store this node applies committed entries to.
+    pub fn store(&self) -> &SharedStore {
+        &self.inner.store
+    }
+
+    /// What opening the log found (for example a torn tail that was cut).
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// The write-ahead log.
+    pub fn wal(&self) -> &Wal {
+        self.inner.log.wal()
+    }
+
+    /// The key hierarchy (status, autolock changes: see [`crate::autolock`]).
+    pub fn keys(&self) -> &Keyring {
+        &self.inner.keys
+    }
+
+    /// A summary of the raft state.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        NodeStatus {
+            id: m.id,
+            state: m.state,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+        }
+    }
+
+    /// Whether this node is the leader *and* heard from a quorum recently (an isolated leader is
+    /// not considered a leader even before it steps down).
+    pub fn is_leader(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let step =
+            u64::try_from(self.inner.config.raft.step_down_after.as_millis()).unwrap_or(u64::MAX);
+        m.state == ServerState::Leader && m.millis_since_quorum_ack.is_some_and(|ms| ms <= step)
+    }
+
+    /// Initializes a new single-manager cluster with this node as its only voter. Refused if the
+    /// node already has a log or a vote.
+    pub async fn bootstrap(&self) -> Result<(), StartError> {
+        let mut members = std::collections::BTreeMap::new();
+        members.insert(
+            self.id(),
+            ManagerNode {
+                addr: self.inner.config.addr.clone(),
+            },
+        );
+        self.inner
+            .raft
+            .initialize(members)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))
+    }
+
+    /// Stops raft and the watchdog. The data directory can then be reopened.
+    pub async fn shutdown(&self) {
+        if let Some(w) = self
+            .inner
+            .watchdog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            w.abort();
+        }
+        if let Err(e) = self.inner.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    fn leader_hint(&self, leader: Option<NodeId>) -> Option<String> {
+        let leader = leader?;
+        let m = self.inner.raft.metrics().borrow().membership_config.clone();
+        Some(
+            m.membership()
+                .get_node(&leader)
+                .map(|n| n.addr.clone())
+                .unwrap_or_else(|| leader.to_string()),
+        )
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.inner.config.raft.propose_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Commits on this node, which must be the leader: stamps the batch and waits for apply.
+    async fn propose_as_leader(&self, actions: Vec<StoreAction>) -> Result<u64, CommitError> {
+        let p = Proposal {
+            timestamp: self.inner.clock.now(),
+            actions,
+        };
+        let res = tokio::time::timeout(
+            self.inner.config.raft.propose_timeout,
+            self.inner.raft.client_write(p),
+        )
+        .await;
+        match res {
+            Err(_) => Err(CommitError::NoQuorum {
+                timeout_ms: self.timeout_ms(),
+            }),
+            Ok(Ok(resp)) => match resp.data {
+                Applied::Committed { index } => Ok(index),
+                Applied::Rejected(e) => Err(CommitError::Rejected(e.into())),
+                Applied::Nothing => Err(CommitError::Stopped),
+            },
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(CommitError::NotLeader {
+                    leader: self.leader_hint(f.leader_id),
+                })
+            }
+            Ok(Err(RaftError::APIError(e))) => {
+                tracing::warn!(error = %e, "unexpected client write error");
+                Err(CommitError::Stopped)
+            }
+            Ok(Err(RaftError::Fatal(_))) => Err(CommitError::Stopped),
+        }
+    }
+
+    /// Waits until a leader is known, up to the propose timeout.
+    async fn wait_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let r = self
+            .inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await;
+        r.ok().and_then(|m| m.current_leader)
+    }
+
+    /// Waits until this node applied `index` (so local reads see it).
+    async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), CommitError> {
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "local apply")
+            .await
+            .map(|_| ())
+            .map_err(|_| CommitError::NoQuorum {
+                timeout_ms: self.timeout_ms(),
+            })
+    }
+
+    async fn forward(&self, leader: NodeId, rpc: RaftRpc) -> Result<RaftReply, CommitError> {
+        let node = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned();
+        let node = node.ok_or(CommitError::NotLeader {
+            leader: Some(leader.to_string()),
+        })?;
+        let call = self.inner.transport.call(leader, &node, rpc);
+        match tokio::time::timeout(self.inner.config.raft.propose_timeout, call).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) | Err(_) => Err(CommitError::NoQuorum {
+                timeout_ms: self.timeout_ms(),
+            }),
+        }
+    }
+
+    /// Returns an index such that reading the local store once it applied that index is
+    /// linearizable (the leader confirmed its leadership with a quorum: openraft's read index).
+    pub async fn read_barrier(&self) -> Result<u64, CommitError> {
+        let timeout = self.inner.config.raft.propose_timeout;
+        let leader = self
+            .wait_leader(timeout)
+            .await
+            .ok_or(CommitError::NoQuorum {
+                timeout_ms: self.timeout_ms(),
+            })?;
+        let index = if leader == self.id() {
+            self.local_read_index().await?
+        } else {
+            match self.forward(leader, RaftRpc::ReadIndex).await? {
+                RaftReply::ReadIndex(r) => r.map_err(CommitError::from)?,
+                _ => return Err(CommitError::Stopped),
+            }
+        };
+        self.wait_applied(index, timeout).await?;
+        Ok(index)
+    }
+
+    async fn local_read_index(&self) -> Result<u64, CommitError> {
+        let r = tokio::time::timeout(
+            self.inner.config.raft.propose_timeout,
+            self.inner.raft.ensure_linearizable(),
+        )
+        .await;
+        match r {
+            Err(_) => Err(CommitError::NoQuorum {
+                timeout_ms: self.timeout_ms(),
+            }),
+            Ok(Ok(id)) => Ok(id.map_or(0, |l| l.index)),
+            Ok(Err(RaftError::APIError(e))) => {
+                let leader = match e {
+                    openraft::error::CheckIsLeaderError::ForwardToLeader(f) => f.leader_id,
+                    openraft::error::CheckIsLeaderError::QuorumNotEnough(_) => {
+                        return Err(CommitError::NoQuorum {
+                            timeout_ms: self.timeout_ms(),
+                        })
+                    }
+                };
+                Err(CommitError::NotLeader {
+                    leader: self.leader_hint(leader),
+                })
+            }
+            Ok(Err(RaftError::Fatal(_))) => Err(CommitError::Stopped),
+        }
+    }
+
+    /// Handles a request from another manager (called by the transport).
+    pub async fn handle_rpc(&self, rpc: RaftRpc) -> RaftReply {
+        let raft = &self.inner.raft;
+        match rpc {
+            RaftRpc::AppendEntries(r) => RaftReply::AppendEntries(raft.append_entries(r).await),
+            RaftRpc::Vote(r) => RaftReply::Vote(raft.vote(r).await),
+            RaftRpc::InstallSnapshot(r) => {
+                RaftReply::InstallSnapshot(raft.install_snapshot(r).await)
+            }
+            RaftRpc::Propose(actions) => {
+                let r = match check_proposal_size(&actions) {
+                    Err(e) => Err(e),
+                    Ok(()) => self.propose_as_leader(actions).await,
+                };
+                RaftReply::Propose(r.map_err(Into::into))
+            }
+            RaftRpc::ReadIndex => {
+                RaftReply::ReadIndex(self.local_read_index().await.map_err(Into::into))
+            }
+        }
+    }
+
+    pub(crate) fn fault(&self) -> Option<String> {
+        self.inner
+            .raft
+            .metrics()
+            .borrow()
+            .running_state
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    /// The fatal error that stopped raft, if any (for example a tampered record read at run time).
+    pub fn stopped_by(&self) -> Option<String> {
+        self.fault()
+    }
+}
+
+#[async_trait]
+impl Proposer for RaftNode {
+    /// Commits `actions` as one batch: on the leader directly, on a follower by forwarding to the
+    /// leader (then waiting until this node applied it too). Errors: `NotLeader` with a hint if the
+    /// leader changed under us twice, `NoQuorum` after the propose timeout, `Rejected` if the store
+    /// refused the batch (identically on every replica).
+    async fn propose(&self, actions: Vec<StoreAction>) -> Result<u64, CommitError> {
+        check_proposal_size(&actions)?;
+        let timeout = self.inner.config.raft.propose_timeout;
+        let mut last_err = CommitError::NoQuorum {
+            timeout_ms: self.timeout_ms(),
+        };
+        for _ in 0..3 {
+            let Some(leader) = self.wait_leader(timeout).await else {
+                return Err(CommitError::NoQuorum {
+                    timeout_ms: self.timeout_ms(),
+                });
+            };
+            let r = if leader == self.id() {
+                self.propose_as_leader(actions.clone()).await
+            } else {
+                match self
+                    .forward(leader, RaftRpc::Propose(actions.clone()))
+                    .await
+                {
+                    Ok(RaftReply::Propose(Ok(index))) => {
+                        self.wait_applied(index, timeout).await?;
+                        Ok(index)
+                    }
+                    Ok(RaftReply::Propose(Err(e))) => Err(e.into()),
+                    Ok(_) => Err(CommitError::Stopped),
+                    Err(e) => Err(e),
+                }
+            };
+            match r {
+                Err(e @ CommitError::NotLeader { .. }) => {
+                    // The leader moved: wait a heartbeat for the new one to be known, then retry.
+                    last_err = e;
+                    tokio::time::sleep(self.inner.config.raft.heartbeat).await;
+                }
+                other => return other,
+            }
+        }
+        Err(last_err)
+    }
+}
+
+/// Membership for a brand-new single-voter cluster of `id` at `addr`.
+pub(crate) fn single_voter(id: NodeId, addr: &str) -> Membership<NodeId, ManagerNode> {
+    let mut nodes = std::collections::BTreeMap::new();
+    nodes.insert(
+        id,
+        ManagerNode {
+            addr: addr.to_string(),
+        },
+    );
+    let voters = std::collections::BTreeSet::from([id]);
+    Membership::new(vec![voters], nodes)
+}

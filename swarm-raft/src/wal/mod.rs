@@ -1,0 +1,608 @@
+//! The segmented, sealed, crash-safe write-ahead log that holds raft entries.
+//!
+//! * Files: `<dir>/<first index, 20 digits>.wal`, each a header and frames (see [`frame`]). The last
+//!   segment is the active one; a new one starts when it exceeds [`WalOptions::segment_bytes`] or
+//!   when an append does not follow the last entry (after a purge past the end).
+//! * Append: entries are encoded (bincode), sealed by swarm-secrets with
+//!   `RecordPlace::LogEntry { index, term }`, framed, and written with one positional write; the
+//!   entries are readable at once. Durability is reported later by the flusher thread (group commit:
+//!   appends queued during an fsync share the next one).
+//! * Open: every segment is scanned and checksummed. A torn or corrupt tail of the *last* segment
+//!   (nothing valid after it) is truncated at the last good record and reported in [`OpenReport`];
+//!   damage anywhere else, a missing segment or entries out of order refuse the open with
+//!   [`StorageFault::Corrupt`] naming the file and offset.
+//! * Read: records are checksummed again and opened; a record that does not authenticate is a
+//!   [`StorageFault::Tampered`] with its file and offset.
+//! * Truncate removes a conflicting suffix; purge forgets a prefix (whole segments are deleted; the
+//!   purge point itself is persisted by the caller in `raft-state` first).
+
+mod flush;
+pub mod frame;
+
+use std::fs::{self, File, OpenOptions};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::CommittedLeaderId;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use swarm_secrets::RecordPlace;
+
+pub(crate) use flush::Done;
+use flush::Flusher;
+use frame::{
+    decode_frame, encode_frame, scan_segment, FrameResult, ScanEnd, SegmentHeader, HEADER_LEN,
+};
+
+use crate::codec;
+use crate::error::StorageFault;
+use crate::files::{ensure_dir, sync_dir};
+use crate::keyring::Keyring;
+use crate::types::{Entry, LogId};
+
+/// Largest decoded entry accepted (bincode limit): a maximal proposal plus room.
+pub const MAX_ENTRY_BYTES: u64 = frame::MAX_FRAME_BODY as u64;
+
+/// Tunables of the log.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// A new segment starts once the active one is larger than this (default 64 MiB).
+    pub segment_bytes: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What opening the log found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Segments read.
+    pub segments: usize,
+    /// Entries indexed.
+    pub entries: u64,
+    /// A torn tail was cut: the file, the offset it was cut at, and why.
+    pub truncated_tail: Option<(PathBuf, u64, String)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Loc {
+    offset: u64,
+    len: u32,
+    term: u64,
+    node: u64,
+}
+
+struct Segment {
+    path: PathBuf,
+    header: SegmentHeader,
+    file: Arc<File>,
+    len: u64,
+    locs: Vec<Loc>,
+}
+
+impl Segment {
+    fn first(&self) -> u64 {
+        self.header.first_index
+    }
+    /// The index the next entry appended here would have.
+    fn next_index(&self) -> u64 {
+        self.header.first_index + self.locs.len() as u64
+    }
+    fn last_log_id(&self) -> Option<LogId> {
+        let loc = self.locs.last()?;
+        Some(log_id(loc.term, loc.node, self.next_index() - 1))
+    }
+}
+
+struct State {
+    segments: Vec<Segment>,
+    last_purged: Option<LogId>,
+}
+
+impl State {
+    fn last_log_id(&self) -> Option<LogId> {
+        let last = self.segments.iter().rev().find_map(Segment::last_log_id);
+        match (last, self.last_purged) {
+            (Some(l), Some(p)) if l.index <= p.index => Some(p),
+            (Some(l), _) => Some(l),
+            (None, p) => p,
+        }
+    }
+
+    fn first_readable(&self) -> u64 {
+        self.last_purged.map_or(0, |p| p.index + 1)
+    }
+
+    fn locate(&self, index: u64) -> Option<(usize, usize)> {
+        if index < self.first_readable() {
+            return None;
+        }
+        let s = self
+            .segments
+            .partition_point(|s| s.first() <= index)
+            .checked_sub(1)?;
+        let i = (index - self.segments[s].first()) as usize;
+        (i < self.segments[s].locs.len()).then_some((s, i))
+    }
+}
+
+/// The write-ahead log. Writes are serialized internally; reads may run concurrently.
+pub struct Wal {
+    dir: PathBuf,
+    keys: Arc<Keyring>,
+    opts: WalOptions,
+    state: RwLock<State>,
+    writer: Mutex<StdRng>,
+    flusher: Flusher,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn log_id(term: u64, node: u64, index: u64) -> LogId {
+    LogId::new(CommittedLeaderId::new(term, node), index)
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.wal"))
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`. `last_purged` is the purge point persisted by the caller.
+    pub fn open(
+        dir: &Path,
+        keys: Arc<Keyring>,
+        opts: WalOptions,
+        last_purged: Option<LogId>,
+    ) -> Result<(Wal, OpenReport), StorageFault> {
+        ensure_dir(dir)?;
+        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        let rd = fs::read_dir(dir).map_err(|e| StorageFault::io("list", dir, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| StorageFault::io("list", dir, e))?;
+            let path = ent.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(stem) = name.strip_suffix(".wal") {
+                let first = stem.parse::<u64>().map_err(|_| {
+                    StorageFault::corrupt(&path, 0, "segment file name is not a log index")
+                })?;
+                names.push((first, path));
+            }
+        }
+        names.sort();
+        let mut report = OpenReport::default();
+        let mut segments: Vec<Segment> = Vec::new();
+        let count = names.len();
+        for (k, (first, path)) in names.into_iter().enumerate() {
+            let is_last = k + 1 == count;
+            let bytes = fs::read(&path).map_err(|e| StorageFault::io("read", &path, e))?;
+            let scan = match scan_segment(&bytes) {
+                Ok(s) => s,
+                Err((_, reason)) if is_last && bytes.len() < HEADER_LEN => {
+                    // Crashed while creating the segment: it never held an entry.
+                    fs::remove_file(&path).map_err(|e| StorageFault::io("remove", &path, e))?;
+                    report.truncated_tail = Some((path, 0, reason.to_string()));
+                    continue;
+                }
+                Err((offset, reason)) => return Err(StorageFault::corrupt(&path, offset, reason)),
+            };
+            if scan.header.first_index != first {
+                return Err(StorageFault::corrupt(
+                    &path,
+                    12,
+                    "segment header does not match its file name",
+                ));
+            }
+            if let Some(prev) = segments.last() {
+                let prev_last = prev
+                    .next_index()
+                    .checked_sub(1)
+                    .filter(|_| !prev.locs.is_empty());
+                let prev_last = prev_last.or(prev.header.prev_index);
+                if scan.header.prev_index != prev_last {
+                    return Err(StorageFault::corrupt(
+                        &path,
+                        20,
+                        "segment does not follow the previous one: a segment file is missing or was replaced",
+                    ));
+                }
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| StorageFault::io("open", &path, e))?;
+            let mut len = bytes.len() as u64;
+            match scan.end {
+                ScanEnd::Clean => {}
+                ScanEnd::Corrupt { offset, reason } => {
+                    return Err(StorageFault::corrupt(&path, offset, reason))
+                }
+                ScanEnd::TornTail { offset, reason } if is_last => {
+                    tracing::warn!(file = %path.display(), offset, %reason, "truncating torn tail of the raft log");
+                    file.set_len(offset)
+                        .map_err(|e| StorageFault::io("truncate", &path, e))?;
+                    file.sync_all()
+                        .map_err(|e| StorageFault::io("fsync", &path, e))?;
+                    len = offset;
+                    report.truncated_tail = Some((path.clone(), offset, reason));
+                }
+                ScanEnd::TornTail { offset, reason } => {
+                    return Err(StorageFault::corrupt(
+                        &path,
+                        offset,
+                        format!("{reason} in a segment that is not the last"),
+                    ))
+                }
+            }
+            let locs = scan
+                .frames
+                .iter()
+                .map(|f| Loc {
+                    offset: f.offset,
+                    len: f.len,
+                    term: f.term,
+                    node: f.node,
+                })
+                .collect::<Vec<_>>();
+            report.entries += locs.len() as u64;
+            report.segments += 1;
+            segments.push(Segment {
+                path,
+                header: scan.header,
+                file: Arc::new(file),
+                len,
+                locs,
+            });
+        }
+        let flusher =
+            Flusher::start().map_err(|e| StorageFault::io("start flusher thread for", dir, e))?;
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            keys,
+            opts,
+            state: RwLock::new(State {
+                segments,
+                last_purged,
+            }),
+            writer: Mutex::new(StdRng::from_entropy()),
+            flusher,
+        };
+        if let Some(p) = last_purged {
+            wal.drop_purged(p)?;
+        }
+        Ok((wal, report))
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last purged log id and the last log id (the purge point if no entry is left).
+    pub fn log_state(&self) -> (Option<LogId>, Option<LogId>) {
+        let st = self.read_state();
+        (st.last_purged, st.last_log_id())
+    }
+
+    /// The log id at `index`, if present (no decryption).
+    pub fn log_id_at(&self, index: u64) -> Option<LogId> {
+        let st = self.read_state();
+        let (s, i) = st.locate(index)?;
+        let loc = st.segments[s].locs[i];
+        Some(log_id(loc.term, loc.node, index))
+    }
+
+    /// Number of fsyncs done by the flusher so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.flusher.fsyncs()
+    }
+
+    /// Seals and writes `entries` (consecutive indexes). They are readable when this returns;
+    /// `done` completes once they are durable.
+    pub(crate) fn append(&self, entries: Vec<Entry>, done: Done) -> Result<(), StorageFault> {
+        let Some(first) = entries.first().map(|e| e.log_id.index) else {
+            self.flusher.push(None, done);
+            return Ok(());
+        };
+        let mut rng = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = Vec::with_capacity(entries.len() * 256);
+        let mut locs = Vec::with_capacity(entries.len());
+        for (k, e) in entries.iter().enumerate() {
+            let id = e.log_id;
+            if id.index != first + k as u64 {
+                return Err(StorageFault::Invariant(format!(
+                    "append of non-consecutive entries ({} after {})",
+                    id.index,
+                    first + k as u64 - 1
+                )));
+            }
+            let plain = zeroizing(codec::encode(e));
+            let place = RecordPlace::LogEntry {
+                index: id.index,
+                term: id.leader_id.term,
+            };
+            let sealed = self
+                .keys
+                .seal(&place, plain.expose(), &mut rng)
+                .map_err(|source| StorageFault::Tampered {
+                    file: self.dir.clone(),
+                    offset: 0,
+                    source,
+                })?;
+            let start = buf.len();
+            encode_frame(
+                &mut buf,
+                id.index,
+                id.leader_id.term,
+                id.leader_id.node_id,
+                &sealed,
+            );
+            locs.push(Loc {
+                offset: start as u64,
+                len: (buf.len() - start) as u32,
+                term: id.leader_id.term,
+                node: id.leader_id.node_id,
+            });
+        }
+        let mut st = self.write_state();
+        let last = st.last_log_id();
+        if let Some(last) = last {
+            if first <= last.index {
+                return Err(StorageFault::Invariant(format!(
+                    "append at index {first} would overwrite the log (last index {}); truncate first",
+                    last.index
+                )));
+            }
+        }
+        let need_new = match st.segments.last() {
+            None => true,
+            Some(s) => s.next_index() != first || s.len >= self.opts.segment_bytes,
+        };
+        if need_new {
+            if let Some(s) = st.segments.last() {
+                s.file
+                    .sync_data()
+                    .map_err(|e| StorageFault::io("fsync", &s.path, e))?;
+            }
+            let seg = self.create_segment(first, last.map(|l| l.index))?;
+            st.segments.push(seg);
+        }
+        let Some(seg) = st.segments.last_mut() else {
+            return Err(StorageFault::Closed);
+        };
+        seg.file
+            .write_all_at(&buf, seg.len)
+            .map_err(|e| StorageFault::io("write", &seg.path, e))?;
+        let base = seg.len;
+        seg.locs.extend(locs.into_iter().map(|l| Loc {
+            offset: l.offset + base,
+            ..l
+        }));
+        seg.len += buf.len() as u64;
+        let file = seg.file.clone();
+        drop(st);
+        drop(rng);
+        self.flusher.push(Some(file), done);
+        Ok(())
+    }
+
+    fn create_segment(&self, first: u64, prev: Option<u64>) -> Result<Segment, StorageFault> {
+        let path = segment_path(&self.dir, first);
+        let header = SegmentHeader {
+            first_index: first,
+            prev_index: prev,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| StorageFault::io("create", &path, e))?;
+        file.write_all_at(&header.encode(), 0)
+            .map_err(|e| StorageFault::io("write", &path, e))?;
+        file.sync_all()
+            .map_err(|e| StorageFault::io("fsync", &path, e))?;
+        sync_dir(&self.dir)?;
+        Ok(Segment {
+            path,
+            header,
+            file: Arc::new(file),
+            len: HEADER_LEN as u64,
+            locs: Vec::new(),
+        })
+    }
+
+    /// A receiver that completes once everything written before this call is durable.
+    pub(crate) fn barrier(&self) -> tokio::sync::oneshot::Receiver<std::io::Result<()>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let file = self.read_state().segments.last().map(|s| s.file.clone());
+        self.flusher.push(file, Done::Barrier(tx));
+        rx
+    }
+
+    /// Removes every entry at or after `index` (a conflicting suffix), durably. Call only after a
+    /// [`Wal::barrier`] so no pending append completes for a removed entry.
+    pub fn truncate(&self, index: u64) -> Result<(), StorageFault> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.write_state();
+        let mut removed_files = false;
+        while let Some(seg) = st.segments.last() {
+            if seg.first() < index {
+                break;
+            }
+            let path = seg.path.clone();
+            fs::remove_file(&path).map_err(|e| StorageFault::io("remove", &path, e))?;
+            st.segments.pop();
+            removed_files = true;
+        }
+        if let Some(seg) = st.segments.last_mut() {
+            let keep = (index - seg.first()) as usize;
+            if keep < seg.locs.len() {
+                let new_len = seg.locs[keep].offset;
+                seg.locs.truncate(keep);
+                seg.file
+                    .set_len(new_len)
+                    .map_err(|e| StorageFault::io("truncate", &seg.path, e))?;
+                seg.file
+                    .sync_all()
+                    .map_err(|e| StorageFault::io("fsync", &seg.path, e))?;
+                seg.len = new_len;
+            }
+        }
+        if removed_files {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets every entry up to and including `upto` (already persisted as the purge point by the
+    /// caller); deletes segments holding nothing newer.
+    pub fn purge(&self, upto: LogId) -> Result<(), StorageFault> {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.drop_purged(upto)
+    }
+
+    fn drop_purged(&self, upto: LogId) -> Result<(), StorageFault> {
+        let mut st = self.write_state();
+        if st.last_purged.map_or(true, |p| p.index < upto.index) {
+            st.last_purged = Some(upto);
+        }
+        let mut removed = false;
+        loop {
+            let n = st.segments.len();
+            let Some(seg) = st.segments.first() else {
+                break;
+            };
+            let fully_purged = seg.next_index() <= upto.index + 1;
+            let is_last = n == 1;
+            if !fully_purged || (is_last && seg.locs.is_empty() && seg.first() == upto.index + 1) {
+                break;
+            }
+            let path = seg.path.clone();
+            fs::remove_file(&path).map_err(|e| StorageFault::io("remove", &path, e))?;
+            st.segments.remove(0);
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the entries in `range` that are present, in order, stopping at the first missing one.
+    pub fn entries(&self, range: Range<u64>) -> Result<Vec<Entry>, StorageFault> {
+        let st = self.read_state();
+        let start = range.start.max(st.first_readable());
+        let mut out = Vec::new();
+        let mut index = start;
+        while index < range.end {
+            let Some((s, i)) = st.locate(index) else {
+                break;
+            };
+            let seg = &st.segments[s];
+            let n = ((range.end - index) as usize).min(seg.locs.len() - i);
+            let (a, b) = (seg.locs[i], seg.locs[i + n - 1]);
+            let span = (b.offset + u64::from(b.len) - a.offset) as usize;
+            let mut bytes = vec![0u8; span];
+            seg.file
+                .read_exact_at(&mut bytes, a.offset)
+                .map_err(|e| StorageFault::io("read", &seg.path, e))?;
+            for loc in &seg.locs[i..i + n] {
+                let at = (loc.offset - a.offset) as usize;
+                out.push(self.decode_at(
+                    seg,
+                    &bytes[at..at + loc.len as usize],
+                    loc.offset,
+                    index,
+                )?);
+                index += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn decode_at(
+        &self,
+        seg: &Segment,
+        bytes: &[u8],
+        offset: u64,
+        index: u64,
+    ) -> Result<Entry, StorageFault> {
+        let corrupt = |reason: String| StorageFault::corrupt(&seg.path, offset, reason);
+        let f = match decode_frame(bytes) {
+            FrameResult::Frame(f, _) => f,
+            other => {
+                return Err(corrupt(format!(
+                    "record no longer valid on read: {other:?}"
+                )))
+            }
+        };
+        if f.index != index {
+            return Err(corrupt(format!(
+                "record for index {} where {index} was expected",
+                f.index
+            )));
+        }
+        let place = RecordPlace::LogEntry {
+            index,
+            term: f.term,
+        };
+        let plain = self
+            .keys
+            .open(&place, f.sealed)
+            .map_err(|source| StorageFault::Tampered {
+                file: seg.path.clone(),
+                offset,
+                source,
+            })?;
+        let entry: Entry = codec::decode(plain.expose(), MAX_ENTRY_BYTES)
+            .map_err(|e| corrupt(format!("authentic record does not decode: {e}")))?;
+        if entry.log_id != log_id(f.term, f.node, index) {
+            return Err(corrupt("record's log id differs from its header".into()));
+        }
+        Ok(entry)
+    }
+
+    /// Reads and authenticates every entry from `start` on (used at startup, so that a tampered
+    /// record refuses the start instead of stopping the node later). Returns how many were checked.
+    pub fn verify_from(&self, start: u64) -> Result<u64, StorageFault> {
+        let (_, last) = self.log_state();
+        let Some(last) = last else { return Ok(0) };
+        let mut n = 0;
+        let mut at = start;
+        while at <= last.index {
+            let end = (at + 1024).min(last.index + 1);
+            n += self.entries(at..end)?.len() as u64;
+            at = end;
+        }
+        Ok(n)
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn zeroizing(v: Vec<u8>) -> swarm_secrets::SecretBytes {
+    swarm_secrets::SecretBytes::new(v)
+}
