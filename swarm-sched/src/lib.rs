@@ -1,6 +1,40 @@
-//! Scheduling and orchestration for swarm (not built yet).
+//! # swarm-sched: pure scheduling and orchestration for swarm
 //!
-//! This pure crate (no I/O, no clock) will take a store snapshot, store events and `now`, and return
-//! `StoreAction`s: the scheduler's filter pipeline and spread preferences, the replicated, global and job
-//! orchestrators, the restart supervisor, the task reaper and the rolling updater with rollback.
+//! This crate decides; it never does. Every component takes a `swarm_core::Store` (or its events),
+//! and `now: Timestamp`, and returns `swarm_core::StoreAction`s for the caller to propose. There is
+//! **no I/O, no clock, no thread, no global randomness** here: the same inputs always give the same
+//! outputs, so tests, property tests and simulations drive it step by step on a virtual clock.
+//! `swarm-node` runs these components on the raft leader (see each type's driver contract).
+//!
+//! # Layout
+//! - [`scheduler`]: [`Scheduler`], assigning pending tasks to nodes: the filter pipeline
+//!   (ready -> resources -> constraints -> platform -> host port -> max replicas; plugins are not
+//!   modelled), spread preferences and node ranking, with SwarmKit's "no suitable node" reasons.
+//! - `testing` (feature `testing`): fixtures and a store-driving harness shared by tests, benches and
+//!   simulations.
+//!
+//! # Scheduling in one paragraph
+//! Pending tasks of one service and spec version are placed as one batch. Each goes to the best
+//! node that passes every filter, where best means: not penalised for 5 failures of this service
+//! version in 5 minutes, then fewest active tasks of the service, then fewest active tasks, then
+//! lowest node id (so placement is deterministic). Spread preferences split the service's tasks
+//! evenly between label values, level by level, the missing label being a value of its own.
+//! Per-node state is updated incrementally from store events, and cached eligibility indexes make a
+//! batch cost O(tasks x log nodes) rather than O(tasks x nodes).
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod orchestrator;
+pub mod reaper;
+pub mod restart;
+pub mod scheduler;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod update;
+
+pub use orchestrator::Orchestrator;
+pub use reaper::TaskReaper;
+pub use restart::RestartSupervisor;
+pub use scheduler::{Scheduler, SchedulerStats};
+pub use update::{
+    apply_service_update, is_task_dirty, rollback_service, RollbackError, UpdateSupervisor,
+};

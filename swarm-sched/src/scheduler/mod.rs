@@ -1,0 +1,389 @@
+//! The scheduler: assigns pending tasks to nodes.
+//!
+//! # Layout
+//! - `mod.rs` (this file): [`Scheduler`], its driver contract and its inputs (`handle_*`).
+//! - `tick.rs`: its output, [`Scheduler::poll_actions`]: pre-assigned tasks, then batches.
+//! - `filter.rs`: the filter pipeline and SwarmKit's explanation texts.
+//! - `nodes.rs`: per-node state (resources left, active tasks, host ports), updated incrementally.
+//! - `index.rs`: cached eligibility indexes (static filters -> nodes by load).
+//! - `place.rs`: placing one batch: ranking, the lazy flat walk, the spread tree.
+//! - `failures.rs`: recent failures per service version and node.
+//! - `hash.rs`: the fast deterministic hasher used for id-keyed maps.
+
+mod failures;
+mod filter;
+mod hash;
+mod index;
+mod nodes;
+mod place;
+mod tick;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use swarm_core::{Event, Id, Node, Object, Service, Store, Task, TaskState, Version};
+
+pub use failures::{FAILURE_WINDOW, MAX_FAILURES};
+
+use failures::Failures;
+use filter::{service_host_ports, HostPort};
+use hash::{FxMap, FxSet};
+use nodes::{NodeSet, Occupant};
+
+/// Status message of a task the scheduler placed.
+pub const ASSIGNED_MESSAGE: &str = "scheduler assigned task to node";
+/// Status message of a pre-assigned task (global services) the scheduler confirmed.
+pub const CONFIRMED_MESSAGE: &str = "scheduler confirmed task can run on preassigned node";
+
+/// Tasks of one service at one spec version: identical for every filter, placed together.
+type BatchKey = (Id, Version);
+
+/// Unassigned tasks of one batch waiting for a node.
+#[derive(Debug, Default)]
+struct Pending {
+    tasks: BTreeMap<Id, Arc<Task>>,
+    /// Set when no node could take the batch's tasks: the capacity generation and the error.
+    blocked: Option<(u64, String)>,
+}
+
+/// A task the global orchestrator already put on a node, waiting for the scheduler's check.
+#[derive(Debug)]
+struct Preassigned {
+    task: Arc<Task>,
+    /// Capacity generation at which the check last failed.
+    checked: Option<u64>,
+}
+
+/// Figures about the scheduler's state, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerStats {
+    /// Nodes known.
+    pub nodes: usize,
+    /// Unassigned tasks waiting (including unschedulable ones).
+    pub unassigned: usize,
+    /// Batches (service + spec version) that no node can currently take.
+    pub blocked_batches: usize,
+    /// Pre-assigned tasks waiting for their node to fit them.
+    pub preassigned: usize,
+    /// Live eligibility indexes.
+    pub indexes: usize,
+}
+
+/// Assigns pending tasks to nodes: a pure state machine (no I/O, no clock, no randomness).
+///
+/// # What it does
+/// A task is scheduled when its observed state is `new` or `pending`, its desired state is at most
+/// `complete` (running, ready or complete), and it has no node. The scheduler picks a node that
+/// passes every filter (see the crate docs for the pipeline and ranking) and writes the task back
+/// with `node_id` set and status `assigned` / [`ASSIGNED_MESSAGE`]. A task that no node can take
+/// stays (or becomes) `pending` with `status.err = "no suitable node (<reasons>)"` and is retried
+/// only when capacity may have grown (a node changed, a task left a node) — never in a busy loop,
+/// and its status is rewritten only when the reason changes.
+///
+/// `new` is treated as `pending`: this design has no network allocator to move tasks from `new`
+/// to `pending` (SwarmKit's allocator does), so the scheduler does it, directly to `assigned` when
+/// it can place the task, or to `pending` with the reason when it cannot.
+///
+/// A task that already has a node while `new`/`pending` was pre-assigned by the global
+/// orchestrator: the scheduler only checks that node against the filters, then writes `assigned` /
+/// [`CONFIRMED_MESSAGE`] — or leaves it pending with the reason. Global tasks ignore spread
+/// preferences.
+///
+/// # Driver contract
+/// The scheduler runs on the raft leader. Inputs are the `handle_*` methods, the output is
+/// [`Scheduler::poll_actions`]:
+///
+/// 1. On becoming leader: `let mut s = Scheduler::new();` then, under one consistent view of the
+///    store that is also the start of the watch (`SharedStore::view_and_watch`),
+///    [`Scheduler::handle_reset`]. Then poll once (the full pass).
+/// 2. For every store event, in order: [`Scheduler::handle_event`]. Events only update state and
+///    mark work; they never produce output.
+/// 3. On [`Event::Commit`] (or after draining whatever the watch queue holds):
+///    `let actions = s.poll_actions(now);` and propose them (in chunks of at most
+///    `swarm_core::action::MAX_ACTIONS_PER_BATCH`). `now` stamps the task statuses and dates the
+///    failure window. An empty vector means there is nothing to do.
+/// 4. Feed the events of the committed proposal back through `handle_event` before the next poll
+///    (the scheduler's own writes come back as no-ops). If a proposal is rejected (a task changed
+///    in between: version conflict), call [`Scheduler::handle_rejected`] with the current store
+///    and the rejected actions: those tasks are re-read and retried at the next poll.
+/// 5. On [`Event::Reset`] (snapshot installed) or a lagged watcher, call `handle_reset` again with
+///    a fresh view ([`Scheduler::needs_reset`] tells; `poll_actions` returns nothing until then).
+///    Events queued after that view may be replayed safely: every handler is an idempotent upsert.
+///
+/// Nothing panics or loops forever on any store contents: an impossible placement is a pending
+/// task with a reason, not an error.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    nodes: NodeSet,
+    /// Host-mode ports of every service that publishes any.
+    host_ports: FxMap<Id, Arc<[HostPort]>>,
+    failures: Failures,
+    queue: BTreeMap<BatchKey, Pending>,
+    queued: FxMap<Id, BatchKey>,
+    /// Batches with new tasks since the last poll.
+    dirty: BTreeSet<BatchKey>,
+    /// Capacity generation at the last poll: when it moved, blocked batches are retried.
+    polled_generation: u64,
+    preassigned: BTreeMap<Id, Preassigned>,
+    /// Tasks seen pre-assigned: their failures do not count against their node.
+    preassigned_ids: FxSet<Id>,
+    needs_reset: bool,
+}
+
+/// How the scheduler sees a task.
+enum Class {
+    /// Occupies a node (observed assigned..running).
+    OnNode { node: Id, active: bool },
+    /// Waiting for a node.
+    Unassigned,
+    /// Waiting for the check of the node the global orchestrator chose.
+    Preassigned,
+    /// Nothing to do with it: finished, or no longer wanted before it was placed.
+    Gone,
+}
+
+fn classify(t: &Task) -> Class {
+    let state = t.status.state;
+    if state > TaskState::Running {
+        return Class::Gone;
+    }
+    if state >= TaskState::Assigned {
+        return match t.node_id {
+            Some(node) => Class::OnNode {
+                node,
+                active: t.desired_state <= TaskState::Complete,
+            },
+            None => Class::Gone,
+        };
+    }
+    if t.desired_state > TaskState::Complete {
+        return Class::Gone;
+    }
+    match t.node_id {
+        None => Class::Unassigned,
+        Some(_) => Class::Preassigned,
+    }
+}
+
+impl Scheduler {
+    /// An empty scheduler. Call [`Scheduler::handle_reset`] before the first poll.
+    pub fn new() -> Scheduler {
+        Scheduler::default()
+    }
+
+    /// Input: rebuilds every piece of state from `store` (becoming leader, after [`Event::Reset`],
+    /// after a lagged watch). Every waiting task is considered at the next poll. Failure history
+    /// (keyed by node and service version) is kept.
+    pub fn handle_reset(&mut self, store: &Store) {
+        let mut fresh = Scheduler {
+            failures: std::mem::take(&mut self.failures),
+            ..Scheduler::default()
+        };
+        for s in store.iter::<Service>() {
+            fresh.upsert_service(s);
+        }
+        for n in store.iter::<Node>() {
+            fresh.nodes.upsert_node(n.clone());
+        }
+        for t in store.iter::<Task>() {
+            fresh.track_task(t);
+        }
+        fresh.nodes.bump_generation();
+        *self = fresh;
+    }
+
+    /// Input: one store event, in commit order. Updates per-node state and marks work; produces
+    /// nothing (see [`Scheduler::poll_actions`]).
+    pub fn handle_event(&mut self, event: &Event) {
+        match event {
+            Event::Created(o) => self.upsert(o, None),
+            Event::Updated { old, new } => self.upsert(new, Some(old)),
+            Event::Removed(o) => self.remove(o),
+            Event::Commit { .. } => {}
+            Event::Reset { .. } => self.needs_reset = true,
+        }
+    }
+
+    /// Input: a proposal of this scheduler's actions was rejected (e.g. a version conflict). The
+    /// tasks it touched are re-read from `store` (the committed state) and retried at the next poll.
+    pub fn handle_rejected(&mut self, store: &Store, actions: &[swarm_core::StoreAction]) {
+        for a in actions {
+            if let swarm_core::StoreAction::Update(Object::Task(t)) = a {
+                match store.get::<Task>(&t.id) {
+                    Some(current) => {
+                        // Forget the optimistic placement before re-reading the committed task.
+                        self.nodes.release(&t.id);
+                        self.dequeue(&t.id);
+                        self.track_task(current);
+                    }
+                    None => self.forget_task(&t.id),
+                }
+            }
+        }
+        self.nodes.bump_generation();
+    }
+
+    /// Whether [`Scheduler::handle_reset`] must be called before polling again.
+    pub fn needs_reset(&self) -> bool {
+        self.needs_reset
+    }
+
+    /// Whether the next poll may produce actions (new tasks, or capacity changed while tasks wait).
+    pub fn has_work(&self) -> bool {
+        !self.needs_reset
+            && (!self.dirty.is_empty()
+                || (self.nodes.generation() != self.polled_generation
+                    && (!self.queue.is_empty() || !self.preassigned.is_empty()))
+                || self.preassigned.values().any(|p| p.checked.is_none()))
+    }
+
+    /// Figures about the current state.
+    pub fn stats(&self) -> SchedulerStats {
+        SchedulerStats {
+            nodes: self.nodes.len(),
+            unassigned: self.queued.len(),
+            blocked_batches: self.queue.values().filter(|p| p.blocked.is_some()).count(),
+            preassigned: self.preassigned.len(),
+            indexes: self.nodes.indexes().len(),
+        }
+    }
+
+    fn upsert(&mut self, obj: &Object, old: Option<&Object>) {
+        match obj {
+            Object::Task(t) => {
+                if let Some(Object::Task(old)) = old {
+                    self.note_failure(old, t);
+                }
+                self.track_task(t);
+            }
+            Object::Node(n) => self.nodes.upsert_node(n.clone()),
+            Object::Service(s) => self.upsert_service(s),
+            _ => {}
+        }
+    }
+
+    fn remove(&mut self, obj: &Object) {
+        match obj {
+            Object::Task(t) => self.forget_task(&t.id),
+            Object::Node(n) => self.nodes.remove_node(&n.id),
+            Object::Service(s) => {
+                self.host_ports.remove(&s.id);
+            }
+            _ => {}
+        }
+    }
+
+    fn upsert_service(&mut self, s: &Service) {
+        let ports = service_host_ports(s);
+        if ports.is_empty() {
+            self.host_ports.remove(&s.id);
+        } else {
+            self.host_ports.insert(s.id, ports.into());
+        }
+    }
+
+    fn ports_of(&self, service: &Id) -> Arc<[HostPort]> {
+        self.host_ports
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(Vec::new()))
+    }
+
+    /// Counts a failure when a task the scheduler placed turns failed or rejected.
+    fn note_failure(&mut self, old: &Task, new: &Task) {
+        let failed = matches!(new.status.state, TaskState::Failed | TaskState::Rejected);
+        if !failed || old.status.state == new.status.state {
+            return;
+        }
+        if let Some(node) = new.node_id {
+            if !self.preassigned_ids.contains(&new.id) {
+                let at = new.meta.updated_at;
+                self.failures
+                    .record(new.service_id, new.spec_version, node, at);
+            }
+        }
+    }
+
+    fn track_task(&mut self, t: &Arc<Task>) {
+        match classify(t) {
+            Class::OnNode { node, active } => {
+                self.dequeue(&t.id);
+                self.preassigned.remove(&t.id);
+                let occ = Occupant {
+                    node,
+                    service: t.service_id,
+                    reservations: t.spec.resources.reservations,
+                    ports: self.ports_of(&t.service_id),
+                    active,
+                };
+                self.nodes.occupy(t.id, occ);
+            }
+            Class::Unassigned => {
+                self.nodes.release(&t.id);
+                self.preassigned.remove(&t.id);
+                self.enqueue(t);
+            }
+            Class::Preassigned => {
+                self.nodes.release(&t.id);
+                self.dequeue(&t.id);
+                self.preassigned_ids.insert(t.id);
+                match self.preassigned.get_mut(&t.id) {
+                    Some(p) => p.task = t.clone(),
+                    None => {
+                        self.preassigned.insert(
+                            t.id,
+                            Preassigned {
+                                task: t.clone(),
+                                checked: None,
+                            },
+                        );
+                    }
+                }
+            }
+            Class::Gone => self.forget_task(&t.id),
+        }
+    }
+
+    fn forget_task(&mut self, id: &Id) {
+        self.nodes.release(id);
+        self.dequeue(id);
+        self.preassigned.remove(id);
+        self.preassigned_ids.remove(id);
+    }
+
+    fn enqueue(&mut self, t: &Arc<Task>) {
+        let key = (t.service_id, t.spec_version);
+        match self.queued.get(&t.id) {
+            Some(k) if *k == key => {
+                // Already waiting (typically our own status write coming back): refresh the copy
+                // so the next write carries the current version, without marking work.
+                if let Some(p) = self.queue.get_mut(&key) {
+                    p.tasks.insert(t.id, t.clone());
+                }
+                return;
+            }
+            Some(_) => self.dequeue(&t.id),
+            None => {}
+        }
+        self.queue
+            .entry(key)
+            .or_default()
+            .tasks
+            .insert(t.id, t.clone());
+        self.queued.insert(t.id, key);
+        self.dirty.insert(key);
+    }
+
+    fn dequeue(&mut self, id: &Id) {
+        let Some(key) = self.queued.remove(id) else {
+            return;
+        };
+        if let Some(p) = self.queue.get_mut(&key) {
+            p.tasks.remove(id);
+            if p.tasks.is_empty() {
+                self.queue.remove(&key);
+                self.dirty.remove(&key);
+            }
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Per-node scheduling state, kept current incrementally from store events.
+//!
+//! For every node: what is left of its resources, its active task count, its host ports in use, and
+//! (per service) how many active tasks of that service it runs. A task *occupies* its node while its
+//! observed state is assigned..running; while it occupies it reserves its resources and host ports,
+//! and it is *active* (counts for spread, ranking and max-replicas) while its desired state is at most
+//! `complete` (SwarmKit's rule: a task being shut down still holds its resources until it stops but
+//! no longer counts as one of the service's replicas).
+//!
+//! Occupants are remembered per node id even for nodes not (or no longer) in the set, so that a node
+//! created after its tasks (as can happen when events are replayed) is accounted correctly.
+
+use std::sync::Arc;
+
+use swarm_core::objects::node::{Node, Resources};
+use swarm_core::Id;
+
+use super::filter::{HostPort, StaticFilter};
+use super::hash::{FxMap, FxSet};
+use super::index::Indexes;
+
+/// Slot of a node in the set; stable while the node exists.
+pub(crate) type NodeIdx = u32;
+
+/// What the scheduler knows about one node.
+#[derive(Debug)]
+pub(crate) struct NodeInfo {
+    /// The node as last seen.
+    pub(crate) node: Arc<Node>,
+    /// Description resources minus the reservations of the tasks occupying it (may go negative if
+    /// the node shrank under its tasks).
+    pub(crate) available: Avail,
+    /// Active tasks on the node (all services).
+    pub(crate) active: u32,
+    /// Host ports in use, with how many occupants use each.
+    ports: Vec<(HostPort, u32)>,
+    /// Marks the node as already considered by the batch being placed.
+    pub(crate) epoch: u64,
+}
+
+impl NodeInfo {
+    fn new(node: Arc<Node>) -> NodeInfo {
+        let available = Avail::of(&node);
+        NodeInfo {
+            node,
+            available,
+            active: 0,
+            ports: Vec::new(),
+            epoch: 0,
+        }
+    }
+
+    /// Whether a task on this node already publishes `port`.
+    pub(crate) fn port_in_use(&self, port: HostPort) -> bool {
+        self.ports.iter().any(|(p, _)| *p == port)
+    }
+}
+
+/// A task occupying a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Occupant {
+    /// The node.
+    pub(crate) node: Id,
+    /// The task's service.
+    pub(crate) service: Id,
+    /// Its reservations.
+    pub(crate) reservations: Resources,
+    /// Host ports it holds.
+    pub(crate) ports: Arc<[HostPort]>,
+    /// Whether it counts as an active task (desired state at most complete).
+    pub(crate) active: bool,
+}
+
+/// Every node and every occupant. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct NodeSet {
+    slots: Vec<Option<NodeInfo>>,
+    free: Vec<NodeIdx>,
+    by_id: FxMap<Id, NodeIdx>,
+    occupants: FxMap<Id, Occupant>,
+    node_tasks: FxMap<Id, FxSet<Id>>,
+    service_nodes: FxMap<Id, FxMap<NodeIdx, u32>>,
+    indexes: Indexes,
+    /// Bumped whenever capacity may have grown (a node changed or appeared, a task left a node or
+    /// stopped counting): unschedulable tasks are retried only after it moves.
+    generation: u64,
+    epoch: u64,
+}
+
+impl NodeSet {
+    /// The capacity generation (see the field docs).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Forces a retry of every unschedulable task.
+    pub(crate) fn bump_generation(&mut self) {
+        self.generation += 1;
+    }
+
+    /// A fresh batch stamp for [`NodeInfo::epoch`].
+    pub(crate) fn next_epoch(&mut self) -> u64 {
+        self.epoch += 1;
+        self.epoch
+    }
+
+    /// Every slot (empty ones are `None`).
+    pub(crate) fn slots(&self) -> &[Option<NodeInfo>] {
+        &self.slots
+    }
+
+    /// The node in `idx`, if the slot is live.
+    pub(crate) fn get(&self, idx: NodeIdx) -> Option<&NodeInfo> {
+        self.slots.get(idx as usize).and_then(Option::as_ref)
+    }
+
+    /// Mutable access to the node in `idx`.
+    pub(crate) fn get_mut(&mut self, idx: NodeIdx) -> Option<&mut NodeInfo> {
+        self.slots.get_mut(idx as usize).and_then(Option::as_mut)
+    }
+
+    /// The slot of node `id`.
+    pub(crate) fn idx_of(&self, id: &Id) -> Option<NodeIdx> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Number of nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Active tasks of `service` on node `idx`.
+    pub(crate) fn service_count(&self, service: &Id, idx: NodeIdx) -> u32 {
+        self.service_nodes
+            .get(service)
+            .and_then(|m| m.get(&idx))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Nodes running active tasks of `service`, with their counts (any order).
+    pub(crate) fn service_nodes(&self, service: &Id) -> Vec<(NodeIdx, u32)> {
+        self.service_nodes
+            .get(service)
+            .map(|m| m.iter().map(|(&i, &c)| (i, c)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The eligibility indexes.
+    pub(crate) fn indexes(&self) -> &Indexes {
+        &self.indexes
+    }
+
+    /// The index position for `filter`, built if needed.
+    pub(crate) fn eligible(&mut self, filter: &StaticFilter) -> usize {
+        self.indexes.find_or_build(filter, &self.slots)
+    }
+
+    /// Adds a node or replaces its object (labels, availability, status, description...).
+    pub(crate) fn upsert_node(&mut self, node: Arc<Node>) {
+        self.generation += 1;
+        if let Some(idx) = self.idx_of(&node.id) {
+            let Some(info) = self.slots[idx as usize].as_mut() else {
+                return;
+            };
+            self.indexes.node_removed(idx, info);
+            let mut available = Avail::of(&node);
+            for t in self.node_tasks.get(&node.id).into_iter().flatten() {
+                if let Some(o) = self.occupants.get(t) {
+                    available.take(o.reservations, true);
+                }
+            }
+            info.available = available;
+            info.node = node;
+            self.indexes.node_added(idx, info);
+            return;
+        }
+        let id = node.id;
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as NodeIdx
+            }
+        };
+        self.slots[idx as usize] = Some(NodeInfo::new(node));
+        self.by_id.insert(id, idx);
+        let tasks: Vec<Id> = self
+            .node_tasks
+            .get(&id)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for t in tasks {
+            if let Some(o) = self.occupants.get(&t).cloned() {
+                self.account(idx, &o, true);
+            }
+        }
+        if let Some(info) = self.slots[idx as usize].as_ref() {
+            self.indexes.node_added(idx, info);
+        }
+    }
+
+    /// Forgets a node. Its occupants stay remembered (by node id) until their tasks move or go.
+    pub(crate) fn remove_node(&mut self, id: &Id) {
+        let Some(idx) = self.by_id.remove(id) else {
+            return;
+        };
+        if let Some(info) = self.slots[idx as usize].take() {
+            self.indexes.node_removed(idx, &info);
+        }
+        for t in self.node_tasks.get(id).into_iter().flatten() {
+            if let Some(o) = self.occupants.get(t) {
+                if let Some(m) = self.service_nodes.get_mut(&o.service) {
+                    m.remove(&idx);
+                    if m.is_empty() {
+                        self.service_nodes.remove(&o.service);
+                    }
+                }
+            }
+        }
+        self.free.push(idx);
+    }
+
+    /// Records that task `task` occupies `occ.node` (replacing any earlier record). A repeat of the
+    /// current record is a no-op, so the scheduler's own assignments coming back as events cost nothing.
+    pub(crate) fn occupy(&mut self, task: Id, occ: Occupant) {
+        if let Some(cur) = self.occupants.get(&task) {
+            if cur.node == occ.node && cur.service == occ.service {
+                if cur.active != occ.active {
+                    let active = occ.active;
+                    if let Some(idx) = self.idx_of(&occ.node) {
+                        self.shift_active(idx, &occ.service, active);
+                    }
+                    if !active {
+                        self.generation += 1;
+                    }
+                    if let Some(c) = self.occupants.get_mut(&task) {
+                        c.active = active;
+                    }
+                }
+                return;
+            }
+            self.release(&task);
+        }
+        if let Some(idx) = self.idx_of(&occ.node) {
+            self.account(idx, &occ, true);
+        }
+        self.node_tasks.entry(occ.node).or_default().insert(task);
+        self.occupants.insert(task, occ);
+    }
+
+    /// Task `task` no longer occupies any node.
+    pub(crate) fn release(&mut self, task: &Id) {
+        let Some(occ) = self.occupants.remove(task) else {
+            return;
+        };
+        if let Some(set) = self.node_tasks.get_mut(&occ.node) {
+            set.remove(task);
+            if set.is_empty() {
+                self.node_tasks.remove(&occ.node);
+            }
+        }
+        if let Some(idx) = self.idx_of(&occ.node) {
+            self.account(idx, &occ, false);
+            self.generation += 1;
+        }
+    }
+
+    /// Adds (`add`) or removes an occupant's footprint on node `idx`.
+    fn account(&mut self, idx: NodeIdx, occ: &Occupant, add: bool) {
+        let Some(info) = self.slots.get_mut(idx as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        info.available.take(occ.reservations, add);
+        for &p in occ.ports.iter() {
+            match info.ports.iter().position(|(q, _)| *q == p) {
+                Some(i) if add => info.ports[i].1 += 1,
+                Some(i) => {
+                    info.ports[i].1 -= 1;
+                    if info.ports[i].1 == 0 {
+                        info.ports.swap_remove(i);
+                    }
+                }
+                None if add => info.ports.push((p, 1)),
+                None => {}
+            }
+        }
+        if occ.active {
+            self.shift_active(idx, &occ.service, add);
+        }
+    }
+
+    /// One more (`up`) or one fewer active task of `service` on node `idx`.
+    fn shift_active(&mut self, idx: NodeIdx, service: &Id, up: bool) {
+        let Some(info) = self.slots.get_mut(idx as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let old = info.active;
+        let new = if up { old + 1 } else { old.saturating_sub(1) };
+        info.active = new;
+        let id = info.node.id;
+        self.indexes.active_changed(idx, id, old, new);
+        let per_node = self.service_nodes.entry(*service).or_default();
+        let c = per_node.entry(idx).or_insert(0);
+        *c = if up { *c + 1 } else { c.saturating_sub(1) };
+        if *c == 0 {
+            per_node.remove(&idx);
+            if per_node.is_empty() {
+                self.service_nodes.remove(service);
+            }
+        }
+    }
+}
+
+/// Resources left on a node. Wide integers so that adding and removing any number of `i64`
+/// reservations is exact and reversible (no overflow, no saturation drift).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Avail {
+    /// CPU in 1e-9 CPUs.
+    pub(crate) nano_cpus: i128,
+    /// Memory in bytes.
+    pub(crate) memory_bytes: i128,
+}
+
+impl Avail {
+    /// What a node offers before any task: its description's resources (nothing without one).
+    fn of(node: &Node) -> Avail {
+        let r = node
+            .description
+            .as_ref()
+            .map(|d| d.resources)
+            .unwrap_or_default();
+        Avail {
+            nano_cpus: i128::from(r.nano_cpus),
+            memory_bytes: i128::from(r.memory_bytes),
+        }
+    }
+
+    /// Takes (`take`) or gives back reservations `r`.
+    fn take(&mut self, r: Resources, take: bool) {
+        let (c, m) = (i128::from(r.nano_cpus), i128::from(r.memory_bytes));
+        if take {
+            self.nano_cpus -= c;
+            self.memory_bytes -= m;
+        } else {
+            self.nano_cpus += c;
+            self.memory_bytes += m;
+        }
+    }
+
+    /// Whether reservations `r` fit.
+    pub(crate) fn fits(&self, r: Resources) -> bool {
+        i128::from(r.nano_cpus) <= self.nano_cpus && i128::from(r.memory_bytes) <= self.memory_bytes
+    }
+}

@@ -1,0 +1,245 @@
+//! The scheduler's output: [`Scheduler::poll_actions`].
+//!
+//! One poll first checks pre-assigned tasks (global services should start before anything else
+//! takes their node's resources, as in SwarmKit), then places every batch that has new tasks or
+//! that was blocked before capacity last changed, in (service id, spec version) order so the
+//! result is deterministic.
+
+use std::sync::Arc;
+
+use swarm_core::placement::SpreadPreference;
+use swarm_core::{Id, Object, StoreAction, Task, TaskState, TaskStatus, Timestamp};
+
+use super::filter::{no_suitable_node, TaskFilter, CHECKS};
+use super::hash::FxMap;
+use super::nodes::{NodeIdx, Occupant};
+use super::place::{place, Batch};
+use super::{BatchKey, Scheduler, ASSIGNED_MESSAGE, CONFIRMED_MESSAGE};
+
+/// `t` placed on `node`.
+fn assigned(t: &Task, node: Id, now: Timestamp, message: &str) -> StoreAction {
+    let mut nt = t.clone();
+    nt.node_id = Some(node);
+    nt.status = TaskStatus {
+        timestamp: now,
+        state: TaskState::Assigned,
+        message: message.to_owned(),
+        ..TaskStatus::default()
+    };
+    StoreAction::Update(Object::Task(Arc::new(nt)))
+}
+
+/// `t` left pending with `err`, unless it already says so.
+fn still_pending(t: &Task, err: &str, now: Timestamp) -> Option<Arc<Task>> {
+    if t.status.state == TaskState::Pending && t.status.err == err {
+        return None;
+    }
+    let mut nt = t.clone();
+    nt.status.state = TaskState::Pending;
+    nt.status.err = err.to_owned();
+    nt.status.timestamp = now;
+    Some(Arc::new(nt))
+}
+
+impl Scheduler {
+    /// Output: the task updates for every placement decided since the last poll. Propose them, then
+    /// feed the resulting events back (see the driver contract on [`Scheduler`]). Returns nothing
+    /// while [`Scheduler::needs_reset`] is set.
+    #[must_use = "the actions must be proposed, or the placements are lost"]
+    pub fn poll_actions(&mut self, now: Timestamp) -> Vec<StoreAction> {
+        let mut out = Vec::new();
+        if self.needs_reset {
+            return out;
+        }
+        self.failures.purge(now);
+        let generation = self.nodes.generation();
+        let moved = generation != self.polled_generation;
+        self.polled_generation = generation;
+        self.poll_preassigned(moved, now, &mut out);
+        let keys: Vec<BatchKey> = if moved {
+            self.queue.keys().copied().collect()
+        } else {
+            self.dirty.iter().copied().collect()
+        };
+        self.dirty.clear();
+        for key in keys {
+            self.schedule_batch(key, now, &mut out);
+        }
+        out
+    }
+
+    fn poll_preassigned(&mut self, moved: bool, now: Timestamp, out: &mut Vec<StoreAction>) {
+        let generation = self.nodes.generation();
+        let ids: Vec<Id> = self
+            .preassigned
+            .iter()
+            .filter(|(_, p)| p.checked.is_none() || (moved && p.checked != Some(generation)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(task) = self.preassigned.get(&id).map(|p| p.task.clone()) else {
+                continue;
+            };
+            let Some(node) = task.node_id else {
+                continue;
+            };
+            let verdict = match (
+                self.nodes.idx_of(&node),
+                TaskFilter::compile(&task, self.ports_of(&task.service_id)),
+            ) {
+                // The node is gone (or not known yet): wait for node events.
+                (None, _) => None,
+                (Some(_), Err(e)) => Some(Err(e)),
+                (Some(idx), Ok(f)) => self.nodes.get(idx).map(|info| {
+                    let service_tasks = self.nodes.service_count(&f.service, idx);
+                    match f.first_failure(info, service_tasks) {
+                        None => Ok(f),
+                        Some(check) => {
+                            let mut counts = [0; CHECKS];
+                            counts[check as usize] = 1;
+                            Err(no_suitable_node(&counts))
+                        }
+                    }
+                }),
+            };
+            match verdict {
+                Some(Ok(f)) => {
+                    self.preassigned.remove(&id);
+                    self.nodes.occupy(
+                        id,
+                        Occupant {
+                            node,
+                            service: f.service,
+                            reservations: f.reservations,
+                            ports: f.host_ports.clone(),
+                            active: true,
+                        },
+                    );
+                    out.push(assigned(&task, node, now, CONFIRMED_MESSAGE));
+                }
+                Some(Err(err)) => {
+                    let update = still_pending(&task, &err, now);
+                    if let Some(p) = self.preassigned.get_mut(&id) {
+                        p.checked = Some(generation);
+                        if let Some(nt) = update {
+                            p.task = nt.clone();
+                            out.push(StoreAction::Update(Object::Task(nt)));
+                        }
+                    }
+                }
+                None => {
+                    if let Some(p) = self.preassigned.get_mut(&id) {
+                        p.checked = Some(generation);
+                    }
+                }
+            }
+        }
+    }
+
+    fn schedule_batch(&mut self, key: BatchKey, now: Timestamp, out: &mut Vec<StoreAction>) {
+        let generation = self.nodes.generation();
+        let Some(pending) = self.queue.get(&key) else {
+            return;
+        };
+        if let Some((g, err)) = &pending.blocked {
+            if *g == generation {
+                // Nothing changed since no node could take this batch: new tasks get the reason.
+                let err = err.clone();
+                self.write_pending(key, &err, now, out);
+                return;
+            }
+        }
+        let tasks: Vec<Arc<Task>> = pending.tasks.values().cloned().collect();
+        let Some(first) = tasks.first() else {
+            self.queue.remove(&key);
+            return;
+        };
+        let filter = match TaskFilter::compile(first, self.ports_of(&key.0)) {
+            Ok(f) => f,
+            Err(err) => {
+                self.block(key, generation, err, now, out);
+                return;
+            }
+        };
+        // Invalid descriptors were refused by spec validation; SwarmKit skips them, so do we.
+        let prefs: Vec<_> = first
+            .spec
+            .placement
+            .preferences
+            .iter()
+            .filter_map(|d| SpreadPreference::parse_descriptor(d).ok())
+            .map(|p| p.over)
+            .collect();
+        let penalized: FxMap<NodeIdx, u32> = self
+            .failures
+            .penalized(key.0, key.1, now)
+            .into_iter()
+            .filter_map(|(node, n)| Some((self.nodes.idx_of(&node)?, n)))
+            .collect();
+        let ids: Vec<Id> = tasks.iter().map(|t| t.id).collect();
+        let batch = Batch {
+            filter: &filter,
+            prefs: &prefs,
+            penalized: &penalized,
+            tasks: &ids,
+        };
+        let chosen = place(&mut self.nodes, &batch);
+        for (t, &idx) in tasks.iter().zip(&chosen) {
+            if let Some(node) = self.nodes.get(idx).map(|i| i.node.id) {
+                out.push(assigned(t, node, now, ASSIGNED_MESSAGE));
+            }
+            self.dequeue(&t.id);
+        }
+        if chosen.len() < tasks.len() {
+            let err = self.explain(&filter);
+            self.block(key, generation, err, now, out);
+        }
+    }
+
+    /// Why no node can take tasks with filter `f`: every node through the pipeline in order.
+    fn explain(&self, f: &TaskFilter) -> String {
+        let mut counts = [0usize; CHECKS];
+        for (idx, slot) in self.nodes.slots().iter().enumerate() {
+            if let Some(info) = slot {
+                let service_tasks = self.nodes.service_count(&f.service, idx as NodeIdx);
+                if let Some(check) = f.first_failure(info, service_tasks) {
+                    counts[check as usize] += 1;
+                }
+            }
+        }
+        no_suitable_node(&counts)
+    }
+
+    fn block(
+        &mut self,
+        key: BatchKey,
+        generation: u64,
+        err: String,
+        now: Timestamp,
+        out: &mut Vec<StoreAction>,
+    ) {
+        if let Some(p) = self.queue.get_mut(&key) {
+            p.blocked = Some((generation, err.clone()));
+        }
+        self.write_pending(key, &err, now, out);
+    }
+
+    /// Leaves the batch's tasks pending with `err`, writing only those that do not say so yet.
+    fn write_pending(
+        &mut self,
+        key: BatchKey,
+        err: &str,
+        now: Timestamp,
+        out: &mut Vec<StoreAction>,
+    ) {
+        let Some(p) = self.queue.get_mut(&key) else {
+            return;
+        };
+        for t in p.tasks.values_mut() {
+            if let Some(nt) = still_pending(t, err, now) {
+                *t = nt.clone();
+                out.push(StoreAction::Update(Object::Task(nt)));
+            }
+        }
+    }
+}
