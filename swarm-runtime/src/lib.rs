@@ -1,6 +1,44 @@
-//! Runtime adapters and the worker agent for swarm (not built yet).
+//! # swarm-runtime: running tasks on a node
 //!
-//! This crate will define the `Runtime` trait and its adapters (local processes, Docker Engine, an
-//! in-memory simulator), the task controller lifecycle, health checks, secret and config materialisation
-//! on tmpfs, and the worker `Agent` that turns assignments into running tasks and reports their status.
+//! The [`Runtime`] trait and its adapters (local processes, the Docker Engine, an in-memory
+//! simulator), the task controller lifecycle, health checks, secret and config materialisation on
+//! tmpfs, service templates, and the worker [`Agent`] that turns the dispatcher's assignments into
+//! running tasks and reports their status.
+//!
+//! # Layout
+//! - [`runtime`]: the [`Runtime`] trait (with its correctness contract) and its value types.
+//! - [`process`], [`docker`], [`sim`]: the adapters.
+//! - [`files`]: secret/config targets and tmpfs staging shared by the adapters.
+//! - [`template`]: `{{.Service.Name}}`-style placeholders.
+//! - [`health`]: the health-check verdict state machine and probe loop.
+//! - [`signal`]: stop-signal parsing.
+//! - [`dispatcher`]: the [`Dispatcher`] seam the agent talks to, and [`LocalDispatcher`] (in-process).
+//! - [`controller`]: one task's lifecycle, from `assigned` to a terminal state.
+//! - [`agent`]: the [`Agent`]: sessions, reconciliation, batched status reports.
+//! - `testing` (feature `testing`): the adapter conformance suite.
+//! - [`error`]: [`RuntimeError`].
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod agent;
+pub mod controller;
+pub mod dispatcher;
+pub mod error;
+pub mod files;
+pub mod health;
+pub mod process;
+pub mod runtime;
+pub mod signal;
+pub mod sim;
+pub mod template;
+
+pub use agent::{Agent, AgentConfig};
+pub use dispatcher::{DispatchError, Dispatcher, LocalDispatcher, Session};
+pub use error::RuntimeError;
+pub use health::{HealthMonitor, HealthTest};
+pub use process::{ProcessOptions, ProcessRuntime};
+pub use runtime::{
+    ExecResult, ExitStatus, FileKind, LogLine, LogStream, Runtime, RuntimeState, TaskConfig,
+    TaskFile, TaskInspect,
+};
+pub use sim::SimRuntime;
+pub use template::{TemplateContext, TemplateError};

@@ -1,0 +1,360 @@
+//! Secret and config files on tmpfs: target validation, per-task staging directories, cleanup.
+//!
+//! Every adapter that shows files to real processes stages them here first: one directory per task
+//! under a stage root that must be a tmpfs (checked with `statfs`; as root a tmpfs is mounted when it
+//! is not). Files under `/run/secrets` go to `<task dir>/secrets/<rest>`, every other target to
+//! `<task dir>/files/<absolute target>`, each with the requested uid, gid and mode. Adapters then
+//! bind-mount them (docker, process as root) or point the task at them (process without root).
+
+use std::ffi::CString;
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use swarm_core::Id;
+
+use crate::error::RuntimeError;
+use crate::runtime::{FileKind, TaskConfig, TaskFile};
+
+/// Where secrets appear in a task unless their target is absolute.
+pub const SECRETS_DIR: &str = "/run/secrets";
+
+const TMPFS_MAGIC: libc::c_long = 0x0102_1994;
+
+/// Resolves a secret or config reference's target name to an absolute, normalised path in the
+/// task: secrets under `/run/secrets` unless absolute, configs at `/<name>`. Rejects `..`, empty
+/// names and NUL bytes.
+pub fn resolve_target(kind: FileKind, name: &str) -> Result<String, RuntimeError> {
+    let kind_name = kind_name(kind);
+    let bad = |reason: &str| RuntimeError::FileTarget {
+        kind: kind_name,
+        target: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(bad("the target name is empty"));
+    }
+    if name.contains('\0') {
+        return Err(bad("the target contains a NUL byte"));
+    }
+    let joined = if name.starts_with('/') {
+        name.to_string()
+    } else if kind == FileKind::Secret {
+        format!("{SECRETS_DIR}/{name}")
+    } else {
+        format!("/{name}")
+    };
+    let mut parts = Vec::new();
+    for c in Path::new(&joined).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::ParentDir => return Err(bad("'..' is not allowed in a target path")),
+            Component::Prefix(_) => return Err(bad("unsupported path prefix")),
+        }
+    }
+    if parts.is_empty() {
+        return Err(bad("the target names a directory, not a file"));
+    }
+    let path = format!("/{}", parts.join("/"));
+    if path == SECRETS_DIR {
+        return Err(bad("the target is the secrets directory itself"));
+    }
+    Ok(path)
+}
+
+pub(crate) fn kind_name(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Secret => "secret",
+        FileKind::Config => "config",
+    }
+}
+
+/// Whether `path` is on a tmpfs (or ramfs).
+pub(crate) fn is_tmpfs(path: &Path) -> std::io::Result<bool> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string and `buf` a properly sized, writable statfs.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let magic = buf.f_type as libc::c_long;
+    Ok(magic == TMPFS_MAGIC || magic == 0x8584_58f6)
+}
+
+/// Whether this process runs with uid 0.
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A stage root: a tmpfs directory holding one subdirectory per task.
+#[derive(Debug)]
+pub(crate) struct Stage {
+    root: PathBuf,
+    mounted: bool,
+    dir_mode: u32,
+}
+
+/// A task's staged files.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Staged {
+    /// `<stage>/<task>/secrets`: everything under `/run/secrets`.
+    pub(crate) secrets_dir: PathBuf,
+    /// `<stage>/<task>/files`: every other target, by its absolute path.
+    pub(crate) files_dir: PathBuf,
+    /// One entry per file.
+    pub(crate) files: Vec<StagedFile>,
+}
+
+/// One staged file.
+#[derive(Clone, Debug)]
+pub(crate) struct StagedFile {
+    /// Where it is on the host.
+    pub(crate) host: PathBuf,
+    /// Where the task must see it.
+    pub(crate) target: String,
+    /// Whether it lives under `/run/secrets` (and so inside [`Staged::secrets_dir`]).
+    pub(crate) in_secrets_dir: bool,
+}
+
+impl Stage {
+    /// Creates (if needed) `root` and makes sure it is a tmpfs, mounting one when running as root.
+    /// `traversable` makes the directories 0711 instead of 0700, for tasks that run as another user
+    /// and reach their files through host paths.
+    pub(crate) fn create(root: PathBuf, traversable: bool) -> Result<Stage, RuntimeError> {
+        let dir_mode = if traversable { 0o711 } else { 0o700 };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(dir_mode)
+            .create(&root)
+            .map_err(|e| RuntimeError::io(format!("creating {}", root.display()), e))?;
+        let mut mounted = false;
+        let on_tmpfs = is_tmpfs(&root)
+            .map_err(|e| RuntimeError::io(format!("statfs {}", root.display()), e))?;
+        if !on_tmpfs {
+            if !is_root() {
+                return Err(RuntimeError::NotTmpfs {
+                    path: root.display().to_string(),
+                });
+            }
+            mount_tmpfs(&root, dir_mode)?;
+            mounted = true;
+        }
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(dir_mode))
+            .map_err(|e| RuntimeError::io(format!("chmod {}", root.display()), e))?;
+        Ok(Stage {
+            root,
+            mounted,
+            dir_mode,
+        })
+    }
+
+    /// The stage root.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn task_dir(&self, task: &Id) -> PathBuf {
+        self.root.join(task.as_str())
+    }
+
+    /// Writes the task's files. `chown` sets the requested owners (needs root). On error nothing
+    /// is left behind.
+    pub(crate) fn stage(&self, config: &TaskConfig, chown: bool) -> Result<Staged, RuntimeError> {
+        let dir = self.task_dir(&config.task_id);
+        let staged = Staged {
+            secrets_dir: dir.join("secrets"),
+            files_dir: dir.join("files"),
+            files: Vec::new(),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        let result = self.write_all(&dir, staged, &config.files, chown);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn write_all(
+        &self,
+        dir: &Path,
+        mut staged: Staged,
+        files: &[TaskFile],
+        chown: bool,
+    ) -> Result<Staged, RuntimeError> {
+        let mk = |p: &Path, mode: u32| {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(p)
+                .map_err(|e| RuntimeError::io(format!("creating {}", p.display()), e))
+        };
+        mk(dir, self.dir_mode)?;
+        mk(&staged.secrets_dir, 0o755)?;
+        mk(&staged.files_dir, 0o755)?;
+        for f in files {
+            let fail = |reason: String| RuntimeError::FileTarget {
+                kind: kind_name(f.kind),
+                target: f.target.clone(),
+                reason,
+            };
+            if staged.files.iter().any(|s| s.target == f.target) {
+                return Err(fail("two secrets or configs have the same target".into()));
+            }
+            let (host, in_secrets_dir) = match f.target.strip_prefix("/run/secrets/") {
+                Some(rest) => (staged.secrets_dir.join(rest), true),
+                None => (
+                    staged.files_dir.join(f.target.trim_start_matches('/')),
+                    false,
+                ),
+            };
+            if let Some(parent) = host.parent() {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(|e| fail(e.to_string()))?;
+            }
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&host)
+                .map_err(|e| fail(e.to_string()))?;
+            file.write_all(f.data.expose())
+                .map_err(|e| fail(e.to_string()))?;
+            if chown {
+                std::os::unix::fs::fchown(&file, Some(f.uid), Some(f.gid))
+                    .map_err(|e| fail(format!("setting owner {}:{}: {e}", f.uid, f.gid)))?;
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(f.mode & 0o7777))
+                .map_err(|e| fail(format!("setting mode {:o}: {e}", f.mode)))?;
+            staged.files.push(StagedFile {
+                host,
+                target: f.target.clone(),
+                in_secrets_dir,
+            });
+        }
+        Ok(staged)
+    }
+
+    /// Deletes the task's files (idempotent).
+    pub(crate) fn unstage(&self, task: &Id) {
+        let dir = self.task_dir(task);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(task = %task, error = %e, "could not delete staged files");
+            }
+        }
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        if self.mounted {
+            if let Ok(c) = CString::new(self.root.as_os_str().as_bytes()) {
+                // SAFETY: valid C string; a lazy unmount has no other precondition.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn mount_tmpfs(path: &Path, mode: u32) -> Result<(), RuntimeError> {
+    let target = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| RuntimeError::invalid("stage directory contains a NUL byte"))?;
+    let data = CString::new(format!("mode={mode:o},size=64m")).unwrap_or_default();
+    // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(RuntimeError::io(
+            format!("mounting a tmpfs on {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// A default stage root under /dev/shm, unique to this process and adapter instance.
+pub(crate) fn default_stage_root(adapter: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    PathBuf::from(format!(
+        "/dev/shm/swarm-{adapter}-{}-{n}",
+        std::process::id()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_resolve_like_docker() {
+        let ok: &[(FileKind, &str, &str)] = &[
+            (FileKind::Secret, "db_pw", "/run/secrets/db_pw"),
+            (FileKind::Secret, "dir/x", "/run/secrets/dir/x"),
+            (FileKind::Secret, "/etc/app/key", "/etc/app/key"),
+            (FileKind::Config, "app.conf", "/app.conf"),
+            (FileKind::Config, "/etc//app.conf", "/etc/app.conf"),
+            (FileKind::Config, "./a/./b", "/a/b"),
+        ];
+        for (k, name, want) in ok {
+            assert_eq!(resolve_target(*k, name).unwrap(), *want);
+        }
+        for (k, name) in [
+            (FileKind::Secret, ""),
+            (FileKind::Secret, "../../etc/passwd"),
+            (FileKind::Config, "/"),
+            (FileKind::Secret, "/run/secrets"),
+            (FileKind::Config, "a\0b"),
+        ] {
+            let e = resolve_target(k, name).unwrap_err();
+            assert!(e.is_rejection(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn dev_shm_is_tmpfs_and_staging_cleans_up() {
+        assert!(is_tmpfs(Path::new("/dev/shm")).unwrap());
+        let stage = Stage::create(default_stage_root("unit"), false).unwrap();
+        let mut cfg = TaskConfig::new(Id::from_u128(1), "s", Default::default());
+        cfg.files.push(TaskFile {
+            kind: FileKind::Secret,
+            id: Id::from_u128(2),
+            name: "pw".into(),
+            target: "/run/secrets/pw".into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o400,
+            data: swarm_core::SecretData::new(b"s3cret".to_vec()),
+        });
+        let staged = stage.stage(&cfg, false).unwrap();
+        let f = &staged.files[0];
+        assert!(f.in_secrets_dir);
+        assert_eq!(std::fs::read(&f.host).unwrap(), b"s3cret");
+        let mode = std::fs::metadata(&f.host).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400);
+        stage.unstage(&cfg.task_id);
+        assert!(!f.host.exists());
+        let root = stage.root().to_path_buf();
+        drop(stage);
+        assert!(!root.exists());
+    }
+}

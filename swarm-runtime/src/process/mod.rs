@@ -1,0 +1,659 @@
+//! The `process` runtime: each task is a local child process (with its own session, so that the
+//! stop signal reaches everything it started).
+//!
+//! The spec's `command` + `args` run with exactly the spec's environment (plus Docker's default
+//! `PATH`, `HOSTNAME` and `HOME`), working directory and user. There is no image: a spec without a
+//! command is rejected.
+//!
+//! **With namespaces** (the default when the agent runs as root on Linux) each task gets private
+//! mount and UTS namespaces: its hostname is the spec's, its secrets appear at
+//! `/run/secrets/<target>` and its configs at their targets, bind-mounted read-only from a tmpfs
+//! with the requested uid, gid and mode, exactly as in a Docker container; the stage directory is
+//! hidden under an empty tmpfs so no task sees another's files. Bind and tmpfs mounts of the spec
+//! are honoured. **Without namespaces** (not root, or [`ProcessOptions::namespaces`] = false) the
+//! files stay in a per-task tmpfs directory whose location is given to the task in
+//! `SWARM_SECRETS_DIR` (files under `/run/secrets`) and `SWARM_CONFIGS_DIR` (every other target,
+//! by its absolute path); mounts are rejected. Runtime option `swarm.runtime.process.namespaces`
+//! (`true`/`false`) overrides the default per task.
+
+mod logs;
+mod spawn;
+mod user;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use swarm_core::objects::service::MountKind;
+use swarm_core::Id;
+use tokio::sync::watch;
+
+use self::logs::LogBuffer;
+use self::spawn::{MountOp, Setup};
+use crate::error::RuntimeError;
+use crate::files::{default_stage_root, is_root, Stage, Staged, SECRETS_DIR};
+use crate::runtime::{
+    clip_output, runtime_options, ExecResult, ExitStatus, LogLine, LogStream, Runtime,
+    RuntimeState, TaskConfig, TaskInspect, MAX_EXEC_OUTPUT,
+};
+use crate::signal::parse_signal;
+
+/// Docker's default `PATH` for containers.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+const OPTIONS: &[&str] = &["namespaces"];
+
+/// How to build a [`ProcessRuntime`].
+#[derive(Clone, Debug)]
+pub struct ProcessOptions {
+    /// Give each task private mount and UTS namespaces (needs root). Default: whether the agent
+    /// runs as root.
+    pub namespaces: bool,
+    /// Where task files are staged; must be (or, as root, becomes) a tmpfs. Default: a fresh
+    /// directory under /dev/shm, deleted when the runtime is dropped.
+    pub stage_dir: Option<PathBuf>,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions {
+            namespaces: is_root(),
+            stage_dir: None,
+        }
+    }
+}
+
+/// What `prepare` worked out, used by `start` and `exec`.
+#[derive(Debug)]
+struct Prepared {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    path_var: String,
+    dir: Option<String>,
+    ids: Option<(u32, u32, Vec<u32>)>,
+    hostname: Option<String>,
+    namespaces: bool,
+    mounts: Vec<(PathBuf, String, bool)>,
+    tmpfs_mounts: Vec<(String, String)>,
+    stop_signal: i32,
+    grace: Duration,
+    staged: Staged,
+    mountpoints: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+struct ProcTask {
+    prep: Arc<Prepared>,
+    state: RuntimeState,
+    pid: u32,
+    exit_tx: watch::Sender<Option<ExitStatus>>,
+    logs: LogBuffer,
+}
+
+struct Inner {
+    stage: Stage,
+    namespaces: bool,
+    tasks: Mutex<HashMap<Id, ProcTask>>,
+    /// Mount-point files this runtime created on the host, with how many tasks use each.
+    mountpoints: Mutex<HashMap<PathBuf, usize>>,
+}
+
+/// The local-process runtime.
+#[derive(Clone)]
+pub struct ProcessRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProcessRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessRuntime")
+            .field("stage", &self.inner.stage.root())
+            .field("namespaces", &self.inner.namespaces)
+            .finish()
+    }
+}
+
+impl ProcessRuntime {
+    /// A runtime with default options (namespaces when root, stage under /dev/shm).
+    pub fn new() -> Result<ProcessRuntime, RuntimeError> {
+        ProcessRuntime::with_options(ProcessOptions::default())
+    }
+
+    /// A runtime with the given options.
+    pub fn with_options(opts: ProcessOptions) -> Result<ProcessRuntime, RuntimeError> {
+        if opts.namespaces && !is_root() {
+            return Err(RuntimeError::invalid(
+                "private mount namespaces need root; run the agent as root or disable namespaces",
+            ));
+        }
+        let root = opts
+            .stage_dir
+            .unwrap_or_else(|| default_stage_root("process"));
+        let stage = Stage::create(root, !opts.namespaces)?;
+        if opts.namespaces {
+            std::fs::create_dir_all(SECRETS_DIR)
+                .map_err(|e| RuntimeError::io(format!("creating {SECRETS_DIR}"), e))?;
+        }
+        Ok(ProcessRuntime {
+            inner: Arc::new(Inner {
+                stage,
+                namespaces: opts.namespaces,
+                tasks: Mutex::new(HashMap::new()),
+                mountpoints: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Whether tasks get private namespaces by default.
+    pub fn namespaces(&self) -> bool {
+        self.inner.namespaces
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Id, ProcTask>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates (or reuses) an empty file at `target` on the host to bind-mount over.
+    fn acquire_mountpoint(&self, target: &str, kind: &'static str) -> Result<(), RuntimeError> {
+        let path = PathBuf::from(target);
+        let mut mp = self.mountpoints.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = mp.get_mut(&path) {
+            *n += 1;
+            return Ok(());
+        }
+        let fail = |reason: String| RuntimeError::FileTarget {
+            kind,
+            target: target.to_string(),
+            reason,
+        };
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => return Ok(()),
+            Ok(_) => return Err(fail("the target exists and is not a regular file".into())),
+            Err(_) => {}
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| fail(format!("cannot create the mount point on this node: {e}")))?;
+        mp.insert(path, 1);
+        Ok(())
+    }
+
+    fn release_mountpoints(&self, paths: &[PathBuf]) {
+        let mut mp = self.mountpoints.lock().unwrap_or_else(|e| e.into_inner());
+        for p in paths {
+            if let Some(n) = mp.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    mp.remove(p);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+    }
+
+    /// Marks the task exited, deletes its files and wakes waiters (in that order).
+    fn finish(&self, task: &Id, status: ExitStatus) {
+        let mut map = self.lock();
+        let Some(t) = map.get_mut(task) else { return };
+        if matches!(t.state, RuntimeState::Exited(_)) {
+            return;
+        }
+        t.state = RuntimeState::Exited(status);
+        self.stage.unstage(task);
+        self.release_mountpoints(&t.prep.mountpoints);
+        t.exit_tx.send_replace(Some(status));
+    }
+}
+
+fn lookup_env<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+impl ProcessRuntime {
+    fn build(&self, config: &TaskConfig) -> Result<Prepared, RuntimeError> {
+        let spec = &config.container;
+        let opts = runtime_options(&spec.labels, "process", OPTIONS)?;
+        let namespaces = match opts.get("namespaces").map(String::as_str) {
+            None => self.inner.namespaces,
+            Some("true") if is_root() => true,
+            Some("true") => {
+                return Err(RuntimeError::invalid(
+                    "swarm.runtime.process.namespaces=true needs an agent running as root",
+                ))
+            }
+            Some("false") => false,
+            Some(v) => {
+                return Err(RuntimeError::BadOptionValue {
+                    option: "swarm.runtime.process.namespaces".into(),
+                    value: v.to_string(),
+                    expected: "true or false",
+                })
+            }
+        };
+        let Some((cmd0, cmd_rest)) = spec.command.split_first() else {
+            return Err(RuntimeError::NoCommand { runtime: "process" });
+        };
+        let stop_signal = parse_signal(&spec.stop_signal)?;
+        if spec.read_only {
+            return Err(RuntimeError::invalid(
+                "read-only root filesystems are not supported by the process runtime",
+            ));
+        }
+        let want_user = !spec.user.is_empty() || !spec.groups.is_empty();
+        let resolved = user::resolve(&spec.user, &spec.groups)?;
+        // SAFETY: getuid has no preconditions.
+        let my_uid = unsafe { libc::getuid() };
+        let ids = if is_root() {
+            Some((resolved.uid, resolved.gid, resolved.groups.clone()))
+        } else if want_user && resolved.uid != my_uid {
+            return Err(RuntimeError::invalid(format!(
+                "running as user {:?} needs an agent running as root",
+                spec.user
+            )));
+        } else {
+            None
+        };
+        let hostname = (!spec.hostname.is_empty()).then(|| spec.hostname.clone());
+        let mut env = vec![
+            ("PATH".to_string(), DEFAULT_PATH.to_string()),
+            ("HOME".to_string(), resolved.home.clone()),
+        ];
+        if let Some(h) = &hostname {
+            env.push(("HOSTNAME".to_string(), h.clone()));
+        }
+        for e in &spec.env {
+            let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+            if k.is_empty() {
+                return Err(RuntimeError::invalid(format!(
+                    "environment entry {e:?} has no variable name"
+                )));
+            }
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let path_var = lookup_env(&env, "PATH").unwrap_or(DEFAULT_PATH).to_string();
+        let program = spawn::find_program(cmd0, &path_var)?;
+        let dir = (!spec.dir.is_empty()).then(|| spec.dir.clone());
+        if let Some(d) = &dir {
+            if !std::path::Path::new(d).is_dir() {
+                return Err(RuntimeError::invalid(format!(
+                    "working directory {d:?} does not exist on this node"
+                )));
+            }
+        }
+        let mut mounts = Vec::new();
+        let mut tmpfs_mounts = Vec::new();
+        for m in &spec.mounts {
+            if !namespaces {
+                return Err(RuntimeError::invalid(format!(
+                    "mount on {:?} needs private mount namespaces (an agent running as root)",
+                    m.target
+                )));
+            }
+            match m.kind {
+                MountKind::Bind => {
+                    mounts.push((PathBuf::from(&m.source), m.target.clone(), m.read_only))
+                }
+                MountKind::Tmpfs => {
+                    let o = m.tmpfs.clone().unwrap_or_default();
+                    let mode = if o.mode == 0 { 0o1777 } else { o.mode };
+                    let mut data = format!("mode={mode:o}");
+                    if o.size_bytes > 0 {
+                        data.push_str(&format!(",size={}", o.size_bytes));
+                    }
+                    tmpfs_mounts.push((m.target.clone(), data));
+                }
+                MountKind::Volume => return Err(RuntimeError::invalid(format!(
+                    "volume mount on {:?}: the process runtime has no volumes; use a bind mount",
+                    m.target
+                ))),
+            }
+        }
+        let chown = is_root();
+        let staged = self.inner.stage.stage(config, chown)?;
+        let mut prep = Prepared {
+            program,
+            args: cmd_rest.iter().chain(&spec.args).cloned().collect(),
+            env,
+            path_var,
+            dir,
+            ids,
+            hostname,
+            namespaces,
+            mounts,
+            tmpfs_mounts,
+            stop_signal,
+            grace: spec.effective_stop_grace_period(),
+            staged,
+            mountpoints: Vec::new(),
+        };
+        if namespaces {
+            for f in prep.staged.files.iter().filter(|f| !f.in_secrets_dir) {
+                let kind = if f.target.starts_with(SECRETS_DIR) {
+                    "secret"
+                } else {
+                    "config"
+                };
+                if let Err(e) = self.inner.acquire_mountpoint(&f.target, kind) {
+                    self.inner.release_mountpoints(&prep.mountpoints);
+                    self.inner.stage.unstage(&config.task_id);
+                    return Err(e);
+                }
+                prep.mountpoints.push(PathBuf::from(&f.target));
+            }
+        } else {
+            prep.env.push((
+                "SWARM_SECRETS_DIR".into(),
+                prep.staged.secrets_dir.display().to_string(),
+            ));
+            prep.env.push((
+                "SWARM_CONFIGS_DIR".into(),
+                prep.staged.files_dir.display().to_string(),
+            ));
+        }
+        Ok(prep)
+    }
+
+    /// The child setup for the task itself (`join` = None) or for an exec into it.
+    fn setup(&self, prep: &Prepared, join_pid: Option<u32>) -> Result<Setup, RuntimeError> {
+        let mut s = Setup::default();
+        if prep.namespaces {
+            match join_pid {
+                Some(pid) => {
+                    s.join
+                        .push((spawn::open_ns(pid, "mnt")?, libc::CLONE_NEWNS));
+                    s.join
+                        .push((spawn::open_ns(pid, "uts")?, libc::CLONE_NEWUTS));
+                }
+                None => {
+                    s.unshare = true;
+                    s.mounts = self.namespace_mounts(prep)?;
+                    s.hostname = prep
+                        .hostname
+                        .as_ref()
+                        .map(|h| spawn::cstring(h, "hostname"))
+                        .transpose()?;
+                }
+            }
+        }
+        s.ids = prep.ids.clone();
+        s.dir = prep
+            .dir
+            .as_ref()
+            .map(|d| spawn::cstring(d, "working directory"))
+            .transpose()?;
+        Ok(s)
+    }
+
+    fn namespace_mounts(&self, prep: &Prepared) -> Result<Vec<MountOp>, RuntimeError> {
+        let mut out = vec![spawn::bind(&prep.staged.secrets_dir, SECRETS_DIR, true)?];
+        for f in prep.staged.files.iter().filter(|f| !f.in_secrets_dir) {
+            out.push(spawn::bind(&f.host, &f.target, true)?);
+        }
+        for (src, target, ro) in &prep.mounts {
+            out.push(spawn::bind(src, target, *ro)?);
+        }
+        for (target, data) in &prep.tmpfs_mounts {
+            out.push(spawn::tmpfs(target, data)?);
+        }
+        // Hide every task's staged files (including ours: they are bound above).
+        let root = self.inner.stage.root().display().to_string();
+        out.push(spawn::tmpfs(&root, "mode=0,size=4k")?);
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn prepare(&self, config: &TaskConfig) -> Result<(), RuntimeError> {
+        if self.inner.lock().contains_key(&config.task_id) {
+            return Err(RuntimeError::AlreadyPrepared {
+                task: config.task_id,
+            });
+        }
+        let prep = self.build(config)?;
+        let (exit_tx, _) = watch::channel(None);
+        self.inner.lock().insert(
+            config.task_id,
+            ProcTask {
+                prep: Arc::new(prep),
+                state: RuntimeState::Created,
+                pid: 0,
+                exit_tx,
+                logs: LogBuffer::default(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn start(&self, task: &Id) -> Result<(), RuntimeError> {
+        let (prep, logs) = {
+            let map = self.inner.lock();
+            let t = map
+                .get(task)
+                .ok_or(RuntimeError::NotFound { task: *task })?;
+            if t.state != RuntimeState::Created {
+                return Err(RuntimeError::AlreadyStarted { task: *task });
+            }
+            (t.prep.clone(), t.logs.clone())
+        };
+        let setup = Arc::new(self.setup(&prep, None)?);
+        let mut child = match spawn::command(&prep.program, &prep.args, &prep.env, setup).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                self.inner.finish(task, ExitStatus::code(127));
+                return Err(RuntimeError::StartFailed {
+                    task: *task,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        if let Some(out) = child.stdout.take() {
+            logs.spawn_reader(LogStream::Stdout, out);
+        }
+        if let Some(err) = child.stderr.take() {
+            logs.spawn_reader(LogStream::Stderr, err);
+        }
+        {
+            let mut map = self.inner.lock();
+            if let Some(t) = map.get_mut(task) {
+                t.state = RuntimeState::Running;
+                t.pid = pid;
+            }
+        }
+        let inner = self.inner.clone();
+        let id = *task;
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => spawn::exit_status(s),
+                Err(_) => ExitStatus::code(-1),
+            };
+            // Like a container: when the main process ends, everything it started ends too.
+            spawn::kill_group(pid, libc::SIGKILL);
+            inner.finish(&id, status);
+        });
+        Ok(())
+    }
+
+    async fn wait(&self, task: &Id) -> Result<ExitStatus, RuntimeError> {
+        let mut rx = {
+            let map = self.inner.lock();
+            let t = map
+                .get(task)
+                .ok_or(RuntimeError::NotFound { task: *task })?;
+            t.exit_tx.subscribe()
+        };
+        loop {
+            if let Some(s) = *rx.borrow_and_update() {
+                return Ok(s);
+            }
+            if rx.changed().await.is_err() {
+                return Ok(ExitStatus::signal(libc::SIGKILL));
+            }
+        }
+    }
+
+    async fn shutdown(&self, task: &Id) -> Result<(), RuntimeError> {
+        let (pid, sig, grace, mut rx) = {
+            let map = self.inner.lock();
+            let Some(t) = map.get(task) else {
+                return Ok(());
+            };
+            match t.state {
+                RuntimeState::Exited(_) => return Ok(()),
+                RuntimeState::Created => {
+                    drop(map);
+                    self.inner.finish(task, ExitStatus::code(0));
+                    return Ok(());
+                }
+                RuntimeState::Running => (
+                    t.pid,
+                    t.prep.stop_signal,
+                    t.prep.grace,
+                    t.exit_tx.subscribe(),
+                ),
+            }
+        };
+        spawn::kill_group(pid, sig);
+        if tokio::time::timeout(grace, rx.wait_for(|s| s.is_some()))
+            .await
+            .is_err()
+        {
+            spawn::kill_group(pid, libc::SIGKILL);
+            let _ = rx.wait_for(|s| s.is_some()).await;
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, task: &Id) -> Result<(), RuntimeError> {
+        let running = {
+            let map = self.inner.lock();
+            match map.get(task) {
+                None => return Ok(()),
+                Some(t) if t.state == RuntimeState::Running => Some((t.pid, t.exit_tx.subscribe())),
+                Some(_) => None,
+            }
+        };
+        if let Some((pid, mut rx)) = running {
+            spawn::kill_group(pid, libc::SIGKILL);
+            let _ = rx.wait_for(|s| s.is_some()).await;
+        }
+        self.inner.finish(task, ExitStatus::signal(libc::SIGKILL));
+        self.inner.lock().remove(task);
+        Ok(())
+    }
+
+    async fn inspect(&self, task: &Id) -> Result<TaskInspect, RuntimeError> {
+        let map = self.inner.lock();
+        let t = map
+            .get(task)
+            .ok_or(RuntimeError::NotFound { task: *task })?;
+        let staged_files = match t.state {
+            RuntimeState::Exited(_) => Vec::new(),
+            _ => t.prep.staged.files.iter().map(|f| f.host.clone()).collect(),
+        };
+        Ok(TaskInspect {
+            state: t.state,
+            container_id: format!("process:{task}"),
+            pid: t.pid,
+            staged_files,
+            image_healthcheck: None,
+        })
+    }
+
+    async fn exec(
+        &self,
+        task: &Id,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        let (prep, pid) = {
+            let map = self.inner.lock();
+            let t = map
+                .get(task)
+                .ok_or(RuntimeError::NotFound { task: *task })?;
+            if t.state != RuntimeState::Running {
+                return Err(RuntimeError::NotRunning { task: *task });
+            }
+            (t.prep.clone(), t.pid)
+        };
+        let Some((prog, args)) = cmd.split_first() else {
+            return Err(RuntimeError::invalid("exec needs a command"));
+        };
+        let program = match spawn::find_program(prog, &prep.path_var) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(ExecResult {
+                    exit_code: 127,
+                    output: e.to_string(),
+                })
+            }
+        };
+        let setup = Arc::new(self.setup(&prep, Some(pid))?);
+        let mut child = spawn::command(&program, args, &prep.env, setup)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| RuntimeError::io(format!("exec {prog:?}"), e))?;
+        let child_pid = child.id().unwrap_or(0);
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let run = async {
+            let output = spawn::read_both(out, err, MAX_EXEC_OUTPUT).await;
+            let status = child.wait().await;
+            (output, status)
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok((output, status)) => {
+                let status = status.map_err(|e| RuntimeError::io("waiting for exec", e))?;
+                Ok(ExecResult {
+                    exit_code: spawn::exit_status(status).code,
+                    output: clip_output(&output),
+                })
+            }
+            Err(_) => {
+                spawn::kill_group(child_pid, libc::SIGKILL);
+                Err(RuntimeError::ExecTimeout { timeout })
+            }
+        }
+    }
+
+    async fn logs(&self, task: &Id, tail: Option<usize>) -> Result<Vec<LogLine>, RuntimeError> {
+        let map = self.inner.lock();
+        let t = map
+            .get(task)
+            .ok_or(RuntimeError::NotFound { task: *task })?;
+        Ok(t.logs.tail(tail))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let map = self.tasks.get_mut().unwrap_or_else(|e| e.into_inner());
+        for t in map.values() {
+            if t.state == RuntimeState::Running {
+                spawn::kill_group(t.pid, libc::SIGKILL);
+            }
+        }
+        let mp = self
+            .mountpoints
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        for p in mp.keys() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

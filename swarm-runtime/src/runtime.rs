@@ -1,0 +1,310 @@
+//! The [`Runtime`] trait every adapter implements, and the values it takes and returns.
+//!
+//! A runtime runs the tasks of one node. The agent's task controller drives it through a fixed
+//! lifecycle, one call at a time per task: [`Runtime::prepare`] -> [`Runtime::start`] ->
+//! [`Runtime::wait`] (while [`Runtime::exec`] runs health checks and [`Runtime::shutdown`] may stop it) ->
+//! [`Runtime::remove`]. Everything the runtime needs is in the [`TaskConfig`] given to `prepare`:
+//! templates are already expanded and secret/config payloads already resolved.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use swarm_core::objects::service::{ContainerSpec, HealthConfig, ResourceRequirements};
+use swarm_core::{Id, SecretData};
+
+use crate::error::RuntimeError;
+
+/// Everything a runtime needs to run one task. Built by the agent from a [`swarm_core::Task`].
+#[derive(Clone, Debug)]
+pub struct TaskConfig {
+    /// The task id (the key of every other [`Runtime`] call).
+    pub task_id: Id,
+    /// Docker's task name, `<service>.<slot>.<task id>`.
+    pub task_name: String,
+    /// The owning service.
+    pub service_id: Id,
+    /// The service's name.
+    pub service_name: String,
+    /// The node running it.
+    pub node_id: Id,
+    /// The container spec with hostname, env and mount templates expanded.
+    pub container: ContainerSpec,
+    /// Limits and reservations.
+    pub resources: ResourceRequirements,
+    /// Secret and config files to materialise, with resolved targets and payloads.
+    pub files: Vec<TaskFile>,
+}
+
+impl TaskConfig {
+    /// A minimal config for tests and examples: the given container spec, no files.
+    pub fn new(task_id: Id, service_name: &str, container: ContainerSpec) -> TaskConfig {
+        TaskConfig {
+            task_id,
+            task_name: format!("{service_name}.1.{task_id}"),
+            service_id: Id::from_u128(0),
+            service_name: service_name.to_string(),
+            node_id: Id::from_u128(0),
+            container,
+            resources: ResourceRequirements::default(),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// Whether a [`TaskFile`] is a secret or a config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// A secret: appears under `/run/secrets` unless its target is absolute.
+    Secret,
+    /// A config: appears at `/<target>`.
+    Config,
+}
+
+/// A secret or config file the task must see.
+#[derive(Clone, Debug)]
+pub struct TaskFile {
+    /// Secret or config.
+    pub kind: FileKind,
+    /// The secret's or config's id.
+    pub id: Id,
+    /// Its name (for messages).
+    pub name: String,
+    /// Absolute, normalised path inside the task (`/run/secrets/db_password`).
+    pub target: String,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// File mode (permission bits only).
+    pub mode: u32,
+    /// The payload (configs too: they are wiped from memory the same way).
+    pub data: SecretData,
+}
+
+/// How a task's main process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// Exit code; `128 + signal` when killed by a signal, as Docker reports it.
+    pub code: i64,
+    /// The signal that killed it, if any.
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// A normal exit with `code`.
+    pub fn code(code: i64) -> ExitStatus {
+        ExitStatus { code, signal: None }
+    }
+
+    /// Death by `signal` (code `128 + signal`).
+    pub fn signal(signal: i32) -> ExitStatus {
+        ExitStatus {
+            code: 128 + i64::from(signal),
+            signal: Some(signal),
+        }
+    }
+
+    /// Whether the task succeeded (code 0).
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// Where a task is in the runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeState {
+    /// Prepared, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Exited (on its own or stopped).
+    Exited(ExitStatus),
+}
+
+/// What [`Runtime::inspect`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskInspect {
+    /// Where the task is.
+    pub state: RuntimeState,
+    /// Runtime-specific id (a Docker container id, `process:<task id>`, `sim:<task id>`).
+    pub container_id: String,
+    /// Process id of the main process on the host, once started (0 when the runtime has none).
+    pub pid: u32,
+    /// Host paths of the materialised secret and config files (empty when the runtime keeps them
+    /// in memory, as `sim` does). They exist from `prepare` until the task has exited.
+    pub staged_files: Vec<PathBuf>,
+    /// The image's own health check, used when the spec's test is empty (Docker images only).
+    pub image_healthcheck: Option<HealthConfig>,
+}
+
+/// What [`Runtime::exec`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecResult {
+    /// Exit code of the command (`128 + signal` when killed).
+    pub exit_code: i64,
+    /// Standard output and error, interleaved, truncated to [`MAX_EXEC_OUTPUT`] bytes.
+    pub output: String,
+}
+
+/// Most bytes of output [`Runtime::exec`] keeps (Docker keeps 4 KiB of health check output).
+pub const MAX_EXEC_OUTPUT: usize = 4096;
+
+/// Which stream a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line of a task's output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// Where it came from.
+    pub stream: LogStream,
+    /// The line, without its trailing newline (invalid UTF-8 replaced).
+    pub line: String,
+}
+
+/// Runs tasks on one node. Implemented by the `process`, `docker` and `sim` adapters.
+///
+/// Every method takes the task's id; the runtime keys all its state by it. The agent's controller
+/// makes at most one lifecycle call (`prepare`, `start`, `shutdown`, `remove`) per task at a time,
+/// but `wait`, `inspect`, `exec` and `logs` may run concurrently with them and with each other.
+///
+/// # To ensure correctness
+/// An adapter must:
+/// 1. **Validate in `prepare`.** Reject a task it cannot run with [`RuntimeError::is_rejection`]
+///    errors (missing image or binary, no command, unknown runtime option, bad user, unwritable
+///    file target, unknown stop signal) before anything starts. A failing `prepare` leaves nothing
+///    behind: no staged file, no container.
+/// 2. **Keep secrets off disk.** Materialise [`TaskFile`]s only on tmpfs, with exactly the
+///    requested uid, gid and mode, visible to this task only (never to another task), and delete
+///    them once the task has exited: by the time `wait` or `shutdown` returns, the files listed in
+///    [`TaskInspect::staged_files`] are gone. Never log a payload.
+/// 3. **Start once.** `start` on a prepared task starts it and returns once it runs; a second
+///    `start`, or `start` of an unknown task, is an error. A binary that cannot be executed makes
+///    `start` (or `prepare`) fail, never `wait`.
+/// 4. **Report one exit.** `wait` returns the same [`ExitStatus`] to every caller, however many
+///    wait and whenever they call (before or after the exit); a signal death is `128 + signal`.
+/// 5. **Stop with grace.** `shutdown` sends the spec's stop signal (`SIGTERM` when empty) to the
+///    task, waits up to the stop grace period (10 s when unset), then sends `SIGKILL`, and returns
+///    once the task has exited. On a task that never started or already exited it returns `Ok`.
+/// 6. **Remove idempotently.** `remove` kills the task if it still runs, frees everything it holds
+///    (container, staged files, logs) and succeeds on a task it does not know.
+/// 7. **Exec in the task's world.** `exec` runs a command with the task's environment, user,
+///    working directory and file view (its `/run/secrets`), returns its exit code and up to
+///    [`MAX_EXEC_OUTPUT`] bytes of output, and kills it after `timeout`
+///    ([`RuntimeError::ExecTimeout`]). It fails with [`RuntimeError::NotRunning`] on a task that
+///    is not running.
+/// 8. **Answer `NotFound`.** `start`, `wait`, `shutdown`, `inspect`, `exec`, `logs` on an unknown
+///    task return [`RuntimeError::NotFound`] (`shutdown` and `remove` may return `Ok`).
+///
+/// The conformance suite (`testing::conformance`, feature `testing`) checks all of this.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Short name (`process`, `docker`, `sim`); also the adapter's runtime-option prefix
+    /// (`swarm.runtime.<name>.<option>` container labels).
+    fn name(&self) -> &'static str;
+
+    /// Validates the task and gets everything ready to start (files staged, container created).
+    async fn prepare(&self, config: &TaskConfig) -> Result<(), RuntimeError>;
+
+    /// Starts a prepared task.
+    async fn start(&self, task: &Id) -> Result<(), RuntimeError>;
+
+    /// Waits for the task to exit and returns how.
+    async fn wait(&self, task: &Id) -> Result<ExitStatus, RuntimeError>;
+
+    /// Stops the task: stop signal, then `SIGKILL` after the grace period; returns once it exited.
+    async fn shutdown(&self, task: &Id) -> Result<(), RuntimeError>;
+
+    /// Frees everything the task holds; kills it first if it still runs.
+    async fn remove(&self, task: &Id) -> Result<(), RuntimeError>;
+
+    /// Reports the task's state.
+    async fn inspect(&self, task: &Id) -> Result<TaskInspect, RuntimeError>;
+
+    /// Runs `cmd` inside the running task (health checks use this).
+    async fn exec(
+        &self,
+        task: &Id,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError>;
+
+    /// The task's output so far: the last `tail` lines, or all kept lines when `None`.
+    async fn logs(&self, task: &Id, tail: Option<usize>) -> Result<Vec<LogLine>, RuntimeError>;
+}
+
+/// The label prefix of runtime options: `swarm.runtime.<runtime name>.<option>`.
+pub const RUNTIME_OPTION_PREFIX: &str = "swarm.runtime.";
+
+/// Extracts this runtime's options from container labels. Options meant for other runtimes are
+/// ignored (one service may run on nodes with different runtimes); an option with this runtime's
+/// prefix that is not in `known` rejects the task.
+pub fn runtime_options(
+    labels: &BTreeMap<String, String>,
+    runtime: &str,
+    known: &[&str],
+) -> Result<BTreeMap<String, String>, RuntimeError> {
+    let prefix = format!("{RUNTIME_OPTION_PREFIX}{runtime}.");
+    let mut out = BTreeMap::new();
+    for (k, v) in labels {
+        let Some(opt) = k.strip_prefix(&prefix) else {
+            continue;
+        };
+        if !known.contains(&opt) {
+            return Err(RuntimeError::UnknownOption {
+                runtime: runtime.to_string(),
+                option: k.clone(),
+                known: known.iter().map(|o| format!("{prefix}{o}")).collect(),
+            });
+        }
+        out.insert(opt.to_string(), v.clone());
+    }
+    Ok(out)
+}
+
+/// Truncates exec output to [`MAX_EXEC_OUTPUT`] bytes on a character boundary.
+pub(crate) fn clip_output(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    if s.len() <= MAX_EXEC_OUTPUT {
+        return s.into_owned();
+    }
+    let mut end = MAX_EXEC_OUTPUT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_for_other_runtimes_are_ignored_unknown_ones_rejected() {
+        let mut labels = BTreeMap::new();
+        labels.insert("swarm.runtime.docker.network".to_string(), "none".into());
+        labels.insert("app".to_string(), "x".into());
+        let opts = runtime_options(&labels, "process", &["namespace"]).unwrap();
+        assert!(opts.is_empty());
+        labels.insert("swarm.runtime.process.bogus".to_string(), "1".into());
+        let err = runtime_options(&labels, "process", &["namespace"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("swarm.runtime.process.bogus"), "{msg}");
+        assert!(msg.contains("swarm.runtime.process.namespace"), "{msg}");
+        assert!(err.is_rejection());
+    }
+
+    #[test]
+    fn exit_status_codes() {
+        assert_eq!(ExitStatus::signal(9).code, 137);
+        assert!(ExitStatus::code(0).success());
+        assert_eq!(clip_output(&[b'a'; 5000]).len(), MAX_EXEC_OUTPUT);
+    }
+}
