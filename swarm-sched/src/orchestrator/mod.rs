@@ -39,7 +39,10 @@ pub mod sim;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::RngCore;
-use swarm_core::{Event, Id, Node, Object, Service, ServiceMode, Store, StoreAction, Task, TaskState, Timestamp, Tx};
+use swarm_core::{
+    Event, Id, Node, Object, Service, ServiceMode, Store, StoreAction, Task, TaskState, Timestamp,
+    Tx,
+};
 
 pub use nodes::{ENFORCER_ERR, ENFORCER_MESSAGE, ORPHAN_AFTER};
 
@@ -106,7 +109,10 @@ impl Orchestrator {
 
     /// Whether events left work for the next tick.
     pub fn has_work(&self) -> bool {
-        self.full_pass || !self.services.is_empty() || !self.tasks.is_empty() || !self.nodes.is_empty()
+        self.full_pass
+            || !self.services.is_empty()
+            || !self.tasks.is_empty()
+            || !self.nodes.is_empty()
     }
 
     /// Input: this node became leader. In-memory progress from an earlier term is dropped and the
@@ -135,7 +141,11 @@ impl Orchestrator {
     pub fn handle_event(&mut self, event: &Event) {
         self.reaper.handle_event(event);
         match event {
-            Event::Created(Object::Service(s)) | Event::Updated { new: Object::Service(s), .. } => {
+            Event::Created(Object::Service(s))
+            | Event::Updated {
+                new: Object::Service(s),
+                ..
+            } => {
                 self.services.insert(s.id);
             }
             Event::Removed(Object::Service(s)) => {
@@ -199,7 +209,12 @@ impl Orchestrator {
 
     /// Output: the actions that bring the store closer to what its services ask for, at `now`.
     #[must_use]
-    pub fn tick(&mut self, store: &Store, now: Timestamp, rng: &mut impl RngCore) -> Vec<StoreAction> {
+    pub fn tick(
+        &mut self,
+        store: &Store,
+        now: Timestamp,
+        rng: &mut impl RngCore,
+    ) -> Vec<StoreAction> {
         let mut tx = Tx::new(store);
         self.tick_tx(&mut tx, now, rng);
         tx.into_actions()
@@ -268,12 +283,19 @@ impl Orchestrator {
 }
 
 /// A task stopped while still desired running: restart it, shut it down, or let its job reconcile.
-fn task_stopped(cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor, services: &mut BTreeSet<Id>, id: &Id) {
+fn task_stopped(
+    cx: &mut Ctx<'_, '_>,
+    restarts: &mut RestartSupervisor,
+    services: &mut BTreeSet<Id>,
+    id: &Id,
+) {
     let Some(t) = cx.task(id) else { return };
     if t.desired_state > TaskState::Running || t.status.state <= TaskState::Running {
         return;
     }
-    let Some(service) = cx.service(&t.service_id) else { return };
+    let Some(service) = cx.service(&t.service_id) else {
+        return;
+    };
     match service.spec.mode {
         ServiceMode::Replicated { .. } => {
             restarts.restart(cx, &service, &t, RestartReason::Exited);
@@ -324,7 +346,8 @@ fn mark_everything(
     let store = cx.store();
     services.extend(store.iter::<Service>().map(|s| s.id));
     for n in store.iter::<Node>() {
-        if node_unavailable(Some(n)) || n.status.state == swarm_core::objects::node::NodeState::Down {
+        if node_unavailable(Some(n)) || n.status.state == swarm_core::objects::node::NodeState::Down
+        {
             nodes.entry(n.id).or_default();
         }
     }

@@ -57,6 +57,9 @@ impl RngCore for SimRng {
 /// `state` instead (failed, complete, rejected).
 pub type StartHook = Box<dyn FnMut(&Task) -> Option<TaskState>>;
 
+/// Called with the store after every commit (invariant checks).
+pub type CommitHook = Box<dyn FnMut(&swarm_core::Store)>;
+
 /// Counts of what a simulation committed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SimStats {
@@ -83,14 +86,20 @@ pub struct Sim {
     /// Totals so far.
     pub stats: SimStats,
     on_start: Option<StartHook>,
+    after_commit: Option<CommitHook>,
     agent_dirty: BTreeSet<Id>,
+    /// Nodes whose agents do not act (hung, but not reported down).
+    pub frozen: BTreeSet<Id>,
     /// Every event seen, when recording (see [`Sim::record_events`]).
     pub recorded: Option<Vec<Event>>,
 }
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("now", &self.h.now).field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Sim")
+            .field("now", &self.h.now)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,7 +119,9 @@ impl Sim {
             rng: SimRng::new(seed),
             stats: SimStats::default(),
             on_start: None,
+            after_commit: None,
             agent_dirty: BTreeSet::new(),
+            frozen: BTreeSet::new(),
             recorded: None,
         }
     }
@@ -125,6 +136,11 @@ impl Sim {
         self.on_start = Some(Box::new(hook));
     }
 
+    /// Runs `hook` on the store after every commit.
+    pub fn after_commit(&mut self, hook: impl FnMut(&swarm_core::Store) + 'static) {
+        self.after_commit = Some(Box::new(hook));
+    }
+
     /// The current virtual time.
     pub fn now(&self) -> Timestamp {
         self.h.now
@@ -135,12 +151,56 @@ impl Sim {
         if let Err((_, e)) = self.h.commit(actions) {
             panic!("test action refused by the store: {e}");
         }
+        if let Some(hook) = self.after_commit.as_mut() {
+            hook(&self.h.store);
+        }
         self.settle();
+    }
+
+    /// `docker service update`: applies `f` to a copy of the service's spec and writes it as the
+    /// control API would ([`crate::apply_service_update`]), then settles.
+    pub fn update_spec(&mut self, id: &Id, f: impl FnOnce(&mut swarm_core::ServiceSpec)) {
+        let now = self.h.now;
+        self.update_service(id, |s| {
+            let mut spec = s.spec.clone();
+            f(&mut spec);
+            *s = crate::apply_service_update(s, spec, now);
+        });
+    }
+
+    /// `docker service rollback` ([`crate::rollback_service`]), then settles.
+    pub fn rollback(&mut self, id: &Id) -> Result<(), crate::RollbackError> {
+        let Some(s) = self.h.store.get::<Service>(id) else {
+            return Ok(());
+        };
+        let s = crate::rollback_service(s, self.h.now)?;
+        self.apply(vec![StoreAction::Update(s.into())]);
+        Ok(())
+    }
+
+    /// Lets node `id`'s agent act again (see [`Sim::frozen`]), then settles.
+    pub fn unfreeze(&mut self, id: &Id) {
+        self.frozen.remove(id);
+        let ids: Vec<Id> = self.h.store.tasks_by_node(id).map(|t| t.id).collect();
+        self.agent_dirty.extend(ids);
+        self.settle();
+    }
+
+    /// The service `id` as stored.
+    pub fn service(&self, id: &Id) -> Service {
+        match self.h.store.get::<Service>(id) {
+            Some(s) => (**s).clone(),
+            None => panic!("no service {id}"),
+        }
     }
 
     /// Creates objects, then settles.
     pub fn create<O: Into<Object>>(&mut self, objs: impl IntoIterator<Item = O>) {
-        self.apply(objs.into_iter().map(|o| StoreAction::Create(o.into())).collect());
+        self.apply(
+            objs.into_iter()
+                .map(|o| StoreAction::Create(o.into()))
+                .collect(),
+        );
     }
 
     /// Rewrites service `id` with `f` (at its current version), then settles.
@@ -165,7 +225,9 @@ impl Sim {
 
     /// Moves task `id` to observed `state` (as its agent would report), then settles.
     pub fn set_task_state(&mut self, id: &Id, state: TaskState) {
-        let Some(t) = self.h.store.get::<Task>(id) else { return };
+        let Some(t) = self.h.store.get::<Task>(id) else {
+            return;
+        };
         let mut t = (**t).clone();
         t.status.state = state;
         t.status.timestamp = self.h.now;
@@ -178,7 +240,11 @@ impl Sim {
 
     /// Tasks of `service` (any state).
     pub fn tasks_of(&self, service: &Id) -> Vec<Task> {
-        self.h.store.tasks_by_service(service).map(|t| (**t).clone()).collect()
+        self.h
+            .store
+            .tasks_by_service(service)
+            .map(|t| (**t).clone())
+            .collect()
     }
 
     /// Tasks of `service` that are live: desired at most running and not stopped.
@@ -203,12 +269,20 @@ impl Sim {
                 return;
             }
         }
-        panic!("simulation did not settle within {MAX_ROUNDS} rounds at {:?}", self.h.now);
+        panic!(
+            "simulation did not settle within {MAX_ROUNDS} rounds at {:?}",
+            self.h.now
+        );
     }
 
     /// Moves the clock forward by `d`, ticking at every orchestrator deadline on the way.
     pub fn advance(&mut self, d: Duration) {
-        let target = Timestamp(self.h.now.as_nanos().saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+        let target = Timestamp(
+            self.h
+                .now
+                .as_nanos()
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        );
         self.settle();
         while let Some(next) = self.orch.next_deadline() {
             if next > target {
@@ -233,12 +307,21 @@ impl Sim {
             self.sched.handle_event(e);
             self.orch.handle_event(e);
             match e {
-                Event::Created(Object::Task(t)) | Event::Updated { new: Object::Task(t), .. } => {
+                Event::Created(Object::Task(t))
+                | Event::Updated {
+                    new: Object::Task(t),
+                    ..
+                } => {
                     self.agent_dirty.insert(t.id);
                 }
-                Event::Updated { new: Object::Node(n), .. } | Event::Created(Object::Node(n)) => {
+                Event::Updated {
+                    new: Object::Node(n),
+                    ..
+                }
+                | Event::Created(Object::Node(n)) => {
                     if n.status.state != NodeState::Down {
-                        let ids: Vec<Id> = self.h.store.tasks_by_node(&n.id).map(|t| t.id).collect();
+                        let ids: Vec<Id> =
+                            self.h.store.tasks_by_node(&n.id).map(|t| t.id).collect();
                         self.agent_dirty.extend(ids);
                     }
                 }
@@ -267,6 +350,9 @@ impl Sim {
                 _ => {}
             }
         }
+        if let Some(hook) = self.after_commit.as_mut() {
+            hook(&self.h.store);
+        }
         n
     }
 
@@ -289,9 +375,16 @@ impl Sim {
     fn agents(&mut self) -> Vec<StoreAction> {
         let mut out = Vec::new();
         for id in std::mem::take(&mut self.agent_dirty) {
-            let Some(t) = self.h.store.get::<Task>(&id) else { continue };
-            let Some(node) = t.node_id.and_then(|n| self.h.store.get::<Node>(&n)) else { continue };
-            if node.status.state == NodeState::Down || t.status.state < TaskState::Assigned {
+            let Some(t) = self.h.store.get::<Task>(&id) else {
+                continue;
+            };
+            let Some(node) = t.node_id.and_then(|n| self.h.store.get::<Node>(&n)) else {
+                continue;
+            };
+            if node.status.state == NodeState::Down
+                || t.status.state < TaskState::Assigned
+                || self.frozen.contains(&node.id)
+            {
                 continue;
             }
             let st = t.status.state;

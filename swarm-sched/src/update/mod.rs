@@ -152,7 +152,10 @@ impl UpdateSupervisor {
 
     /// The earliest time an update needs a tick without any event.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.updates.values().filter_map(Updater::next_deadline).min()
+        self.updates
+            .values()
+            .filter_map(Updater::next_deadline)
+            .min()
     }
 
     /// Cancels the update of a service.
@@ -195,7 +198,9 @@ impl UpdateSupervisor {
     pub(crate) fn advance(&mut self, cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor) {
         let ids: Vec<Id> = self.updates.keys().copied().collect();
         for id in ids {
-            let Some(u) = self.updates.get_mut(&id) else { continue };
+            let Some(u) = self.updates.get_mut(&id) else {
+                continue;
+            };
             if cx.service(&id).is_none() || u.advance(cx, restarts) == Outcome::Finished {
                 self.updates.remove(&id);
             }

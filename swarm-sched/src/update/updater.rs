@@ -14,7 +14,7 @@ use swarm_core::{Id, Service, Task, TaskState, Timestamp};
 
 use super::dirty::is_task_dirty;
 use crate::orchestrator::context::{creation_key, later, Ctx};
-use crate::restart::RestartSupervisor;
+use crate::restart::{updatable_in_slot, RestartSupervisor};
 
 /// Message of an update in progress.
 pub const MSG_UPDATING: &str = "update in progress";
@@ -77,13 +77,14 @@ pub(crate) struct Updater {
     monitor_until: Option<Timestamp>,
 }
 
-/// Current tasks of one slot that are still desired to run, oldest first.
-fn live_tasks(cx: &Ctx<'_, '_>, service: &Id, key: SlotKey) -> Vec<Arc<Task>> {
-    let mut tasks = match key {
-        SlotKey::Slot(n) => cx.slot_tasks(service, n),
-        SlotKey::Node(n) => cx.service_node_tasks(service, &n),
+/// Current tasks of one slot the update works on (see [`updatable_in_slot`]), oldest first.
+fn live_tasks(cx: &Ctx<'_, '_>, service: &Service, key: SlotKey) -> Vec<Arc<Task>> {
+    let tasks = match key {
+        SlotKey::Slot(n) => cx.slot_tasks(&service.id, n),
+        SlotKey::Node(n) => cx.service_node_tasks(&service.id, &n),
     };
-    tasks.retain(|t| t.desired_state <= TaskState::Running);
+    let current = cx.service(&service.id);
+    let mut tasks = updatable_in_slot(cx, &tasks, current.as_deref().unwrap_or(service));
     tasks.sort_by_key(|t| creation_key(t));
     tasks
 }
@@ -386,7 +387,7 @@ impl Updater {
 
     /// Takes one slot: reuse a clean task if the slot has one, otherwise create the replacement.
     fn start_slot(&mut self, cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor, key: SlotKey) -> Lane {
-        let tasks = live_tasks(cx, &self.service.id, key);
+        let tasks = live_tasks(cx, &self.service, key);
         if tasks.is_empty() {
             return Lane::Idle;
         }
