@@ -317,7 +317,11 @@ impl Wal {
 
     /// Seals and writes `entries` (consecutive indexes). They are readable when this returns;
     /// `done` completes once they are durable.
-    pub(crate) fn append(&self, entries: Vec<Entry>, done: Done) -> Result<(), StorageFault> {
+    pub(crate) fn append(&self, mut entries: Vec<Entry>, done: Done) -> Result<(), StorageFault> {
+        // Entries at or below the purge point are already covered by a snapshot: nothing to keep.
+        if let Some(p) = self.read_state().last_purged {
+            entries.retain(|e| e.log_id.index > p.index);
+        }
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             self.flusher.push(None, done);
             return Ok(());
@@ -431,6 +435,16 @@ impl Wal {
         })
     }
 
+    /// Appends `entries` and signals `durable` once they are fsynced (tests, benchmarks, tools;
+    /// openraft's path is [`crate::log_store::LogStore`]).
+    pub fn append_for_test(
+        &self,
+        entries: Vec<Entry>,
+        durable: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+    ) -> Result<(), StorageFault> {
+        self.append(entries, Done::Barrier(durable))
+    }
+
     /// A receiver that completes once everything written before this call is durable.
     pub(crate) fn barrier(&self) -> tokio::sync::oneshot::Receiver<std::io::Result<()>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -508,33 +522,32 @@ impl Wal {
         Ok(())
     }
 
-    /// Reads the entries in `range` that are present, in order, stopping at the first missing one.
+    /// Reads the entries in `range` that are present, in index order (absent ones are skipped).
     pub fn entries(&self, range: Range<u64>) -> Result<Vec<Entry>, StorageFault> {
         let st = self.read_state();
-        let start = range.start.max(st.first_readable());
+        let floor = range.start.max(st.first_readable());
         let mut out = Vec::new();
-        let mut index = start;
-        while index < range.end {
-            let Some((s, i)) = st.locate(index) else {
-                break;
-            };
-            let seg = &st.segments[s];
-            let n = ((range.end - index) as usize).min(seg.locs.len() - i);
+        for seg in &st.segments {
+            let lo = floor.max(seg.first());
+            let hi = range.end.min(seg.next_index());
+            if lo >= hi {
+                continue;
+            }
+            let (i, n) = ((lo - seg.first()) as usize, (hi - lo) as usize);
             let (a, b) = (seg.locs[i], seg.locs[i + n - 1]);
             let span = (b.offset + u64::from(b.len) - a.offset) as usize;
             let mut bytes = vec![0u8; span];
             seg.file
                 .read_exact_at(&mut bytes, a.offset)
                 .map_err(|e| StorageFault::io("read", &seg.path, e))?;
-            for loc in &seg.locs[i..i + n] {
+            for (k, loc) in seg.locs[i..i + n].iter().enumerate() {
                 let at = (loc.offset - a.offset) as usize;
                 out.push(self.decode_at(
                     seg,
                     &bytes[at..at + loc.len as usize],
                     loc.offset,
-                    index,
+                    lo + k as u64,
                 )?);
-                index += 1;
             }
         }
         Ok(out)
