@@ -41,7 +41,8 @@
 //! * `unlock_key`: [`UnlockKey`] parsing and formatting.
 //! * [`kdf`]: argon2id stretching, [`KdfParams`] (chosen cost and why), [`Salt`].
 //! * `key_file`: [`KeyFile`], what a manager stores on disk, and its encoding.
-//! * `manager`: [`KeyManager`], the state machine; `status`: [`KeyStatus`].
+//! * `manager`: [`KeyManager`], the state machine; `startup`: [`Startup`], [`LockedKeys`], [`NewKek`];
+//!   `status`: [`KeyStatus`].
 //! * `secret`: [`SecretBytes`].
 //! * `error`: [`Error`], [`UnlockKeyFormatError`].
 //! * [`fuzzing`]: entry points shared by the fuzz targets and the corpus replay test.
@@ -58,6 +59,7 @@ mod manager;
 mod place;
 pub mod record;
 mod secret;
+mod startup;
 mod status;
 mod unlock_key;
 
@@ -67,10 +69,11 @@ pub use key_file::{
     KeyFile, PendingDek, StoredKek, WrappedSecret, KEY_FILE_MAGIC, KEY_FILE_VERSION,
 };
 pub use keys::{Dek, Kek, KeyId, KEY_LEN};
-pub use manager::{KeyManager, LockedKeys, NewKek, Startup};
+pub use manager::KeyManager;
 pub use place::{KeyPurpose, RecordPlace};
 pub use rand_core;
 pub use record::{RecordHeader, RECORD_VERSION};
 pub use secret::SecretBytes;
+pub use startup::{LockedKeys, NewKek, Startup};
 pub use status::{DekPhase, KeyStatus};
 pub use unlock_key::{UnlockKey, UNLOCK_KEY_PREFIX};

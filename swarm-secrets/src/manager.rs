@@ -5,75 +5,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rand_core::CryptoRngCore;
 
-use crate::kdf::{KdfParams, Salt};
+use crate::kdf::Salt;
 use crate::key_file::{KeyFile, PendingDek, StoredKek, WrappedSecret};
 use crate::keys::{Dek, Kek, KeyId, KeyMaterial};
 use crate::place::{KeyPurpose, RecordPlace};
 use crate::record;
+use crate::startup::{LockedKeys, NewKek, Startup};
 use crate::status::{DekPhase, KeyStatus};
-use crate::{Error, SecretBytes, UnlockKey};
-
-/// Which KEK a [`KeyManager`] should use from now on.
-#[derive(Debug)]
-pub enum NewKek<'a> {
-    /// Autolock off: a fresh random KEK, stored in the key file beside what it wraps.
-    Stored,
-    /// Autolock on: the KEK is argon2id(unlock key, fresh salt) and is never stored.
-    UnlockKey {
-        /// The cluster unlock key.
-        key: &'a UnlockKey,
-        /// Argon2id cost ([`KdfParams::RECOMMENDED`] outside tests).
-        kdf: KdfParams,
-    },
-}
-
-impl<'a> NewKek<'a> {
-    /// Autolock on with the recommended argon2id cost.
-    pub fn unlock_key(key: &'a UnlockKey) -> Self {
-        Self::UnlockKey {
-            key,
-            kdf: KdfParams::RECOMMENDED,
-        }
-    }
-}
-
-/// What [`KeyManager::restart`] found.
-#[derive(Debug)]
-pub enum Startup {
-    /// Autolock off: ready to seal and open.
-    Unlocked(Box<KeyManager>),
-    /// Autolock on: the manager must refuse to serve until [`LockedKeys::unlock`] succeeds.
-    Locked(LockedKeys),
-}
-
-/// A key file with autolock on, waiting for the unlock key.
-#[derive(Debug)]
-pub struct LockedKeys {
-    file: KeyFile,
-    kdf: KdfParams,
-    salt: Salt,
-}
-
-impl LockedKeys {
-    /// What a locked manager answers to every request (Docker's wording).
-    pub const MESSAGE: &'static str =
-        "swarm is encrypted and needs to be unlocked before it can be used";
-
-    /// Stretches `key` (argon2id, deliberately slow) and opens the key file with it. On
-    /// [`Error::WrongUnlockKey`] the keys stay locked and another key may be tried.
-    pub fn unlock(&self, key: &UnlockKey) -> Result<KeyManager, Error> {
-        let kek = key.stretch(&self.kdf, &self.salt)?;
-        if kek.id() != self.file.kek_id {
-            return Err(Error::WrongUnlockKey);
-        }
-        KeyManager::from_file(self.file.clone(), kek)
-    }
-
-    /// The key file being unlocked.
-    pub fn key_file(&self) -> &KeyFile {
-        &self.file
-    }
-}
+use crate::{Error, SecretBytes};
 
 /// The state that goes to disk, kept together so a transition can build the next one and commit it
 /// only once the new key file was built.
@@ -293,12 +232,12 @@ impl KeyManager {
             }
             StoredKek::UnlockKey { kdf, salt } => {
                 let (kdf, salt) = (*kdf, *salt);
-                Ok(Startup::Locked(LockedKeys { file, kdf, salt }))
+                Ok(Startup::Locked(LockedKeys::new(file, kdf, salt)))
             }
         }
     }
 
-    fn from_file(file: KeyFile, kek: Kek) -> Result<Self, Error> {
+    pub(crate) fn from_file(file: KeyFile, kek: Kek) -> Result<Self, Error> {
         let durable = Durable::from_file(&file, kek)?;
         let generation = file.generation;
         Ok(Self::assemble(durable, file, generation))
