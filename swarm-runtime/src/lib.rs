@@ -30,6 +30,8 @@ pub mod runtime;
 pub mod signal;
 pub mod sim;
 pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use agent::{Agent, AgentConfig};
 pub use dispatcher::{DispatchError, Dispatcher, LocalDispatcher, Session};

@@ -313,10 +313,12 @@ impl ProcessRuntime {
                     }
                     tmpfs_mounts.push((m.target.clone(), data));
                 }
-                MountKind::Volume => return Err(RuntimeError::invalid(format!(
+                MountKind::Volume => {
+                    return Err(RuntimeError::invalid(format!(
                     "volume mount on {:?}: the process runtime has no volumes; use a bind mount",
                     m.target
-                ))),
+                )))
+                }
             }
         }
         let chown = is_root();
