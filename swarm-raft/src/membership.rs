@@ -54,6 +54,16 @@ impl RaftNode {
         }
     }
 
+    /// Whether this node heard from `peer` within the step-down window (always true for itself).
+    /// This is the reachability [`RaftNode::demote_manager`] counts.
+    pub fn peer_reachable(&self, peer: NodeId) -> bool {
+        peer == self.id()
+            || self
+                .inner
+                .health
+                .reachable(peer, self.inner.config.raft.step_down_after)
+    }
+
     /// Adds manager `id` at `addr`: first as a learner, waiting until it has caught up with the
     /// log, then as a voter. Call on the leader.
     pub async fn add_manager(
@@ -98,11 +108,7 @@ impl RaftNode {
             return Err(MembershipError::LastManager(id));
         }
         let left: Vec<NodeId> = st.voters.iter().copied().filter(|v| *v != id).collect();
-        let within = self.inner.config.raft.step_down_after;
-        let reachable = left
-            .iter()
-            .filter(|v| **v == self.id() || self.inner.health.reachable(**v, within))
-            .count();
+        let reachable = left.iter().filter(|v| self.peer_reachable(**v)).count();
         if reachable * 2 <= left.len() {
             return Err(MembershipError::WouldLoseQuorum {
                 node: id,
