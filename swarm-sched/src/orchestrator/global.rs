@@ -66,15 +66,13 @@ pub(crate) fn reconcile_node(cx: &mut Ctx<'_, '_>, services: &[Arc<Service>], no
             shutdown(cx, &live);
             continue;
         };
-        if node_unavailable(Some(node)) {
+        if node_unavailable(Some(node)) || !node_matches(&constraints_of(&service.spec.task), node) {
+            // As the full reconciliation does: a node that no longer matches loses the task, even
+            // when paused.
             shutdown(cx, &live);
             continue;
         }
         if node.spec.availability == NodeAvailability::Pause {
-            continue;
-        }
-        if !node_matches(&constraints_of(&service.spec.task), node) {
-            // Running tasks there are the constraint enforcer's; none are added.
             continue;
         }
         let (dirty, clean): (Vec<Arc<Task>>, Vec<Arc<Task>>) =
