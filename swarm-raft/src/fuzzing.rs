@@ -46,3 +46,59 @@ pub fn snapshot(data: &[u8]) {
     }
     let _ = SnapshotPayload::decode(data);
 }
+
+/// A valid two-record WAL segment sealed with [`fuzz_dek`] (a seed for the corpus).
+pub fn seed_wal_segment() -> Vec<u8> {
+    use crate::wal::frame::{encode_frame, SegmentHeader};
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let dek = fuzz_dek();
+    let mut out = SegmentHeader {
+        first_index: 1,
+        prev_index: None,
+    }
+    .encode()
+    .to_vec();
+    for index in 1..=2u64 {
+        let secret = swarm_core::Secret {
+            id: swarm_core::Id::from_u128(u128::from(index)),
+            meta: Default::default(),
+            spec: swarm_core::objects::secret::SecretSpec {
+                annotations: swarm_core::Annotations::named(format!("s{index}")),
+                data: swarm_core::SecretData::new(b"seed".to_vec()),
+                templating: None,
+            },
+        };
+        let entry = crate::types::Entry {
+            log_id: crate::wal::log_id(1, 1, index),
+            payload: openraft::EntryPayload::Normal(crate::types::Proposal {
+                timestamp: swarm_core::Timestamp(index),
+                actions: vec![swarm_core::StoreAction::Create(secret.into())],
+            }),
+        };
+        let place = RecordPlace::LogEntry { index, term: 1 };
+        if let Ok(sealed) = dek.seal(&place, &crate::codec::encode(&entry), &mut rng) {
+            encode_frame(&mut out, index, 1, 1, &sealed);
+        }
+    }
+    out
+}
+
+/// A valid snapshot file of an empty store sealed with [`fuzz_dek`] (a seed for the corpus).
+pub fn seed_snapshot() -> Vec<u8> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+    let dek = fuzz_dek();
+    let payload = SnapshotPayload {
+        meta: crate::types::SnapshotMeta {
+            last_log_id: Some(crate::wal::log_id(1, 1, 3)),
+            last_membership: Default::default(),
+            snapshot_id: "1-1-3-0".into(),
+        },
+        store: swarm_core::Store::new().snapshot(),
+    };
+    crate::snapshot::encode_file("1-1-3-0", &payload.encode(), |p, b| {
+        dek.seal(p, b, &mut rng)
+    })
+    .unwrap_or_default()
+}
