@@ -22,7 +22,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use swarm_core::objects::cluster::OrchestrationConfig;
-use swarm_core::{Event, Id, Object, ObjectKind, Service, ServiceMode, Store, StoreAction, Task, TaskState, Tx};
+use swarm_core::{
+    Event, Id, Object, ObjectKind, Service, ServiceMode, Store, StoreAction, Task, TaskState, Tx,
+};
 
 /// Where a task's history lives: its slot, or for global services its node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,10 +65,8 @@ impl TaskReaper {
             Event::Updated {
                 new: Object::Task(t),
                 ..
-            } => {
-                if t.desired_state == TaskState::Remove && stopped_or_never_placed(t) {
-                    self.cleanup.insert(t.id);
-                }
+            } if t.desired_state == TaskState::Remove && stopped_or_never_placed(t) => {
+                self.cleanup.insert(t.id);
             }
             Event::Reset { .. } => self.full_pass = true,
             _ => {}
@@ -90,8 +90,11 @@ impl TaskReaper {
     pub fn tick_tx(&mut self, tx: &mut Tx<'_>) {
         let store = tx.committed();
         if std::mem::take(&mut self.full_pass) {
-            self.cleanup
-                .extend(store.tasks_by_desired_state(TaskState::Remove).map(|t| t.id));
+            self.cleanup.extend(
+                store
+                    .tasks_by_desired_state(TaskState::Remove)
+                    .map(|t| t.id),
+            );
             for t in store.iter::<Task>() {
                 self.dirty.insert(SlotRef {
                     service: t.service_id,
@@ -115,8 +118,12 @@ impl TaskReaper {
         }
         let dirty = std::mem::take(&mut self.dirty);
         for slot in dirty {
-            let Some(service) = tx.get::<Service>(&slot.service) else { continue };
-            let Some(mut limit) = history_limit(&service, retention) else { continue };
+            let Some(service) = tx.get::<Service>(&slot.service) else {
+                continue;
+            };
+            let Some(mut limit) = history_limit(&service, retention) else {
+                continue;
+            };
             let history: Vec<Arc<Task>> = match (service.spec.mode, slot.node) {
                 (ServiceMode::Replicated { .. }, _) => store
                     .tasks_by_slot(&slot.service, slot.slot)
@@ -137,7 +144,8 @@ impl TaskReaper {
             let mut live = 0usize;
             for t in &history {
                 let terminal = t.status.state > TaskState::Running;
-                let never_runs = t.status.state < TaskState::Assigned && t.desired_state > TaskState::Running;
+                let never_runs =
+                    t.status.state < TaskState::Assigned && t.desired_state > TaskState::Running;
                 if terminal || never_runs {
                     delete.insert(t.id);
                     limit += 1;

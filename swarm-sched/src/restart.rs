@@ -36,7 +36,9 @@ use std::time::Duration;
 use swarm_core::objects::service::{RestartCondition, UpdateState};
 use swarm_core::{Id, Service, ServiceMode, Task, TaskState, Timestamp};
 
-use crate::orchestrator::context::{creation_key, created_at, later, node_gone, node_unavailable, Ctx};
+use crate::orchestrator::context::{
+    created_at, creation_key, later, node_gone, node_unavailable, Ctx,
+};
 
 /// How long a replacement waits for the task it replaces to stop before starting anyway (1 min).
 pub const OLD_TASK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -136,13 +138,16 @@ impl RestartSupervisor {
 
         let node = current.node_id.and_then(|n| cx.node(&n));
         let on_node = current.node_id.is_some();
-        let moved = reason == RestartReason::NodeUnavailable && current.status.state <= TaskState::Running;
+        let moved =
+            reason == RestartReason::NodeUnavailable && current.status.state <= TaskState::Running;
         if !moved && !should_restart(cx, &current, service) {
             return None;
         }
         let (slot, node_id) = match service.spec.mode {
             ServiceMode::Global | ServiceMode::GlobalJob => (0, current.node_id),
-            ServiceMode::Replicated { .. } | ServiceMode::ReplicatedJob { .. } => (current.slot, None),
+            ServiceMode::Replicated { .. } | ServiceMode::ReplicatedJob { .. } => {
+                (current.slot, None)
+            }
         };
         let new_id = cx.create_task(service, slot, node_id, TaskState::Ready);
         let delay = if on_node && node_unavailable(node.as_deref()) {
@@ -150,14 +155,21 @@ impl RestartSupervisor {
         } else {
             current.spec.restart.delay
         };
-        let wait = !(on_node && node_gone(node.as_deref())) && current.status.state <= TaskState::Running;
+        let wait =
+            !(on_node && node_gone(node.as_deref())) && current.status.state <= TaskState::Running;
         self.delay_start(new_id, wait.then_some(current.id), delay, cx.now);
         Some(new_id)
     }
 
     /// Registers a delayed start: task `id` moves to desired `running` once `delay` has passed and
     /// (if `wait_for` is set) that task has stopped or [`OLD_TASK_TIMEOUT`] has passed.
-    pub(crate) fn delay_start(&mut self, id: Id, wait_for: Option<Id>, delay: Duration, now: Timestamp) {
+    pub(crate) fn delay_start(
+        &mut self,
+        id: Id,
+        wait_for: Option<Id>,
+        delay: Duration,
+        now: Timestamp,
+    ) {
         self.delayed.insert(
             id,
             DelayedStart {
@@ -224,7 +236,9 @@ impl RestartSupervisor {
             }
             let end = later(created_at(&task, cx.now), task.spec.restart.delay);
             let remaining = end.since(cx.now);
-            let Some(service) = cx.service(&task.service_id) else { continue };
+            let Some(service) = cx.service(&task.service_id) else {
+                continue;
+            };
             let peers = peers_of(cx, &service, &task);
             let old = peers
                 .iter()
@@ -308,7 +322,11 @@ fn duration_nanos(d: Duration) -> u64 {
 /// to run; or, if none, the newest task when it stopped and must not be restarted (so its slot stays
 /// taken and a later spec change still updates it). During a rollback such slots are given up so the
 /// rollback converges.
-pub(crate) fn updatable_in_slot(cx: &Ctx<'_, '_>, slot: &[Arc<Task>], service: &Service) -> Vec<Arc<Task>> {
+pub(crate) fn updatable_in_slot(
+    cx: &Ctx<'_, '_>,
+    slot: &[Arc<Task>],
+    service: &Service,
+) -> Vec<Arc<Task>> {
     let live: Vec<Arc<Task>> = slot
         .iter()
         .filter(|t| t.desired_state <= TaskState::Running)

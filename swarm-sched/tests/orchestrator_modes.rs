@@ -33,7 +33,9 @@ fn replicated_scale_table() {
         let mut sim = Sim::new(1);
         sim.create((1..=3).map(node));
         sim.create([service(SVC, from)]);
-        sim.update_spec(&id(SVC), |s| s.mode = ServiceMode::Replicated { replicas: to });
+        sim.update_spec(&id(SVC), |s| {
+            s.mode = ServiceMode::Replicated { replicas: to }
+        });
         assert_eq!(slots(&sim), want, "{from} -> {to}");
         assert_eq!(sim.running_tasks(&id(SVC)).len(), want.len());
         // Removed tasks are stopped, then deleted by the reaper.
@@ -49,7 +51,11 @@ fn placed(slot: u64, n: u128, running: bool, k: u128) -> Task {
     let svc = service(SVC, 0);
     let mut t = swarm_sched::testing::task(&svc, slot, 1000 + k);
     t.node_id = Some(id(n));
-    t.status.state = if running { TaskState::Running } else { TaskState::Starting };
+    t.status.state = if running {
+        TaskState::Running
+    } else {
+        TaskState::Starting
+    };
     t
 }
 
@@ -71,16 +77,27 @@ fn scale_down_removes_from_busiest_nodes_and_non_running_first() {
         placed(6, 3, true, 6),
     ];
     sim.h.create(tasks);
-    sim.update_service(&id(SVC), |s| s.spec.mode = ServiceMode::Replicated { replicas: 6 });
+    sim.update_service(&id(SVC), |s| {
+        s.spec.mode = ServiceMode::Replicated { replicas: 6 }
+    });
     sim.frozen.extend([id(1), id(2), id(3)]);
-    sim.update_spec(&id(SVC), |s| s.mode = ServiceMode::Replicated { replicas: 3 });
+    sim.update_spec(&id(SVC), |s| {
+        s.mode = ServiceMode::Replicated { replicas: 3 }
+    });
     let kept: Vec<(u64, Option<Id>)> = {
-        let mut v: Vec<_> = sim.live_tasks(&id(SVC)).iter().map(|t| (t.slot, t.node_id)).collect();
+        let mut v: Vec<_> = sim
+            .live_tasks(&id(SVC))
+            .iter()
+            .map(|t| (t.slot, t.node_id))
+            .collect();
         v.sort();
         v
     };
     // One per node survives: slot 1 on node 1, slot 4 (running) on node 2, slot 6 on node 3.
-    assert_eq!(kept, vec![(1, Some(id(1))), (4, Some(id(2))), (6, Some(id(3)))]);
+    assert_eq!(
+        kept,
+        vec![(1, Some(id(1))), (4, Some(id(2))), (6, Some(id(3)))]
+    );
 }
 
 #[test]
@@ -89,7 +106,9 @@ fn replicated_tasks_share_one_spec_allocation() {
     sim.create((1..=2).map(node));
     sim.create([service(SVC, 5)]);
     let tasks = sim.tasks_of(&id(SVC));
-    assert!(tasks.windows(2).all(|w| Arc::ptr_eq(&w[0].spec, &w[1].spec) || w[0].spec == w[1].spec));
+    assert!(tasks
+        .windows(2)
+        .all(|w| Arc::ptr_eq(&w[0].spec, &w[1].spec) || w[0].spec == w[1].spec));
 }
 
 fn global_service() -> swarm_core::Service {
@@ -109,7 +128,11 @@ fn per_node(sim: &Sim) -> BTreeMap<Id, usize> {
 #[test]
 fn global_one_task_per_eligible_node() {
     let mut sim = Sim::new(4);
-    sim.create([labeled_node(1, &[("gpu", "yes")]), labeled_node(2, &[]), labeled_node(3, &[("gpu", "yes")])]);
+    sim.create([
+        labeled_node(1, &[("gpu", "yes")]),
+        labeled_node(2, &[]),
+        labeled_node(3, &[("gpu", "yes")]),
+    ]);
     let mut s = global_service();
     s.spec.task.placement.constraints = vec!["node.labels.gpu==yes".into()];
     sim.create([s]);
@@ -136,12 +159,19 @@ fn global_one_task_per_eligible_node() {
     sim.update_node(&id(3), |n| n.spec.availability = NodeAvailability::Pause);
     assert_eq!(per_node(&sim).get(&id(3)), Some(&1));
     // Removal of a node shuts its task down.
-    let gone: Vec<Task> = sim.live_tasks(&id(SVC)).into_iter().filter(|t| t.node_id == Some(id(2))).collect();
+    let gone: Vec<Task> = sim
+        .live_tasks(&id(SVC))
+        .into_iter()
+        .filter(|t| t.node_id == Some(id(2)))
+        .collect();
     sim.apply(vec![StoreAction::Remove(swarm_core::ObjectRef {
         kind: swarm_core::ObjectKind::Node,
         id: id(2),
     })]);
-    assert_eq!(sim.h.task(&gone[0].id).unwrap().desired_state, TaskState::Shutdown);
+    assert_eq!(
+        sim.h.task(&gone[0].id).unwrap().desired_state,
+        TaskState::Shutdown
+    );
 }
 
 #[test]
@@ -153,7 +183,11 @@ fn global_failed_task_restarts_on_its_node() {
     sim.create([s]);
     let t = sim.running_tasks(&id(SVC))[0].clone();
     sim.set_task_state(&t.id, TaskState::Failed);
-    let on_node: Vec<Task> = sim.running_tasks(&id(SVC)).into_iter().filter(|x| x.node_id == t.node_id).collect();
+    let on_node: Vec<Task> = sim
+        .running_tasks(&id(SVC))
+        .into_iter()
+        .filter(|x| x.node_id == t.node_id)
+        .collect();
     assert_eq!(on_node.len(), 1);
     assert_ne!(on_node[0].id, t.id);
 }
@@ -187,19 +221,27 @@ fn replicated_job_table() {
         sim.after_commit(move |store| {
             let live = store
                 .tasks_by_service(&id(SVC))
-                .filter(|t| t.desired_state <= TaskState::Running && t.status.state < TaskState::Complete)
+                .filter(|t| {
+                    t.desired_state <= TaskState::Running && t.status.state < TaskState::Complete
+                })
                 .count();
             let mut p = p.borrow_mut();
             *p = (*p).max(live);
         });
         sim.create([job(max, total)]);
         let tasks = sim.tasks_of(&id(SVC));
-        let complete: Vec<&Task> = tasks.iter().filter(|t| t.status.state == TaskState::Complete).collect();
+        let complete: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Complete)
+            .collect();
         assert_eq!(complete.len(), done, "max {max} total {total}");
         let mut s: Vec<u64> = complete.iter().map(|t| t.slot).collect();
         s.sort();
         assert_eq!(s, used);
-        assert!(*peak.borrow() <= max as usize, "never more than max_concurrent at once");
+        assert!(
+            *peak.borrow() <= max as usize,
+            "never more than max_concurrent at once"
+        );
     }
 }
 
@@ -220,10 +262,26 @@ fn job_failures_restart_but_completions_do_not() {
     });
     sim.create([job(1, 2)]);
     let tasks = sim.tasks_of(&id(SVC));
-    assert_eq!(tasks.iter().filter(|t| t.status.state == TaskState::Failed).count(), 2);
-    assert_eq!(tasks.iter().filter(|t| t.status.state == TaskState::Complete).count(), 2);
+    assert_eq!(
+        tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Failed)
+            .count(),
+        2
+    );
+    assert_eq!(
+        tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Complete)
+            .count(),
+        2
+    );
     sim.advance(Duration::from_secs(60));
-    assert_eq!(sim.tasks_of(&id(SVC)).len(), 4, "nothing more once complete");
+    assert_eq!(
+        sim.tasks_of(&id(SVC)).len(),
+        4,
+        "nothing more once complete"
+    );
 }
 
 #[test]
@@ -234,9 +292,15 @@ fn job_update_starts_new_iteration_and_removes_old_running_tasks() {
     let old: Vec<Task> = sim.running_tasks(&id(SVC));
     assert_eq!(old.len(), 2);
     sim.update_spec(&id(SVC), |s| s.task.container.image = "v2".into());
-    assert_eq!(sim.service(&id(SVC)).job_status.unwrap().job_iteration, Version(1));
+    assert_eq!(
+        sim.service(&id(SVC)).job_status.unwrap().job_iteration,
+        Version(1)
+    );
     for t in &old {
-        assert!(sim.h.task(&t.id).is_none_or(|t| t.desired_state == TaskState::Remove));
+        assert!(sim
+            .h
+            .task(&t.id)
+            .is_none_or(|t| t.desired_state == TaskState::Remove));
     }
     let new = sim.running_tasks(&id(SVC));
     assert_eq!(new.len(), 2);

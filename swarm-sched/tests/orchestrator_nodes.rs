@@ -37,7 +37,11 @@ fn availability_table() {
         assert_eq!(on(&sim, 1).len(), 2);
         sim.update_node(&id(1), |n| n.spec.availability = availability);
         assert_eq!(on(&sim, 1).len(), left, "{availability:?}");
-        assert_eq!(sim.running_tasks(&id(SVC)).len(), total, "{availability:?}: no delay");
+        assert_eq!(
+            sim.running_tasks(&id(SVC)).len(),
+            total,
+            "{availability:?}: no delay"
+        );
     }
 }
 
@@ -45,7 +49,9 @@ fn availability_table() {
 fn paused_node_gets_no_new_tasks() {
     let mut sim = cluster(2, 2);
     sim.update_node(&id(1), |n| n.spec.availability = NodeAvailability::Pause);
-    sim.update_spec(&id(SVC), |s| s.mode = swarm_core::ServiceMode::Replicated { replicas: 6 });
+    sim.update_spec(&id(SVC), |s| {
+        s.mode = swarm_core::ServiceMode::Replicated { replicas: 6 }
+    });
     assert_eq!(on(&sim, 1).len(), 1);
     assert_eq!(on(&sim, 2).len(), 5);
 }
@@ -55,16 +61,29 @@ fn down_node_tasks_rescheduled_at_once_and_orphaned_after_a_day() {
     let mut sim = cluster(3, 6);
     let doomed: Vec<Id> = on(&sim, 1).iter().map(|t| t.id).collect();
     sim.update_node(&id(1), |n| n.status.state = NodeState::Down);
-    assert_eq!(sim.running_tasks(&id(SVC)).len(), 6, "replacements run elsewhere at once");
+    assert_eq!(
+        sim.running_tasks(&id(SVC)).len(),
+        6,
+        "replacements run elsewhere at once"
+    );
     for t in &doomed {
         let t = sim.h.task(t).unwrap();
-        assert_eq!((t.desired_state, t.status.state), (TaskState::Shutdown, TaskState::Running));
+        assert_eq!(
+            (t.desired_state, t.status.state),
+            (TaskState::Shutdown, TaskState::Running)
+        );
     }
     sim.advance(ORPHAN_AFTER - Duration::from_secs(1));
-    assert_eq!(sim.h.task(&doomed[0]).unwrap().status.state, TaskState::Running);
+    assert_eq!(
+        sim.h.task(&doomed[0]).unwrap().status.state,
+        TaskState::Running
+    );
     sim.advance(Duration::from_secs(1));
     for t in &doomed {
-        assert_eq!(sim.h.task(t).map(|t| t.status.state), Some(TaskState::Orphaned));
+        assert_eq!(
+            sim.h.task(t).map(|t| t.status.state),
+            Some(TaskState::Orphaned)
+        );
     }
 }
 
@@ -76,13 +95,19 @@ fn node_back_before_a_day_is_not_orphaned() {
     sim.advance(Duration::from_secs(3600));
     sim.update_node(&id(1), |n| n.status.state = NodeState::Ready);
     sim.advance(ORPHAN_AFTER);
-    assert_eq!(sim.h.task(&t).map(|t| t.status.state), Some(TaskState::Shutdown));
+    assert_eq!(
+        sim.h.task(&t).map(|t| t.status.state),
+        Some(TaskState::Shutdown)
+    );
 }
 
 #[test]
 fn enforcer_rejects_tasks_whose_node_no_longer_matches() {
     let mut sim = Sim::new(22);
-    sim.create([labeled_node(1, &[("disk", "ssd")]), labeled_node(2, &[("disk", "ssd")])]);
+    sim.create([
+        labeled_node(1, &[("disk", "ssd")]),
+        labeled_node(2, &[("disk", "ssd")]),
+    ]);
     let mut s = service(SVC, 2);
     s.spec.task.placement.constraints = vec!["node.labels.disk==ssd".into()];
     s.spec.task.restart.delay = Duration::ZERO;
@@ -94,8 +119,15 @@ fn enforcer_rejects_tasks_whose_node_no_longer_matches() {
     });
     let v = sim.h.task(&victims[0].id).unwrap();
     assert_eq!(v.status.state, TaskState::Rejected);
-    assert_eq!((v.status.message.as_str(), v.status.err.as_str()), (ENFORCER_MESSAGE, ENFORCER_ERR));
-    assert_eq!(on(&sim, 2).len(), 2, "replaced on the node that still matches");
+    assert_eq!(
+        (v.status.message.as_str(), v.status.err.as_str()),
+        (ENFORCER_MESSAGE, ENFORCER_ERR)
+    );
+    assert_eq!(
+        on(&sim, 2).len(),
+        2,
+        "replaced on the node that still matches"
+    );
 }
 
 #[test]
@@ -139,10 +171,12 @@ fn paused_node_is_not_enforced() {
 #[test]
 fn removed_node_tasks_are_rescheduled() {
     let mut sim = cluster(2, 4);
-    sim.apply(vec![swarm_core::StoreAction::Remove(swarm_core::ObjectRef {
-        kind: swarm_core::ObjectKind::Node,
-        id: id(1),
-    })]);
+    sim.apply(vec![swarm_core::StoreAction::Remove(
+        swarm_core::ObjectRef {
+            kind: swarm_core::ObjectKind::Node,
+            id: id(1),
+        },
+    )]);
     assert_eq!(on(&sim, 2).len(), 4);
 }
 
@@ -155,5 +189,9 @@ fn becoming_leader_again_finishes_interrupted_work() {
     sim.orch = swarm_sched::Orchestrator::new();
     sim.settle();
     sim.advance(Duration::from_secs(5));
-    assert_eq!(sim.running_tasks(&id(SVC)).len(), 3, "the new leader starts the delayed task");
+    assert_eq!(
+        sim.running_tasks(&id(SVC)).len(),
+        3,
+        "the new leader starts the delayed task"
+    );
 }

@@ -63,7 +63,11 @@ fn setup(seed: u64, start_first: bool) -> Sim {
     let mut r = service(REP, 3);
     r.spec.update = UpdateConfig {
         parallelism: 2,
-        order: if start_first { UpdateOrder::StartFirst } else { UpdateOrder::StopFirst },
+        order: if start_first {
+            UpdateOrder::StartFirst
+        } else {
+            UpdateOrder::StopFirst
+        },
         monitor: Duration::from_secs(2),
         ..UpdateConfig::default()
     };
@@ -77,7 +81,9 @@ fn setup(seed: u64, start_first: bool) -> Sim {
 fn run(sim: &mut Sim, ops: &[Op]) {
     for op in ops {
         match *op {
-            Op::Scale(n) => sim.update_spec(&id(REP), |s| s.mode = ServiceMode::Replicated { replicas: n }),
+            Op::Scale(n) => sim.update_spec(&id(REP), |s| {
+                s.mode = ServiceMode::Replicated { replicas: n }
+            }),
             Op::Image(i) => {
                 for svc in [REP, GLB] {
                     sim.update_spec(&id(svc), |s| s.task.container.image = format!("img{i}"));
@@ -85,17 +91,27 @@ fn run(sim: &mut Sim, ops: &[Op]) {
             }
             Op::Availability(n, a) => sim.update_node(&id(n), |node| node.spec.availability = a),
             Op::Down(n, down) => sim.update_node(&id(n), |node| {
-                node.status.state = if down { NodeState::Down } else { NodeState::Ready }
+                node.status.state = if down {
+                    NodeState::Down
+                } else {
+                    NodeState::Ready
+                }
             }),
             Op::Label(n, on) => sim.update_node(&id(n), |node| {
                 if on {
-                    node.spec.annotations.labels.insert("role".into(), "edge".into());
+                    node.spec
+                        .annotations
+                        .labels
+                        .insert("role".into(), "edge".into());
                 } else {
                     node.spec.annotations.labels.clear();
                 }
             }),
             Op::FailTask(i) => {
-                let mut running: Vec<Task> = [REP, GLB].iter().flat_map(|s| sim.running_tasks(&id(*s))).collect();
+                let mut running: Vec<Task> = [REP, GLB]
+                    .iter()
+                    .flat_map(|s| sim.running_tasks(&id(*s)))
+                    .collect();
                 running.sort_by_key(|t| t.id);
                 if !running.is_empty() {
                     let t = running[i % running.len()].id;
@@ -124,31 +140,45 @@ fn check_global(store: &Store) -> Result<(), String> {
             _ => count == 0,
         };
         if !ok {
-            return Err(format!("node {} ({:?}, {:?}, eligible {eligible}) has {count} live global tasks", n.id, n.status.state, n.spec.availability));
+            return Err(format!(
+                "node {} ({:?}, {:?}, eligible {eligible}) has {count} live global tasks",
+                n.id, n.status.state, n.spec.availability
+            ));
         }
     }
     Ok(())
 }
 
 fn check_replicated(store: &Store) -> Result<(), String> {
-    let ServiceMode::Replicated { replicas } = store.get::<swarm_core::Service>(&id(REP)).unwrap().spec.mode else {
+    let ServiceMode::Replicated { replicas } = store
+        .get::<swarm_core::Service>(&id(REP))
+        .unwrap()
+        .spec
+        .mode
+    else {
         return Err("mode changed".into());
     };
-    let on_up_nodes = store
-        .tasks_by_service(&id(REP))
-        .filter(|t| live(t))
-        .count() as u64;
+    let on_up_nodes = store.tasks_by_service(&id(REP)).filter(|t| live(t)).count() as u64;
     if on_up_nodes != replicas {
-        return Err(format!("{on_up_nodes} live replicated tasks, want {replicas}"));
+        return Err(format!(
+            "{on_up_nodes} live replicated tasks, want {replicas}"
+        ));
     }
     Ok(())
 }
 
 fn check_monotonic(events: &[Event]) -> Result<(), String> {
     for e in events {
-        if let Event::Updated { old: Object::Task(o), new: Object::Task(n) } = e {
+        if let Event::Updated {
+            old: Object::Task(o),
+            new: Object::Task(n),
+        } = e
+        {
             if n.status.state < o.status.state || n.desired_state < o.desired_state {
-                return Err(format!("task {} went back: {:?}/{:?} -> {:?}/{:?}", n.id, o.status.state, o.desired_state, n.status.state, n.desired_state));
+                return Err(format!(
+                    "task {} went back: {:?}/{:?} -> {:?}/{:?}",
+                    n.id, o.status.state, o.desired_state, n.status.state, n.desired_state
+                ));
             }
         }
     }

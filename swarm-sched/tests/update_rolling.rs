@@ -28,12 +28,17 @@ fn cluster(nodes: u128, replicas: u64, update: UpdateConfig) -> Sim {
 
 fn image_counts(sim: &Sim) -> (usize, usize) {
     let live = sim.running_tasks(&id(SVC));
-    let v1 = live.iter().filter(|t| t.spec.container.image == "v1").count();
+    let v1 = live
+        .iter()
+        .filter(|t| t.spec.container.image == "v1")
+        .count();
     (v1, live.len() - v1)
 }
 
 fn status(sim: &Sim) -> Option<(UpdateState, String)> {
-    sim.service(&id(SVC)).update_status.map(|u| (u.state, u.message))
+    sim.service(&id(SVC))
+        .update_status
+        .map(|u| (u.state, u.message))
 }
 
 fn to_v2(sim: &mut Sim) {
@@ -64,7 +69,10 @@ fn parallelism_and_delay_table() {
         to_v2(&mut sim);
         for (i, want) in steps.iter().enumerate() {
             assert_eq!(image_counts(&sim).1, *want, "p={parallelism} step {i}");
-            assert_eq!(image_counts(&sim).0 + image_counts(&sim).1, replicas as usize);
+            assert_eq!(
+                image_counts(&sim).0 + image_counts(&sim).1,
+                replicas as usize
+            );
             sim.advance(Duration::from_secs(delay));
         }
         assert_eq!(image_counts(&sim), (0, replicas as usize));
@@ -78,12 +86,22 @@ fn status_moves_updating_then_completed_after_monitor() {
     to_v2(&mut sim);
     assert_eq!(image_counts(&sim), (0, 2));
     let (state, msg) = status(&sim).unwrap();
-    assert_eq!((state, msg.as_str()), (UpdateState::Updating, "update in progress"));
+    assert_eq!(
+        (state, msg.as_str()),
+        (UpdateState::Updating, "update in progress")
+    );
     sim.advance(Duration::from_millis(4999));
-    assert_eq!(status(&sim).unwrap().0, UpdateState::Updating, "still monitoring");
+    assert_eq!(
+        status(&sim).unwrap().0,
+        UpdateState::Updating,
+        "still monitoring"
+    );
     sim.advance(Duration::from_millis(1));
     let s = sim.service(&id(SVC)).update_status.unwrap();
-    assert_eq!((s.state, s.message.as_str()), (UpdateState::Completed, "update completed"));
+    assert_eq!(
+        (s.state, s.message.as_str()),
+        (UpdateState::Completed, "update completed")
+    );
     assert_eq!(s.completed_at, Some(sim.now()));
 }
 
@@ -105,7 +123,9 @@ fn watch_live(sim: &mut Sim) -> Rc<RefCell<usize>> {
     sim.after_commit(move |store: &Store| {
         let live = store
             .tasks_by_service(&id(SVC))
-            .filter(|t| t.desired_state <= TaskState::Running && t.status.state <= TaskState::Running)
+            .filter(|t| {
+                t.desired_state <= TaskState::Running && t.status.state <= TaskState::Running
+            })
             .count();
         let mut m = m.borrow_mut();
         *m = (*m).max(live);
@@ -129,7 +149,11 @@ fn order_table() {
         let max = watch_live(&mut sim);
         to_v2(&mut sim);
         assert_eq!(image_counts(&sim), (0, 4), "{order:?}");
-        assert!(*max.borrow() <= bound, "{order:?} p{parallelism}: {} live", max.borrow());
+        assert!(
+            *max.borrow() <= bound,
+            "{order:?} p{parallelism}: {} live",
+            max.borrow()
+        );
         if order == UpdateOrder::StartFirst {
             assert!(*max.borrow() > 4, "start-first overlaps old and new");
         }
@@ -145,8 +169,18 @@ fn failure_action_table() {
     // (failure action, max failure ratio, final state, v1 tasks left running)
     let rows = [
         (FailureAction::Pause, 0.0, Some(UpdateState::Paused), 3),
-        (FailureAction::Continue, 0.0, Some(UpdateState::Completed), 0),
-        (FailureAction::Rollback, 0.0, Some(UpdateState::RollbackCompleted), 4),
+        (
+            FailureAction::Continue,
+            0.0,
+            Some(UpdateState::Completed),
+            0,
+        ),
+        (
+            FailureAction::Rollback,
+            0.0,
+            Some(UpdateState::RollbackCompleted),
+            4,
+        ),
         (FailureAction::Pause, 0.5, Some(UpdateState::Paused), 1),
     ];
     for (action, ratio, want, v1_left) in rows {
@@ -154,7 +188,9 @@ fn failure_action_table() {
         c.failure_action = action;
         c.max_failure_ratio = ratio;
         let mut sim = cluster(2, 4, c);
-        sim.update_service(&id(SVC), |s| s.spec.task.restart.condition = RestartCondition::None);
+        sim.update_service(&id(SVC), |s| {
+            s.spec.task.restart.condition = RestartCondition::None
+        });
         failing_v2(&mut sim);
         to_v2(&mut sim);
         sim.advance(Duration::from_secs(30));
@@ -166,7 +202,9 @@ fn failure_action_table() {
 #[test]
 fn pause_message_names_the_task_and_waits_for_next_update() {
     let mut sim = cluster(2, 3, cfg(1, 0, 5));
-    sim.update_service(&id(SVC), |s| s.spec.task.restart.delay = Duration::from_secs(5));
+    sim.update_service(&id(SVC), |s| {
+        s.spec.task.restart.delay = Duration::from_secs(5)
+    });
     failing_v2(&mut sim);
     to_v2(&mut sim);
     let (state, msg) = status(&sim).unwrap();
@@ -176,15 +214,28 @@ fn pause_message_names_the_task_and_waits_for_next_update() {
         .into_iter()
         .filter(|t| t.status.state == TaskState::Failed)
         .collect();
-    assert_eq!(msg, format!("update paused due to failure or early termination of task {}", failed[0].id));
+    assert_eq!(
+        msg,
+        format!(
+            "update paused due to failure or early termination of task {}",
+            failed[0].id
+        )
+    );
     sim.advance(Duration::from_secs(120));
-    assert_eq!(status(&sim).unwrap().0, UpdateState::Paused, "resumes only with the next update");
+    assert_eq!(
+        status(&sim).unwrap().0,
+        UpdateState::Paused,
+        "resumes only with the next update"
+    );
     assert_eq!(image_counts(&sim).0, 2);
     sim.on_start(|_| None);
     sim.update_spec(&id(SVC), |s| s.task.container.image = "v3".into());
     sim.advance(Duration::from_secs(10));
     assert_eq!(status(&sim).unwrap().0, UpdateState::Completed);
-    assert!(sim.running_tasks(&id(SVC)).iter().all(|t| t.spec.container.image == "v3"));
+    assert!(sim
+        .running_tasks(&id(SVC))
+        .iter()
+        .all(|t| t.spec.container.image == "v3"));
 }
 
 #[test]
@@ -197,12 +248,17 @@ fn automatic_rollback_restores_previous_spec() {
     let s = sim.service(&id(SVC));
     let u = s.update_status.clone().unwrap();
     assert_eq!(u.state, UpdateState::RollbackStarted);
-    assert!(u.message.starts_with("update rolled back due to failure or early termination of task "));
+    assert!(u
+        .message
+        .starts_with("update rolled back due to failure or early termination of task "));
     assert_eq!(s.spec.task.container.image, "v1");
     assert_eq!(s.previous_spec, None, "previous spec cleared");
     sim.advance(Duration::from_secs(10));
     let (state, msg) = status(&sim).unwrap();
-    assert_eq!((state, msg.as_str()), (UpdateState::RollbackCompleted, "rollback completed"));
+    assert_eq!(
+        (state, msg.as_str()),
+        (UpdateState::RollbackCompleted, "rollback completed")
+    );
     assert_eq!(image_counts(&sim), (3, 0));
 }
 
@@ -210,8 +266,14 @@ fn automatic_rollback_restores_previous_spec() {
 fn failing_rollback_pauses_and_never_rolls_back_again() {
     // (rollback config's failure action, message prefix)
     let rows = [
-        (FailureAction::Pause, "update paused due to failure or early termination of task "),
-        (FailureAction::Rollback, "rollback paused due to failure or early termination of task "),
+        (
+            FailureAction::Pause,
+            "update paused due to failure or early termination of task ",
+        ),
+        (
+            FailureAction::Rollback,
+            "rollback paused due to failure or early termination of task ",
+        ),
     ];
     for (rb_action, prefix) in rows {
         let mut c = cfg(1, 0, 5);
@@ -246,16 +308,26 @@ fn failing_rollback_pauses_and_never_rolls_back_again() {
 #[test]
 fn manual_rollback_swaps_specs() {
     let mut sim = cluster(2, 2, cfg(0, 0, 1));
-    assert!(matches!(sim.rollback(&id(SVC)), Err(RollbackError::NoPreviousSpec { .. })));
+    assert!(matches!(
+        sim.rollback(&id(SVC)),
+        Err(RollbackError::NoPreviousSpec { .. })
+    ));
     to_v2(&mut sim);
     sim.advance(Duration::from_secs(2));
     sim.rollback(&id(SVC)).unwrap();
     let s: Service = sim.service(&id(SVC));
     let u = s.update_status.clone().unwrap();
-    assert_eq!((u.state, u.message.as_str()), (UpdateState::RollbackStarted, "manually requested rollback"));
+    assert_eq!(
+        (u.state, u.message.as_str()),
+        (UpdateState::RollbackStarted, "manually requested rollback")
+    );
     assert_eq!(s.previous_spec.as_ref().unwrap().task.container.image, "v2");
     sim.advance(Duration::from_secs(5));
-    assert_eq!(status(&sim).unwrap().0, UpdateState::RollbackCompleted, "rollback config: monitor 5 s");
+    assert_eq!(
+        status(&sim).unwrap().0,
+        UpdateState::RollbackCompleted,
+        "rollback config: monitor 5 s"
+    );
     assert_eq!(image_counts(&sim), (2, 0));
 }
 
@@ -268,7 +340,10 @@ fn new_spec_cancels_update_in_progress() {
     sim.advance(Duration::from_secs(60));
     let live = sim.running_tasks(&id(SVC));
     assert_eq!(live.len(), 4);
-    assert!(live.iter().all(|t| t.spec.container.image == "v3"), "{live:?}");
+    assert!(
+        live.iter().all(|t| t.spec.container.image == "v3"),
+        "{live:?}"
+    );
     assert_eq!(status(&sim).unwrap().0, UpdateState::Completed);
 }
 
@@ -281,8 +356,16 @@ fn dirty_rules_table() {
         ("no change", |_| {}, 0),
         ("force update", |s| s.task.force_update += 1, 4),
         ("image", |s| s.task.container.image = "v2".into(), 4),
-        ("placement matching every node", |s| s.task.placement.constraints = vec!["node.labels.zone!=c".into()], 0),
-        ("placement matching one node", |s| s.task.placement.constraints = vec!["node.labels.zone==a".into()], 2),
+        (
+            "placement matching every node",
+            |s| s.task.placement.constraints = vec!["node.labels.zone!=c".into()],
+            0,
+        ),
+        (
+            "placement matching one node",
+            |s| s.task.placement.constraints = vec!["node.labels.zone==a".into()],
+            2,
+        ),
     ];
     for (name, change, replaced) in rows {
         let mut sim = Sim::new(5);
@@ -293,7 +376,11 @@ fn dirty_rules_table() {
         let mut s = service(SVC, 4);
         s.spec.update = cfg(0, 0, 1);
         sim.create([s]);
-        let before: Vec<_> = sim.running_tasks(&id(SVC)).into_iter().map(|t| t.id).collect();
+        let before: Vec<_> = sim
+            .running_tasks(&id(SVC))
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         sim.update_spec(&id(SVC), change);
         sim.advance(Duration::from_secs(5));
         let after = sim.running_tasks(&id(SVC));
@@ -314,7 +401,11 @@ fn failure_after_monitor_window_does_not_count() {
         .unwrap();
     sim.advance(Duration::from_secs(6));
     sim.set_task_state(&first.id, TaskState::Failed);
-    assert_eq!(status(&sim).unwrap().0, UpdateState::Updating, "outside the monitor window");
+    assert_eq!(
+        status(&sim).unwrap().0,
+        UpdateState::Updating,
+        "outside the monitor window"
+    );
     sim.advance(Duration::from_secs(120));
     assert_eq!(status(&sim).unwrap().0, UpdateState::Completed);
 }
@@ -353,4 +444,3 @@ fn global_service_rolls_node_by_node() {
     sim.advance(Duration::from_secs(21));
     assert_eq!(status(&sim).unwrap().0, UpdateState::Completed);
 }
-

@@ -14,7 +14,9 @@ use rand_core::RngCore;
 use swarm_core::constraint::{parse_constraints, Constraint, ConstraintKey};
 use swarm_core::objects::node::{NodeAvailability, NodeState};
 use swarm_core::objects::service::TaskSpec;
-use swarm_core::{Id, Node, ObjectKind, Service, Task, TaskState, TaskStatus, Timestamp, Tx, Version};
+use swarm_core::{
+    Id, Node, ObjectKind, Service, Task, TaskState, TaskStatus, Timestamp, Tx, Version,
+};
 
 /// Message of a task an orchestrator creates (it waits for the scheduler).
 pub(crate) const PENDING_MESSAGE: &str = "pending task scheduling";
@@ -92,7 +94,11 @@ impl<'t, 'a> Ctx<'t, 'a> {
         self.tx.get::<Node>(id)
     }
 
-    fn resolve(&self, committed: impl Iterator<Item = Id>, created: Option<&Vec<Id>>) -> Vec<Arc<Task>> {
+    fn resolve(
+        &self,
+        committed: impl Iterator<Item = Id>,
+        created: Option<&Vec<Id>>,
+    ) -> Vec<Arc<Task>> {
         committed
             .chain(created.into_iter().flatten().copied())
             .filter_map(|id| self.task(&id))
@@ -147,7 +153,9 @@ impl<'t, 'a> Ctx<'t, 'a> {
 
     /// Moves a task's desired state forward to `state`; never backwards.
     pub(crate) fn set_desired(&mut self, task: &Task, state: TaskState) {
-        let Some(cur) = self.task(&task.id) else { return };
+        let Some(cur) = self.task(&task.id) else {
+            return;
+        };
         if cur.desired_state >= state {
             return;
         }
@@ -171,11 +179,13 @@ impl<'t, 'a> Ctx<'t, 'a> {
         desired: TaskState,
     ) -> Id {
         let id = Id::generate(&mut *self.rng);
-        let job_iteration = service
-            .spec
-            .mode
-            .is_job()
-            .then(|| service.job_status.as_ref().map(|j| j.job_iteration).unwrap_or_default());
+        let job_iteration = service.spec.mode.is_job().then(|| {
+            service
+                .job_status
+                .as_ref()
+                .map(|j| j.job_iteration)
+                .unwrap_or_default()
+        });
         let task = Task {
             id,
             meta: Default::default(),
@@ -197,8 +207,14 @@ impl<'t, 'a> Ctx<'t, 'a> {
             assigned_configs: Vec::new(),
         };
         if self.tx.create(task).is_ok() {
-            self.created_by_slot.entry((service.id, slot)).or_default().push(id);
-            self.created_by_service.entry(service.id).or_default().push(id);
+            self.created_by_slot
+                .entry((service.id, slot))
+                .or_default()
+                .push(id);
+            self.created_by_service
+                .entry(service.id)
+                .or_default()
+                .push(id);
             if let Some(n) = node {
                 self.created_by_node.entry(n).or_default().push(id);
             }
@@ -230,7 +246,9 @@ pub(crate) fn created_at(t: &Task, now: Timestamp) -> Timestamp {
 pub(crate) fn node_unavailable(node: Option<&Node>) -> bool {
     match node {
         None => true,
-        Some(n) => n.status.state == NodeState::Down || n.spec.availability == NodeAvailability::Drain,
+        Some(n) => {
+            n.status.state == NodeState::Down || n.spec.availability == NodeAvailability::Drain
+        }
     }
 }
 
@@ -247,7 +265,9 @@ pub(crate) fn constraints_of(spec: &TaskSpec) -> Vec<Constraint> {
 
 /// Whether `node` satisfies every constraint.
 pub(crate) fn node_matches(constraints: &[Constraint], node: &Node) -> bool {
-    constraints.iter().all(|c| c.matches(node_fact(node, &c.key)))
+    constraints
+        .iter()
+        .all(|c| c.matches(node_fact(node, &c.key)))
 }
 
 fn node_fact<'n>(node: &'n Node, key: &ConstraintKey) -> Option<&'n str> {
@@ -260,12 +280,17 @@ fn node_fact<'n>(node: &'n Node, key: &ConstraintKey) -> Option<&'n str> {
         ConstraintKey::NodePlatformOs => desc.map(|d| d.platform.os.as_str()),
         ConstraintKey::NodePlatformArch => desc.map(|d| d.platform.architecture.as_str()),
         ConstraintKey::NodeLabel(k) => node.spec.annotations.labels.get(k).map(String::as_str),
-        ConstraintKey::EngineLabel(k) => desc.and_then(|d| d.engine.labels.get(k)).map(String::as_str),
+        ConstraintKey::EngineLabel(k) => desc
+            .and_then(|d| d.engine.labels.get(k))
+            .map(String::as_str),
         ConstraintKey::Unknown(_) => None,
     }
 }
 
 /// `t` moved forward by `d`, saturating at the far future.
 pub(crate) fn later(t: Timestamp, d: std::time::Duration) -> Timestamp {
-    Timestamp(t.as_nanos().saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+    Timestamp(
+        t.as_nanos()
+            .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+    )
 }

@@ -17,7 +17,11 @@ use crate::restart::updatable_in_slot;
 use crate::update::{is_task_dirty, SlotKey, UpdateSupervisor};
 
 /// Reconciles one global service against every node.
-pub(crate) fn reconcile(cx: &mut Ctx<'_, '_>, updates: &mut UpdateSupervisor, service: &Arc<Service>) {
+pub(crate) fn reconcile(
+    cx: &mut Ctx<'_, '_>,
+    updates: &mut UpdateSupervisor,
+    service: &Arc<Service>,
+) {
     let mut by_node: BTreeMap<Id, Vec<Arc<Task>>> = BTreeMap::new();
     for t in cx.service_tasks(&service.id) {
         if let Some(n) = t.node_id {
@@ -66,7 +70,8 @@ pub(crate) fn reconcile_node(cx: &mut Ctx<'_, '_>, services: &[Arc<Service>], no
             shutdown(cx, &live);
             continue;
         };
-        if node_unavailable(Some(node)) || !node_matches(&constraints_of(&service.spec.task), node) {
+        if node_unavailable(Some(node)) || !node_matches(&constraints_of(&service.spec.task), node)
+        {
             // As the full reconciliation does: a node that no longer matches loses the task, even
             // when paused.
             shutdown(cx, &live);
@@ -75,8 +80,9 @@ pub(crate) fn reconcile_node(cx: &mut Ctx<'_, '_>, services: &[Arc<Service>], no
         if node.spec.availability == NodeAvailability::Pause {
             continue;
         }
-        let (dirty, clean): (Vec<Arc<Task>>, Vec<Arc<Task>>) =
-            live.into_iter().partition(|t| is_task_dirty(service, t, Some(node)));
+        let (dirty, clean): (Vec<Arc<Task>>, Vec<Arc<Task>>) = live
+            .into_iter()
+            .partition(|t| is_task_dirty(service, t, Some(node)));
         if clean.is_empty() {
             cx.create_task(service, 0, Some(node.id), TaskState::Running);
         }
@@ -88,7 +94,9 @@ pub(crate) fn reconcile_node(cx: &mut Ctx<'_, '_>, services: &[Arc<Service>], no
 /// Handles a global task that stopped: restart it on its node if the node still wants it, otherwise
 /// just shut it down.
 pub(crate) fn task_wants_restart(cx: &Ctx<'_, '_>, service: &Service, task: &Task) -> bool {
-    let Some(node) = task.node_id.and_then(|n| cx.node(&n)) else { return false };
+    let Some(node) = task.node_id.and_then(|n| cx.node(&n)) else {
+        return false;
+    };
     !node_unavailable(Some(&node))
         && node.spec.availability != NodeAvailability::Pause
         && node_matches(&constraints_of(&service.spec.task), &node)

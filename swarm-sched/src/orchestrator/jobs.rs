@@ -36,7 +36,11 @@ struct JobTasks<K> {
     remove: Vec<Arc<Task>>,
 }
 
-fn split<K: Ord>(service: &Service, tasks: Vec<Arc<Task>>, key: impl Fn(&Task) -> Option<K>) -> JobTasks<K> {
+fn split<K: Ord>(
+    service: &Service,
+    tasks: Vec<Arc<Task>>,
+    key: impl Fn(&Task) -> Option<K>,
+) -> JobTasks<K> {
     let it = iteration(service);
     let mut out = JobTasks {
         current: BTreeMap::new(),
@@ -53,11 +57,13 @@ fn split<K: Ord>(service: &Service, tasks: Vec<Arc<Task>>, key: impl Fn(&Task) -
                     out.current.entry(k).or_default().push(t);
                 }
             }
-            Some(_) => {
-                if t.desired_state <= TaskState::Running && t.status.state <= TaskState::Running {
-                    out.remove.push(t);
-                }
+            Some(_)
+                if t.desired_state <= TaskState::Running
+                    && t.status.state <= TaskState::Running =>
+            {
+                out.remove.push(t);
             }
+            Some(_) => {}
             None => {}
         }
     }
@@ -81,7 +87,13 @@ fn taken(cx: &Ctx<'_, '_>, service: &Service, tasks: &[Arc<Task>]) -> (bool, boo
     (dead_for_good, false)
 }
 
-fn finish(cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor, service: &Service, jt_restart: Vec<Arc<Task>>, jt_remove: Vec<Arc<Task>>) {
+fn finish(
+    cx: &mut Ctx<'_, '_>,
+    restarts: &mut RestartSupervisor,
+    service: &Service,
+    jt_restart: Vec<Arc<Task>>,
+    jt_remove: Vec<Arc<Task>>,
+) {
     for t in jt_restart {
         restarts.restart(cx, service, &t, RestartReason::Exited);
     }
@@ -91,7 +103,11 @@ fn finish(cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor, service: &Serv
 }
 
 /// Reconciles a replicated job.
-pub(crate) fn reconcile_replicated(cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor, service: &Service) {
+pub(crate) fn reconcile_replicated(
+    cx: &mut Ctx<'_, '_>,
+    restarts: &mut RestartSupervisor,
+    service: &Service,
+) {
     let ServiceMode::ReplicatedJob {
         max_concurrent,
         total_completions,
@@ -134,7 +150,11 @@ pub(crate) fn reconcile_replicated(cx: &mut Ctx<'_, '_>, restarts: &mut RestartS
 }
 
 /// Reconciles a global job.
-pub(crate) fn reconcile_global(cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor, service: &Service) {
+pub(crate) fn reconcile_global(
+    cx: &mut Ctx<'_, '_>,
+    restarts: &mut RestartSupervisor,
+    service: &Service,
+) {
     let jt = split(service, cx.service_tasks(&service.id), |t| t.node_id);
     let constraints = constraints_of(&service.spec.task);
     let nodes: Vec<Arc<Node>> = cx.store().iter::<Node>().cloned().collect();
@@ -151,7 +171,9 @@ pub(crate) fn reconcile_global(cx: &mut Ctx<'_, '_>, restarts: &mut RestartSuper
             }
             continue;
         }
-        if node.spec.availability != NodeAvailability::Active || node.status.state != NodeState::Ready {
+        if node.spec.availability != NodeAvailability::Active
+            || node.status.state != NodeState::Ready
+        {
             continue;
         }
         if !taken(cx, service, tasks).0 {

@@ -86,7 +86,9 @@ pub(crate) fn evacuate(cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor, n
         if t.desired_state > TaskState::Running {
             continue;
         }
-        let Some(service) = cx.service(&t.service_id) else { continue };
+        let Some(service) = cx.service(&t.service_id) else {
+            continue;
+        };
         match service.spec.mode {
             ServiceMode::Replicated { .. } | ServiceMode::ReplicatedJob { .. } => {
                 if t.status.state == TaskState::Complete && service.spec.mode.is_job() {
@@ -114,7 +116,11 @@ pub(crate) fn enforce_constraints(cx: &mut Ctx<'_, '_>, node_id: &Id) {
     if node.spec.availability != NodeAvailability::Active || node_unavailable(Some(&node)) {
         return;
     }
-    let mut available: Resources = node.description.as_ref().map(|d| d.resources).unwrap_or_default();
+    let mut available: Resources = node
+        .description
+        .as_ref()
+        .map(|d| d.resources)
+        .unwrap_or_default();
     let mut tasks = cx.node_tasks(node_id);
     tasks.sort_by_key(|t| creation_key(t));
     let mut constraints: BTreeMap<Id, Vec<Constraint>> = BTreeMap::new();
@@ -125,11 +131,14 @@ pub(crate) fn enforce_constraints(cx: &mut Ctx<'_, '_>, node_id: &Id) {
         {
             continue;
         }
-        let cons = constraints.entry(t.service_id).or_insert_with(|| match cx.service(&t.service_id) {
-            // The service's current constraints: a placement-only update leaves older task specs.
-            Some(s) => constraints_of(&s.spec.task),
-            None => constraints_of(&t.spec),
-        });
+        let cons =
+            constraints
+                .entry(t.service_id)
+                .or_insert_with(|| match cx.service(&t.service_id) {
+                    // The service's current constraints: a placement-only update leaves older task specs.
+                    Some(s) => constraints_of(&s.spec.task),
+                    None => constraints_of(&t.spec),
+                });
         let r = t.spec.resources.reservations;
         let fits = node_matches(cons, &node)
             && r.memory_bytes <= available.memory_bytes

@@ -20,8 +20,14 @@ use crate::restart::updatable_in_slot;
 use crate::update::{SlotKey, UpdateSupervisor};
 
 /// Reconciles one replicated service.
-pub(crate) fn reconcile(cx: &mut Ctx<'_, '_>, updates: &mut UpdateSupervisor, service: &Arc<Service>) {
-    let ServiceMode::Replicated { replicas } = service.spec.mode else { return };
+pub(crate) fn reconcile(
+    cx: &mut Ctx<'_, '_>,
+    updates: &mut UpdateSupervisor,
+    service: &Arc<Service>,
+) {
+    let ServiceMode::Replicated { replicas } = service.spec.mode else {
+        return;
+    };
     let mut by_slot: BTreeMap<u64, Vec<Arc<Task>>> = BTreeMap::new();
     for t in cx.service_tasks(&service.id) {
         by_slot.entry(t.slot).or_default().push(t);
@@ -61,7 +67,9 @@ pub(crate) fn reconcile(cx: &mut Ctx<'_, '_>, updates: &mut UpdateSupervisor, se
         return;
     }
     let ordered = scale_down_order(live);
-    let keep = usize::try_from(replicas).unwrap_or(usize::MAX).min(ordered.len());
+    let keep = usize::try_from(replicas)
+        .unwrap_or(usize::MAX)
+        .min(ordered.len());
     updates.update(cx, service, keys(&ordered[..keep]));
     delete_dead(cx, dead);
     for (_, tasks) in &ordered[keep..] {
@@ -77,6 +85,9 @@ fn delete_dead(cx: &mut Ctx<'_, '_>, dead: BTreeMap<u64, Vec<Arc<Task>>>) {
     }
 }
 
+/// A slot number and its live tasks.
+type Slot = (u64, Vec<Arc<Task>>);
+
 /// Live slots ordered from "keep first" to "remove first" (see the module docs).
 fn scale_down_order(live: BTreeMap<u64, Vec<Arc<Task>>>) -> Vec<(u64, Vec<Arc<Task>>)> {
     let mut slots: Vec<(u64, Vec<Arc<Task>>)> = live.into_iter().collect();
@@ -84,7 +95,7 @@ fn scale_down_order(live: BTreeMap<u64, Vec<Arc<Task>>>) -> Vec<(u64, Vec<Arc<Ta
     // Running slots first, then by slot number: the first copies on each node are the ones kept.
     slots.sort_by_key(|(slot, tasks)| (!running(tasks), *slot));
     let mut per_node: BTreeMap<Id, usize> = BTreeMap::new();
-    let mut indexed: Vec<(usize, (u64, Vec<Arc<Task>>))> = slots
+    let mut indexed: Vec<(usize, Slot)> = slots
         .into_iter()
         .map(|(slot, tasks)| {
             let index = match (tasks.len(), tasks.first().and_then(|t| t.node_id)) {

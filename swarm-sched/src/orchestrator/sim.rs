@@ -318,12 +318,11 @@ impl Sim {
                     new: Object::Node(n),
                     ..
                 }
-                | Event::Created(Object::Node(n)) => {
-                    if n.status.state != NodeState::Down {
-                        let ids: Vec<Id> =
-                            self.h.store.tasks_by_node(&n.id).map(|t| t.id).collect();
-                        self.agent_dirty.extend(ids);
-                    }
+                | Event::Created(Object::Node(n))
+                    if n.status.state != NodeState::Down =>
+                {
+                    let ids: Vec<Id> = self.h.store.tasks_by_node(&n.id).map(|t| t.id).collect();
+                    self.agent_dirty.extend(ids);
                 }
                 _ => {}
             }
@@ -391,7 +390,7 @@ impl Sim {
             let next = if t.desired_state > TaskState::Running {
                 (st <= TaskState::Running).then_some(TaskState::Shutdown)
             } else if t.desired_state == TaskState::Running && st < TaskState::Running {
-                let hook = self.on_start.as_mut().and_then(|h| h(&t));
+                let hook = self.on_start.as_mut().and_then(|h| h(t));
                 Some(hook.unwrap_or(TaskState::Running))
             } else if t.desired_state == TaskState::Ready && st < TaskState::Ready {
                 Some(TaskState::Ready)

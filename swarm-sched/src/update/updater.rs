@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarm_core::objects::service::{FailureAction, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus};
+use swarm_core::objects::service::{
+    FailureAction, UpdateConfig, UpdateOrder, UpdateState, UpdateStatus,
+};
 use swarm_core::{Id, Service, Task, TaskState, Timestamp};
 
 use super::dirty::is_task_dirty;
@@ -106,7 +108,9 @@ pub(crate) fn write_status(
     target: &Service,
     f: impl FnOnce(&mut Service, Timestamp),
 ) {
-    let Some(cur) = cx.service(&target.id) else { return };
+    let Some(cur) = cx.service(&target.id) else {
+        return;
+    };
     if cur.spec_version != target.spec_version || cur.update_status.is_none() {
         return;
     }
@@ -144,7 +148,9 @@ fn pause(cx: &mut Ctx<'_, '_>, target: &Service, message: String) {
 }
 
 fn roll_back(cx: &mut Ctx<'_, '_>, target: &Service, task: &Id) {
-    let no_previous = cx.service(&target.id).is_none_or(|s| s.previous_spec.is_none());
+    let no_previous = cx
+        .service(&target.id)
+        .is_none_or(|s| s.previous_spec.is_none());
     if no_previous {
         // Ours: SwarmKit fails the transaction and leaves the update "in progress" forever; pausing
         // tells the operator what happened.
@@ -158,7 +164,8 @@ fn roll_back(cx: &mut Ctx<'_, '_>, target: &Service, task: &Id) {
         }
         if let Some(u) = s.update_status.as_mut() {
             u.state = UpdateState::RollbackStarted;
-            u.message = format!("update rolled back due to failure or early termination of task {task}");
+            u.message =
+                format!("update rolled back due to failure or early termination of task {task}");
         }
     });
 }
@@ -172,7 +179,10 @@ impl Updater {
         slots: Vec<(SlotKey, Vec<Arc<Task>>)>,
     ) -> Option<Updater> {
         let state = service.update_status.as_ref().map(|u| u.state);
-        if matches!(state, Some(UpdateState::Paused | UpdateState::RollbackPaused)) {
+        if matches!(
+            state,
+            Some(UpdateState::Paused | UpdateState::RollbackPaused)
+        ) {
             return None;
         }
         let queue: VecDeque<SlotKey> = slots
@@ -181,7 +191,10 @@ impl Updater {
             .map(|(k, _)| *k)
             .collect();
         if queue.is_empty() {
-            if matches!(state, Some(UpdateState::Updating | UpdateState::RollbackStarted)) {
+            if matches!(
+                state,
+                Some(UpdateState::Updating | UpdateState::RollbackStarted)
+            ) {
                 complete(cx, &service);
             }
             return None;
@@ -264,7 +277,9 @@ impl Updater {
     fn check_failures(&mut self, cx: &mut Ctx<'_, '_>) -> bool {
         for id in std::mem::take(&mut self.noted) {
             let Some(t) = cx.task(&id) else { continue };
-            let Some(since) = self.updated.get(&id).copied() else { continue };
+            let Some(since) = self.updated.get(&id).copied() else {
+                continue;
+            };
             let st = t.status.state;
             if st > TaskState::Running && self.config.failure_action != FailureAction::Continue {
                 let in_window = since.is_none_or(|s| cx.now.since(s) <= self.config.monitor);
@@ -287,12 +302,14 @@ impl Updater {
         match self.config.failure_action {
             FailureAction::Continue => false,
             FailureAction::Pause => {
-                let msg = format!("update paused due to failure or early termination of task {task}");
+                let msg =
+                    format!("update paused due to failure or early termination of task {task}");
                 pause(cx, &self.service, msg);
                 true
             }
             FailureAction::Rollback if self.rollback => {
-                let msg = format!("rollback paused due to failure or early termination of task {task}");
+                let msg =
+                    format!("rollback paused due to failure or early termination of task {task}");
                 pause(cx, &self.service, msg);
                 true
             }
@@ -304,7 +321,11 @@ impl Updater {
     }
 
     /// Advances the update as far as the store allows at `cx.now`.
-    pub(crate) fn advance(&mut self, cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor) -> Outcome {
+    pub(crate) fn advance(
+        &mut self,
+        cx: &mut Ctx<'_, '_>,
+        restarts: &mut RestartSupervisor,
+    ) -> Outcome {
         if self.check_failures(cx) {
             return Outcome::Finished;
         }
@@ -315,12 +336,14 @@ impl Updater {
                 let next = match lane {
                     Lane::Sleeping(until) if until <= cx.now => Some(Lane::Idle),
                     Lane::Sleeping(_) => None,
-                    Lane::Idle => match self.queue.pop_front() {
-                        Some(key) => Some(self.start_slot(cx, restarts, key)),
-                        None => None,
-                    },
+                    Lane::Idle => self
+                        .queue
+                        .pop_front()
+                        .map(|key| self.start_slot(cx, restarts, key)),
                     Lane::Starting(id) => {
-                        let started = cx.task(&id).is_none_or(|t| t.desired_state >= TaskState::Running);
+                        let started = cx
+                            .task(&id)
+                            .is_none_or(|t| t.desired_state >= TaskState::Running);
                         started.then(|| self.after_slot(cx))
                     }
                     Lane::Running {
@@ -342,7 +365,9 @@ impl Updater {
             self.monitor_until = None;
             return Outcome::Continue;
         }
-        let until = *self.monitor_until.get_or_insert(later(cx.now, self.monitor()));
+        let until = *self
+            .monitor_until
+            .get_or_insert(later(cx.now, self.monitor()));
         if cx.now >= until {
             complete(cx, &self.service);
             return Outcome::Finished;
@@ -359,7 +384,13 @@ impl Updater {
         }
     }
 
-    fn check_running(&mut self, cx: &mut Ctx<'_, '_>, id: Id, start_first: bool, old: &[Id]) -> Option<Lane> {
+    fn check_running(
+        &mut self,
+        cx: &mut Ctx<'_, '_>,
+        id: Id,
+        start_first: bool,
+        old: &[Id],
+    ) -> Option<Lane> {
         let Some(t) = cx.task(&id) else {
             return Some(self.after_slot(cx));
         };
@@ -386,7 +417,12 @@ impl Updater {
     }
 
     /// Takes one slot: reuse a clean task if the slot has one, otherwise create the replacement.
-    fn start_slot(&mut self, cx: &mut Ctx<'_, '_>, restarts: &mut RestartSupervisor, key: SlotKey) -> Lane {
+    fn start_slot(
+        &mut self,
+        cx: &mut Ctx<'_, '_>,
+        restarts: &mut RestartSupervisor,
+        key: SlotKey,
+    ) -> Lane {
         let tasks = live_tasks(cx, &self.service, key);
         if tasks.is_empty() {
             return Lane::Idle;
