@@ -22,6 +22,7 @@
 pub mod agent;
 pub mod controller;
 pub mod dispatcher;
+pub mod docker;
 pub mod error;
 pub mod files;
 pub mod health;
@@ -35,6 +36,7 @@ pub mod testing;
 
 pub use agent::{Agent, AgentConfig};
 pub use dispatcher::{DispatchError, Dispatcher, LocalDispatcher, Session};
+pub use docker::{DockerOptions, DockerRuntime};
 pub use error::RuntimeError;
 pub use health::{HealthMonitor, HealthTest};
 pub use process::{ProcessOptions, ProcessRuntime};

@@ -113,7 +113,8 @@ pub fn shell_probe(p: &Probe) -> Vec<String> {
         Probe::Fail(code) => v(&["sh", "-c", &format!("exit {code}")]),
         Probe::ReadFile(path) => v(&["cat", path]),
         Probe::StatFile(path) => v(&["stat", "-c", "%a %u %g", path]),
-        Probe::PrintEnv(name) => v(&["printenv", name]),
+        // busybox-static has no printenv applet.
+        Probe::PrintEnv(name) => v(&["sh", "-c", &format!("printf '%s\\n' \"${name}\"")]),
         Probe::Hostname => v(&["hostname"]),
         Probe::Sleep(s) => v(&["sleep", &s.to_string()]),
     }
@@ -204,6 +205,12 @@ impl Fixture for SimFixture {
     }
     fn spec(&self, b: &Behaviour) -> ContainerSpec {
         sim_spec(b)
+    }
+    fn probe(&self, p: &Probe) -> Vec<String> {
+        match p {
+            Probe::PrintEnv(name) => vec!["printenv".into(), name.clone()],
+            other => shell_probe(other),
+        }
     }
 }
 
