@@ -315,7 +315,11 @@ impl Controller {
         &self,
     ) -> Option<(swarm_core::objects::service::HealthConfig, Vec<String>)> {
         let mut cfg = self.task.spec.container.healthcheck.clone();
-        if cfg.as_ref().map_or(true, |c| c.test.is_empty()) {
+        let inherit = match &cfg {
+            None => true,
+            Some(c) => c.test.is_empty(),
+        };
+        if inherit {
             let image = self
                 .runtime
                 .inspect(&self.task.id)

@@ -16,7 +16,7 @@
 //! - [`controller`]: one task's lifecycle, from `assigned` to a terminal state.
 //! - [`agent`]: the [`Agent`]: sessions, reconciliation, batched status reports.
 //! - `testing` (feature `testing`): the adapter conformance suite.
-//! - [`error`]: [`RuntimeError`].
+//! - [`error`]: the error enum of runtime calls, [`RuntimeError`].
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod agent;
