@@ -9,9 +9,10 @@
 //! Chosen cost, [`KdfParams::RECOMMENDED`]: **m = 64 MiB, t = 3, p = 1** (RFC 9106's second
 //! recommended option, with one lane because the `argon2` crate runs lanes sequentially: more lanes
 //! add no speed, only memory traffic). Stretching runs once per unlock and once per unlock-key
-//! rotation on each manager, never on the data path. It was measured at about a quarter of a second
-//! on one core of the development machine (docs/BENCHMARKS.md, `secrets_seal/unlock_key_stretch`),
-//! acceptable on a 2-core manager for an operation an operator waits for once.
+//! rotation on each manager, never on the data path. It was measured at 0.16 to 0.24 s on one core of
+//! the 2-core development machine (docs/BENCHMARKS.md, `secrets_seal/unlock_key_stretch`): acceptable
+//! for an operation an operator waits for once, and 64 MiB is transient. Lower costs are accepted
+//! (down to 8 KiB, t = 1, for tests) through [`KdfParams::new`].
 //!
 //! Parameters are stored in the key file beside the salt, so a later release can raise the default
 //! without locking out existing managers. On decode they are bounded ([`KdfParams::MAX_MEMORY_KIB`]
