@@ -130,7 +130,7 @@ pub(crate) fn no_suitable_node(counts: &[usize; CHECKS]) -> String {
         .filter(|&(n, _)| n > 0)
         .collect();
     // Stable sort keeps pipeline order among equal counts.
-    reasons.sort_by(|a, b| b.0.cmp(&a.0));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.0));
     if reasons.is_empty() {
         return "no suitable node".to_owned();
     }
