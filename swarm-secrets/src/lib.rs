@@ -12,8 +12,8 @@
 //! * [`KeyManager`] is the state machine for DEK rotation, KEK rotation and autolock; it returns the
 //!   [`KeyFile`] to write and never touches a disk itself. swarm-raft and swarm-node only call it.
 //! * Key material ([`Dek`], [`Kek`], [`UnlockKey`], [`SecretBytes`]) is zeroized on drop, prints as
-//!   `[REDACTED]`, and is not `Serialize`: it becomes bytes only through sealing, wrapping or
-//!   [`KeyFile::encode`].
+//!   `[REDACTED]`, and is not `Serialize` (this crate does not depend on serde at all): it becomes
+//!   bytes only through sealing, wrapping or [`KeyFile::encode`].
 //!
 //! ```
 //! use swarm_secrets::{KeyManager, NewKek, RecordPlace, Startup, KeyFile};
