@@ -340,3 +340,22 @@ fn removed_service_tasks_are_stopped_and_deleted() {
     })]);
     assert!(sim.tasks_of(&id(SVC)).is_empty());
 }
+
+#[test]
+fn huge_replica_count_is_created_over_several_ticks() {
+    let mut h = swarm_sched::testing::Harness::new();
+    h.create([node(1)]);
+    h.create([service(SVC, 45_000)]);
+    let mut orch = swarm_sched::Orchestrator::new();
+    let mut rng = swarm_sched::orchestrator::sim::SimRng::new(1);
+    let mut sizes = Vec::new();
+    for _ in 0..5 {
+        for e in h.events() {
+            orch.handle_event(&e);
+        }
+        let actions = orch.tick(&h.store, h.now, &mut rng);
+        sizes.push(actions.len());
+        h.commit(actions).unwrap();
+    }
+    assert_eq!(sizes, vec![20_000, 20_000, 5_000, 0, 0]);
+}

@@ -18,6 +18,10 @@ use swarm_core::{
     Id, Node, ObjectKind, Service, Task, TaskState, TaskStatus, Timestamp, Tx, Version,
 };
 
+/// Most tasks one service creates in one tick (a service asking for more, e.g. a typo of a
+/// billion replicas, gets them over several ticks instead of one unbounded transaction).
+pub(crate) const MAX_NEW_TASKS: u64 = 20_000;
+
 /// Message of a task an orchestrator creates (it waits for the scheduler).
 pub(crate) const PENDING_MESSAGE: &str = "pending task scheduling";
 

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use swarm_core::objects::node::{NodeAvailability, NodeState};
 use swarm_core::{Node, Service, ServiceMode, Task, TaskState, Version};
 
-use super::context::{constraints_of, creation_key, node_matches, node_unavailable, Ctx};
+use super::context::{
+    constraints_of, creation_key, node_matches, node_unavailable, Ctx, MAX_NEW_TASKS,
+};
 use crate::restart::{should_restart, RestartReason, RestartSupervisor};
 
 fn iteration(service: &Service) -> Version {
@@ -102,18 +104,19 @@ fn finish(
     }
 }
 
-/// Reconciles a replicated job.
+/// Reconciles a replicated job. Returns true when it stopped at [`MAX_NEW_TASKS`] new tasks and
+/// more are wanted.
 pub(crate) fn reconcile_replicated(
     cx: &mut Ctx<'_, '_>,
     restarts: &mut RestartSupervisor,
     service: &Service,
-) {
+) -> bool {
     let ServiceMode::ReplicatedJob {
         max_concurrent,
         total_completions,
     } = service.spec.mode
     else {
-        return;
+        return false;
     };
     let total = if total_completions == 0 {
         max_concurrent
@@ -134,9 +137,10 @@ pub(crate) fn reconcile_replicated(
             }
         }
     }
-    let new = max_concurrent
+    let wanted = max_concurrent
         .saturating_sub(running)
         .min(total.saturating_sub(complete).saturating_sub(running));
+    let new = wanted.min(MAX_NEW_TASKS);
     let mut made = 0u64;
     let mut slot = 0u64;
     while made < new && slot < total {
@@ -147,6 +151,7 @@ pub(crate) fn reconcile_replicated(
         slot += 1;
     }
     finish(cx, restarts, service, jt.restart, jt.remove);
+    wanted > new
 }
 
 /// Reconciles a global job.

@@ -272,9 +272,14 @@ impl Orchestrator {
             for id in std::mem::take(tasks) {
                 task_stopped(&mut cx, restarts, services, &id);
             }
+            let mut again = BTreeSet::new();
             for id in std::mem::take(services) {
-                reconcile_service(&mut cx, restarts, updates, &id);
+                if reconcile_service(&mut cx, restarts, updates, &id) {
+                    again.insert(id);
+                }
             }
+            // Services that hit the per-tick creation cap continue at the next tick.
+            services.extend(again);
             updates.advance(&mut cx, restarts);
             restarts.poll(&mut cx);
         }
@@ -319,20 +324,26 @@ fn reconcile_service(
     restarts: &mut RestartSupervisor,
     updates: &mut UpdateSupervisor,
     id: &Id,
-) {
+) -> bool {
     let Some(service) = cx.service(id) else {
         // Removed: every task is to go; the agents stop them and the reaper deletes them.
         for t in cx.service_tasks(id) {
             cx.set_desired(&t, TaskState::Remove);
         }
         updates.cancel(id);
-        return;
+        return false;
     };
     match service.spec.mode {
         ServiceMode::Replicated { .. } => replicated::reconcile(cx, updates, &service),
-        ServiceMode::Global => global::reconcile(cx, updates, &service),
+        ServiceMode::Global => {
+            global::reconcile(cx, updates, &service);
+            false
+        }
         ServiceMode::ReplicatedJob { .. } => jobs::reconcile_replicated(cx, restarts, &service),
-        ServiceMode::GlobalJob => jobs::reconcile_global(cx, restarts, &service),
+        ServiceMode::GlobalJob => {
+            jobs::reconcile_global(cx, restarts, &service);
+            false
+        }
     }
 }
 

@@ -15,18 +15,19 @@ use std::sync::Arc;
 
 use swarm_core::{Id, Service, ServiceMode, Task, TaskState};
 
-use super::context::Ctx;
+use super::context::{Ctx, MAX_NEW_TASKS};
 use crate::restart::updatable_in_slot;
 use crate::update::{SlotKey, UpdateSupervisor};
 
-/// Reconciles one replicated service.
+/// Reconciles one replicated service. Returns true when it stopped at [`MAX_NEW_TASKS`] and more
+/// tasks are needed: the caller reconciles it again at the next tick.
 pub(crate) fn reconcile(
     cx: &mut Ctx<'_, '_>,
     updates: &mut UpdateSupervisor,
     service: &Arc<Service>,
-) {
+) -> bool {
     let ServiceMode::Replicated { replicas } = service.spec.mode else {
-        return;
+        return false;
     };
     let mut by_slot: BTreeMap<u64, Vec<Arc<Task>>> = BTreeMap::new();
     for t in cx.service_tasks(&service.id) {
@@ -53,6 +54,8 @@ pub(crate) fn reconcile(
         let all: Vec<(u64, Vec<Arc<Task>>)> = live.iter().map(|(s, t)| (*s, t.clone())).collect();
         updates.update(cx, service, keys(&all));
         let mut missing = replicas - have;
+        let more = missing > MAX_NEW_TASKS;
+        missing = missing.min(MAX_NEW_TASKS);
         let mut slot = 0u64;
         while missing > 0 {
             slot += 1;
@@ -64,7 +67,7 @@ pub(crate) fn reconcile(
             missing -= 1;
         }
         delete_dead(cx, dead);
-        return;
+        return more;
     }
     let ordered = scale_down_order(live);
     let keep = usize::try_from(replicas)
@@ -77,6 +80,7 @@ pub(crate) fn reconcile(
             cx.set_desired(t, TaskState::Remove);
         }
     }
+    false
 }
 
 fn delete_dead(cx: &mut Ctx<'_, '_>, dead: BTreeMap<u64, Vec<Arc<Task>>>) {
