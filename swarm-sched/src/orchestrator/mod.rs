@@ -23,10 +23,10 @@
 //! update delay or monitor window, or 24 h down-node deadline that needs a tick without an event.
 //!
 //! # Layout
-//! - [`context`] (crate-private): the tick's transaction view and node facts.
+//! - `context` (crate-private): the tick's transaction view and node facts.
 //! - `replicated`, `global`, `jobs`: one reconciler per service mode.
 //! - `nodes`: drained/down nodes, orphaning after 24 h, the constraint enforcer.
-//! - [`sim`] (feature `testing`): a virtual-clock harness that drives the loop with simulated agents.
+//! - `sim` (feature `testing`): a virtual-clock harness that drives the loop with simulated agents.
 
 pub(crate) mod context;
 mod global;

@@ -16,10 +16,11 @@
 //!   then the status becomes `completed` (`rollback_completed`).
 //! - A new spec cancels the update in progress; the next reconciliation starts one for the new spec.
 //!
-//! Status messages are SwarmKit's, as `docker service inspect` shows them: "update in progress",
-//! "update completed", "update paused due to failure or early termination of task <id>",
-//! "update rolled back due to failure or early termination of task <id>", "rollback paused due to
-//! failure or early termination of task <id>", "manually requested rollback", "rollback completed".
+//! Status messages are SwarmKit's, as `docker service inspect` shows them: `update in progress`,
+//! `update completed`, `update paused due to failure or early termination of task <id>`,
+//! `update rolled back due to failure or early termination of task <id>`,
+//! `rollback paused due to failure or early termination of task <id>`,
+//! `manually requested rollback`, `rollback completed`.
 //!
 //! # Service transitions for the control API
 //! [`apply_service_update`] and [`rollback_service`] compute the new service object a control API
