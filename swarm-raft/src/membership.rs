@@ -98,11 +98,7 @@ impl RaftNode {
         self.ensure_leader()?;
         let st = self.status();
         if !st.voters.contains(&id) {
-            return Err(if st.learners.contains(&id) {
-                MembershipError::NotMember(id)
-            } else {
-                MembershipError::NotMember(id)
-            });
+            return Err(MembershipError::NotMember(id));
         }
         if st.voters.len() == 1 {
             return Err(MembershipError::LastManager(id));
@@ -198,7 +194,7 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
             u64::try_from(inner.config.raft.step_down_after.as_millis()).unwrap_or(u64::MAX);
         let m = inner.raft.metrics().borrow().clone();
         let voters = m.membership_config.membership().voter_ids().count();
-        let stale = m.millis_since_quorum_ack.map_or(true, |ms| ms > limit);
+        let stale = !matches!(m.millis_since_quorum_ack, Some(ms) if ms <= limit);
         if m.state == ServerState::Leader && voters > 1 && stale {
             tracing::warn!(
                 id = m.id,

@@ -497,7 +497,7 @@ impl Wal {
 
     fn drop_purged(&self, upto: LogId) -> Result<(), StorageFault> {
         let mut st = self.write_state();
-        if st.last_purged.map_or(true, |p| p.index < upto.index) {
+        if !matches!(st.last_purged, Some(p) if p.index >= upto.index) {
             st.last_purged = Some(upto);
         }
         let mut removed = false;
