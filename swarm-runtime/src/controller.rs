@@ -6,7 +6,7 @@
 //! `started`, `finished`, `shutdown`) and errors (`task: non-zero exit (1)`). Failures before
 //! `starting` reject the task; later ones fail it (SwarmKit's rule). Health checks run here, through
 //! [`Runtime::exec`], so every adapter behaves the same. The reported state never goes backwards:
-//! [`StatusTx`] drops any report that would.
+//! `StatusTx` drops any report that would.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -13,14 +13,14 @@
 //! - [`health`]: the health-check verdict state machine and probe loop.
 //! - [`signal`]: stop-signal parsing.
 //! - [`dispatcher`]: the [`Dispatcher`] seam the agent talks to, and [`LocalDispatcher`] (in-process).
-//! - [`controller`]: one task's lifecycle, from `assigned` to a terminal state.
+//! - `controller` (private): one task's lifecycle, from `assigned` to a terminal state.
 //! - [`agent`]: the [`Agent`]: sessions, reconciliation, batched status reports.
 //! - `testing` (feature `testing`): the adapter conformance suite.
 //! - [`error`]: the error enum of runtime calls, [`RuntimeError`].
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod agent;
-pub mod controller;
+mod controller;
 pub mod dispatcher;
 pub mod docker;
 pub mod error;

@@ -234,6 +234,17 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any input either expands or fails with an error; text without braces is unchanged.
+        #[test]
+        fn never_panics(input in "(\\PC|[{}.]){0,64}") {
+            match expand(&input, "env", &ctx()) {
+                Ok(out) if !input.contains("{{") => proptest::prop_assert_eq!(out, input),
+                _ => {}
+            }
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic() {
         let samples = [
