@@ -260,6 +260,9 @@ impl Controller {
     async fn monitor(&mut self) -> bool {
         let id = self.task.id;
         let health = self.health_probe().await;
+        if health.is_some() {
+            self.status.health(Health::Starting);
+        }
         let runtime = self.runtime.clone();
         let status = self.status.clone();
         let probe = async move {

@@ -330,6 +330,30 @@ mod tests {
         }
     }
 
+    /// As root, a stage directory on disk gets a tmpfs mounted on it (and unmounted on drop).
+    #[test]
+    fn non_tmpfs_stage_gets_a_tmpfs_as_root() {
+        let dir = std::env::temp_dir().join(format!("swarm-stage-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        if is_tmpfs(&dir).unwrap() {
+            eprintln!("SKIPPED: {} is already on tmpfs", dir.display());
+            return;
+        }
+        match Stage::create(dir.clone(), false) {
+            Ok(stage) => {
+                assert!(is_root());
+                assert!(is_tmpfs(stage.root()).unwrap());
+                drop(stage);
+                assert!(!dir.exists() || !is_tmpfs(&dir).unwrap());
+            }
+            Err(e) => {
+                assert!(!is_root(), "{e}");
+                assert!(matches!(e, RuntimeError::NotTmpfs { .. }), "{e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn dev_shm_is_tmpfs_and_staging_cleans_up() {
         assert!(is_tmpfs(Path::new("/dev/shm")).unwrap());
