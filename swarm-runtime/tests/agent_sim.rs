@@ -360,3 +360,30 @@ async fn ten_thousand_tasks() {
     );
     agent.stop().await;
 }
+
+/// `Agent::stop` shuts every task down and delivers their last status before returning.
+#[tokio::test]
+async fn stop_shuts_tasks_down_and_reports_it() {
+    let (rt, d, agent) = setup();
+    let ts: Vec<Task> = (1..=20)
+        .map(|i| task("svc", i, sim_spec(&Behaviour::RunForever)))
+        .collect();
+    d.assign(
+        node_id(),
+        ts.iter().map(|t| Arc::new(t.clone())).collect(),
+        vec![],
+        vec![],
+    );
+    for t in &ts {
+        wait_state(&d, t.id, TaskState::Running).await;
+    }
+    agent.stop().await;
+    for t in &ts {
+        assert_eq!(d.status(t.id).map(|s| s.state), Some(TaskState::Shutdown));
+    }
+    assert_eq!(
+        rt.task_count(),
+        0,
+        "stopped tasks are removed from the runtime"
+    );
+}

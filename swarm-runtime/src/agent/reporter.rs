@@ -72,6 +72,9 @@ impl Reporter {
         let mut p = Pending::default();
         let mut deadline: Option<Instant> = None;
         let mut session_gen = None;
+        // Once the agent loop is gone the last session stays readable; keep delivering on it
+        // until every controller has ended.
+        let mut session_open = true;
         loop {
             let sleep = async {
                 match deadline {
@@ -113,9 +116,10 @@ impl Reporter {
                         deadline = Some(Instant::now() + self.interval);
                     }
                 }
-                changed = self.session.changed() => {
+                changed = self.session.changed(), if session_open => {
                     if changed.is_err() {
-                        return;
+                        session_open = false;
+                        continue;
                     }
                     let gen = self.session.borrow().as_ref().map(|(g, _)| *g);
                     if gen.is_some() && gen != session_gen {
