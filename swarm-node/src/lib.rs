@@ -1,6 +1,11 @@
-//! The swarm daemon (not built yet).
+//! # swarm-node: the swarm daemon (in progress)
 //!
-//! This crate will compose the swarm crates into a Manager (raft, store, orchestrators, scheduler,
-//! dispatcher, CA signer, control API) and a Worker (agent and runtime), and serve the Docker Engine API's
-//! swarm endpoints on a Unix socket so the ordinary `docker` CLI drives it.
+//! Composes the swarm crates into a Manager (raft, store, orchestrators, scheduler, dispatcher,
+//! control API) and a Worker (agent and runtime), and serves the Docker Engine API's swarm endpoints
+//! on a Unix socket so the ordinary `docker` CLI drives it.
+//!
+//! # Layout
+//! - [`backend`]: the seam between the Docker API layer and the daemon.
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod backend;
