@@ -13,9 +13,8 @@
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
-use swarm_core::Id;
-
 use super::filter::{StaticFilter, StaticKey};
+use super::hash::IdKey;
 use super::nodes::{NodeIdx, NodeInfo};
 
 /// How many distinct static filter sets keep an index. Each costs one bit per node plus an ordered
@@ -23,7 +22,7 @@ use super::nodes::{NodeIdx, NodeInfo};
 pub(crate) const MAX_INDEXES: usize = 32;
 
 /// A position in an index: active task count, node id (the tie-break), slot.
-pub(crate) type Entry = (u32, Id, NodeIdx);
+pub(crate) type Entry = (u32, IdKey, NodeIdx);
 
 #[derive(Debug)]
 struct Eligible {
@@ -71,8 +70,7 @@ impl Indexes {
             if let Some(info) = info {
                 if set.filter.passes(&info.node) {
                     set.member[idx] = true;
-                    set.order
-                        .insert((info.active, info.node.id, idx as NodeIdx));
+                    set.order.insert((info.active, info.key, idx as NodeIdx));
                 }
             }
         }
@@ -89,7 +87,7 @@ impl Indexes {
             }
             if set.filter.passes(&info.node) {
                 set.member[i] = true;
-                set.order.insert((info.active, info.node.id, idx));
+                set.order.insert((info.active, info.key, idx));
             }
         }
     }
@@ -100,14 +98,14 @@ impl Indexes {
             if let Some(m) = set.member.get_mut(idx as usize) {
                 if *m {
                     *m = false;
-                    set.order.remove(&(info.active, info.node.id, idx));
+                    set.order.remove(&(info.active, info.key, idx));
                 }
             }
         }
     }
 
     /// The node's active task count changed from `old` to `new`.
-    pub(crate) fn active_changed(&mut self, idx: NodeIdx, id: Id, old: u32, new: u32) {
+    pub(crate) fn active_changed(&mut self, idx: NodeIdx, id: IdKey, old: u32, new: u32) {
         for set in &mut self.sets {
             if set.member.get(idx as usize).copied().unwrap_or(false) {
                 set.order.remove(&(old, id, idx));

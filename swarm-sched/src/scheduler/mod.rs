@@ -27,7 +27,7 @@ pub use failures::{FAILURE_WINDOW, MAX_FAILURES};
 
 use failures::Failures;
 use filter::{service_host_ports, HostPort};
-use hash::{FxMap, FxSet};
+use hash::{FxMap, FxSet, IdKey};
 use nodes::{NodeSet, Occupant};
 
 /// Status message of a task the scheduler placed.
@@ -36,7 +36,7 @@ pub const ASSIGNED_MESSAGE: &str = "scheduler assigned task to node";
 pub const CONFIRMED_MESSAGE: &str = "scheduler confirmed task can run on preassigned node";
 
 /// Tasks of one service at one spec version: identical for every filter, placed together.
-type BatchKey = (Id, Version);
+type BatchKey = (IdKey, Version);
 
 /// Unassigned tasks of one batch waiting for a node.
 #[derive(Debug, Default)]
@@ -128,6 +128,8 @@ pub struct Scheduler {
     /// Tasks seen pre-assigned: their failures do not count against their node.
     preassigned_ids: FxSet<Id>,
     needs_reset: bool,
+    /// Shared empty port list (most services publish no host-mode port).
+    no_ports: Arc<[HostPort]>,
 }
 
 /// How the scheduler sees a task.
@@ -285,8 +287,8 @@ impl Scheduler {
     fn ports_of(&self, service: &Id) -> Arc<[HostPort]> {
         self.host_ports
             .get(service)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(Vec::new()))
+            .unwrap_or(&self.no_ports)
+            .clone()
     }
 
     /// Counts a failure when a task the scheduler placed turns failed or rejected.
@@ -352,7 +354,7 @@ impl Scheduler {
     }
 
     fn enqueue(&mut self, t: &Arc<Task>) {
-        let key = (t.service_id, t.spec_version);
+        let key = (IdKey::of(&t.service_id), t.spec_version);
         match self.queued.get(&t.id) {
             Some(k) if *k == key => {
                 // Already waiting (typically our own status write coming back): refresh the copy

@@ -16,7 +16,7 @@ use swarm_core::objects::node::{Node, Resources};
 use swarm_core::Id;
 
 use super::filter::{HostPort, StaticFilter};
-use super::hash::{FxMap, FxSet};
+use super::hash::{FxMap, FxSet, IdKey};
 use super::index::Indexes;
 
 /// Slot of a node in the set; stable while the node exists.
@@ -27,6 +27,8 @@ pub(crate) type NodeIdx = u32;
 pub(crate) struct NodeInfo {
     /// The node as last seen.
     pub(crate) node: Arc<Node>,
+    /// Its id as an ordering key.
+    pub(crate) key: IdKey,
     /// Description resources minus the reservations of the tasks occupying it (may go negative if
     /// the node shrank under its tasks).
     pub(crate) available: Avail,
@@ -42,6 +44,7 @@ impl NodeInfo {
     fn new(node: Arc<Node>) -> NodeInfo {
         let available = Avail::of(&node);
         NodeInfo {
+            key: IdKey::of(&node.id),
             node,
             available,
             active: 0,
@@ -298,8 +301,8 @@ impl NodeSet {
         let old = info.active;
         let new = if up { old + 1 } else { old.saturating_sub(1) };
         info.active = new;
-        let id = info.node.id;
-        self.indexes.active_changed(idx, id, old, new);
+        let key = info.key;
+        self.indexes.active_changed(idx, key, old, new);
         let per_node = self.service_nodes.entry(*service).or_default();
         let c = per_node.entry(idx).or_insert(0);
         *c = if up { *c + 1 } else { c.saturating_sub(1) };

@@ -25,7 +25,7 @@ use swarm_core::placement::SpreadOver;
 use swarm_core::Id;
 
 use super::filter::TaskFilter;
-use super::hash::FxMap;
+use super::hash::{FxMap, IdKey};
 use super::nodes::{NodeIdx, NodeSet, Occupant};
 
 /// One batch to place.
@@ -65,7 +65,7 @@ struct Rank {
     failures: u32,
     service: u32,
     total: u32,
-    id: Id,
+    id: IdKey,
 }
 
 type Heap = BinaryHeap<Reverse<(Rank, NodeIdx)>>;
@@ -87,7 +87,7 @@ impl Placer<'_, '_> {
             failures: self.batch.penalized.get(&idx).copied().unwrap_or(0),
             service: self.nodes.service_count(&self.batch.filter.service, idx),
             total: info.active,
-            id: info.node.id,
+            id: info.key,
         })
     }
 

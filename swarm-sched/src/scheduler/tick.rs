@@ -14,7 +14,7 @@ use super::filter::{no_suitable_node, TaskFilter, CHECKS};
 use super::hash::FxMap;
 use super::nodes::{NodeIdx, Occupant};
 use super::place::{place, Batch};
-use super::{BatchKey, Scheduler, ASSIGNED_MESSAGE, CONFIRMED_MESSAGE};
+use super::{BatchKey, Pending, Scheduler, ASSIGNED_MESSAGE, CONFIRMED_MESSAGE};
 
 /// `t` placed on `node`.
 fn assigned(t: &Task, node: Id, now: Timestamp, message: &str) -> StoreAction {
@@ -56,14 +56,20 @@ impl Scheduler {
         let moved = generation != self.polled_generation;
         self.polled_generation = generation;
         self.poll_preassigned(moved, now, &mut out);
-        let keys: Vec<BatchKey> = if moved {
-            self.queue.keys().copied().collect()
+        // Take the batches out of the queue while working on them; leftovers go back.
+        let work: Vec<(BatchKey, Pending)> = if moved {
+            self.dirty.clear();
+            std::mem::take(&mut self.queue).into_iter().collect()
         } else {
-            self.dirty.iter().copied().collect()
+            let keys = std::mem::take(&mut self.dirty);
+            keys.into_iter()
+                .filter_map(|k| self.queue.remove(&k).map(|p| (k, p)))
+                .collect()
         };
-        self.dirty.clear();
-        for key in keys {
-            self.schedule_batch(key, now, &mut out);
+        for (key, pending) in work {
+            if let Some(rest) = self.schedule_batch(pending, now, &mut out) {
+                self.queue.insert(key, rest);
+            }
         }
         out
     }
@@ -136,29 +142,29 @@ impl Scheduler {
         }
     }
 
-    fn schedule_batch(&mut self, key: BatchKey, now: Timestamp, out: &mut Vec<StoreAction>) {
+    /// Places what it can of one batch; returns the batch if tasks are left waiting.
+    fn schedule_batch(
+        &mut self,
+        mut pending: Pending,
+        now: Timestamp,
+        out: &mut Vec<StoreAction>,
+    ) -> Option<Pending> {
         let generation = self.nodes.generation();
-        let Some(pending) = self.queue.get(&key) else {
-            return;
-        };
         if let Some((g, err)) = &pending.blocked {
             if *g == generation {
                 // Nothing changed since no node could take this batch: new tasks get the reason.
                 let err = err.clone();
-                self.write_pending(key, &err, now, out);
-                return;
+                write_pending(&mut pending, &err, now, out);
+                return Some(pending);
             }
         }
         let tasks: Vec<Arc<Task>> = pending.tasks.values().cloned().collect();
-        let Some(first) = tasks.first() else {
-            self.queue.remove(&key);
-            return;
-        };
-        let filter = match TaskFilter::compile(first, self.ports_of(&key.0)) {
+        let first = tasks.first()?.clone();
+        let filter = match TaskFilter::compile(&first, self.ports_of(&first.service_id)) {
             Ok(f) => f,
             Err(err) => {
-                self.block(key, generation, err, now, out);
-                return;
+                block(&mut pending, generation, err, now, out);
+                return Some(pending);
             }
         };
         // Invalid descriptors were refused by spec validation; SwarmKit skips them, so do we.
@@ -172,7 +178,7 @@ impl Scheduler {
             .collect();
         let penalized: FxMap<NodeIdx, u32> = self
             .failures
-            .penalized(key.0, key.1, now)
+            .penalized(first.service_id, first.spec_version, now)
             .into_iter()
             .filter_map(|(node, n)| Some((self.nodes.idx_of(&node)?, n)))
             .collect();
@@ -184,16 +190,22 @@ impl Scheduler {
             tasks: &ids,
         };
         let chosen = place(&mut self.nodes, &batch);
+        let all_placed = chosen.len() == tasks.len();
         for (t, &idx) in tasks.iter().zip(&chosen) {
             if let Some(node) = self.nodes.get(idx).map(|i| i.node.id) {
                 out.push(assigned(t, node, now, ASSIGNED_MESSAGE));
             }
-            self.dequeue(&t.id);
+            self.queued.remove(&t.id);
+            if !all_placed {
+                pending.tasks.remove(&t.id);
+            }
         }
-        if chosen.len() < tasks.len() {
-            let err = self.explain(&filter);
-            self.block(key, generation, err, now, out);
+        if all_placed {
+            return None;
         }
+        let err = self.explain(&filter);
+        block(&mut pending, generation, err, now, out);
+        Some(pending)
     }
 
     /// Why no node can take tasks with filter `f`: every node through the pipeline in order.
@@ -209,37 +221,26 @@ impl Scheduler {
         }
         no_suitable_node(&counts)
     }
+}
 
-    fn block(
-        &mut self,
-        key: BatchKey,
-        generation: u64,
-        err: String,
-        now: Timestamp,
-        out: &mut Vec<StoreAction>,
-    ) {
-        if let Some(p) = self.queue.get_mut(&key) {
-            p.blocked = Some((generation, err.clone()));
-        }
-        self.write_pending(key, &err, now, out);
-    }
+/// Marks the batch blocked at `generation` with `err` and leaves its tasks pending.
+fn block(
+    pending: &mut Pending,
+    generation: u64,
+    err: String,
+    now: Timestamp,
+    out: &mut Vec<StoreAction>,
+) {
+    write_pending(pending, &err, now, out);
+    pending.blocked = Some((generation, err));
+}
 
-    /// Leaves the batch's tasks pending with `err`, writing only those that do not say so yet.
-    fn write_pending(
-        &mut self,
-        key: BatchKey,
-        err: &str,
-        now: Timestamp,
-        out: &mut Vec<StoreAction>,
-    ) {
-        let Some(p) = self.queue.get_mut(&key) else {
-            return;
-        };
-        for t in p.tasks.values_mut() {
-            if let Some(nt) = still_pending(t, err, now) {
-                *t = nt.clone();
-                out.push(StoreAction::Update(Object::Task(nt)));
-            }
+/// Leaves the batch's tasks pending with `err`, writing only those that do not say so yet.
+fn write_pending(pending: &mut Pending, err: &str, now: Timestamp, out: &mut Vec<StoreAction>) {
+    for t in pending.tasks.values_mut() {
+        if let Some(nt) = still_pending(t, err, now) {
+            *t = nt.clone();
+            out.push(StoreAction::Update(Object::Task(nt)));
         }
     }
 }
