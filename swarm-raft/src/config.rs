@@ -67,8 +67,16 @@ impl RaftConfig {
         let c = openraft::Config {
             cluster_name: "swarm".into(),
             heartbeat_interval: ms(self.heartbeat),
-            election_timeout_min: ms(self.election_timeout_min),
-            election_timeout_max: ms(self.election_timeout_max),
+            // Elections are timed by swarm-raft's watchdog (uniform in [min, max) since the last
+            // contact with a leader), not by openraft, whose timer is disabled below. openraft
+            // derives its leader lease (followers refuse votes while it runs) from its
+            // `election_timeout_max`; setting that to our *minimum* keeps the lease shorter than any
+            // election timeout, so the first election after a leader dies can succeed. With the
+            // lease at our maximum, the first attempt would always be refused and failover would
+            // take two timeouts (3-4 s with the 1-2 s defaults).
+            election_timeout_min: ms(self.election_timeout_min) * 3 / 4,
+            election_timeout_max: ms(self.election_timeout_min),
+            enable_elect: false,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
             snapshot_max_chunk_size: self.snapshot_chunk_bytes,

@@ -186,7 +186,12 @@ pub(crate) async fn rewrite_as_single_voter(
 /// of a higher term from a non-member carrying the leader's own last log id; granting it makes
 /// the leader a follower (the vote is persisted like any vote and burns one term, as a normal
 /// election would).
+///
+/// It also times elections (openraft's own election timer is off, see [`crate::RaftConfig`]): a
+/// voter that has not heard from a leader for a timeout drawn uniformly from
+/// `[election_timeout_min, election_timeout_max)` starts an election, and draws a new timeout.
 pub(crate) async fn watchdog(node: Weak<Inner>) {
+    let mut timeout = None;
     loop {
         let Some(inner) = node.upgrade() else { return };
         let tick = inner.config.raft.heartbeat;
@@ -210,9 +215,48 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
                 tracing::warn!(error = %e, "step-down vote failed");
             }
         }
+        let cfg = &inner.config.raft;
+        let t = *timeout
+            .get_or_insert_with(|| draw(cfg.election_timeout_min, cfg.election_timeout_max));
+        let is_voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == m.id);
+        if m.state != ServerState::Leader && is_voter {
+            let since = inner
+                .contact
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .elapsed();
+            if since >= t {
+                tracing::info!(
+                    id = m.id,
+                    term = m.current_term,
+                    ?since,
+                    "no leader contact: starting an election"
+                );
+                *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) =
+                    std::time::Instant::now();
+                timeout = Some(draw(cfg.election_timeout_min, cfg.election_timeout_max));
+                if let Err(e) = inner.raft.trigger().elect().await {
+                    tracing::warn!(error = %e, "could not start an election");
+                }
+            }
+        } else {
+            *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        }
         drop(inner);
-        tokio::time::sleep(tick).await;
+        tokio::time::sleep(tick.clamp(Duration::from_millis(5), Duration::from_millis(20))).await;
     }
+}
+
+fn draw(min: Duration, max: Duration) -> Duration {
+    use rand::Rng;
+    if max <= min {
+        return min;
+    }
+    rand::thread_rng().gen_range(min..max)
 }
 
 /// The node id used by the watchdog's step-down vote: never a member.

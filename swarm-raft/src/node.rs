@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) health: Arc<PeerHealth>,
     clock: Arc<dyn Clock>,
     report: OpenReport,
+    /// Last time a leader (or a candidate we voted for) reached us; drives elections.
+    pub(crate) contact: std::sync::Mutex<std::time::Instant>,
     watchdog: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -153,6 +155,7 @@ impl RaftNode {
                 health,
                 clock: Arc::new(SystemClock),
                 report,
+                contact: std::sync::Mutex::new(std::time::Instant::now()),
                 watchdog: std::sync::Mutex::new(None),
             }),
         };
@@ -414,10 +417,27 @@ impl RaftNode {
     pub async fn handle_rpc(&self, rpc: RaftRpc) -> RaftReply {
         let raft = &self.inner.raft;
         match rpc {
-            RaftRpc::AppendEntries(r) => RaftReply::AppendEntries(raft.append_entries(r).await),
-            RaftRpc::Vote(r) => RaftReply::Vote(raft.vote(r).await),
+            RaftRpc::AppendEntries(r) => {
+                let resp = raft.append_entries(r).await;
+                if matches!(&resp, Ok(a) if !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+                {
+                    self.touch();
+                }
+                RaftReply::AppendEntries(resp)
+            }
+            RaftRpc::Vote(r) => {
+                let resp = raft.vote(r).await;
+                if matches!(&resp, Ok(v) if v.vote_granted) {
+                    self.touch();
+                }
+                RaftReply::Vote(resp)
+            }
             RaftRpc::InstallSnapshot(r) => {
-                RaftReply::InstallSnapshot(raft.install_snapshot(r).await)
+                let resp = raft.install_snapshot(r).await;
+                if resp.is_ok() {
+                    self.touch();
+                }
+                RaftReply::InstallSnapshot(resp)
             }
             RaftRpc::Propose(actions) => {
                 let r = match check_proposal_size(&actions) {
@@ -430,6 +450,10 @@ impl RaftNode {
                 RaftReply::ReadIndex(self.local_read_index().await.map_err(Into::into))
             }
         }
+    }
+
+    fn touch(&self) {
+        *self.inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
     }
 
     pub(crate) fn fault(&self) -> Option<String> {
@@ -458,14 +482,14 @@ impl Proposer for RaftNode {
     async fn propose(&self, actions: Vec<StoreAction>) -> Result<u64, CommitError> {
         check_proposal_size(&actions)?;
         let timeout = self.inner.config.raft.propose_timeout;
-        let mut last_err = CommitError::NoQuorum {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let no_quorum = CommitError::NoQuorum {
             timeout_ms: self.timeout_ms(),
         };
-        for _ in 0..3 {
-            let Some(leader) = self.wait_leader(timeout).await else {
-                return Err(CommitError::NoQuorum {
-                    timeout_ms: self.timeout_ms(),
-                });
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(leader) = self.wait_leader(left).await else {
+                return Err(no_quorum);
             };
             let r = if leader == self.id() {
                 self.propose_as_leader(actions.clone()).await
@@ -480,19 +504,37 @@ impl Proposer for RaftNode {
                     }
                     Ok(RaftReply::Propose(Err(e))) => Err(e.into()),
                     Ok(_) => Err(CommitError::Stopped),
-                    Err(e) => Err(e),
+                    // The leader we knew is unreachable: wait for another one below.
+                    Err(_) => Err(CommitError::NotLeader { leader: None }),
                 }
             };
             match r {
                 Err(e @ CommitError::NotLeader { .. }) => {
-                    // The leader moved: wait a heartbeat for the new one to be known, then retry.
-                    last_err = e;
-                    tokio::time::sleep(self.inner.config.raft.heartbeat).await;
+                    // The leader moved or is gone: wait (bounded) until another leader is known.
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(if leader == self.id() { e } else { no_quorum });
+                    }
+                    let changed = self
+                        .inner
+                        .raft
+                        .wait(Some(left))
+                        .metrics(
+                            |m| m.current_leader.is_some() && m.current_leader != Some(leader),
+                            "leader change",
+                        )
+                        .await;
+                    if changed.is_err() {
+                        return Err(if matches!(e, CommitError::NotLeader { leader: Some(_) }) {
+                            e
+                        } else {
+                            no_quorum
+                        });
+                    }
                 }
                 other => return other,
             }
         }
-        Err(last_err)
     }
 }
 
