@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::constraint::{Constraint, ConstraintKey};
 use crate::id::Id;
 use crate::meta::{Annotations, Meta};
 
@@ -200,5 +201,81 @@ impl Node {
             .as_ref()
             .map(|d| d.hostname.as_str())
             .unwrap_or("")
+    }
+
+    /// What this node says for a constraint key (`node.labels.rack`, `node.role`, ...); `None` when
+    /// it has no such fact, which constraints treat as `""` (so `==` fails and `!=` passes).
+    pub fn constraint_fact(&self, key: &ConstraintKey) -> Option<&str> {
+        let desc = self.description.as_ref();
+        match key {
+            ConstraintKey::NodeId => Some(self.id.as_str()),
+            ConstraintKey::NodeHostname => desc.map(|d| d.hostname.as_str()),
+            ConstraintKey::NodeIp => Some(self.status.addr.as_str()).filter(|a| !a.is_empty()),
+            ConstraintKey::NodeRole => Some(self.role.as_str()),
+            ConstraintKey::NodePlatformOs => desc.map(|d| d.platform.os.as_str()),
+            ConstraintKey::NodePlatformArch => desc.map(|d| d.platform.architecture.as_str()),
+            ConstraintKey::NodeLabel(k) => self.spec.annotations.labels.get(k).map(String::as_str),
+            ConstraintKey::EngineLabel(k) => desc
+                .and_then(|d| d.engine.labels.get(k))
+                .map(String::as_str),
+            ConstraintKey::Unknown(_) => None,
+        }
+    }
+
+    /// Whether this node satisfies every constraint (they are ANDed).
+    pub fn satisfies(&self, constraints: &[Constraint]) -> bool {
+        constraints
+            .iter()
+            .all(|c| c.matches(self.constraint_fact(&c.key)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constraint::parse_constraints;
+
+    #[test]
+    fn constraint_facts_table() {
+        let mut n = Node {
+            id: Id::from_u128(1),
+            meta: Meta::default(),
+            spec: NodeSpec::default(),
+            description: Some(NodeDescription {
+                hostname: "h1".into(),
+                platform: Platform {
+                    architecture: "x86_64".into(),
+                    os: "linux".into(),
+                },
+                ..Default::default()
+            }),
+            status: NodeStatus {
+                addr: "10.1.2.3".into(),
+                ..Default::default()
+            },
+            manager_status: None,
+            role: NodeRole::Manager,
+        };
+        n.spec.annotations.labels.insert("rack".into(), "A".into());
+        let cases = [
+            ("node.labels.rack==a", true),
+            ("node.labels.rack!=a", false),
+            ("node.labels.zone==x", false),
+            ("node.labels.zone!=x", true),
+            ("node.role==manager", true),
+            ("node.hostname==H1", true),
+            ("node.platform.os==linux", true),
+            ("node.ip==10.1.0.0/16", true),
+            ("node.ip!=10.1.2.3", false),
+            ("engine.labels.x==y", false),
+            ("node.unknown==x", false),
+        ];
+        for (expr, want) in cases {
+            let c = parse_constraints(&[expr]).unwrap();
+            assert_eq!(n.satisfies(&c), want, "{expr}");
+        }
+        n.status.addr.clear();
+        assert!(!n.satisfies(&parse_constraints(&["node.ip==10.1.2.3"]).unwrap()));
+        assert!(n.satisfies(&parse_constraints(&["node.ip!=10.1.2.3"]).unwrap()));
     }
 }
