@@ -141,12 +141,9 @@ impl NodeSet {
             .unwrap_or(0)
     }
 
-    /// Nodes running active tasks of `service`, with their counts (any order).
-    pub(crate) fn service_nodes(&self, service: &Id) -> Vec<(NodeIdx, u32)> {
-        self.service_nodes
-            .get(service)
-            .map(|m| m.iter().map(|(&i, &c)| (i, c)).collect())
-            .unwrap_or_default()
+    /// Nodes running active tasks of `service`, with their counts.
+    pub(crate) fn service_nodes(&self, service: &Id) -> Option<&FxMap<NodeIdx, u32>> {
+        self.service_nodes.get(service)
     }
 
     /// The eligibility indexes.

@@ -43,14 +43,20 @@ pub(crate) struct Batch<'a> {
 /// Places as many of the batch's tasks as possible, recording each placement in `nodes`. Returns
 /// the chosen node of `tasks[0]`, `tasks[1]`, ... (shorter than `tasks` when nodes ran out).
 pub(crate) fn place(nodes: &mut NodeSet, batch: &Batch<'_>) -> Vec<NodeIdx> {
+    if batch.tasks.is_empty() {
+        return Vec::new();
+    }
+    // A copy (a flat memcpy for this map of integers) that the batch keeps current as it places.
+    let counts = nodes
+        .service_nodes(&batch.filter.service)
+        .cloned()
+        .unwrap_or_default();
     let mut p = Placer {
         nodes,
         batch,
         out: Vec::with_capacity(batch.tasks.len()),
+        counts,
     };
-    if batch.tasks.is_empty() {
-        return p.out;
-    }
     let pos = p.nodes.eligible(&batch.filter.statics);
     if batch.prefs.is_empty() {
         p.flat(pos);
@@ -74,6 +80,9 @@ struct Placer<'a, 'b> {
     nodes: &'a mut NodeSet,
     batch: &'b Batch<'b>,
     out: Vec<NodeIdx>,
+    /// Active tasks of the service per node, kept current as the batch places tasks (one lookup
+    /// instead of two in the node set's per-service map).
+    counts: FxMap<NodeIdx, u32>,
 }
 
 impl Placer<'_, '_> {
@@ -81,30 +90,40 @@ impl Placer<'_, '_> {
         self.out.len() >= self.batch.tasks.len()
     }
 
-    fn rank(&self, idx: NodeIdx) -> Option<Rank> {
+    fn count(&self, idx: NodeIdx) -> u32 {
+        self.counts.get(&idx).copied().unwrap_or(0)
+    }
+
+    /// The node's rank if the dynamic filters pass on it now.
+    fn ranked_if_fits(&self, idx: NodeIdx) -> Option<Reverse<(Rank, NodeIdx)>> {
+        self.ranked_with(idx, self.count(idx))
+    }
+
+    /// [`Placer::ranked_if_fits`] for a node known to run `service` tasks of the service.
+    fn ranked_with(&self, idx: NodeIdx, service: u32) -> Option<Reverse<(Rank, NodeIdx)>> {
         let info = self.nodes.get(idx)?;
-        Some(Rank {
+        if !self.batch.filter.dynamic_ok(info, service) {
+            return None;
+        }
+        let rank = Rank {
             failures: self.batch.penalized.get(&idx).copied().unwrap_or(0),
-            service: self.nodes.service_count(&self.batch.filter.service, idx),
+            service,
             total: info.active,
             id: info.key,
-        })
+        };
+        Some(Reverse((rank, idx)))
     }
 
     /// Whether the dynamic filters pass on node `idx` now.
     fn fits(&self, idx: NodeIdx) -> bool {
-        let Some(info) = self.nodes.get(idx) else {
-            return false;
-        };
-        let f = self.batch.filter;
-        f.dynamic_ok(info, self.nodes.service_count(&f.service, idx))
+        self.nodes
+            .get(idx)
+            .is_some_and(|info| self.batch.filter.dynamic_ok(info, self.count(idx)))
     }
 
     fn push_if_fits(&self, heap: &mut Heap, idx: NodeIdx) {
-        if self.fits(idx) {
-            if let Some(r) = self.rank(idx) {
-                heap.push(Reverse((r, idx)));
-            }
+        if let Some(e) = self.ranked_if_fits(idx) {
+            heap.push(e);
         }
     }
 
@@ -128,29 +147,35 @@ impl Placer<'_, '_> {
             },
         );
         self.out.push(idx);
+        *self.counts.entry(idx).or_insert(0) += 1;
     }
 
     fn flat(&mut self, pos: usize) {
         let epoch = self.nodes.next_epoch();
-        let mut special: Vec<NodeIdx> = self
-            .nodes
-            .service_nodes(&self.batch.filter.service)
-            .into_iter()
-            .map(|(i, _)| i)
-            .chain(self.batch.penalized.keys().copied())
+        // Nodes that do not rank as (0, 0, active, id): they come from a heap, not the index walk.
+        let special: Vec<(NodeIdx, u32)> = self
+            .counts
+            .iter()
+            .map(|(&i, &c)| (i, c))
+            .chain(
+                self.batch
+                    .penalized
+                    .keys()
+                    .filter(|i| !self.counts.contains_key(i))
+                    .map(|&i| (i, 0)),
+            )
             .collect();
-        special.sort_unstable();
-        special.dedup();
-        let mut heap = Heap::new();
-        for idx in special {
+        let mut ranked = Vec::with_capacity(special.len());
+        for (idx, count) in special {
             if !self.nodes.indexes().is_member(pos, idx) {
                 continue;
             }
             if let Some(info) = self.nodes.get_mut(idx) {
                 info.epoch = epoch;
             }
-            self.push_if_fits(&mut heap, idx);
+            ranked.extend(self.ranked_with(idx, count));
         }
+        let mut heap = Heap::from(ranked);
 
         let mut cursor = None;
         let mut head = None;
@@ -222,7 +247,8 @@ impl Placer<'_, '_> {
             }
             self.push_if_fits(&mut b.heap, idx);
         }
-        for (idx, count) in self.nodes.service_nodes(&self.batch.filter.service) {
+        let counts: Vec<(NodeIdx, u32)> = self.counts.iter().map(|(&i, &c)| (i, c)).collect();
+        for (idx, count) in counts {
             let mut b = &mut root;
             for key in self.path(idx) {
                 match b.children.get_mut(&key) {
