@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use swarm_core::constraint::{parse_constraints, Constraint, ConstraintKey};
+use swarm_core::constraint::{parse_constraints, Constraint};
 use swarm_core::objects::node::{Node, Platform, Resources};
 use swarm_core::objects::service::{Protocol, PublishMode, Service};
 use swarm_core::{Id, Task};
@@ -202,9 +202,7 @@ impl StaticFilter {
     }
 
     fn constraints_ok(&self, node: &Node) -> bool {
-        self.constraints
-            .iter()
-            .all(|c| c.matches(node_fact(node, &c.key)))
+        node.satisfies(&self.constraints)
     }
 
     fn platform_ok(&self, node: &Node) -> bool {
@@ -218,24 +216,6 @@ impl StaticFilter {
         self.platforms.iter().any(|p| {
             (p.arch.is_empty() || p.arch == arch) && (p.os.is_empty() || p.os == desc.platform.os)
         })
-    }
-}
-
-/// The node's value for a constraint key; `None` when the node lacks it (counts as `""`).
-fn node_fact<'a>(node: &'a Node, key: &ConstraintKey) -> Option<&'a str> {
-    let desc = node.description.as_ref();
-    match key {
-        ConstraintKey::NodeId => Some(node.id.as_str()),
-        ConstraintKey::NodeHostname => desc.map(|d| d.hostname.as_str()),
-        ConstraintKey::NodeIp => Some(node.status.addr.as_str()),
-        ConstraintKey::NodeRole => Some(node.role.as_str()),
-        ConstraintKey::NodePlatformOs => desc.map(|d| d.platform.os.as_str()),
-        ConstraintKey::NodePlatformArch => desc.map(|d| d.platform.architecture.as_str()),
-        ConstraintKey::NodeLabel(k) => node.spec.annotations.labels.get(k).map(String::as_str),
-        ConstraintKey::EngineLabel(k) => desc
-            .and_then(|d| d.engine.labels.get(k))
-            .map(String::as_str),
-        ConstraintKey::Unknown(_) => None,
     }
 }
 
