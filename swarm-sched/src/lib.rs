@@ -10,6 +10,9 @@
 //! - [`scheduler`]: [`Scheduler`], assigning pending tasks to nodes: the filter pipeline
 //!   (ready -> resources -> constraints -> platform -> host port -> max replicas; plugins are not
 //!   modelled), spread preferences and node ranking, with SwarmKit's "no suitable node" reasons.
+//! - [`orchestrator`]: [`Orchestrator`], the leader loop from service specs to tasks (replicated,
+//!   global, jobs, drained and down nodes, constraint enforcer), built on [`restart`] (restart
+//!   policy), [`reaper`] (task history) and [`update`] (rolling updates and rollbacks).
 //! - `testing` (feature `testing`): fixtures and a store-driving harness shared by tests, benches and
 //!   simulations.
 //!
