@@ -367,3 +367,139 @@ proptest! {
         prop_assert!(a == b);
     }
 }
+
+/// One step of an arbitrary history: anything the store accepts, however odd.
+#[derive(Clone, Debug)]
+enum Step {
+    AddNode(u8, bool),
+    RemoveNode(u8),
+    AddTask {
+        service: u8,
+        state: u8,
+        desired: u8,
+        node: Option<u8>,
+        cpus: i64,
+        constraint: u8,
+        pref: u8,
+    },
+    Advance(u8),
+    FailTask(u16),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..8, any::<bool>()).prop_map(|(n, ready)| Step::AddNode(n, ready)),
+        (0u8..8).prop_map(Step::RemoveNode),
+        (
+            0u8..3,
+            0u8..14,
+            0u8..14,
+            proptest::option::of(0u8..10),
+            prop_oneof![
+                Just(0i64),
+                Just(-5),
+                Just(CPU),
+                Just(i64::MAX),
+                Just(i64::MIN)
+            ],
+            0u8..5,
+            0u8..3,
+        )
+            .prop_map(|(service, state, desired, node, cpus, constraint, pref)| {
+                Step::AddTask {
+                    service,
+                    state,
+                    desired,
+                    node,
+                    cpus,
+                    constraint,
+                    pref,
+                }
+            }),
+        (0u8..200).prop_map(Step::Advance),
+        any::<u16>().prop_map(Step::FailTask),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Whatever the store holds (tasks on unknown nodes, assigned tasks without a node, absurd
+    /// reservations, invalid constraints and preferences, nodes coming and going), the scheduler
+    /// never panics, always settles, and once settled has nothing more to say.
+    #[test]
+    fn any_history_settles_quietly(steps in proptest::collection::vec(step(), 1..40)) {
+        let mut h = Harness::new();
+        let services: Vec<Service> = (0..3).map(|i| service(100 + i, 1)).collect();
+        h.create(services.clone());
+        let mut s = Scheduler::new();
+        s.handle_reset(&h.store);
+        let mut next = 1_000u128;
+        for st in steps {
+            match st {
+                Step::AddNode(n, ready) => {
+                    let mut nd = node(u128::from(n) + 1);
+                    if !ready {
+                        nd.status.state = NodeState::Down;
+                    }
+                    let action = if h.store.get::<Node>(&nd.id).is_some() {
+                        let cur = h.store.get::<Node>(&nd.id).expect("node").clone();
+                        nd.meta = cur.meta.clone();
+                        swarm_core::StoreAction::Update(nd.into())
+                    } else {
+                        swarm_core::StoreAction::Create(nd.into())
+                    };
+                    let _ = h.commit(vec![action]);
+                }
+                Step::RemoveNode(n) => {
+                    let _ = h.commit(vec![swarm_core::StoreAction::Remove(swarm_core::ObjectRef {
+                        kind: swarm_core::ObjectKind::Node,
+                        id: id(u128::from(n) + 1),
+                    })]);
+                }
+                Step::AddTask { service: si, state, desired, node: on, cpus, constraint, pref } => {
+                    let svc = &services[si as usize];
+                    let mut t = swarm_sched::testing::task(svc, 1, next);
+                    next += 1;
+                    t.status.state = TaskState::ALL[state as usize];
+                    t.desired_state = TaskState::ALL[desired as usize];
+                    t.node_id = on.map(|n| id(u128::from(n) + 1));
+                    let spec = std::sync::Arc::make_mut(&mut t.spec);
+                    spec.resources.reservations.nano_cpus = cpus;
+                    spec.placement.constraints = match constraint {
+                        0 => vec![],
+                        1 => vec!["node.labels.zone==x".into()],
+                        2 => vec!["not a constraint".into()],
+                        3 => vec!["node.ip==banana".into()],
+                        _ => vec!["node.hostname!=node-1".into()],
+                    };
+                    spec.placement.preferences = match pref {
+                        0 => vec![],
+                        1 => vec!["node.labels.rack".into()],
+                        _ => vec!["bogus".into(), "engine.labels.x".into()],
+                    };
+                    h.create([t]);
+                }
+                Step::Advance(secs) => h.advance(std::time::Duration::from_secs(u64::from(secs) * 10)),
+                Step::FailTask(k) => {
+                    let placed: Vec<_> = h
+                        .store
+                        .iter::<Task>()
+                        .filter(|t| t.node_id.is_some() && t.status.state <= TaskState::Running)
+                        .cloned()
+                        .collect();
+                    if !placed.is_empty() {
+                        let mut t = (*placed[k as usize % placed.len()]).clone();
+                        t.status.state = TaskState::Failed;
+                        let _ = h.commit(vec![swarm_core::StoreAction::Update(t.into())]);
+                    }
+                }
+            }
+            h.settle(&mut s);
+            for e in h.events() {
+                s.handle_event(&e);
+            }
+            prop_assert!(s.poll_actions(h.now).is_empty(), "settled scheduler still had work");
+        }
+    }
+}

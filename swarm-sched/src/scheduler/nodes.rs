@@ -274,7 +274,7 @@ impl NodeSet {
         info.available.take(occ.reservations, add);
         for &p in occ.ports.iter() {
             match info.ports.iter().position(|(q, _)| *q == p) {
-                Some(i) if add => info.ports[i].1 += 1,
+                Some(i) if add => info.ports[i].1 = info.ports[i].1.saturating_add(1),
                 Some(i) => {
                     info.ports[i].1 -= 1;
                     if info.ports[i].1 == 0 {
@@ -296,13 +296,21 @@ impl NodeSet {
             return;
         };
         let old = info.active;
-        let new = if up { old + 1 } else { old.saturating_sub(1) };
+        let new = if up {
+            old.saturating_add(1)
+        } else {
+            old.saturating_sub(1)
+        };
         info.active = new;
         let key = info.key;
         self.indexes.active_changed(idx, key, old, new);
         let per_node = self.service_nodes.entry(*service).or_default();
         let c = per_node.entry(idx).or_insert(0);
-        *c = if up { *c + 1 } else { c.saturating_sub(1) };
+        *c = if up {
+            c.saturating_add(1)
+        } else {
+            c.saturating_sub(1)
+        };
         if *c == 0 {
             per_node.remove(&idx);
             if per_node.is_empty() {

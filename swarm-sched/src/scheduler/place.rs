@@ -147,7 +147,8 @@ impl Placer<'_, '_> {
             },
         );
         self.out.push(idx);
-        *self.counts.entry(idx).or_insert(0) += 1;
+        let c = self.counts.entry(idx).or_insert(0);
+        *c = c.saturating_add(1);
     }
 
     fn flat(&mut self, pos: usize) {
