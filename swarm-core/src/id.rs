@@ -93,6 +93,11 @@ impl Id {
         std::str::from_utf8(&self.0).unwrap_or("")
     }
 
+    /// The id's 25 ASCII bytes (for hashing and keys on hot paths).
+    pub fn as_bytes(&self) -> &[u8; ID_LEN] {
+        &self.0
+    }
+
     /// Whether this id starts with `prefix` (the `docker` CLI accepts unique id prefixes).
     pub fn has_prefix(&self, prefix: &str) -> bool {
         self.as_str().starts_with(prefix)

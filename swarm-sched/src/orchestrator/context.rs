@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand_core::RngCore;
-use swarm_core::constraint::{parse_constraints, Constraint, ConstraintKey};
+use swarm_core::constraint::{parse_constraints, Constraint};
 use swarm_core::objects::node::{NodeAvailability, NodeState};
 use swarm_core::objects::service::TaskSpec;
 use swarm_core::{
@@ -269,26 +269,7 @@ pub(crate) fn constraints_of(spec: &TaskSpec) -> Vec<Constraint> {
 
 /// Whether `node` satisfies every constraint.
 pub(crate) fn node_matches(constraints: &[Constraint], node: &Node) -> bool {
-    constraints
-        .iter()
-        .all(|c| c.matches(node_fact(node, &c.key)))
-}
-
-fn node_fact<'n>(node: &'n Node, key: &ConstraintKey) -> Option<&'n str> {
-    let desc = node.description.as_ref();
-    match key {
-        ConstraintKey::NodeId => Some(node.id.as_str()),
-        ConstraintKey::NodeHostname => desc.map(|d| d.hostname.as_str()),
-        ConstraintKey::NodeIp => Some(node.status.addr.as_str()).filter(|a| !a.is_empty()),
-        ConstraintKey::NodeRole => Some(node.role.as_str()),
-        ConstraintKey::NodePlatformOs => desc.map(|d| d.platform.os.as_str()),
-        ConstraintKey::NodePlatformArch => desc.map(|d| d.platform.architecture.as_str()),
-        ConstraintKey::NodeLabel(k) => node.spec.annotations.labels.get(k).map(String::as_str),
-        ConstraintKey::EngineLabel(k) => desc
-            .and_then(|d| d.engine.labels.get(k))
-            .map(String::as_str),
-        ConstraintKey::Unknown(_) => None,
-    }
+    node.satisfies(constraints)
 }
 
 /// `t` moved forward by `d`, saturating at the far future.
