@@ -6,6 +6,13 @@
 //!
 //! # Layout
 //! - [`backend`]: the seam between the Docker API layer and the daemon.
+//! - [`api`]: the Docker Engine API (axum over a Unix socket); [`control`]: typed control
+//!   operations (validate, resolve, stage, propose) under it.
+//! - `testing` (feature `testing`): an in-process `Backend` double and a small HTTP client.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod api;
 pub mod backend;
+pub mod control;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,307 @@
+//! The swarm (cluster object), `swarm init` requests, and the `/info` and `/version` documents.
+
+use bollard::models;
+use serde::Deserialize;
+use swarm_core::objects::cluster::ClusterSpec;
+use swarm_core::objects::node::{NodeAvailability, NodeRole};
+use swarm_core::{Cluster, Node};
+
+use super::{duration, go_arch, labels_out, nanos, ts, version, Result};
+use crate::api::error::ApiError;
+use crate::api::{API_VERSION, MIN_API_VERSION};
+use crate::backend::{DaemonInfo, InitRequest, SwarmState};
+
+/// VXLAN port Docker reports (no data plane here; shown for compatibility).
+const DATA_PATH_PORT: u32 = 4789;
+
+/// `POST /swarm/init`. bollard's model lacks `AutoLockManagers` and `Availability`, so this one is
+/// ours; unknown fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct InitRequestJson {
+    #[serde(rename = "ListenAddr", default)]
+    listen_addr: Option<String>,
+    #[serde(rename = "AdvertiseAddr", default)]
+    advertise_addr: Option<String>,
+    #[serde(rename = "ForceNewCluster", default)]
+    force_new_cluster: Option<bool>,
+    #[serde(rename = "Spec", default)]
+    spec: Option<models::SwarmSpec>,
+    #[serde(rename = "AutoLockManagers", default)]
+    auto_lock_managers: Option<bool>,
+    #[serde(rename = "Availability", default)]
+    availability: Option<models::NodeSpecAvailabilityEnum>,
+}
+
+/// The daemon's view of a `swarm init` request.
+pub(crate) fn init_request_in(r: InitRequestJson) -> Result<InitRequest> {
+    use models::NodeSpecAvailabilityEnum as A;
+    let spec = r.spec.unwrap_or_default();
+    let spec_autolock = spec
+        .encryption_config
+        .and_then(|e| e.auto_lock_managers)
+        .unwrap_or(false);
+    let advertise = r
+        .advertise_addr
+        .filter(|a| !a.is_empty())
+        .or(r.listen_addr)
+        .unwrap_or_default();
+    Ok(InitRequest {
+        autolock: r.auto_lock_managers.unwrap_or(false) || spec_autolock,
+        force_new_cluster: r.force_new_cluster.unwrap_or(false),
+        advertise_addr: advertise,
+        task_history_retention_limit: spec
+            .orchestration
+            .and_then(|o| o.task_history_retention_limit),
+        availability: match r.availability {
+            Some(A::ACTIVE) => Some(NodeAvailability::Active),
+            Some(A::PAUSE) => Some(NodeAvailability::Pause),
+            Some(A::DRAIN) => Some(NodeAvailability::Drain),
+            Some(A::EMPTY) | None => None,
+        },
+    })
+}
+
+/// Our cluster spec to Docker's `SwarmSpec`.
+pub(crate) fn cluster_spec_out(s: &ClusterSpec) -> models::SwarmSpec {
+    models::SwarmSpec {
+        name: Some(s.annotations.name.clone()),
+        labels: labels_out(&s.annotations.labels),
+        orchestration: Some(models::SwarmSpecOrchestration {
+            task_history_retention_limit: Some(s.orchestration.task_history_retention_limit),
+        }),
+        raft: Some(models::SwarmSpecRaft {
+            snapshot_interval: Some(s.raft.snapshot_interval),
+            keep_old_snapshots: Some(s.raft.keep_old_snapshots),
+            log_entries_for_slow_followers: Some(s.raft.log_entries_for_slow_followers),
+            election_tick: Some(i64::from(s.raft.election_tick)),
+            heartbeat_tick: Some(i64::from(s.raft.heartbeat_tick)),
+        }),
+        dispatcher: Some(models::SwarmSpecDispatcher {
+            heartbeat_period: Some(nanos(s.dispatcher.heartbeat_period)),
+        }),
+        ca_config: Some(models::SwarmSpecCaConfig {
+            node_cert_expiry: Some(nanos(s.ca.node_cert_expiry)),
+            ..Default::default()
+        }),
+        encryption_config: Some(models::SwarmSpecEncryptionConfig {
+            auto_lock_managers: Some(s.encryption.auto_lock_managers),
+        }),
+        task_defaults: Some(Default::default()),
+    }
+}
+
+/// `POST /swarm/update` body merged over the current spec, as Docker merges it: zero values keep
+/// the current setting. Ours: a missing `Labels` or `EncryptionConfig` also keeps it (Docker would
+/// clear labels and turn autolock off).
+pub(crate) fn cluster_spec_merge(cur: &ClusterSpec, s: models::SwarmSpec) -> Result<ClusterSpec> {
+    let mut spec = cur.clone();
+    if let Some(name) = s.name.filter(|n| !n.is_empty()) {
+        spec.annotations.name = name;
+    }
+    if let Some(labels) = s.labels {
+        spec.annotations.labels = labels.into_iter().collect();
+    }
+    if let Some(limit) = s.orchestration.and_then(|o| o.task_history_retention_limit) {
+        spec.orchestration.task_history_retention_limit = limit;
+    }
+    if let Some(r) = s.raft {
+        let tick = |what: &str, n: i64| {
+            u32::try_from(n).map_err(|_| ApiError::bad_request(format!("invalid {what}: {n}")))
+        };
+        if let Some(n) = r.snapshot_interval.filter(|n| *n != 0) {
+            spec.raft.snapshot_interval = n;
+        }
+        if let Some(n) = r.keep_old_snapshots {
+            spec.raft.keep_old_snapshots = n;
+        }
+        if let Some(n) = r.log_entries_for_slow_followers.filter(|n| *n != 0) {
+            spec.raft.log_entries_for_slow_followers = n;
+        }
+        if let Some(n) = r.heartbeat_tick.filter(|n| *n != 0) {
+            spec.raft.heartbeat_tick = tick("HeartbeatTick", n)?;
+        }
+        if let Some(n) = r.election_tick.filter(|n| *n != 0) {
+            spec.raft.election_tick = tick("ElectionTick", n)?;
+        }
+    }
+    if let Some(n) = s
+        .dispatcher
+        .and_then(|d| d.heartbeat_period)
+        .filter(|n| *n != 0)
+    {
+        spec.dispatcher.heartbeat_period = duration("heartbeat time period", n).map_err(|_| {
+            ApiError::bad_request("heartbeat time period cannot be a negative duration")
+        })?;
+    }
+    if let Some(ca) = s.ca_config {
+        let external = ca.external_cas.as_ref().is_some_and(|e| !e.is_empty());
+        let signing = ca.signing_ca_cert.as_ref().is_some_and(|c| !c.is_empty())
+            || ca.signing_ca_key.as_ref().is_some_and(|k| !k.is_empty());
+        if external || signing || ca.force_rotate.is_some_and(|n| n != 0) {
+            return Err(ApiError::bad_request(
+                "external CAs and root CA rotation are not supported by this daemon",
+            ));
+        }
+        if let Some(n) = ca.node_cert_expiry.filter(|n| *n != 0) {
+            spec.ca.node_cert_expiry = duration("CAConfig.NodeCertExpiry", n)?;
+        }
+    }
+    if let Some(e) = s.encryption_config {
+        spec.encryption.auto_lock_managers = e.auto_lock_managers.unwrap_or(false);
+    }
+    Ok(spec)
+}
+
+/// `GET /swarm`: the cluster with its join tokens (managers only: this API runs on managers).
+pub(crate) fn swarm_out(c: &Cluster) -> models::Swarm {
+    let info = cluster_info_out(c);
+    models::Swarm {
+        id: info.id,
+        version: info.version,
+        created_at: info.created_at,
+        updated_at: info.updated_at,
+        spec: info.spec,
+        tls_info: info.tls_info,
+        root_rotation_in_progress: info.root_rotation_in_progress,
+        data_path_port: info.data_path_port,
+        default_addr_pool: info.default_addr_pool,
+        subnet_size: info.subnet_size,
+        join_tokens: Some(models::JoinTokens {
+            worker: Some(c.root_ca.join_tokens.worker.clone()),
+            manager: Some(c.root_ca.join_tokens.manager.clone()),
+        }),
+    }
+}
+
+/// The cluster as `/info` shows it (no join tokens).
+pub(crate) fn cluster_info_out(c: &Cluster) -> models::ClusterInfo {
+    models::ClusterInfo {
+        id: Some(c.id.to_string()),
+        version: version(&c.meta),
+        created_at: ts(c.meta.created_at),
+        updated_at: ts(c.meta.updated_at),
+        spec: Some(cluster_spec_out(&c.spec)),
+        tls_info: Some(models::TlsInfo {
+            trust_root: Some(c.root_ca.ca_cert_pem.clone()),
+            cert_issuer_subject: None,
+            cert_issuer_public_key: None,
+        }),
+        root_rotation_in_progress: Some(false),
+        data_path_port: Some(DATA_PATH_PORT),
+        default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
+        subnet_size: Some(24),
+    }
+}
+
+/// Docker's name for a local node state.
+pub(crate) fn local_state_out(s: SwarmState) -> models::LocalNodeState {
+    match s {
+        SwarmState::Inactive => models::LocalNodeState::INACTIVE,
+        SwarmState::Locked => models::LocalNodeState::LOCKED,
+        SwarmState::Active => models::LocalNodeState::ACTIVE,
+    }
+}
+
+/// The `Swarm` section of `/info`. Cluster details only when `active` gives them.
+pub(crate) fn swarm_info_out(
+    state: SwarmState,
+    node_id: Option<String>,
+    active: Option<(&Cluster, &[std::sync::Arc<Node>])>,
+) -> models::SwarmInfo {
+    let mut info = models::SwarmInfo {
+        node_id: Some(node_id.unwrap_or_default()),
+        node_addr: Some(String::new()),
+        local_node_state: Some(local_state_out(state)),
+        control_available: Some(false),
+        error: Some(String::new()),
+        remote_managers: None,
+        nodes: None,
+        managers: None,
+        cluster: None,
+    };
+    if let Some((cluster, nodes)) = active {
+        let managers: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.role == NodeRole::Manager)
+            .collect();
+        let me = info.node_id.clone().unwrap_or_default();
+        info.node_addr = nodes
+            .iter()
+            .find(|n| n.id.as_str() == me)
+            .map(|n| n.status.addr.clone());
+        info.control_available = Some(true);
+        info.nodes = Some(i64::try_from(nodes.len()).unwrap_or(i64::MAX));
+        info.managers = Some(i64::try_from(managers.len()).unwrap_or(i64::MAX));
+        info.remote_managers = Some(
+            managers
+                .iter()
+                .map(|n| models::PeerNode {
+                    node_id: Some(n.id.to_string()),
+                    addr: n.manager_status.as_ref().map(|m| m.addr.clone()),
+                })
+                .collect(),
+        );
+        info.cluster = Some(cluster_info_out(cluster));
+    }
+    info
+}
+
+/// `GET /info`.
+pub(crate) fn info_out(d: &DaemonInfo, swarm: models::SwarmInfo) -> models::SystemInfo {
+    models::SystemInfo {
+        id: d.node_id.map(|n| n.to_string()),
+        containers: Some(0),
+        containers_running: Some(0),
+        containers_paused: Some(0),
+        containers_stopped: Some(0),
+        images: Some(0),
+        driver: Some(d.runtime.clone()),
+        docker_root_dir: Some(d.data_dir.clone()),
+        name: Some(d.hostname.clone()),
+        ncpu: Some(i64::try_from(d.ncpu).unwrap_or(i64::MAX)),
+        mem_total: Some(i64::try_from(d.mem_total).unwrap_or(i64::MAX)),
+        operating_system: Some(format!("swarm-node ({})", d.runtime)),
+        os_type: Some(d.platform.os.clone()),
+        architecture: Some(d.platform.architecture.clone()),
+        server_version: Some(d.version.clone()),
+        labels: Some(Vec::new()),
+        experimental_build: Some(false),
+        logging_driver: Some("json-file".into()),
+        swarm: Some(swarm),
+        warnings: Some(Vec::new()),
+        ..Default::default()
+    }
+}
+
+/// `GET /version`.
+pub(crate) fn version_out(d: &DaemonInfo) -> models::SystemVersion {
+    let details = [
+        ("ApiVersion", API_VERSION),
+        ("MinAPIVersion", MIN_API_VERSION),
+        ("Os", d.platform.os.as_str()),
+        ("Arch", &go_arch(&d.platform.architecture)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    models::SystemVersion {
+        platform: Some(models::SystemVersionPlatform {
+            name: "swarm-node".into(),
+        }),
+        components: Some(vec![models::SystemVersionComponents {
+            name: "Engine".into(),
+            version: d.version.clone(),
+            details: Some(details),
+        }]),
+        version: Some(d.version.clone()),
+        api_version: Some(API_VERSION.into()),
+        min_api_version: Some(MIN_API_VERSION.into()),
+        git_commit: Some(String::new()),
+        go_version: Some(String::new()),
+        os: Some(d.platform.os.clone()),
+        arch: Some(go_arch(&d.platform.architecture)),
+        kernel_version: Some(String::new()),
+        experimental: Some(false),
+        build_time: Some(String::new()),
+    }
+}

@@ -1,0 +1,159 @@
+//! The routes, one module per endpoint group, and the helpers every handler uses.
+
+mod logs;
+mod networks;
+mod nodes;
+mod secrets;
+mod services;
+mod swarm;
+mod system;
+mod tasks;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::{json, AppState};
+
+/// Largest request body read (a config is < 1000 KiB, about 1.3 MiB in base64).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Every route of the API (unversioned paths; `super::router` strips the version).
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/distribution/{*name}", get(system::distribution))
+        .route("/images/{*rest}", axum::routing::any(system::no_image))
+        .route(
+            "/containers/{*rest}",
+            axum::routing::any(system::no_container),
+        )
+        .route("/swarm", get(swarm::inspect))
+        .route("/swarm/init", post(swarm::init))
+        .route("/swarm/join", post(swarm::join))
+        .route("/swarm/leave", post(swarm::leave))
+        .route("/swarm/update", post(swarm::update))
+        .route("/swarm/unlock", post(swarm::unlock))
+        .route("/swarm/unlockkey", get(swarm::unlock_key))
+        .route("/nodes", get(nodes::list))
+        .route("/nodes/{id}", get(nodes::inspect).delete(nodes::remove))
+        .route("/nodes/{id}/update", post(nodes::update))
+        .route("/services", get(services::list))
+        .route("/services/create", post(services::create))
+        .route(
+            "/services/{id}",
+            get(services::inspect).delete(services::remove),
+        )
+        .route("/services/{id}/update", post(services::update))
+        .route("/services/{id}/logs", get(logs::service_logs))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::inspect))
+        .route("/tasks/{id}/logs", get(logs::task_logs))
+        .route("/secrets", get(secrets::list_secrets))
+        .route("/secrets/create", post(secrets::create_secret))
+        .route(
+            "/secrets/{id}",
+            get(secrets::inspect_secret).delete(secrets::remove_secret),
+        )
+        .route("/secrets/{id}/update", post(secrets::update_secret))
+        .route("/configs", get(secrets::list_configs))
+        .route("/configs/create", post(secrets::create_config))
+        .route(
+            "/configs/{id}",
+            get(secrets::inspect_config).delete(secrets::remove_config),
+        )
+        .route("/configs/{id}/update", post(secrets::update_config))
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/prune", post(networks::prune))
+        .route("/networks/{id}/connect", post(networks::connect))
+        .route("/networks/{id}/disconnect", post(networks::connect))
+        .route("/session", post(system::session))
+        .route("/events", get(system::events))
+        .route("/plugins", get(system::plugins))
+        .route("/volumes", get(system::volumes))
+        .route(
+            "/volumes/{name}",
+            delete(system::no_volume).get(system::no_volume),
+        )
+}
+
+/// The object name or id in the path, with a Docker-style error if it cannot be decoded.
+pub(crate) struct PathId(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(s)| PathId(s))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// A JSON answer.
+pub(crate) fn reply<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut resp = (status, body).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the answer: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// A 200 JSON answer.
+pub(crate) fn ok<T: Serialize>(value: &T) -> Response {
+    reply(StatusCode::OK, value)
+}
+
+/// An empty 200 answer.
+pub(crate) fn empty() -> Response {
+    StatusCode::OK.into_response()
+}
+
+/// Reads and decodes a JSON body (Docker's `invalid JSON` on failure; a non-JSON content type is
+/// refused as Docker refuses it).
+pub(crate) async fn body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.is_empty() && !mime.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::bad_request(format!(
+                "unsupported Content-Type header ({ct}): must be 'application/json'"
+            )));
+        }
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY} bytes"),
+        )
+    })?;
+    json::decode(&bytes)
+}

@@ -1,0 +1,110 @@
+//! The control layer: typed operations on the cluster state, SwarmKit's `controlapi` in Rust.
+//!
+//! Every write follows one path: resolve what the caller named (full id, name, or unique id prefix),
+//! validate the spec with [`swarm_core::validate`], stage a [`swarm_core::Tx`] on a consistent view of
+//! the store, and commit its actions through the [`swarm_core::Proposer`]. A refused operation
+//! ([`ControlError`]) changes nothing. Reads resolve against a consistent view and return shared
+//! objects. The Docker API layer (`crate::api`) converts Docker's JSON to and from the swarm-core
+//! types and calls these methods; an embedder can call them directly.
+//!
+//! # Layout
+//! - [`error`][]: [`ControlError`].
+//! - `resolve`: id / name / prefix lookup, as Docker's daemon does it.
+//! - [`service`]: services ([`ServiceRequest`], [`FileRef`]).
+//! - `secret`: secrets and configs (labels-only updates).
+//! - `network`: swarm-scoped networks.
+//! - `node`: node updates (labels, availability, role) and removal.
+//! - [`cluster`]: `docker swarm update`, autolock and the unlock key.
+
+pub mod cluster;
+pub mod error;
+mod network;
+mod node;
+mod resolve;
+mod secret;
+pub mod service;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand_core::{OsRng, RngCore};
+use swarm_core::{Clock, Id, SharedStore, Timestamp, Tx};
+
+use crate::backend::ClusterAccess;
+pub use cluster::Rotation;
+pub use error::ControlError;
+pub use service::{FileRef, ServiceRequest};
+
+/// The wall clock, for stamping update statuses and job iterations.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        Timestamp(nanos)
+    }
+}
+
+/// Typed control operations over one cluster's store and proposer. Cheap to build per request.
+#[derive(Clone)]
+pub struct Control {
+    access: ClusterAccess,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("node_id", &self.access.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Operations over `access`, stamping times with `clock`.
+    pub fn new(access: ClusterAccess, clock: Arc<dyn Clock>) -> Control {
+        Control { access, clock }
+    }
+
+    /// The store (read it with [`SharedStore::view`]).
+    pub fn store(&self) -> &SharedStore {
+        &self.access.store
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> Id {
+        self.access.node_id
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Stages `f` on a consistent view and commits its actions (nothing if it recorded none).
+    async fn commit<R>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, ControlError>,
+    ) -> Result<R, ControlError> {
+        let (r, actions) = self.access.store.prepare(f)?;
+        if !actions.is_empty() {
+            self.access.proposer.propose(actions).await?;
+        }
+        Ok(r)
+    }
+}
+
+/// A fresh random object id from the operating system's RNG.
+pub(crate) fn new_id() -> Id {
+    Id::generate(&mut OsRng)
+}
+
+/// `n` random bytes from the operating system's RNG.
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; n];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}

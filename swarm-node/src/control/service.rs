@@ -1,0 +1,278 @@
+//! Services: create, update (or roll back), remove, and the status `docker service ls` shows.
+//!
+//! Secrets and configs arrive as [`FileRef`]s naming the object by id and/or name (the Docker CLI
+//! sends both; other clients may send one); they are resolved to ids inside the same transaction
+//! that writes the service, so a reference can never point at an object removed meanwhile. Network
+//! attachments are resolved the same way (id, name or id prefix) and stored by id.
+
+use std::sync::Arc;
+
+use swarm_core::objects::service::{
+    ConfigReference, FileTarget, JobStatus, PublishMode, SecretReference,
+};
+use swarm_core::validate::{validate_service_spec, validate_service_update};
+use swarm_core::{
+    Config, Id, Meta, Network, ObjectKind, Secret, Service, ServiceMode, ServiceSpec, StoreObject,
+    TaskState, Tx, Version,
+};
+use swarm_sched::{apply_service_update, rollback_service};
+
+use super::resolve::resolve;
+use super::{new_id, Control, ControlError};
+
+/// A secret or config reference as a client gives it: by id, by name, or both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileRef {
+    /// Object id (may be empty).
+    pub id: String,
+    /// Object name (may be empty).
+    pub name: String,
+    /// Where the file appears in the task.
+    pub target: FileTarget,
+}
+
+/// A service spec plus the secret and config references still to resolve. The references in
+/// `spec.task.container.secrets` / `.configs` are ignored and replaced by the resolved ones.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceRequest {
+    /// The spec, with defaults filled in.
+    pub spec: ServiceSpec,
+    /// Secrets to mount.
+    pub secrets: Vec<FileRef>,
+    /// Configs to mount.
+    pub configs: Vec<FileRef>,
+}
+
+/// Task counts shown by `docker service ls` (SwarmKit's `ListServiceStatuses`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStatus {
+    /// Tasks in state running.
+    pub running: u64,
+    /// Replicas wanted (replicated), `max_concurrent` (replicated job), or tasks desired running or
+    /// complete (global modes).
+    pub desired: u64,
+    /// Tasks of the current job iteration that completed.
+    pub completed: u64,
+}
+
+impl Control {
+    /// `docker service create`. The registry credentials are accepted for compatibility but not
+    /// kept: the store's container spec has no place for pull options yet.
+    pub async fn create_service(
+        &self,
+        req: ServiceRequest,
+        _registry_auth: Option<&str>,
+    ) -> Result<Id, ControlError> {
+        let id = new_id();
+        let now = self.now();
+        self.commit(|tx| {
+            let spec = prepare_spec(tx, req)?;
+            check_port_conflicts(tx, &spec, None)?;
+            let job_status = spec.mode.is_job().then_some(JobStatus {
+                job_iteration: Version(0),
+                last_execution: now,
+            });
+            tx.create(Service {
+                id,
+                meta: Meta::default(),
+                endpoint: Default::default(),
+                spec,
+                spec_version: Version(0),
+                previous_spec: None,
+                previous_spec_version: None,
+                update_status: None,
+                job_status,
+            })?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// `docker service update` at `version` (the version the caller read). With `rollback`, the
+    /// request's spec is ignored and the previous spec is restored (`docker service rollback`).
+    pub async fn update_service(
+        &self,
+        input: &str,
+        version: u64,
+        req: ServiceRequest,
+        rollback: bool,
+    ) -> Result<(), ControlError> {
+        let now = self.now();
+        self.commit(|tx| {
+            let cur = resolve::<Service>(tx.committed(), input)?;
+            let mut next = if rollback {
+                rollback_service(&cur, now)?
+            } else {
+                let spec = prepare_spec(tx, req)?;
+                validate_service_update(&cur.spec, &spec)?;
+                if spec.endpoint != cur.spec.endpoint {
+                    check_port_conflicts(tx, &spec, Some(cur.id))?;
+                }
+                apply_service_update(&cur, spec, now)
+            };
+            next.meta.version = Version(version);
+            tx.update(next)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `docker service rm`. The orchestrator removes the service's tasks.
+    pub async fn remove_service(&self, input: &str) -> Result<(), ControlError> {
+        self.commit(|tx| {
+            let cur = resolve::<Service>(tx.committed(), input)?;
+            tx.remove(ObjectKind::Service, &cur.id)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// Task counts of `service` (see [`ServiceStatus`]).
+pub fn service_status(store: &swarm_core::Store, service: &Service) -> ServiceStatus {
+    let mut st = ServiceStatus::default();
+    let global = match service.spec.mode {
+        ServiceMode::Replicated { replicas } => {
+            st.desired = replicas;
+            false
+        }
+        ServiceMode::ReplicatedJob { max_concurrent, .. } => {
+            st.desired = max_concurrent;
+            false
+        }
+        ServiceMode::Global | ServiceMode::GlobalJob => true,
+    };
+    let iteration = service.job_status.as_ref().map(|j| j.job_iteration);
+    for t in store.tasks_by_service(&service.id) {
+        if let Some(it) = iteration {
+            if t.job_iteration != Some(it) {
+                continue;
+            }
+            if t.status.state == TaskState::Complete {
+                st.completed += 1;
+            }
+        }
+        if t.status.state == TaskState::Running {
+            st.running += 1;
+        }
+        if global
+            && (t.desired_state == TaskState::Running
+                || (t.desired_state == TaskState::Complete
+                    && t.status.state != TaskState::Complete))
+        {
+            st.desired += 1;
+        }
+    }
+    st
+}
+
+/// Resolves references and networks, then validates the spec.
+fn prepare_spec(tx: &Tx<'_>, req: ServiceRequest) -> Result<ServiceSpec, ControlError> {
+    let mut spec = req.spec;
+    let c = &mut spec.task.container;
+    c.secrets = resolve_refs::<Secret>(tx, "secret", &req.secrets, |s| &s.spec.annotations.name)?
+        .into_iter()
+        .map(|(id, name, target)| SecretReference {
+            secret_id: id,
+            secret_name: name,
+            target,
+        })
+        .collect();
+    c.configs = resolve_refs::<Config>(tx, "config", &req.configs, |s| &s.spec.annotations.name)?
+        .into_iter()
+        .map(|(id, name, target)| ConfigReference {
+            config_id: id,
+            config_name: name,
+            target,
+        })
+        .collect();
+    for att in &mut spec.task.networks {
+        let net = resolve::<Network>(tx.committed(), &att.target)?;
+        att.target = net.id.to_string();
+    }
+    validate_service_spec(&spec)?;
+    Ok(spec)
+}
+
+/// Resolves each reference by id (checking the name if both are given) or by name. Every missing
+/// one is listed: `secret not found: a` / `secrets not found: a, b`, as SwarmKit says it.
+fn resolve_refs<T: StoreObject>(
+    tx: &Tx<'_>,
+    kind: &str,
+    refs: &[FileRef],
+    name_of: impl Fn(&T) -> &String,
+) -> Result<Vec<(Id, String, FileTarget)>, ControlError> {
+    let mut out = Vec::with_capacity(refs.len());
+    let mut missing: Vec<String> = Vec::new();
+    for r in refs {
+        let found: Option<Arc<T>> = if !r.id.is_empty() {
+            Id::parse(&r.id)
+                .ok()
+                .and_then(|id| tx.get::<T>(&id))
+                .filter(|o| r.name.is_empty() || *name_of(o) == r.name)
+        } else if !r.name.is_empty() {
+            tx.get_by_name::<T>(&r.name)
+        } else {
+            None
+        };
+        match found {
+            Some(o) => out.push((o.id(), name_of(&o).clone(), r.target.clone())),
+            None if r.name.is_empty() => missing.push(r.id.clone()),
+            None => missing.push(r.name.clone()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let plural = if missing.len() == 1 { "" } else { "s" };
+    Err(ControlError::InvalidArgument(format!(
+        "{kind}{plural} not found: {}",
+        missing.join(", ")
+    )))
+}
+
+/// Refuses a published port another service already publishes: an ingress port conflicts with any
+/// use of the port, a host-mode port only with an ingress one (SwarmKit's rule).
+fn check_port_conflicts(
+    tx: &Tx<'_>,
+    spec: &ServiceSpec,
+    skip: Option<Id>,
+) -> Result<(), ControlError> {
+    let wanted: Vec<_> = spec
+        .endpoint
+        .ports
+        .iter()
+        .filter(|p| p.published_port != 0)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    for other in tx.list::<Service>() {
+        if Some(other.id) == skip {
+            continue;
+        }
+        for have in other
+            .spec
+            .endpoint
+            .ports
+            .iter()
+            .chain(&other.endpoint.ports)
+        {
+            for want in &wanted {
+                if have.published_port != want.published_port || have.protocol != want.protocol {
+                    continue;
+                }
+                let how = match (want.publish_mode, have.publish_mode) {
+                    (PublishMode::Host, PublishMode::Host) => continue,
+                    (_, PublishMode::Host) => "a host-published port",
+                    (_, PublishMode::Ingress) => "an ingress port",
+                };
+                return Err(ControlError::InvalidArgument(format!(
+                    "port '{}' is already in use by service '{}' ({}) as {how}",
+                    want.published_port, other.spec.annotations.name, other.id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
