@@ -9,10 +9,18 @@
 //! - [`api`]: the Docker Engine API (axum over a Unix socket); [`control`]: typed control
 //!   operations (validate, resolve, stage, propose) under it.
 //! - `testing` (feature `testing`): an in-process `Backend` double and a small HTTP client.
+//! - [`daemon`]: [`daemon::Daemon`], a Manager and a Worker composed, implementing the Backend.
+//! - [`manager`]: raft, store, leader loops, autolock; [`dispatcher`]: the store-backed dispatcher.
+//! - [`worker`]: the agent and its runtime; [`config`]: daemon settings and defaults.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
 pub mod backend;
+pub mod config;
 pub mod control;
+pub mod daemon;
+pub mod dispatcher;
+pub mod manager;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod worker;

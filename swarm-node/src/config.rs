@@ -1,0 +1,191 @@
+//! How a daemon is configured: data directory, socket, runtime adapter, and the tunables tests and
+//! benchmarks turn down (raft timers, unlock-key stretching, dispatcher batching).
+//!
+//! Defaults (documented for operators in the crate docs):
+//! - data directory: `/var/lib/swarm-node` when running as root, otherwise
+//!   `$XDG_DATA_HOME/swarm` (falling back to `$HOME/.local/share/swarm`, then `./swarm-data`);
+//! - socket: `<data-dir>/swarm.sock`;
+//! - runtime: `auto`, which picks `docker` when `/var/run/docker.sock` answers a ping within a
+//!   second and `process` otherwise.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use swarm_secrets::KdfParams;
+
+use crate::dispatcher::DispatcherOptions;
+
+/// Which runtime adapter the worker uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// `docker` if the engine's socket answers a ping, else `process`.
+    #[default]
+    Auto,
+    /// Local child processes.
+    Process,
+    /// The local Docker Engine.
+    Docker,
+    /// The in-memory simulator (tests and scale runs).
+    Sim,
+}
+
+impl RuntimeKind {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Auto => "auto",
+            RuntimeKind::Process => "process",
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Sim => "sim",
+        }
+    }
+}
+
+impl FromStr for RuntimeKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(RuntimeKind::Auto),
+            "process" => Ok(RuntimeKind::Process),
+            "docker" => Ok(RuntimeKind::Docker),
+            "sim" => Ok(RuntimeKind::Sim),
+            other => Err(format!(
+                "unknown runtime {other:?}: choose auto, process, docker or sim"
+            )),
+        }
+    }
+}
+
+/// Everything a [`crate::daemon::Daemon`] needs to start.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// Data directory: `node.json` (identity), `raft/` (log, snapshots, keys).
+    pub data_dir: PathBuf,
+    /// The Docker API socket (used by the binary; the library only reports it).
+    pub socket: PathBuf,
+    /// The runtime adapter.
+    pub runtime: RuntimeKind,
+    /// Initialise a single-node swarm on the first start (no-op once initialised).
+    pub init: bool,
+    /// Raft tunables (defaults: swarm-raft's).
+    pub raft: swarm_raft::RaftConfig,
+    /// Cost of stretching unlock keys ([`KdfParams::RECOMMENDED`] outside tests).
+    pub kdf: KdfParams,
+    /// Dispatcher batching and liveness.
+    pub dispatcher: DispatcherOptions,
+    /// Overrides the hostname the node reports (default: the host's).
+    pub hostname: Option<String>,
+}
+
+impl DaemonConfig {
+    /// A configuration for `data_dir` with every other setting at its default.
+    pub fn new(data_dir: impl Into<PathBuf>) -> DaemonConfig {
+        let data_dir = data_dir.into();
+        DaemonConfig {
+            socket: default_socket(&data_dir),
+            data_dir,
+            runtime: RuntimeKind::Auto,
+            init: false,
+            raft: swarm_raft::RaftConfig::default(),
+            kdf: KdfParams::RECOMMENDED,
+            dispatcher: DispatcherOptions::default(),
+            hostname: None,
+        }
+    }
+
+    /// Where the raft data lives.
+    pub fn raft_dir(&self) -> PathBuf {
+        self.data_dir.join("raft")
+    }
+}
+
+/// `<data_dir>/swarm.sock`.
+pub fn default_socket(data_dir: &Path) -> PathBuf {
+    data_dir.join("swarm.sock")
+}
+
+/// The default data directory (see the module docs).
+pub fn default_data_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from("/var/lib/swarm-node");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("swarm");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/swarm");
+    }
+    PathBuf::from("swarm-data")
+}
+
+fn is_root() -> bool {
+    // /proc/self/status has "Uid: real effective saved fs".
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// How long `auto` waits for the Docker Engine to answer a ping.
+pub const DOCKER_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Resolves `auto`: `docker` when the engine's default socket answers a ping, else `process`.
+pub async fn resolve_runtime(kind: RuntimeKind) -> RuntimeKind {
+    if kind != RuntimeKind::Auto {
+        return kind;
+    }
+    if docker_answers(Path::new(swarm_runtime::docker::DEFAULT_SOCKET)).await {
+        RuntimeKind::Docker
+    } else {
+        RuntimeKind::Process
+    }
+}
+
+/// Whether a Docker Engine answers `GET /_ping` on `socket` within [`DOCKER_PING_TIMEOUT`].
+pub async fn docker_answers(socket: &Path) -> bool {
+    if !socket.exists() {
+        return false;
+    }
+    let Ok(docker) = bollard::Docker::connect_with_unix(
+        &socket.display().to_string(),
+        1,
+        bollard::API_DEFAULT_VERSION,
+    ) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(DOCKER_PING_TIMEOUT, docker.ping()).await,
+        Ok(Ok(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_names_round_trip() {
+        for k in [
+            RuntimeKind::Auto,
+            RuntimeKind::Process,
+            RuntimeKind::Docker,
+            RuntimeKind::Sim,
+        ] {
+            assert_eq!(k.as_str().parse::<RuntimeKind>(), Ok(k));
+        }
+        assert!("podman".parse::<RuntimeKind>().is_err());
+    }
+
+    #[test]
+    fn socket_defaults_to_the_data_dir() {
+        let c = DaemonConfig::new("/tmp/x");
+        assert_eq!(c.socket, PathBuf::from("/tmp/x/swarm.sock"));
+        assert_eq!(c.raft_dir(), PathBuf::from("/tmp/x/raft"));
+    }
+}

@@ -1,0 +1,364 @@
+//! [`Daemon`]: a [`Manager`] and a [`Worker`] composed into one node, implementing [`Backend`] for
+//! the Docker API layer.
+//!
+//! States: **inactive** (no swarm: only `swarm init` works), **locked** (a swarm whose manager
+//! keys are wrapped by the unlock key and no key given since the start: every swarm call answers
+//! [`BackendError::Locked`] until `swarm unlock`), **active** (manager and worker running).
+//!
+//! Data directory: `node.json` (identity, present while in a swarm), `raft/` (log, snapshots and
+//! key file), and the API socket (the binary's). Transitions (init, unlock, leave, shutdown) are
+//! serialised; [`Backend::swarm_state`] and [`Backend::cluster`] read a cached view and never wait.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use rand_core::{OsRng, RngCore};
+use swarm_core::objects::node::NodeDescription;
+use swarm_core::{Id, Task};
+use swarm_runtime::{LogLine, Runtime, RuntimeError};
+use swarm_secrets::UnlockKey;
+use thiserror::Error;
+
+use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
+use crate::config::{resolve_runtime, DaemonConfig};
+use crate::manager::host::describe_host;
+use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
+use crate::worker::{make_runtime, Worker, WorkerError};
+
+/// Default `--advertise-addr` shown for a single-host swarm.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:2377";
+
+/// Why the daemon did not start.
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    /// The manager could not reopen the swarm (storage, raft).
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// The runtime adapter could not start.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// The data directory could not be created.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// `--init` failed.
+    #[error("swarm init failed: {0}")]
+    Init(BackendError),
+}
+
+enum Running {
+    Inactive,
+    Locked(NodeIdentity),
+    Active(Box<(Manager, Worker)>),
+}
+
+#[derive(Clone)]
+struct View {
+    state: SwarmState,
+    access: Option<ClusterAccess>,
+    node_id: Option<Id>,
+}
+
+/// The swarm daemon. See the module docs.
+pub struct Daemon {
+    config: DaemonConfig,
+    runtime: Arc<dyn Runtime>,
+    host: NodeDescription,
+    running: tokio::sync::Mutex<Running>,
+    view: RwLock<View>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("data_dir", &self.config.data_dir)
+            .field("state", &self.swarm_state())
+            .finish_non_exhaustive()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Internal(e.to_string())
+}
+
+fn remove_dir_if_present(path: &Path) -> Result<(), ManagerError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ManagerError::io("remove", path, e)),
+    }
+}
+
+impl Daemon {
+    /// Starts a daemon with the runtime `config.runtime` names (`auto` resolved here).
+    pub async fn start(config: DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {
+        let kind = resolve_runtime(config.runtime).await;
+        let runtime = make_runtime(kind).await?;
+        Self::start_with_runtime(config, runtime).await
+    }
+
+    /// Starts a daemon over a runtime the caller made (tests, embedders).
+    pub async fn start_with_runtime(
+        config: DaemonConfig,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<Arc<Daemon>, DaemonError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| DaemonError::DataDir {
+            path: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let host = describe_host(config.hostname.as_deref());
+        let daemon = Arc::new(Daemon {
+            config,
+            runtime,
+            host,
+            running: tokio::sync::Mutex::new(Running::Inactive),
+            view: RwLock::new(View {
+                state: SwarmState::Inactive,
+                access: None,
+                node_id: None,
+            }),
+        });
+        match NodeIdentity::load(&daemon.config.data_dir)? {
+            None => {
+                // A raft directory without an identity is an interrupted `swarm init`.
+                remove_dir_if_present(&daemon.config.raft_dir())?;
+                if daemon.config.init {
+                    daemon
+                        .init(InitRequest::default())
+                        .await
+                        .map_err(DaemonError::Init)?;
+                }
+            }
+            Some(identity) => {
+                let mut running = daemon.running.lock().await;
+                match Manager::open(&daemon.manager_config(), &identity, None).await {
+                    Ok(manager) => *running = daemon.activate(manager).await,
+                    Err(ManagerError::Locked) => {
+                        tracing::warn!("autolock is on: the swarm stays locked until `swarm-node unlock` (or `docker swarm unlock`)");
+                        daemon.set_view(SwarmState::Locked, None, Some(identity.node_id));
+                        *running = Running::Locked(identity);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(daemon)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &DaemonConfig {
+        &self.config
+    }
+
+    /// The runtime adapter the worker uses.
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    /// Runs `f` on the manager while the swarm is active (tests, benchmarks, embedders).
+    pub async fn with_manager<R>(&self, f: impl FnOnce(&Manager, &Worker) -> R) -> Option<R> {
+        match &*self.running.lock().await {
+            Running::Active(mw) => Some(f(&mw.0, &mw.1)),
+            _ => None,
+        }
+    }
+
+    fn manager_config(&self) -> ManagerConfig {
+        ManagerConfig {
+            raft_dir: self.config.raft_dir(),
+            raft: self.config.raft.clone(),
+            kdf: self.config.kdf,
+            dispatcher: self.config.dispatcher.clone(),
+        }
+    }
+
+    fn set_view(&self, state: SwarmState, access: Option<ClusterAccess>, node_id: Option<Id>) {
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = View {
+            state,
+            access,
+            node_id,
+        };
+    }
+
+    fn view(&self) -> View {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Starts the worker next to a running manager and publishes the active view.
+    async fn activate(&self, manager: Manager) -> Running {
+        let node_id = manager.identity().node_id;
+        let worker = Worker::start(
+            node_id,
+            self.host.clone(),
+            self.runtime.clone(),
+            Arc::new(manager.dispatcher().clone()),
+        )
+        .await;
+        let access = ClusterAccess {
+            store: manager.store().clone(),
+            proposer: manager.proposer(),
+            node_id,
+        };
+        self.set_view(SwarmState::Active, Some(access), Some(node_id));
+        Running::Active(Box::new((manager, worker)))
+    }
+
+    /// Stops the loops, the worker (tasks are stopped and their last status committed) and the
+    /// manager, in that order.
+    async fn stop_active(mw: Box<(Manager, Worker)>) {
+        let (mut manager, worker) = *mw;
+        manager.stop_loops().await;
+        worker.stop().await;
+        manager.shutdown().await;
+    }
+
+    /// Graceful shutdown: every task is stopped, pending statuses are committed, raft is closed.
+    /// The data directory can then be opened by another daemon.
+    pub async fn shutdown(&self) {
+        let mut running = self.running.lock().await;
+        if let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive) {
+            Self::stop_active(mw).await;
+        }
+        self.set_view(SwarmState::Inactive, None, None);
+    }
+}
+
+#[async_trait]
+impl Backend for Daemon {
+    fn swarm_state(&self) -> SwarmState {
+        self.view().state
+    }
+
+    fn cluster(&self) -> Result<ClusterAccess, BackendError> {
+        let v = self.view();
+        match v.state {
+            SwarmState::Inactive => Err(BackendError::NotInSwarm),
+            SwarmState::Locked => Err(BackendError::Locked),
+            SwarmState::Active => v.access.ok_or(BackendError::NotInSwarm),
+        }
+    }
+
+    async fn init(&self, req: InitRequest) -> Result<Id, BackendError> {
+        let mut running = self.running.lock().await;
+        match &*running {
+            Running::Active(mw) if req.force_new_cluster => {
+                // Already the only manager: nothing to force.
+                return Ok(mw.0.identity().node_id);
+            }
+            Running::Active(_) => return Err(BackendError::AlreadyInSwarm),
+            Running::Locked(_) if req.force_new_cluster => return Err(BackendError::Locked),
+            Running::Locked(_) => return Err(BackendError::AlreadyInSwarm),
+            Running::Inactive => {}
+        }
+        let identity = NodeIdentity {
+            node_id: Id::generate(&mut OsRng),
+            raft_id: OsRng.next_u64().max(1),
+            cluster_id: Id::generate(&mut OsRng),
+            addr: if req.advertise_addr.is_empty() {
+                DEFAULT_ADDR.to_string()
+            } else {
+                req.advertise_addr.clone()
+            },
+        };
+        let raft_dir = self.config.raft_dir();
+        remove_dir_if_present(&raft_dir).map_err(internal)?;
+        let manager = Manager::init(&self.manager_config(), &identity, self.host.clone(), &req)
+            .await
+            .map_err(|e| match e {
+                ManagerError::Commit(c) => BackendError::Commit(c),
+                other => internal(other),
+            });
+        let manager = match manager {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = remove_dir_if_present(&raft_dir);
+                return Err(e);
+            }
+        };
+        if let Err(e) = identity.store(&self.config.data_dir) {
+            manager.shutdown().await;
+            let _ = remove_dir_if_present(&raft_dir);
+            return Err(internal(e));
+        }
+        tracing::info!(node = %identity.node_id, autolock = req.autolock, "swarm initialised");
+        *running = self.activate(manager).await;
+        Ok(identity.node_id)
+    }
+
+    async fn unlock(&self, key: &str) -> Result<(), BackendError> {
+        let mut running = self.running.lock().await;
+        let identity = match &*running {
+            Running::Inactive => return Err(BackendError::NotInSwarm),
+            Running::Active(_) => return Err(BackendError::NotLocked),
+            Running::Locked(identity) => identity.clone(),
+        };
+        let key =
+            UnlockKey::parse(key).map_err(|e| BackendError::MalformedUnlockKey(e.to_string()))?;
+        match Manager::open(&self.manager_config(), &identity, Some(&key)).await {
+            Ok(manager) => {
+                tracing::info!("swarm unlocked");
+                *running = self.activate(manager).await;
+                Ok(())
+            }
+            Err(ManagerError::InvalidUnlockKey) | Err(ManagerError::Locked) => {
+                Err(BackendError::InvalidUnlockKey)
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    async fn leave(&self, force: bool) -> Result<(), BackendError> {
+        let mut running = self.running.lock().await;
+        if matches!(&*running, Running::Inactive) {
+            return Err(BackendError::NotInSwarm);
+        }
+        if !force {
+            return Err(BackendError::LeaveRefused);
+        }
+        if let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive) {
+            Self::stop_active(mw).await;
+        }
+        self.set_view(SwarmState::Inactive, None, None);
+        // The identity goes first: without it, a leftover raft directory is debris removed at start.
+        NodeIdentity::remove(&self.config.data_dir).map_err(internal)?;
+        remove_dir_if_present(&self.config.raft_dir()).map_err(internal)?;
+        tracing::info!("left the swarm; its state was removed");
+        Ok(())
+    }
+
+    async fn task_logs(
+        &self,
+        task: &Task,
+        tail: Option<usize>,
+    ) -> Result<Vec<LogLine>, BackendError> {
+        let running = self.running.lock().await;
+        let worker = match &*running {
+            Running::Inactive => return Err(BackendError::NotInSwarm),
+            Running::Locked(_) => return Err(BackendError::Locked),
+            Running::Active(mw) => &mw.1,
+        };
+        match worker.logs(&task.id, tail).await {
+            Ok(lines) => Ok(lines),
+            Err(RuntimeError::NotFound { .. }) => Err(BackendError::NoLogs(task.id)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    fn info(&self) -> DaemonInfo {
+        DaemonInfo {
+            hostname: self.host.hostname.clone(),
+            platform: self.host.platform.clone(),
+            ncpu: u64::try_from(self.host.resources.nano_cpus / 1_000_000_000).unwrap_or(1),
+            mem_total: u64::try_from(self.host.resources.memory_bytes).unwrap_or(0),
+            runtime: self.runtime.name().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            data_dir: self.config.data_dir.display().to_string(),
+            node_id: self.view().node_id,
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! `swarm-node`: the swarm daemon, and two client subcommands that talk to it over its socket.
+//!
+//! ```text
+//! swarm-node run [--data-dir DIR] [--socket PATH] [--runtime auto|process|docker|sim] [--init]
+//!                [--unlock-key-file FILE|-]
+//! swarm-node unlock [--data-dir DIR] [--socket PATH] [--key SWMKEY-1-...]   (else read from stdin)
+//! swarm-node status [--data-dir DIR] [--socket PATH]
+//! ```
+//!
+//! `run` prints the socket path and `export DOCKER_HOST=unix://<socket>`; the ordinary `docker`
+//! CLI then drives the swarm. Logs go to stderr, filtered by `RUST_LOG` (default `info,openraft=warn`). SIGINT
+//! or SIGTERM stops every task, commits their last status and closes the raft log.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use swarm_node::backend::{Backend, SwarmState};
+use swarm_node::config::{default_data_dir, default_socket, DaemonConfig, RuntimeKind};
+use swarm_node::daemon::Daemon;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Parser)]
+#[command(name = "swarm-node", version, about = "A Docker swarm mode node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Location {
+    /// Data directory [default: /var/lib/swarm-node as root, else $XDG_DATA_HOME/swarm]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The API socket [default: <data-dir>/swarm.sock]
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl Location {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| default_socket(&self.data_dir()))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon and serve the Docker API on a Unix socket.
+    Run {
+        #[command(flatten)]
+        at: Location,
+        /// Runtime adapter: auto (docker if its socket answers, else process), process, docker, sim
+        #[arg(long, default_value = "auto")]
+        runtime: RuntimeKind,
+        /// Initialise a single-node swarm on the first start (no-op once initialised)
+        #[arg(long)]
+        init: bool,
+        /// Unlock a locked swarm at start with the key read from FILE ("-": standard input)
+        #[arg(long, value_name = "FILE")]
+        unlock_key_file: Option<PathBuf>,
+    },
+    /// Unlock a locked swarm through the running daemon's socket.
+    Unlock {
+        #[command(flatten)]
+        at: Location,
+        /// The unlock key (prefer standard input: arguments are visible to other users)
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print the swarm state, this node's id and its tasks by state.
+    Status {
+        #[command(flatten)]
+        at: Location,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run {
+                at,
+                runtime,
+                init,
+                unlock_key_file,
+            } => run(at, runtime, init, unlock_key_file).await,
+            Command::Unlock { at, key } => unlock(at, key).await,
+            Command::Status { at } => status(at).await,
+        }
+    })
+}
+
+fn read_key(source: Option<&Path>) -> Result<String> {
+    let mut text = String::new();
+    match source {
+        None => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the unlock key from standard input")?;
+        }
+        Some(p) if p == Path::new("-") => {
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the unlock key from standard input")?;
+        }
+        Some(p) => {
+            text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the unlock key from {}", p.display()))?
+        }
+    }
+    Ok(text.trim().to_string())
+}
+
+async fn run(
+    at: Location,
+    runtime: RuntimeKind,
+    init: bool,
+    unlock_key_file: Option<PathBuf>,
+) -> Result<()> {
+    let mut config = DaemonConfig::new(at.data_dir());
+    config.socket = at.socket();
+    config.runtime = runtime;
+    config.init = init;
+    let socket = config.socket.clone();
+    let listener = bind(&socket).await?;
+    let daemon = Daemon::start(config).await.context("starting the daemon")?;
+    if daemon.swarm_state() == SwarmState::Locked {
+        if let Some(file) = unlock_key_file.as_deref() {
+            let key = read_key(Some(file))?;
+            daemon.unlock(&key).await.context("unlocking the swarm")?;
+        }
+    }
+    println!("swarm-node: serving the Docker API on {}", socket.display());
+    println!("export DOCKER_HOST=unix://{}", socket.display());
+    tracing::info!(
+        state = ?daemon.swarm_state(),
+        runtime = %daemon.info().runtime,
+        data_dir = %daemon.config().data_dir.display(),
+        "daemon started"
+    );
+    let backend: Arc<dyn Backend> = daemon.clone();
+    let served = swarm_node::api::serve(listener, backend, shutdown_signal()).await;
+    tracing::info!("shutting down: stopping tasks and closing the raft log");
+    daemon.shutdown().await;
+    let _ = std::fs::remove_file(&socket);
+    served.context("serving the API")
+}
+
+/// Binds the socket, replacing a stale one but refusing to take over a live daemon's.
+async fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if socket.exists() {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            bail!(
+                "another daemon is serving on {}; stop it or choose another --socket",
+                socket.display()
+            );
+        }
+        std::fs::remove_file(socket)
+            .with_context(|| format!("removing the stale socket {}", socket.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("binding {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting the permissions of {}", socket.display()))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+async fn unlock(at: Location, key: Option<String>) -> Result<()> {
+    let key = match key {
+        Some(k) => k,
+        None => {
+            eprintln!("Please enter unlock key:");
+            read_key(None)?
+        }
+    };
+    let body = serde_json::json!({ "UnlockKey": key }).to_string();
+    let (code, text) = http(&at.socket(), "POST", "/swarm/unlock", Some(&body)).await?;
+    if code >= 300 {
+        bail!("{}", error_message(&text));
+    }
+    println!("swarm unlocked");
+    Ok(())
+}
+
+async fn status(at: Location) -> Result<()> {
+    let socket = at.socket();
+    let (code, text) = http(&socket, "GET", "/info", None).await?;
+    if code >= 300 {
+        bail!("{}", error_message(&text));
+    }
+    let info: serde_json::Value = serde_json::from_str(&text).context("decoding /info")?;
+    let swarm = &info["Swarm"];
+    let state = swarm["LocalNodeState"].as_str().unwrap_or("unknown");
+    println!("socket:   {}", socket.display());
+    println!("swarm:    {state}");
+    if let Some(id) = swarm["NodeID"].as_str().filter(|s| !s.is_empty()) {
+        println!("node id:  {id}");
+    }
+    if let Some(rt) = info["DefaultRuntime"].as_str() {
+        println!("runtime:  {rt}");
+    }
+    if state != "active" {
+        return Ok(());
+    }
+    let (code, text) = http(&socket, "GET", "/tasks", None).await?;
+    if code >= 300 {
+        bail!("{}", error_message(&text));
+    }
+    let tasks: Vec<serde_json::Value> = serde_json::from_str(&text).context("decoding /tasks")?;
+    let mut by_state = std::collections::BTreeMap::<String, usize>::new();
+    for t in &tasks {
+        let s = t["Status"]["State"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
+        *by_state.entry(s).or_default() += 1;
+    }
+    let counts: Vec<String> = by_state.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    println!("tasks:    {} ({})", tasks.len(), counts.join(" "));
+    Ok(())
+}
+
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string())
+}
+
+/// One HTTP/1.1 request over the daemon's socket; returns the status code and the body.
+async fn http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {}: is `swarm-node run` serving there?",
+                socket.display()
+            )
+        })?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: swarm-node\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("malformed HTTP response from the daemon")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut body = raw[split + 4..].to_vec();
+    let code: u16 = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .context("malformed HTTP status line from the daemon")?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    if chunked {
+        body = dechunk(&body)?;
+    }
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("malformed chunked body")?;
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size_hex = size_text.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16).context("malformed chunk size")?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            bail!("truncated chunked body");
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_parsed_plain_and_chunked() {
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(parse_response(plain).unwrap(), (200, "ok".to_string()));
+        let chunked =
+            b"HTTP/1.1 503 x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked).unwrap(), (503, "abcde".to_string()));
+        assert!(parse_response(b"garbage").is_err());
+        assert_eq!(error_message(r#"{"message":"nope"}"#), "nope");
+    }
+}

@@ -1,0 +1,180 @@
+//! The leader-only loops: swarm-sched's [`Orchestrator`] and [`Scheduler`], driven exactly as their
+//! driver contracts say.
+//!
+//! While this manager is the raft leader, one task:
+//! 1. subscribes with `view_and_watch` and, under that view, resets the scheduler; the orchestrator
+//!    is told it became leader (its first tick is a full pass);
+//! 2. feeds every store event, in order, to both;
+//! 3. whenever events were drained (after commit markers) or the orchestrator's `next_deadline`
+//!    passed, ticks the orchestrator and proposes its actions (in batches of 200); then polls the
+//!    scheduler and proposes its placements. A refused orchestrator proposal calls
+//!    `handle_commit_failed`; a refused scheduler proposal calls `handle_rejected`;
+//! 4. on `Reset` or a lagged watch, resubscribes and resets.
+//!
+//! Losing leadership ends the task; becoming leader again starts a fresh one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::OsRng;
+use swarm_core::proposer::propose_in_batches;
+use swarm_core::{Clock, Event, Proposer, SharedStore, StoreAction, WatchFilter, Watcher};
+use swarm_raft::RaftNode;
+use swarm_sched::{Orchestrator, Scheduler};
+use tokio::sync::watch;
+
+/// Runs the loops whenever `raft` is leader, until `stop` is set.
+pub(crate) async fn supervise(
+    raft: RaftNode,
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut metrics = raft.raft().metrics();
+    loop {
+        // Wait until this node leads.
+        loop {
+            let leads = {
+                let m = metrics.borrow_and_update();
+                m.current_leader == Some(m.id) && m.state.is_leader()
+            };
+            if leads {
+                break;
+            }
+            tokio::select! {
+                r = metrics.changed() => if r.is_err() { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+        tracing::info!("this manager leads: starting the orchestrator and the scheduler");
+        let lost = async {
+            loop {
+                if metrics.changed().await.is_err() {
+                    return;
+                }
+                let m = metrics.borrow_and_update();
+                if !(m.current_leader == Some(m.id) && m.state.is_leader()) {
+                    return;
+                }
+            }
+        };
+        let run = run_loops(&raft, &store, clock.as_ref());
+        tokio::select! {
+            () = run => {}
+            () = lost => tracing::info!("leadership lost: loops stopped"),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// What the last wait ended with.
+enum Wake {
+    Events(Vec<Event>),
+    Lagged,
+    Deadline,
+}
+
+async fn run_loops(proposer: &dyn Proposer, store: &SharedStore, clock: &dyn Clock) {
+    let mut orch = Orchestrator::new();
+    let mut sched = Scheduler::new();
+    orch.handle_became_leader();
+    let ((), mut watcher) = store.view_and_watch(WatchFilter::all(), |s| sched.handle_reset(s));
+    loop {
+        // Drain whatever is queued before deciding (events only mark work).
+        match watcher.drain() {
+            Ok(events) => feed(&mut orch, &mut sched, &events),
+            Err(_) => resubscribe(store, &mut watcher, &mut orch, &mut sched),
+        }
+        if sched.needs_reset() {
+            store.view(|s| sched.handle_reset(s));
+        }
+        let now = clock.now();
+        let due = orch.next_deadline().is_some_and(|d| d <= now);
+        if orch.has_work() || due {
+            let actions = store.view(|s| orch.tick(s, now, &mut OsRng));
+            if !actions.is_empty() {
+                if let Err(e) = propose_in_batches(proposer, actions).await {
+                    tracing::warn!(error = %e, "orchestrator proposal failed; the next tick re-reads the store");
+                    orch.handle_commit_failed();
+                    pause_after_failure(&e).await;
+                }
+                continue;
+            }
+        }
+        if sched.has_work() {
+            let actions = sched.poll_actions(clock.now());
+            if !actions.is_empty() {
+                propose_placements(proposer, store, &mut sched, actions).await;
+                continue;
+            }
+        }
+        match wait(&watcher, &orch, clock).await {
+            Wake::Events(events) => feed(&mut orch, &mut sched, &events),
+            Wake::Lagged => resubscribe(store, &mut watcher, &mut orch, &mut sched),
+            Wake::Deadline => {}
+        }
+    }
+}
+
+fn feed(orch: &mut Orchestrator, sched: &mut Scheduler, events: &[Event]) {
+    for e in events {
+        orch.handle_event(e);
+        sched.handle_event(e);
+    }
+}
+
+fn resubscribe(
+    store: &SharedStore,
+    watcher: &mut Watcher,
+    orch: &mut Orchestrator,
+    sched: &mut Scheduler,
+) {
+    tracing::warn!("the loops' store watch lagged: resubscribing with a full pass");
+    let ((), w) = store.view_and_watch(WatchFilter::all(), |s| sched.handle_reset(s));
+    *watcher = w;
+    orch.handle_commit_failed();
+}
+
+async fn wait(watcher: &Watcher, orch: &Orchestrator, clock: &dyn Clock) -> Wake {
+    let sleep = match orch.next_deadline() {
+        Some(d) => Duration::from_nanos(d.0.saturating_sub(clock.now().0)),
+        // Nothing timed: wake up once a minute anyway (cheap, and bounds any missed wake-up).
+        None => Duration::from_secs(60),
+    };
+    tokio::select! {
+        r = watcher.recv_many() => match r {
+            Ok(events) => Wake::Events(events),
+            Err(_) => Wake::Lagged,
+        },
+        _ = tokio::time::sleep(sleep) => Wake::Deadline,
+    }
+}
+
+/// Proposes the scheduler's placements chunk by chunk; a refused chunk is handed back.
+async fn propose_placements(
+    proposer: &dyn Proposer,
+    store: &SharedStore,
+    sched: &mut Scheduler,
+    actions: Vec<StoreAction>,
+) {
+    let mut rest = actions.into_iter().peekable();
+    while rest.peek().is_some() {
+        let chunk: Vec<StoreAction> = rest
+            .by_ref()
+            .take(swarm_core::action::MAX_ACTIONS_PER_BATCH)
+            .collect();
+        if let Err(e) = proposer.propose(chunk.clone()).await {
+            tracing::debug!(error = %e, "scheduler proposal refused; those tasks are retried");
+            store.view(|s| sched.handle_rejected(s, &chunk));
+            pause_after_failure(&e).await;
+        }
+    }
+}
+
+/// Backs off briefly when the failure is not a plain conflict (no quorum, shutting down), so a
+/// stopped raft does not spin the loop.
+async fn pause_after_failure(e: &swarm_core::CommitError) {
+    if !matches!(e, swarm_core::CommitError::Rejected(_)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

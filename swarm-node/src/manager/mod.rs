@@ -1,0 +1,377 @@
+//! The Manager: a single-voter raft node and the store it applies to, the leader-only loops
+//! (orchestrator, scheduler), the dispatcher, and the autolock watcher.
+//!
+//! # Calling contract
+//! - [`Manager::init`] creates a new swarm (raft bootstrap, the cluster object and this node's
+//!   node object); [`Manager::open`] reopens one after a restart, refusing with
+//!   [`ManagerError::Locked`] when autolock is on and no key is given, and with
+//!   [`ManagerError::InvalidUnlockKey`] for a wrong key (nothing on disk is touched either way).
+//! - While running, changes go through [`Manager::proposer`]; agents connect to
+//!   [`Manager::dispatcher`].
+//! - Shut down with [`Manager::stop_loops`] (no new orchestration decisions), then stop the worker
+//!   (its last statuses still reach the dispatcher), then [`Manager::shutdown`].
+//!
+//! Single host for now: raft has no peers (its transport refuses every call), so this manager is
+//! the only voter and elects itself at once. The cluster's root CA fields and join tokens stay
+//! empty until the multi-host issue brings swarm-net's PKI.
+//!
+//! # Layout
+//! - [`identity`]: `node.json`, this node's ids. [`host`]: what the host reports.
+//! - `loops`: the orchestrator and scheduler driver. `keys`: autolock reactions.
+//! - [`assign`]: what one node is told (used by [`crate::dispatcher`]); `status`: the dispatcher's
+//!   batched status committer.
+
+pub mod assign;
+pub mod host;
+pub mod identity;
+mod keys;
+mod loops;
+pub(crate) mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand_core::{OsRng, RngCore};
+use swarm_core::objects::cluster::{ClusterSpec, EncryptionKey, RootCa};
+use swarm_core::objects::node::{
+    ManagerStatus, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    Reachability,
+};
+use swarm_core::{
+    Cluster, CommitError, Meta, Node, Proposer, SecretData, SharedStore, StoreAction,
+};
+use swarm_raft::{
+    NodeConfig, RaftNode, RaftReply, RaftRpc, StartError, StartOptions, SystemClock, Transport,
+    TransportError,
+};
+use swarm_secrets::{KdfParams, UnlockKey, KEY_LEN};
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backend::InitRequest;
+use crate::dispatcher::{DispatcherOptions, StoreDispatcher};
+pub use identity::NodeIdentity;
+use keys::Wrapped;
+
+/// How long starting waits for this manager to become leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the manager could not start or change.
+#[derive(Debug, Error)]
+pub enum ManagerError {
+    /// Autolock is on and no unlock key was given.
+    #[error("Swarm is encrypted and needs to be unlocked before it can be used. Please use \"docker swarm unlock\" to unlock it.")]
+    Locked,
+    /// The unlock key does not open this manager's keys.
+    #[error("swarm could not be unlocked: invalid key provided")]
+    InvalidUnlockKey,
+    /// The data directory could not be used.
+    #[error("{0}")]
+    Storage(String),
+    /// Raft did not start or elect this node in time.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// Creating the swarm's first objects failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+impl ManagerError {
+    pub(crate) fn io(op: &str, path: &std::path::Path, e: std::io::Error) -> ManagerError {
+        ManagerError::Storage(format!("{op} {}: {e}", path.display()))
+    }
+}
+
+impl From<StartError> for ManagerError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::Locked => ManagerError::Locked,
+            StartError::WrongUnlockKey(_) => ManagerError::InvalidUnlockKey,
+            StartError::Storage(s) => ManagerError::Storage(s.to_string()),
+            other => ManagerError::Raft(other.to_string()),
+        }
+    }
+}
+
+/// Where and how the manager keeps its state.
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    /// The raft data directory (`<data-dir>/raft`).
+    pub raft_dir: PathBuf,
+    /// Raft tunables.
+    pub raft: swarm_raft::RaftConfig,
+    /// Cost of stretching unlock keys.
+    pub kdf: KdfParams,
+    /// Dispatcher tunables.
+    pub dispatcher: DispatcherOptions,
+}
+
+/// A transport for a manager without peers: every call is refused.
+#[derive(Debug, Default)]
+pub struct NoPeers;
+
+#[async_trait]
+impl Transport for NoPeers {
+    async fn call(
+        &self,
+        target: u64,
+        _node: &swarm_raft::types::ManagerNode,
+        _rpc: RaftRpc,
+    ) -> Result<RaftReply, TransportError> {
+        Err(TransportError::Unreachable(
+            target,
+            "single-host swarm: there are no other managers".into(),
+        ))
+    }
+}
+
+/// A running manager. See the module docs.
+pub struct Manager {
+    identity: NodeIdentity,
+    raft: RaftNode,
+    store: SharedStore,
+    dispatcher: StoreDispatcher,
+    stop_loops: watch::Sender<bool>,
+    stop_keys: watch::Sender<bool>,
+    loops: Option<JoinHandle<()>>,
+    keys: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("node_id", &self.identity.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh random unlock key and its raw bytes (what the cluster object stores).
+fn new_unlock_key() -> (UnlockKey, SecretData) {
+    let mut raw = [0u8; KEY_LEN];
+    OsRng.fill_bytes(&mut raw);
+    let key = UnlockKey::from_bytes(raw);
+    let data = SecretData::new(raw.to_vec());
+    raw.fill(0);
+    (key, data)
+}
+
+impl Manager {
+    async fn start_raft(
+        config: &ManagerConfig,
+        identity: &NodeIdentity,
+        store: SharedStore,
+        opts: StartOptions<'_>,
+    ) -> Result<RaftNode, ManagerError> {
+        let mut nc = NodeConfig::new(identity.raft_id, identity.addr.clone(), &config.raft_dir);
+        nc.raft = config.raft.clone();
+        nc.kdf = config.kdf;
+        let raft = RaftNode::start(nc, store, Arc::new(NoPeers), opts).await?;
+        Ok(raft.with_clock(Arc::new(SystemClock)))
+    }
+
+    /// Waits until this manager leads and has applied its whole log (so the store is current
+    /// before anything reads it).
+    async fn wait_leader(raft: &RaftNode) -> Result<(), ManagerError> {
+        let m = raft
+            .raft()
+            .wait(Some(LEADER_TIMEOUT))
+            .metrics(|m| m.current_leader == Some(m.id), "this manager leads")
+            .await
+            .map_err(|e| ManagerError::Raft(format!("this manager did not become leader: {e}")))?;
+        raft.raft()
+            .wait(Some(LEADER_TIMEOUT))
+            .applied_index_at_least(m.last_log_index, "the log is applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| ManagerError::Raft(format!("the log was not applied in time: {e}")))
+    }
+
+    /// Creates a new single-manager swarm in `config.raft_dir` (which must hold no raft state).
+    pub async fn init(
+        config: &ManagerConfig,
+        identity: &NodeIdentity,
+        description: NodeDescription,
+        req: &InitRequest,
+    ) -> Result<Manager, ManagerError> {
+        let store = SharedStore::default();
+        let key = req.autolock.then(new_unlock_key);
+        let opts = StartOptions {
+            autolock_new: key.as_ref().map(|(k, _)| k),
+            ..StartOptions::default()
+        };
+        let raft = Self::start_raft(config, identity, store.clone(), opts).await?;
+        let created = async {
+            raft.bootstrap().await?;
+            Self::wait_leader(&raft).await?;
+            let mut spec = ClusterSpec::default();
+            if let Some(limit) = req.task_history_retention_limit {
+                spec.orchestration.task_history_retention_limit = limit;
+            }
+            spec.encryption.auto_lock_managers = req.autolock;
+            let cluster = Cluster {
+                id: identity.cluster_id,
+                meta: Meta::default(),
+                spec,
+                root_ca: RootCa::default(),
+                unlock_keys: key
+                    .as_ref()
+                    .map(|(_, data)| EncryptionKey {
+                        subsystem: "manager".into(),
+                        key: data.clone(),
+                        lamport_time: 0,
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            let node = Node {
+                id: identity.node_id,
+                meta: Meta::default(),
+                spec: NodeSpec {
+                    annotations: Default::default(),
+                    desired_role: NodeRole::Manager,
+                    availability: req.availability.unwrap_or(NodeAvailability::Active),
+                },
+                description: Some(description),
+                status: NodeStatus {
+                    state: NodeState::Ready,
+                    message: String::new(),
+                    addr: "127.0.0.1".into(),
+                },
+                manager_status: Some(ManagerStatus {
+                    raft_id: identity.raft_id,
+                    addr: identity.addr.clone(),
+                    leader: true,
+                    reachability: Reachability::Reachable,
+                }),
+                role: NodeRole::Manager,
+            };
+            raft.propose(vec![
+                StoreAction::Create(cluster.into()),
+                StoreAction::Create(node.into()),
+            ])
+            .await?;
+            Ok::<_, ManagerError>(())
+        };
+        if let Err(e) = created.await {
+            raft.shutdown().await;
+            return Err(e);
+        }
+        let wrapped = match key {
+            Some((k, _)) => Wrapped::Key(k),
+            None => Wrapped::Stored,
+        };
+        Ok(Self::run(config, identity.clone(), raft, store, wrapped))
+    }
+
+    /// Reopens the swarm after a restart. `unlock` is needed when autolock is on.
+    pub async fn open(
+        config: &ManagerConfig,
+        identity: &NodeIdentity,
+        unlock: Option<&UnlockKey>,
+    ) -> Result<Manager, ManagerError> {
+        let store = SharedStore::default();
+        let opts = StartOptions {
+            unlock_key: unlock,
+            ..StartOptions::default()
+        };
+        let raft = Self::start_raft(config, identity, store.clone(), opts).await?;
+        // The only voter need not wait an election timeout to learn that nobody else leads.
+        if raft.status().leader.is_none() {
+            if let Err(e) = raft.raft().trigger().elect().await {
+                tracing::warn!(error = %e, "could not start an election");
+            }
+        }
+        if let Err(e) = Self::wait_leader(&raft).await {
+            raft.shutdown().await;
+            return Err(e);
+        }
+        let wrapped = match (raft.keys().status().autolock, unlock) {
+            (true, Some(k)) => Wrapped::Key(k.clone()),
+            _ => Wrapped::Stored,
+        };
+        Ok(Self::run(config, identity.clone(), raft, store, wrapped))
+    }
+
+    fn run(
+        config: &ManagerConfig,
+        identity: NodeIdentity,
+        raft: RaftNode,
+        store: SharedStore,
+        wrapped: Wrapped,
+    ) -> Manager {
+        let proposer: Arc<dyn Proposer> = Arc::new(raft.clone());
+        let dispatcher = StoreDispatcher::new(store.clone(), proposer, config.dispatcher.clone());
+        let (stop_loops, loops_rx) = watch::channel(false);
+        let (stop_keys, keys_rx) = watch::channel(false);
+        let loops = tokio::spawn(loops::supervise(
+            raft.clone(),
+            store.clone(),
+            Arc::new(SystemClock),
+            loops_rx,
+        ));
+        let keys = tokio::spawn(keys::watch_cluster(
+            raft.clone(),
+            store.clone(),
+            wrapped,
+            keys_rx,
+        ));
+        Manager {
+            identity,
+            raft,
+            store,
+            dispatcher,
+            stop_loops,
+            stop_keys,
+            loops: Some(loops),
+            keys: Some(keys),
+        }
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// The replicated store (read it; change it through [`Manager::proposer`]).
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// Commits changes through raft.
+    pub fn proposer(&self) -> Arc<dyn Proposer> {
+        Arc::new(self.raft.clone())
+    }
+
+    /// The raft node.
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+
+    /// The dispatcher agents connect to.
+    pub fn dispatcher(&self) -> &StoreDispatcher {
+        &self.dispatcher
+    }
+
+    /// Stops the orchestrator and the scheduler (no new decisions); the dispatcher keeps serving.
+    pub async fn stop_loops(&mut self) {
+        let _ = self.stop_loops.send(true);
+        if let Some(h) = self.loops.take() {
+            let _ = h.await;
+        }
+    }
+
+    /// Stops everything: the loops, the dispatcher (pending statuses are committed first), the
+    /// autolock watcher, then raft. The data directory can be reopened.
+    pub async fn shutdown(mut self) {
+        self.stop_loops().await;
+        self.dispatcher.close().await;
+        let _ = self.stop_keys.send(true);
+        if let Some(h) = self.keys.take() {
+            let _ = h.await;
+        }
+        self.raft.shutdown().await;
+    }
+}
