@@ -23,12 +23,20 @@ use swarm_raft::types::{Entry, SnapshotMeta};
 use swarm_raft::{Keyring, Proposal, RaftConfig, Wal, WalOptions};
 
 fn actions(base: u128, n: usize) -> Vec<StoreAction> {
-    (0..n as u128).map(|k| StoreAction::Create(secret(base + k, &format!("s-{}", base + k), b"v").into())).collect()
+    (0..n as u128)
+        .map(|k| StoreAction::Create(secret(base + k, &format!("s-{}", base + k), b"v").into()))
+        .collect()
 }
 
 /// Committed actions per second with `proposers` concurrent proposers each sending `rounds`
 /// batches of `batch` actions to `node`.
-async fn throughput(c: &TestCluster, node: u64, proposers: usize, rounds: usize, batch: usize) -> (f64, Duration) {
+async fn throughput(
+    c: &TestCluster,
+    node: u64,
+    proposers: usize,
+    rounds: usize,
+    batch: usize,
+) -> (f64, Duration) {
     let start = Instant::now();
     let mut handles = Vec::new();
     for p in 0..proposers {
@@ -44,7 +52,10 @@ async fn throughput(c: &TestCluster, node: u64, proposers: usize, rounds: usize,
         h.await.expect("proposer");
     }
     let took = start.elapsed();
-    ((proposers * rounds * batch) as f64 / took.as_secs_f64(), took)
+    (
+        (proposers * rounds * batch) as f64 / took.as_secs_f64(),
+        took,
+    )
 }
 
 async fn throughput1() {
@@ -83,7 +94,12 @@ async fn latency1() {
     }
     lat.sort();
     let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    println!("latency1: one manager, 1 000 proposals/s for 3 s: p50 {:?}, p99 {:?}, max {:?}", p(0.5), p(0.99), p(1.0));
+    println!(
+        "latency1: one manager, 1 000 proposals/s for 3 s: p50 {:?}, p99 {:?}, max {:?}",
+        p(0.5),
+        p(0.99),
+        p(1.0)
+    );
     c.shutdown().await;
 }
 
@@ -92,12 +108,21 @@ async fn failover() {
     for trial in 0..20u128 {
         let mut c = TestCluster::new(3, RaftConfig::default()).await;
         let leader = c.wait_leader(&c.ids(), Duration::from_secs(10)).await;
-        c.node(leader).propose(actions(trial * 10, 1)).await.expect("commit");
-        let other = c.ids().into_iter().find(|i| *i != leader).expect("follower");
+        c.node(leader)
+            .propose(actions(trial * 10, 1))
+            .await
+            .expect("commit");
+        let other = c
+            .ids()
+            .into_iter()
+            .find(|i| *i != leader)
+            .expect("follower");
         let t = Instant::now();
         c.stop(leader).await;
         let n = c.node(other).clone();
-        n.propose(actions(trial * 10 + 1, 1)).await.expect("commit after failover");
+        n.propose(actions(trial * 10 + 1, 1))
+            .await
+            .expect("commit after failover");
         times.push(t.elapsed());
         c.shutdown().await;
     }
@@ -116,13 +141,22 @@ async fn reopen() {
     let d = tempfile::tempdir().expect("tempdir");
     let n = 1_000_000u64;
     {
-        let (wal, _) = Wal::open(&d.path().join("wal"), keys(d.path()), WalOptions::default(), None).expect("open");
+        let (wal, _) = Wal::open(
+            &d.path().join("wal"),
+            keys(d.path()),
+            WalOptions::default(),
+            None,
+        )
+        .expect("open");
         let mut index = 1;
         while index <= n {
             let batch: Vec<Entry> = (index..(index + 1000).min(n + 1))
                 .map(|i| Entry {
                     log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
-                    payload: EntryPayload::Normal(Proposal { timestamp: Timestamp(i), actions: Vec::new() }),
+                    payload: EntryPayload::Normal(Proposal {
+                        timestamp: Timestamp(i),
+                        actions: Vec::new(),
+                    }),
                 })
                 .collect();
             index += batch.len() as u64;
@@ -131,9 +165,18 @@ async fn reopen() {
             rx.await.expect("flushed").expect("fsync");
         }
     }
-    let bytes: u64 = std::fs::read_dir(d.path().join("wal")).expect("dir").map(|e| e.expect("e").metadata().expect("m").len()).sum();
+    let bytes: u64 = std::fs::read_dir(d.path().join("wal"))
+        .expect("dir")
+        .map(|e| e.expect("e").metadata().expect("m").len())
+        .sum();
     let t = Instant::now();
-    let (wal, report) = Wal::open(&d.path().join("wal"), keys(d.path()), WalOptions::default(), None).expect("reopen");
+    let (wal, report) = Wal::open(
+        &d.path().join("wal"),
+        keys(d.path()),
+        WalOptions::default(),
+        None,
+    )
+    .expect("reopen");
     let took = t.elapsed();
     assert_eq!(report.entries, n);
     let t2 = Instant::now();
@@ -149,28 +192,53 @@ async fn reopen() {
 async fn install() {
     let mut store = Store::new();
     let service = id(1);
-    let batch: Vec<StoreAction> = (0..100_000u128).map(|k| StoreAction::Create(typical_task(10 + k, service, Some(id(2))).into())).collect();
-    store.apply(swarm_core::Batch { index: 1, timestamp: Timestamp(1), actions: batch }).expect("apply");
+    let batch: Vec<StoreAction> = (0..100_000u128)
+        .map(|k| StoreAction::Create(typical_task(10 + k, service, Some(id(2))).into()))
+        .collect();
+    store
+        .apply(swarm_core::Batch {
+            index: 1,
+            timestamp: Timestamp(1),
+            actions: batch,
+        })
+        .expect("apply");
     let meta = SnapshotMeta {
         last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 1), 5)),
         last_membership: Default::default(),
         snapshot_id: "1-1-5-0".into(),
     };
-    let plain = SnapshotPayload { meta: meta.clone(), store: store.snapshot() }.encode();
+    let plain = SnapshotPayload {
+        meta: meta.clone(),
+        store: store.snapshot(),
+    }
+    .encode();
     let d = tempfile::tempdir().expect("tempdir");
-    let mut sm = StateMachine::open(&d.path().join("snap"), keys(d.path()), SharedStore::default()).expect("sm");
+    let mut sm = StateMachine::open(
+        &d.path().join("snap"),
+        keys(d.path()),
+        SharedStore::default(),
+    )
+    .expect("sm");
     let size = plain.len();
     let t = Instant::now();
-    sm.install_snapshot(&meta, Box::new(std::io::Cursor::new(plain))).await.expect("install");
+    sm.install_snapshot(&meta, Box::new(std::io::Cursor::new(plain)))
+        .await
+        .expect("install");
     let took = t.elapsed();
     assert_eq!(sm.store().view(|s| s.count::<swarm_core::Task>()), 100_000);
     println!("install: snapshot of 100 000 tasks ({} MB): decode + seal + write + fsync + restore {took:?}", size / 1_000_000);
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let want = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let _ = fast_config;
     rt.block_on(async {
         if want("throughput1") {

@@ -52,7 +52,11 @@ async fn round(n: usize, r: u128) -> Duration {
     let d = LocalDispatcher::new();
     let rt = Arc::new(SimRuntime::new());
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(d.clone());
-    let agent = Agent::spawn(AgentConfig::new(node, NodeDescription::default()), rt, dispatcher);
+    let agent = Agent::spawn(
+        AgentConfig::new(node, NodeDescription::default()),
+        rt,
+        dispatcher,
+    );
     assert!(d.wait_connected(node, Duration::from_secs(10)).await);
     let ts = tasks(n, node, r);
     let t0 = Instant::now();
@@ -78,7 +82,10 @@ fn main() {
     let mut all = Vec::new();
     for r in 1..=5 {
         let took = rt.block_on(round(n, r));
-        println!("agent+sim: {n} tasks assigned -> all running: {}", common::ms(took));
+        println!(
+            "agent+sim: {n} tasks assigned -> all running: {}",
+            common::ms(took)
+        );
         all.push(took);
     }
     let (p50, _, max) = common::percentiles(all);
@@ -86,6 +93,10 @@ fn main() {
         "agent+sim: {n} tasks, 5 rounds: median {} worst {} (target <= 1000 ms: {})",
         common::ms(p50),
         common::ms(max),
-        if max <= Duration::from_secs(1) { "met" } else { "MISSED" }
+        if max <= Duration::from_secs(1) {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
 }

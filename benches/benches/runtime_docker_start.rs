@@ -20,9 +20,18 @@ fn main() {
         println!("docker: skipped (no /var/run/docker.sock)");
         return;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../swarm-runtime/tests/support/build-test-image.sh");
-    let ok = std::process::Command::new("bash").arg(script).arg(IMAGE).status();
-    assert!(ok.map(|s| s.success()).unwrap_or(false), "building {IMAGE} failed");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../swarm-runtime/tests/support/build-test-image.sh"
+    );
+    let ok = std::process::Command::new("bash")
+        .arg(script)
+        .arg(IMAGE)
+        .status();
+    assert!(
+        ok.map(|s| s.success()).unwrap_or(false),
+        "building {IMAGE} failed"
+    );
     let n = common::iterations(30);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -30,7 +39,9 @@ fn main() {
         .build()
         .expect("tokio");
     rt.block_on(async {
-        let docker = DockerRuntime::connect(DockerOptions::default()).await.expect("docker");
+        let docker = DockerRuntime::connect(DockerOptions::default())
+            .await
+            .expect("docker");
         let spec = ContainerSpec {
             image: IMAGE.into(),
             command: vec!["sleep".into(), "1000".into()],

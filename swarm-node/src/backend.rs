@@ -135,7 +135,11 @@ pub trait Backend: Send + Sync {
     /// `docker swarm leave`.
     async fn leave(&self, force: bool) -> Result<(), BackendError>;
     /// Log lines of a task that ran on this node, oldest first (`tail` = only the last N).
-    async fn task_logs(&self, task: &Task, tail: Option<usize>) -> Result<Vec<LogLine>, BackendError>;
+    async fn task_logs(
+        &self,
+        task: &Task,
+        tail: Option<usize>,
+    ) -> Result<Vec<LogLine>, BackendError>;
     /// Facts about this daemon.
     fn info(&self) -> DaemonInfo;
 }
