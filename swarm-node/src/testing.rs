@@ -181,10 +181,11 @@ impl Backend for TestBackend {
             },
             unlock_keys,
         };
-        let addr = if req.advertise_addr.is_empty() {
-            "127.0.0.1".to_string()
-        } else {
-            req.advertise_addr.clone()
+        // The host part of the advertise address (a port, if given, is dropped).
+        let addr = match req.advertise_addr.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => host.to_string(),
+            _ if req.advertise_addr.is_empty() => "127.0.0.1".to_string(),
+            _ => req.advertise_addr.clone(),
         };
         let node = Node {
             id: node_id,

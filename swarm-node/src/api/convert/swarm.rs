@@ -40,10 +40,12 @@ pub(crate) fn init_request_in(r: InitRequestJson) -> Result<InitRequest> {
         .encryption_config
         .and_then(|e| e.auto_lock_managers)
         .unwrap_or(false);
+    // Docker derives the advertise address from the listen address unless that is a wildcard.
+    let wildcard = |a: &str| a.is_empty() || a.starts_with("0.0.0.0") || a.starts_with("[::]");
     let advertise = r
         .advertise_addr
         .filter(|a| !a.is_empty())
-        .or(r.listen_addr)
+        .or(r.listen_addr.filter(|a| !wildcard(a)))
         .unwrap_or_default();
     Ok(InitRequest {
         autolock: r.auto_lock_managers.unwrap_or(false) || spec_autolock,

@@ -41,8 +41,12 @@ pub(crate) async fn version(State(st): State<AppState>) -> Response {
 
 /// `GET /info`, with the `Swarm` section (cluster details only when active).
 pub(crate) async fn info(State(st): State<AppState>) -> Response {
-    let daemon = st.backend.info();
+    let mut daemon = st.backend.info();
     let state = st.backend.swarm_state();
+    if state == SwarmState::Locked {
+        // A locked node shows nothing of the swarm, its own id included.
+        daemon.node_id = None;
+    }
     let swarm = match (state, st.control()) {
         (SwarmState::Active, Ok(ctl)) => {
             let node_id = Some(ctl.node_id().to_string());
