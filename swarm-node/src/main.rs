@@ -23,6 +23,9 @@ use swarm_node::config::{default_data_dir, default_socket, DaemonConfig, Runtime
 use swarm_node::daemon::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// How long open API connections may take to finish after SIGINT/SIGTERM.
+const SERVE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Parser)]
 #[command(name = "swarm-node", version, about = "A Docker swarm mode node")]
 struct Cli {
@@ -83,7 +86,17 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swarm-node: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -159,7 +172,27 @@ async fn run(
         "daemon started"
     );
     let backend: Arc<dyn Backend> = daemon.clone();
-    let served = swarm_node::api::serve(listener, backend, shutdown_signal()).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful = stop_rx.clone();
+    let serve = swarm_node::api::serve(listener, backend, async move {
+        let _ = graceful.wait_for(|s| *s).await;
+    });
+    let mut deadline = stop_rx;
+    // Streaming requests (`logs -f`, `events`) may never end: give them a moment, then go on.
+    let served = tokio::select! {
+        r = serve => r,
+        _ = async {
+            let _ = deadline.wait_for(|s| *s).await;
+            tokio::time::sleep(SERVE_GRACE).await;
+        } => {
+            tracing::warn!("API connections still open after {SERVE_GRACE:?}; shutting down anyway");
+            Ok(())
+        }
+    };
     tracing::info!("shutting down: stopping tasks and closing the raft log");
     daemon.shutdown().await;
     let _ = std::fs::remove_file(&socket);
