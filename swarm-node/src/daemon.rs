@@ -64,7 +64,8 @@ struct View {
     node_id: Option<Id>,
 }
 
-/// The swarm daemon. See the module docs.
+/// The swarm daemon. See the module docs. Call [`Daemon::shutdown`] before dropping it: raft,
+/// the loops and the agent run in tokio tasks that a plain drop does not stop.
 pub struct Daemon {
     config: DaemonConfig,
     runtime: Arc<dyn Runtime>,

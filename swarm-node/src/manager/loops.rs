@@ -171,10 +171,13 @@ async fn propose_placements(
     }
 }
 
-/// Backs off briefly when the failure is not a plain conflict (no quorum, shutting down), so a
-/// stopped raft does not spin the loop.
+/// Backs off after a refused proposal so that a refusal that repeats (a stopped raft, or a store
+/// rule the loops keep breaking) cannot spin the loop: briefly after a conflict, which the next
+/// tick usually resolves, longer otherwise.
 async fn pause_after_failure(e: &swarm_core::CommitError) {
-    if !matches!(e, swarm_core::CommitError::Rejected(_)) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let pause = match e {
+        swarm_core::CommitError::Rejected(_) => Duration::from_millis(10),
+        _ => Duration::from_millis(200),
+    };
+    tokio::time::sleep(pause).await;
 }
