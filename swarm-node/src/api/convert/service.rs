@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use bollard::models;
-use serde_json::Value;
+use serde::Serialize;
 use swarm_core::objects::service::{
     EndpointMode, EndpointSpec, FailureAction, PortConfig, Protocol, PublishMode, UpdateConfig,
     UpdateOrder, UpdateState,
@@ -294,14 +294,23 @@ pub(crate) fn service_spec_out(s: &ServiceSpec, insert_defaults: bool) -> models
     }
 }
 
-/// A service as `docker service inspect` shows it (`PreviousSpec` included, which bollard's model
-/// lacks), with `ServiceStatus` when `status` is given.
+/// A service as Docker shows it: bollard's model plus `PreviousSpec`, which that model lacks.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServiceJson {
+    #[serde(flatten)]
+    service: models::Service,
+    #[serde(rename = "PreviousSpec", skip_serializing_if = "Option::is_none")]
+    previous_spec: Option<models::ServiceSpec>,
+}
+
+/// A service as `docker service inspect` shows it (`PreviousSpec` included), with `ServiceStatus`
+/// when `status` is given.
 pub(crate) fn service_out(
     s: &Service,
     status: Option<ServiceStatus>,
     insert_defaults: bool,
-) -> Value {
-    let docker = models::Service {
+) -> ServiceJson {
+    let service = models::Service {
         id: Some(s.id.to_string()),
         version: version(&s.meta),
         created_at: ts(s.meta.created_at),
@@ -334,13 +343,13 @@ pub(crate) fn service_out(
             last_execution: ts(j.last_execution),
         }),
     };
-    let mut v = serde_json::to_value(docker).unwrap_or(Value::Null);
-    if let (Value::Object(map), Some(prev)) = (&mut v, &s.previous_spec) {
-        let prev =
-            serde_json::to_value(service_spec_out(prev, insert_defaults)).unwrap_or(Value::Null);
-        map.insert("PreviousSpec".into(), prev);
+    ServiceJson {
+        service,
+        previous_spec: s
+            .previous_spec
+            .as_ref()
+            .map(|p| service_spec_out(p, insert_defaults)),
     }
-    v
 }
 
 fn update_state_out(s: UpdateState) -> models::ServiceUpdateStatusStateEnum {

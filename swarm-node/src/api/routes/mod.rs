@@ -107,8 +107,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 
 /// A JSON answer.
 pub(crate) fn reply<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => {
+    reply_sized(status, value, 256)
+}
+
+/// A JSON answer serialized into a buffer of `capacity` bytes to start with (a list of a thousand
+/// services is most of a megabyte: growing the buffer from empty would copy it about ten times).
+pub(crate) fn reply_sized<T: Serialize>(
+    status: StatusCode,
+    value: &T,
+    capacity: usize,
+) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => {
             let mut resp = (status, body).into_response();
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -122,6 +133,15 @@ pub(crate) fn reply<T: Serialize>(status: StatusCode, value: &T) -> Response {
         )
         .into_response(),
     }
+}
+
+/// A 200 JSON list, sized for about `per_item` bytes per element.
+pub(crate) fn ok_list<T: Serialize>(items: &[T], per_item: usize) -> Response {
+    reply_sized(
+        StatusCode::OK,
+        &items,
+        items.len().saturating_mul(per_item).max(256),
+    )
 }
 
 /// A 200 JSON answer.

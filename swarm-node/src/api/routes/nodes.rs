@@ -8,7 +8,7 @@ use bollard::models;
 use swarm_core::objects::node::NodeRole;
 use swarm_core::Node;
 
-use super::{body, empty, ok, PathId};
+use super::{body, empty, ok, ok_list, PathId};
 use crate::api::convert::node::{node_out, node_spec_in};
 use crate::api::error::ApiError;
 use crate::api::query::Query;
@@ -67,7 +67,7 @@ pub(crate) async fn list(
             .map(|n| node_out(n))
             .collect()
     });
-    Ok(ok(&nodes))
+    Ok(ok_list(&nodes, 1024))
 }
 
 /// `GET /nodes/{id}` (id, hostname or id prefix).

@@ -1,20 +1,22 @@
 //! `/services`: list (filters id, name, label, mode; `status=true`), create, inspect
 //! (`insertDefaults=true`), update (`rollback=previous`), remove.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bollard::models;
-use serde_json::{json, Value};
+use serde_json::json;
 use swarm_core::Service;
 
-use super::{body, empty, ok, reply, PathId};
-use crate::api::convert::service::{service_out, service_spec_in};
+use super::{body, empty, ok, ok_list, reply, PathId};
+use crate::api::convert::service::{service_out, service_spec_in, ServiceJson};
 use crate::api::error::ApiError;
 use crate::api::query::Query;
 use crate::api::AppState;
-use crate::control::service::service_status;
+use crate::control::service::{service_status, ServiceStatus};
 
 const FILTERS: &[&str] = &["id", "name", "label", "mode", "runtime"];
 const MODES: &[&str] = &["replicated", "global", "replicated-job", "global-job"];
@@ -36,7 +38,8 @@ pub(crate) async fn list(
     let runtime_ok =
         f.get("runtime").is_empty() || f.get("runtime").iter().any(|r| r == "container");
     let status = q.bool("status");
-    let services: Vec<Value> = ctl.store().view(|s| {
+    // Hold the store's read lock only to pick the services; convert after releasing it.
+    let picked: Vec<(Arc<Service>, Option<ServiceStatus>)> = ctl.store().view(|s| {
         s.iter::<Service>()
             .filter(|svc| {
                 runtime_ok
@@ -45,10 +48,14 @@ pub(crate) async fn list(
                     && f.labels_match("label", &svc.spec.annotations.labels)
                     && f.any_exact("mode", svc.spec.mode.name())
             })
-            .map(|svc| service_out(svc, status.then(|| service_status(s, svc)), false))
+            .map(|svc| (svc.clone(), status.then(|| service_status(s, svc))))
             .collect()
     });
-    Ok(ok(&services))
+    let services: Vec<ServiceJson> = picked
+        .iter()
+        .map(|(svc, st)| service_out(svc, *st, false))
+        .collect();
+    Ok(ok_list(&services, 1024))
 }
 
 /// The base64url JSON in `X-Registry-Auth`, passed on as given.

@@ -5,6 +5,7 @@
 //! and an unknown one is a 404; `name` matches task names (`<service>.<slot>.<id>`) by prefix.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -12,7 +13,7 @@ use bollard::models;
 use swarm_core::{Id, Node, Service, Store, StoreObject, Task, TaskState};
 use swarm_sched::is_task_dirty;
 
-use super::{ok, PathId};
+use super::{ok, ok_list, PathId};
 use crate::api::convert::task::task_out;
 use crate::api::error::ApiError;
 use crate::api::query::{Filters, Query};
@@ -57,8 +58,9 @@ pub(crate) async fn list(
         || f.get("runtime")
             .iter()
             .any(|r| r.is_empty() || r == "container");
-    let tasks: Vec<models::Task> = ctl.store().view(|s| {
-        let candidates: Box<dyn Iterator<Item = &std::sync::Arc<Task>>> = match &services {
+    // Hold the store's read lock only to pick the tasks; convert after releasing it.
+    let picked: Vec<Arc<Task>> = ctl.store().view(|s| {
+        let candidates: Box<dyn Iterator<Item = &Arc<Task>>> = match &services {
             Some(ids) => Box::new(ids.iter().flat_map(|id| s.tasks_by_service(id))),
             None => Box::new(s.iter::<Task>()),
         };
@@ -72,10 +74,11 @@ pub(crate) async fn list(
                     && matches(&f, t)
                     && (!up_to_date || is_up_to_date(s, t))
             })
-            .map(|t| task_out(t))
+            .cloned()
             .collect()
     });
-    Ok(ok(&tasks))
+    let tasks: Vec<models::Task> = picked.iter().map(|t| task_out(t)).collect();
+    Ok(ok_list(&tasks, 1024))
 }
 
 fn matches(f: &Filters, t: &Task) -> bool {
