@@ -267,3 +267,113 @@ impl NodeAssignments {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_core::objects::service::SecretReference;
+    use swarm_core::{Object, StoreAction};
+
+    fn task(n: u128, node: u128, state: TaskState, secret: Option<u128>) -> Arc<Task> {
+        let mut t = Task {
+            id: Id::from_u128(n),
+            meta: Default::default(),
+            service_id: Id::from_u128(1),
+            service_annotations: Default::default(),
+            slot: n as u64,
+            node_id: Some(Id::from_u128(node)),
+            spec: Default::default(),
+            spec_version: Default::default(),
+            status: Default::default(),
+            desired_state: TaskState::Running,
+            job_iteration: None,
+            assigned_secrets: Vec::new(),
+            assigned_configs: Vec::new(),
+        };
+        t.status.state = state;
+        if let Some(s) = secret {
+            let mut spec = (*t.spec).clone();
+            spec.container.secrets = vec![SecretReference {
+                secret_id: Id::from_u128(s),
+                secret_name: "s".into(),
+                target: Default::default(),
+            }];
+            t.spec = Arc::new(spec);
+        }
+        Arc::new(t)
+    }
+
+    fn store_with(secrets: &[u128]) -> Store {
+        let mut s = Store::new();
+        let actions = secrets
+            .iter()
+            .map(|n| {
+                let mut x = swarm_core::testing::secret(*n, &format!("s{n}"), b"x");
+                x.id = Id::from_u128(*n);
+                StoreAction::Create(Object::from(x))
+            })
+            .collect();
+        s.apply(swarm_core::Batch {
+            index: 1,
+            timestamp: Default::default(),
+            actions,
+        })
+        .unwrap();
+        s
+    }
+
+    fn updated(old: &Arc<Task>, new: &Arc<Task>) -> Event {
+        Event::Updated {
+            old: Object::Task(old.clone()),
+            new: Object::Task(new.clone()),
+        }
+    }
+
+    #[test]
+    fn agent_status_echoes_are_not_sent_but_desired_changes_are() {
+        let store = store_with(&[]);
+        let mut a = NodeAssignments::new(Id::from_u128(7));
+        let _ = a.full(&store, 1);
+        let t0 = task(1, 7, TaskState::Assigned, None);
+        a.handle_event(&Event::Created(Object::Task(t0.clone())));
+        assert_eq!(a.take_delta(&store, 2).unwrap().tasks.len(), 1);
+        let t1 = task(1, 7, TaskState::Running, None);
+        a.handle_event(&updated(&t0, &t1));
+        assert!(a.take_delta(&store, 3).is_none(), "status echo suppressed");
+        let mut t2 = (*t1).clone();
+        t2.desired_state = TaskState::Shutdown;
+        let t2 = Arc::new(t2);
+        a.handle_event(&updated(&t1, &t2));
+        let d = a.take_delta(&store, 3).unwrap();
+        assert_eq!(d.tasks[0].desired_state, TaskState::Shutdown);
+        assert_eq!(a.task_count(), 1);
+    }
+
+    #[test]
+    fn a_shared_secret_stays_until_its_last_task_is_done() {
+        let store = store_with(&[50]);
+        let mut a = NodeAssignments::new(Id::from_u128(7));
+        let _ = a.full(&store, 1);
+        let t1 = task(1, 7, TaskState::Assigned, Some(50));
+        let t2 = task(2, 7, TaskState::Running, Some(50));
+        a.handle_event(&Event::Created(Object::Task(t1.clone())));
+        a.handle_event(&Event::Created(Object::Task(t2.clone())));
+        let d = a.take_delta(&store, 2).unwrap();
+        assert_eq!(d.secrets.len(), 1, "sent once for two tasks");
+        let t1done = task(1, 7, TaskState::Complete, Some(50));
+        a.handle_event(&updated(&t1, &t1done));
+        assert!(a.take_delta(&store, 3).is_none(), "task 2 still needs it");
+        a.handle_event(&Event::Removed(Object::Task(t2)));
+        let d = a.take_delta(&store, 3).unwrap();
+        assert_eq!(d.removed_secrets, vec![Id::from_u128(50)]);
+        assert_eq!(d.removed_tasks, vec![Id::from_u128(2)]);
+        assert!(a.secret_ids().is_empty());
+        // A task moved to another node is withdrawn.
+        let moved = task(1, 8, TaskState::Assigned, None);
+        a.handle_event(&updated(&t1done, &moved));
+        assert_eq!(
+            a.take_delta(&store, 4).unwrap().removed_tasks,
+            vec![Id::from_u128(1)]
+        );
+    }
+}
