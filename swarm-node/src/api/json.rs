@@ -107,6 +107,11 @@ impl<'de> Deserializer<'de> for CaseInsensitive {
     ) -> Result<V::Value, Self::Error> {
         match self.0 {
             Value::Object(map) => visitor.visit_map(Entries::new(map, Some(fields))),
+            // Go decodes objects only; serde would also accept a struct as an array.
+            Value::Array(_) => Err(de::Error::invalid_type(
+                de::Unexpected::Seq,
+                &"a JSON object",
+            )),
             other => other.deserialize_struct(name, fields, visitor),
         }
     }
@@ -263,7 +268,14 @@ mod tests {
 
     #[test]
     fn malformed_input_is_an_error_not_a_panic() {
-        for body in [&b""[..], b"{", b"[1,2]", b"{\"Name\": 5}", b"\xff\xfe"] {
+        for body in [
+            &b""[..],
+            b"{",
+            b"[1,2]",
+            b"[]",
+            b"{\"Name\": 5}",
+            b"\xff\xfe",
+        ] {
             assert!(decode::<SecretSpec>(body).is_err(), "{body:?}");
         }
     }

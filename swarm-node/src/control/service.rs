@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use swarm_core::objects::service::{
-    ConfigReference, FileTarget, JobStatus, PublishMode, SecretReference,
+    ConfigReference, EndpointMode, FileTarget, JobStatus, PublishMode, SecretReference,
 };
 use swarm_core::validate::{validate_service_spec, validate_service_update};
 use swarm_core::{
@@ -191,6 +191,16 @@ fn prepare_spec(tx: &Tx<'_>, req: ServiceRequest) -> Result<ServiceSpec, Control
         att.target = net.id.to_string();
     }
     validate_service_spec(&spec)?;
+    let ingress = spec
+        .endpoint
+        .ports
+        .iter()
+        .any(|p| p.publish_mode == PublishMode::Ingress);
+    if spec.endpoint.mode == EndpointMode::Dnsrr && ingress {
+        return Err(ControlError::InvalidArgument(
+            "EndpointSpec: port published with ingress mode can't be used with dnsrr mode".into(),
+        ));
+    }
     Ok(spec)
 }
 

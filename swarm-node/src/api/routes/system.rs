@@ -1,12 +1,12 @@
 //! `/_ping`, `/version`, `/info`, and Docker-like answers for the engine endpoints this daemon
 //! does not have (images, containers, registry lookups, volumes).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use swarm_core::Node;
 
-use super::ok;
+use super::{ok, PathId};
 use crate::api::convert::swarm::{info_out, swarm_info_out, version_out};
 use crate::api::error::ApiError;
 use crate::api::AppState;
@@ -66,7 +66,7 @@ pub(crate) async fn info(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /distribution/{name}/json`: no registry access here, so the CLI proceeds unpinned.
-pub(crate) async fn distribution(Path(name): Path<String>) -> ApiError {
+pub(crate) async fn distribution(PathId(name): PathId) -> ApiError {
     let image = name.strip_suffix("/json").unwrap_or(&name);
     ApiError::not_found(format!(
         "image {image} could not be resolved: this daemon does not query registries"
@@ -74,19 +74,19 @@ pub(crate) async fn distribution(Path(name): Path<String>) -> ApiError {
 }
 
 /// Any `/images/...` request.
-pub(crate) async fn no_image(Path(rest): Path<String>) -> ApiError {
+pub(crate) async fn no_image(PathId(rest): PathId) -> ApiError {
     let name = rest.strip_suffix("/json").unwrap_or(&rest);
     ApiError::not_found(format!("No such image: {name}"))
 }
 
 /// Any `/containers/...` request.
-pub(crate) async fn no_container(Path(rest): Path<String>) -> ApiError {
+pub(crate) async fn no_container(PathId(rest): PathId) -> ApiError {
     let name = rest.split('/').next().unwrap_or("");
     ApiError::not_found(format!("No such container: {name}"))
 }
 
 /// `GET|DELETE /volumes/{name}`.
-pub(crate) async fn no_volume(Path(name): Path<String>) -> ApiError {
+pub(crate) async fn no_volume(PathId(name): PathId) -> ApiError {
     ApiError::not_found(format!("get {name}: no such volume"))
 }
 
