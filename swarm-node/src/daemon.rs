@@ -9,6 +9,7 @@
 //! key file), and the API socket (the binary's). Transitions (init, unlock, leave, shutdown) are
 //! serialised; [`Backend::swarm_state`] and [`Backend::cluster`] read a cached view and never wait.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -108,10 +109,15 @@ impl Daemon {
         config: DaemonConfig,
         runtime: Arc<dyn Runtime>,
     ) -> Result<Arc<Daemon>, DaemonError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| DaemonError::DataDir {
-            path: config.data_dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        // Owner-only: with autolock off the raft key file holds the key-encryption key.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(|e| DaemonError::DataDir {
+                path: config.data_dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
         let host = describe_host(config.hostname.as_deref());
         let daemon = Arc::new(Daemon {
             config,
