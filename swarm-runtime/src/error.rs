@@ -39,8 +39,8 @@ pub enum RuntimeError {
     /// The process runtime was given a spec without a command.
     #[error(
         "no command: the {runtime} runtime runs the service's command and arguments and has no \
-         image entrypoint to fall back on; give the service a command (docker service create IMAGE \
-         COMMAND [ARGS...])"
+         image entrypoint or default command to fall back on; give the service a command (docker \
+         service create IMAGE COMMAND [ARGS...])"
     )]
     NoCommand {
         /// The runtime.

@@ -155,12 +155,19 @@ async fn secrets_are_private_and_bad_specs_rejected() {
         ..ContainerSpec::default()
     };
     let missing = task("svc", 4, missing);
-    let tasks = [&a, &b, &no_cmd, &missing]
+    // `docker service create IMAGE sleep 1000` sends arguments only: they are the command.
+    let args_only = ContainerSpec {
+        args: vec!["sleep".into(), "1000".into()],
+        ..ContainerSpec::default()
+    };
+    let args_only = task("svc", 5, args_only);
+    let tasks = [&a, &b, &no_cmd, &missing, &args_only]
         .map(|t| Arc::new(t.clone()))
         .to_vec();
     d.assign(node_id(), tasks, vec![s], vec![]);
     wait_state(&d, a.id, TaskState::Running).await;
     wait_state(&d, b.id, TaskState::Running).await;
+    wait_state(&d, args_only.id, TaskState::Running).await;
     let st = wait_state(&d, no_cmd.id, TaskState::Rejected).await;
     assert!(st.err.starts_with("no command"), "{}", st.err);
     let st = wait_state(&d, missing.id, TaskState::Rejected).await;

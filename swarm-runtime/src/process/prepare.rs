@@ -60,7 +60,11 @@ impl ProcessRuntime {
                 })
             }
         };
-        let Some((cmd0, cmd_rest)) = spec.command.split_first() else {
+        // With no image entrypoint to prepend, the argv is the command followed by the arguments;
+        // `docker service create IMAGE sleep 1000` sends only arguments, which then are the command,
+        // as they would be for an image without an ENTRYPOINT.
+        let argv: Vec<&String> = spec.command.iter().chain(&spec.args).collect();
+        let Some((cmd0, cmd_rest)) = argv.split_first() else {
             return Err(RuntimeError::NoCommand { runtime: "process" });
         };
         let stop_signal = parse_signal(&spec.stop_signal)?;
@@ -145,7 +149,7 @@ impl ProcessRuntime {
         let staged = self.inner.stage.stage(config, chown)?;
         let mut prep = Prepared {
             program,
-            args: cmd_rest.iter().chain(&spec.args).cloned().collect(),
+            args: cmd_rest.iter().map(|a| (*a).clone()).collect(),
             env,
             path_var,
             dir,
