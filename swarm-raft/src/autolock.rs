@@ -14,13 +14,21 @@ use swarm_secrets::UnlockKey;
 impl RaftNode {
     /// Turns autolock on, or rotates the unlock key if it is on already.
     pub async fn set_unlock_key(&self, key: &UnlockKey) -> Result<(), KeyChangeError> {
-        self.inner.keys.set_unlock_key(key, self.inner.config.kdf)?;
+        // Stretching the key (argon2id, ~200 ms) and the fsync of the key file block: keep them off
+        // the async runtime's worker threads.
+        let (keys, key, kdf) = (self.inner.keys.clone(), key.clone(), self.inner.config.kdf);
+        tokio::task::spawn_blocking(move || keys.set_unlock_key(&key, kdf))
+            .await
+            .map_err(|e| KeyChangeError::Interrupted(e.to_string()))??;
         self.rotate_dek_if_requested().await
     }
 
     /// Turns autolock off: the KEK is stored in the key file again.
     pub async fn disable_autolock(&self) -> Result<(), KeyChangeError> {
-        self.inner.keys.disable_autolock()
+        let keys = self.inner.keys.clone();
+        tokio::task::spawn_blocking(move || keys.disable_autolock())
+            .await
+            .map_err(|e| KeyChangeError::Interrupted(e.to_string()))?
     }
 
     /// Starts sealing with a fresh DEK and takes a snapshot with it (the old DEK is retired once the

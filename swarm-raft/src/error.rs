@@ -167,4 +167,8 @@ pub enum KeyChangeError {
     /// The new key file could not be written.
     #[error(transparent)]
     Storage(#[from] StorageFault),
+    /// The blocking task that stretches the key and writes the key file did not finish (it panicked
+    /// or the runtime is shutting down); the key file is unchanged or fully replaced, never partial.
+    #[error("the key change was interrupted: {0}")]
+    Interrupted(String),
 }

@@ -117,12 +117,15 @@ impl RaftNode {
         let raft_config = Arc::new(config.raft.to_openraft()?);
         let dir = config.data_dir.clone();
         ensure_dir(&dir)?;
-        let keys = Arc::new(Keyring::load(
-            &dir,
-            opts.unlock_key,
-            opts.autolock_new,
-            config.kdf,
-        )?);
+        // Stretching an unlock key (argon2id, ~200 ms) blocks: do it off the async worker threads.
+        let (unlock, create_with) = (opts.unlock_key.cloned(), opts.autolock_new.cloned());
+        let (key_dir, kdf) = (dir.clone(), config.kdf);
+        let keys = tokio::task::spawn_blocking(move || {
+            Keyring::load(&key_dir, unlock.as_ref(), create_with.as_ref(), kdf)
+        })
+        .await
+        .map_err(|e| StartError::Raft(format!("opening the key file was interrupted: {e}")))??;
+        let keys = Arc::new(keys);
         let state = RaftStateFile::load(&dir)?;
         let wal_opts = WalOptions {
             segment_bytes: config.raft.segment_bytes,
