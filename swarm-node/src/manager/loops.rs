@@ -79,10 +79,18 @@ async fn run_loops(proposer: &dyn Proposer, store: &SharedStore, clock: &dyn Clo
     let mut sched = Scheduler::new();
     orch.handle_became_leader();
     let ((), mut watcher) = store.view_and_watch(WatchFilter::all(), |s| sched.handle_reset(s));
+    // Whether commits arrived since the last tick. The orchestrator's contract is a tick after
+    // every commit, not only when `has_work` says so: a delayed start waiting for an old task to
+    // stop, or a rolling update waiting for its new task to run, is advanced by a tick after the
+    // task's status changes, and such an event marks no work.
+    let mut committed = true;
     loop {
         // Drain whatever is queued before deciding (events only mark work).
         match watcher.drain() {
-            Ok(events) => feed(&mut orch, &mut sched, &events),
+            Ok(events) => {
+                committed |= !events.is_empty();
+                feed(&mut orch, &mut sched, &events);
+            }
             Err(_) => resubscribe(store, &mut watcher, &mut orch, &mut sched),
         }
         if sched.needs_reset() {
@@ -90,7 +98,8 @@ async fn run_loops(proposer: &dyn Proposer, store: &SharedStore, clock: &dyn Clo
         }
         let now = clock.now();
         let due = orch.next_deadline().is_some_and(|d| d <= now);
-        if orch.has_work() || due {
+        if committed || orch.has_work() || due {
+            committed = false;
             let actions = store.view(|s| orch.tick(s, now, &mut OsRng));
             if !actions.is_empty() {
                 if let Err(e) = propose_in_batches(proposer, actions).await {
@@ -109,7 +118,10 @@ async fn run_loops(proposer: &dyn Proposer, store: &SharedStore, clock: &dyn Clo
             }
         }
         match wait(&watcher, &orch, clock).await {
-            Wake::Events(events) => feed(&mut orch, &mut sched, &events),
+            Wake::Events(events) => {
+                committed |= !events.is_empty();
+                feed(&mut orch, &mut sched, &events);
+            }
             Wake::Lagged => resubscribe(store, &mut watcher, &mut orch, &mut sched),
             Wake::Deadline => {}
         }
