@@ -101,6 +101,17 @@ impl DaemonConfig {
     }
 }
 
+/// Creates the data directory (and missing parents) owner-only, as the daemon's first act: with
+/// autolock off the raft key file holds the key-encryption key, and the default socket lives
+/// here too. An existing directory is left as it is.
+pub fn create_data_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// `<data_dir>/swarm.sock`.
 pub fn default_socket(data_dir: &Path) -> PathBuf {
     data_dir.join("swarm.sock")

@@ -9,7 +9,6 @@
 //! key file), and the API socket (the binary's). Transitions (init, unlock, leave, shutdown) are
 //! serialised; [`Backend::swarm_state`] and [`Backend::cluster`] read a cached view and never wait.
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -22,7 +21,7 @@ use swarm_secrets::UnlockKey;
 use thiserror::Error;
 
 use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
-use crate::config::{resolve_runtime, DaemonConfig};
+use crate::config::{create_data_dir, resolve_runtime, DaemonConfig};
 use crate::manager::host::describe_host;
 use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
 use crate::worker::{make_runtime, Worker, WorkerError};
@@ -110,14 +109,10 @@ impl Daemon {
         runtime: Arc<dyn Runtime>,
     ) -> Result<Arc<Daemon>, DaemonError> {
         // Owner-only: with autolock off the raft key file holds the key-encryption key.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.data_dir)
-            .map_err(|e| DaemonError::DataDir {
-                path: config.data_dir.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        create_data_dir(&config.data_dir).map_err(|e| DaemonError::DataDir {
+            path: config.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let host = describe_host(config.hostname.as_deref());
         let daemon = Arc::new(Daemon {
             config,

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use swarm_node::backend::{Backend, SwarmState};
-use swarm_node::config::{default_data_dir, default_socket, DaemonConfig, RuntimeKind};
+use swarm_node::config::{
+    create_data_dir, default_data_dir, default_socket, DaemonConfig, RuntimeKind,
+};
 use swarm_node::daemon::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -104,6 +106,7 @@ fn real_main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -155,6 +158,10 @@ async fn run(
     config.runtime = runtime;
     config.init = init;
     let socket = config.socket.clone();
+    // Before binding: the default socket is inside the data directory, and binding would
+    // otherwise create that directory with the umask's permissions.
+    create_data_dir(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let listener = bind(&socket).await?;
     let daemon = Daemon::start(config).await.context("starting the daemon")?;
     if daemon.swarm_state() == SwarmState::Locked {

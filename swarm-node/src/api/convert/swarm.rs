@@ -258,6 +258,7 @@ pub(crate) fn info_out(d: &DaemonInfo, swarm: models::SwarmInfo) -> models::Syst
         containers_stopped: Some(0),
         images: Some(0),
         driver: Some(d.runtime.clone()),
+        default_runtime: Some(d.runtime.clone()),
         docker_root_dir: Some(d.data_dir.clone()),
         name: Some(d.hostname.clone()),
         ncpu: Some(i64::try_from(d.ncpu).unwrap_or(i64::MAX)),
