@@ -85,6 +85,14 @@ pub(crate) async fn reconcile(raft: &RaftNode, cluster: &Cluster, current: Wrapp
     }
 }
 
+/// The newest cluster object among `events`.
+fn latest_cluster(events: Vec<swarm_core::Event>) -> Option<std::sync::Arc<Cluster>> {
+    events.into_iter().rev().find_map(|e| match e.object() {
+        Some(Object::Cluster(c)) => Some(c.clone()),
+        _ => None,
+    })
+}
+
 /// Watches the cluster object and re-wraps the keys on each change, until `stop` is set.
 pub(crate) async fn watch_cluster(
     raft: RaftNode,
@@ -101,14 +109,20 @@ pub(crate) async fn watch_cluster(
     }
     loop {
         let events = tokio::select! {
-            e = watcher.recv_many() => e,
-            _ = stop.wait_for(|s| *s) => return,
+            biased;
+            e = watcher.recv_many() => Some(e),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let Some(events) = events else {
+            // Finish a re-wrap the cluster already asks for, so that a restart right after
+            // `docker swarm unlock-key --rotate` needs the new key, not the old one once more.
+            if let Some(c) = watcher.drain().ok().and_then(latest_cluster) {
+                reconcile(&raft, &c, current).await;
+            }
+            return;
         };
         let latest = match events {
-            Ok(events) => events.into_iter().rev().find_map(|e| match e.object() {
-                Some(Object::Cluster(c)) => Some(c.clone()),
-                _ => None,
-            }),
+            Ok(events) => latest_cluster(events),
             Err(_) => {
                 let (c, w) = store
                     .view_and_watch(WatchFilter::kinds(&[ObjectKind::Cluster]), |s| {
