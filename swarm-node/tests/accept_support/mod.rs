@@ -361,6 +361,28 @@ impl Node {
         }
     }
 
+    /// Polls `docker args` until it fails with a stderr containing `text`; returns that stderr.
+    pub async fn wait_for_error(&self, what: &str, args: &[&str], text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let o = self.docker(args).await;
+            if o.code != 0 && o.stderr.contains(text) {
+                return o.stderr;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out waiting for {what}; last `docker {}` ({}):\n{}\n{}\n{}",
+                    args.join(" "),
+                    o.code,
+                    o.stdout,
+                    o.stderr,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Waits until `docker service ls` shows `replicas` (e.g. `3/3`) for `service`.
     pub async fn wait_replicas(&self, service: &str, replicas: &str) {
         let filter = format!("name={service}");
