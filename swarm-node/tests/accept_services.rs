@@ -8,11 +8,12 @@
 //! leaves the task pending with "no suitable node (...)" until a label satisfies it, and a label
 //! change moves a placed task out; that `node update --availability drain` shuts every task down
 //! and `active` brings them back. The README test runs the daemon as the README says (default
-//! socket, `auto` runtime, `--init`) and checks what it prints and what it creates.
+//! socket, `auto` runtime, `--init`) and checks what it prints and what it creates. On the docker
+//! runtime, the engine's containers follow `service scale`, drain and `service rm`.
 
 mod accept_support;
 
-use accept_support::{Node, Runtime};
+use accept_support::{engine, Node, Runtime, IMAGE};
 
 /// `docker service ps` rows: name, desired state, current state (without its age).
 async fn task_rows(node: &Node, service: &str, extra: &[&str]) -> Vec<String> {
@@ -338,4 +339,90 @@ async fn readme_run_init_serves_the_docker_cli() {
     // `--init` again after a restart is a no-op: the same swarm comes back.
     node.restart().await;
     assert_eq!(node.node_id().await, id);
+}
+
+/// The running containers this node started for `service`, through the real engine.
+async fn running_containers(node_id: &str, service: &str) -> usize {
+    let out = engine(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.node.id={node_id}"),
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+    ])
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout.split_whitespace().count()
+}
+
+async fn wait_containers(node: &Node, node_id: &str, service: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + accept_support::TIMEOUT;
+    loop {
+        let have = running_containers(node_id, service).await;
+        if have == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{have} containers of {service} run, want {n}\n{}",
+            node.log_tail()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_scale_and_drain_on_the_docker_runtime() {
+    let Some(node) = Node::start(Runtime::Docker, true).await else {
+        return;
+    };
+    let node_id = node.node_id().await;
+    // `sleep` as PID 1 ignores SIGTERM: a short grace period keeps scaling down quick.
+    node.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--stop-grace-period",
+        "1s",
+        IMAGE,
+        "sleep",
+        "1000",
+    ])
+    .await;
+    node.wait_replicas("web", "3/3").await;
+    wait_containers(&node, &node_id, "web", 3).await;
+    let names = engine(&[
+        "ps",
+        "--filter",
+        &format!("label=com.docker.swarm.node.id={node_id}"),
+        "--format",
+        "{{.Names}}",
+    ])
+    .await
+    .stdout;
+    let tasks = node.ok(&["service", "ps", "web", "-q", "--no-trunc"]).await;
+    for t in tasks.lines() {
+        assert!(names.contains(t), "container named after task {t}: {names}");
+    }
+
+    node.ok(&["service", "scale", "--detach", "web=1"]).await;
+    node.wait_replicas("web", "1/1").await;
+    wait_containers(&node, &node_id, "web", 1).await;
+
+    node.ok(&["node", "update", "--availability", "drain", &node_id])
+        .await;
+    node.wait_replicas("web", "0/1").await;
+    wait_containers(&node, &node_id, "web", 0).await;
+    node.ok(&["node", "update", "--availability", "active", &node_id])
+        .await;
+    node.wait_replicas("web", "1/1").await;
+    wait_containers(&node, &node_id, "web", 1).await;
+
+    node.ok(&["service", "rm", "web"]).await;
+    wait_containers(&node, &node_id, "web", 0).await;
 }
