@@ -57,8 +57,14 @@ pub struct Out {
     pub stderr: String,
 }
 
+/// Says loudly that a test did not run. Written to the process's stderr directly: libtest captures
+/// `eprintln!` of passing tests, and a skip must be seen.
 fn skipped(why: &str) {
-    eprintln!("\n**********\nSKIPPED: {why}; this acceptance test did not run\n**********\n");
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n**********\nSKIPPED: {why}; this acceptance test did not run\n**********"
+    );
 }
 
 /// The docker CLI, if installed.
