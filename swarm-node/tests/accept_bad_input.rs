@@ -47,6 +47,9 @@ async fn snapshot(node: &Node) -> Vec<String> {
     out
 }
 
+/// A raw request: method, path, body, and the status and message piece it must get.
+type HttpCase<'a> = (&'a str, String, Option<&'a [u8]>, u16, &'a str);
+
 /// The ways `docker` commands fail, with a piece of what they must say.
 const CLI_CASES: &[(&[&str], &str)] = &[
     (&["service", "inspect", "nope"], "no such service: nope"),
@@ -170,7 +173,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let renamed = renamed.to_string();
     let stale = format!("/v1.44/services/keep/update?version={}", version - 1);
     let current = format!("/v1.44/services/keep/update?version={version}");
-    let cases: Vec<(&str, String, Option<&[u8]>, u16, &str)> = vec![
+    let cases: Vec<HttpCase<'_>> = vec![
         ("POST", "/v1.44/services/create".into(), Some(b"{\"Name\": \"x\", "), 400, "invalid JSON"),
         ("POST", "/v1.44/services/create".into(), Some(b"[1, 2]"), 400, "invalid JSON"),
         (
