@@ -20,10 +20,12 @@ const STATE_MAGIC: [u8; 8] = *b"SWRMSTA1";
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageFault> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tmp_path(path);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    // Owner-only: the key file may hold the KEK (autolock off); nothing here is for other users.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
         .open(&tmp)
         .map_err(|e| StorageFault::io("create", &tmp, e))?;
     f.write_all(bytes)
@@ -152,5 +154,11 @@ mod tests {
         atomic_write(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert!(!tmp_path(&p).exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "files written atomically are owner-only");
+        }
     }
 }
