@@ -296,12 +296,12 @@ impl Controller {
                 let _ = self.runtime.shutdown(&id).await;
                 let exit = self.runtime.wait(&id).await.ok();
                 let output = output.trim();
-                self.status.terminal(
-                    TaskState::Failed,
-                    None,
-                    format!("unhealthy container: {output}"),
-                    exit,
-                );
+                let err = if output.is_empty() {
+                    "unhealthy container".to_string()
+                } else {
+                    format!("unhealthy container: {output}")
+                };
+                self.status.terminal(TaskState::Failed, None, err, exit);
             }
             _ = stop => {
                 let _ = self.runtime.shutdown(&id).await;
