@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use swarm_core::objects::secret::{ConfigSpec, SecretSpec};
 use swarm_core::validate::{validate_config_spec, validate_secret_spec};
-use swarm_core::{Config, Id, Meta, ObjectKind, Secret, Version};
+use swarm_core::{Annotations, Config, Id, Meta, Object, Secret, StoreObject, Version};
 
 use super::resolve::resolve;
 use super::{new_id, Control, ControlError};
@@ -38,29 +38,13 @@ impl Control {
         data: Option<&[u8]>,
         labels: BTreeMap<String, String>,
     ) -> Result<(), ControlError> {
-        self.commit(|tx| {
-            let cur = resolve::<Secret>(tx.committed(), input)?;
-            let same_data = data.is_none_or(|d| constant_time_eq(d, cur.spec.data.expose()));
-            if !same_data || name != cur.spec.annotations.name {
-                return Err(ControlError::InvalidArgument(ONLY_LABELS.into()));
-            }
-            let mut s = (*cur).clone();
-            s.spec.annotations.labels = labels;
-            s.meta.version = Version(version);
-            tx.update(s)?;
-            Ok(())
-        })
-        .await
+        self.update_labels::<Secret>(input, version, name, data, labels)
+            .await
     }
 
     /// `docker secret rm`: refused while a service references the secret.
     pub async fn remove_secret(&self, input: &str) -> Result<(), ControlError> {
-        self.commit(|tx| {
-            let cur = resolve::<Secret>(tx.committed(), input)?;
-            tx.remove(ObjectKind::Secret, &cur.id)?;
-            Ok(())
-        })
-        .await
+        self.remove_blob::<Secret>(input).await
     }
 
     /// `docker config create`: validates (name, 1 byte .. < 1000 KiB) and stores the config.
@@ -87,29 +71,78 @@ impl Control {
         data: Option<&[u8]>,
         labels: BTreeMap<String, String>,
     ) -> Result<(), ControlError> {
+        self.update_labels::<Config>(input, version, name, data, labels)
+            .await
+    }
+
+    /// `docker config rm`: refused while a service references the config.
+    pub async fn remove_config(&self, input: &str) -> Result<(), ControlError> {
+        self.remove_blob::<Config>(input).await
+    }
+
+    /// Labels-only update shared by secrets and configs.
+    async fn update_labels<T: Blob>(
+        &self,
+        input: &str,
+        version: u64,
+        name: &str,
+        data: Option<&[u8]>,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(), ControlError> {
         self.commit(|tx| {
-            let cur = resolve::<Config>(tx.committed(), input)?;
-            let same_data = data.is_none_or(|d| d == cur.spec.data.as_slice());
-            if !same_data || name != cur.spec.annotations.name {
+            let cur = resolve::<T>(tx.committed(), input)?;
+            let same_data = data.is_none_or(|d| constant_time_eq(d, cur.data()));
+            if !same_data || name != cur.annotations().name {
                 return Err(ControlError::InvalidArgument(ONLY_LABELS.into()));
             }
-            let mut c = (*cur).clone();
-            c.spec.annotations.labels = labels;
-            c.meta.version = Version(version);
-            tx.update(c)?;
+            let mut o = (*cur).clone();
+            o.annotations_mut().labels = labels;
+            o.meta_mut().version = Version(version);
+            tx.update(o)?;
             Ok(())
         })
         .await
     }
 
-    /// `docker config rm`: refused while a service references the config.
-    pub async fn remove_config(&self, input: &str) -> Result<(), ControlError> {
+    /// Removal shared by secrets and configs (the store refuses it while a service uses the object).
+    async fn remove_blob<T: Blob>(&self, input: &str) -> Result<(), ControlError> {
         self.commit(|tx| {
-            let cur = resolve::<Config>(tx.committed(), input)?;
-            tx.remove(ObjectKind::Config, &cur.id)?;
+            let cur = resolve::<T>(tx.committed(), input)?;
+            tx.remove(T::KIND, &cur.id())?;
             Ok(())
         })
         .await
+    }
+}
+
+/// What secrets and configs have in common: a name, labels and a payload that never changes.
+trait Blob: StoreObject + Into<Object> {
+    fn annotations(&self) -> &Annotations;
+    fn annotations_mut(&mut self) -> &mut Annotations;
+    fn data(&self) -> &[u8];
+}
+
+impl Blob for Secret {
+    fn annotations(&self) -> &Annotations {
+        &self.spec.annotations
+    }
+    fn annotations_mut(&mut self) -> &mut Annotations {
+        &mut self.spec.annotations
+    }
+    fn data(&self) -> &[u8] {
+        self.spec.data.expose()
+    }
+}
+
+impl Blob for Config {
+    fn annotations(&self) -> &Annotations {
+        &self.spec.annotations
+    }
+    fn annotations_mut(&mut self) -> &mut Annotations {
+        &mut self.spec.annotations
+    }
+    fn data(&self) -> &[u8] {
+        &self.spec.data
     }
 }
 
