@@ -14,10 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_core::action::MAX_ACTIONS_PER_BATCH;
-use swarm_core::objects::node::{
-    EngineDescription, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState,
-    NodeStatus, Platform, Resources,
-};
 use swarm_core::objects::service::ServiceMode;
 use swarm_core::{
     Annotations, Batch, Event, Id, Meta, Node, Object, Service, ServiceSpec, Store, StoreAction,
@@ -26,47 +22,20 @@ use swarm_core::{
 
 use crate::Scheduler;
 
-/// A deterministic id from a number.
-pub fn id(n: u128) -> Id {
-    Id::from_u128(n)
-}
+/// A deterministic id from a number (swarm-core's fixture).
+pub use swarm_core::testing::id;
 
 /// One CPU in nano-CPUs.
 pub const CPU: i64 = 1_000_000_000;
 /// One GiB in bytes.
 pub const GIB: i64 = 1 << 30;
 
-/// Node `n`: ready, active worker, hostname `node-<n>`, linux/x86_64, 4 CPUs, 8 GiB, address
-/// `10.<n / 256 % 256>.<n % 256>.1`, no labels.
+/// Node `n`: swarm-core's fixture node (ready, active worker, hostname `node-<n>`, linux/x86_64,
+/// 4 CPUs, 8 GiB, no labels) with address `10.<n / 256 % 256>.<n % 256>.1`.
 pub fn node(n: u128) -> Node {
-    Node {
-        id: id(n),
-        meta: Meta::default(),
-        spec: NodeSpec {
-            annotations: Annotations::default(),
-            desired_role: NodeRole::Worker,
-            availability: NodeAvailability::Active,
-        },
-        description: Some(NodeDescription {
-            hostname: format!("node-{n}"),
-            platform: Platform {
-                architecture: "x86_64".into(),
-                os: "linux".into(),
-            },
-            resources: Resources {
-                nano_cpus: 4 * CPU,
-                memory_bytes: 8 * GIB,
-            },
-            engine: EngineDescription::default(),
-        }),
-        status: NodeStatus {
-            state: NodeState::Ready,
-            message: String::new(),
-            addr: format!("10.{}.{}.1", n / 256 % 256, n % 256),
-        },
-        manager_status: None,
-        role: NodeRole::Worker,
-    }
+    let mut node = swarm_core::testing::node(n);
+    node.status.addr = format!("10.{}.{}.1", n / 256 % 256, n % 256);
+    node
 }
 
 /// [`node`] with node labels (`node.labels.<k>`).
