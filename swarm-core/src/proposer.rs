@@ -17,8 +17,8 @@ use crate::action::{
 use crate::store::{SharedStore, StoreError, Tx};
 use crate::time::Clock;
 
-/// Why a proposal was not committed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Why a proposal was not committed. Serializable, for proposals forwarded between managers.
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum CommitError {
     /// The store refused the change (conflict, missing object, in use...). Nothing changed.
     #[error(transparent)]

@@ -386,3 +386,42 @@ fn actions_decode_refuses_garbage_and_oversize() {
     evil[7] = 0x10;
     assert!(swarm_core::action::decode_actions(&evil).is_err());
 }
+
+#[test]
+fn store_and_commit_errors_round_trip_through_bincode() {
+    // A refusal on a raft leader travels back to the replica that forwarded the proposal.
+    let cases = vec![
+        StoreError::AlreadyExists {
+            kind: ObjectKind::Task,
+            id: id(7),
+        },
+        StoreError::VersionConflict {
+            kind: ObjectKind::Service,
+            id: id(7),
+            current: 3,
+            given: 2,
+        },
+        StoreError::InUse {
+            kind: ObjectKind::Secret,
+            name: "s".into(),
+            services: vec!["a".into()],
+        },
+        StoreError::StateRegression {
+            id: id(7),
+            from: TaskState::Running,
+            to: TaskState::New,
+        },
+        StoreError::StaleIndex {
+            current: 5,
+            given: 5,
+        },
+    ];
+    for e in cases {
+        let c = swarm_core::CommitError::Rejected(e);
+        let bytes = bincode::serialize(&c).unwrap();
+        assert_eq!(
+            bincode::deserialize::<swarm_core::CommitError>(&bytes).unwrap(),
+            c
+        );
+    }
+}

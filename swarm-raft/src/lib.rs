@@ -26,7 +26,7 @@
 //!   transport with fault injection.
 //! - [`node`]: [`RaftNode`] (start, propose, reads, RPC handling); [`membership`]: add, demote,
 //!   remove, force-new-cluster, leader step-down.
-//! - [`config`], [`error`], [`wire`] (serializable errors), [`fuzzing`] (fuzz entry points),
+//! - [`config`], [`error`], [`fuzzing`] (fuzz entry points),
 //!   `testing` (feature `testing`: an in-process cluster harness).
 #![warn(missing_docs, unreachable_pub)]
 
@@ -48,7 +48,6 @@ pub mod state_machine;
 pub mod testing;
 pub mod types;
 pub mod wal;
-pub mod wire;
 
 pub use config::{NodeConfig, RaftConfig};
 pub use error::{KeyChangeError, MembershipError, StartError, StorageFault};

@@ -24,11 +24,10 @@ use openraft::raft::{
 };
 use openraft::RPCTypes;
 use serde::{Deserialize, Serialize};
-use swarm_core::StoreAction;
+use swarm_core::{CommitError, StoreAction};
 use thiserror::Error;
 
 use crate::types::{ManagerNode, NodeId, TypeConfig};
-use crate::wire::WireCommitError;
 
 /// A request from one manager to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,9 +54,9 @@ pub enum RaftReply {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     /// The index the proposal was applied at.
-    Propose(Result<u64, WireCommitError>),
+    Propose(Result<u64, CommitError>),
     /// The leader's read index.
-    ReadIndex(Result<u64, WireCommitError>),
+    ReadIndex(Result<u64, CommitError>),
 }
 
 /// Why a transport could not deliver a request.

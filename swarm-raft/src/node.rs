@@ -304,7 +304,7 @@ impl RaftNode {
             }),
             Ok(Ok(resp)) => match resp.data {
                 Applied::Committed { index } => Ok(index),
-                Applied::Rejected(e) => Err(CommitError::Rejected(e.into())),
+                Applied::Rejected(e) => Err(CommitError::Rejected(e)),
                 Applied::Nothing => Err(CommitError::Stopped),
             },
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
@@ -380,7 +380,7 @@ impl RaftNode {
             self.local_read_index().await?
         } else {
             match self.forward(leader, RaftRpc::ReadIndex).await? {
-                RaftReply::ReadIndex(r) => r.map_err(CommitError::from)?,
+                RaftReply::ReadIndex(r) => r?,
                 _ => return Err(CommitError::Stopped),
             }
         };
@@ -447,11 +447,9 @@ impl RaftNode {
                     Err(e) => Err(e),
                     Ok(()) => self.propose_as_leader(actions).await,
                 };
-                RaftReply::Propose(r.map_err(Into::into))
+                RaftReply::Propose(r)
             }
-            RaftRpc::ReadIndex => {
-                RaftReply::ReadIndex(self.local_read_index().await.map_err(Into::into))
-            }
+            RaftRpc::ReadIndex => RaftReply::ReadIndex(self.local_read_index().await),
         }
     }
 
@@ -505,7 +503,7 @@ impl Proposer for RaftNode {
                         self.wait_applied(index, timeout).await?;
                         Ok(index)
                     }
-                    Ok(RaftReply::Propose(Err(e))) => Err(e.into()),
+                    Ok(RaftReply::Propose(Err(e))) => Err(e),
                     Ok(_) => Err(CommitError::Stopped),
                     // The leader we knew is unreachable: wait for another one below.
                     Err(_) => Err(CommitError::NotLeader { leader: None }),

@@ -228,7 +228,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     };
                     match self.inner.store.apply(batch) {
                         Ok(()) => Applied::Committed { index: id.index },
-                        Err(e) => Applied::Rejected(e.into()),
+                        Err(e) => Applied::Rejected(e),
                     }
                 }
             };

@@ -4,9 +4,7 @@
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
-use swarm_core::{StoreAction, Timestamp};
-
-use crate::wire::WireStoreError;
+use swarm_core::{StoreAction, StoreError, Timestamp};
 
 /// A raft node id. Swarm managers use a random 64-bit raft id, separate from their 25-character
 /// node id (as SwarmKit does).
@@ -65,5 +63,5 @@ pub enum Applied {
         index: u64,
     },
     /// The store refused the batch; nothing changed (on any replica).
-    Rejected(WireStoreError),
+    Rejected(StoreError),
 }

@@ -35,7 +35,8 @@ use tables::{name_key, Tables};
 use watch::Subscription;
 
 /// Why a store change was refused. A refused change leaves the store exactly as it was.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+/// Serializable, so a refusal on a raft leader travels back to the replica that forwarded it.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum StoreError {
     /// An object with this id already exists.
     #[error("{kind} {id} already exists")]
