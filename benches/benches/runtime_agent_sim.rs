@@ -42,6 +42,8 @@ fn tasks(n: usize, node: Id, round: u128) -> Vec<Arc<Task>> {
                 job_iteration: None,
                 assigned_secrets: Vec::new(),
                 assigned_configs: Vec::new(),
+                networks: Vec::new(),
+                ports: Vec::new(),
             })
         })
         .collect()

@@ -112,6 +112,8 @@ pub fn task(n: u128, service: &Service, slot: u64) -> Task {
         job_iteration: None,
         assigned_secrets: Vec::new(),
         assigned_configs: Vec::new(),
+        networks: Vec::new(),
+        ports: Vec::new(),
     }
 }
 
@@ -161,6 +163,8 @@ pub fn typical_task(n: u128, service_id: Id, node: Option<Id>) -> Task {
         job_iteration: None,
         assigned_secrets: Vec::new(),
         assigned_configs: Vec::new(),
+        networks: Vec::new(),
+        ports: Vec::new(),
     }
 }
 

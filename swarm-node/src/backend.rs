@@ -39,6 +39,17 @@ pub struct ClusterAccess {
     pub proposer: Arc<dyn Proposer>,
     /// This node's id.
     pub node_id: Id,
+    /// Checks that this node can serve a newly published port; `None` checks nothing.
+    pub ports: Option<Arc<dyn PortCheck>>,
+}
+
+/// Asked before a service starts publishing a port (its own, already published ports are never
+/// asked about): whether this node can serve it. The daemon answers from its routing mesh
+/// (`crate::mesh`), which tries to bind the port.
+pub trait PortCheck: Send + Sync {
+    /// `Err(reason)` when `port` (protocol, published port, mode) cannot be published here, e.g.
+    /// `address in use` because another program holds it.
+    fn check(&self, port: &swarm_core::objects::service::PortConfig) -> Result<(), String>;
 }
 
 impl std::fmt::Debug for ClusterAccess {

@@ -205,6 +205,7 @@ impl Daemon {
             store: manager.store().clone(),
             proposer: manager.proposer(),
             node_id,
+            ports: None,
         };
         self.set_view(SwarmState::Active, Some(access), Some(node_id));
         Running::Active(Box::new((manager, worker)))

@@ -139,6 +139,7 @@ impl Backend for TestBackend {
                 store: self.store.clone(),
                 proposer: self.proposer.clone(),
                 node_id,
+                ports: None,
             }),
             (SwarmState::Locked, _) => Err(BackendError::Locked),
             _ => Err(BackendError::NotInSwarm),

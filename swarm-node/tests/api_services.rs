@@ -110,6 +110,8 @@ async fn list_filters_as_maps_or_lists_and_status() {
         job_iteration: None,
         assigned_secrets: vec![],
         assigned_configs: vec![],
+        networks: Vec::new(),
+        ports: Vec::new(),
     };
     env.backend
         .commit(vec![StoreAction::Create(task.into())])

@@ -35,6 +35,8 @@ fn task(
         job_iteration: None,
         assigned_secrets: vec![],
         assigned_configs: vec![],
+        networks: Vec::new(),
+        ports: Vec::new(),
     }
 }
 

@@ -147,6 +147,9 @@ pub(crate) struct Controller {
     pub(crate) status: StatusTx,
     pub(crate) desired: watch::Receiver<Arc<Task>>,
     pub(crate) removed: watch::Receiver<bool>,
+    /// How long a routing-mesh backend keeps running after it is told to stop (see
+    /// [`crate::AgentConfig::mesh_drain`]).
+    pub(crate) drain: std::time::Duration,
 }
 
 impl Controller {
@@ -243,15 +246,17 @@ impl Controller {
             self.status.fatal(e.to_string());
             return true;
         }
-        let (pid, cid) = match self.runtime.inspect(&id).await {
-            Ok(i) => (i.pid, i.container_id),
-            Err(_) => (0, String::new()),
+        let (pid, cid, addresses, ports) = match self.runtime.inspect(&id).await {
+            Ok(i) => (i.pid, i.container_id, i.addresses, i.ports),
+            Err(_) => (0, String::new(), Vec::new(), Vec::new()),
         };
         self.status.send(|s| {
             s.state = TaskState::Running;
             s.message = "started".into();
             s.pid = i64::from(pid);
             s.container_id = cid;
+            s.addresses = addresses;
+            s.port_status = ports;
         });
         self.monitor().await
     }
@@ -304,12 +309,29 @@ impl Controller {
                 self.status.terminal(TaskState::Failed, None, err, exit);
             }
             _ = stop => {
+                if self.is_mesh_backend() && !self.drain.is_zero() {
+                    // The routing mesh stopped sending new connections here when the desired
+                    // state changed; let the ones in flight finish before the stop signal.
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.drain) => {}
+                        _ = self.runtime.wait(&id) => {}
+                    }
+                }
                 let _ = self.runtime.shutdown(&id).await;
                 let exit = self.runtime.wait(&id).await.ok();
                 self.status.terminal(TaskState::Shutdown, Some("shutdown"), String::new(), exit);
             }
         }
         true
+    }
+
+    /// Whether the routing mesh sends connections to this task (its service publishes ingress
+    /// ports).
+    fn is_mesh_backend(&self) -> bool {
+        self.task
+            .ports
+            .iter()
+            .any(|p| p.publish_mode == swarm_core::objects::service::PublishMode::Ingress)
     }
 
     /// The probe command and config, if the task has a health check (the spec's, else the

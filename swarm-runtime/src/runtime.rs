@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use swarm_core::objects::service::{ContainerSpec, HealthConfig, ResourceRequirements};
+use swarm_core::objects::service::{ContainerSpec, HealthConfig, PortConfig, ResourceRequirements};
+use swarm_core::objects::task::{NetworkAttachment, TaskAddress};
 use swarm_core::{Id, SecretData};
 
 use crate::error::RuntimeError;
@@ -35,6 +36,12 @@ pub struct TaskConfig {
     pub resources: ResourceRequirements,
     /// Secret and config files to materialise, with resolved targets and payloads.
     pub files: Vec<TaskFile>,
+    /// Swarm networks to attach to. `aliases` is the complete list of DNS names the task answers
+    /// to on that network: the service name, `tasks.<service>`, the task name, then the
+    /// service's extra aliases.
+    pub networks: Vec<NetworkAttachment>,
+    /// The service's published ports; the adapter binds the host-mode ones on the node.
+    pub ports: Vec<PortConfig>,
 }
 
 impl TaskConfig {
@@ -49,6 +56,8 @@ impl TaskConfig {
             container,
             resources: ResourceRequirements::default(),
             files: Vec::new(),
+            networks: Vec::new(),
+            ports: Vec::new(),
         }
     }
 }
@@ -137,6 +146,10 @@ pub struct TaskInspect {
     pub staged_files: Vec<PathBuf>,
     /// The image's own health check, used when the spec's test is empty (Docker images only).
     pub image_healthcheck: Option<HealthConfig>,
+    /// Where the running task can be reached, one entry per network (empty before it runs).
+    pub addresses: Vec<TaskAddress>,
+    /// The host-mode ports bound for the task, with the node port chosen when none was given.
+    pub ports: Vec<PortConfig>,
 }
 
 /// What [`Runtime::exec`] returns.

@@ -319,6 +319,8 @@ impl Runtime for SimRuntime {
                 pid: 0,
                 staged_files: Vec::new(),
                 image_healthcheck: None,
+                addresses: Vec::new(),
+                ports: Vec::new(),
             })
         })
     }

@@ -83,6 +83,8 @@ pub fn task(svc: &Service, slot: u64, n: u128) -> Task {
         job_iteration: None,
         assigned_secrets: Vec::new(),
         assigned_configs: Vec::new(),
+        networks: Vec::new(),
+        ports: Vec::new(),
     }
 }
 

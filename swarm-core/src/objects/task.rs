@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use std::net::IpAddr;
+
 use crate::id::Id;
 use crate::meta::{Annotations, Meta, Version};
-use crate::objects::service::TaskSpec;
+use crate::objects::network::Network;
+use crate::objects::service::{PortConfig, TaskSpec};
 use crate::time::Timestamp;
 
 /// A task.
@@ -42,6 +45,32 @@ pub struct Task {
     pub assigned_secrets: Vec<Id>,
     /// Configs assigned to the task when it was dispatched (ids).
     pub assigned_configs: Vec<Id>,
+    /// The networks the task attaches to, resolved from `spec.networks` when the task was created
+    /// (networks cannot change once created, so the copy never goes stale).
+    pub networks: Vec<NetworkAttachment>,
+    /// The service's published ports (as allocated) when the task was created. The node binds the
+    /// host-mode ones; ingress ports are served by the routing mesh from the service's endpoint.
+    pub ports: Vec<PortConfig>,
+}
+
+/// A task's attachment to a swarm network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkAttachment {
+    /// The network object.
+    pub network: Arc<Network>,
+    /// Extra DNS aliases from the service's attachment config (the service name and the task name
+    /// are always aliases).
+    pub aliases: Vec<String>,
+}
+
+/// One address a running task can be reached at, as its runtime reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAddress {
+    /// The swarm network the address is on; `None` for the runtime's own network (the node's
+    /// host network for the process runtime, the engine's default bridge for docker).
+    pub network_id: Option<Id>,
+    /// The address.
+    pub addr: IpAddr,
 }
 
 /// Task life-cycle states, in the order a task moves through them. A task's observed state never
@@ -166,6 +195,10 @@ pub struct TaskStatus {
     pub exit_code: Option<i64>,
     /// Health as seen by the agent's health checks.
     pub health: Option<Health>,
+    /// Where the running task can be reached (reported when it starts).
+    pub addresses: Vec<TaskAddress>,
+    /// Host-mode ports actually bound on the node (with the port chosen when none was published).
+    pub port_status: Vec<PortConfig>,
 }
 
 /// Health check result.

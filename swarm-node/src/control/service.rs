@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use swarm_core::objects::service::{
-    ConfigReference, EndpointMode, FileTarget, JobStatus, PublishMode, SecretReference,
+    ConfigReference, Endpoint, EndpointMode, FileTarget, JobStatus, PortConfig, PublishMode,
+    SecretReference,
 };
 use swarm_core::validate::{validate_service_spec, validate_service_update};
 use swarm_core::{
@@ -68,6 +69,7 @@ impl Control {
         self.commit(|tx| {
             let spec = prepare_spec(tx, req)?;
             check_port_conflicts(tx, &spec, None)?;
+            let endpoint = self.allocate_endpoint(tx, &spec, None, &Endpoint::default())?;
             let job_status = spec.mode.is_job().then_some(JobStatus {
                 job_iteration: Version(0),
                 last_execution: now,
@@ -75,7 +77,7 @@ impl Control {
             tx.create(Service {
                 id,
                 meta: Meta::default(),
-                endpoint: Default::default(),
+                endpoint,
                 spec,
                 spec_version: Version(0),
                 previous_spec: None,
@@ -110,11 +112,117 @@ impl Control {
                 }
                 apply_service_update(&cur, spec, now)
             };
+            if rollback && next.spec.endpoint != cur.spec.endpoint {
+                check_port_conflicts(tx, &next.spec, Some(cur.id))?;
+            }
+            next.endpoint = self.allocate_endpoint(tx, &next.spec, Some(cur.id), &cur.endpoint)?;
             next.meta.version = Version(version);
             tx.update(next)?;
             Ok(())
         })
         .await
+    }
+
+    /// The endpoint `spec` gets: its ports with every ingress port published as 0 given a port of
+    /// the dynamic range (30000-32767, SwarmKit's), keeping the one `prev` allocated for the same
+    /// target and protocol. Host-mode ports keep 0 (the node picks one per task). Every port the
+    /// service did not publish before is checked with the node's [`crate::backend::PortCheck`].
+    fn allocate_endpoint(
+        &self,
+        tx: &Tx<'_>,
+        spec: &ServiceSpec,
+        service: Option<Id>,
+        prev: &Endpoint,
+    ) -> Result<Endpoint, ControlError> {
+        let mut taken: std::collections::BTreeSet<(u32, swarm_core::objects::service::Protocol)> =
+            std::collections::BTreeSet::new();
+        for other in tx.list::<Service>() {
+            if Some(other.id) == service {
+                continue;
+            }
+            for p in other
+                .spec
+                .endpoint
+                .ports
+                .iter()
+                .chain(&other.endpoint.ports)
+            {
+                if p.published_port != 0 {
+                    taken.insert((p.published_port, p.protocol));
+                }
+            }
+        }
+        for p in &spec.endpoint.ports {
+            if p.published_port != 0 {
+                taken.insert((p.published_port, p.protocol));
+            }
+        }
+        let was_published = |p: &PortConfig| {
+            prev.ports.iter().any(|q| {
+                q.published_port == p.published_port
+                    && q.protocol == p.protocol
+                    && q.publish_mode == p.publish_mode
+            })
+        };
+        let check = |p: &PortConfig| -> Result<(), ControlError> {
+            match &self.access.ports {
+                Some(c) if !was_published(p) => c.check(p).map_err(|reason| {
+                    ControlError::InvalidArgument(format!(
+                        "port {}/{} cannot be published on this node: {reason}",
+                        p.published_port,
+                        p.protocol.as_str()
+                    ))
+                }),
+                _ => Ok(()),
+            }
+        };
+        let mut ports = Vec::with_capacity(spec.endpoint.ports.len());
+        for p in &spec.endpoint.ports {
+            let mut p = p.clone();
+            if p.publish_mode == PublishMode::Ingress && p.published_port == 0 {
+                let kept = prev.spec.ports.iter().zip(&prev.ports).find(|(s, a)| {
+                    s.published_port == 0
+                        && s.publish_mode == PublishMode::Ingress
+                        && s.target_port == p.target_port
+                        && s.protocol == p.protocol
+                        && !taken.contains(&(a.published_port, a.protocol))
+                });
+                p.published_port = match kept {
+                    Some((_, a)) => a.published_port,
+                    None => {
+                        let mut found = None;
+                        for port in DYNAMIC_PORTS {
+                            if taken.contains(&(port, p.protocol)) {
+                                continue;
+                            }
+                            let mut candidate = p.clone();
+                            candidate.published_port = port;
+                            if check(&candidate).is_ok() {
+                                found = Some(port);
+                                break;
+                            }
+                        }
+                        found.ok_or_else(|| {
+                            ControlError::InvalidArgument(format!(
+                                "no free port left in the dynamic range {}-{} for target port {}/{}",
+                                DYNAMIC_PORTS.start(),
+                                DYNAMIC_PORTS.end(),
+                                p.target_port,
+                                p.protocol.as_str()
+                            ))
+                        })?
+                    }
+                };
+                taken.insert((p.published_port, p.protocol));
+            } else if p.published_port != 0 {
+                check(&p)?;
+            }
+            ports.push(p);
+        }
+        Ok(Endpoint {
+            spec: spec.endpoint.clone(),
+            ports,
+        })
     }
 
     /// `docker service rm`. The orchestrator removes the service's tasks.
@@ -127,6 +235,9 @@ impl Control {
         .await
     }
 }
+
+/// The range ingress ports published as 0 are allocated from (SwarmKit's).
+const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
 
 /// Task counts of `service` (see [`ServiceStatus`]).
 pub fn service_status(store: &swarm_core::Store, service: &Service) -> ServiceStatus {

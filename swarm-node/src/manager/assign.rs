@@ -289,6 +289,8 @@ mod tests {
             job_iteration: None,
             assigned_secrets: Vec::new(),
             assigned_configs: Vec::new(),
+            networks: Vec::new(),
+            ports: Vec::new(),
         };
         t.status.state = state;
         if let Some(s) = secret {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use swarm_core::objects::node::NodeDescription;
 use swarm_core::objects::service::FileTarget;
+use swarm_core::objects::task::NetworkAttachment;
 use swarm_core::{Config, Id, Secret, SecretData, Task};
 
 use crate::files::resolve_target;
@@ -143,5 +144,28 @@ pub(crate) fn task_config(
         container,
         resources: task.spec.resources,
         files,
+        networks: task
+            .networks
+            .iter()
+            .map(|att| NetworkAttachment {
+                network: att.network.clone(),
+                aliases: task_aliases(task, &att.aliases),
+            })
+            .collect(),
+        ports: task.ports.clone(),
     })
+}
+
+/// Every DNS name `task` answers to on a network: the service name (DNS round-robin over the
+/// service's tasks), `tasks.<service>` (the same, as Docker spells it), the task's own name, then
+/// the service's extra aliases for that network; duplicates dropped.
+fn task_aliases(task: &Task, extra: &[String]) -> Vec<String> {
+    let service = &task.service_annotations.name;
+    let mut out = vec![service.clone(), format!("tasks.{service}"), task.name()];
+    for a in extra {
+        if !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    out
 }

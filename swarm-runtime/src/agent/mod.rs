@@ -48,6 +48,12 @@ pub struct AgentConfig {
     pub reconnect_min: Duration,
     /// Longest reconnect delay.
     pub reconnect_max: Duration,
+    /// How long a task that is a routing-mesh backend (its service publishes ingress ports) keeps
+    /// running after it is told to stop, before its stop signal: the mesh has stopped sending it
+    /// new connections by then, and the ones in flight get this long to finish. Docker waits
+    /// 2 s for its gossip to converge; on one node the mesh sees the change at once. Default
+    /// 500 ms; zero stops at once.
+    pub mesh_drain: Duration,
 }
 
 impl AgentConfig {
@@ -60,6 +66,7 @@ impl AgentConfig {
             batch_max: 10_000,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            mesh_drain: Duration::from_millis(500),
         }
     }
 }
@@ -340,6 +347,7 @@ impl AgentLoop {
             status,
             desired: desired_rx,
             removed: removed_rx,
+            drain: self.config.mesh_drain,
         };
         let join = tokio::spawn(controller.run());
         self.controllers.insert(

@@ -373,6 +373,8 @@ impl Runtime for DockerRuntime {
             pid,
             staged_files: files,
             image_healthcheck,
+            addresses: Vec::new(),
+            ports: Vec::new(),
         })
     }
 

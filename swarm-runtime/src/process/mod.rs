@@ -352,6 +352,8 @@ impl Runtime for ProcessRuntime {
             pid: t.pid,
             staged_files,
             image_healthcheck: None,
+            addresses: Vec::new(),
+            ports: Vec::new(),
         })
     }
 

@@ -54,6 +54,8 @@ pub fn task(svc: &str, slot: u64, container: ContainerSpec) -> Task {
         job_iteration: None,
         assigned_secrets: Vec::new(),
         assigned_configs: Vec::new(),
+        networks: Vec::new(),
+        ports: Vec::new(),
     }
 }
 

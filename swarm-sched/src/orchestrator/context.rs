@@ -14,8 +14,9 @@ use rand_core::RngCore;
 use swarm_core::constraint::{parse_constraints, Constraint};
 use swarm_core::objects::node::{NodeAvailability, NodeState};
 use swarm_core::objects::service::TaskSpec;
+use swarm_core::objects::task::NetworkAttachment;
 use swarm_core::{
-    Id, Node, ObjectKind, Service, Task, TaskState, TaskStatus, Timestamp, Tx, Version,
+    Id, Network, Node, ObjectKind, Service, Task, TaskState, TaskStatus, Timestamp, Tx, Version,
 };
 
 /// Most tasks one service creates in one tick (a service asking for more, e.g. a typo of a
@@ -173,6 +174,26 @@ impl<'t, 'a> Ctx<'t, 'a> {
         let _ = self.tx.remove(ObjectKind::Task, id);
     }
 
+    /// The network attachments of a new task of `service`: each network of the spec, looked up
+    /// by id. A network that no longer exists is skipped (the store refuses to remove a network a
+    /// service uses, so this only happens to a service written around that rule).
+    fn attachments(&self, service: &Service) -> Vec<NetworkAttachment> {
+        service
+            .spec
+            .task
+            .networks
+            .iter()
+            .filter_map(|att| {
+                let id = Id::parse(&att.target).ok()?;
+                let network: Arc<Network> = self.tx.get::<Network>(&id)?;
+                Some(NetworkAttachment {
+                    network,
+                    aliases: att.aliases.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// Creates a task of `service`'s current spec in `slot` (or on `node`, for global services), in
     /// state pending, with the given desired state. Returns its id.
     pub(crate) fn create_task(
@@ -209,6 +230,8 @@ impl<'t, 'a> Ctx<'t, 'a> {
             job_iteration,
             assigned_secrets: Vec::new(),
             assigned_configs: Vec::new(),
+            networks: self.attachments(service),
+            ports: service_ports(service),
         };
         if self.tx.create(task).is_ok() {
             self.created_by_slot
@@ -224,6 +247,16 @@ impl<'t, 'a> Ctx<'t, 'a> {
             }
         }
         id
+    }
+}
+
+/// The published ports a new task of `service` records: the allocated endpoint's, or the spec's
+/// while nothing has been allocated.
+pub(crate) fn service_ports(service: &Service) -> Vec<swarm_core::objects::service::PortConfig> {
+    if service.endpoint.ports.is_empty() {
+        service.spec.endpoint.ports.clone()
+    } else {
+        service.endpoint.ports.clone()
     }
 }
 

@@ -5,13 +5,25 @@ use std::sync::Arc;
 use swarm_core::objects::service::TaskSpec;
 use swarm_core::{Node, Service, Task};
 
-use crate::orchestrator::context::{constraints_of, node_matches};
+use swarm_core::objects::service::{PortConfig, PublishMode};
+
+use crate::orchestrator::context::{constraints_of, node_matches, service_ports};
+
+/// The host-mode ports among `ports`: the only ones bound by the task itself (ingress ports are
+/// served by the routing mesh from the service's endpoint, so changing them replaces no task).
+fn host_ports(ports: &[PortConfig]) -> Vec<&PortConfig> {
+    ports
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Host)
+        .collect()
+}
 
 /// Whether `task` no longer matches `service` and must be replaced by a rolling update.
 ///
 /// - Same spec version: clean (the service's spec has not changed since the task was made).
 /// - Otherwise dirty if the task spec differs from the service's, which includes a changed
-///   `force_update` counter.
+///   `force_update` counter, or if the service's host-mode published ports changed (the task
+///   binds those itself).
 /// - Except when only the placement changed and the task's node (`node`) still satisfies the new
 ///   constraints: such a task keeps running.
 pub fn is_task_dirty(service: &Service, task: &Task, node: Option<&Node>) -> bool {
@@ -19,6 +31,9 @@ pub fn is_task_dirty(service: &Service, task: &Task, node: Option<&Node>) -> boo
         return false;
     }
     let want = &service.spec.task;
+    if host_ports(&task.ports) != host_ports(&service_ports(service)) {
+        return true;
+    }
     if *task.spec == *want {
         return false;
     }

@@ -236,7 +236,7 @@ fn endpoint_out(e: &EndpointSpec) -> models::EndpointSpec {
     }
 }
 
-fn port_out(p: &PortConfig) -> models::EndpointPortConfig {
+pub(crate) fn port_out(p: &PortConfig) -> models::EndpointPortConfig {
     models::EndpointPortConfig {
         name: (!p.name.is_empty()).then(|| p.name.clone()),
         protocol: Some(match p.protocol {

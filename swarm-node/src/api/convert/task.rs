@@ -460,7 +460,14 @@ pub(crate) fn task_out(t: &Task) -> models::Task {
                 pid: Some(st.pid),
                 exit_code: Some(st.exit_code.unwrap_or(0)),
             }),
-            port_status: Some(Default::default()),
+            port_status: Some(models::PortStatus {
+                ports: (!st.port_status.is_empty()).then(|| {
+                    st.port_status
+                        .iter()
+                        .map(super::service::port_out)
+                        .collect()
+                }),
+            }),
         }),
         desired_state: Some(state_out(t.desired_state)),
         job_iteration: t
