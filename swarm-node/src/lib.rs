@@ -21,6 +21,7 @@ pub mod control;
 pub mod daemon;
 pub mod dispatcher;
 pub mod manager;
+pub mod mesh;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

@@ -1,0 +1,309 @@
+//! The routing mesh: Docker's ingress publishing for a single host, as a userspace TCP/UDP
+//! proxy.
+//!
+//! # What it does
+//! For every port a service publishes in ingress mode (`--publish 8080:80`), the mesh listens on
+//! `<mesh addr>:8080` ([`MeshConfig::addr`], `--mesh-addr`, default `0.0.0.0`) and forwards each
+//! connection (TCP) or client flow (UDP) to one of the service's tasks on its target port (80).
+//! It watches the store: a listener opens when a service starts publishing a port and closes
+//! when none does; the backends behind it follow task and service events as they are committed.
+//!
+//! # Policy
+//! - **Backends** of a service: its tasks with desired state running (or earlier), observed
+//!   state running, health absent or healthy (a task still `starting` its health checks, or
+//!   unhealthy, gets no traffic), and an address. The address is the task's first one on a
+//!   swarm network it is attached to, else its first one ([`backend_addr`]). A task leaves the
+//!   set as soon as its desired state moves past running is committed, before it is stopped:
+//!   the agent waits `mesh_drain` between the two, so no new connection reaches a stopping task.
+//! - **TCP**: round robin over the current backends; a backend that refuses or does not answer
+//!   within [`MeshConfig::connect_timeout`] is skipped and the next one tried, each at most once;
+//!   if none answers the client connection is closed. Then bytes are copied both ways with
+//!   half-close passed on and `TCP_NODELAY` on both sides. A backend that dies ends only its own
+//!   connections. Existing connections survive backend-set changes (they end with their task)
+//!   and the closing of their listener; they are closed when the mesh stops. At most
+//!   [`MeshConfig::max_connections`] connections per port at once: beyond that, new ones wait in
+//!   the listen backlog. Accept errors (EMFILE...) never end a listener: it backs off briefly.
+//! - **UDP**: per client address a session, a socket connected to a backend chosen round robin,
+//!   relaying datagrams both ways; it expires after [`MeshConfig::udp_idle_timeout`] idle, when its
+//!   backend leaves the set or answers "port unreachable". At most
+//!   [`MeshConfig::max_udp_sessions`] per port; datagrams of new clients beyond that are dropped.
+//!   Replies leave from the published socket: with a wildcard mesh address on a multi-homed host
+//!   the kernel picks their source address.
+//! - **SCTP** ingress ports are not served (a warning is logged once per port).
+//! - A port that cannot be bound when it is published (another program took it after the
+//!   check) is logged and retried every [`MeshConfig::rebind_interval`].
+//! - **Port check**: [`RoutingMesh`] implements [`PortCheck`]: before a service starts publishing
+//!   a port the control layer asks whether this node can serve it; the mesh tries to bind it (see
+//!   [`RoutingMesh::check`](PortCheck::check)).
+//!
+//! # What it does not do
+//! No virtual IPs, no IPVS, no iptables/nftables rules, no overlay network: this is one host, and
+//! the backends are the tasks whose addresses this node can reach (the docker runtime's container
+//! IPs, the process runtime's loopback). Client source addresses are not preserved (backends see
+//! the mesh's address), as with Docker's ingress SNAT. Service-to-service VIPs and DNS are not
+//! provided here.
+//!
+//! # Layout
+//! - `table.rs`: the route table, a state machine without I/O (store events in, listener changes
+//!   out);
+//! - `driver.rs`: the task feeding it and opening/closing listeners;
+//! - `route.rs`: one published port's live backend list, shared with its listener;
+//! - `tcp.rs`, `udp.rs`: the proxies.
+
+mod driver;
+mod route;
+mod table;
+mod tcp;
+mod udp;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use swarm_core::objects::service::{PortConfig, Protocol, PublishMode};
+use swarm_core::SharedStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backend::PortCheck;
+use route::Route;
+pub use table::backend_addr;
+
+/// A published port: its number and protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortKey {
+    /// The published port.
+    pub port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+}
+
+impl std::fmt::Display for PortKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.port, self.protocol.as_str())
+    }
+}
+
+/// How the mesh listens and forwards. See the module docs for the policy each field tunes.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    /// The address published ports are bound on (default `0.0.0.0`; tests use `127.0.0.1`).
+    pub addr: IpAddr,
+    /// Tasks share the node's network (the `process` runtime): an ingress port whose published
+    /// port equals its target port would collide with the task itself, so the port check
+    /// refuses it.
+    pub shared_host_network: bool,
+    /// How long a TCP connect to one backend may take before the next is tried (default 2 s).
+    pub connect_timeout: Duration,
+    /// Concurrent TCP connections per published port (default 65 536).
+    pub max_connections: usize,
+    /// Per-direction copy buffer of a TCP connection, in bytes (default 16 KiB).
+    pub copy_buffer: usize,
+    /// A UDP session without a datagram either way for this long ends (default 30 s).
+    pub udp_idle_timeout: Duration,
+    /// UDP sessions per published port (default 4 096).
+    pub max_udp_sessions: usize,
+    /// How often a port that could not be bound is tried again (default 3 s).
+    pub rebind_interval: Duration,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            shared_host_network: false,
+            connect_timeout: Duration::from_secs(2),
+            max_connections: 65_536,
+            copy_buffer: 16 * 1024,
+            udp_idle_timeout: Duration::from_secs(30),
+            max_udp_sessions: 4096,
+            rebind_interval: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What the driver, the listeners and the mesh handle share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    config: MeshConfig,
+    routes: Mutex<BTreeMap<PortKey, Arc<Route>>>,
+    /// Set once: the driver closes every listener, every proxied connection ends.
+    stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn lock_routes(&self) -> MutexGuard<'_, BTreeMap<PortKey, Arc<Route>>> {
+        // Only inserts, removes and lookups happen under this lock: a panic cannot leave it
+        // inconsistent.
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The routing mesh of one node. See the module docs.
+///
+/// Start it with [`RoutingMesh::start`] inside a tokio runtime (its listeners and connections
+/// run on that runtime); [`RoutingMesh::stop`] closes every listener and connection. Dropping it
+/// without `stop` also closes them, asynchronously.
+#[derive(Debug)]
+pub struct RoutingMesh {
+    shared: Arc<Shared>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RoutingMesh {
+    /// Starts watching `store` and publishing its services' ingress ports. Panics outside a
+    /// tokio runtime.
+    pub fn start(store: SharedStore, config: MeshConfig) -> Arc<RoutingMesh> {
+        let shared = Arc::new(Shared {
+            config,
+            routes: Mutex::new(BTreeMap::new()),
+            stop: watch::channel(false).0,
+        });
+        let driver = tokio::spawn(driver::run(shared.clone(), store));
+        Arc::new(RoutingMesh {
+            shared,
+            driver: Mutex::new(Some(driver)),
+        })
+    }
+
+    /// Closes every listener and every proxied connection; returns once the listeners' sockets
+    /// are closed. Idempotent.
+    pub async fn stop(&self) {
+        self.shared.stop.send_replace(true);
+        let driver = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(d) = driver {
+            let _ = d.await;
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &MeshConfig {
+        &self.shared.config
+    }
+
+    /// The ports published now, with whether each is bound (`false`: the bind failed and is
+    /// being retried).
+    pub fn published(&self) -> Vec<(PortKey, bool)> {
+        self.shared
+            .lock_routes()
+            .values()
+            .map(|r| (r.key, r.is_bound()))
+            .collect()
+    }
+
+    /// Whether `key` is published and its listener bound.
+    pub fn is_listening(&self, key: PortKey) -> bool {
+        self.shared
+            .lock_routes()
+            .get(&key)
+            .is_some_and(|r| r.is_bound())
+    }
+
+    /// The backends `key` forwards to now (`None` if it is not published).
+    pub fn backends(&self, key: PortKey) -> Option<Vec<SocketAddr>> {
+        self.shared
+            .lock_routes()
+            .get(&key)
+            .map(|r| r.backends().to_vec())
+    }
+}
+
+impl Drop for RoutingMesh {
+    fn drop(&mut self) {
+        self.shared.stop.send_replace(true);
+    }
+}
+
+impl PortCheck for RoutingMesh {
+    /// - An ingress port: refused if tasks share the host network and it equals its target
+    ///   port; accepted if the mesh already listens on it; otherwise accepted if it can be bound
+    ///   on the mesh address right now (the socket is closed at once).
+    /// - A host-mode port: accepted if it can be bound on `0.0.0.0` (the task will need it).
+    /// - Published port 0 (host mode: the node picks one) and SCTP (not checked): accepted.
+    fn check(&self, port: &PortConfig) -> Result<(), String> {
+        if port.published_port == 0 {
+            return Ok(());
+        }
+        let Ok(published) = u16::try_from(port.published_port) else {
+            return Err(format!("{} is not a port number", port.published_port));
+        };
+        let addr = match port.publish_mode {
+            PublishMode::Ingress => {
+                if self.shared.config.shared_host_network && port.published_port == port.target_port
+                {
+                    return Err(format!(
+                        "with the process runtime tasks share the node's network, so an ingress port must differ from its target port (published {}, target {})",
+                        port.published_port, port.target_port
+                    ));
+                }
+                let key = PortKey {
+                    port: published,
+                    protocol: port.protocol,
+                };
+                if self.is_listening(key) {
+                    return Ok(());
+                }
+                self.shared.config.addr
+            }
+            PublishMode::Host => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        let addr = SocketAddr::new(addr, published);
+        let r = match port.protocol {
+            Protocol::Tcp => std::net::TcpListener::bind(addr).map(drop),
+            Protocol::Udp => std::net::UdpSocket::bind(addr).map(drop),
+            Protocol::Sctp => Ok(()),
+        };
+        r.map_err(|e| bind_reason(&e))
+    }
+}
+
+/// Why a bind failed, in words for `port N/tcp cannot be published on this node: <reason>`.
+fn bind_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "address already in use".to_string(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_string()
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            "the mesh address is not an address of this node".to_string()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Calls `bind` until it succeeds, every `interval`, logging the first failure (and every 20th);
+/// marks `route` bound.
+async fn bind_retrying<T>(
+    route: &Route,
+    interval: Duration,
+    mut bind: impl FnMut() -> io::Result<T>,
+) -> T {
+    let mut failures = 0u32;
+    loop {
+        match bind() {
+            Ok(t) => {
+                if failures > 0 {
+                    tracing::info!(
+                        "routing mesh: port {} bound after {failures} failed attempts",
+                        route.key
+                    );
+                }
+                route.set_bound(true);
+                return t;
+            }
+            Err(e) => {
+                if failures.is_multiple_of(20) {
+                    tracing::warn!(
+                        "routing mesh: cannot listen on port {}: {}; retrying every {interval:?}",
+                        route.key,
+                        bind_reason(&e)
+                    );
+                }
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(interval).await;
+            }
+        }
+    }
+}
