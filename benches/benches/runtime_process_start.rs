@@ -17,6 +17,7 @@ async fn measure(namespaces: bool, n: usize) {
     let rt = match ProcessRuntime::with_options(ProcessOptions {
         namespaces,
         stage_dir: None,
+        volumes_dir: None,
     }) {
         Ok(rt) => rt,
         Err(e) => {

@@ -26,6 +26,7 @@ mod with_namespaces {
         let rt = ProcessRuntime::with_options(ProcessOptions {
             namespaces: true,
             stage_dir: None,
+            volumes_dir: None,
         })
         .expect("process runtime");
         Some(ShellFixture {
@@ -47,6 +48,7 @@ mod without_namespaces {
         let rt = ProcessRuntime::with_options(ProcessOptions {
             namespaces: false,
             stage_dir: None,
+            volumes_dir: None,
         })
         .expect("process runtime");
         Some(ShellFixture {

@@ -9,28 +9,64 @@
 //! mount and UTS namespaces: its hostname is the spec's, its secrets appear at
 //! `/run/secrets/<target>` and its configs at their targets, bind-mounted read-only from a tmpfs
 //! with the requested uid, gid and mode, exactly as in a Docker container; the stage directory is
-//! hidden under an empty tmpfs so no task sees another's files. Bind and tmpfs mounts of the spec
-//! are honoured. **Without namespaces** (not root, or [`ProcessOptions::namespaces`] = false) the
-//! files stay in a per-task tmpfs directory whose location is given to the task in
-//! `SWARM_SECRETS_DIR` (files under `/run/secrets`) and `SWARM_CONFIGS_DIR` (every other target,
-//! by its absolute path); mounts are rejected. Runtime option `swarm.runtime.process.namespaces`
-//! (`true`/`false`) overrides the default per task.
+//! hidden under an empty tmpfs so no task sees another's files. **Without namespaces** (not root,
+//! or [`ProcessOptions::namespaces`] = false) the files stay in a per-task tmpfs directory whose
+//! location is given to the task in `SWARM_SECRETS_DIR` (files under `/run/secrets`) and
+//! `SWARM_CONFIGS_DIR` (every other target, by its absolute path); mounts are rejected. Runtime
+//! option `swarm.runtime.process.namespaces` (`true`/`false`) overrides the default per task.
+//!
+//! # Mounts
+//!
+//! Mounts need namespaces and are made in spec order in the task's mount namespace, which starts
+//! as a copy of the host's: a target missing on the host is created there (a file when a file is
+//! bound, else a directory, with any missing parents) and removed once no task uses it; existing
+//! paths are never changed. `read_only` is enforced for every kind (read-only bind remount,
+//! `MS_RDONLY` tmpfs).
+//! - **bind**: the source must exist (`bind source path does not exist: <path>`, Docker's
+//!   wording, with or without namespaces).
+//! - **tmpfs**: a fresh tmpfs with the spec's size and mode (default 1777).
+//! - **volume**: a host directory bound like a bind mount. A named volume is
+//!   `<volumes_dir>/<name>/_data` (Docker's layout; created 0755 and empty on first use, kept
+//!   after its tasks are gone, like Docker's local volumes); an anonymous one (no source) is
+//!   `<volumes_dir>/_anonymous/<task id>-<mount index>`, removed with its task. Names follow
+//!   Docker's rule; only the `local` driver without options exists. Without
+//!   [`ProcessOptions::volumes_dir`] volume mounts are rejected. There is no image, so nothing is
+//!   copied into a new volume: a task running as another user than root must be given a writable
+//!   directory some other way (a bind mount of a directory it owns).
+//!
+//! # Networking
+//!
+//! Tasks share the node's network namespace: no isolation, no per-task address, no DNS names for
+//! services or tasks. [`Runtime::inspect`] reports a running task at `127.0.0.1` (network `None`),
+//! which is where the routing mesh reaches it for ingress ports. Swarm network attachments are
+//! accepted and have no effect; use the docker runtime for overlay networks and service
+//! discovery. With no NAT, a **host-mode port** is the target port itself: a published port that
+//! differs from its target is rejected (0 means the target port), and `prepare` rejects a port
+//! already in use on the node (bound on 0.0.0.0, or published by another task of this runtime;
+//! SCTP ports are not checked). A running task's [`TaskInspect::ports`] lists its host-mode
+//! ports. The task's program must bind the port itself.
 
 mod logs;
+mod mounts;
+mod ports;
 mod prepare;
 mod spawn;
 mod user;
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use swarm_core::objects::task::TaskAddress;
 use swarm_core::Id;
 use tokio::sync::watch;
 
 use self::logs::LogBuffer;
+use self::mounts::MountPoints;
+use self::ports::PortTable;
 use self::prepare::Prepared;
 use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, Stage, SECRETS_DIR};
@@ -53,6 +89,10 @@ pub struct ProcessOptions {
     /// Where task files are staged; must be (or, as root, becomes) a tmpfs. Default: a fresh
     /// directory under /dev/shm, deleted when the runtime is dropped.
     pub stage_dir: Option<PathBuf>,
+    /// Where volumes live: `<volumes_dir>/<name>/_data` for a named volume (kept when its tasks
+    /// are gone), `<volumes_dir>/_anonymous/<task id>-<mount index>` for an anonymous one
+    /// (removed with its task). Default: none, and volume mounts are rejected.
+    pub volumes_dir: Option<PathBuf>,
 }
 
 impl Default for ProcessOptions {
@@ -60,6 +100,7 @@ impl Default for ProcessOptions {
         ProcessOptions {
             namespaces: is_root(),
             stage_dir: None,
+            volumes_dir: None,
         }
     }
 }
@@ -76,9 +117,12 @@ struct ProcTask {
 struct Inner {
     stage: Stage,
     namespaces: bool,
+    volumes_dir: Option<PathBuf>,
     tasks: Mutex<HashMap<Id, ProcTask>>,
-    /// Mount-point files this runtime created on the host, with how many tasks use each.
-    mountpoints: Mutex<HashMap<PathBuf, usize>>,
+    /// Mount points this runtime created on the host, with how many tasks use each.
+    mountpoints: Mutex<MountPoints>,
+    /// Host-mode ports published by prepared and running tasks.
+    ports: Mutex<PortTable>,
 }
 
 /// The local-process runtime.
@@ -92,6 +136,7 @@ impl std::fmt::Debug for ProcessRuntime {
         f.debug_struct("ProcessRuntime")
             .field("stage", &self.inner.stage.root())
             .field("namespaces", &self.inner.namespaces)
+            .field("volumes_dir", &self.inner.volumes_dir)
             .finish()
     }
 }
@@ -121,8 +166,10 @@ impl ProcessRuntime {
             inner: Arc::new(Inner {
                 stage,
                 namespaces: opts.namespaces,
+                volumes_dir: opts.volumes_dir,
                 tasks: Mutex::new(HashMap::new()),
-                mountpoints: Mutex::new(HashMap::new()),
+                mountpoints: Mutex::new(MountPoints::default()),
+                ports: Mutex::new(PortTable::default()),
             }),
         })
     }
@@ -138,44 +185,19 @@ impl Inner {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Creates (or reuses) an empty file at `target` on the host to bind-mount over.
-    fn acquire_mountpoint(&self, target: &str, kind: &'static str) -> Result<(), RuntimeError> {
-        let path = PathBuf::from(target);
-        let mut mp = self.mountpoints.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = mp.get_mut(&path) {
-            *n += 1;
-            return Ok(());
-        }
-        let fail = |reason: String| RuntimeError::FileTarget {
-            kind,
-            target: target.to_string(),
-            reason,
-        };
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => return Ok(()),
-            Ok(_) => return Err(fail("the target exists and is not a regular file".into())),
-            Err(_) => {}
-        }
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| fail(format!("cannot create the mount point on this node: {e}")))?;
-        mp.insert(path, 1);
-        Ok(())
+    fn mountpoints(&self) -> MutexGuard<'_, MountPoints> {
+        self.mountpoints.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn release_mountpoints(&self, paths: &[PathBuf]) {
-        let mut mp = self.mountpoints.lock().unwrap_or_else(|e| e.into_inner());
-        for p in paths {
-            if let Some(n) = mp.get_mut(p) {
-                *n -= 1;
-                if *n == 0 {
-                    mp.remove(p);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-        }
+    fn ports(&self) -> MutexGuard<'_, PortTable> {
+        self.ports.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Frees what a task holds only while it may run: staged files, mount points, host ports.
+    fn release(&self, task: &Id, prep: &Prepared) {
+        self.stage.unstage(task);
+        self.mountpoints().release(&prep.mountpoints);
+        self.ports().release(task);
     }
 
     /// Marks the task exited, deletes its files and wakes waiters (in that order).
@@ -186,8 +208,7 @@ impl Inner {
             return;
         }
         t.state = RuntimeState::Exited(status);
-        self.stage.unstage(task);
-        self.release_mountpoints(&t.prep.mountpoints);
+        self.release(task, &t.prep);
         t.exit_tx.send_replace(Some(status));
     }
 }
@@ -333,7 +354,9 @@ impl Runtime for ProcessRuntime {
             let _ = rx.wait_for(|s| s.is_some()).await;
         }
         self.inner.finish(task, ExitStatus::signal(libc::SIGKILL));
-        self.inner.lock().remove(task);
+        if let Some(t) = self.inner.lock().remove(task) {
+            t.prep.remove_volumes();
+        }
         Ok(())
     }
 
@@ -346,14 +369,25 @@ impl Runtime for ProcessRuntime {
             RuntimeState::Exited(_) => Vec::new(),
             _ => t.prep.staged.files.iter().map(|f| f.host.clone()).collect(),
         };
+        // Tasks run on the node's own network: reachable on loopback, ports bound as they are.
+        let (addresses, ports) = match t.state {
+            RuntimeState::Running => (
+                vec![TaskAddress {
+                    network_id: None,
+                    addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                }],
+                t.prep.host_ports.clone(),
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
         Ok(TaskInspect {
             state: t.state,
             container_id: format!("process:{task}"),
             pid: t.pid,
             staged_files,
             image_healthcheck: None,
-            addresses: Vec::new(),
-            ports: Vec::new(),
+            addresses,
+            ports,
         })
     }
 
@@ -428,13 +462,11 @@ impl Drop for Inner {
             if t.state == RuntimeState::Running {
                 spawn::kill_group(t.pid, libc::SIGKILL);
             }
+            t.prep.remove_volumes();
         }
-        let mp = self
-            .mountpoints
+        self.mountpoints
             .get_mut()
-            .unwrap_or_else(|e| e.into_inner());
-        for p in mp.keys() {
-            let _ = std::fs::remove_file(p);
-        }
+            .unwrap_or_else(|e| e.into_inner())
+            .remove_all();
     }
 }

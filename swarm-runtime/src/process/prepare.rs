@@ -1,11 +1,13 @@
-//! Working out how to run a task (`prepare`): options, user, environment, program lookup, mounts
-//! and staged files; and the child setup for the task and for execs into it.
+//! Working out how to run a task (`prepare`): options, user, environment, program lookup, mounts,
+//! host ports and staged files; and the child setup for the task and for execs into it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use swarm_core::objects::service::MountKind;
+use swarm_core::objects::service::PortConfig;
 
+use super::mounts::{self, MountPlan, PointKind, TaskMount};
+use super::ports;
 use super::spawn::{self, MountOp, Setup};
 use super::{user, ProcessRuntime, DEFAULT_PATH, OPTIONS};
 use crate::error::RuntimeError;
@@ -24,12 +26,31 @@ pub(super) struct Prepared {
     pub(super) ids: Option<(u32, u32, Vec<u32>)>,
     pub(super) hostname: Option<String>,
     pub(super) namespaces: bool,
-    pub(super) mounts: Vec<(PathBuf, String, bool)>,
-    pub(super) tmpfs_mounts: Vec<(String, String)>,
+    /// The spec's mounts, in spec order.
+    pub(super) mounts: Vec<TaskMount>,
     pub(super) stop_signal: i32,
     pub(super) grace: Duration,
     pub(super) staged: Staged,
+    /// Mount points created on the host for this task (released when it exits).
     pub(super) mountpoints: Vec<PathBuf>,
+    /// Anonymous volume directories (removed with the task).
+    pub(super) anonymous_volumes: Vec<PathBuf>,
+    /// Host-mode ports, published port = target port (held until the task exits).
+    pub(super) host_ports: Vec<PortConfig>,
+}
+
+impl Prepared {
+    /// Deletes the task's anonymous volumes (named ones outlive it).
+    pub(super) fn remove_volumes(&self) {
+        for dir in &self.anonymous_volumes {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    let dir = dir.display();
+                    tracing::warn!(%dir, error = %e, "could not remove an anonymous volume");
+                }
+            }
+        }
+    }
 }
 
 fn lookup_env<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -115,36 +136,15 @@ impl ProcessRuntime {
                 )));
             }
         }
-        let mut mounts = Vec::new();
-        let mut tmpfs_mounts = Vec::new();
-        for m in &spec.mounts {
-            if !namespaces {
-                return Err(RuntimeError::invalid(format!(
-                    "mount on {:?} needs private mount namespaces (an agent running as root)",
-                    m.target
-                )));
-            }
-            match m.kind {
-                MountKind::Bind => {
-                    mounts.push((PathBuf::from(&m.source), m.target.clone(), m.read_only))
-                }
-                MountKind::Tmpfs => {
-                    let o = m.tmpfs.clone().unwrap_or_default();
-                    let mode = if o.mode == 0 { 0o1777 } else { o.mode };
-                    let mut data = format!("mode={mode:o}");
-                    if o.size_bytes > 0 {
-                        data.push_str(&format!(",size={}", o.size_bytes));
-                    }
-                    tmpfs_mounts.push((m.target.clone(), data));
-                }
-                MountKind::Volume => {
-                    return Err(RuntimeError::invalid(format!(
-                    "volume mount on {:?}: the process runtime has no volumes; use a bind mount",
-                    m.target
-                )))
-                }
-            }
-        }
+        let plan = mounts::plan(
+            &spec.mounts,
+            &config.task_id,
+            self.inner.volumes_dir.as_deref(),
+            namespaces,
+        )?;
+        let host_ports = ports::host_ports(&config.ports)?;
+        // Everything above only looked; from here on things are created, and a failure undoes
+        // them all so that a rejected task leaves nothing behind.
         let chown = is_root();
         let staged = self.inner.stage.stage(config, chown)?;
         let mut prep = Prepared {
@@ -156,28 +156,20 @@ impl ProcessRuntime {
             ids,
             hostname,
             namespaces,
-            mounts,
-            tmpfs_mounts,
+            mounts: Vec::new(),
             stop_signal,
             grace: spec.effective_stop_grace_period(),
             staged,
             mountpoints: Vec::new(),
+            anonymous_volumes: Vec::new(),
+            host_ports: Vec::new(),
         };
-        if namespaces {
-            for f in prep.staged.files.iter().filter(|f| !f.in_secrets_dir) {
-                let kind = if f.target.starts_with(SECRETS_DIR) {
-                    "secret"
-                } else {
-                    "config"
-                };
-                if let Err(e) = self.inner.acquire_mountpoint(&f.target, kind) {
-                    self.inner.release_mountpoints(&prep.mountpoints);
-                    self.inner.stage.unstage(&config.task_id);
-                    return Err(e);
-                }
-                prep.mountpoints.push(PathBuf::from(&f.target));
-            }
-        } else {
+        if let Err(e) = self.acquire(config, &mut prep, plan, host_ports) {
+            self.inner.release(&config.task_id, &prep);
+            prep.remove_volumes();
+            return Err(e);
+        }
+        if !namespaces {
             prep.env.push((
                 "SWARM_SECRETS_DIR".into(),
                 prep.staged.secrets_dir.display().to_string(),
@@ -188,6 +180,55 @@ impl ProcessRuntime {
             ));
         }
         Ok(prep)
+    }
+
+    /// Holds the host ports, creates the volume directories and the mount points. Records each
+    /// thing in `prep` as soon as it exists, so that the caller can undo a partial success.
+    fn acquire(
+        &self,
+        config: &TaskConfig,
+        prep: &mut Prepared,
+        plan: MountPlan,
+        host_ports: Vec<PortConfig>,
+    ) -> Result<(), RuntimeError> {
+        self.inner.ports().reserve(&config.task_id, &host_ports)?;
+        prep.host_ports = host_ports;
+        for dir in &plan.named {
+            mounts::create_volume_dir(dir)?;
+        }
+        for dir in plan.anonymous {
+            mounts::create_volume_dir(&dir)?;
+            prep.anonymous_volumes.push(dir);
+        }
+        prep.mounts = plan.mounts;
+        if !prep.namespaces {
+            return Ok(());
+        }
+        let mut mp = self.inner.mountpoints();
+        for f in prep.staged.files.iter().filter(|f| !f.in_secrets_dir) {
+            let kind = if f.target.starts_with(SECRETS_DIR) {
+                "secret"
+            } else {
+                "config"
+            };
+            let held = mp
+                .acquire(Path::new(&f.target), PointKind::File)
+                .map_err(|reason| RuntimeError::FileTarget {
+                    kind,
+                    target: f.target.clone(),
+                    reason,
+                })?;
+            prep.mountpoints.extend(held);
+        }
+        for m in &prep.mounts {
+            let held = mp
+                .acquire(Path::new(m.target()), m.point_kind())
+                .map_err(|reason| {
+                    RuntimeError::invalid(format!("mount on {:?}: {reason}", m.target()))
+                })?;
+            prep.mountpoints.extend(held);
+        }
+        Ok(())
     }
 
     /// The child setup for the task itself (`join` = None) or for an exec into it.
@@ -230,15 +271,23 @@ impl ProcessRuntime {
         for f in prep.staged.files.iter().filter(|f| !f.in_secrets_dir) {
             out.push(spawn::bind(&f.host, &f.target, true)?);
         }
-        for (src, target, ro) in &prep.mounts {
-            out.push(spawn::bind(src, target, *ro)?);
-        }
-        for (target, data) in &prep.tmpfs_mounts {
-            out.push(spawn::tmpfs(target, data)?);
+        for m in &prep.mounts {
+            out.push(match m {
+                TaskMount::Bind {
+                    source,
+                    target,
+                    read_only,
+                } => spawn::bind(source, target, *read_only)?,
+                TaskMount::Tmpfs {
+                    target,
+                    data,
+                    read_only,
+                } => spawn::tmpfs(target, data, *read_only)?,
+            });
         }
         // Hide every task's staged files (including ours: they are bound above).
         let root = self.inner.stage.root().display().to_string();
-        out.push(spawn::tmpfs(&root, "mode=0,size=4k")?);
+        out.push(spawn::tmpfs(&root, "mode=0,size=4k", false)?);
         Ok(out)
     }
 }

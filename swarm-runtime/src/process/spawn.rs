@@ -132,13 +132,18 @@ pub(crate) fn bind(source: &Path, target: &str, read_only: bool) -> Result<Mount
     })
 }
 
-/// A fresh tmpfs on `target`.
-pub(crate) fn tmpfs(target: &str, data: &str) -> Result<MountOp, RuntimeError> {
+/// A fresh tmpfs on `target`, optionally read-only (`MS_RDONLY` from the start: a tmpfs needs no
+/// remount for that).
+pub(crate) fn tmpfs(target: &str, data: &str, read_only: bool) -> Result<MountOp, RuntimeError> {
+    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    if read_only {
+        flags |= libc::MS_RDONLY;
+    }
     Ok(MountOp {
         source: c"tmpfs".to_owned(),
         target: cstring(target, "mount target")?,
         fstype: Some(c"tmpfs".to_owned()),
-        flags: libc::MS_NOSUID | libc::MS_NODEV,
+        flags,
         data: Some(cstring(data, "tmpfs options")?),
         read_only: false,
     })
