@@ -1,15 +1,20 @@
 //! Translating a [`TaskConfig`] into the Docker Engine's container-create body, and engine answers
-//! back into our types and errors.
+//! (addresses, bound ports, errors) back into our types.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HealthConfig as DockerHealth, HostConfig, Mount, MountTmpfsOptions,
-    MountType,
+    ContainerCreateBody, EndpointSettings, HealthConfig as DockerHealth, HostConfig, Mount,
+    MountTmpfsOptions, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    NetworkSettings, NetworkingConfig, PortBinding,
 };
-use swarm_core::objects::service::{HealthConfig, MountKind};
+use swarm_core::objects::service::{HealthConfig, MountKind, PortConfig, Protocol, PublishMode};
+use swarm_core::objects::task::TaskAddress;
+use swarm_core::Id;
 
 use crate::error::RuntimeError;
 use crate::files::Staged;
@@ -19,12 +24,29 @@ use crate::signal::signal_name;
 /// Labels every task container carries, as SwarmKit sets them.
 pub(crate) const LABEL_TASK_ID: &str = "com.docker.swarm.task.id";
 
+/// Where a new container is attached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Attach {
+    /// The engine's default (`None`) or the network mode of runtime option
+    /// `swarm.runtime.docker.network`.
+    Mode(Option<String>),
+    /// The engine network (by id) of the task's first swarm network, with the task's aliases
+    /// there. The other swarm networks are connected after create: an API 1.41 engine takes one
+    /// endpoint at create.
+    Swarm {
+        /// Engine network id.
+        network: String,
+        /// DNS aliases on it.
+        aliases: Vec<String>,
+    },
+}
+
 /// The create body for `config` with its staged files bind-mounted read-only one by one.
 pub(crate) fn create_body(
     config: &TaskConfig,
     staged: &Staged,
     stop_signal: i32,
-    network: Option<String>,
+    attach: Attach,
 ) -> ContainerCreateBody {
     let spec = &config.container;
     let mut labels: HashMap<String, String> = spec
@@ -66,6 +88,24 @@ pub(crate) fn create_body(
                 MountKind::Tmpfs => MountType::TMPFS,
             }),
             read_only: Some(m.read_only),
+            volume_options: (m.kind == MountKind::Volume).then(|| {
+                let v = m.volume.clone().unwrap_or_default();
+                let driver = v.driver.unwrap_or_default();
+                MountVolumeOptions {
+                    no_copy: Some(v.no_copy),
+                    labels: (!v.labels.is_empty()).then(|| v.labels.into_iter().collect()),
+                    driver_config: Some(MountVolumeOptionsDriverConfig {
+                        name: Some(if driver.name.is_empty() {
+                            "local".into()
+                        } else {
+                            driver.name
+                        }),
+                        options: (!driver.options.is_empty())
+                            .then(|| driver.options.into_iter().collect()),
+                    }),
+                    ..MountVolumeOptions::default()
+                }
+            }),
             tmpfs_options: m.tmpfs.as_ref().map(|t| MountTmpfsOptions {
                 size_bytes: (t.size_bytes > 0).then_some(t.size_bytes),
                 mode: (t.mode != 0).then_some(i64::from(t.mode)),
@@ -74,6 +114,46 @@ pub(crate) fn create_body(
             ..Mount::default()
         })
         .collect();
+    let (network_mode, networking_config) = match attach {
+        Attach::Mode(mode) => (mode, None),
+        Attach::Swarm { network, aliases } => (
+            Some(network.clone()),
+            Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network,
+                    EndpointSettings {
+                        aliases: Some(aliases),
+                        ..EndpointSettings::default()
+                    },
+                )])),
+            }),
+        ),
+    };
+    let host_ports: Vec<&PortConfig> = config
+        .ports
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Host)
+        .collect();
+    let mut exposed: Vec<String> = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &host_ports {
+        let key = port_key(p.target_port, p.protocol);
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+        }
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(String::new()),
+                host_port: Some(if p.published_port == 0 {
+                    String::new()
+                } else {
+                    p.published_port.to_string()
+                }),
+            });
+    }
     let limits = config.resources.limits;
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     ContainerCreateBody {
@@ -85,6 +165,7 @@ pub(crate) fn create_body(
         working_dir: nonempty(&spec.dir),
         user: nonempty(&spec.user),
         tty: Some(spec.tty),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
         labels: Some(labels),
         stop_signal: Some(signal_name(stop_signal)),
         stop_timeout: Some(
@@ -104,10 +185,164 @@ pub(crate) fn create_body(
             group_add: (!spec.groups.is_empty()).then(|| spec.groups.clone()),
             nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
             memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
-            network_mode: network,
+            network_mode,
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
             ..HostConfig::default()
         }),
+        networking_config,
         ..ContainerCreateBody::default()
+    }
+}
+
+/// Docker's key of a container port: `80/tcp`.
+pub(crate) fn port_key(target: u32, protocol: Protocol) -> String {
+    format!("{target}/{}", protocol.as_str())
+}
+
+fn parse_port_key(key: &str) -> Option<(u32, Protocol)> {
+    let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let protocol = match proto {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        "sctp" => Protocol::Sctp,
+        _ => return None,
+    };
+    Some((port.parse().ok()?, protocol))
+}
+
+/// Rejects a bind mount whose absolute source does not exist on this host, in the engine's own
+/// words, before anything is created (the engine is local: it is reached over a Unix socket).
+/// Relative or empty sources are left to the engine, which refuses them at create.
+pub(crate) fn check_bind_sources(config: &TaskConfig) -> Result<(), RuntimeError> {
+    for m in &config.container.mounts {
+        if m.kind != MountKind::Bind || !m.source.starts_with('/') {
+            continue;
+        }
+        if let Err(e) = std::fs::metadata(Path::new(&m.source)) {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Err(RuntimeError::invalid(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                    m.source
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The addresses of a running container, one per address per network: `network_id` is the swarm
+/// network whose engine network (by engine id, in `swarm_nets`) the endpoint is on, `None` for
+/// any other engine network. Swarm networks come first in `swarm_nets` order, then the others by
+/// name.
+pub(crate) fn addresses(
+    settings: Option<&NetworkSettings>,
+    swarm_nets: &[(String, Id)],
+) -> Vec<TaskAddress> {
+    let Some(nets) = settings.and_then(|s| s.networks.as_ref()) else {
+        return Vec::new();
+    };
+    let mut eps: Vec<(usize, &String, &EndpointSettings, Option<Id>)> = nets
+        .iter()
+        .map(|(name, ep)| {
+            let engine_id = ep.network_id.as_deref().unwrap_or_default();
+            match swarm_nets.iter().position(|(e, _)| e == engine_id) {
+                Some(i) => (i, name, ep, Some(swarm_nets[i].1)),
+                None => (usize::MAX, name, ep, None),
+            }
+        })
+        .collect();
+    eps.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let mut out = Vec::new();
+    for (_, _, ep, network_id) in eps {
+        for a in [&ep.ip_address, &ep.global_ipv6_address] {
+            if let Some(addr) = a.as_deref().and_then(|a| a.parse::<IpAddr>().ok()) {
+                out.push(TaskAddress { network_id, addr });
+            }
+        }
+    }
+    out
+}
+
+/// The host-mode ports bound for a container, from its `NetworkSettings.Ports`: one per
+/// target/protocol with the host port actually bound, in the order of the config's ports.
+pub(crate) fn bound_ports(
+    settings: Option<&NetworkSettings>,
+    wanted: &[PortConfig],
+) -> Vec<PortConfig> {
+    let Some(ports) = settings.and_then(|s| s.ports.as_ref()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PortConfig> = Vec::new();
+    let mut bound: Vec<(u32, Protocol, u32)> = ports
+        .iter()
+        .filter_map(|(key, b)| {
+            let (target, protocol) = parse_port_key(key)?;
+            let host = b
+                .as_ref()?
+                .iter()
+                .find_map(|b| b.host_port.as_deref()?.parse::<u32>().ok())?;
+            Some((target, protocol, host))
+        })
+        .collect();
+    bound.sort_unstable();
+    for p in wanted
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Host)
+    {
+        let Some(&(_, _, host)) = bound
+            .iter()
+            .find(|(t, proto, _)| *t == p.target_port && *proto == p.protocol)
+        else {
+            continue;
+        };
+        if out
+            .iter()
+            .any(|o| o.target_port == p.target_port && o.protocol == p.protocol)
+        {
+            continue;
+        }
+        out.push(PortConfig {
+            published_port: host,
+            publish_mode: PublishMode::Host,
+            ..p.clone()
+        });
+    }
+    out
+}
+
+/// The reason of a failed start, naming the host-mode port when the engine could not bind one.
+pub(crate) fn start_failure(reason: String, ports: &[PortConfig]) -> String {
+    let host: Vec<&PortConfig> = ports
+        .iter()
+        .filter(|p| p.publish_mode == PublishMode::Host)
+        .collect();
+    let about_ports = [
+        "port is already allocated",
+        "address already in use",
+        "userland proxy",
+    ]
+    .iter()
+    .any(|m| reason.contains(m))
+        || reason.contains("programming external connectivity");
+    if host.is_empty() || !about_ports {
+        return reason;
+    }
+    // The engine names the host port (`0.0.0.0:8080`); find which of ours it is.
+    let named = host.iter().find(|p| {
+        p.published_port != 0 && {
+            let needle = format!(":{}", p.published_port);
+            reason
+                .match_indices(&needle)
+                .any(|(i, _)| !reason[i + needle.len()..].starts_with(|c: char| c.is_ascii_digit()))
+        }
+    });
+    match named.or((host.len() == 1).then(|| &host[0])) {
+        Some(p) => format!(
+            "host-mode port {}/{}: {reason}",
+            p.published_port,
+            p.protocol.as_str()
+        ),
+        None => format!("host-mode ports: {reason}"),
     }
 }
 
@@ -182,7 +417,7 @@ mod tests {
             }],
             ..Staged::default()
         };
-        let b = create_body(&c, &staged, libc::SIGINT, None);
+        let b = create_body(&c, &staged, libc::SIGINT, Attach::Mode(None));
         let labels = b.labels.unwrap();
         assert_eq!(labels[LABEL_TASK_ID], c.task_id.to_string());
         assert_eq!(labels["com.docker.swarm.service.name"], "web");
@@ -210,5 +445,234 @@ mod tests {
         assert_eq!(h.interval, Some(Duration::from_secs(2)));
         assert_eq!(h.retries, 5);
         assert!(image_health(None).is_none());
+    }
+    fn port(target: u32, published: u32, protocol: Protocol, mode: PublishMode) -> PortConfig {
+        PortConfig {
+            name: String::new(),
+            protocol,
+            target_port: target,
+            published_port: published,
+            publish_mode: mode,
+        }
+    }
+
+    #[test]
+    fn only_host_mode_ports_are_bound() {
+        let mut c = TaskConfig::new(Id::from_u128(1), "web", ContainerSpec::default());
+        c.ports = vec![
+            port(80, 8080, Protocol::Tcp, PublishMode::Host),
+            port(53, 0, Protocol::Udp, PublishMode::Host),
+            port(9, 0, Protocol::Sctp, PublishMode::Host),
+            port(443, 30443, Protocol::Tcp, PublishMode::Ingress),
+        ];
+        let b = create_body(&c, &Staged::default(), libc::SIGTERM, Attach::Mode(None));
+        let mut exposed = b.exposed_ports.unwrap();
+        exposed.sort();
+        assert_eq!(exposed, vec!["53/udp", "80/tcp", "9/sctp"]);
+        let bindings = b.host_config.unwrap().port_bindings.unwrap();
+        assert_eq!(bindings.len(), 3);
+        let host = |k: &str| bindings[k].as_ref().unwrap()[0].host_port.clone().unwrap();
+        assert_eq!(host("80/tcp"), "8080");
+        assert_eq!(host("53/udp"), "", "published 0 lets the engine pick");
+        assert_eq!(host("9/sctp"), "");
+    }
+
+    #[test]
+    fn first_swarm_network_is_the_mode_with_its_aliases() {
+        let c = TaskConfig::new(Id::from_u128(1), "web", ContainerSpec::default());
+        let aliases = vec!["web".to_string(), "tasks.web".to_string()];
+        let b = create_body(
+            &c,
+            &Staged::default(),
+            libc::SIGTERM,
+            Attach::Swarm {
+                network: "abc123".into(),
+                aliases: aliases.clone(),
+            },
+        );
+        assert_eq!(
+            b.host_config.unwrap().network_mode.as_deref(),
+            Some("abc123")
+        );
+        let eps = b.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(eps["abc123"].aliases.as_ref(), Some(&aliases));
+    }
+
+    #[test]
+    fn volume_mounts_carry_options_and_default_driver() {
+        use swarm_core::objects::secret::Driver;
+        use swarm_core::objects::service::{Mount as SwarmMount, VolumeOptions};
+        let mut c = TaskConfig::new(Id::from_u128(1), "web", ContainerSpec::default());
+        c.container.mounts = vec![
+            SwarmMount {
+                kind: MountKind::Volume,
+                source: "data".into(),
+                target: "/data".into(),
+                read_only: true,
+                volume: Some(VolumeOptions {
+                    no_copy: true,
+                    labels: [("a".to_string(), "b".to_string())].into(),
+                    driver: Some(Driver {
+                        name: "local".into(),
+                        options: [("type".to_string(), "tmpfs".to_string())].into(),
+                    }),
+                }),
+                tmpfs: None,
+            },
+            SwarmMount {
+                kind: MountKind::Volume,
+                source: "plain".into(),
+                target: "/plain".into(),
+                ..SwarmMount::default()
+            },
+            SwarmMount {
+                kind: MountKind::Bind,
+                source: "/srv".into(),
+                target: "/srv".into(),
+                read_only: true,
+                ..SwarmMount::default()
+            },
+        ];
+        let b = create_body(&c, &Staged::default(), libc::SIGTERM, Attach::Mode(None));
+        let mounts = b.host_config.unwrap().mounts.unwrap();
+        let v = mounts[0].volume_options.as_ref().unwrap();
+        assert_eq!(mounts[0].read_only, Some(true));
+        assert_eq!(v.no_copy, Some(true));
+        assert_eq!(v.labels.as_ref().unwrap()["a"], "b");
+        let d = v.driver_config.as_ref().unwrap();
+        assert_eq!(d.options.as_ref().unwrap()["type"], "tmpfs");
+        let plain = mounts[1].volume_options.as_ref().unwrap();
+        assert_eq!(
+            plain.driver_config.as_ref().unwrap().name.as_deref(),
+            Some("local")
+        );
+        assert!(
+            mounts[2].volume_options.is_none(),
+            "the engine refuses them on binds"
+        );
+        assert_eq!(mounts[2].read_only, Some(true));
+    }
+
+    #[test]
+    fn missing_bind_source_is_rejected_in_dockers_words() {
+        let mut c = TaskConfig::new(Id::from_u128(1), "web", ContainerSpec::default());
+        c.container.mounts = vec![swarm_core::objects::service::Mount {
+            kind: MountKind::Bind,
+            source: "/no/such/dir/for/swarm".into(),
+            target: "/x".into(),
+            ..Default::default()
+        }];
+        let e = check_bind_sources(&c).unwrap_err();
+        assert!(e.is_rejection());
+        assert!(
+            e.to_string().contains(
+                "invalid mount config for type \"bind\": bind source path does not exist: \
+                 /no/such/dir/for/swarm"
+            ),
+            "{e}"
+        );
+        c.container.mounts[0].source = "/".into();
+        assert!(check_bind_sources(&c).is_ok());
+    }
+
+    #[test]
+    fn addresses_map_engine_networks_to_swarm_ids() {
+        let settings = NetworkSettings {
+            networks: Some(HashMap::from([
+                (
+                    "bridge".to_string(),
+                    EndpointSettings {
+                        network_id: Some("e0".into()),
+                        ip_address: Some("172.17.0.2".into()),
+                        ..EndpointSettings::default()
+                    },
+                ),
+                (
+                    "swarm-b-x".to_string(),
+                    EndpointSettings {
+                        network_id: Some("e2".into()),
+                        ip_address: Some("10.0.2.5".into()),
+                        global_ipv6_address: Some("fd00::5".into()),
+                        ..EndpointSettings::default()
+                    },
+                ),
+                (
+                    "swarm-a-x".to_string(),
+                    EndpointSettings {
+                        network_id: Some("e1".into()),
+                        ip_address: Some("10.0.1.5".into()),
+                        global_ipv6_address: Some(String::new()),
+                        ..EndpointSettings::default()
+                    },
+                ),
+            ])),
+            ..NetworkSettings::default()
+        };
+        let a = Id::from_u128(1);
+        let b = Id::from_u128(2);
+        let got = addresses(Some(&settings), &[("e1".into(), a), ("e2".into(), b)]);
+        let want = [
+            (Some(a), "10.0.1.5"),
+            (Some(b), "10.0.2.5"),
+            (Some(b), "fd00::5"),
+            (None, "172.17.0.2"),
+        ];
+        let want: Vec<TaskAddress> = want
+            .iter()
+            .map(|(n, ip)| TaskAddress {
+                network_id: *n,
+                addr: ip.parse().unwrap(),
+            })
+            .collect();
+        assert_eq!(got, want);
+        assert!(addresses(None, &[]).is_empty());
+    }
+
+    #[test]
+    fn bound_ports_report_the_real_host_port_once() {
+        let binding = |p: &str| PortBinding {
+            host_ip: Some("0.0.0.0".into()),
+            host_port: Some(p.into()),
+        };
+        let settings = NetworkSettings {
+            ports: Some(HashMap::from([
+                (
+                    "80/tcp".to_string(),
+                    Some(vec![binding("49153"), binding("49153")]),
+                ),
+                ("53/udp".to_string(), Some(vec![binding("5353")])),
+                ("8080/tcp".to_string(), None),
+            ])),
+            ..NetworkSettings::default()
+        };
+        let wanted = [
+            port(80, 0, Protocol::Tcp, PublishMode::Host),
+            port(53, 5353, Protocol::Udp, PublishMode::Host),
+            port(8080, 30000, Protocol::Tcp, PublishMode::Ingress),
+        ];
+        let got = bound_ports(Some(&settings), &wanted);
+        assert_eq!(
+            got,
+            vec![
+                port(80, 49153, Protocol::Tcp, PublishMode::Host),
+                port(53, 5353, Protocol::Udp, PublishMode::Host),
+            ]
+        );
+    }
+
+    #[test]
+    fn start_failures_name_the_host_port() {
+        let ports = [
+            port(80, 18080, Protocol::Tcp, PublishMode::Host),
+            port(81, 1808, Protocol::Tcp, PublishMode::Host),
+        ];
+        let msg = "driver failed programming external connectivity on endpoint x (y): Error \
+                   starting userland proxy: listen tcp4 0.0.0.0:1808: bind: address already in use";
+        assert_eq!(
+            start_failure(msg.into(), &ports),
+            format!("host-mode port 1808/tcp: {msg}")
+        );
+        let other = "OCI runtime create failed: exec: \"nope\": not found";
+        assert_eq!(start_failure(other.into(), &ports), other);
     }
 }

@@ -10,10 +10,34 @@
 //!   when the container exits.
 //! - Stop sends the spec's stop signal, waits the grace period (to the millisecond, which the
 //!   engine's own stop cannot do), then `SIGKILL`.
-//! - Runtime option `swarm.runtime.docker.network` sets the network mode (`bridge`, `none`,
-//!   `host`, a network name).
+//! - Swarm networks are engine bridge networks (`network.rs`), one per swarm network, named
+//!   `swarm-<name>-<first 8 of its id>`, labelled `com.docker.swarm.network.id` / `.name` plus the
+//!   network's labels, with its `internal`, IPv6 and IPAM (subnet, range, gateway) settings.
+//!   `prepare` creates them on demand (or reuses one carrying the right id label, after a daemon
+//!   restart or from another daemon on this engine) and refuses a task when a network of that
+//!   name belongs to something else. The adapter counts its tasks per network and removes the
+//!   bridge with the last one (left alone while other containers still use it).
+//! - A task is created on its first swarm network and connected to the others before it starts,
+//!   each time with the task's aliases there (service name, `tasks.<service>`, task name, extra
+//!   aliases): the engine's embedded DNS resolves a service name to all its running tasks on that
+//!   network, and nowhere else.
+//! - A task with no swarm network is on the engine's default bridge, or on the network mode of
+//!   runtime option `swarm.runtime.docker.network` (`bridge`, `none`, `host`, a network name);
+//!   that option together with swarm networks rejects the task.
+//! - Host-mode published ports are bound on every host address (`published_port` 0: the engine
+//!   picks one); ingress ports are left to swarm-node's routing mesh. A port already in use fails
+//!   `start` with `host-mode port <port>/<protocol>: <engine message>`.
+//! - `inspect` of a running task reports its addresses (IPv4 and global IPv6) per network, with
+//!   the swarm network id for the bridges above and `None` for other engine networks, and the
+//!   host ports actually bound; both are read once, right after `start` returns.
+//! - Mounts: bind, volume (named volumes with their driver, options, labels and `nocopy`, created
+//!   by the engine on first use and never removed with the task; anonymous ones go with the
+//!   container) and tmpfs, each read-only on request. A bind mount whose host path is missing
+//!   rejects the task before anything is created, in the engine's words; so does any mount the
+//!   engine refuses at create.
 
 mod convert;
+mod network;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,17 +47,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerInspectResponse, EndpointSettings, NetworkConnectRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
-use swarm_core::objects::service::HealthConfig;
-use swarm_core::Id;
+use swarm_core::objects::service::{HealthConfig, PortConfig};
+use swarm_core::objects::task::TaskAddress;
+use swarm_core::{Id, Network};
 use tokio::sync::watch;
 
-use self::convert::{create_body, engine, image_health, message, status_code};
+use self::convert::{
+    addresses, bound_ports, check_bind_sources, create_body, engine, image_health, message,
+    start_failure, status_code, Attach,
+};
+use self::network::Networks;
 use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, Stage, Staged};
 use crate::runtime::{
@@ -57,6 +87,24 @@ pub struct DockerOptions {
     pub stage_dir: Option<PathBuf>,
 }
 
+/// Why a container create failed: a vanished engine network is retried once.
+enum CreateError {
+    NetworkGone(String),
+    Other(RuntimeError),
+}
+
+impl CreateError {
+    fn into_runtime(self) -> RuntimeError {
+        match self {
+            CreateError::NetworkGone(m) => RuntimeError::Engine {
+                op: "create container",
+                message: m,
+            },
+            CreateError::Other(e) => e,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct DockerTask {
     container: String,
@@ -67,12 +115,27 @@ struct DockerTask {
     exit_tx: watch::Sender<Option<ExitStatus>>,
     staged: Staged,
     image_health: Option<HealthConfig>,
+    /// The swarm networks this task holds a reference on, with their engine network ids.
+    networks: Vec<(String, Id)>,
+    /// The task's published ports (the host-mode ones are bound).
+    ports: Vec<PortConfig>,
+    /// What the engine reported once the container ran (read right after `start`).
+    running: Option<RunningInfo>,
+}
+
+/// A running container's facts, read once after it started.
+#[derive(Clone, Debug, Default)]
+struct RunningInfo {
+    pid: u32,
+    addresses: Vec<TaskAddress>,
+    ports: Vec<PortConfig>,
 }
 
 struct Inner {
     docker: Docker,
     stage: Stage,
     tasks: Mutex<HashMap<Id, DockerTask>>,
+    networks: Networks,
 }
 
 /// The Docker Engine runtime.
@@ -150,9 +213,10 @@ impl DockerRuntime {
         let stage = Stage::create(root, false)?;
         Ok(DockerRuntime {
             inner: Arc::new(Inner {
-                docker,
                 stage,
                 tasks: Mutex::new(HashMap::new()),
+                networks: Networks::new(docker.clone()),
+                docker,
             }),
         })
     }
@@ -170,12 +234,21 @@ impl DockerRuntime {
     async fn create(&self, config: &TaskConfig) -> Result<DockerTask, RuntimeError> {
         let spec = &config.container;
         let opts = runtime_options(&spec.labels, "docker", OPTIONS)?;
+        let mode = opts.get("network").cloned();
+        if let (Some(mode), Some(first)) = (&mode, config.networks.first()) {
+            return Err(RuntimeError::invalid(format!(
+                "the task is attached to swarm network {:?} and also sets runtime option \
+                 swarm.runtime.docker.network={mode:?}; use one or the other",
+                first.network.spec.annotations.name
+            )));
+        }
         let stop_signal = parse_signal(&spec.stop_signal)?;
         if spec.image.is_empty() {
             return Err(RuntimeError::invalid(
                 "the docker runtime needs an image; give the service one",
             ));
         }
+        check_bind_sources(config)?;
         let image = match self.inner.docker.inspect_image(&spec.image).await {
             Ok(i) => i,
             Err(e) if status_code(&e) == Some(404) => {
@@ -187,28 +260,69 @@ impl DockerRuntime {
             Err(e) => return Err(engine("inspect image", e)),
         };
         let image_health = image_health(image.config.and_then(|c| c.healthcheck));
-        let staged = self.inner.stage.stage(config, is_root())?;
-        let body = create_body(config, &staged, stop_signal, opts.get("network").cloned());
-        let create = CreateContainerOptionsBuilder::default()
-            .name(&config.task_name)
-            .build();
-        let created = match self.inner.docker.create_container(Some(create), body).await {
+        // One endpoint per swarm network, in the order given.
+        let mut nets: Vec<(&Network, &[String])> = Vec::new();
+        for a in &config.networks {
+            if !nets.iter().any(|(n, _)| n.id == a.network.id) {
+                nets.push((&a.network, &a.aliases));
+            }
+        }
+        let swarm: Vec<&Network> = nets.iter().map(|(n, _)| *n).collect();
+        let ids: Vec<Id> = swarm.iter().map(|n| n.id).collect();
+        let mut engine_ids = self.inner.networks.acquire(&swarm).await?;
+        let staged = match self.inner.stage.stage(config, is_root()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.inner.networks.release(&ids).await;
+                return Err(e);
+            }
+        };
+        let mut retried = false;
+        let result = loop {
+            let attach = match (engine_ids.first(), nets.first()) {
+                (Some(id), Some((_, aliases))) => Attach::Swarm {
+                    network: id.clone(),
+                    aliases: aliases.to_vec(),
+                },
+                _ => Attach::Mode(mode.clone()),
+            };
+            let r = self
+                .create_container(config, &staged, stop_signal, attach)
+                .await;
+            match r {
+                // The bridge went away between acquire and create (removed by another adapter
+                // sharing this engine): take it again, once.
+                Err(CreateError::NetworkGone(_)) if !retried => {
+                    retried = true;
+                    self.inner.networks.release(&ids).await;
+                    match self.inner.networks.acquire(&swarm).await {
+                        Ok(e) => engine_ids = e,
+                        Err(e) => {
+                            self.inner.stage.unstage(&config.task_id);
+                            return Err(e);
+                        }
+                    }
+                }
+                Err(e) => break Err(e.into_runtime()),
+                Ok(container) => {
+                    break self
+                        .connect_rest(&container, &nets, &engine_ids)
+                        .await
+                        .map(|()| container)
+                }
+            }
+        };
+        let container = match result {
             Ok(c) => c,
             Err(e) => {
                 self.inner.stage.unstage(&config.task_id);
-                return Err(match status_code(&e) {
-                    Some(404) => RuntimeError::ImageNotFound {
-                        image: spec.image.clone(),
-                        reason: message(&e),
-                    },
-                    Some(400) => RuntimeError::invalid(message(&e)),
-                    _ => engine("create container", e),
-                });
+                self.inner.networks.release(&ids).await;
+                return Err(e);
             }
         };
         let (exit_tx, _) = watch::channel(None);
         Ok(DockerTask {
-            container: created.id,
+            container,
             stop_signal,
             grace: spec.effective_stop_grace_period(),
             user: spec.user.clone(),
@@ -216,6 +330,113 @@ impl DockerRuntime {
             exit_tx,
             staged,
             image_health,
+            networks: engine_ids.into_iter().zip(ids).collect(),
+            ports: config.ports.clone(),
+            running: None,
+        })
+    }
+
+    /// Creates the container; the error tells a vanished network apart.
+    async fn create_container(
+        &self,
+        config: &TaskConfig,
+        staged: &Staged,
+        stop_signal: i32,
+        attach: Attach,
+    ) -> Result<String, CreateError> {
+        let swarm = matches!(attach, Attach::Swarm { .. });
+        let body = create_body(config, staged, stop_signal, attach);
+        let create = CreateContainerOptionsBuilder::default()
+            .name(&config.task_name)
+            .build();
+        match self.inner.docker.create_container(Some(create), body).await {
+            Ok(c) => Ok(c.id),
+            Err(e) => Err(match status_code(&e) {
+                Some(404) if swarm && message(&e).starts_with("network ") => {
+                    CreateError::NetworkGone(message(&e))
+                }
+                Some(404) => CreateError::Other(RuntimeError::ImageNotFound {
+                    image: config.container.image.clone(),
+                    reason: message(&e),
+                }),
+                // Bad mounts (`invalid mount config for type ...`), bad ports, bad options.
+                Some(400) => CreateError::Other(RuntimeError::invalid(message(&e))),
+                _ => CreateError::Other(engine("create container", e)),
+            }),
+        }
+    }
+
+    /// Connects a created container to the task's swarm networks after the first (with their
+    /// aliases); on failure the container is removed.
+    async fn connect_rest(
+        &self,
+        container: &str,
+        nets: &[(&Network, &[String])],
+        engine_ids: &[String],
+    ) -> Result<(), RuntimeError> {
+        for ((net, aliases), id) in nets.iter().zip(engine_ids).skip(1) {
+            let req = NetworkConnectRequest {
+                container: container.to_string(),
+                endpoint_config: Some(EndpointSettings {
+                    aliases: Some(aliases.to_vec()),
+                    ..EndpointSettings::default()
+                }),
+            };
+            if let Err(e) = self.inner.docker.connect_network(id, req).await {
+                self.remove_container(container).await.ok();
+                return Err(RuntimeError::Engine {
+                    op: "connect network",
+                    message: format!(
+                        "swarm network {:?}: {}",
+                        net.spec.annotations.name,
+                        message(&e)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a container and its anonymous volumes (named volumes stay, as in Docker).
+    async fn remove_container(&self, container: &str) -> Result<(), RuntimeError> {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .inner
+            .docker
+            .remove_container(container, Some(opts))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            Err(e) => Err(engine("remove container", e)),
+        }
+    }
+
+    /// Reads a running container's pid, addresses and bound ports from the engine.
+    async fn read_running(&self, task: &Id) -> Option<RunningInfo> {
+        let (container, nets, ports) = self
+            .get(task, |t| {
+                (t.container.clone(), t.networks.clone(), t.ports.clone())
+            })
+            .ok()?;
+        let i: ContainerInspectResponse = self
+            .inner
+            .docker
+            .inspect_container(&container, None)
+            .await
+            .ok()?;
+        let settings = i.network_settings.as_ref();
+        Some(RunningInfo {
+            pid: i
+                .state
+                .and_then(|s| s.pid)
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(0),
+            addresses: addresses(settings, &nets),
+            ports: bound_ports(settings, &ports),
         })
     }
 
@@ -260,7 +481,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn start(&self, task: &Id) -> Result<(), RuntimeError> {
-        let (container, state) = self.get(task, |t| (t.container.clone(), t.state))?;
+        let (container, state, ports) =
+            self.get(task, |t| (t.container.clone(), t.state, t.ports.clone()))?;
         if state != RuntimeState::Created {
             return Err(RuntimeError::AlreadyStarted { task: *task });
         }
@@ -268,13 +490,19 @@ impl Runtime for DockerRuntime {
             self.inner.finish(task, ExitStatus::code(127));
             return Err(RuntimeError::StartFailed {
                 task: *task,
-                reason: message(&e),
+                reason: start_failure(message(&e), &ports),
             });
         }
         if let Some(t) = self.inner.lock().get_mut(task) {
             if t.state == RuntimeState::Created {
                 t.state = RuntimeState::Running;
             }
+        }
+        // Addresses and bound ports exist once the engine has started the container: read them
+        // now, so `inspect` right after `start` has them without another engine call.
+        let info = self.read_running(task).await;
+        if let Some(t) = self.inner.lock().get_mut(task) {
+            t.running = info;
         }
         tokio::spawn(self.inner.clone().watch_exit(*task, container));
         Ok(())
@@ -327,54 +555,50 @@ impl Runtime for DockerRuntime {
         let Ok(container) = self.get(task, |t| t.container.clone()) else {
             return Ok(());
         };
-        let opts = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match self
-            .inner
-            .docker
-            .remove_container(&container, Some(opts))
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if status_code(&e) == Some(404) => {}
-            Err(e) => return Err(engine("remove container", e)),
-        }
+        self.remove_container(&container).await?;
         self.inner.finish(task, ExitStatus::signal(libc::SIGKILL));
-        self.inner.lock().remove(task);
+        let held = self.inner.lock().remove(task).map(|t| t.networks);
+        let ids: Vec<Id> = held.into_iter().flatten().map(|(_, id)| id).collect();
+        self.inner.networks.release(&ids).await;
         Ok(())
     }
 
     async fn inspect(&self, task: &Id) -> Result<TaskInspect, RuntimeError> {
-        let (container, state, files, image_healthcheck) = self.get(task, |t| {
+        let (container, state, files, image_healthcheck, running) = self.get(task, |t| {
             let files = match t.state {
                 RuntimeState::Exited(_) => Vec::new(),
                 _ => t.staged.files.iter().map(|f| f.host.clone()).collect(),
             };
-            (t.container.clone(), t.state, files, t.image_health.clone())
+            (
+                t.container.clone(),
+                t.state,
+                files,
+                t.image_health.clone(),
+                t.running.clone(),
+            )
         })?;
-        let pid = match state {
-            RuntimeState::Running => self
-                .inner
-                .docker
-                .inspect_container(&container, None)
-                .await
-                .ok()
-                .and_then(|i| i.state)
-                .and_then(|s| s.pid)
-                .and_then(|p| u32::try_from(p).ok())
-                .unwrap_or(0),
-            _ => 0,
+        let running = match (state, running) {
+            (RuntimeState::Running, Some(r)) => r,
+            // The read after start failed (engine hiccup): try again.
+            (RuntimeState::Running, None) => match self.read_running(task).await {
+                Some(info) => {
+                    if let Some(t) = self.inner.lock().get_mut(task) {
+                        t.running.get_or_insert_with(|| info.clone());
+                    }
+                    info
+                }
+                None => RunningInfo::default(),
+            },
+            _ => RunningInfo::default(),
         };
         Ok(TaskInspect {
             state,
             container_id: container,
-            pid,
+            pid: running.pid,
             staged_files: files,
             image_healthcheck,
-            addresses: Vec::new(),
-            ports: Vec::new(),
+            addresses: running.addresses,
+            ports: running.ports,
         })
     }
 
