@@ -6,8 +6,10 @@
 //!   `$XDG_DATA_HOME/swarm` (falling back to `$HOME/.local/share/swarm`, then `./swarm-data`);
 //! - socket: `<data-dir>/swarm.sock`;
 //! - runtime: `auto`, which picks `docker` when `/var/run/docker.sock` answers a ping within a
-//!   second and `process` otherwise.
+//!   second and `process` otherwise;
+//! - routing mesh address (`--mesh-addr`): `0.0.0.0`, every address of the host.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -77,6 +79,8 @@ pub struct DaemonConfig {
     pub dispatcher: DispatcherOptions,
     /// Overrides the hostname the node reports (default: the host's).
     pub hostname: Option<String>,
+    /// The address the routing mesh binds published ports on (default `0.0.0.0`).
+    pub mesh_addr: IpAddr,
 }
 
 impl DaemonConfig {
@@ -92,6 +96,7 @@ impl DaemonConfig {
             kdf: KdfParams::RECOMMENDED,
             dispatcher: DispatcherOptions::default(),
             hostname: None,
+            mesh_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
     }
 

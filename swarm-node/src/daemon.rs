@@ -3,7 +3,10 @@
 //!
 //! States: **inactive** (no swarm: only `swarm init` works), **locked** (a swarm whose manager
 //! keys are wrapped by the unlock key and no key given since the start: every swarm call answers
-//! [`BackendError::Locked`] until `swarm unlock`), **active** (manager and worker running).
+//! [`BackendError::Locked`] until `swarm unlock`), **active** (manager, worker and routing mesh
+//! running). The routing mesh ([`crate::mesh`]) starts with the worker and stops first, when the
+//! daemon stops or leaves; it answers the control layer's port checks
+//! ([`ClusterAccess::ports`]).
 //!
 //! Data directory: `node.json` (identity, present while in a swarm), `raft/` (log, snapshots and
 //! key file), and the API socket (the binary's). Transitions (init, unlock, leave, shutdown) are
@@ -24,6 +27,7 @@ use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitReque
 use crate::config::{create_data_dir, resolve_runtime, DaemonConfig};
 use crate::manager::host::describe_host;
 use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
+use crate::mesh::{MeshConfig, RoutingMesh};
 use crate::worker::{make_runtime, Worker, WorkerError};
 
 /// Default `--advertise-addr` shown for a single-host swarm.
@@ -54,7 +58,7 @@ pub enum DaemonError {
 enum Running {
     Inactive,
     Locked(NodeIdentity),
-    Active(Box<(Manager, Worker)>),
+    Active(Box<(Manager, Worker, Arc<RoutingMesh>)>),
 }
 
 #[derive(Clone)]
@@ -170,6 +174,14 @@ impl Daemon {
         }
     }
 
+    /// The routing mesh while the swarm is active (tests, embedders).
+    pub async fn mesh(&self) -> Option<Arc<RoutingMesh>> {
+        match &*self.running.lock().await {
+            Running::Active(mw) => Some(mw.2.clone()),
+            _ => None,
+        }
+    }
+
     fn manager_config(&self) -> ManagerConfig {
         ManagerConfig {
             raft_dir: self.config.raft_dir(),
@@ -191,7 +203,8 @@ impl Daemon {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Starts the worker next to a running manager and publishes the active view.
+    /// Starts the worker and the routing mesh next to a running manager and publishes the
+    /// active view.
     async fn activate(&self, manager: Manager) -> Running {
         let node_id = manager.identity().node_id;
         let worker = Worker::start(
@@ -201,20 +214,30 @@ impl Daemon {
             Arc::new(manager.dispatcher().clone()),
         )
         .await;
+        let mesh = RoutingMesh::start(
+            manager.store().clone(),
+            MeshConfig {
+                addr: self.config.mesh_addr,
+                // The process runtime's tasks run on the host network.
+                shared_host_network: self.runtime.name() == "process",
+                ..MeshConfig::default()
+            },
+        );
         let access = ClusterAccess {
             store: manager.store().clone(),
             proposer: manager.proposer(),
             node_id,
-            ports: None,
+            ports: Some(mesh.clone()),
         };
         self.set_view(SwarmState::Active, Some(access), Some(node_id));
-        Running::Active(Box::new((manager, worker)))
+        Running::Active(Box::new((manager, worker, mesh)))
     }
 
-    /// Stops the loops, the worker (tasks are stopped and their last status committed) and the
-    /// manager, in that order.
-    async fn stop_active(mw: Box<(Manager, Worker)>) {
-        let (mut manager, worker) = *mw;
+    /// Stops the routing mesh (listeners and proxied connections), the loops, the worker (tasks
+    /// are stopped and their last status committed) and the manager, in that order.
+    async fn stop_active(mw: Box<(Manager, Worker, Arc<RoutingMesh>)>) {
+        let (mut manager, worker, mesh) = *mw;
+        mesh.stop().await;
         manager.stop_loops().await;
         worker.stop().await;
         manager.shutdown().await;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! swarm-node run [--data-dir DIR] [--socket PATH] [--runtime auto|process|docker|sim] [--init]
-//!                [--unlock-key-file FILE|-]
+//!                [--unlock-key-file FILE|-] [--mesh-addr ADDR]
 //! swarm-node unlock [--data-dir DIR] [--socket PATH] [--key SWMKEY-1-...]   (else read from stdin)
 //! swarm-node status [--data-dir DIR] [--socket PATH]
 //! ```
@@ -72,6 +72,9 @@ enum Command {
         /// Unlock a locked swarm at start with the key read from FILE ("-": standard input)
         #[arg(long, value_name = "FILE")]
         unlock_key_file: Option<PathBuf>,
+        /// Address the routing mesh binds published ports on (e.g. 127.0.0.1 for loopback only)
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+        mesh_addr: std::net::IpAddr,
     },
     /// Unlock a locked swarm through the running daemon's socket.
     Unlock {
@@ -119,7 +122,8 @@ fn real_main() -> Result<()> {
                 runtime,
                 init,
                 unlock_key_file,
-            } => run(at, runtime, init, unlock_key_file).await,
+                mesh_addr,
+            } => run(at, runtime, init, unlock_key_file, mesh_addr).await,
             Command::Unlock { at, key } => unlock(at, key).await,
             Command::Status { at } => status(at).await,
         }
@@ -152,11 +156,13 @@ async fn run(
     runtime: RuntimeKind,
     init: bool,
     unlock_key_file: Option<PathBuf>,
+    mesh_addr: std::net::IpAddr,
 ) -> Result<()> {
     let mut config = DaemonConfig::new(at.data_dir());
     config.socket = at.socket();
     config.runtime = runtime;
     config.init = init;
+    config.mesh_addr = mesh_addr;
     let socket = config.socket.clone();
     // Before binding: the default socket is inside the data directory, and binding would
     // otherwise create that directory with the umask's permissions.
