@@ -63,7 +63,8 @@ impl FromStr for RuntimeKind {
 /// Everything a [`crate::daemon::Daemon`] needs to start.
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
-    /// Data directory: `node.json` (identity), `raft/` (log, snapshots, keys).
+    /// Data directory: `node.json` (identity), `raft/` (log, snapshots, keys),
+    /// `volumes/` (volumes of the process runtime).
     pub data_dir: PathBuf,
     /// The Docker API socket (used by the binary; the library only reports it).
     pub socket: PathBuf,
@@ -103,6 +104,11 @@ impl DaemonConfig {
     /// Where the raft data lives.
     pub fn raft_dir(&self) -> PathBuf {
         self.data_dir.join("raft")
+    }
+
+    /// Where the process runtime keeps volumes (`volumes/<name>/_data`, as Docker does).
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.data_dir.join("volumes")
     }
 }
 

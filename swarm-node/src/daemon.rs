@@ -103,7 +103,7 @@ impl Daemon {
     /// Starts a daemon with the runtime `config.runtime` names (`auto` resolved here).
     pub async fn start(config: DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {
         let kind = resolve_runtime(config.runtime).await;
-        let runtime = make_runtime(kind).await?;
+        let runtime = make_runtime(kind, config.volumes_dir()).await?;
         Self::start_with_runtime(config, runtime).await
     }
 

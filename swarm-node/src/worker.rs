@@ -13,13 +13,14 @@
 //! daemon left behind (label `com.docker.swarm.node.id` = this node) are removed when the worker
 //! starts, so they cannot run twice.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use swarm_core::objects::node::NodeDescription;
 use swarm_core::Id;
 use swarm_runtime::{
-    Agent, AgentConfig, Dispatcher, DockerOptions, DockerRuntime, LogLine, ProcessRuntime, Runtime,
-    RuntimeError, SimRuntime,
+    Agent, AgentConfig, Dispatcher, DockerOptions, DockerRuntime, LogLine, ProcessOptions,
+    ProcessRuntime, Runtime, RuntimeError, SimRuntime,
 };
 use thiserror::Error;
 
@@ -39,7 +40,15 @@ pub enum WorkerError {
 }
 
 /// Makes the runtime adapter `kind` (`auto` must be resolved first; it is treated as `process`).
-pub async fn make_runtime(kind: RuntimeKind) -> Result<Arc<dyn Runtime>, WorkerError> {
+/// The process runtime keeps its volumes in `volumes_dir` ([`crate::config::DaemonConfig::volumes_dir`]).
+pub async fn make_runtime(
+    kind: RuntimeKind,
+    volumes_dir: PathBuf,
+) -> Result<Arc<dyn Runtime>, WorkerError> {
+    let process = ProcessOptions {
+        volumes_dir: Some(volumes_dir),
+        ..ProcessOptions::default()
+    };
     Ok(match kind {
         RuntimeKind::Sim => Arc::new(SimRuntime::new()),
         RuntimeKind::Docker => Arc::new(
@@ -50,12 +59,14 @@ pub async fn make_runtime(kind: RuntimeKind) -> Result<Arc<dyn Runtime>, WorkerE
                     source,
                 })?,
         ),
-        RuntimeKind::Process | RuntimeKind::Auto => Arc::new(ProcessRuntime::new().map_err(
-            |source| WorkerError::Runtime {
-                runtime: "process",
-                source,
-            },
-        )?),
+        RuntimeKind::Process | RuntimeKind::Auto => {
+            Arc::new(ProcessRuntime::with_options(process).map_err(|source| {
+                WorkerError::Runtime {
+                    runtime: "process",
+                    source,
+                }
+            })?)
+        }
     })
 }
 
