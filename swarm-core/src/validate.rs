@@ -409,7 +409,10 @@ fn validate_mount(m: &Mount) -> Result<(), SpecError> {
         return Err(err("field Target must not be empty"));
     }
     if !m.target.starts_with('/') && !m.target.starts_with("{{") {
-        return Err(err("field Target must be an absolute path"));
+        return Err(err(&format!(
+            "field Target must be an absolute path (got {:?})",
+            m.target
+        )));
     }
     match m.kind {
         MountKind::Bind => {
@@ -417,7 +420,10 @@ fn validate_mount(m: &Mount) -> Result<(), SpecError> {
                 return Err(err("field Source must not be empty"));
             }
             if !m.source.starts_with('/') && !m.source.starts_with("{{") {
-                return Err(err("field Source must be an absolute path"));
+                return Err(err(&format!(
+                    "field Source must be an absolute path (got {:?})",
+                    m.source
+                )));
             }
             if m.volume.is_some() || m.tmpfs.is_some() {
                 return Err(err("VolumeOptions and TmpfsOptions must not be specified"));

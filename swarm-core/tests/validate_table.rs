@@ -191,7 +191,10 @@ fn service_spec_rules() {
                     ..Default::default()
                 }]
             },
-            Some("invalid mount config for type \"volume\": field Target must be an absolute path"),
+            Some(
+                "invalid mount config for type \"volume\": field Target must be an absolute path \
+                 (got \"data\")",
+            ),
         ),
         (
             "bind without source",

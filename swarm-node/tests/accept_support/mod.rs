@@ -234,6 +234,8 @@ impl Node {
         if self.init {
             cmd.arg("--init");
         }
+        // Tests may only use loopback addresses: the routing mesh listens on 127.0.0.1.
+        cmd.args(["--mesh-addr", "127.0.0.1"]);
         cmd.env("RUST_LOG", "info,openraft=warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -467,6 +469,51 @@ impl Node {
         let text = std::fs::read_to_string(self.data_dir().join("node.json")).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         v["node_id"].as_str().map(str::to_string)
+    }
+}
+
+/// One `GET /` over a fresh TCP connection to `127.0.0.1:port` (HTTP/1.0, so the server closes
+/// the connection after the answer); the response body, or why the request failed.
+pub async fn http_get(port: u16, path: &str) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
+    let req = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        match text.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => {
+                Ok(body.to_string())
+            }
+            _ => Err(format!("bad response: {text:?}")),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), req)
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// Polls [`http_get`] until it succeeds with a body for which `pred` holds; returns the body.
+pub async fn wait_http(port: u16, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let r = http_get(port, "/").await;
+        if let Ok(body) = &r {
+            if pred(body) {
+                return body.clone();
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out waiting for {what} on 127.0.0.1:{port}; last answer: {r:?}");
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 

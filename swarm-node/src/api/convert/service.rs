@@ -301,7 +301,25 @@ pub(crate) struct ServiceJson {
     service: models::Service,
     #[serde(rename = "PreviousSpec", skip_serializing_if = "Option::is_none")]
     previous_spec: Option<models::ServiceSpec>,
+    /// swarm's own field: how this node's runtime networks the service's tasks, when that is not
+    /// what Docker's fields suggest (the process runtime's host networking).
+    #[serde(rename = "NetworkMode", skip_serializing_if = "Option::is_none")]
+    network_mode: Option<&'static str>,
 }
+
+impl ServiceJson {
+    /// Marks the service as run on the node's host network (the process runtime).
+    pub(crate) fn on_host_network(mut self) -> ServiceJson {
+        self.network_mode = Some(HOST_NETWORK_NOTE);
+        self
+    }
+}
+
+/// What `docker service inspect` says of services run by the process runtime.
+pub(crate) const HOST_NETWORK_NOTE: &str =
+    "host: the process runtime runs tasks on the node's own \
+     network; swarm networks give them no isolation and no DNS names, and published ports reach \
+     them at 127.0.0.1:<target port>";
 
 /// A service as `docker service inspect` shows it (`PreviousSpec` included), with `ServiceStatus`
 /// when `status` is given.
@@ -344,6 +362,7 @@ pub(crate) fn service_out(
         }),
     };
     ServiceJson {
+        network_mode: None,
         service,
         previous_spec: s
             .previous_spec

@@ -434,9 +434,55 @@ pub(crate) fn state_out(s: TaskState) -> models::TaskState {
     }
 }
 
+/// A task as Docker shows it: bollard's model plus `NetworksAttachments`, which that model lacks.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct TaskJson {
+    #[serde(flatten)]
+    task: models::Task,
+    #[serde(rename = "NetworksAttachments", skip_serializing_if = "Vec::is_empty")]
+    networks: Vec<serde_json::Value>,
+}
+
 /// A task as `docker inspect` / `docker service ps` read it. `Name` is left out so the CLI prints
-/// `<service>.<slot>`, as it does against Docker.
-pub(crate) fn task_out(t: &Task) -> models::Task {
+/// `<service>.<slot>`, as it does against Docker. Each network attachment lists the addresses the
+/// task's runtime reported on that network.
+pub(crate) fn task_out(t: &Task) -> TaskJson {
+    let networks = t
+        .networks
+        .iter()
+        .map(|att| {
+            let n = &att.network;
+            let addresses: Vec<String> = t
+                .status
+                .addresses
+                .iter()
+                .filter(|a| a.network_id == Some(n.id))
+                .map(|a| a.addr.to_string())
+                .collect();
+            serde_json::json!({
+                "Network": {
+                    "ID": n.id.to_string(),
+                    "Version": version(&n.meta),
+                    "Spec": {
+                        "Name": n.spec.annotations.name,
+                        "Labels": n.spec.annotations.labels,
+                        "DriverConfiguration": {"Name": n.spec.driver.name},
+                        "Internal": n.spec.internal,
+                        "Attachable": n.spec.attachable,
+                    },
+                },
+                "Addresses": addresses,
+                "Aliases": att.aliases,
+            })
+        })
+        .collect();
+    TaskJson {
+        task: task_model(t),
+        networks,
+    }
+}
+
+fn task_model(t: &Task) -> models::Task {
     let st = &t.status;
     models::Task {
         id: Some(t.id.to_string()),

@@ -51,9 +51,17 @@ pub(crate) async fn list(
             .map(|svc| (svc.clone(), status.then(|| service_status(s, svc))))
             .collect()
     });
+    let host = st.backend.info().runtime == "process";
     let services: Vec<ServiceJson> = picked
         .iter()
-        .map(|(svc, st)| service_out(svc, *st, false))
+        .map(|(svc, status)| {
+            let out = service_out(svc, *status, false);
+            if host {
+                out.on_host_network()
+            } else {
+                out
+            }
+        })
         .collect();
     Ok(ok_list(&services, 1024))
 }
@@ -93,7 +101,11 @@ pub(crate) async fn inspect(
 ) -> Result<Response, ApiError> {
     let insert_defaults = Query::parse(q.as_deref()).bool("insertDefaults");
     let svc = st.control()?.get::<Service>(&id)?;
-    Ok(ok(&service_out(&svc, None, insert_defaults)))
+    let out = service_out(&svc, None, insert_defaults);
+    if st.backend.info().runtime == "process" {
+        return Ok(ok(&out.on_host_network()));
+    }
+    Ok(ok(&out))
 }
 
 /// `POST /services/{id}/update?version=&rollback=previous`: `{"Warnings": []}`.

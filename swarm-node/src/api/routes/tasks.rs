@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use bollard::models;
 use swarm_core::{Id, Node, Service, Store, StoreObject, Task, TaskState};
 use swarm_sched::is_task_dirty;
 
 use super::{ok, ok_list, PathId};
-use crate::api::convert::task::task_out;
+use crate::api::convert::task::{task_out, TaskJson};
 use crate::api::error::ApiError;
 use crate::api::query::{Filters, Query};
 use crate::api::AppState;
@@ -77,7 +76,7 @@ pub(crate) async fn list(
             .cloned()
             .collect()
     });
-    let tasks: Vec<models::Task> = picked.iter().map(|t| task_out(t)).collect();
+    let tasks: Vec<TaskJson> = picked.iter().map(|t| task_out(t)).collect();
     Ok(ok_list(&tasks, 1024))
 }
 
