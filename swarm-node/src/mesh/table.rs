@@ -379,7 +379,8 @@ mod tests {
     fn eligibility() {
         let s = web(&[]);
         let base = running(1, &s, 1);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Task)>, bool)> = vec![
+        type Edit = Box<dyn Fn(&mut Task)>;
+        let cases: Vec<(&str, Edit, bool)> = vec![
             ("running", Box::new(|_| {}), true),
             (
                 "healthy",
