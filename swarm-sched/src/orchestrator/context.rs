@@ -231,7 +231,7 @@ impl<'t, 'a> Ctx<'t, 'a> {
             assigned_secrets: Vec::new(),
             assigned_configs: Vec::new(),
             networks: self.attachments(service),
-            ports: service_ports(service),
+            ports: service_ports(service).to_vec(),
         };
         if self.tx.create(task).is_ok() {
             self.created_by_slot
@@ -252,11 +252,11 @@ impl<'t, 'a> Ctx<'t, 'a> {
 
 /// The published ports a new task of `service` records: the allocated endpoint's, or the spec's
 /// while nothing has been allocated.
-pub(crate) fn service_ports(service: &Service) -> Vec<swarm_core::objects::service::PortConfig> {
+pub(crate) fn service_ports(service: &Service) -> &[swarm_core::objects::service::PortConfig] {
     if service.endpoint.ports.is_empty() {
-        service.spec.endpoint.ports.clone()
+        &service.spec.endpoint.ports
     } else {
-        service.endpoint.ports.clone()
+        &service.endpoint.ports
     }
 }
 

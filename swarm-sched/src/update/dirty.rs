@@ -31,7 +31,7 @@ pub fn is_task_dirty(service: &Service, task: &Task, node: Option<&Node>) -> boo
         return false;
     }
     let want = &service.spec.task;
-    if host_ports(&task.ports) != host_ports(&service_ports(service)) {
+    if host_ports(&task.ports) != host_ports(service_ports(service)) {
         return true;
     }
     if *task.spec == *want {
@@ -53,4 +53,39 @@ fn placement_only_change(want: &TaskSpec, have: &Arc<TaskSpec>) -> bool {
     let mut same_placement = want.clone();
     same_placement.placement = have.placement.clone();
     same_placement == **have
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{service, task};
+    use swarm_core::Version;
+
+    fn port(published: u32, mode: PublishMode) -> PortConfig {
+        PortConfig {
+            target_port: 80,
+            published_port: published,
+            publish_mode: mode,
+            ..PortConfig::default()
+        }
+    }
+
+    /// Only host-mode port changes replace tasks: ingress ports are the routing mesh's.
+    #[test]
+    fn host_mode_port_changes_make_tasks_dirty_ingress_ones_do_not() {
+        let mut svc = service(1, 1);
+        svc.spec.endpoint.ports = vec![port(8080, PublishMode::Ingress)];
+        let mut t = task(&svc, 1, 2);
+        t.ports = service_ports(&svc).to_vec();
+        svc.spec_version = Version(svc.spec_version.0 + 1);
+        assert!(!is_task_dirty(&svc, &t, None), "same spec, same ports");
+
+        let mut ingress = svc.clone();
+        ingress.spec.endpoint.ports = vec![port(9090, PublishMode::Ingress)];
+        assert!(!is_task_dirty(&ingress, &t, None), "ingress port moved");
+
+        let mut host = svc.clone();
+        host.spec.endpoint.ports.push(port(8081, PublishMode::Host));
+        assert!(is_task_dirty(&host, &t, None), "host-mode port added");
+    }
 }
