@@ -348,4 +348,68 @@ async fn process_runtime_tasks_are_reached_through_the_mesh() {
     node.wait_replicas("hostweb", "1/1").await;
     let body = wait_http(published, "the process task", |b| b.contains("hello")).await;
     assert_eq!(body, "hello from the host network\n");
+    // `docker service inspect` says plainly how the tasks are networked.
+    let vips = node
+        .inspect(
+            "hostweb",
+            "{{range .Endpoint.VirtualIPs}}{{.NetworkID}} {{.Addr}}{{end}}",
+        )
+        .await;
+    assert_eq!(vips, "host 127.0.0.1/8");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_mode_port_is_bound_on_the_node_once() {
+    let Some(node) = Node::start(Runtime::Docker, true).await else {
+        return;
+    };
+    let port = free_port();
+    node.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "hostmode",
+        "--replicas",
+        "2",
+        "--publish",
+        &format!("mode=host,published={port},target=80"),
+        IMAGE,
+        "sh",
+        "-c",
+        WEB,
+    ])
+    .await;
+    // One node, one host port: the second replica cannot be placed, and says why.
+    let states = node
+        .wait_for(
+            "one running and one pending replica",
+            &[
+                "service",
+                "ps",
+                "hostmode",
+                "--no-trunc",
+                "--format",
+                "{{.CurrentState}}|{{.Error}}",
+            ],
+            |out| {
+                out.lines().any(|l| l.starts_with("Running"))
+                    && out.lines().any(|l| {
+                        l.starts_with("Pending")
+                            && l.contains("host-mode port already in use on 1 node")
+                    })
+            },
+        )
+        .await;
+    assert_eq!(states.lines().count(), 2, "{states}");
+    let body = wait_http(port, "the host-mode task", |b| b.contains(" v=1")).await;
+    assert!(body.trim().ends_with(" v=1"), "{body}");
+    // As with Docker, `service ls` lists ingress ports only; inspect shows the host-mode one.
+    let ports = node
+        .inspect(
+            "hostmode",
+            "{{range .Endpoint.Ports}}{{.PublishedPort}}->{{.TargetPort}} {{.PublishMode}}{{end}}",
+        )
+        .await;
+    assert_eq!(ports, format!("{port}->80 host"));
 }

@@ -308,9 +308,17 @@ pub(crate) struct ServiceJson {
 }
 
 impl ServiceJson {
-    /// Marks the service as run on the node's host network (the process runtime).
+    /// Marks the service as run on the node's host network (the process runtime): the `docker`
+    /// CLI shows `Endpoint.VirtualIPs` as `[{"NetworkID": "host", "Addr": "127.0.0.1/8"}]` (it
+    /// drops fields it does not know); API clients also get `NetworkMode`, which says it in words.
     pub(crate) fn on_host_network(mut self) -> ServiceJson {
         self.network_mode = Some(HOST_NETWORK_NOTE);
+        if let Some(e) = self.service.endpoint.as_mut() {
+            e.virtual_ips = Some(vec![models::ServiceEndpointVirtualIps {
+                network_id: Some("host".into()),
+                addr: Some("127.0.0.1/8".into()),
+            }]);
+        }
         self
     }
 }
