@@ -286,3 +286,24 @@ proptest! {
         check_indexes(&c)?;
     }
 }
+
+/// A snapshot not written by our encoder (tasks out of order, one id twice) restores as `put` of
+/// each task in turn would: the last copy of an id wins and every index agrees with the table.
+#[test]
+fn restore_of_unordered_snapshot_keeps_last_copy_and_consistent_indexes() {
+    let mut st = Store::new();
+    let mut snap = st.snapshot();
+    let a = swarm_core::testing::service(sid(0), "a", 1);
+    let b = swarm_core::testing::service(sid(1), "b", 1);
+    let t1 = swarm_core::testing::task(tid(1), &a, 1);
+    let t2 = swarm_core::testing::task(tid(2), &a, 2);
+    let t1_moved = swarm_core::testing::task(tid(1), &b, 3);
+    snap.tasks = vec![t2.into(), t1.into(), t1_moved.into()];
+    st.restore(snap);
+    assert_eq!(st.iter::<Task>().count(), 2);
+    assert_eq!(ids(st.tasks_by_service(&id(sid(0)))), [id(tid(2))].into());
+    assert_eq!(ids(st.tasks_by_service(&id(sid(1)))), [id(tid(1))].into());
+    assert_eq!(ids(st.tasks_by_slot(&id(sid(1)), 3)), [id(tid(1))].into());
+    assert!(st.tasks_by_slot(&id(sid(0)), 1).next().is_none());
+    check_indexes(&st).unwrap();
+}

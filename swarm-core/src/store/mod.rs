@@ -564,12 +564,12 @@ impl Store {
             index,
             ..
         } = snap;
+        tables.restore_tasks(tasks);
         let objects = clusters
             .into_iter()
             .map(Object::Cluster)
             .chain(nodes.into_iter().map(Object::Node))
             .chain(services.into_iter().map(Object::Service))
-            .chain(tasks.into_iter().map(Object::Task))
             .chain(secrets.into_iter().map(Object::Secret))
             .chain(configs.into_iter().map(Object::Config))
             .chain(networks.into_iter().map(Object::Network));
