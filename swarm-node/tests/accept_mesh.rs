@@ -356,6 +356,31 @@ async fn process_runtime_tasks_are_reached_through_the_mesh() {
         )
         .await;
     assert_eq!(vips, "host 127.0.0.1/8");
+    // A second replica on the same node would listen on the same host port: rejected, saying why.
+    node.ok(&["service", "scale", "--detach", "hostweb=2"])
+        .await;
+    node.wait_for(
+        "the second replica to be rejected",
+        &[
+            "service",
+            "ps",
+            "hostweb",
+            "--no-trunc",
+            "--format",
+            "{{.CurrentState}}|{{.Error}}",
+        ],
+        |out| {
+            out.lines().any(|l| {
+                l.starts_with("Rejected")
+                    && l.contains(&format!("target port {target}/tcp is already used by task"))
+            })
+        },
+    )
+    .await;
+    let body = http_get(published, "/")
+        .await
+        .expect("the first replica still serves");
+    assert_eq!(body, "hello from the host network\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,7 +44,9 @@
 //! differs from its target is rejected (0 means the target port), and `prepare` rejects a port
 //! already in use on the node (bound on 0.0.0.0, or published by another task of this runtime;
 //! SCTP ports are not checked). A running task's [`TaskInspect::ports`] lists its host-mode
-//! ports. The task's program must bind the port itself.
+//! ports. The task's program must bind the port itself. For the same reason two tasks of this
+//! runtime cannot serve one **ingress target port**: the second is rejected naming the first
+//! (run one replica per node, update stop-first, or use the docker runtime).
 
 mod logs;
 mod mounts;

@@ -69,6 +69,41 @@ impl PortTable {
         Ok(())
     }
 
+    /// Holds, for `task`, the target port of each of its ingress ports: on the node's network the
+    /// task's program listens on that port itself, so two tasks of this runtime publishing the same
+    /// target would collide (the second one's program failing to bind). Refused here instead, with
+    /// the reason and the ways out. Only this runtime's own tasks are checked: the program may
+    /// listen on one address only, so a bind test on 0.0.0.0 would say nothing reliable. On error
+    /// the caller releases everything `task` holds.
+    pub(super) fn reserve_ingress_targets(
+        &mut self,
+        task: &Id,
+        ports: &[PortConfig],
+    ) -> Result<(), RuntimeError> {
+        for p in ports
+            .iter()
+            .filter(|p| p.publish_mode == PublishMode::Ingress)
+        {
+            let key = (p.protocol, p.target_port);
+            match self.held.get(&key) {
+                Some(other) if other != task => {
+                    return Err(RuntimeError::invalid(format!(
+                        "target port {}/{} is already used by task {other} on this node: the \
+                         process runtime runs tasks on the node's network, so one task per node \
+                         can listen on a port; run one replica per node (--replicas-max-per-node \
+                         1, or global mode), update stop-first, or use the docker runtime",
+                        p.target_port,
+                        p.protocol.as_str()
+                    )));
+                }
+                _ => {
+                    self.held.insert(key, *task);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Frees every port `task` holds (idempotent).
     pub(super) fn release(&mut self, task: &Id) {
         self.held.retain(|_, t| t != task);
@@ -122,6 +157,28 @@ mod tests {
              port 8080 cannot be mapped to target port 80; publish the target port itself"
         );
         assert!(host_ports(&[port(0, 0, PublishMode::Host)]).is_err());
+    }
+
+    #[test]
+    fn an_ingress_target_port_is_held_by_one_task_at_a_time() {
+        let ingress = port(8081, 8080, PublishMode::Ingress);
+        let (a, b) = (Id::from_u128(1), Id::from_u128(2));
+        let mut table = PortTable::default();
+        table
+            .reserve_ingress_targets(&a, std::slice::from_ref(&ingress))
+            .unwrap();
+        let e = table
+            .reserve_ingress_targets(&b, std::slice::from_ref(&ingress))
+            .unwrap_err();
+        assert!(e.is_rejection());
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("target port 8081/tcp is already used by task {a}")),
+            "{msg}"
+        );
+        assert!(msg.contains("--replicas-max-per-node 1"), "{msg}");
+        table.release(&a);
+        table.reserve_ingress_targets(&b, &[ingress]).unwrap();
     }
 
     #[test]

@@ -191,7 +191,11 @@ impl ProcessRuntime {
         plan: MountPlan,
         host_ports: Vec<PortConfig>,
     ) -> Result<(), RuntimeError> {
-        self.inner.ports().reserve(&config.task_id, &host_ports)?;
+        {
+            let mut table = self.inner.ports();
+            table.reserve(&config.task_id, &host_ports)?;
+            table.reserve_ingress_targets(&config.task_id, &config.ports)?;
+        }
         prep.host_ports = host_ports;
         for dir in &plan.named {
             mounts::create_volume_dir(dir)?;
