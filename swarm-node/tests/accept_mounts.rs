@@ -225,3 +225,31 @@ async fn missing_bind_source_rejects_the_task_with_dockers_wording() {
         "nobind"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_apply_to_mount_source_and_target() {
+    let Some(node) = Node::start(Runtime::Docker, true).await else {
+        return;
+    };
+    let base = node.dir().join("per-service");
+    std::fs::create_dir_all(base.join("tmpl")).unwrap();
+    std::fs::write(base.join("tmpl").join("hello"), "templated source\n").unwrap();
+    node.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "tmpl",
+        "--mount",
+        &format!(
+            "type=bind,src={}/{{{{.Service.Name}}}},dst=/slot-{{{{.Task.Slot}}}},readonly",
+            base.display()
+        ),
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /slot-1/hello; exec sleep 1000",
+    ])
+    .await;
+    node.wait_logs("tmpl", "templated source").await;
+}
