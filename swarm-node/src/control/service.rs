@@ -135,23 +135,11 @@ impl Control {
         prev: &Endpoint,
     ) -> Result<Endpoint, ControlError> {
         let mut taken: std::collections::BTreeSet<(u32, swarm_core::objects::service::Protocol)> =
-            std::collections::BTreeSet::new();
-        for other in tx.list::<Service>() {
-            if Some(other.id) == service {
-                continue;
-            }
-            for p in other
-                .spec
-                .endpoint
-                .ports
-                .iter()
-                .chain(&other.endpoint.ports)
-            {
-                if p.published_port != 0 {
-                    taken.insert((p.published_port, p.protocol));
-                }
-            }
-        }
+            ports_of_others(tx, service)
+                .into_iter()
+                .filter(|(_, p)| p.published_port != 0)
+                .map(|(_, p)| (p.published_port, p.protocol))
+                .collect();
         for p in &spec.endpoint.ports {
             if p.published_port != 0 {
                 taken.insert((p.published_port, p.protocol));
@@ -368,32 +356,42 @@ fn check_port_conflicts(
     if wanted.is_empty() {
         return Ok(());
     }
+    for (other, have) in ports_of_others(tx, skip) {
+        for want in &wanted {
+            if have.published_port != want.published_port || have.protocol != want.protocol {
+                continue;
+            }
+            let how = match (want.publish_mode, have.publish_mode) {
+                (PublishMode::Host, PublishMode::Host) => continue,
+                (_, PublishMode::Host) => "a host-published port",
+                (_, PublishMode::Ingress) => "an ingress port",
+            };
+            return Err(ControlError::InvalidArgument(format!(
+                "port '{}' is already in use by service '{}' ({}) as {how}",
+                want.published_port, other.spec.annotations.name, other.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every port (as specified and as allocated) of the services other than `skip`, with its
+/// service.
+fn ports_of_others(tx: &Tx<'_>, skip: Option<Id>) -> Vec<(Arc<Service>, PortConfig)> {
+    let mut out = Vec::new();
     for other in tx.list::<Service>() {
         if Some(other.id) == skip {
             continue;
         }
-        for have in other
+        for p in other
             .spec
             .endpoint
             .ports
             .iter()
             .chain(&other.endpoint.ports)
         {
-            for want in &wanted {
-                if have.published_port != want.published_port || have.protocol != want.protocol {
-                    continue;
-                }
-                let how = match (want.publish_mode, have.publish_mode) {
-                    (PublishMode::Host, PublishMode::Host) => continue,
-                    (_, PublishMode::Host) => "a host-published port",
-                    (_, PublishMode::Ingress) => "an ingress port",
-                };
-                return Err(ControlError::InvalidArgument(format!(
-                    "port '{}' is already in use by service '{}' ({}) as {how}",
-                    want.published_port, other.spec.annotations.name, other.id
-                )));
-            }
+            out.push((other.clone(), p.clone()));
         }
     }
-    Ok(())
+    out
 }
