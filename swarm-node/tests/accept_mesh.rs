@@ -164,6 +164,24 @@ async fn published_port_spreads_and_start_first_update_drops_nothing() {
     }
 }
 
+/// `service update --publish-add publish service`, which must fail and leave the service
+/// unchanged (same version); its stderr.
+async fn refused_publish_add(node: &Node, service: &str, publish: &str) -> String {
+    let before = node.inspect(service, "{{.Version.Index}}").await;
+    let err = node
+        .fails(&[
+            "service",
+            "update",
+            "--detach",
+            "--publish-add",
+            publish,
+            service,
+        ])
+        .await;
+    assert_eq!(node.inspect(service, "{{.Version.Index}}").await, before);
+    err
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -241,44 +259,17 @@ async fn taken_ports_are_refused_and_nothing_changes() {
         "service", "create", "--detach", "--name", "other", "busybox", "sleep", "1000",
     ])
     .await;
-    let before = node.inspect("other", "{{.Version.Index}}").await;
-    let err = node
-        .fails(&[
-            "service",
-            "update",
-            "--detach",
-            "--publish-add",
-            &format!("{p}:82"),
-            "other",
-        ])
-        .await;
-    assert!(err.contains("already in use by service 'first'"), "{err}");
-    assert_eq!(node.inspect("other", "{{.Version.Index}}").await, before);
-    let err = node
-        .fails(&[
-            "service",
-            "update",
-            "--detach",
-            "--publish-add",
-            &format!("{held_port}:82"),
-            "other",
-        ])
-        .await;
-    assert!(err.contains("cannot be published on this node"), "{err}");
-    assert_eq!(node.inspect("other", "{{.Version.Index}}").await, before);
-    // Out of range.
-    let err = node
-        .fails(&[
-            "service",
-            "update",
-            "--detach",
-            "--publish-add",
-            "70000:80",
-            "other",
-        ])
-        .await;
-    assert!(err.contains("70000"), "{err}");
-    assert_eq!(node.inspect("other", "{{.Version.Index}}").await, before);
+    for (publish, want) in [
+        (format!("{p}:82"), "already in use by service 'first'"),
+        (
+            format!("{held_port}:82"),
+            "cannot be published on this node",
+        ),
+        ("70000:80".to_string(), "70000"),
+    ] {
+        let err = refused_publish_add(&node, "other", &publish).await;
+        assert!(err.contains(want), "{publish}: {err}");
+    }
     // A port published as 0 gets one from the dynamic range.
     node.ok(&[
         "service",
