@@ -42,7 +42,8 @@
 //! - Stops are bounded: `KILL_WAIT` after `SIGKILL` without an exit, the engine is asked once
 //!   more, then `shutdown` fails with `KillTimedOut`. A failed wait on the engine is not an exit:
 //!   a container still running is waited on again, one gone without an exit code is reported by
-//!   `wait` as `ExitUnknown`.
+//!   `wait` as `ExitUnknown`. `remove` waits at most 60 s for a `prepare`/`start` in flight and
+//!   30 s for the engine's forced removal.
 //! - A timed-out `exec` is killed through a pidfd, only after checking the process is in the
 //!   container's PID namespace (`exec.rs`).
 //! - `recover(node)` adopts the node's containers a previous run left, by label (`adopt.rs`).
