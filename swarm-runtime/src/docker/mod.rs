@@ -218,23 +218,18 @@ impl Inner {
                 Some(Err(e)) => message(&e),
                 None => "the engine closed the wait stream without a result".to_string(),
             };
-            match self.docker.inspect_container(&container, None).await {
-                Ok(i) => {
-                    let state = i.state.unwrap_or_default();
-                    if state.running != Some(true) {
-                        break state.exit_code.map(exit_status).ok_or_else(|| {
-                            format!("waiting for container {container} failed ({failure}) and the engine reports no exit code")
-                        });
-                    }
+            let inspected = self
+                .docker
+                .inspect_container(&container, None)
+                .await
+                .map(|i| i.state.unwrap_or_default())
+                .map_err(|e| message(&e));
+            match after_failed_wait(&container, &failure, inspected) {
+                Some(exit) => break exit,
+                None => {
                     tracing::debug!(task = %task, error = %failure, "waiting for the container failed; it still runs, waiting again");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    break Err(format!(
-                        "waiting for container {container} failed ({failure}), then inspecting it failed: {}",
-                        message(&e)
-                    ))
                 }
             }
         };
@@ -253,6 +248,28 @@ async fn join_op(
             op,
             message: format!("the operation ended abnormally: {e}"),
         }),
+    }
+}
+
+/// What a failed wait on the engine means, from the engine's record of the container (or why
+/// that could not be read): its exit, or `None` when it still runs and must be waited on again.
+/// Never a made-up exit code: an exit the engine cannot tell is an error.
+fn after_failed_wait(
+    container: &str,
+    failure: &str,
+    inspected: Result<bollard::models::ContainerState, String>,
+) -> Option<Exit> {
+    match inspected {
+        Ok(state) if state.running == Some(true) => None,
+        Ok(state) => Some(state.exit_code.map(exit_status).ok_or_else(|| {
+            format!(
+                "waiting for container {container} failed ({failure}) and the engine reports no \
+                 exit code"
+            )
+        })),
+        Err(e) => Some(Err(format!(
+            "waiting for container {container} failed ({failure}), then inspecting it failed: {e}"
+        ))),
     }
 }
 
@@ -625,5 +642,35 @@ impl Runtime for DockerRuntime {
 
     async fn recover(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {
         self.recover_node(node).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::ContainerState;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_wait_is_never_reported_as_exit_zero() {
+        let running = ContainerState {
+            running: Some(true),
+            exit_code: Some(0),
+            ..ContainerState::default()
+        };
+        assert_eq!(after_failed_wait("c", "reset", Ok(running)), None);
+        let exited = ContainerState {
+            running: Some(false),
+            exit_code: Some(137),
+            ..ContainerState::default()
+        };
+        assert_eq!(
+            after_failed_wait("c", "reset", Ok(exited)),
+            Some(Ok(ExitStatus::signal(9)))
+        );
+        let unknown = after_failed_wait("c", "reset", Ok(ContainerState::default()));
+        assert!(matches!(unknown, Some(Err(m)) if m.contains("no exit code")));
+        let gone = after_failed_wait("c", "reset", Err("no such container".into()));
+        assert!(matches!(gone, Some(Err(m)) if m.contains("no such container")));
     }
 }
