@@ -219,3 +219,38 @@ pub async fn recover_adopts_a_running_task(f: &dyn Fixture) {
     step("remove", rt.remove(&c.task_id)).await.expect("remove");
     assert_nothing_left(&*second, &c, "adopted task").await;
 }
+
+/// A second instance adopts a task that exited before it looked (the node was down when it
+/// ended): `recover` lists it exited and `wait` reports its exit code.
+pub async fn recover_adopts_an_exited_task(f: &dyn Fixture) {
+    let Some(second) = f.second_instance() else {
+        return;
+    };
+    let rt = f.runtime();
+    let c = config(
+        f,
+        &Behaviour::Exit {
+            code: 3,
+            after: Duration::ZERO,
+        },
+    );
+    step("prepare", rt.prepare(&c)).await.expect("prepare");
+    step("start", rt.start(&c.task_id)).await.expect("start");
+    assert_eq!(
+        step("wait", rt.wait(&c.task_id)).await.expect("wait").code,
+        3
+    );
+    let held = inventory(&*second, &c.node_id).await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(
+        matches!(held[0], (t, RuntimeState::Exited(e)) if t == c.task_id && e.code == 3),
+        "{held:?}"
+    );
+    let exit = step("wait", second.wait(&c.task_id)).await.expect("wait");
+    assert_eq!(exit.code, 3, "the adopted task's exit code");
+    step("remove", second.remove(&c.task_id))
+        .await
+        .expect("remove");
+    step("remove", rt.remove(&c.task_id)).await.expect("remove");
+    assert_nothing_left(&*second, &c, "adopted exited task").await;
+}

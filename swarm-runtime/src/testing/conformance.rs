@@ -9,7 +9,7 @@ use swarm_core::SecretData;
 
 pub use super::cancel::{
     cancelled_prepare_leaves_nothing, cancelled_start_leaves_an_observed_task,
-    exit_during_start_is_reported, recover_adopts_a_running_task,
+    exit_during_start_is_reported, recover_adopts_a_running_task, recover_adopts_an_exited_task,
     recover_lists_this_nodes_tasks_only,
 };
 use super::{unique_id, Behaviour, Fixture, Probe};
@@ -401,6 +401,7 @@ pub async fn run_all(f: &dyn Fixture) {
     exit_during_start_is_reported(f).await;
     recover_lists_this_nodes_tasks_only(f).await;
     recover_adopts_a_running_task(f).await;
+    recover_adopts_an_exited_task(f).await;
 }
 
 /// Expands into one `#[tokio::test]` per conformance case. `$fixture` is an expression of type
@@ -423,7 +424,8 @@ macro_rules! conformance_tests {
             cancelled_start_leaves_an_observed_task,
             exit_during_start_is_reported,
             recover_lists_this_nodes_tasks_only,
-            recover_adopts_a_running_task
+            recover_adopts_a_running_task,
+            recover_adopts_an_exited_task
         );
     };
     (@cases $fixture:expr; $($case:ident),*) => {
