@@ -195,6 +195,10 @@ impl Inner {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::debug!(task = %task, error = %e, "adopted task's staged files not deleted");
             }
+            // The previous run's root goes with its last task (fails while others remain).
+            if let Some(root) = dir.parent() {
+                let _ = std::fs::remove_dir(root);
+            }
         }
         t.exit_tx.send_replace(Some(exit));
     }
