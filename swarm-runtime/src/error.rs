@@ -128,6 +128,26 @@ pub enum RuntimeError {
         /// The timeout.
         timeout: Duration,
     },
+    /// The task did not exit within [`crate::runtime::KILL_WAIT`] of `SIGKILL`.
+    #[error(
+        "task {task} did not exit within {waited:?} of SIGKILL; the kernel or container engine \
+         is not reaping it, check the engine's health"
+    )]
+    KillTimedOut {
+        /// The task.
+        task: Id,
+        /// How long it was given after the kill.
+        waited: Duration,
+    },
+    /// The task's exit could not be observed (the engine's wait failed and the task is gone),
+    /// so its exit code is unknown.
+    #[error("the exit of task {task} could not be observed: {reason}")]
+    ExitUnknown {
+        /// The task.
+        task: Id,
+        /// What failed.
+        reason: String,
+    },
     /// The container engine refused or failed a request.
     #[error("container engine error during {op}: {message}")]
     Engine {

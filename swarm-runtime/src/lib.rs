@@ -41,8 +41,8 @@ pub use error::RuntimeError;
 pub use health::{HealthMonitor, HealthTest};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use runtime::{
-    ExecResult, ExitStatus, FileKind, LogLine, LogStream, Runtime, RuntimeState, TaskConfig,
-    TaskFile, TaskInspect,
+    ExecResult, ExitStatus, FileKind, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState,
+    TaskConfig, TaskFile, TaskInspect, KILL_WAIT,
 };
 pub use sim::SimRuntime;
 pub use template::{TemplateContext, TemplateError};

@@ -5,6 +5,10 @@
 //! [`Runtime::wait`] (while [`Runtime::exec`] runs health checks and [`Runtime::shutdown`] may stop it) ->
 //! [`Runtime::remove`]. Everything the runtime needs is in the [`TaskConfig`] given to `prepare`:
 //! templates are already expanded and secret/config payloads already resolved.
+//!
+//! Two more calls frame that lifecycle: [`Runtime::recover`] runs once when the node's agent
+//! starts, to take over the tasks a previous run of the node left running (the daemon restarted;
+//! its workloads did not), and the conformance suite uses it as the runtime's inventory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -182,6 +186,20 @@ pub struct LogLine {
     pub line: String,
 }
 
+/// How long an adapter waits for a task to exit after it sent `SIGKILL`, at most. A kernel or
+/// engine that has not reaped a killed task by then is wedged; [`Runtime::shutdown`] gives up
+/// with [`RuntimeError::KillTimedOut`] instead of hanging the node's stop.
+pub const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// A task [`Runtime::recover`] found: one the runtime holds something for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveredTask {
+    /// The task.
+    pub task: Id,
+    /// Where it is now.
+    pub state: RuntimeState,
+}
+
 /// Runs tasks on one node. Implemented by the `process`, `docker` and `sim` adapters.
 ///
 /// Every method takes the task's id; the runtime keys all its state by it. The agent's controller
@@ -215,6 +233,29 @@ pub struct LogLine {
 ///    is not running.
 /// 8. **Answer `NotFound`.** `start`, `wait`, `shutdown`, `inspect`, `exec`, `logs` on an unknown
 ///    task return [`RuntimeError::NotFound`] (`shutdown` and `remove` may return `Ok`).
+/// 9. **Survive cancellation.** The agent drops a `prepare` or `start` future when the task is
+///    removed meanwhile (and a node stop drops everything). A future dropped at any await point
+///    leaves nothing `remove` cannot free: whatever was created (container, process, mount,
+///    staged file, network reference) is registered under the task id before the next await, so
+///    `remove` of that task frees it, and `recover` lists it until then. A dropped `start` leaves
+///    the task either not started or running *with its exit observed*: `wait` and `shutdown`
+///    still return once it exits.
+/// 10. **Bound every wait.** `shutdown` returns within the stop grace period plus [`KILL_WAIT`]
+///    (plus the time of the engine calls themselves): when the task has not exited [`KILL_WAIT`]
+///    after `SIGKILL`, it returns [`RuntimeError::KillTimedOut`]. `remove` is bounded too (each
+///    adapter documents its bound). An exit that cannot be observed (the engine's wait failed
+///    and the task is gone) makes `wait` return [`RuntimeError::ExitUnknown`], never a made-up
+///    exit code.
+/// 11. **Recover what this node owns.** `recover(node)` finds, in the world and not only in
+///    memory, every task of `node` the runtime holds something for (containers or processes
+///    labelled with the node's id, staged files), adopts those it did not know (a previous run
+///    of the node left them: the daemon restarted) and returns them all with their state. An
+///    adopted task behaves as if this instance had prepared it (`Created`) or started it
+///    (`Running`, `Exited`): `wait` reports its exit (an exit code the runtime can read back,
+///    else [`RuntimeError::ExitUnknown`]), `shutdown`, `remove`, `inspect`, `exec` and `logs`
+///    work, and its output from before the restart is kept where the runtime can keep it. It
+///    never touches another node's tasks, so nodes may share one engine or host. A runtime
+///    whose tasks cannot outlive it keeps the default: nothing to recover.
 ///
 /// The conformance suite (`testing::conformance`, feature `testing`) checks all of this.
 #[async_trait]
@@ -251,6 +292,15 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The task's output so far: the last `tail` lines, or all kept lines when `None`.
     async fn logs(&self, task: &Id, tail: Option<usize>) -> Result<Vec<LogLine>, RuntimeError>;
+
+    /// Every task of `node` this runtime holds something for, adopting the ones a previous run
+    /// of the node left behind (see clause 11 above). The agent calls it once before it asks
+    /// for assignments: adopted tasks still assigned keep running, the others are removed.
+    /// Default: nothing to recover (for runtimes whose tasks die with them).
+    async fn recover(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {
+        let _ = node;
+        Ok(Vec::new())
+    }
 }
 
 /// The label prefix of runtime options: `swarm.runtime.<runtime name>.<option>`.
