@@ -11,6 +11,7 @@
 //! - [`bundle`]: PEM root bundles (what a join token's digest covers).
 //! - [`renewal`]: when a node renews ([`RenewalSchedule`]), backoff on failure.
 //! - [`state`]: [`CertState`] and the manager's [`CertRecord`] of a node's certificate.
+//! - [`rotation`]: [`RootRotation`], cross-signing and batched node renewal.
 //! - [`deny`]: [`DenySet`], removed nodes refused until expiry + 7 days.
 //! - [`material`]: [`TlsMaterial`], the chain + key + roots the RPC layer consumes.
 //! - `testing` (feature `testing`): `TestPki`, a CA for tests.
@@ -23,6 +24,7 @@ pub mod info;
 pub mod key;
 pub mod material;
 pub mod renewal;
+pub mod rotation;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -37,4 +39,5 @@ pub use info::{is_signed_by, CertInfo};
 pub use key::PrivateKey;
 pub use material::TlsMaterial;
 pub use renewal::{renewal_backoff, renewal_time, RenewalSchedule};
+pub use rotation::{NodeCertStatus, RootRotation, RotationStep, ROTATE_BATCH, ROTATE_INTERVAL};
 pub use state::{CertRecord, CertState, SIGNING_RETRY};
