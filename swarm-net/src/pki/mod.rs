@@ -7,6 +7,7 @@
 //! - [`key`]: [`PrivateKey`], zeroizing and redacted.
 //! - [`ca`]: [`RootCa`], issuing ([`RootCa::issue`]) and cross-signing.
 //! - [`csr`]: [`make_csr`], the node's side of issuing.
+//! - [`join`]: admitting a joiner ([`admit`]) and accepting the issued chain ([`accept_issued`]).
 //! - [`info`]: [`CertInfo`], what the PKI reads from a certificate.
 //! - [`bundle`]: PEM root bundles (what a join token's digest covers).
 //! - [`renewal`]: when a node renews ([`RenewalSchedule`]), backoff on failure.
@@ -21,6 +22,7 @@ pub mod ca;
 pub mod csr;
 pub mod deny;
 pub mod info;
+pub mod join;
 pub mod key;
 pub mod material;
 pub mod renewal;
@@ -36,6 +38,7 @@ pub use ca::{
 pub use csr::make_csr;
 pub use deny::{DenySet, DENY_MARGIN};
 pub use info::{is_signed_by, CertInfo};
+pub use join::{accept_issued, admit, verify_chain, NODE_ID_ATTEMPTS};
 pub use key::PrivateKey;
 pub use material::TlsMaterial;
 pub use renewal::{renewal_backoff, renewal_time, RenewalSchedule};
