@@ -120,6 +120,10 @@ pub enum Error {
         attempts: usize,
     },
 
+    /// A stored private key could not be sealed or opened (wrong KEK, wrong slot, corrupt file).
+    #[error("stored private key: {0}")]
+    KeyStorage(#[from] swarm_secrets::Error),
+
     /// The certificate library refused to build or sign a certificate (a bug or an unsupported key).
     #[error("certificate signing failed: {reason}")]
     Signing {

@@ -6,6 +6,7 @@
 //! for. Every certificate is backdated one hour so that a peer whose clock is a little behind still
 //! accepts it. Time and serial-number randomness are arguments.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::CryptoRngCore;
@@ -17,7 +18,7 @@ use swarm_core::Timestamp;
 use time::OffsetDateTime;
 
 use super::info::CertInfo;
-use super::key::{signing, PrivateKey};
+use super::key::{signing, PrivateKey, SigningPair};
 use crate::identity::{NodeIdentity, Role, CA_CN};
 use crate::Error;
 
@@ -44,10 +45,13 @@ pub struct IssuedCert {
 
 /// A root CA able to sign: its self-signed certificate, its key, and the intermediates appended to
 /// every chain it issues (empty except while a root rotation is in progress).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RootCa {
     cert_der: Vec<u8>,
     key: PrivateKey,
+    // The key parsed once: ring checks the public key on every parse, which cost as much as a
+    // signature when it was redone per issued certificate.
+    pair: Arc<SigningPair>,
     intermediates: Vec<Vec<u8>>,
 }
 
@@ -65,6 +69,7 @@ impl RootCa {
         Ok(RootCa {
             cert_der: cert.der().to_vec(),
             key,
+            pair: Arc::new(pair),
             intermediates: Vec::new(),
         })
     }
@@ -81,9 +86,11 @@ impl RootCa {
         if info.public_key_der != key.public_key_der()? {
             return Err(Error::CaKeyMismatch);
         }
+        let pair = Arc::new(key.signing_pair()?);
         Ok(RootCa {
             cert_der,
             key,
+            pair,
             intermediates: Vec::new(),
         })
     }
@@ -139,9 +146,8 @@ impl RootCa {
         })?;
         let (not_before, not_after) = window(now, validity);
         csr.params = node_params(identity, not_before, not_after, rng)?;
-        let pair = self.key.signing_pair()?;
-        let issuer =
-            Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &pair.0).map_err(signing)?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.pair.0)
+            .map_err(signing)?;
         let cert = csr.signed_by(&issuer).map_err(signing)?;
         let mut chain = Vec::with_capacity(1 + self.intermediates.len());
         chain.push(cert.der().to_vec());
@@ -161,14 +167,23 @@ impl RootCa {
         now: Timestamp,
         rng: &mut (impl CryptoRngCore + ?Sized),
     ) -> Result<Vec<u8>, Error> {
-        let old = self.key.signing_pair()?;
-        let new_pair = new.key.signing_pair()?;
-        let issuer =
-            Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &old.0).map_err(signing)?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.pair.0)
+            .map_err(signing)?;
         let cert = root_params(now, rng)
-            .signed_by(&new_pair.0, &issuer)
+            .signed_by(&new.pair.0, &issuer)
             .map_err(signing)?;
         Ok(cert.der().to_vec())
+    }
+}
+
+impl std::fmt::Debug for RootCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Certificates are public but long; their sizes say enough. The key is redacted by its type.
+        f.debug_struct("RootCa")
+            .field("cert_der_len", &self.cert_der.len())
+            .field("key", &self.key)
+            .field("intermediates", &self.intermediates.len())
+            .finish()
     }
 }
 

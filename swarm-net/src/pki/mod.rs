@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`key`]: [`PrivateKey`], zeroizing and redacted.
+//! - [`seal`]: wrapping keys with the node's KEK before they touch disk ([`KeySlot`]).
 //! - [`ca`]: [`RootCa`], issuing ([`RootCa::issue`]) and cross-signing.
 //! - [`csr`]: [`make_csr`], the node's side of issuing.
 //! - [`join`]: admitting a joiner ([`admit`]) and accepting the issued chain ([`accept_issued`]).
@@ -27,6 +28,7 @@ pub mod key;
 pub mod material;
 pub mod renewal;
 pub mod rotation;
+pub mod seal;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -43,4 +45,5 @@ pub use key::PrivateKey;
 pub use material::TlsMaterial;
 pub use renewal::{renewal_backoff, renewal_time, RenewalSchedule};
 pub use rotation::{NodeCertStatus, RootRotation, RotationStep, ROTATE_BATCH, ROTATE_INTERVAL};
+pub use seal::KeySlot;
 pub use state::{CertRecord, CertState, SIGNING_RETRY};
