@@ -52,6 +52,8 @@ pub struct RootCa {
     // The key parsed once: ring checks the public key on every parse, which cost as much as a
     // signature when it was redone per issued certificate.
     pair: Arc<SigningPair>,
+    // End of the root's validity: no certificate it issues outlives it.
+    not_after: Timestamp,
     intermediates: Vec<Vec<u8>>,
 }
 
@@ -70,6 +72,7 @@ impl RootCa {
             cert_der: cert.der().to_vec(),
             key,
             pair: Arc::new(pair),
+            not_after: window(now, ROOT_CA_VALIDITY).1,
             intermediates: Vec::new(),
         })
     }
@@ -91,6 +94,7 @@ impl RootCa {
             cert_der,
             key,
             pair,
+            not_after: info.not_after,
             intermediates: Vec::new(),
         })
     }
@@ -111,6 +115,11 @@ impl RootCa {
         &self.key
     }
 
+    /// End of the root certificate's validity.
+    pub fn not_after(&self) -> Timestamp {
+        self.not_after
+    }
+
     /// The intermediates appended to issued chains.
     pub fn intermediates(&self) -> &[Vec<u8>] {
         &self.intermediates
@@ -123,8 +132,8 @@ impl RootCa {
     }
 
     /// Issues a node certificate for the public key in `csr_der` (whose signature must verify),
-    /// naming `identity` and valid for `validity` from `now`. The CSR's subject and extensions are
-    /// ignored.
+    /// naming `identity` and valid for `validity` from `now` (but never past the root's own expiry).
+    /// The CSR's subject and extensions are ignored.
     pub fn issue(
         &self,
         csr_der: &[u8],
@@ -145,6 +154,9 @@ impl RootCa {
             }
         })?;
         let (not_before, not_after) = window(now, validity);
+        // A chain is only as valid as its root: a certificate issued near the end of the root's life
+        // ends with it (the operator must rotate the root before then).
+        let not_after = not_after.min(self.not_after);
         csr.params = node_params(identity, not_before, not_after, rng)?;
         let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.pair.0)
             .map_err(signing)?;
@@ -348,6 +360,28 @@ mod tests {
         assert!(root
             .issue(&csr, &who, MIN_NODE_CERT_VALIDITY, NOW, &mut rng)
             .is_ok());
+    }
+
+    #[test]
+    fn no_certificate_outlives_its_root() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let root = ca(&mut rng);
+        // One day before the root expires, a 90-day certificate is cut to that day.
+        let issue_at = Timestamp(root.not_after().as_nanos() - 24 * 3600 * 1_000_000_000);
+        let who = NodeIdentity {
+            node_id: Id::from_u128(1),
+            role: Role::Manager,
+            cluster_id: Id::from_u128(2),
+        };
+        let csr = make_csr(&PrivateKey::generate().unwrap()).unwrap();
+        let issued = root
+            .issue(&csr, &who, DEFAULT_NODE_CERT_VALIDITY, issue_at, &mut rng)
+            .unwrap();
+        assert_eq!(issued.not_after, root.not_after());
+        assert_eq!(
+            CertInfo::parse(&issued.chain[0]).unwrap().not_after,
+            root.not_after()
+        );
     }
 
     #[test]
