@@ -1,7 +1,23 @@
-//! Transport and PKI for swarm (not built yet).
+//! Transport and PKI for swarm.
 //!
-//! This crate will hold the cluster root CA (ECDSA P-256), node certificate issuance and renewal, join
-//! tokens (`SWMTKN-1-<CA digest>-<secret>`), and QUIC transport (quinn + rustls with mutual TLS) carrying
-//! typed RPC frames, with the peer's node id, role and cluster taken from its certificate. Nothing is
-//! implemented yet: multi-host operation is a later issue.
+//! The cluster root CA (ECDSA P-256), node certificate issuance from CSRs and its renewal schedule,
+//! join tokens (`SWMTKN-1-<CA digest>-<secret>`), and the peer identity (node id, role, cluster)
+//! read from a node certificate. The PKI and tokens are pure: time and randomness are arguments.
+//!
+//! # Layout
+//! - [`identity`]: [`Role`], [`NodeIdentity`] and [`NodeIdentity::from_cert`].
+//! - [`pki`]: root CA, issuing, [`pki::TlsMaterial`], and (feature `testing`) `pki::testing`.
+//! - [`token`]: [`JoinToken`], [`JoinTokens`].
+//! - [`error`]: [`Error`], the crate's one error type.
+//! - [`fuzzing`]: the checks the fuzz targets run.
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod error;
+pub mod fuzzing;
+pub mod identity;
+pub mod pki;
+pub mod token;
+
+pub use error::{Error, TokenFormatError};
+pub use identity::{NodeIdentity, Role};
+pub use token::{JoinToken, JoinTokens};
