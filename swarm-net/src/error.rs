@@ -107,13 +107,6 @@ pub enum Error {
         /// The signer's message.
         reason: String,
     },
-
-    /// A root rotation was asked for while another one is still running.
-    #[error(
-        "a root CA rotation is already in progress; wait for it to finish (all nodes renewed) before \
-         starting another"
-    )]
-    RotationInProgress,
 }
 
 /// Why a string is not a well-formed join token. Each shape of malformation has its own variant so

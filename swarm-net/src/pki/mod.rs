@@ -9,15 +9,23 @@
 //! - [`csr`]: [`make_csr`], the node's side of issuing.
 //! - [`info`]: [`CertInfo`], what the PKI reads from a certificate.
 //! - [`bundle`]: PEM root bundles (what a join token's digest covers).
+//! - [`renewal`]: when a node renews ([`RenewalSchedule`]), backoff on failure.
+//! - [`state`]: [`CertState`] and the manager's [`CertRecord`] of a node's certificate.
+//! - [`rotation`]: [`RootRotation`], cross-signing and batched node renewal.
+//! - [`deny`]: [`DenySet`], removed nodes refused until expiry + 7 days.
 //! - [`material`]: [`TlsMaterial`], the chain + key + roots the RPC layer consumes.
 //! - `testing` (feature `testing`): `TestPki`, a CA for tests.
 
 pub mod bundle;
 pub mod ca;
 pub mod csr;
+pub mod deny;
 pub mod info;
 pub mod key;
 pub mod material;
+pub mod renewal;
+pub mod rotation;
+pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -26,6 +34,10 @@ pub use ca::{
     ROOT_CA_VALIDITY,
 };
 pub use csr::make_csr;
+pub use deny::{DenySet, DENY_MARGIN};
 pub use info::{is_signed_by, CertInfo};
 pub use key::PrivateKey;
 pub use material::TlsMaterial;
+pub use renewal::{renewal_backoff, renewal_time, RenewalSchedule};
+pub use rotation::{NodeCertStatus, RootRotation, RotationStep, ROTATE_BATCH, ROTATE_INTERVAL};
+pub use state::{CertRecord, CertState, SIGNING_RETRY};
