@@ -40,7 +40,10 @@ pub fn rpc_frames(data: &[u8]) {
     assert_eq!(encode(HEAD, &head).ok().as_deref(), Some(&rest[..used]));
     rest = &rest[used..];
     while let Ok(Some((reply, used))) = decode::<Result<Vec<u8>, Status>>(REPLY, rest) {
-        assert!(used <= REPLY.limit as usize + 4, "frame longer than its limit");
+        assert!(
+            used <= REPLY.limit as usize + 4,
+            "frame longer than its limit"
+        );
         assert_eq!(encode(REPLY, &reply).ok().as_deref(), Some(&rest[..used]));
         rest = &rest[used..];
     }

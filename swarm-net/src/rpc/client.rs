@@ -64,7 +64,8 @@ impl Client {
         tls: Arc<TlsState>,
         config: RpcConfig,
     ) -> Result<Client, RpcError> {
-        let endpoint = quinn::Endpoint::client(addr)
+        let endpoint = config
+            .endpoint(addr, None)
             .map_err(|e| RpcError::Endpoint(format!("cannot bind {addr}: {e}")))?;
         Client::on(endpoint, tls, config)
     }

@@ -250,7 +250,8 @@ impl Server {
         router: Router,
         options: ServerOptions,
     ) -> Result<Server, RpcError> {
-        let endpoint = quinn::Endpoint::server(config.server_config(&tls)?, addr)
+        let endpoint = config
+            .endpoint(addr, Some(config.server_config(&tls)?))
             .map_err(|e| RpcError::Endpoint(format!("cannot bind {addr}: {e}")))?;
         Ok(Server::serve(endpoint, tls, router, options))
     }
@@ -283,6 +284,11 @@ impl Server {
         self.endpoint
             .local_addr()
             .map_err(|e| RpcError::Endpoint(e.to_string()))
+    }
+
+    /// Connections currently open (handshaking ones included).
+    pub fn open_connections(&self) -> usize {
+        self.endpoint.open_connections()
     }
 
     /// Closes every connection (peers see the close at once rather than at their idle timeout)
