@@ -25,7 +25,9 @@ pub struct RpcConfig {
     pub backoff_initial: Duration,
     /// Longest wait between connection attempts.
     pub backoff_max: Duration,
-    /// Calls a peer may have open on one connection at once (QUIC bidirectional streams).
+    /// Calls a peer may have open on one connection at once (QUIC bidirectional streams). quinn
+    /// keeps an entry per permitted stream in every connection, so this is also a memory figure:
+    /// 1,024 cost ~120 KiB per idle connection on a manager, 128 cost ~45 KiB (docs/BENCHMARKS.md).
     pub max_concurrent_calls: u32,
     /// UDP socket receive and send buffer sizes asked of the kernel (which caps them at
     /// `net.core.rmem_max` / `wmem_max`). A manager takes bursts of handshakes and keep-alives from
@@ -42,7 +44,7 @@ impl Default for RpcConfig {
             connect_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
-            max_concurrent_calls: 1024,
+            max_concurrent_calls: 128,
             socket_buffer: 4 << 20,
         }
     }
