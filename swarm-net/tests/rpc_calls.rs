@@ -106,3 +106,77 @@ async fn peer_restart_is_survived() {
     assert_eq!(client.unary(&peer, &ECHO, &vec![3], T).await.unwrap(), [3]);
     server2.shutdown(T).await;
 }
+
+/// A peer that dies without closing its connections and comes back on the same address with the
+/// same node key is noticed at the next call, not at the idle timeout: the new instance answers the
+/// old connection's packets with a stateless reset whose key derives from the node key. The idle
+/// timeout here (120 s) is far beyond the calls' deadlines, so only the reset can end the stale
+/// connection in time; the "crash" moves the first instance to another socket without a word, so
+/// its connections go silent exactly as a killed process's would.
+#[tokio::test]
+async fn crashed_peer_is_noticed_through_a_stateless_reset() {
+    use swarm_net::rpc::{Client, Peer, RpcConfig, Server, TlsState};
+    let (_pki, w, m) = worker_and_manager(4);
+    let config = RpcConfig {
+        idle_timeout: Duration::from_secs(120),
+        keep_alive: Duration::from_secs(40),
+        ..RpcConfig::default()
+    };
+    let (router1, _) = router();
+    let first = Server::bind(
+        loopback(),
+        TlsState::new(&m).unwrap(),
+        &config,
+        router1,
+        ServerOptions::default(),
+    )
+    .unwrap();
+    let peer = Peer {
+        addr: first.local_addr().unwrap(),
+        role: m.identity().role,
+        node_id: Some(m.identity().node_id),
+    };
+    let client = Client::bind(loopback(), TlsState::new(&w).unwrap(), config.clone()).unwrap();
+    assert_eq!(client.unary(&peer, &ECHO, &vec![1], T).await.unwrap(), [1]);
+
+    first
+        .endpoint()
+        .rebind(std::net::UdpSocket::bind(loopback()).unwrap())
+        .unwrap();
+    // quinn keeps reading the old socket until traffic arrives on the new one: give it some, so
+    // the old address is released (a killed process would release it at once).
+    let moved = Peer {
+        addr: first.local_addr().unwrap(),
+        ..peer
+    };
+    let other = Client::bind(loopback(), TlsState::new(&w).unwrap(), config.clone()).unwrap();
+    assert_eq!(other.unary(&moved, &ECHO, &vec![9], T).await.unwrap(), [9]);
+    let second = tokio::time::timeout(T, async {
+        loop {
+            let (router2, _) = router();
+            let tls = TlsState::new(&m).unwrap();
+            match Server::bind(peer.addr, tls, &config, router2, ServerOptions::default()) {
+                Ok(server) => break server,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await
+    .expect("the crashed instance's address is free again");
+
+    let deadline = Duration::from_secs(20);
+    let err = client
+        .unary(&peer, &ECHO, &vec![2], deadline)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::Unavailable(_)), "{err}");
+    assert_eq!(
+        client
+            .unary(&peer, &ECHO, &vec![3], deadline)
+            .await
+            .unwrap(),
+        [3]
+    );
+    second.shutdown(T).await;
+    first.shutdown(T).await;
+}

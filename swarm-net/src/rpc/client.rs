@@ -65,7 +65,7 @@ impl Client {
         config: RpcConfig,
     ) -> Result<Client, RpcError> {
         let endpoint = config
-            .endpoint(addr, None)
+            .endpoint_with(addr, None, tls.endpoint_config())
             .map_err(|e| RpcError::Endpoint(format!("cannot bind {addr}: {e}")))?;
         Client::on(endpoint, tls, config)
     }

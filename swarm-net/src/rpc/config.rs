@@ -87,6 +87,17 @@ impl RpcConfig {
         addr: SocketAddr,
         server: Option<quinn::ServerConfig>,
     ) -> std::io::Result<quinn::Endpoint> {
+        self.endpoint_with(addr, server, quinn::EndpointConfig::default())
+    }
+
+    /// [`RpcConfig::endpoint`] with an endpoint configuration, normally
+    /// [`TlsState::endpoint_config`] (keys that survive a restart).
+    pub fn endpoint_with(
+        &self,
+        addr: SocketAddr,
+        server: Option<quinn::ServerConfig>,
+        endpoint_config: quinn::EndpointConfig,
+    ) -> std::io::Result<quinn::Endpoint> {
         let socket = std::net::UdpSocket::bind(addr)?;
         let state = quinn::udp::UdpSocketState::new((&socket).into())?;
         // Best effort: a smaller buffer than asked for is still a working socket.
@@ -97,7 +108,7 @@ impl RpcConfig {
             tracing::debug!(error = %e, "could not enlarge the UDP send buffer");
         }
         quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            endpoint_config,
             server,
             socket,
             Arc::new(quinn::TokioRuntime),

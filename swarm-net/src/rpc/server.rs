@@ -251,7 +251,11 @@ impl Server {
         options: ServerOptions,
     ) -> Result<Server, RpcError> {
         let endpoint = config
-            .endpoint(addr, Some(config.server_config(&tls)?))
+            .endpoint_with(
+                addr,
+                Some(config.server_config(&tls)?),
+                tls.endpoint_config(),
+            )
             .map_err(|e| RpcError::Endpoint(format!("cannot bind {addr}: {e}")))?;
         Ok(Server::serve(endpoint, tls, router, options))
     }
@@ -284,6 +288,11 @@ impl Server {
         self.endpoint
             .local_addr()
             .map_err(|e| RpcError::Endpoint(e.to_string()))
+    }
+
+    /// The server's endpoint (to read counters, or to share it with a [`crate::rpc::Client`]).
+    pub fn endpoint(&self) -> &quinn::Endpoint {
+        &self.endpoint
     }
 
     /// Connections currently open (handshaking ones included).

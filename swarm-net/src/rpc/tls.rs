@@ -73,6 +73,8 @@ pub struct TlsState {
     provider: Arc<CryptoProvider>,
     trust: ServerTrust,
     current: RwLock<Arc<Current>>,
+    /// Stateless-reset key derived from the node key at construction (see [`TlsState::reset_key`]).
+    reset_seed: Option<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 impl fmt::Debug for TlsState {
@@ -90,10 +92,16 @@ impl TlsState {
     pub fn new(material: &TlsMaterial) -> Result<Arc<TlsState>, TlsError> {
         let provider = ring_provider();
         let current = build(&provider, Some(material), material.roots())?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"swarm-net quic stateless reset v1\0");
+        ctx.update(material.key().pkcs8_der());
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(ctx.finish().as_ref());
         Ok(Arc::new(TlsState {
             provider,
             trust: ServerTrust::Roots,
             current: RwLock::new(Arc::new(current)),
+            reset_seed: Some(seed),
         }))
     }
 
@@ -106,6 +114,7 @@ impl TlsState {
             provider,
             trust: ServerTrust::Roots,
             current: RwLock::new(Arc::new(current)),
+            reset_seed: None,
         }))
     }
 
@@ -124,6 +133,7 @@ impl TlsState {
             provider,
             trust: ServerTrust::Unverified,
             current: RwLock::new(Arc::new(current)),
+            reset_seed: None,
         }))
     }
 
@@ -138,6 +148,28 @@ impl TlsState {
     /// The identity in the current certificate, if the node has one.
     pub fn identity(&self) -> Option<NodeIdentity> {
         self.current().identity
+    }
+
+    /// The QUIC endpoint configuration for this node: its stateless-reset key and connection-id
+    /// key are derived from the node key this state was created with (random without one). A
+    /// node restarted with the same key recognises the connection ids of its previous life and
+    /// answers their packets with a reset the peer accepts, so the peer reconnects at once instead
+    /// of waiting out its idle timeout. A restart after a renewal to a new key falls back to the
+    /// idle timeout.
+    pub fn endpoint_config(&self) -> quinn::EndpointConfig {
+        let Some(seed) = &self.reset_seed else {
+            return quinn::EndpointConfig::default();
+        };
+        let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &seed[..]);
+        let cid_tag = ring::hmac::sign(&reset, b"connection id key");
+        let mut cid_key = [0u8; 8];
+        cid_key.copy_from_slice(&cid_tag.as_ref()[..8]);
+        let cid_key = u64::from_le_bytes(cid_key);
+        let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+        config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        config
     }
 
     fn current(&self) -> Arc<Current> {
