@@ -101,6 +101,29 @@ pub enum Error {
         node_id: Id,
     },
 
+    /// A certificate chain does not lead to any trusted root, or a certificate in it is outside its
+    /// validity.
+    #[error("untrusted certificate: {reason}")]
+    UntrustedCertificate {
+        /// Why the chain was refused.
+        reason: String,
+    },
+
+    /// Every random node id drawn for a joiner was already taken (practically impossible with a
+    /// working random source).
+    #[error(
+        "could not allocate a node id after {attempts} attempts: every id drawn was taken; check \
+         the manager's random number source"
+    )]
+    NodeIdExhausted {
+        /// How many ids were drawn.
+        attempts: usize,
+    },
+
+    /// A stored private key could not be sealed or opened (wrong KEK, wrong slot, corrupt file).
+    #[error("stored private key: {0}")]
+    KeyStorage(#[from] swarm_secrets::Error),
+
     /// The certificate library refused to build or sign a certificate (a bug or an unsupported key).
     #[error("certificate signing failed: {reason}")]
     Signing {

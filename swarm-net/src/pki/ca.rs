@@ -6,6 +6,7 @@
 //! for. Every certificate is backdated one hour so that a peer whose clock is a little behind still
 //! accepts it. Time and serial-number randomness are arguments.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::CryptoRngCore;
@@ -17,7 +18,7 @@ use swarm_core::Timestamp;
 use time::OffsetDateTime;
 
 use super::info::CertInfo;
-use super::key::{signing, PrivateKey};
+use super::key::{signing, PrivateKey, SigningPair};
 use crate::identity::{NodeIdentity, Role, CA_CN};
 use crate::Error;
 
@@ -44,10 +45,15 @@ pub struct IssuedCert {
 
 /// A root CA able to sign: its self-signed certificate, its key, and the intermediates appended to
 /// every chain it issues (empty except while a root rotation is in progress).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RootCa {
     cert_der: Vec<u8>,
     key: PrivateKey,
+    // The key parsed once: ring checks the public key on every parse, which cost as much as a
+    // signature when it was redone per issued certificate.
+    pair: Arc<SigningPair>,
+    // End of the root's validity: no certificate it issues outlives it.
+    not_after: Timestamp,
     intermediates: Vec<Vec<u8>>,
 }
 
@@ -65,6 +71,8 @@ impl RootCa {
         Ok(RootCa {
             cert_der: cert.der().to_vec(),
             key,
+            pair: Arc::new(pair),
+            not_after: window(now, ROOT_CA_VALIDITY).1,
             intermediates: Vec::new(),
         })
     }
@@ -81,9 +89,12 @@ impl RootCa {
         if info.public_key_der != key.public_key_der()? {
             return Err(Error::CaKeyMismatch);
         }
+        let pair = Arc::new(key.signing_pair()?);
         Ok(RootCa {
             cert_der,
             key,
+            pair,
+            not_after: info.not_after,
             intermediates: Vec::new(),
         })
     }
@@ -104,6 +115,11 @@ impl RootCa {
         &self.key
     }
 
+    /// End of the root certificate's validity.
+    pub fn not_after(&self) -> Timestamp {
+        self.not_after
+    }
+
     /// The intermediates appended to issued chains.
     pub fn intermediates(&self) -> &[Vec<u8>] {
         &self.intermediates
@@ -116,8 +132,8 @@ impl RootCa {
     }
 
     /// Issues a node certificate for the public key in `csr_der` (whose signature must verify),
-    /// naming `identity` and valid for `validity` from `now`. The CSR's subject and extensions are
-    /// ignored.
+    /// naming `identity` and valid for `validity` from `now` (but never past the root's own expiry).
+    /// The CSR's subject and extensions are ignored.
     pub fn issue(
         &self,
         csr_der: &[u8],
@@ -138,10 +154,12 @@ impl RootCa {
             }
         })?;
         let (not_before, not_after) = window(now, validity);
+        // A chain is only as valid as its root: a certificate issued near the end of the root's life
+        // ends with it (the operator must rotate the root before then).
+        let not_after = not_after.min(self.not_after);
         csr.params = node_params(identity, not_before, not_after, rng)?;
-        let pair = self.key.signing_pair()?;
-        let issuer =
-            Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &pair.0).map_err(signing)?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.pair.0)
+            .map_err(signing)?;
         let cert = csr.signed_by(&issuer).map_err(signing)?;
         let mut chain = Vec::with_capacity(1 + self.intermediates.len());
         chain.push(cert.der().to_vec());
@@ -161,14 +179,23 @@ impl RootCa {
         now: Timestamp,
         rng: &mut (impl CryptoRngCore + ?Sized),
     ) -> Result<Vec<u8>, Error> {
-        let old = self.key.signing_pair()?;
-        let new_pair = new.key.signing_pair()?;
-        let issuer =
-            Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &old.0).map_err(signing)?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.pair.0)
+            .map_err(signing)?;
         let cert = root_params(now, rng)
-            .signed_by(&new_pair.0, &issuer)
+            .signed_by(&new.pair.0, &issuer)
             .map_err(signing)?;
         Ok(cert.der().to_vec())
+    }
+}
+
+impl std::fmt::Debug for RootCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Certificates are public but long; their sizes say enough. The key is redacted by its type.
+        f.debug_struct("RootCa")
+            .field("cert_der_len", &self.cert_der.len())
+            .field("key", &self.key)
+            .field("intermediates", &self.intermediates.len())
+            .finish()
     }
 }
 
@@ -333,6 +360,28 @@ mod tests {
         assert!(root
             .issue(&csr, &who, MIN_NODE_CERT_VALIDITY, NOW, &mut rng)
             .is_ok());
+    }
+
+    #[test]
+    fn no_certificate_outlives_its_root() {
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        let root = ca(&mut rng);
+        // One day before the root expires, a 90-day certificate is cut to that day.
+        let issue_at = Timestamp(root.not_after().as_nanos() - 24 * 3600 * 1_000_000_000);
+        let who = NodeIdentity {
+            node_id: Id::from_u128(1),
+            role: Role::Manager,
+            cluster_id: Id::from_u128(2),
+        };
+        let csr = make_csr(&PrivateKey::generate().unwrap()).unwrap();
+        let issued = root
+            .issue(&csr, &who, DEFAULT_NODE_CERT_VALIDITY, issue_at, &mut rng)
+            .unwrap();
+        assert_eq!(issued.not_after, root.not_after());
+        assert_eq!(
+            CertInfo::parse(&issued.chain[0]).unwrap().not_after,
+            root.not_after()
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //!
 //! # Layout
 //! - [`key`]: [`PrivateKey`], zeroizing and redacted.
+//! - [`seal`]: wrapping keys with the node's KEK before they touch disk ([`KeySlot`]).
 //! - [`ca`]: [`RootCa`], issuing ([`RootCa::issue`]) and cross-signing.
 //! - [`csr`]: [`make_csr`], the node's side of issuing.
+//! - [`join`]: admitting a joiner ([`admit`]) and accepting the issued chain ([`accept_issued`]).
 //! - [`info`]: [`CertInfo`], what the PKI reads from a certificate.
 //! - [`bundle`]: PEM root bundles (what a join token's digest covers).
 //! - [`renewal`]: when a node renews ([`RenewalSchedule`]), backoff on failure.
@@ -21,10 +23,12 @@ pub mod ca;
 pub mod csr;
 pub mod deny;
 pub mod info;
+pub mod join;
 pub mod key;
 pub mod material;
 pub mod renewal;
 pub mod rotation;
+pub mod seal;
 pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -36,8 +40,10 @@ pub use ca::{
 pub use csr::make_csr;
 pub use deny::{DenySet, DENY_MARGIN};
 pub use info::{is_signed_by, CertInfo};
+pub use join::{accept_issued, admit, verify_chain, NODE_ID_ATTEMPTS};
 pub use key::PrivateKey;
 pub use material::TlsMaterial;
 pub use renewal::{renewal_backoff, renewal_time, RenewalSchedule};
 pub use rotation::{NodeCertStatus, RootRotation, RotationStep, ROTATE_BATCH, ROTATE_INTERVAL};
+pub use seal::KeySlot;
 pub use state::{CertRecord, CertState, SIGNING_RETRY};
