@@ -4,16 +4,15 @@
 
 mod rpc_support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rpc_support::*;
 use swarm_core::Timestamp;
 use swarm_net::pki::testing::system_now;
-use swarm_net::pki::DEFAULT_NODE_CERT_VALIDITY;
+use swarm_net::pki::{CertInfo, DenySet, DEFAULT_NODE_CERT_VALIDITY};
 use swarm_net::rpc::frame::{self, FrameKind};
-use swarm_net::rpc::{Code, Peer, PeerInfo, RpcConfig, RpcError, ServerOptions, Status, TlsState};
+use swarm_net::rpc::{Code, Peer, RpcConfig, RpcError, ServerOptions, Status, TlsState};
 use swarm_net::{NodeIdentity, Role};
 
 fn is_auth(e: &RpcError) -> bool {
@@ -93,9 +92,8 @@ async fn no_certificate_reaches_only_anonymous_methods() {
     server.shutdown(T).await;
 }
 
-/// An expired certificate is refused by TLS; a removed node (the embedder's policy hook, which
-/// swarm-node backs with the CA's deny set) is refused from its next call on, even on a connection
-/// opened before the removal.
+/// An expired certificate is refused by TLS; a removed node (the CA's deny set as the server's
+/// policy hook) is refused from its next call on, even on a connection opened before the removal.
 #[tokio::test]
 async fn expired_and_removed_nodes_are_refused() {
     let (mut pki, w, m) = worker_and_manager(16);
@@ -104,19 +102,12 @@ async fn expired_and_removed_nodes_are_refused() {
     let past = Timestamp(system_now().as_nanos() - 2 * 3600 * 1_000_000_000);
     let expired = pki.node_as(id, Duration::from_secs(3600), past);
 
-    let removed = Arc::new(AtomicBool::new(false));
-    let target = w.identity().node_id;
-    let flag = removed.clone();
-    let policy = move |peer: &PeerInfo, _now: Timestamp| {
-        if flag.load(Ordering::SeqCst) && peer.identity.node_id == target {
-            return Err(Status::new(Code::Unauthenticated, "node was removed"));
-        }
-        Ok(())
-    };
+    // The CA's deny set, shared between the embedder (which records removals) and the server.
+    let deny = Arc::new(RwLock::new(DenySet::new()));
     let (server, _, peer) = server(
         &m,
         ServerOptions {
-            policy: Arc::new(policy),
+            policy: deny.clone(),
             ..ServerOptions::default()
         },
     );
@@ -126,7 +117,10 @@ async fn expired_and_removed_nodes_are_refused() {
 
     let (client, _) = client(&w);
     assert_eq!(client.unary(&peer, &ECHO, &vec![1], T).await.unwrap(), [1]);
-    removed.store(true, Ordering::SeqCst);
+    let not_after = CertInfo::parse(w.leaf()).unwrap().not_after;
+    deny.write()
+        .unwrap()
+        .handle_removed(w.identity().node_id, not_after);
     let err = client.unary(&peer, &ECHO, &vec![2], T).await.unwrap_err();
     assert!(is_auth(&err), "{err}");
     server.shutdown(T).await;

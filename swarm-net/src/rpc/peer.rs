@@ -8,6 +8,7 @@ use rustls::pki_types::CertificateDer;
 use swarm_core::{Clock, Timestamp};
 
 use crate::identity::NodeIdentity;
+use crate::pki::deny::DenySet;
 use crate::pki::CertInfo;
 use crate::rpc::status::{Code, Status};
 
@@ -60,6 +61,25 @@ where
 {
     fn check(&self, peer: &PeerInfo, now: Timestamp) -> Result<(), Status> {
         self(peer, now)
+    }
+}
+
+/// The CA's deny set as the admission rule: a removed node is refused until its certificate's expiry
+/// plus the grace the set keeps. The embedder holds the same `Arc<RwLock<DenySet>>` and records
+/// removals in it; the server reads it on every call.
+impl PeerPolicy for std::sync::RwLock<DenySet> {
+    fn check(&self, peer: &PeerInfo, now: Timestamp) -> Result<(), Status> {
+        let denied = self
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_denied(&peer.identity.node_id, now);
+        if denied {
+            return Err(Status::new(
+                Code::Unauthenticated,
+                format!("{} was removed from the cluster", peer.identity),
+            ));
+        }
+        Ok(())
     }
 }
 
