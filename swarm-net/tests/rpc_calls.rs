@@ -41,11 +41,13 @@ async fn unary_and_stream_calls_share_one_connection() {
     server.shutdown(T).await;
 }
 
-/// The deadline bounds the call, and the server drops the handler when the caller gives up.
+/// The deadline bounds the call, and the server drops the handler when the caller gives up, by
+/// deadline or by dropping the call. The handler reports its start and its drop, so the test waits
+/// on those events rather than on time.
 #[tokio::test]
 async fn deadline_passes_and_the_server_drops_the_handler() {
     let (_pki, w, m) = worker_and_manager(2);
-    let (router, mut dropped) = router();
+    let (router, mut events) = router();
     let tls = swarm_net::rpc::TlsState::new(&m).unwrap();
     let server = swarm_net::rpc::Server::bind(
         loopback(),
@@ -61,23 +63,38 @@ async fn deadline_passes_and_the_server_drops_the_handler() {
         node_id: None,
     };
     let (client, _) = client(&w);
+    let client = std::sync::Arc::new(client);
+    // Connected first, so the short deadline below is spent on the call, not the handshake.
+    assert_eq!(client.unary(&peer, &ECHO, &vec![1], T).await.unwrap(), [1]);
+    let mut next_event = async || {
+        tokio::time::timeout(T, events.recv())
+            .await
+            .expect("a handler event")
+            .unwrap()
+    };
+
     let err = client
-        .unary(&peer, &HANG, &(), Duration::from_millis(300))
+        .unary(&peer, &HANG, &(), Duration::from_secs(2))
         .await
         .unwrap_err();
     assert!(matches!(err, RpcError::DeadlineExceeded), "{err}");
-    tokio::time::timeout(T, dropped.recv())
-        .await
-        .expect("handler dropped after the deadline")
-        .unwrap();
+    assert!(next_event().await, "the handler started");
+    assert!(
+        !next_event().await,
+        "the handler was dropped after the deadline"
+    );
 
-    // Cancellation by dropping the call's future.
-    let call = client.unary(&peer, &HANG, &(), T);
-    let _ = tokio::time::timeout(Duration::from_millis(200), call).await;
-    tokio::time::timeout(T, dropped.recv())
-        .await
-        .expect("handler dropped after the caller cancelled")
-        .unwrap();
+    // Cancellation: the caller drops the call while the handler runs.
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.unary(&peer, &HANG, &(), T).await }
+    });
+    assert!(next_event().await, "the handler started");
+    call.abort();
+    assert!(
+        !next_event().await,
+        "the handler was dropped after the caller cancelled"
+    );
     server.shutdown(T).await;
 }
 

@@ -29,16 +29,17 @@ pub const TICKS: ServerStreaming<(u32, u64), u32> =
     ServerStreaming::new("test.ticks", Access::Node, 64, 64);
 
 /// Sends on a channel when dropped: how a test sees that the server dropped a handler.
-struct DropSignal(mpsc::UnboundedSender<()>);
+struct DropSignal(mpsc::UnboundedSender<bool>);
 
 impl Drop for DropSignal {
     fn drop(&mut self) {
-        let _ = self.0.send(());
+        let _ = self.0.send(false);
     }
 }
 
-/// The test service; `hang_dropped` receives one message per `HANG` handler the server drops.
-pub fn router() -> (Router, mpsc::UnboundedReceiver<()>) {
+/// The test service; the receiver gets `true` when a `HANG` handler starts and `false` when the
+/// server drops one.
+pub fn router() -> (Router, mpsc::UnboundedReceiver<bool>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let router = Router::new()
         .unary(&ECHO, |_ctx, req: Vec<u8>| async move { Ok(req) })
@@ -52,6 +53,7 @@ pub fn router() -> (Router, mpsc::UnboundedReceiver<()>) {
         .unary(&HANG, move |_ctx, ()| {
             let signal = DropSignal(tx.clone());
             async move {
+                let _ = signal.0.send(true);
                 let _signal = signal;
                 std::future::pending::<Result<(), Status>>().await
             }
