@@ -3,6 +3,7 @@
 //! The cluster root CA (ECDSA P-256), node certificate issuance from CSRs and its renewal schedule,
 //! join tokens (`SWMTKN-1-<CA digest>-<secret>`), and the peer identity (node id, role, cluster)
 //! read from a node certificate. The PKI and tokens are pure: time and randomness are arguments.
+//! The RPC layer carries typed calls between nodes over QUIC (quinn + rustls mutual TLS, ring only).
 //!
 //! # Layout
 //! - [`identity`]: [`Role`], [`NodeIdentity`] and [`NodeIdentity::from_cert`].
@@ -10,12 +11,18 @@
 //! - [`token`]: [`JoinToken`], [`JoinTokens`].
 //! - [`error`]: [`Error`], the crate's one error type.
 //! - [`fuzzing`]: the checks the fuzz targets run.
+//! - [`rpc`]: QUIC RPC: frames, method descriptors and the authorization table, server, client
+//!   with its connection pool, TLS credentials swapped without dropping calls.
+//! - `sim` (feature `turmoil`): quinn over turmoil's simulated UDP, for runs on virtual time.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod error;
 pub mod fuzzing;
 pub mod identity;
 pub mod pki;
+pub mod rpc;
+#[cfg(feature = "turmoil")]
+pub mod sim;
 pub mod token;
 
 pub use error::{Error, TokenFormatError};

@@ -1,0 +1,145 @@
+//! [`RpcConfig`]: timeouts, keep-alive, backoff and stream limits, and the quinn configurations
+//! built from them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+use crate::rpc::tls::{TlsError, TlsState};
+
+/// Transport settings shared by servers and clients.
+#[derive(Debug, Clone)]
+pub struct RpcConfig {
+    /// A connection with no packet from its peer for this long is closed. Well under the 15 s after
+    /// which a silent node is marked down, so a dead peer is noticed (and a new connection tried)
+    /// before the cluster gives up on it.
+    pub idle_timeout: Duration,
+    /// How often an idle connection sends a keep-alive (a fraction of `idle_timeout`, so one lost
+    /// packet does not close a healthy connection).
+    pub keep_alive: Duration,
+    /// Longest wait for a handshake when the call's own deadline is later.
+    pub connect_timeout: Duration,
+    /// First wait after a failed connection attempt; doubled on every further failure.
+    pub backoff_initial: Duration,
+    /// Longest wait between connection attempts.
+    pub backoff_max: Duration,
+    /// Calls a peer may have open on one connection at once (QUIC bidirectional streams). quinn
+    /// keeps an entry per permitted stream in every connection, so this is also a memory figure:
+    /// 1,024 cost ~120 KiB per idle connection on a manager, 128 cost ~45 KiB (docs/BENCHMARKS.md).
+    pub max_concurrent_calls: u32,
+    /// UDP socket receive and send buffer sizes asked of the kernel (which caps them at
+    /// `net.core.rmem_max` / `wmem_max`). A manager takes bursts of handshakes and keep-alives from
+    /// thousands of workers; Linux's default (208 KiB) dropped datagrams in the 10,000-connection
+    /// benchmark until handshakes timed out.
+    pub socket_buffer: usize,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            idle_timeout: Duration::from_secs(6),
+            keep_alive: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(5),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            max_concurrent_calls: 128,
+            socket_buffer: 4 << 20,
+        }
+    }
+}
+
+impl RpcConfig {
+    fn transport(&self) -> Arc<quinn::TransportConfig> {
+        let mut t = quinn::TransportConfig::default();
+        // An out-of-range idle timeout (over 2^62 ms) falls back to quinn's default.
+        if let Ok(idle) = quinn::IdleTimeout::try_from(self.idle_timeout) {
+            t.max_idle_timeout(Some(idle));
+        }
+        t.keep_alive_interval(Some(self.keep_alive));
+        t.max_concurrent_bidi_streams(self.max_concurrent_calls.into());
+        // RPC uses bidirectional streams only.
+        t.max_concurrent_uni_streams(0u32.into());
+        Arc::new(t)
+    }
+
+    /// The quinn server configuration for a node with credentials `tls`.
+    pub fn server_config(&self, tls: &Arc<TlsState>) -> Result<quinn::ServerConfig, TlsError> {
+        let crypto = QuicServerConfig::try_from(tls.server_config()?)?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        config.transport_config(self.transport());
+        Ok(config)
+    }
+
+    /// The quinn client configuration for a node with credentials `tls`.
+    pub fn client_config(&self, tls: &Arc<TlsState>) -> Result<quinn::ClientConfig, TlsError> {
+        let crypto = QuicClientConfig::try_from(tls.client_config()?)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.transport());
+        Ok(config)
+    }
+
+    /// A quinn endpoint on a UDP socket bound to `addr` with this configuration's socket buffers;
+    /// `server` makes it accept connections.
+    pub fn endpoint(
+        &self,
+        addr: SocketAddr,
+        server: Option<quinn::ServerConfig>,
+    ) -> std::io::Result<quinn::Endpoint> {
+        self.endpoint_with(addr, server, quinn::EndpointConfig::default())
+    }
+
+    /// [`RpcConfig::endpoint`] with an endpoint configuration, normally
+    /// [`TlsState::endpoint_config`] (keys that survive a restart).
+    pub fn endpoint_with(
+        &self,
+        addr: SocketAddr,
+        server: Option<quinn::ServerConfig>,
+        endpoint_config: quinn::EndpointConfig,
+    ) -> std::io::Result<quinn::Endpoint> {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        let state = quinn::udp::UdpSocketState::new((&socket).into())?;
+        // Best effort: a smaller buffer than asked for is still a working socket.
+        if let Err(e) = state.set_recv_buffer_size((&socket).into(), self.socket_buffer) {
+            tracing::debug!(error = %e, "could not enlarge the UDP receive buffer");
+        }
+        if let Err(e) = state.set_send_buffer_size((&socket).into(), self.socket_buffer) {
+            tracing::debug!(error = %e, "could not enlarge the UDP send buffer");
+        }
+        quinn::Endpoint::new(
+            endpoint_config,
+            server,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+    }
+
+    /// The wait before connection attempt number `failures + 1` (`failures` >= 1).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(16);
+        self.backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let c = RpcConfig::default();
+        let got: Vec<u64> = (1..=9).map(|n| c.backoff(n).as_millis() as u64).collect();
+        assert_eq!(got, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(c.backoff(u32::MAX), c.backoff_max);
+    }
+
+    #[test]
+    fn defaults_notice_a_dead_peer_well_before_node_down() {
+        let c = RpcConfig::default();
+        assert!(c.idle_timeout <= Duration::from_secs(15) / 2);
+        assert!(c.keep_alive * 3 <= c.idle_timeout);
+    }
+}

@@ -1,0 +1,135 @@
+//! quinn over turmoil's simulated UDP (feature `turmoil`), so whole clusters can run on virtual
+//! time with the network under a test's control (partitions, loss, delay, seeded replay).
+//!
+//! [`TurmoilUdp`] is quinn's [`AsyncUdpSocket`] over a [`turmoil::net::UdpSocket`]; [`endpoint`]
+//! builds a quinn endpoint on it with quinn's tokio runtime, whose timers are tokio's and so follow
+//! turmoil's clock. Call it from inside a turmoil host. Everything above the socket (TLS, the RPC
+//! layer) is the production code, unchanged.
+//!
+//! Not simulated: certificate validity is checked against the wall clock by rustls, so simulated
+//! runs use certificates valid now.
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use quinn::udp::{RecvMeta, Transmit};
+use quinn::{AsyncUdpSocket, UdpPoller};
+
+type Readable = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+/// A turmoil UDP socket as quinn's socket.
+pub struct TurmoilUdp {
+    socket: Arc<turmoil::net::UdpSocket>,
+    // The pending "wait until readable" of the one receiving task (quinn's endpoint driver).
+    readable: Mutex<Option<Readable>>,
+}
+
+impl fmt::Debug for TurmoilUdp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurmoilUdp")
+            .field("local_addr", &self.socket.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TurmoilUdp {
+    /// Wraps a bound turmoil socket.
+    pub fn new(socket: turmoil::net::UdpSocket) -> TurmoilUdp {
+        TurmoilUdp {
+            socket: Arc::new(socket),
+            readable: Mutex::new(None),
+        }
+    }
+}
+
+/// turmoil's UDP has no send buffer to fill: it is always writable.
+#[derive(Debug)]
+struct AlwaysWritable;
+
+impl UdpPoller for AlwaysWritable {
+    fn poll_writable(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncUdpSocket for TurmoilUdp {
+    fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
+        Box::pin(AlwaysWritable)
+    }
+
+    fn try_send(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        // One datagram per segment: this socket reports no segmentation offload, but honour a
+        // segment size if quinn ever passes one.
+        let segment = transmit
+            .segment_size
+            .unwrap_or(transmit.contents.len())
+            .max(1);
+        for datagram in transmit.contents.chunks(segment) {
+            self.socket.try_send_to(datagram, transmit.destination)?;
+        }
+        Ok(())
+    }
+
+    fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> Poll<io::Result<usize>> {
+        let (Some(buf), Some(slot)) = (bufs.first_mut(), meta.first_mut()) else {
+            return Poll::Ready(Ok(0));
+        };
+        let mut readable = self.readable.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match self.socket.try_recv_from(buf) {
+                Ok((len, addr)) => {
+                    *slot = RecvMeta {
+                        addr,
+                        len,
+                        stride: len,
+                        ..RecvMeta::default()
+                    };
+                    return Poll::Ready(Ok(1));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let wait = readable.get_or_insert_with(|| {
+                let socket = self.socket.clone();
+                Box::pin(async move { socket.readable().await })
+            });
+            match wait.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => *readable = None,
+                Poll::Ready(Err(e)) => {
+                    *readable = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+/// A quinn endpoint on simulated UDP port `port` of the current turmoil host; with `server` it
+/// accepts connections (pass [`crate::rpc::RpcConfig::server_config`]).
+pub async fn endpoint(
+    port: u16,
+    server: Option<quinn::ServerConfig>,
+) -> io::Result<quinn::Endpoint> {
+    let socket = turmoil::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await?;
+    quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        server,
+        Arc::new(TurmoilUdp::new(socket)),
+        Arc::new(quinn::TokioRuntime),
+    )
+}
