@@ -8,6 +8,15 @@
 //!   becomes durable before one issued earlier.
 //! - Appended entries are readable when `append` returns; the callback fires once they are fsynced.
 //! - `save_vote` returns only once the vote is durable (write, fsync, atomic rename, fsync dir).
+//! - `save_committed` records the committed log id; the WAL persists it once every entry up to it
+//!   is durable, and [`crate::RaftNode::start`] refuses a log that ends before it.
+//!
+//! # Disk faults
+//! openraft stops its core for good on any storage error. A full disk (or a quota or I/O error) is
+//! not a reason to stop: `append` rewinds the failed write and retries it with backoff (1 s at
+//! most), never returning the error, and the flusher does the same for a failed fsync. The WAL's
+//! [`Wal::fault`] names the error meanwhile, so proposals answer it instead of waiting; once the
+//! disk has room the pending entries are written and everything carries on.
 
 use std::fmt::Debug;
 use std::ops::{Bound, Range, RangeBounds};
@@ -161,10 +170,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.inner
-            .wal
-            .append(entries, Done::Raft(callback))
-            .map_err(|f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Write, f))
+        let mut done = Done::Raft(callback);
+        let mut backoff = std::time::Duration::from_millis(10);
+        loop {
+            match self.inner.wal.append(&entries, done) {
+                Ok(()) => {
+                    self.inner.wal.set_fault(None);
+                    return Ok(());
+                }
+                Err(f) if f.retry => {
+                    self.inner
+                        .wal
+                        .set_fault(Some(Wal::describe_fault(&f.fault)));
+                    done = f.done;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(f) => {
+                    return Err(fault_to_storage(
+                        ErrorSubject::Logs,
+                        ErrorVerb::Write,
+                        f.fault,
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.inner.wal.save_committed(committed);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.inner.wal.committed())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -22,8 +22,8 @@ use swarm_secrets::UnlockKey;
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
-use crate::error::StartError;
-use crate::files::{ensure_dir, RaftStateFile};
+use crate::error::{StartError, StorageFault};
+use crate::files::{ensure_dir, tighten, RaftStateFile, RAFT_STATE_FILE};
 use crate::keyring::Keyring;
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerHealth, RaftReply, RaftRpc, Transport};
@@ -117,6 +117,7 @@ impl RaftNode {
         let raft_config = Arc::new(config.raft.to_openraft()?);
         let dir = config.data_dir.clone();
         ensure_dir(&dir)?;
+        let had_state = check_before_open(&dir)?;
         // Stretching an unlock key (argon2id, ~200 ms) blocks: do it off the async worker threads.
         let (unlock, create_with) = (opts.unlock_key.cloned(), opts.autolock_new.cloned());
         let (key_dir, kdf) = (dir.clone(), config.kdf);
@@ -129,12 +130,14 @@ impl RaftNode {
         let state = RaftStateFile::load(&dir)?;
         let wal_opts = WalOptions {
             segment_bytes: config.raft.segment_bytes,
+            expect_committed: had_state,
         };
         let (wal, report) = Wal::open(&dir.join("wal"), keys.clone(), wal_opts, state.last_purged)?;
         if let Some((file, offset, reason)) = &report.truncated_tail {
             tracing::warn!(file = %file.display(), offset, %reason, "raft log had a torn tail; it was truncated");
         }
         let sm = StateMachine::open(&dir.join("snap"), keys.clone(), store.clone())?;
+        check_nothing_lost(&dir, &wal, &report, &state, &sm)?;
         // Authenticate every entry that will be replayed, so tampering refuses the start.
         let from = sm.applied().0.map_or(0, |l| l.index + 1);
         wal.verify_from(from)?;
@@ -289,15 +292,26 @@ impl RaftNode {
 
     /// Commits on this node, which must be the leader: stamps the batch and waits for apply.
     async fn propose_as_leader(&self, actions: Vec<StoreAction>) -> Result<u64, CommitError> {
+        // While the log cannot write (full disk), say so at once rather than after the timeout.
+        let mut fault = self.wal().fault();
+        if let Some(msg) = fault.borrow_and_update().clone() {
+            return Err(CommitError::Storage(msg));
+        }
         let p = Proposal {
             timestamp: self.inner.clock.now(),
             actions,
         };
-        let res = tokio::time::timeout(
+        let write = tokio::time::timeout(
             self.inner.config.raft.propose_timeout,
             self.inner.raft.client_write(p),
-        )
-        .await;
+        );
+        let res = tokio::select! {
+            r = write => r,
+            Ok(f) = fault.wait_for(Option::is_some) => {
+                // The entry stays queued and may still commit once the disk recovers.
+                return Err(CommitError::Storage(f.clone().unwrap_or_default()));
+            }
+        };
         match res {
             Err(_) => Err(CommitError::NoQuorum {
                 timeout_ms: self.timeout_ms(),
@@ -537,6 +551,82 @@ impl Proposer for RaftNode {
             }
         }
     }
+}
+
+/// Refuses a data directory whose key file is gone while raft state exists, and tightens the
+/// modes of existing files. Returns whether the directory held raft state.
+fn check_before_open(dir: &std::path::Path) -> Result<bool, StorageFault> {
+    let wal_dir = dir.join("wal");
+    let has_segments = std::fs::read_dir(&wal_dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        })
+        .unwrap_or(false);
+    let snapshot = dir.join("snap").join(crate::state_machine::SNAPSHOT_FILE);
+    let had_state = has_segments || dir.join(RAFT_STATE_FILE).exists() || snapshot.exists();
+    let keys = dir.join(crate::keyring::KEY_FILE);
+    if had_state && !keys.exists() {
+        return Err(StorageFault::Missing {
+            path: keys,
+            what:
+                "key file missing, but the directory holds a raft log or state sealed with its keys"
+                    .into(),
+        });
+    }
+    for f in [keys, dir.join(RAFT_STATE_FILE), snapshot] {
+        tighten(&f, 0o600)?;
+    }
+    Ok(had_state)
+}
+
+/// Refuses to start when the directory lost state it had: the committed-index file, the snapshot
+/// the log was purged behind, or committed entries (the log ends before the committed index).
+fn check_nothing_lost(
+    dir: &std::path::Path,
+    wal: &Wal,
+    report: &OpenReport,
+    state: &RaftStateFile,
+    sm: &StateMachine,
+) -> Result<(), StorageFault> {
+    let applied = sm.applied().0.map(|l| l.index);
+    if let Some(p) = state.last_purged {
+        if applied < Some(p.index) {
+            return Err(StorageFault::Missing {
+                path: dir.join("snap").join(crate::state_machine::SNAPSHOT_FILE),
+                what: format!(
+                    "snapshot missing: the log was purged up to index {} but the snapshot covers {}",
+                    p.index,
+                    applied.map_or("nothing".to_string(), |a| format!("up to index {a}"))
+                ),
+            });
+        }
+    }
+    let last = wal.log_state().1.map(|l| l.index);
+    let have = last.max(applied);
+    if let Some(c) = report.committed {
+        if have < Some(c.index) {
+            return Err(StorageFault::Missing {
+                path: wal.dir().to_path_buf(),
+                what: format!(
+                    "log ends at {} but index {} was committed: committed entries are missing{}",
+                    have.map_or("the start (it is empty)".to_string(), |h| format!(
+                        "index {h}"
+                    )),
+                    c.index,
+                    report
+                        .truncated_tail
+                        .as_ref()
+                        .map(|(f, o, _)| format!(
+                            " (a torn tail was cut from {} at byte {o})",
+                            f.display()
+                        ))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Membership for a brand-new single-voter cluster of `id` at `addr`.
