@@ -22,8 +22,8 @@ use swarm_secrets::UnlockKey;
 use tokio::task::JoinHandle;
 
 use crate::config::NodeConfig;
-use crate::error::{StartError, StorageFault};
-use crate::files::{ensure_dir, tighten, RaftStateFile, RAFT_STATE_FILE};
+use crate::error::StartError;
+use crate::files::{ensure_dir, RaftStateFile};
 use crate::keyring::Keyring;
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerHealth, RaftReply, RaftRpc, Transport};
@@ -117,7 +117,7 @@ impl RaftNode {
         let raft_config = Arc::new(config.raft.to_openraft()?);
         let dir = config.data_dir.clone();
         ensure_dir(&dir)?;
-        let had_state = check_before_open(&dir)?;
+        let had_state = crate::integrity::check_before_open(&dir)?;
         // Stretching an unlock key (argon2id, ~200 ms) blocks: do it off the async worker threads.
         let (unlock, create_with) = (opts.unlock_key.cloned(), opts.autolock_new.cloned());
         let (key_dir, kdf) = (dir.clone(), config.kdf);
@@ -137,7 +137,7 @@ impl RaftNode {
             tracing::warn!(file = %file.display(), offset, %reason, "raft log had a torn tail; it was truncated");
         }
         let sm = StateMachine::open(&dir.join("snap"), keys.clone(), store.clone())?;
-        check_nothing_lost(&dir, &wal, &report, &state, &sm)?;
+        crate::integrity::check_nothing_lost(&dir, &wal, &report, &state, &sm)?;
         // Authenticate every entry that will be replayed, so tampering refuses the start.
         let from = sm.applied().0.map_or(0, |l| l.index + 1);
         wal.verify_from(from)?;
@@ -551,82 +551,6 @@ impl Proposer for RaftNode {
             }
         }
     }
-}
-
-/// Refuses a data directory whose key file is gone while raft state exists, and tightens the
-/// modes of existing files. Returns whether the directory held raft state.
-fn check_before_open(dir: &std::path::Path) -> Result<bool, StorageFault> {
-    let wal_dir = dir.join("wal");
-    let has_segments = std::fs::read_dir(&wal_dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .any(|e| e.path().extension().is_some_and(|x| x == "wal"))
-        })
-        .unwrap_or(false);
-    let snapshot = dir.join("snap").join(crate::state_machine::SNAPSHOT_FILE);
-    let had_state = has_segments || dir.join(RAFT_STATE_FILE).exists() || snapshot.exists();
-    let keys = dir.join(crate::keyring::KEY_FILE);
-    if had_state && !keys.exists() {
-        return Err(StorageFault::Missing {
-            path: keys,
-            what:
-                "key file missing, but the directory holds a raft log or state sealed with its keys"
-                    .into(),
-        });
-    }
-    for f in [keys, dir.join(RAFT_STATE_FILE), snapshot] {
-        tighten(&f, 0o600)?;
-    }
-    Ok(had_state)
-}
-
-/// Refuses to start when the directory lost state it had: the committed-index file, the snapshot
-/// the log was purged behind, or committed entries (the log ends before the committed index).
-fn check_nothing_lost(
-    dir: &std::path::Path,
-    wal: &Wal,
-    report: &OpenReport,
-    state: &RaftStateFile,
-    sm: &StateMachine,
-) -> Result<(), StorageFault> {
-    let applied = sm.applied().0.map(|l| l.index);
-    if let Some(p) = state.last_purged {
-        if applied < Some(p.index) {
-            return Err(StorageFault::Missing {
-                path: dir.join("snap").join(crate::state_machine::SNAPSHOT_FILE),
-                what: format!(
-                    "snapshot missing: the log was purged up to index {} but the snapshot covers {}",
-                    p.index,
-                    applied.map_or("nothing".to_string(), |a| format!("up to index {a}"))
-                ),
-            });
-        }
-    }
-    let last = wal.log_state().1.map(|l| l.index);
-    let have = last.max(applied);
-    if let Some(c) = report.committed {
-        if have < Some(c.index) {
-            return Err(StorageFault::Missing {
-                path: wal.dir().to_path_buf(),
-                what: format!(
-                    "log ends at {} but index {} was committed: committed entries are missing{}",
-                    have.map_or("the start (it is empty)".to_string(), |h| format!(
-                        "index {h}"
-                    )),
-                    c.index,
-                    report
-                        .truncated_tail
-                        .as_ref()
-                        .map(|(f, o, _)| format!(
-                            " (a torn tail was cut from {} at byte {o})",
-                            f.display()
-                        ))
-                        .unwrap_or_default()
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Membership for a brand-new single-voter cluster of `id` at `addr`.

@@ -68,41 +68,54 @@ struct Shared {
     faults: Arc<DiskFaults>,
 }
 
-/// A test hook in the WAL's file layer: makes the next writes and fsyncs fail with an OS error
-/// (for example `ENOSPC`), as a full disk would. Inert unless armed with [`DiskFaults::fail_next`].
+/// A test hook in the WAL's file layer: makes the next segment writes or fsyncs fail with an OS
+/// error (for example 28, `ENOSPC`), as a full disk would. Inert unless armed.
 #[derive(Debug, Default)]
 pub struct DiskFaults {
-    remaining: AtomicU64,
+    writes: AtomicU64,
+    fsyncs: AtomicU64,
     errno: AtomicI32,
 }
 
 impl DiskFaults {
-    /// Makes the next `n` segment writes or fsyncs fail with `errno` (e.g. 28, `ENOSPC`).
-    pub fn fail_next(&self, n: u64, errno: i32) {
+    /// Makes the next `n` segment writes fail with `errno` (`u64::MAX`: until [`Self::clear`]).
+    pub fn fail_writes(&self, n: u64, errno: i32) {
         self.errno.store(errno, Ordering::SeqCst);
-        self.remaining.store(n, Ordering::SeqCst);
+        self.writes.store(n, Ordering::SeqCst);
     }
 
-    /// Fails every segment write and fsync with `errno` until [`DiskFaults::clear`].
-    pub fn fail_all(&self, errno: i32) {
-        self.fail_next(u64::MAX, errno);
+    /// Makes the next `n` segment fsyncs fail with `errno` (`u64::MAX`: until [`Self::clear`]).
+    pub fn fail_fsyncs(&self, n: u64, errno: i32) {
+        self.errno.store(errno, Ordering::SeqCst);
+        self.fsyncs.store(n, Ordering::SeqCst);
     }
 
     /// Stops injecting failures.
     pub fn clear(&self) {
-        self.remaining.store(0, Ordering::SeqCst);
+        self.writes.store(0, Ordering::SeqCst);
+        self.fsyncs.store(0, Ordering::SeqCst);
     }
 
-    pub(crate) fn check(&self) -> io::Result<()> {
-        let taken = self
-            .remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    fn take(&self, counter: &AtomicU64) -> io::Result<()> {
+        let taken = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+            0 => None,
+            u64::MAX => Some(u64::MAX),
+            n => Some(n - 1),
+        });
         match taken {
             Ok(_) => Err(io::Error::from_raw_os_error(
                 self.errno.load(Ordering::SeqCst),
             )),
             Err(_) => Ok(()),
         }
+    }
+
+    pub(crate) fn check_write(&self) -> io::Result<()> {
+        self.take(&self.writes)
+    }
+
+    pub(crate) fn check_fsync(&self) -> io::Result<()> {
+        self.take(&self.fsyncs)
     }
 }
 
@@ -255,7 +268,11 @@ fn sync_files(shared: &Shared, items: &[Item]) -> Result<u64, String> {
             continue;
         }
         synced.push(f);
-        if let Err(e) = shared.faults.check().and_then(|()| f.file.sync_data()) {
+        if let Err(e) = shared
+            .faults
+            .check_fsync()
+            .and_then(|()| f.file.sync_data())
+        {
             return Err(disk_fault_message("fsync", &f.path, &e));
         }
     }
@@ -266,7 +283,7 @@ fn sync_files(shared: &Shared, items: &[Item]) -> Result<u64, String> {
 fn rewrite_and_sync(shared: &Shared, items: &[Item]) -> Result<u64, String> {
     for item in items {
         if let (Some(f), Some(w)) = (&item.file, &item.written) {
-            if let Err(e) = shared.faults.check().and_then(|()| {
+            if let Err(e) = shared.faults.check_write().and_then(|()| {
                 std::os::unix::fs::FileExt::write_all_at(&f.file, &w.bytes, w.offset)
             }) {
                 return Err(disk_fault_message("write", &f.path, &e));
@@ -340,7 +357,7 @@ fn run(
             // Every entry up to `committed` was appended before it was saved, so it is durable now.
             match shared
                 .faults
-                .check()
+                .check_write()
                 .and_then(|()| committed_file.write(committed))
             {
                 Ok(()) => durable_committed = committed,

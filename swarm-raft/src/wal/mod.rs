@@ -509,7 +509,7 @@ impl Wal {
                 let synced = self
                     .flusher
                     .faults()
-                    .check()
+                    .check_fsync()
                     .and_then(|()| s.file.file.sync_data());
                 if let Err(e) = synced {
                     return Err(fail(StorageFault::io("fsync", &s.path, e), done));
@@ -527,7 +527,7 @@ impl Wal {
         let written = self
             .flusher
             .faults()
-            .check()
+            .check_write()
             .and_then(|()| seg.file.file.write_all_at(&buf, seg.len));
         if let Err(e) = written {
             // Cut whatever part of the batch reached the file, so a retry writes at the same place
@@ -576,11 +576,11 @@ impl Wal {
             .map_err(|e| StorageFault::io("create", &path, e))?;
         let faults = self.flusher.faults();
         faults
-            .check()
+            .check_write()
             .and_then(|()| file.write_all_at(&header.encode(), 0))
             .map_err(|e| StorageFault::io("write", &path, e))?;
         faults
-            .check()
+            .check_fsync()
             .and_then(|()| file.sync_all())
             .map_err(|e| StorageFault::io("fsync", &path, e))?;
         sync_dir(&self.dir)?;
