@@ -178,7 +178,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     self.inner.wal.set_fault(None);
                     return Ok(());
                 }
-                Err(f) if f.retry => {
+                Err(f) if f.retry && !self.inner.wal.retrying_stopped() => {
                     self.inner
                         .wal
                         .set_fault(Some(Wal::describe_fault(&f.fault)));

@@ -270,6 +270,8 @@ impl RaftNode {
         {
             w.abort();
         }
+        // An append waiting out a full disk would keep openraft's core from stopping.
+        self.wal().stop_retrying();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

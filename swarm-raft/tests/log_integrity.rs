@@ -1,12 +1,12 @@
 //! The log is trusted only when it is whole: every damaged byte and every truncation of a real log
 //! either refuses the start naming the file and offset, or is a torn tail that loses nothing
 //! committed; missing files refuse the start and change nothing; files are owner-only.
+//! (Full disks: `disk_full.rs`.)
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use swarm_core::testing::secret;
 use swarm_core::{Proposer, Secret, SharedStore, StoreAction};
@@ -300,69 +300,4 @@ async fn files_are_0600_and_directories_0700_even_preexisting_ones() {
     let node = start_at(&dir).await.unwrap();
     check(&dir);
     node.shutdown().await;
-}
-
-/// Property: a full disk is survivable. While writes fail with ENOSPC a proposal answers an error
-/// naming the disk and the log's path (it does not hang, and the node does not stop); once space
-/// returns new proposals commit by themselves, and every acknowledged create is still there after a
-/// restart. Setup: one manager with the WAL's fault hook: first the appends' writes fail, then
-/// (after a recovery) the fsyncs.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_disk_fails_proposals_by_name_and_writes_resume_when_space_returns() {
-    let mut c = TestCluster::new(1, fast_config()).await;
-    let mut acked = vec![c.node(1).propose(create(0)).await.unwrap()];
-    let mut n = 1;
-    for fail_fsync in [false, true] {
-        let faults = c.node(1).wal().disk_faults().clone();
-        if fail_fsync {
-            faults.fail_fsyncs(u64::MAX, 28);
-        } else {
-            faults.fail_writes(u64::MAX, 28);
-        }
-        match c.node(1).propose(create(n)).await {
-            Err(swarm_core::CommitError::Storage(msg)) => {
-                assert!(msg.contains("no space left on device"), "{msg}");
-                assert!(msg.contains("wal"), "{msg}");
-            }
-            other => panic!("expected a disk error, got {other:?}"),
-        }
-        n += 1;
-        // Still failing: a new proposal answers the same way at once.
-        assert!(matches!(
-            c.node(1).propose(create(n)).await,
-            Err(swarm_core::CommitError::Storage(_))
-        ));
-        n += 1;
-        faults.clear();
-        // Writes resume by themselves: retry (bounded) until a proposal commits.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            match c.node(1).propose(create(n)).await {
-                Ok(i) => {
-                    acked.push(i);
-                    break;
-                }
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "not yet");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("writes did not resume after the disk recovered: {e}"),
-            }
-        }
-        n += 1;
-        assert!(c.node(1).stopped_by().is_none());
-    }
-    c.stop(1).await;
-    let node = c.start(1, StartOptions::default()).await.unwrap();
-    c.wait_leader(&[1], Duration::from_secs(10)).await;
-    let last = *acked.last().unwrap();
-    c.wait_applied(&[1], last, Duration::from_secs(10)).await;
-    // Every acknowledged create (ids 0 and the one after each recovery) is there.
-    let have = node.store().view(|s| s.count::<Secret>());
-    assert!(
-        have >= acked.len(),
-        "{have} creates after restart, {} acknowledged",
-        acked.len()
-    );
-    c.shutdown().await;
 }

@@ -175,6 +175,8 @@ pub struct Wal {
     state: RwLock<State>,
     writer: Arc<Mutex<StdRng>>,
     flusher: Flusher,
+    /// Set at shutdown: appends stop waiting out a disk fault.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Wal {
@@ -363,6 +365,7 @@ impl Wal {
             }),
             writer,
             flusher,
+            closing: std::sync::atomic::AtomicBool::new(false),
         };
         if let Some(p) = last_purged {
             wal.drop_purged(p)?;
@@ -411,6 +414,16 @@ impl Wal {
     /// the path)` while it lasts, `None` once writes succeed again.
     pub fn fault(&self) -> tokio::sync::watch::Receiver<Option<String>> {
         self.flusher.fault()
+    }
+
+    /// Makes appends that wait out a disk fault give up (the node is shutting down).
+    pub fn stop_retrying(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn retrying_stopped(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn set_fault(&self, fault: Option<String>) {
