@@ -275,3 +275,28 @@ async fn concurrent_appends_share_fsyncs() {
         "200 appends took {fsyncs} fsyncs: group commit is not batching"
     );
 }
+
+/// A failed fsync at segment rotation is not trusted later: the append fails (and can be retried),
+/// the flusher rewrites the pending writes before its next fsync, and every entry is there after
+/// reopening.
+#[tokio::test]
+async fn a_failed_fsync_at_rotation_is_retried_and_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = open(d.path(), 200).unwrap();
+        append(&wal, vec![entry(1, 1)]).await;
+        // The flusher is idle: the next fsync is the rotation's, in the append itself.
+        wal.disk_faults().fail_fsyncs(1, 28);
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        match wal.append_for_test(vec![entry(2, 1)], tx) {
+            Err(StorageFault::Io { op: "fsync", .. }) => {}
+            other => panic!("expected the rotation fsync to fail, got {other:?}"),
+        }
+        let fault = wal.fault().borrow().clone().expect("the fault is shown");
+        assert!(fault.contains("no space left on device"), "{fault}");
+        append(&wal, vec![entry(2, 1)]).await;
+        append(&wal, vec![entry(3, 1)]).await;
+        assert!(wal.fault().borrow().is_none());
+    }
+    assert_eq!(indexes(&open(d.path(), 200).unwrap().0), vec![1, 2, 3]);
+}

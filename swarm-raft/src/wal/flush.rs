@@ -69,6 +69,9 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// An fsync failed outside the flusher (segment rotation): the next batch is rewritten before
+    /// it is synced, since the kernel may have dropped pages and will not say so again.
+    tainted: std::sync::atomic::AtomicBool,
     fault: tokio::sync::watch::Sender<Option<String>>,
     faults: Arc<DiskFaults>,
 }
@@ -164,6 +167,7 @@ impl Flusher {
                 ..Queue::default()
             }),
             wake: Condvar::new(),
+            tainted: std::sync::atomic::AtomicBool::new(false),
             fault: tokio::sync::watch::channel(None).0,
             faults,
         });
@@ -234,6 +238,12 @@ impl Flusher {
     /// Watches the current disk fault: `Some(message)` while the log cannot write.
     pub(crate) fn fault(&self) -> tokio::sync::watch::Receiver<Option<String>> {
         self.shared.fault.subscribe()
+    }
+
+    /// Records that an fsync of a segment failed outside the flusher (see `Shared::tainted`).
+    pub(crate) fn taint(&self, message: String) {
+        self.shared.tainted.store(true, Ordering::SeqCst);
+        set_fault(&self.shared, Some(message));
     }
 
     pub(crate) fn faults(&self) -> &Arc<DiskFaults> {
@@ -333,10 +343,19 @@ fn run(
             q.committed_dirty = false;
             (std::mem::take(&mut q.items), q.committed, q.closed)
         };
-        let mut result = sync_files(shared, &items);
+        let mut result = if shared.tainted.swap(false, Ordering::SeqCst) {
+            Err(
+                "an earlier fsync of the raft log failed; rewriting what it may have lost"
+                    .to_string(),
+            )
+        } else {
+            sync_files(shared, &items)
+        };
         let mut backoff = Duration::from_millis(10);
         while let Err(msg) = &result {
-            set_fault(shared, Some(msg.clone()));
+            if !msg.is_empty() {
+                set_fault(shared, Some(msg.clone()));
+            }
             let closed = {
                 let q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
                 if !q.closed {
@@ -371,6 +390,9 @@ fn run(
         for item in items {
             let r = match &result {
                 Ok(_) => Ok(()),
+                Err(msg) if msg.is_empty() => Err(io::Error::other(
+                    "the write-ahead log closed before a failed fsync could be redone",
+                )),
                 Err(msg) => Err(io::Error::other(msg.clone())),
             };
             complete(item.done, r);

@@ -525,6 +525,9 @@ impl Wal {
                     .check_fsync()
                     .and_then(|()| s.file.file.sync_data());
                 if let Err(e) = synced {
+                    // Pending writes to this segment may be lost without another error: the
+                    // flusher rewrites them before it trusts an fsync again.
+                    self.flusher.taint(disk_fault_message("fsync", &s.path, &e));
                     return Err(fail(StorageFault::io("fsync", &s.path, e), done));
                 }
             }
