@@ -30,7 +30,7 @@ use crate::error::StorageFault;
 use crate::files::RaftStateFile;
 use crate::keyring::Keyring;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use crate::wal::{Done, Wal};
+use crate::wal::{is_disk_fault, Done, Wal};
 
 /// Maps a fatal storage fault into openraft's error, keeping the message (file, offset, advice).
 pub(crate) fn fault_to_storage(
@@ -147,8 +147,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.barrier(ErrorSubject::Vote, ErrorVerb::Write).await?;
         let v = *vote;
-        self.store_state(|s| s.vote = Some(v))
-            .map_err(|f| fault_to_storage(ErrorSubject::Vote, ErrorVerb::Write, f))
+        // Like appends, a vote waits out a full disk rather than stopping openraft's core.
+        let mut backoff = std::time::Duration::from_millis(10);
+        loop {
+            match self.store_state(|s| s.vote = Some(v)) {
+                Ok(()) => return Ok(()),
+                Err(StorageFault::Io { source, path, op })
+                    if is_disk_fault(&source) && !self.inner.wal.retrying_stopped() =>
+                {
+                    let msg = crate::wal::flush_message(op, &path, &source);
+                    self.inner.wal.set_fault(Some(msg));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(f) => return Err(fault_to_storage(ErrorSubject::Vote, ErrorVerb::Write, f)),
+            }
+        }
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -216,8 +230,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let err = |f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Delete, f);
-        self.store_state(|s| s.last_purged = Some(log_id))
-            .map_err(err)?;
+        match self.store_state(|s| s.last_purged = Some(log_id)) {
+            Ok(()) => {}
+            // Purging only frees space: with a full disk keep every entry (openraft reads none at
+            // or below the purge point again, and asks to purge further next time).
+            Err(StorageFault::Io { source, path, .. }) if is_disk_fault(&source) => {
+                tracing::warn!(file = %path.display(), error = %source, "could not record the purge point; the log is kept whole until the next purge");
+                return Ok(());
+            }
+            Err(f) => return Err(err(f)),
+        }
         self.inner.wal.purge(log_id).map_err(err)?;
         // Nothing at or below the purge point is read again: an old DEK may now be retired.
         if let Err(e) = self.inner.keys.handle_snapshot(log_id.index) {

@@ -60,6 +60,7 @@ pub(crate) struct Inner {
     pub(crate) raft: Raft,
     pub(crate) store: SharedStore,
     pub(crate) log: LogStore,
+    sm: StateMachine,
     pub(crate) keys: Arc<Keyring>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) health: Arc<PeerHealth>,
@@ -147,7 +148,7 @@ impl RaftNode {
         }
         let health = Arc::new(PeerHealth::default());
         let network = NetworkFactory::new(config.id, transport.clone(), health.clone());
-        let raft = Raft::new(config.id, raft_config, network, log.clone(), sm)
+        let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let node = RaftNode {
@@ -156,6 +157,7 @@ impl RaftNode {
                 raft,
                 store,
                 log,
+                sm,
                 keys,
                 transport,
                 health,
@@ -272,6 +274,7 @@ impl RaftNode {
         }
         // An append waiting out a full disk would keep openraft's core from stopping.
         self.wal().stop_retrying();
+        self.inner.sm.stop_retrying();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

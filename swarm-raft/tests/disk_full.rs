@@ -173,8 +173,9 @@ async fn wait_leader(node: &RaftNode) {
 
 /// Property: the same on a real filesystem that fills up. Setup (root only): a 4 MiB tmpfs holds
 /// the data directory; after a few commits a filler file takes every free byte; a 16 KiB proposal
-/// must fail naming the disk; the filler is removed; proposals commit again; after a restart on
-/// the same tmpfs every acknowledged create is there.
+/// must fail naming the disk, and a snapshot asked for then must wait (its write attempted) without
+/// stopping raft; the filler is removed; proposals commit again and the snapshot is written; after
+/// a restart on the same tmpfs every acknowledged create is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_full_tmpfs_fails_proposals_by_name_and_recovers() {
     if is_root() {
@@ -212,6 +213,15 @@ async fn run_on_tmpfs() {
         acked.push(node.propose(create(n, &big)).await.unwrap());
     }
     let filler = fill(mount_point.path());
+    // A snapshot asked for now cannot be written; it must wait, not stop raft. (Asked before the
+    // proposal below: an append waiting out the full disk holds openraft's core.)
+    node.raft().trigger().snapshot().await.unwrap();
+    let tmp = dir.join("snap").join("snapshot.snap.tmp");
+    let deadline = tokio::time::Instant::now() + T;
+    while !tmp.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "no snapshot write was attempted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     match node.propose(create(100, &big)).await {
         Err(CommitError::Storage(msg)) => {
             assert!(msg.contains("no space left on device"), "{msg}");
@@ -220,8 +230,28 @@ async fn run_on_tmpfs() {
         other => panic!("expected a disk error, got {other:?}"),
     }
     assert!(node.stopped_by().is_none());
+    // A snapshot asked for now cannot be written either; it must wait, not stop raft.
+    node.raft().trigger().snapshot().await.unwrap();
+    let tmp = dir.join("snap").join("snapshot.snap.tmp");
+    let deadline = tokio::time::Instant::now() + T;
+    while !tmp.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot write was attempted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     fs::remove_file(&filler).unwrap();
     acked.push(propose_until_committed(&node, 101, &big).await);
+    node.raft()
+        .wait(Some(T))
+        .metrics(
+            |m| m.snapshot.is_some(),
+            "the snapshot is written once space returns",
+        )
+        .await
+        .unwrap();
+    assert!(node.stopped_by().is_none());
     node.shutdown().await;
     drop(node);
     let node = start_at(&dir).await;

@@ -39,7 +39,8 @@ use swarm_secrets::RecordPlace;
 
 pub use flush::DiskFaults;
 pub(crate) use flush::Done;
-use flush::{disk_fault_message, is_disk_fault, Flusher, SegFile, Written};
+pub(crate) use flush::{disk_fault_message as flush_message, is_disk_fault};
+use flush::{disk_fault_message, Flusher, SegFile, Written};
 use frame::{
     decode_frame, encode_frame, scan_segment, FrameResult, ScanEnd, SegmentHeader, HEADER_LEN,
 };
