@@ -83,6 +83,12 @@ async fn missing_or_altered_identity_refuses_and_changes_nothing() {
             "--force-new-cluster",
         ),
         (
+            "raft directory deleted",
+            Box::new(|d| fs::remove_dir_all(d.join("raft")).unwrap()),
+            false,
+            "raft state is missing",
+        ),
+        (
             "node id edited",
             {
                 let i = edited(|i| i.node_id = Id::from_u128(12345));

@@ -219,7 +219,10 @@ async fn run_on_tmpfs() {
     let tmp = dir.join("snap").join("snapshot.snap.tmp");
     let deadline = tokio::time::Instant::now() + T;
     while !tmp.exists() {
-        assert!(tokio::time::Instant::now() < deadline, "no snapshot write was attempted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot write was attempted"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     match node.propose(create(100, &big)).await {

@@ -272,6 +272,17 @@ impl Manager {
         identity: &NodeIdentity,
         unlock: Option<&UnlockKey>,
     ) -> Result<Manager, ManagerError> {
+        // node.json says this node is in a swarm: its raft state must be there (never recreated).
+        let keys = config.raft_dir.join(swarm_raft::keyring::KEY_FILE);
+        if !keys.exists() {
+            return Err(ManagerError::Storage(format!(
+                "{} names this node as a member of swarm {}, but its raft state is missing ({} does not exist); refusing to start. Restore the raft directory from a backup, or remove {} to leave that swarm",
+                identity::IDENTITY_FILE,
+                identity.cluster_id,
+                keys.display(),
+                identity::IDENTITY_FILE
+            )));
+        }
         let store = SharedStore::default();
         let opts = StartOptions {
             unlock_key: unlock,
@@ -315,7 +326,7 @@ impl Manager {
         };
         let loaded = raft
             .raft()
-            .wait(Some(LEADER_TIMEOUT))
+            .wait(Some(Duration::from_secs(2)))
             .metrics(
                 |m| m.membership_config.membership().nodes().next().is_some(),
                 "the membership is loaded",

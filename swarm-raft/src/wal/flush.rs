@@ -134,7 +134,8 @@ pub(crate) fn is_disk_fault(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(28) | Some(122) | Some(5))
 }
 
-/// The message proposals answer while the log cannot write: names the disk error and the path.
+/// The message proposals answer while the log cannot write: names the disk error and the path,
+/// e.g. "no space left on device writing the raft log at /var/lib/swarm-node/raft/wal/...".
 pub(crate) fn disk_fault_message(op: &str, path: &std::path::Path, e: &io::Error) -> String {
     let what = match e.raw_os_error() {
         Some(28) => "no space left on device".to_string(),
@@ -142,8 +143,14 @@ pub(crate) fn disk_fault_message(op: &str, path: &std::path::Path, e: &io::Error
         Some(5) => "I/O error".to_string(),
         _ => e.to_string(),
     };
+    let doing = match op {
+        "write" => "writing",
+        "fsync" => "syncing",
+        "create" => "creating",
+        other => other,
+    };
     format!(
-        "{what} on {op} of the raft log at {}; writes resume by themselves once the disk recovers",
+        "{what} {doing} the raft log at {}; writes resume by themselves once the disk recovers",
         path.display()
     )
 }
