@@ -14,9 +14,12 @@
 //! # Disk faults
 //! openraft stops its core for good on any storage error. A full disk (or a quota or I/O error) is
 //! not a reason to stop: `append` rewinds the failed write and retries it with backoff (1 s at
-//! most), never returning the error, and the flusher does the same for a failed fsync. The WAL's
+//! most), never returning the error, and the flusher does the same for a failed fsync; `save_vote`
+//! retries too, and a purge point that cannot be written leaves the log whole. The WAL's
 //! [`Wal::fault`] names the error meanwhile, so proposals answer it instead of waiting; once the
-//! disk has room the pending entries are written and everything carries on.
+//! disk has room the pending entries are written and everything carries on. While an append
+//! waits, openraft's core waits with it (no heartbeats): in a cluster the other managers elect a
+//! leader whose disk works, and this one follows again once its write succeeds.
 
 use std::fmt::Debug;
 use std::ops::{Bound, Range, RangeBounds};
