@@ -46,6 +46,11 @@ pub enum CommitError {
     /// The proposer is shutting down.
     #[error("the proposer is shutting down")]
     Stopped,
+    /// This manager could not make the change durable (its disk is full or failing); the message
+    /// names the disk error and the path. Writes resume by themselves once the disk recovers; like
+    /// `NoQuorum`, the change may still be committed then.
+    #[error("{0}")]
+    Storage(String),
 }
 
 /// Commits store actions. Implemented by swarm-raft (replicated) and [`LocalProposer`].

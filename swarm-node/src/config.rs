@@ -114,13 +114,17 @@ impl DaemonConfig {
 
 /// Creates the data directory (and missing parents) owner-only, as the daemon's first act: with
 /// autolock off the raft key file holds the key-encryption key, and the default socket lives
-/// here too. An existing directory is left as it is.
+/// here too. An existing directory with a wider mode is tightened to 0700.
 pub fn create_data_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(path)
+        .create(path)?;
+    if std::fs::metadata(path)?.permissions().mode() & 0o7777 != 0o700 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 /// `<data_dir>/swarm.sock`.

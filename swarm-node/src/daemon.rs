@@ -26,6 +26,7 @@ use thiserror::Error;
 use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
 use crate::config::{create_data_dir, resolve_runtime, DaemonConfig};
 use crate::manager::host::describe_host;
+use crate::manager::identity::TRANSITION_FILE;
 use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
 use crate::mesh::{MeshConfig, RoutingMesh};
 use crate::worker::{make_runtime, Worker, WorkerError};
@@ -108,6 +109,45 @@ fn internal(e: impl std::fmt::Display) -> BackendError {
     BackendError::Internal(e.to_string())
 }
 
+/// Starts an init or leave: the marker makes a raft directory without `node.json` removable if
+/// the change is interrupted.
+fn begin_transition(data_dir: &Path) -> Result<(), ManagerError> {
+    swarm_raft::files::atomic_write(&data_dir.join(TRANSITION_FILE), b"init or leave\n")
+        .map_err(|e| ManagerError::Storage(e.to_string()))
+}
+
+fn end_transition(data_dir: &Path) -> Result<(), ManagerError> {
+    let path = data_dir.join(TRANSITION_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ManagerError::io("remove", &path, e)),
+    }
+}
+
+/// With no `node.json`: a raft directory is removed only if an init or leave was interrupted (the
+/// marker is there); otherwise it is a swarm's state whose identity is missing, and the start is
+/// refused without touching anything.
+fn clear_interrupted_transition(data_dir: &Path, raft_dir: &Path) -> Result<(), ManagerError> {
+    let holds_state = std::fs::read_dir(raft_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if data_dir.join(TRANSITION_FILE).exists() {
+        remove_dir_if_present(raft_dir)?;
+        return end_transition(data_dir);
+    }
+    if holds_state {
+        return Err(ManagerError::Storage(format!(
+            "{} holds a swarm's raft state but {} is missing, so this node does not know its identity; refusing to start (and to --init over it, which would discard that state). Restore {} from a backup to rejoin that swarm, or recover the state as a new single-manager swarm with `docker swarm init --force-new-cluster` once it is restored; to discard the state, remove {} yourself",
+            raft_dir.display(),
+            NodeIdentity::path(data_dir).display(),
+            crate::manager::identity::IDENTITY_FILE,
+            raft_dir.display()
+        )));
+    }
+    Ok(())
+}
+
 fn remove_dir_if_present(path: &Path) -> Result<(), ManagerError> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
@@ -148,8 +188,7 @@ impl Daemon {
         });
         match NodeIdentity::load(&daemon.config.data_dir)? {
             None => {
-                // A raft directory without an identity is an interrupted `swarm init`.
-                remove_dir_if_present(&daemon.config.raft_dir())?;
+                clear_interrupted_transition(&daemon.config.data_dir, &daemon.config.raft_dir())?;
                 if daemon.config.init {
                     daemon
                         .init(InitRequest::default())
@@ -158,6 +197,9 @@ impl Daemon {
                 }
             }
             Some(identity) => {
+                // node.json is written before the marker is removed: an init that got that far
+                // completed.
+                end_transition(&daemon.config.data_dir)?;
                 let mut running = daemon.running.lock().await;
                 match Manager::open(&daemon.manager_config(), &identity, None).await {
                     Ok(manager) => *running = daemon.activate(manager).await,
@@ -324,6 +366,7 @@ impl Backend for Daemon {
             },
         };
         let raft_dir = self.config.raft_dir();
+        begin_transition(&self.config.data_dir).map_err(internal)?;
         remove_dir_if_present(&raft_dir).map_err(internal)?;
         let manager = Manager::init(&self.manager_config(), &identity, self.host.clone(), &req)
             .await
@@ -343,6 +386,7 @@ impl Backend for Daemon {
             let _ = remove_dir_if_present(&raft_dir);
             return Err(internal(e));
         }
+        end_transition(&self.config.data_dir).map_err(internal)?;
         tracing::info!(node = %identity.node_id, autolock = req.autolock, "swarm initialised");
         *running = self.activate(manager).await;
         Ok(identity.node_id)
@@ -382,9 +426,11 @@ impl Backend for Daemon {
             Self::stop_active(mw).await;
         }
         self.set_view(SwarmState::Inactive, None, None);
-        // The identity goes first: without it, a leftover raft directory is debris removed at start.
+        // The marker goes first: with it, a leftover raft directory is debris removed at start.
+        begin_transition(&self.config.data_dir).map_err(internal)?;
         NodeIdentity::remove(&self.config.data_dir).map_err(internal)?;
         remove_dir_if_present(&self.config.raft_dir()).map_err(internal)?;
+        end_transition(&self.config.data_dir).map_err(internal)?;
         tracing::info!("left the swarm; its state was removed");
         Ok(())
     }

@@ -72,6 +72,16 @@ pub enum StorageFault {
     /// truncation). A bug in the caller; nothing was written.
     #[error("refused log write: {0}")]
     Invariant(String),
+    /// State the data directory had is gone: committed log entries (the log ends before the
+    /// committed index), the key file, the snapshot the log was purged behind, or the
+    /// committed-index file. Nothing was changed or deleted.
+    #[error("{path}: {what}; the node will not start on a data directory that lost state. Put the missing files back, or restore this manager from another replica (remove it from the cluster and join it again), or move the data directory away")]
+    Missing {
+        /// The missing file or directory.
+        path: PathBuf,
+        /// What is missing, with the indexes involved.
+        what: String,
+    },
     /// The log was closed (the node is shutting down).
     #[error("the write-ahead log is closed")]
     Closed,

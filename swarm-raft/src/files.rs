@@ -1,5 +1,9 @@
 //! Small durable files: atomic replacement (write a temporary file, fsync it, rename it over the
 //! old one, fsync the directory) and the `raft-state` file that holds the vote and the purge point.
+//!
+//! **Every file swarm-raft writes is 0600 and every directory 0700**, including ones that already
+//! existed with wider modes (they are tightened when opened): the key file may hold the KEK and the
+//! log's clear fields tell who wrote what when.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -23,8 +27,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageFault> {
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     // Owner-only: the key file may hold the KEK (autolock off); nothing here is for other users.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    create_mode_0600(&mut opts);
     let mut f = opts
         .open(&tmp)
         .map_err(|e| StorageFault::io("create", &tmp, e))?;
@@ -33,6 +36,8 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageFault> {
     f.sync_all()
         .map_err(|e| StorageFault::io("fsync", &tmp, e))?;
     drop(f);
+    // A leftover temporary file from an earlier crash keeps its mode when reopened: tighten it.
+    tighten(&tmp, 0o600)?;
     fs::rename(&tmp, path).map_err(|e| StorageFault::io("rename", path, e))?;
     sync_dir(dir)
 }
@@ -53,9 +58,35 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageFault> {
         .map_err(|e| StorageFault::io("fsync directory", dir, e))
 }
 
-/// Creates a directory (and parents) if missing.
+/// Creates a directory (and missing parents) owner-only, and tightens it to 0700 if it existed.
 pub fn ensure_dir(dir: &Path) -> Result<(), StorageFault> {
-    fs::create_dir_all(dir).map_err(|e| StorageFault::io("create directory", dir, e))
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+        .map_err(|e| StorageFault::io("create directory", dir, e))?;
+    tighten(dir, 0o700)
+}
+
+/// Sets `path`'s permission bits to `mode` unless they already are (files 0600, directories 0700).
+/// A missing path is left alone.
+pub fn tighten(path: &Path, mode: u32) -> Result<(), StorageFault> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageFault::io("stat", path, e)),
+    };
+    if meta.permissions().mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| StorageFault::io("restrict the permissions of", path, e))
+}
+
+/// Makes files created through `opts` owner-only (0600).
+pub(crate) fn create_mode_0600(opts: &mut OpenOptions) {
+    std::os::unix::fs::OpenOptionsExt::mode(opts, 0o600);
 }
 
 /// Reads a whole file; `Ok(None)` if it does not exist.

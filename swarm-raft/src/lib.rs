@@ -12,13 +12,15 @@
 //! keys          swarm-secrets key file (DEKs wrapped by the KEK; the KEK too unless autolock)
 //! raft-state    vote + last purged log id (CRC-checked, replaced atomically)
 //! wal/*.wal     log segments (see wal::frame for the format)
+//! wal/committed the highest committed log id (see wal::committed)
 //! snap/snapshot.snap   the current snapshot, sealed in chunks (see snapshot)
 //! ```
 //!
 //! # Layout
 //! - [`types`]: openraft type configuration ([`TypeConfig`], [`Proposal`], [`Applied`]).
 //! - [`wal`]: the write-ahead log ([`wal::frame`]: the segment format) with group commit.
-//! - [`log_store`]: openraft's `RaftLogStorage` over the WAL; [`files`]: atomic files, `raft-state`.
+//! - [`log_store`]: openraft's `RaftLogStorage` over the WAL; [`files`]: atomic files, `raft-state`,
+//!   owner-only modes; `integrity`: start-up checks that nothing committed is missing.
 //! - [`snapshot`]: snapshot file and payload formats; [`state_machine`]: openraft's
 //!   `RaftStateMachine` over the store.
 //! - [`keyring`], [`autolock`]: keys on disk, autolock and key rotation.
@@ -36,6 +38,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod fuzzing;
+mod integrity;
 pub mod keyring;
 pub mod log_store;
 pub mod membership;

@@ -8,6 +8,18 @@
 //!   becomes durable before one issued earlier.
 //! - Appended entries are readable when `append` returns; the callback fires once they are fsynced.
 //! - `save_vote` returns only once the vote is durable (write, fsync, atomic rename, fsync dir).
+//! - `save_committed` records the committed log id; the WAL persists it once every entry up to it
+//!   is durable, and [`crate::RaftNode::start`] refuses a log that ends before it.
+//!
+//! # Disk faults
+//! openraft stops its core for good on any storage error. A full disk (or a quota or I/O error) is
+//! not a reason to stop: `append` rewinds the failed write and retries it with backoff (1 s at
+//! most), never returning the error, and the flusher does the same for a failed fsync; `save_vote`
+//! retries too, and a purge point that cannot be written leaves the log whole. The WAL's
+//! [`Wal::fault`] names the error meanwhile, so proposals answer it instead of waiting; once the
+//! disk has room the pending entries are written and everything carries on. While an append
+//! waits, openraft's core waits with it (no heartbeats): in a cluster the other managers elect a
+//! leader whose disk works, and this one follows again once its write succeeds.
 
 use std::fmt::Debug;
 use std::ops::{Bound, Range, RangeBounds};
@@ -21,7 +33,7 @@ use crate::error::StorageFault;
 use crate::files::RaftStateFile;
 use crate::keyring::Keyring;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use crate::wal::{Done, Wal};
+use crate::wal::{is_disk_fault, Done, Wal};
 
 /// Maps a fatal storage fault into openraft's error, keeping the message (file, offset, advice).
 pub(crate) fn fault_to_storage(
@@ -138,8 +150,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.barrier(ErrorSubject::Vote, ErrorVerb::Write).await?;
         let v = *vote;
-        self.store_state(|s| s.vote = Some(v))
-            .map_err(|f| fault_to_storage(ErrorSubject::Vote, ErrorVerb::Write, f))
+        // Like appends, a vote waits out a full disk rather than stopping openraft's core.
+        let mut backoff = std::time::Duration::from_millis(10);
+        loop {
+            match self.store_state(|s| s.vote = Some(v)) {
+                Ok(()) => return Ok(()),
+                Err(StorageFault::Io { source, path, op })
+                    if is_disk_fault(&source) && !self.inner.wal.retrying_stopped() =>
+                {
+                    let msg = crate::wal::flush_message(op, &path, &source);
+                    self.inner.wal.set_fault(Some(msg));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(f) => return Err(fault_to_storage(ErrorSubject::Vote, ErrorVerb::Write, f)),
+            }
+        }
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -161,10 +187,40 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        self.inner
-            .wal
-            .append(entries, Done::Raft(callback))
-            .map_err(|f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Write, f))
+        let mut done = Done::Raft(callback);
+        let mut backoff = std::time::Duration::from_millis(10);
+        loop {
+            match self.inner.wal.append(&entries, done) {
+                Ok(()) => {
+                    self.inner.wal.set_fault(None);
+                    return Ok(());
+                }
+                Err(f) if f.retry && !self.inner.wal.retrying_stopped() => {
+                    self.inner
+                        .wal
+                        .set_fault(Some(Wal::describe_fault(&f.fault)));
+                    done = f.done;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(f) => {
+                    return Err(fault_to_storage(
+                        ErrorSubject::Logs,
+                        ErrorVerb::Write,
+                        f.fault,
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.inner.wal.save_committed(committed);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.inner.wal.committed())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -177,8 +233,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let err = |f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Delete, f);
-        self.store_state(|s| s.last_purged = Some(log_id))
-            .map_err(err)?;
+        match self.store_state(|s| s.last_purged = Some(log_id)) {
+            Ok(()) => {}
+            // Purging only frees space: with a full disk keep every entry (openraft reads none at
+            // or below the purge point again, and asks to purge further next time).
+            Err(StorageFault::Io { source, path, .. }) if is_disk_fault(&source) => {
+                tracing::warn!(file = %path.display(), error = %source, "could not record the purge point; the log is kept whole until the next purge");
+                return Ok(());
+            }
+            Err(f) => return Err(err(f)),
+        }
         self.inner.wal.purge(log_id).map_err(err)?;
         // Nothing at or below the purge point is read again: an old DEK may now be retired.
         if let Err(e) = self.inner.keys.handle_snapshot(log_id.index) {

@@ -60,6 +60,7 @@ pub(crate) struct Inner {
     pub(crate) raft: Raft,
     pub(crate) store: SharedStore,
     pub(crate) log: LogStore,
+    sm: StateMachine,
     pub(crate) keys: Arc<Keyring>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) health: Arc<PeerHealth>,
@@ -117,6 +118,7 @@ impl RaftNode {
         let raft_config = Arc::new(config.raft.to_openraft()?);
         let dir = config.data_dir.clone();
         ensure_dir(&dir)?;
+        let had_state = crate::integrity::check_before_open(&dir)?;
         // Stretching an unlock key (argon2id, ~200 ms) blocks: do it off the async worker threads.
         let (unlock, create_with) = (opts.unlock_key.cloned(), opts.autolock_new.cloned());
         let (key_dir, kdf) = (dir.clone(), config.kdf);
@@ -129,12 +131,14 @@ impl RaftNode {
         let state = RaftStateFile::load(&dir)?;
         let wal_opts = WalOptions {
             segment_bytes: config.raft.segment_bytes,
+            expect_committed: had_state,
         };
         let (wal, report) = Wal::open(&dir.join("wal"), keys.clone(), wal_opts, state.last_purged)?;
         if let Some((file, offset, reason)) = &report.truncated_tail {
             tracing::warn!(file = %file.display(), offset, %reason, "raft log had a torn tail; it was truncated");
         }
         let sm = StateMachine::open(&dir.join("snap"), keys.clone(), store.clone())?;
+        crate::integrity::check_nothing_lost(&dir, &wal, &report, &state, &sm)?;
         // Authenticate every entry that will be replayed, so tampering refuses the start.
         let from = sm.applied().0.map_or(0, |l| l.index + 1);
         wal.verify_from(from)?;
@@ -144,7 +148,7 @@ impl RaftNode {
         }
         let health = Arc::new(PeerHealth::default());
         let network = NetworkFactory::new(config.id, transport.clone(), health.clone());
-        let raft = Raft::new(config.id, raft_config, network, log.clone(), sm)
+        let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let node = RaftNode {
@@ -153,6 +157,7 @@ impl RaftNode {
                 raft,
                 store,
                 log,
+                sm,
                 keys,
                 transport,
                 health,
@@ -267,6 +272,9 @@ impl RaftNode {
         {
             w.abort();
         }
+        // An append waiting out a full disk would keep openraft's core from stopping.
+        self.wal().stop_retrying();
+        self.inner.sm.stop_retrying();
         if let Err(e) = self.inner.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }
@@ -289,15 +297,26 @@ impl RaftNode {
 
     /// Commits on this node, which must be the leader: stamps the batch and waits for apply.
     async fn propose_as_leader(&self, actions: Vec<StoreAction>) -> Result<u64, CommitError> {
+        // While the log cannot write (full disk), say so at once rather than after the timeout.
+        let mut fault = self.wal().fault();
+        if let Some(msg) = fault.borrow_and_update().clone() {
+            return Err(CommitError::Storage(msg));
+        }
         let p = Proposal {
             timestamp: self.inner.clock.now(),
             actions,
         };
-        let res = tokio::time::timeout(
+        let write = tokio::time::timeout(
             self.inner.config.raft.propose_timeout,
             self.inner.raft.client_write(p),
-        )
-        .await;
+        );
+        let res = tokio::select! {
+            r = write => r,
+            Ok(f) = fault.wait_for(Option::is_some) => {
+                // The entry stays queued and may still commit once the disk recovers.
+                return Err(CommitError::Storage(f.clone().unwrap_or_default()));
+            }
+        };
         match res {
             Err(_) => Err(CommitError::NoQuorum {
                 timeout_ms: self.timeout_ms(),

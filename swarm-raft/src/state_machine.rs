@@ -36,6 +36,8 @@ struct Inner {
     applied: Mutex<(Option<LogId>, StoredMembership)>,
     current: Mutex<Option<SnapshotMeta>>,
     counter: AtomicU64,
+    /// Set at shutdown: snapshot writes stop waiting out a full disk.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The state machine handed to openraft. Cloning shares it.
@@ -81,6 +83,7 @@ impl StateMachine {
                 applied: Mutex::new(applied),
                 current: Mutex::new(current),
                 counter: AtomicU64::new(0),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -110,6 +113,36 @@ impl StateMachine {
 
     fn path(&self) -> PathBuf {
         self.inner.dir.join(SNAPSHOT_FILE)
+    }
+
+    /// Makes snapshot writes that wait out a disk fault give up (the node is shutting down).
+    pub fn stop_retrying(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// [`Self::write_file`], waiting out a full disk (or a quota or I/O error) with backoff: openraft
+    /// stops for good on a snapshot error, and a snapshot that is not written yet only delays the
+    /// purge of the log it covers (openraft purges only after the build is reported).
+    fn write_file_retrying(&self, meta: &SnapshotMeta, plain: &[u8]) -> Result<(), StorageFault> {
+        let mut backoff = std::time::Duration::from_millis(10);
+        loop {
+            match self.write_file(meta, plain) {
+                Err(StorageFault::Io { source, path, op })
+                    if crate::wal::is_disk_fault(&source)
+                        && !self
+                            .inner
+                            .stopping
+                            .load(std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    tracing::error!(file = %path.display(), error = %source, op, "cannot write the snapshot; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Seals and writes `plain` as the current snapshot file (blocking).
@@ -168,7 +201,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let meta = payload.meta.clone();
         let join = tokio::task::spawn_blocking(move || {
             let plain = payload.encode();
-            sm.write_file(&payload.meta, &plain).map(|()| plain)
+            sm.write_file_retrying(&payload.meta, &plain)
+                .map(|()| plain)
         })
         .await;
         let plain = match join {
@@ -283,7 +317,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             {
                 return Err("snapshot data does not match its metadata".into());
             }
-            sm.write_file(&want, plain.expose())
+            sm.write_file_retrying(&want, plain.expose())
                 .map_err(|e| e.to_string())?;
             sm.inner.store.restore(payload.store);
             *sm.inner.applied.lock().unwrap_or_else(|e| e.into_inner()) =

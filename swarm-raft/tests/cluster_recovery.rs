@@ -58,8 +58,10 @@ async fn restart_from_torn_tail_loses_no_committed_entry() {
     c.stop(1).await;
     let seg = last_segment(&c.data_dir(1));
     let mut bytes = fs::read(&seg).unwrap();
-    bytes.extend_from_slice(&500u32.to_le_bytes());
-    bytes.extend_from_slice(&[0xAB; 77]);
+    // A whole record's header and the first 77 bytes of its 500-byte body.
+    let mut record = Vec::new();
+    swarm_raft::wal::frame::encode_frame(&mut record, 1000, 1, 1, &[0xAB; 476]);
+    bytes.extend_from_slice(&record[..12 + 77]);
     fs::write(&seg, &bytes).unwrap();
     let node = c.start(1, StartOptions::default()).await.unwrap();
     assert!(node.open_report().truncated_tail.is_some());

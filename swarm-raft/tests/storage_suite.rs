@@ -19,7 +19,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = Arc::new(Keyring::load(dir.path(), None, None, test_kdf()).expect("keys"));
         // Small segments so the suite crosses segment boundaries.
-        let opts = WalOptions { segment_bytes: 512 };
+        let opts = WalOptions {
+            segment_bytes: 512,
+            ..WalOptions::default()
+        };
         let (wal, _) = Wal::open(&dir.path().join("wal"), keys.clone(), opts, None).expect("wal");
         let log = LogStore::new(
             wal,

@@ -31,7 +31,10 @@ fn open(dir: &Path, seg: u64) -> Result<(Wal, swarm_raft::OpenReport), StorageFa
     Wal::open(
         &dir.join("wal"),
         keys(dir),
-        WalOptions { segment_bytes: seg },
+        WalOptions {
+            segment_bytes: seg,
+            ..WalOptions::default()
+        },
         None,
     )
 }
@@ -46,9 +49,22 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .collect();
     v.sort();
     v
+}
+
+/// Recomputes both checksums of the frame at `at` (after a test edited it on purpose).
+fn fix_checksums(bytes: &mut [u8], at: usize) {
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&bytes[at..at + 4]),
+        &bytes[at + 12..at + 12 + len],
+    );
+    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    let header = crc32c::crc32c(&bytes[at..at + 8]);
+    bytes[at + 8..at + 12].copy_from_slice(&header.to_le_bytes());
 }
 
 fn indexes(wal: &Wal) -> Vec<u64> {
@@ -149,12 +165,8 @@ async fn tampered_record_with_valid_checksum_is_caught_on_read() {
     // Flip a ciphertext byte of record 1 and recompute its checksum.
     let at = 32;
     let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    bytes[at + 8 + len - 20] ^= 0x80;
-    let crc = crc32c::crc32c_append(
-        crc32c::crc32c(&bytes[at..at + 4]),
-        &bytes[at + 8..at + 8 + len],
-    );
-    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    bytes[at + 12 + len - 20] ^= 0x80;
+    fix_checksums(&mut bytes, at);
     fs::write(&seg, &bytes).unwrap();
     let (wal, _) = open(d.path(), 1 << 20).unwrap();
     match wal.entries(1..2) {
@@ -174,14 +186,9 @@ async fn a_record_moved_to_another_index_does_not_open() {
     let seg = segments(d.path()).remove(0);
     let mut bytes = fs::read(&seg).unwrap();
     // Rewrite the clear index of record 2 as... record 2 stays at 2 but claims term 5 (moved).
-    let at = 32 + 8 + u32::from_le_bytes(bytes[32..36].try_into().unwrap()) as usize;
-    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    bytes[at + 16..at + 24].copy_from_slice(&5u64.to_le_bytes());
-    let crc = crc32c::crc32c_append(
-        crc32c::crc32c(&bytes[at..at + 4]),
-        &bytes[at + 8..at + 8 + len],
-    );
-    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    let at = 32 + 12 + u32::from_le_bytes(bytes[32..36].try_into().unwrap()) as usize;
+    bytes[at + 20..at + 28].copy_from_slice(&5u64.to_le_bytes());
+    fix_checksums(&mut bytes, at);
     fs::write(&seg, &bytes).unwrap();
     let (wal, _) = open(d.path(), 1 << 20).unwrap();
     assert!(
@@ -199,12 +206,25 @@ async fn oversized_length_field_is_refused_before_allocation() {
     let seg = segments(d.path()).remove(0);
     let mut bytes = fs::read(&seg).unwrap();
     bytes[32..36].copy_from_slice(&u32::MAX.to_le_bytes());
+    let header = crc32c::crc32c(&bytes[32..40]);
+    bytes[40..44].copy_from_slice(&header.to_le_bytes());
     fs::write(&seg, &bytes).unwrap();
-    // The first record's length is absurd and nothing valid follows at that distance: the open
-    // treats the rest as a torn tail (nothing was allocated for 4 GiB).
-    let (wal, report) = open(d.path(), 1 << 20).unwrap();
-    assert!(indexes(&wal).is_empty());
-    assert!(report.truncated_tail.unwrap().2.contains("limit"));
+    // Even with a header checksum that matches, an absurd length is refused (nothing was
+    // allocated for 4 GiB) and, the frame being complete in its header, it is corruption: the
+    // open refuses rather than cutting the log.
+    match open(d.path(), 1 << 20) {
+        Err(StorageFault::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            assert_eq!((file, offset), (seg.clone(), 32));
+            assert!(reason.contains("limit"), "{reason}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    // Nothing was cut.
+    assert_eq!(fs::read(&seg).unwrap(), bytes);
 }
 
 #[tokio::test]
@@ -225,7 +245,10 @@ async fn truncate_and_purge_survive_reopen() {
     let (wal, _) = Wal::open(
         &d.path().join("wal"),
         keys(d.path()),
-        WalOptions { segment_bytes: 300 },
+        WalOptions {
+            segment_bytes: 300,
+            ..WalOptions::default()
+        },
         purged,
     )
     .unwrap();
@@ -251,4 +274,29 @@ async fn concurrent_appends_share_fsyncs() {
         fsyncs < 200,
         "200 appends took {fsyncs} fsyncs: group commit is not batching"
     );
+}
+
+/// A failed fsync at segment rotation is not trusted later: the append fails (and can be retried),
+/// the flusher rewrites the pending writes before its next fsync, and every entry is there after
+/// reopening.
+#[tokio::test]
+async fn a_failed_fsync_at_rotation_is_retried_and_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = open(d.path(), 200).unwrap();
+        append(&wal, vec![entry(1, 1)]).await;
+        // The flusher is idle: the next fsync is the rotation's, in the append itself.
+        wal.disk_faults().fail_fsyncs(1, 28);
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        match wal.append_for_test(vec![entry(2, 1)], tx) {
+            Err(StorageFault::Io { op: "fsync", .. }) => {}
+            other => panic!("expected the rotation fsync to fail, got {other:?}"),
+        }
+        let fault = wal.fault().borrow().clone().expect("the fault is shown");
+        assert!(fault.contains("no space left on device"), "{fault}");
+        append(&wal, vec![entry(2, 1)]).await;
+        append(&wal, vec![entry(3, 1)]).await;
+        assert!(wal.fault().borrow().is_none());
+    }
+    assert_eq!(indexes(&open(d.path(), 200).unwrap().0), vec![1, 2, 3]);
 }

@@ -107,9 +107,10 @@ impl From<CommitError> for ControlError {
         match e {
             CommitError::Rejected(e) => e.into(),
             CommitError::TooLarge { .. } => ControlError::InvalidArgument(e.to_string()),
-            CommitError::NotLeader { .. } | CommitError::NoQuorum { .. } | CommitError::Stopped => {
-                ControlError::Unavailable(e.to_string())
-            }
+            CommitError::NotLeader { .. }
+            | CommitError::NoQuorum { .. }
+            | CommitError::Stopped
+            | CommitError::Storage(_) => ControlError::Unavailable(e.to_string()),
         }
     }
 }

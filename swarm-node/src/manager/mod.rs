@@ -272,12 +272,28 @@ impl Manager {
         identity: &NodeIdentity,
         unlock: Option<&UnlockKey>,
     ) -> Result<Manager, ManagerError> {
+        // node.json says this node is in a swarm: its raft state must be there (never recreated).
+        let keys = config.raft_dir.join(swarm_raft::keyring::KEY_FILE);
+        if !keys.exists() {
+            return Err(ManagerError::Storage(format!(
+                "{} names this node as a member of swarm {}, but its raft state is missing ({} does not exist); refusing to start. Restore the raft directory from a backup, or remove {} to leave that swarm",
+                identity::IDENTITY_FILE,
+                identity.cluster_id,
+                keys.display(),
+                identity::IDENTITY_FILE
+            )));
+        }
         let store = SharedStore::default();
         let opts = StartOptions {
             unlock_key: unlock,
             ..StartOptions::default()
         };
         let raft = Self::start_raft(config, identity, store.clone(), opts).await?;
+        // Before anything is written (an election saves a vote): node.json must match this state.
+        if let Err(e) = Self::check_identity(&raft, &store, identity).await {
+            raft.shutdown().await;
+            return Err(e);
+        }
         // The only voter need not wait an election timeout to learn that nobody else leads.
         if raft.status().leader.is_none() {
             if let Err(e) = raft.raft().trigger().elect().await {
@@ -293,6 +309,69 @@ impl Manager {
             _ => Wrapped::Stored,
         };
         Ok(Self::run(config, identity.clone(), raft, store, wrapped))
+    }
+
+    /// Cross-checks `node.json` against the raft membership (its raft id) and the store (the
+    /// cluster object and this node's object), which raft restored from the log at start.
+    async fn check_identity(
+        raft: &RaftNode,
+        store: &SharedStore,
+        identity: &NodeIdentity,
+    ) -> Result<(), ManagerError> {
+        let mismatch = |what: String| {
+            ManagerError::Storage(format!(
+                "{} does not match this node's raft state: {what}. The identity file was edited or belongs to another data directory; restore it. Nothing was changed",
+                identity::IDENTITY_FILE
+            ))
+        };
+        let loaded = raft
+            .raft()
+            .wait(Some(Duration::from_secs(2)))
+            .metrics(
+                |m| m.membership_config.membership().nodes().next().is_some(),
+                "the membership is loaded",
+            )
+            .await;
+        let members: Vec<u64> = match loaded {
+            Ok(m) => m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if !members.contains(&identity.raft_id) {
+            return Err(mismatch(format!(
+                "it names raft id {}, the raft members are {members:?}",
+                identity.raft_id
+            )));
+        }
+        let (cluster, node_raft_id) = store.view(|s| {
+            (
+                s.cluster().map(|c| c.id),
+                s.get::<Node>(&identity.node_id)
+                    .map(|n| n.manager_status.as_ref().map(|m| m.raft_id)),
+            )
+        });
+        if cluster != Some(identity.cluster_id) {
+            return Err(mismatch(format!(
+                "it names cluster {}, the store holds {}",
+                identity.cluster_id,
+                cluster.map_or("no cluster".to_string(), |c| format!("cluster {c}"))
+            )));
+        }
+        match node_raft_id {
+            None => Err(mismatch(format!(
+                "it names node {}, which the store does not hold",
+                identity.node_id
+            ))),
+            Some(r) if r != Some(identity.raft_id) => Err(mismatch(format!(
+                "node {} has raft id {r:?} in the store, node.json says {}",
+                identity.node_id, identity.raft_id
+            ))),
+            Some(_) => Ok(()),
+        }
     }
 
     fn run(

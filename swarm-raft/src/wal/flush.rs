@@ -1,15 +1,35 @@
 //! Group commit: one background thread fsyncs the segment files that appends wrote to and then
 //! completes every waiting append in order. Appends that arrive while an fsync runs are batched
 //! into the next one, so concurrent appends share one fsync.
+//!
+//! # Disk faults
+//! A failed fsync is never taken for durability: after one, the kernel may have dropped the dirty
+//! pages and will not report it again. So the flusher keeps the bytes of every write until it is
+//! durable, and on a failed fsync it takes the WAL's writer lock (no append runs, and every
+//! completed write has been queued), rewrites every pending write at its offset, and fsyncs again,
+//! with backoff, until it succeeds. Meanwhile the waiting appends stay pending (openraft is not
+//! told anything false and its core keeps running) and [`Flusher::fault`] names the disk error so
+//! proposals can answer it. After the batch is durable the flusher persists the committed index
+//! that was saved before the batch was taken (see [`super::committed`]), at most every 50 ms and
+//! always before the thread ends.
 
 use std::fs::File;
 use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use openraft::storage::LogFlushed;
+use rand::rngs::StdRng;
 
-use crate::types::TypeConfig;
+use super::committed::CommittedFile;
+use crate::types::{LogId, TypeConfig};
+
+/// The committed index is persisted at most this often (plus at close), so its fsync does not
+/// double the cost of every group commit; the value on disk lags by at most this much.
+const COMMITTED_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What to do once the data written before this item is durable.
 pub(crate) enum Done {
@@ -19,8 +39,21 @@ pub(crate) enum Done {
     Barrier(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
 
+/// An open segment file and its path (for error messages).
+pub(crate) struct SegFile {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+}
+
+/// Bytes written at `offset` of a segment and not yet known durable.
+pub(crate) struct Written {
+    pub(crate) offset: u64,
+    pub(crate) bytes: Arc<Vec<u8>>,
+}
+
 struct Item {
-    file: Option<Arc<File>>,
+    file: Option<Arc<SegFile>>,
+    written: Option<Written>,
     done: Done,
 }
 
@@ -29,11 +62,97 @@ struct Queue {
     items: Vec<Item>,
     closed: bool,
     fsyncs: u64,
+    committed: Option<LogId>,
+    committed_dirty: bool,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// An fsync failed outside the flusher (segment rotation): the next batch is rewritten before
+    /// it is synced, since the kernel may have dropped pages and will not say so again.
+    tainted: std::sync::atomic::AtomicBool,
+    fault: tokio::sync::watch::Sender<Option<String>>,
+    faults: Arc<DiskFaults>,
+}
+
+/// A test hook in the WAL's file layer: makes the next segment writes or fsyncs fail with an OS
+/// error (for example 28, `ENOSPC`), as a full disk would. Inert unless armed.
+#[derive(Debug, Default)]
+pub struct DiskFaults {
+    writes: AtomicU64,
+    fsyncs: AtomicU64,
+    errno: AtomicI32,
+}
+
+impl DiskFaults {
+    /// Makes the next `n` segment writes fail with `errno` (`u64::MAX`: until [`Self::clear`]).
+    pub fn fail_writes(&self, n: u64, errno: i32) {
+        self.errno.store(errno, Ordering::SeqCst);
+        self.writes.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` segment fsyncs fail with `errno` (`u64::MAX`: until [`Self::clear`]).
+    pub fn fail_fsyncs(&self, n: u64, errno: i32) {
+        self.errno.store(errno, Ordering::SeqCst);
+        self.fsyncs.store(n, Ordering::SeqCst);
+    }
+
+    /// Stops injecting failures.
+    pub fn clear(&self) {
+        self.writes.store(0, Ordering::SeqCst);
+        self.fsyncs.store(0, Ordering::SeqCst);
+    }
+
+    fn take(&self, counter: &AtomicU64) -> io::Result<()> {
+        let taken = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+            0 => None,
+            u64::MAX => Some(u64::MAX),
+            n => Some(n - 1),
+        });
+        match taken {
+            Ok(_) => Err(io::Error::from_raw_os_error(
+                self.errno.load(Ordering::SeqCst),
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn check_write(&self) -> io::Result<()> {
+        self.take(&self.writes)
+    }
+
+    pub(crate) fn check_fsync(&self) -> io::Result<()> {
+        self.take(&self.fsyncs)
+    }
+}
+
+/// Whether `e` is a disk fault the log waits out (full disk, quota, I/O error) rather than a
+/// reason to stop.
+pub(crate) fn is_disk_fault(e: &io::Error) -> bool {
+    // ENOSPC, EDQUOT, EIO.
+    matches!(e.raw_os_error(), Some(28) | Some(122) | Some(5))
+}
+
+/// The message proposals answer while the log cannot write: names the disk error and the path,
+/// e.g. "no space left on device writing the raft log at /var/lib/swarm-node/raft/wal/...".
+pub(crate) fn disk_fault_message(op: &str, path: &std::path::Path, e: &io::Error) -> String {
+    let what = match e.raw_os_error() {
+        Some(28) => "no space left on device".to_string(),
+        Some(122) => "disk quota exceeded".to_string(),
+        Some(5) => "I/O error".to_string(),
+        _ => e.to_string(),
+    };
+    let doing = match op {
+        "write" => "writing",
+        "fsync" => "syncing",
+        "create" => "creating",
+        other => other,
+    };
+    format!(
+        "{what} {doing} the raft log at {}; writes resume by themselves once the disk recovers",
+        path.display()
+    )
 }
 
 /// Handle to the flusher thread. Dropping it completes what is queued and stops the thread.
@@ -43,24 +162,40 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    pub(crate) fn start() -> io::Result<Flusher> {
+    pub(crate) fn start(
+        writer: Arc<Mutex<StdRng>>,
+        committed: CommittedFile,
+        initial: Option<LogId>,
+        faults: Arc<DiskFaults>,
+    ) -> io::Result<Flusher> {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                committed: initial,
+                ..Queue::default()
+            }),
             wake: Condvar::new(),
+            tainted: std::sync::atomic::AtomicBool::new(false),
+            fault: tokio::sync::watch::channel(None).0,
+            faults,
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("swarm-wal-flush".into())
-            .spawn(move || run(&s))?;
+            .spawn(move || run(&s, &writer, &committed, initial))?;
         Ok(Flusher {
             shared,
             thread: Some(thread),
         })
     }
 
-    /// Queues `done` to complete after `file` (if any) is fsynced.
-    pub(crate) fn push(&self, file: Option<Arc<File>>, done: Done) {
-        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `done` to complete after `file` (if any) is fsynced; `written` is what the caller
+    /// wrote to it (kept to be rewritten if an fsync fails).
+    pub(crate) fn push(&self, file: Option<Arc<SegFile>>, written: Option<Written>, done: Done) {
+        let mut q = self.queue();
         if q.closed {
             drop(q);
             complete(
@@ -72,28 +207,74 @@ impl Flusher {
             );
             return;
         }
-        q.items.push(Item { file, done });
+        q.items.push(Item {
+            file,
+            written,
+            done,
+        });
         drop(q);
         self.shared.wake.notify_one();
     }
 
+    /// Records the committed log id; it is persisted after the appends queued so far are durable.
+    pub(crate) fn save_committed(&self, c: Option<LogId>) {
+        let mut q = self.queue();
+        if c > q.committed {
+            q.committed = c;
+            q.committed_dirty = true;
+            drop(q);
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// The committed log id last saved.
+    pub(crate) fn committed(&self) -> Option<LogId> {
+        self.queue().committed
+    }
+
     /// Number of fsyncs performed so far (for tests and benchmarks of group commit).
     pub(crate) fn fsyncs(&self) -> u64 {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .fsyncs
+        self.queue().fsyncs
     }
+
+    /// Sets or clears the current disk fault (shown to proposals).
+    pub(crate) fn set_fault(&self, fault: Option<String>) {
+        set_fault(&self.shared, fault);
+    }
+
+    /// Watches the current disk fault: `Some(message)` while the log cannot write.
+    pub(crate) fn fault(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.shared.fault.subscribe()
+    }
+
+    /// Records that an fsync of a segment failed outside the flusher (see `Shared::tainted`).
+    pub(crate) fn taint(&self, message: String) {
+        self.shared.tainted.store(true, Ordering::SeqCst);
+        set_fault(&self.shared, Some(message));
+    }
+
+    pub(crate) fn faults(&self) -> &Arc<DiskFaults> {
+        &self.shared.faults
+    }
+}
+
+fn set_fault(shared: &Shared, fault: Option<String>) {
+    shared.fault.send_if_modified(|cur| {
+        if *cur == fault {
+            return false;
+        }
+        match &fault {
+            Some(m) => tracing::error!(fault = %m, "raft log cannot write; retrying"),
+            None => tracing::info!("raft log writes again"),
+        }
+        *cur = fault;
+        true
+    });
 }
 
 impl Drop for Flusher {
     fn drop(&mut self) {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closed = true;
+        self.queue().closed = true;
         self.shared.wake.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -101,33 +282,113 @@ impl Drop for Flusher {
     }
 }
 
-fn run(shared: &Shared) {
-    loop {
-        let items = {
-            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-            while q.items.is_empty() && !q.closed {
-                q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            if q.items.is_empty() && q.closed {
-                return;
-            }
-            std::mem::take(&mut q.items)
-        };
-        // fsync each distinct file once (they are nearly always the same, active segment).
-        let mut synced: Vec<&Arc<File>> = Vec::new();
-        let mut result: Result<(), (io::ErrorKind, String)> = Ok(());
-        for f in items.iter().filter_map(|i| i.file.as_ref()) {
-            if synced.iter().any(|s| Arc::ptr_eq(s, f)) {
-                continue;
-            }
-            synced.push(f);
-            if let Err(e) = f.sync_data() {
-                tracing::error!(error = %e, "WAL fsync failed");
-                result = Err((e.kind(), e.to_string()));
-                break;
+/// fsyncs each distinct file of `items` once (nearly always the one active segment).
+fn sync_files(shared: &Shared, items: &[Item]) -> Result<u64, String> {
+    let mut synced: Vec<&Arc<SegFile>> = Vec::new();
+    for f in items.iter().filter_map(|i| i.file.as_ref()) {
+        if synced.iter().any(|s| Arc::ptr_eq(s, f)) {
+            continue;
+        }
+        synced.push(f);
+        if let Err(e) = shared
+            .faults
+            .check_fsync()
+            .and_then(|()| f.file.sync_data())
+        {
+            return Err(disk_fault_message("fsync", &f.path, &e));
+        }
+    }
+    Ok(synced.len() as u64)
+}
+
+/// Rewrites every pending write (in queue order), then fsyncs.
+fn rewrite_and_sync(shared: &Shared, items: &[Item]) -> Result<u64, String> {
+    for item in items {
+        if let (Some(f), Some(w)) = (&item.file, &item.written) {
+            if let Err(e) = shared.faults.check_write().and_then(|()| {
+                std::os::unix::fs::FileExt::write_all_at(&f.file, &w.bytes, w.offset)
+            }) {
+                return Err(disk_fault_message("write", &f.path, &e));
             }
         }
-        let n = synced.len() as u64;
+    }
+    sync_files(shared, items)
+}
+
+fn run(
+    shared: &Shared,
+    writer: &Mutex<StdRng>,
+    committed_file: &CommittedFile,
+    mut durable_committed: Option<LogId>,
+) {
+    let mut last_committed_write = Instant::now();
+    loop {
+        let (mut items, committed, closing) = {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if !q.items.is_empty() || q.closed {
+                    break;
+                }
+                if q.committed_dirty {
+                    let due = last_committed_write + COMMITTED_INTERVAL;
+                    let now = Instant::now();
+                    if now >= due {
+                        break;
+                    }
+                    q = shared
+                        .wake
+                        .wait_timeout(q, due - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                } else {
+                    q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            if q.items.is_empty() && !q.committed_dirty && q.closed {
+                return;
+            }
+            q.committed_dirty = false;
+            (std::mem::take(&mut q.items), q.committed, q.closed)
+        };
+        let mut result = if shared.tainted.swap(false, Ordering::SeqCst) {
+            Err(
+                "an earlier fsync of the raft log failed; rewriting what it may have lost"
+                    .to_string(),
+            )
+        } else {
+            sync_files(shared, &items)
+        };
+        let mut backoff = Duration::from_millis(10);
+        while let Err(msg) = &result {
+            if !msg.is_empty() {
+                set_fault(shared, Some(msg.clone()));
+            }
+            let closed = {
+                let q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if !q.closed {
+                    let _ = shared.wake.wait_timeout(q, backoff);
+                }
+                shared
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .closed
+            };
+            if closed {
+                break;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            // Under the writer lock every completed write is queued and none is in progress.
+            let _w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let more =
+                std::mem::take(&mut shared.queue.lock().unwrap_or_else(|e| e.into_inner()).items);
+            items.extend(more);
+            result = rewrite_and_sync(shared, &items);
+        }
+        if result.is_ok() {
+            set_fault(shared, None);
+        }
+        let n = *result.as_ref().unwrap_or(&0);
         shared
             .queue
             .lock()
@@ -135,10 +396,42 @@ fn run(shared: &Shared) {
             .fsyncs += n;
         for item in items {
             let r = match &result {
-                Ok(()) => Ok(()),
-                Err((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+                Ok(_) => Ok(()),
+                Err(msg) if msg.is_empty() => Err(io::Error::other(
+                    "the write-ahead log closed before a failed fsync could be redone",
+                )),
+                Err(msg) => Err(io::Error::other(msg.clone())),
             };
             complete(item.done, r);
+        }
+        if result.is_ok()
+            && committed > durable_committed
+            && !closing
+            && last_committed_write.elapsed() < COMMITTED_INTERVAL
+        {
+            // Written recently: come back for it when the interval is over (or at close).
+            shared
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .committed_dirty = true;
+        } else if result.is_ok() && committed > durable_committed {
+            // Every entry up to `committed` was appended before it was saved, so it is durable now.
+            last_committed_write = Instant::now();
+            match shared
+                .faults
+                .check_write()
+                .and_then(|()| committed_file.write(committed))
+            {
+                Ok(()) => durable_committed = committed,
+                Err(e) => {
+                    tracing::warn!(file = %committed_file.path().display(), error = %e, "could not persist the committed index; will retry");
+                    let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    q.committed_dirty = !q.closed;
+                    drop(q);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
         }
     }
 }

@@ -12,22 +12,34 @@
 //! then frames, back to back:
 //!   0   4  len: length of the body
 //!   4   4  CRC32C of (len bytes ++ body)
-//!   8   len body: index u64 | term u64 | leader node u64 | sealed record (swarm-secrets,
+//!   8   4  CRC32C of bytes 0..8 (the frame header: length and body checksum)
+//!   12  len body: index u64 | term u64 | leader node u64 | sealed record (swarm-secrets,
 //!          RecordPlace::LogEntry { index, term }, plaintext = bincode of the openraft entry)
 //! ```
 //!
 //! Index, term and leader are in clear (SEMANTICS.md allows it) so a log can be reopened and
-//! indexed without decrypting every record; the checksum catches torn and rotted bytes; the seal
+//! indexed without decrypting every record; the checksums catch torn and rotted bytes; the seal
 //! catches tampering, moved and replayed records when an entry is read.
+//!
+//! # Torn tail or corruption
+//! Only one thing is a torn tail: the file ends inside the last frame (fewer than 12 header bytes
+//! left, or a header that checks out and announces more body bytes than the file holds), or
+//! everything after the last valid frame is zero (an append whose size reached the disk before
+//! its data). Everything else is corruption and refuses the open: a header whose checksum fails
+//! (so a flipped length byte is never mistaken for a torn write, wherever it is), a complete
+//! frame whose body checksum fails, even the last one, or a record out of index order. The
+//! header checksum is what makes the length trustworthy before it is used.
 
 /// Segment file magic.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"SWRMWAL\0";
 /// Segment format version.
-pub const SEGMENT_VERSION: u32 = 1;
+/// Segment format version (2: frames carry a header checksum over the length; version 1 segments,
+/// whose torn-tail detection trusted an unchecked length, are refused by name).
+pub const SEGMENT_VERSION: u32 = 2;
 /// Length of the segment header.
 pub const HEADER_LEN: usize = 32;
-/// Length of a frame header (length + checksum).
-pub const FRAME_HEADER_LEN: usize = 8;
+/// Length of a frame header (length + body checksum + header checksum).
+pub const FRAME_HEADER_LEN: usize = 12;
 /// Clear fields at the start of a frame body (index, term, leader node).
 pub const BODY_PREFIX_LEN: usize = 24;
 /// Largest frame body accepted: a 1.5 MiB proposal plus generous room for encoding and sealing.
@@ -70,6 +82,9 @@ impl SegmentHeader {
             return Err("segment header checksum mismatch");
         }
         let version = le_u32(&bytes[8..12]);
+        if version == 1 {
+            return Err("segment format version 1 (an earlier development format) is no longer read; move the data directory away and rejoin this manager");
+        }
         if version != SEGMENT_VERSION {
             return Err("unknown segment format version");
         }
@@ -101,7 +116,7 @@ pub fn encode_frame(out: &mut Vec<u8>, index: u64, term: u64, node: u64, sealed:
     let len = (body_len as u32).to_le_bytes();
     let start = out.len();
     out.extend_from_slice(&len);
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&index.to_le_bytes());
     out.extend_from_slice(&term.to_le_bytes());
     out.extend_from_slice(&node.to_le_bytes());
@@ -109,6 +124,8 @@ pub fn encode_frame(out: &mut Vec<u8>, index: u64, term: u64, node: u64, sealed:
     let mut crc = crc32c::crc32c(&len);
     crc = crc32c::crc32c_append(crc, &out[start + FRAME_HEADER_LEN..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32c::crc32c(&out[start..start + 8]);
+    out[start + 8..start + 12].copy_from_slice(&hcrc.to_le_bytes());
 }
 
 /// What [`decode_frame`] found at the start of a buffer.
@@ -116,9 +133,10 @@ pub fn encode_frame(out: &mut Vec<u8>, index: u64, term: u64, node: u64, sealed:
 pub enum FrameResult<'a> {
     /// A valid frame of `len` bytes (header included).
     Frame(Frame<'a>, usize),
-    /// The buffer ends inside the frame (a torn write, or the end of the file).
+    /// The buffer ends inside the frame (a torn write, or the end of the file): fewer bytes than a
+    /// frame header, or a valid header announcing more body bytes than the buffer holds.
     Incomplete,
-    /// The length field exceeds [`MAX_FRAME_BODY`] (refused before allocation).
+    /// The (checksummed) length field exceeds [`MAX_FRAME_BODY`] (refused before allocation).
     Oversized(u64),
     /// The frame is structurally invalid; the reason.
     Corrupt(&'static str),
@@ -128,6 +146,11 @@ pub enum FrameResult<'a> {
 pub fn decode_frame(buf: &[u8]) -> FrameResult<'_> {
     if buf.len() < FRAME_HEADER_LEN {
         return FrameResult::Incomplete;
+    }
+    if crc32c::crc32c(&buf[0..8]) != le_u32(&buf[8..12]) {
+        return FrameResult::Corrupt(
+            "frame header checksum mismatch (length or checksum field damaged)",
+        );
     }
     let len = le_u32(&buf[0..4]) as usize;
     if len > MAX_FRAME_BODY {
@@ -172,14 +195,14 @@ pub struct ScannedFrame {
 pub enum ScanEnd {
     /// Every byte belonged to a valid frame.
     Clean,
-    /// The bytes from `offset` on are not a valid frame, and no valid frame follows: a torn write.
+    /// The file ends inside the frame at `offset` (or only zeros follow it): a torn write.
     TornTail {
         /// Where the valid data ends.
         offset: u64,
         /// Why the frame at `offset` is invalid.
         reason: String,
     },
-    /// An invalid frame at `offset` is followed by a valid one: damage inside the log.
+    /// The frame at `offset` is complete but invalid: damage inside the log.
     Corrupt {
         /// The bad frame.
         offset: u64,
@@ -202,9 +225,8 @@ pub struct Scan {
 
 /// Scans a segment file's bytes. `Err((offset, reason))` if the header is unusable.
 ///
-/// A bad frame is a torn tail only if nothing valid follows it: the frame is incomplete, or the
-/// position its length field points to does not hold a valid frame. Frames whose index does not
-/// follow the previous one are corruption too.
+/// See the module docs for what counts as a torn tail; every other invalid frame, and frames whose
+/// index does not follow the previous one, end the scan with [`ScanEnd::Corrupt`].
 pub fn scan_segment(bytes: &[u8]) -> Result<Scan, (u64, &'static str)> {
     let header = SegmentHeader::decode(bytes).map_err(|r| (0, r))?;
     let mut frames = Vec::new();
@@ -216,7 +238,7 @@ pub fn scan_segment(bytes: &[u8]) -> Result<Scan, (u64, &'static str)> {
         }
         let rest = &bytes[pos..];
         let offset = pos as u64;
-        let reason = match decode_frame(rest) {
+        let corrupt = match decode_frame(rest) {
             FrameResult::Frame(f, len) => {
                 if f.index != expected {
                     break ScanEnd::Corrupt {
@@ -238,22 +260,29 @@ pub fn scan_segment(bytes: &[u8]) -> Result<Scan, (u64, &'static str)> {
                 pos += len;
                 continue;
             }
-            FrameResult::Incomplete => "the file ends inside a record".to_string(),
+            FrameResult::Incomplete => {
+                break ScanEnd::TornTail {
+                    offset,
+                    reason: "the file ends inside a record".to_string(),
+                }
+            }
             FrameResult::Oversized(len) => {
                 format!("length field {len} exceeds the {MAX_FRAME_BODY}-byte limit")
             }
             FrameResult::Corrupt(r) => r.to_string(),
         };
-        // Does a valid frame follow where this one's length says it ends?
-        let claimed = le_u32(rest.get(0..4).unwrap_or(&[0; 4])) as usize;
-        let next = FRAME_HEADER_LEN.saturating_add(claimed);
-        let follows = claimed <= MAX_FRAME_BODY
-            && rest.len() > next
-            && matches!(decode_frame(&rest[next..]), FrameResult::Frame(..));
-        break if follows {
-            ScanEnd::Corrupt { offset, reason }
+        // A file extended before its data reached the disk reads back as zeros: still a torn write.
+        break if rest.iter().all(|b| *b == 0) {
+            ScanEnd::TornTail {
+                offset,
+                reason: "the file ends in zeros (an append that did not reach the disk)"
+                    .to_string(),
+            }
         } else {
-            ScanEnd::TornTail { offset, reason }
+            ScanEnd::Corrupt {
+                offset,
+                reason: corrupt,
+            }
         };
     };
     Ok(Scan {
@@ -340,13 +369,53 @@ mod tests {
         let mut b = segment(0);
         b.extend_from_slice(&u32::MAX.to_le_bytes());
         b.extend_from_slice(&[0; 4]);
+        let hcrc = crc32c::crc32c(&b[HEADER_LEN..HEADER_LEN + 8]);
+        b.extend_from_slice(&hcrc.to_le_bytes());
         assert!(matches!(
             decode_frame(&b[HEADER_LEN..]),
             FrameResult::Oversized(_)
         ));
         assert!(matches!(
             scan_segment(&b).unwrap().end,
-            ScanEnd::TornTail { .. }
+            ScanEnd::Corrupt { .. }
         ));
+    }
+
+    #[test]
+    fn every_flipped_bit_of_the_last_frame_is_corruption_not_a_torn_tail() {
+        let full = segment(3);
+        let last = scan_segment(&full).unwrap().frames[2].offset as usize;
+        for at in last..full.len() {
+            for bit in 0..8 {
+                let mut b = full.clone();
+                b[at] ^= 1 << bit;
+                let s = scan_segment(&b).unwrap();
+                assert_eq!(s.frames.len(), 2, "byte {at} bit {bit}");
+                assert!(
+                    matches!(s.end, ScanEnd::Corrupt { offset, .. } if offset == last as u64),
+                    "byte {at} bit {bit}: {:?}",
+                    s.end
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn zero_filled_tail_is_torn() {
+        let mut b = segment(2);
+        let n = b.len();
+        b.extend_from_slice(&[0; 40]);
+        let s = scan_segment(&b).unwrap();
+        assert_eq!(s.frames.len(), 2);
+        assert!(matches!(s.end, ScanEnd::TornTail { offset, .. } if offset == n as u64));
+    }
+
+    #[test]
+    fn version_one_segments_are_refused_by_name() {
+        let mut b = segment(0);
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&b[0..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert!(SegmentHeader::decode(&b).unwrap_err().contains("version 1"));
     }
 }

@@ -7,19 +7,27 @@
 //!   `RecordPlace::LogEntry { index, term }`, framed, and written with one positional write; the
 //!   entries are readable at once. Durability is reported later by the flusher thread (group commit:
 //!   appends queued during an fsync share the next one).
-//! * Open: every segment is scanned and checksummed. A torn or corrupt tail of the *last* segment
-//!   (nothing valid after it) is truncated at the last good record and reported in [`OpenReport`];
-//!   damage anywhere else, a missing segment or entries out of order refuse the open with
-//!   [`StorageFault::Corrupt`] naming the file and offset.
+//! * Open: every segment is scanned and checksummed. A torn tail of the *last* segment (the file
+//!   ends inside its last record, see [`frame`]) is truncated at the last good record and reported
+//!   in [`OpenReport`]; any complete record that fails its checksum, a missing segment or entries
+//!   out of order refuse the open with [`StorageFault::Corrupt`] naming the file and offset.
+//! * Committed index: `committed` ([`committed`]) holds the highest committed log id, written by
+//!   the flusher once the entries it covers are durable; the caller refuses to start when the log
+//!   ends before it.
+//! * Disk faults (full disk, quota, I/O error): a failed write is rewound and reported to the
+//!   caller, which retries (see [`crate::log_store`]); a failed fsync is retried by the flusher,
+//!   rewriting every pending write first. [`Wal::fault`] names the error meanwhile.
 //! * Read: records are checksummed again and opened; a record that does not authenticate is a
 //!   [`StorageFault::Tampered`] with its file and offset.
 //! * Truncate removes a conflicting suffix; purge forgets a prefix (whole segments are deleted; the
 //!   purge point itself is persisted by the caller in `raft-state` first).
 
+pub mod committed;
 mod flush;
 pub mod frame;
+mod open;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,18 +35,17 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::CommittedLeaderId;
 use rand::rngs::StdRng;
-use rand::SeedableRng;
 use swarm_secrets::RecordPlace;
 
+pub use flush::DiskFaults;
 pub(crate) use flush::Done;
-use flush::Flusher;
-use frame::{
-    decode_frame, encode_frame, scan_segment, FrameResult, ScanEnd, SegmentHeader, HEADER_LEN,
-};
+pub(crate) use flush::{disk_fault_message as flush_message, is_disk_fault};
+use flush::{disk_fault_message, Flusher, SegFile, Written};
+use frame::{decode_frame, encode_frame, FrameResult, SegmentHeader, HEADER_LEN};
 
 use crate::codec;
 use crate::error::StorageFault;
-use crate::files::{ensure_dir, sync_dir};
+use crate::files::{create_mode_0600, sync_dir};
 use crate::keyring::Keyring;
 use crate::types::{Entry, LogId};
 
@@ -50,12 +57,17 @@ pub const MAX_ENTRY_BYTES: u64 = frame::MAX_FRAME_BODY as u64;
 pub struct WalOptions {
     /// A new segment starts once the active one is larger than this (default 64 MiB).
     pub segment_bytes: u64,
+    /// The data directory already held raft state, so the `committed` file must exist: when it
+    /// is missing the open is refused (and nothing is created) instead of starting from "nothing
+    /// committed".
+    pub expect_committed: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: 64 * 1024 * 1024,
+            expect_committed: false,
         }
     }
 }
@@ -69,6 +81,18 @@ pub struct OpenReport {
     pub entries: u64,
     /// A torn tail was cut: the file, the offset it was cut at, and why.
     pub truncated_tail: Option<(PathBuf, u64, String)>,
+    /// The committed log id recorded in `committed`.
+    pub committed: Option<LogId>,
+    /// Whether the `committed` file existed (it is created, empty, when absent).
+    pub committed_file_found: bool,
+}
+
+/// An append that could not be written; nothing of it is in the log (a partial write was cut).
+pub(crate) struct AppendFailed {
+    pub(crate) fault: StorageFault,
+    /// Whether the failure is a disk fault worth retrying (full disk, quota, I/O error).
+    pub(crate) retry: bool,
+    pub(crate) done: Done,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -82,7 +106,7 @@ struct Loc {
 struct Segment {
     path: PathBuf,
     header: SegmentHeader,
-    file: Arc<File>,
+    file: Arc<SegFile>,
     len: u64,
     locs: Vec<Loc>,
 }
@@ -139,8 +163,10 @@ pub struct Wal {
     keys: Arc<Keyring>,
     opts: WalOptions,
     state: RwLock<State>,
-    writer: Mutex<StdRng>,
+    writer: Arc<Mutex<StdRng>>,
     flusher: Flusher,
+    /// Set at shutdown: appends stop waiting out a disk fault.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Wal {
@@ -160,134 +186,6 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
 }
 
 impl Wal {
-    /// Opens (or creates) the log in `dir`. `last_purged` is the purge point persisted by the caller.
-    pub fn open(
-        dir: &Path,
-        keys: Arc<Keyring>,
-        opts: WalOptions,
-        last_purged: Option<LogId>,
-    ) -> Result<(Wal, OpenReport), StorageFault> {
-        ensure_dir(dir)?;
-        let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        let rd = fs::read_dir(dir).map_err(|e| StorageFault::io("list", dir, e))?;
-        for ent in rd {
-            let ent = ent.map_err(|e| StorageFault::io("list", dir, e))?;
-            let path = ent.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if let Some(stem) = name.strip_suffix(".wal") {
-                let first = stem.parse::<u64>().map_err(|_| {
-                    StorageFault::corrupt(&path, 0, "segment file name is not a log index")
-                })?;
-                names.push((first, path));
-            }
-        }
-        names.sort();
-        let mut report = OpenReport::default();
-        let mut segments: Vec<Segment> = Vec::new();
-        let count = names.len();
-        for (k, (first, path)) in names.into_iter().enumerate() {
-            let is_last = k + 1 == count;
-            let bytes = fs::read(&path).map_err(|e| StorageFault::io("read", &path, e))?;
-            let scan = match scan_segment(&bytes) {
-                Ok(s) => s,
-                Err((_, reason)) if is_last && bytes.len() < HEADER_LEN => {
-                    // Crashed while creating the segment: it never held an entry.
-                    fs::remove_file(&path).map_err(|e| StorageFault::io("remove", &path, e))?;
-                    report.truncated_tail = Some((path, 0, reason.to_string()));
-                    continue;
-                }
-                Err((offset, reason)) => return Err(StorageFault::corrupt(&path, offset, reason)),
-            };
-            if scan.header.first_index != first {
-                return Err(StorageFault::corrupt(
-                    &path,
-                    12,
-                    "segment header does not match its file name",
-                ));
-            }
-            if let Some(prev) = segments.last() {
-                let prev_last = prev
-                    .next_index()
-                    .checked_sub(1)
-                    .filter(|_| !prev.locs.is_empty());
-                let prev_last = prev_last.or(prev.header.prev_index);
-                if scan.header.prev_index != prev_last {
-                    return Err(StorageFault::corrupt(
-                        &path,
-                        20,
-                        "segment does not follow the previous one: a segment file is missing or was replaced",
-                    ));
-                }
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| StorageFault::io("open", &path, e))?;
-            let mut len = bytes.len() as u64;
-            match scan.end {
-                ScanEnd::Clean => {}
-                ScanEnd::Corrupt { offset, reason } => {
-                    return Err(StorageFault::corrupt(&path, offset, reason))
-                }
-                ScanEnd::TornTail { offset, reason } if is_last => {
-                    tracing::warn!(file = %path.display(), offset, %reason, "truncating torn tail of the raft log");
-                    file.set_len(offset)
-                        .map_err(|e| StorageFault::io("truncate", &path, e))?;
-                    file.sync_all()
-                        .map_err(|e| StorageFault::io("fsync", &path, e))?;
-                    len = offset;
-                    report.truncated_tail = Some((path.clone(), offset, reason));
-                }
-                ScanEnd::TornTail { offset, reason } => {
-                    return Err(StorageFault::corrupt(
-                        &path,
-                        offset,
-                        format!("{reason} in a segment that is not the last"),
-                    ))
-                }
-            }
-            let locs = scan
-                .frames
-                .iter()
-                .map(|f| Loc {
-                    offset: f.offset,
-                    len: f.len,
-                    term: f.term,
-                    node: f.node,
-                })
-                .collect::<Vec<_>>();
-            report.entries += locs.len() as u64;
-            report.segments += 1;
-            segments.push(Segment {
-                path,
-                header: scan.header,
-                file: Arc::new(file),
-                len,
-                locs,
-            });
-        }
-        let flusher =
-            Flusher::start().map_err(|e| StorageFault::io("start flusher thread for", dir, e))?;
-        let wal = Wal {
-            dir: dir.to_path_buf(),
-            keys,
-            opts,
-            state: RwLock::new(State {
-                segments,
-                last_purged,
-            }),
-            writer: Mutex::new(StdRng::from_entropy()),
-            flusher,
-        };
-        if let Some(p) = last_purged {
-            wal.drop_purged(p)?;
-        }
-        Ok((wal, report))
-    }
-
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -315,15 +213,61 @@ impl Wal {
         self.flusher.fsyncs()
     }
 
+    /// Records the committed log id (persisted once the entries up to it are durable).
+    pub fn save_committed(&self, committed: Option<LogId>) {
+        self.flusher.save_committed(committed);
+    }
+
+    /// The committed log id last saved (or read at open).
+    pub fn committed(&self) -> Option<LogId> {
+        self.flusher.committed()
+    }
+
+    /// Watches the disk fault that keeps the log from writing: `Some(message naming the error and
+    /// the path)` while it lasts, `None` once writes succeed again.
+    pub fn fault(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.flusher.fault()
+    }
+
+    /// Makes appends that wait out a disk fault give up (the node is shutting down).
+    pub fn stop_retrying(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn retrying_stopped(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn set_fault(&self, fault: Option<String>) {
+        self.flusher.set_fault(fault);
+    }
+
+    /// The fault-injection hook of the log's file layer (tests).
+    #[cfg(feature = "testing")]
+    pub fn disk_faults(&self) -> &Arc<DiskFaults> {
+        self.flusher.faults()
+    }
+
     /// Seals and writes `entries` (consecutive indexes). They are readable when this returns;
-    /// `done` completes once they are durable.
-    pub(crate) fn append(&self, mut entries: Vec<Entry>, done: Done) -> Result<(), StorageFault> {
+    /// `done` completes once they are durable. On failure nothing was added to the log and `done`
+    /// is handed back, so the caller may retry.
+    pub(crate) fn append(&self, entries: &[Entry], done: Done) -> Result<(), Box<AppendFailed>> {
+        let fail = |fault: StorageFault, done: Done| {
+            Box::new(AppendFailed {
+                retry: matches!(&fault, StorageFault::Io { source, .. } if is_disk_fault(source)),
+                fault,
+                done,
+            })
+        };
         // Entries at or below the purge point are already covered by a snapshot: nothing to keep.
-        if let Some(p) = self.read_state().last_purged {
-            entries.retain(|e| e.log_id.index > p.index);
-        }
+        let skip = match self.read_state().last_purged {
+            Some(p) => entries.partition_point(|e| e.log_id.index <= p.index),
+            None => 0,
+        };
+        let entries = &entries[skip..];
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
-            self.flusher.push(None, done);
+            self.flusher.push(None, None, done);
             return Ok(());
         };
         let mut rng = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -332,25 +276,30 @@ impl Wal {
         for (k, e) in entries.iter().enumerate() {
             let id = e.log_id;
             if id.index != first + k as u64 {
-                return Err(StorageFault::Invariant(format!(
+                let msg = format!(
                     "append of non-consecutive entries ({} after {})",
                     id.index,
                     first + k as u64 - 1
-                )));
+                );
+                return Err(fail(StorageFault::Invariant(msg), done));
             }
             let plain = zeroizing(codec::encode(e));
             let place = RecordPlace::LogEntry {
                 index: id.index,
                 term: id.leader_id.term,
             };
-            let sealed = self
-                .keys
-                .seal(&place, plain.expose(), &mut rng)
-                .map_err(|source| StorageFault::Tampered {
-                    file: self.dir.clone(),
-                    offset: 0,
-                    source,
-                })?;
+            let sealed = match self.keys.seal(&place, plain.expose(), &mut rng) {
+                Ok(s) => s,
+                Err(source) => {
+                    let file = self.dir.clone();
+                    let fault = StorageFault::Tampered {
+                        file,
+                        offset: 0,
+                        source,
+                    };
+                    return Err(fail(fault, done));
+                }
+            };
             let start = buf.len();
             encode_frame(
                 &mut buf,
@@ -370,10 +319,11 @@ impl Wal {
         let last = st.last_log_id();
         if let Some(last) = last {
             if first <= last.index {
-                return Err(StorageFault::Invariant(format!(
+                let msg = format!(
                     "append at index {first} would overwrite the log (last index {}); truncate first",
                     last.index
-                )));
+                );
+                return Err(fail(StorageFault::Invariant(msg), done));
             }
         }
         let need_new = match st.segments.last() {
@@ -382,19 +332,38 @@ impl Wal {
         };
         if need_new {
             if let Some(s) = st.segments.last() {
-                s.file
-                    .sync_data()
-                    .map_err(|e| StorageFault::io("fsync", &s.path, e))?;
+                let synced = self
+                    .flusher
+                    .faults()
+                    .check_fsync()
+                    .and_then(|()| s.file.file.sync_data());
+                if let Err(e) = synced {
+                    // Pending writes to this segment may be lost without another error: the
+                    // flusher rewrites them before it trusts an fsync again.
+                    self.flusher.taint(disk_fault_message("fsync", &s.path, &e));
+                    return Err(fail(StorageFault::io("fsync", &s.path, e), done));
+                }
             }
-            let seg = self.create_segment(first, last.map(|l| l.index))?;
+            let seg = match self.create_segment(first, last.map(|l| l.index)) {
+                Ok(seg) => seg,
+                Err(fault) => return Err(fail(fault, done)),
+            };
             st.segments.push(seg);
         }
         let Some(seg) = st.segments.last_mut() else {
-            return Err(StorageFault::Closed);
+            return Err(fail(StorageFault::Closed, done));
         };
-        seg.file
-            .write_all_at(&buf, seg.len)
-            .map_err(|e| StorageFault::io("write", &seg.path, e))?;
+        let written = self
+            .flusher
+            .faults()
+            .check_write()
+            .and_then(|()| seg.file.file.write_all_at(&buf, seg.len));
+        if let Err(e) = written {
+            // Cut whatever part of the batch reached the file, so a retry writes at the same place
+            // and a restart never finds half a frame before later ones.
+            let _ = seg.file.file.set_len(seg.len);
+            return Err(fail(StorageFault::io("write", &seg.path, e), done));
+        }
         let base = seg.len;
         seg.locs.extend(locs.into_iter().map(|l| Loc {
             offset: l.offset + base,
@@ -403,9 +372,23 @@ impl Wal {
         seg.len += buf.len() as u64;
         let file = seg.file.clone();
         drop(st);
+        // Queued before the writer lock is released: the flusher's fault recovery, which holds
+        // that lock, then sees every write that reached the file.
+        let written = Written {
+            offset: base,
+            bytes: Arc::new(buf),
+        };
+        self.flusher.push(Some(file), Some(written), done);
         drop(rng);
-        self.flusher.push(Some(file), done);
         Ok(())
+    }
+
+    /// The message proposals answer for a failed append (names the disk error and the path).
+    pub(crate) fn describe_fault(fault: &StorageFault) -> String {
+        match fault {
+            StorageFault::Io { op, path, source } => disk_fault_message(op, path, source),
+            other => other.to_string(),
+        }
     }
 
     fn create_segment(&self, first: u64, prev: Option<u64>) -> Result<Segment, StorageFault> {
@@ -414,22 +397,26 @@ impl Wal {
             first_index: first,
             prev_index: prev,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(true);
+        create_mode_0600(&mut opts);
+        let file = opts
             .open(&path)
             .map_err(|e| StorageFault::io("create", &path, e))?;
-        file.write_all_at(&header.encode(), 0)
+        let faults = self.flusher.faults();
+        faults
+            .check_write()
+            .and_then(|()| file.write_all_at(&header.encode(), 0))
             .map_err(|e| StorageFault::io("write", &path, e))?;
-        file.sync_all()
+        faults
+            .check_fsync()
+            .and_then(|()| file.sync_all())
             .map_err(|e| StorageFault::io("fsync", &path, e))?;
         sync_dir(&self.dir)?;
         Ok(Segment {
-            path,
+            path: path.clone(),
             header,
-            file: Arc::new(file),
+            file: Arc::new(SegFile { file, path }),
             len: HEADER_LEN as u64,
             locs: Vec::new(),
         })
@@ -442,14 +429,15 @@ impl Wal {
         entries: Vec<Entry>,
         durable: tokio::sync::oneshot::Sender<std::io::Result<()>>,
     ) -> Result<(), StorageFault> {
-        self.append(entries, Done::Barrier(durable))
+        self.append(&entries, Done::Barrier(durable))
+            .map_err(|f| f.fault)
     }
 
     /// A receiver that completes once everything written before this call is durable.
     pub(crate) fn barrier(&self) -> tokio::sync::oneshot::Receiver<std::io::Result<()>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let file = self.read_state().segments.last().map(|s| s.file.clone());
-        self.flusher.push(file, Done::Barrier(tx));
+        self.flusher.push(file, None, Done::Barrier(tx));
         rx
     }
 
@@ -474,9 +462,11 @@ impl Wal {
                 let new_len = seg.locs[keep].offset;
                 seg.locs.truncate(keep);
                 seg.file
+                    .file
                     .set_len(new_len)
                     .map_err(|e| StorageFault::io("truncate", &seg.path, e))?;
                 seg.file
+                    .file
                     .sync_all()
                     .map_err(|e| StorageFault::io("fsync", &seg.path, e))?;
                 seg.len = new_len;
@@ -538,6 +528,7 @@ impl Wal {
             let span = (b.offset + u64::from(b.len) - a.offset) as usize;
             let mut bytes = vec![0u8; span];
             seg.file
+                .file
                 .read_exact_at(&mut bytes, a.offset)
                 .map_err(|e| StorageFault::io("read", &seg.path, e))?;
             for (k, loc) in seg.locs[i..i + n].iter().enumerate() {
