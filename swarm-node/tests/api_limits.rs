@@ -128,10 +128,14 @@ async fn wait_closed(stream: &mut UnixStream, what: &str) {
     assert!(closed.is_ok(), "{what}: still open after {CLOSE_WAIT:?}");
 }
 
-/// Whether the server still holds `stream` open, without waiting: a read would block.
-fn still_open(stream: &UnixStream) -> bool {
+/// Whether the server still holds `stream` open, without waiting: a non-blocking read of the
+/// socket itself (not tokio's cached readiness) would block, where a closed one gives EOF.
+fn still_open(stream: UnixStream) -> bool {
+    use std::io::Read;
+    let mut s = stream.into_std().expect("std stream");
+    s.set_nonblocking(true).expect("non-blocking");
     let mut buf = [0u8; 1];
-    matches!(stream.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 /// Three times the cap in silent and half-open connections: a fresh client's request is answered
@@ -171,7 +175,7 @@ async fn idle_connections_beyond_the_cap_are_evicted_and_a_request_still_succeed
     for (i, s) in idle.iter_mut().enumerate().take(evicted - 1) {
         wait_closed(s, &format!("idle connection {i}")).await;
     }
-    for (i, s) in idle.iter().enumerate().skip(evicted - 1) {
+    for (i, s) in idle.into_iter().enumerate().skip(evicted - 1) {
         assert!(
             still_open(s),
             "idle connection {i} was closed but is among the newest"
