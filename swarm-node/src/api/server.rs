@@ -8,10 +8,12 @@
 //! - An idle connection is closed once it has been idle for [`ApiOptions::header_read_timeout`]
 //!   (Go's `ReadHeaderTimeout`, which also bounds keep-alive idleness when no `IdleTimeout` is
 //!   set).
-//! - At [`ApiOptions::max_connections`] open connections, a new one closes the connection that has
-//!   been idle longest, so a normal request gets in at once however many silent clients hold
-//!   sockets. Only when every open connection is busy is the new one refused (closed unanswered):
-//!   that is real load, which the cap exists to bound.
+//! - At [`ApiOptions::max_connections`] open connections (at most half of `ulimit -n`), a new one
+//!   closes the connection that has been idle longest, so a normal request gets in at once however
+//!   many silent clients hold sockets. Only when every open connection is busy is the new one
+//!   refused (closed unanswered): that is real load, which the cap exists to bound.
+//! - Out of file descriptors all the same (the daemon's other files), a failed `accept` evicts a
+//!   few idle connections the same way, so the socket stays usable.
 //!
 //! Busy connections are never cut by these limits: `docker logs -f` may stream for hours. On
 //! shutdown the loop stops accepting, asks every connection to finish its current request and
@@ -48,7 +50,8 @@ pub struct ApiOptions {
     /// How long a connection may stay without a request in progress (a request head not yet
     /// complete, or nothing sent) before it is closed.
     pub header_read_timeout: Duration,
-    /// Most connections open at once (see the module docs for what happens at the cap).
+    /// Most connections open at once (see the module docs for what happens at the cap); never more
+    /// than half the process's file-descriptor limit.
     pub max_connections: usize,
     /// Limits on the service specs this node accepts.
     pub service_limits: ServiceLimits,
@@ -64,9 +67,39 @@ impl Default for ApiOptions {
     }
 }
 
-/// How long the loop backs off after a failed `accept` (e.g. out of file descriptors), so it does
-/// not spin.
+/// How long the loop backs off after a failed `accept`, so it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long it waits after evicting connections to free file descriptors (the connections' tasks
+/// close them asynchronously).
+const EVICT_PAUSE: Duration = Duration::from_millis(1);
+/// How many idle connections one `accept` that ran out of file descriptors closes.
+const EVICT_BATCH: usize = 32;
+
+/// The connection cap in force: `configured`, but at most half the process's file-descriptor
+/// limit (`ulimit -n`), so that the cap, which evicts at once, is reached before `accept` fails
+/// for lack of descriptors, and the other half stays for the daemon's own files and tasks.
+fn effective_cap(configured: usize) -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which lives for the call.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    let half = if ok && limit.rlim_cur != libc::RLIM_INFINITY {
+        usize::try_from(limit.rlim_cur / 2).unwrap_or(usize::MAX)
+    } else {
+        usize::MAX
+    };
+    let cap = configured.min(half).max(1);
+    if cap < configured {
+        tracing::info!(
+            configured,
+            cap,
+            "API connection cap lowered to half the file-descriptor limit (ulimit -n)"
+        );
+    }
+    cap
+}
 
 /// One open connection, as the accept loop sees it.
 struct Conn {
@@ -147,24 +180,41 @@ impl Registry {
     /// open connection is busy: the new one is refused.
     fn admit(&self, id: u64, conn: Arc<Conn>, max: usize) -> bool {
         let mut conns = self.lock();
-        if conns.len() >= max {
-            let victim = conns
-                .iter()
-                .filter(|(_, c)| c.is_idle())
-                .min_by_key(|(_, c)| c.idle_since())
-                .map(|(id, _)| *id);
-            let Some(victim) = victim.and_then(|v| conns.remove(&v)) else {
-                return false;
-            };
-            // `notify_one` stores a permit, so the task sees it even if it is not waiting yet.
-            victim.evict.notify_one();
+        if conns.len() >= max && !evict_longest_idle(&mut conns) {
+            return false;
         }
         conns.insert(id, conn);
         true
     }
 
+    /// Closes up to `n` of the connections idle longest; returns how many.
+    fn evict_idle(&self, n: usize) -> usize {
+        let mut conns = self.lock();
+        (0..n)
+            .take_while(|_| evict_longest_idle(&mut conns))
+            .count()
+    }
+
     fn remove(&self, id: u64) {
         self.lock().remove(&id);
+    }
+}
+
+/// Removes the longest-idle connection from `conns` and tells its task to close it; `false` if
+/// every connection is busy.
+fn evict_longest_idle(conns: &mut BTreeMap<u64, Arc<Conn>>) -> bool {
+    let victim = conns
+        .iter()
+        .filter(|(_, c)| c.is_idle())
+        .min_by_key(|(_, c)| c.idle_since())
+        .map(|(id, _)| *id);
+    match victim.and_then(|v| conns.remove(&v)) {
+        Some(victim) => {
+            // `notify_one` stores a permit, so the task sees it even if it is not waiting yet.
+            victim.evict.notify_one();
+            true
+        }
+        None => false,
     }
 }
 
@@ -179,7 +229,7 @@ pub(crate) async fn serve(
     let registry = Arc::new(Registry::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let max = options.max_connections.max(1);
+    let max = effective_cap(options.max_connections);
     let next_id = AtomicU64::new(0);
     tokio::pin!(shutdown);
     loop {
@@ -188,8 +238,16 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    tracing::warn!(error = %e, "API socket: accept failed");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    // Out of file descriptors below the cap (a low `ulimit -n`): free one by
+                    // closing the longest-idle connection, as the cap would, rather than let
+                    // silent clients keep the socket unusable.
+                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    if out_of_fds && registry.evict_idle(EVICT_BATCH) > 0 {
+                        tokio::time::sleep(EVICT_PAUSE).await;
+                    } else {
+                        tracing::warn!(error = %e, "API socket: accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
                     continue;
                 }
             },
