@@ -238,9 +238,9 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
-                    // Out of file descriptors below the cap (a low `ulimit -n`): free one by
-                    // closing the longest-idle connection, as the cap would, rather than let
-                    // silent clients keep the socket unusable.
+                    // Out of file descriptors below the cap (the daemon's other files): free
+                    // some by closing the longest-idle connections, as the cap would, rather
+                    // than let silent clients keep the socket unusable.
                     let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
                     if out_of_fds && registry.evict_idle(EVICT_BATCH) > 0 {
                         tokio::time::sleep(EVICT_PAUSE).await;
