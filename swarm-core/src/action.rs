@@ -70,3 +70,31 @@ pub fn decode_actions(bytes: &[u8]) -> Result<Vec<StoreAction>, bincode::Error> 
         .with_limit(MAX_DECODE_BYTES)
         .deserialize(bytes)
 }
+
+/// Splits independent actions into proposals SwarmKit's way: at most [`MAX_ACTIONS_PER_BATCH`]
+/// actions each, and also cut before an action that would take the encoded proposal past
+/// [`MAX_PROPOSAL_BYTES`], so that tasks of a service with a large spec (each task carries the
+/// spec) never make a proposal the proposer must refuse. Order is kept. An action larger than
+/// the limit on its own gets a proposal of its own (which the proposer then refuses, as it would
+/// anyway).
+pub fn split_into_batches(actions: Vec<StoreAction>) -> Vec<Vec<StoreAction>> {
+    // bincode's encoding of a Vec is an 8-byte length followed by the elements.
+    const VEC_HEADER: u64 = 8;
+    let limit = MAX_PROPOSAL_BYTES as u64;
+    let mut out = Vec::new();
+    let mut chunk: Vec<StoreAction> = Vec::new();
+    let mut bytes = VEC_HEADER;
+    for action in actions {
+        let size = bincode::serialized_size(&action).unwrap_or(limit);
+        if !chunk.is_empty() && (chunk.len() >= MAX_ACTIONS_PER_BATCH || bytes + size > limit) {
+            out.push(std::mem::take(&mut chunk));
+            bytes = VEC_HEADER;
+        }
+        bytes += size;
+        chunk.push(action);
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    out
+}

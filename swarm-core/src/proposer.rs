@@ -11,9 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::action::{
-    encode_actions, Batch, StoreAction, MAX_ACTIONS_PER_BATCH, MAX_PROPOSAL_BYTES,
-};
+use crate::action::{encode_actions, split_into_batches, Batch, StoreAction, MAX_PROPOSAL_BYTES};
 use crate::store::{SharedStore, StoreError, Tx};
 use crate::time::Clock;
 
@@ -150,16 +148,15 @@ pub async fn update<R>(
 }
 
 /// Commits a large list of independent actions in batches of at most
-/// [`MAX_ACTIONS_PER_BATCH`], as SwarmKit's `store.Batch` does. Not atomic as a whole: each batch
+/// [`crate::action::MAX_ACTIONS_PER_BATCH`] actions and [`MAX_PROPOSAL_BYTES`] bytes
+/// ([`split_into_batches`]), as SwarmKit's `store.Batch` does. Not atomic as a whole: each batch
 /// commits or fails on its own; returns the index of the last batch.
 pub async fn propose_in_batches(
     proposer: &dyn Proposer,
     actions: Vec<StoreAction>,
 ) -> Result<u64, CommitError> {
     let mut last = 0;
-    let mut it = actions.into_iter().peekable();
-    while it.peek().is_some() {
-        let chunk: Vec<StoreAction> = it.by_ref().take(MAX_ACTIONS_PER_BATCH).collect();
+    for chunk in split_into_batches(actions) {
         last = proposer.propose(chunk).await?;
     }
     Ok(last)

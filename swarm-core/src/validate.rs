@@ -23,6 +23,27 @@ pub const MIN_NANO_CPUS: i64 = 1_000_000;
 pub const MIN_MEMORY_BYTES: i64 = 4 * 1024 * 1024;
 /// Smallest node certificate lifetime: 1 hour.
 pub const MIN_NODE_CERT_EXPIRY: Duration = Duration::from_secs(3600);
+/// Default cap on the tasks one service may ask for ([`ServiceLimits::max_replicas`]).
+pub const DEFAULT_MAX_REPLICAS: u64 = 100_000;
+
+/// Limits the manager that receives a request applies to service specs. They are the receiving
+/// daemon's settings (`swarm-node run --max-replicas`), not replicated cluster state, like dockerd's
+/// own flags: an operator sets them alike on every manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceLimits {
+    /// Most tasks one service may ask for: `Replicas` of a replicated service, `MaxConcurrent` and
+    /// `TotalCompletions` of a replicated job. Docker has no such cap; without one a typo such as
+    /// `Replicas: 9223372036854775807` makes the orchestrators create tasks until memory runs out.
+    pub max_replicas: u64,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits {
+            max_replicas: DEFAULT_MAX_REPLICAS,
+        }
+    }
+}
 
 /// A spec broke a rule. Each message names the field and the rule.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -87,6 +108,16 @@ pub enum SpecError {
     /// Replicas given for a global service.
     #[error("replicas can only be used with replicated or replicated-job mode")]
     ReplicasOnGlobal,
+    /// A task count above [`ServiceLimits::max_replicas`].
+    #[error("invalid {field} value {value}: a service may ask for at most {max} tasks (the manager's --max-replicas)")]
+    TooManyReplicas {
+        /// `Replicas`, `MaxConcurrent` or `TotalCompletions`.
+        field: &'static str,
+        /// The count given.
+        value: u64,
+        /// The cap in force.
+        max: u64,
+    },
     /// Max replicas per node on a global service.
     #[error("max replicas per node can only be used with replicated or replicated-job mode")]
     MaxReplicasOnGlobal,
@@ -251,9 +282,11 @@ pub fn service_mode(global: bool, replicas: Option<u64>) -> Result<ServiceMode, 
     }
 }
 
-/// Validates a service spec for creation.
-pub fn validate_service_spec(spec: &ServiceSpec) -> Result<(), SpecError> {
+/// Validates a service spec for creation or update (the new spec), with the receiving manager's
+/// `limits`.
+pub fn validate_service_spec(spec: &ServiceSpec, limits: &ServiceLimits) -> Result<(), SpecError> {
     validate_name("service", &spec.annotations.name, 63)?;
+    validate_task_counts(&spec.mode, limits)?;
     let task = &spec.task;
     validate_container(&task.container)?;
     for (field, r) in [
@@ -307,6 +340,29 @@ pub fn validate_service_update(old: &ServiceSpec, new: &ServiceSpec) -> Result<(
         });
     }
     Ok(())
+}
+
+/// Refuses task counts above the cap, whatever the mode asks for.
+fn validate_task_counts(mode: &ServiceMode, limits: &ServiceLimits) -> Result<(), SpecError> {
+    let counts: &[(&'static str, u64)] = match *mode {
+        ServiceMode::Replicated { replicas } => &[("Replicas", replicas)],
+        ServiceMode::ReplicatedJob {
+            max_concurrent,
+            total_completions,
+        } => &[
+            ("MaxConcurrent", max_concurrent),
+            ("TotalCompletions", total_completions),
+        ],
+        ServiceMode::Global | ServiceMode::GlobalJob => &[],
+    };
+    match counts.iter().find(|(_, n)| *n > limits.max_replicas) {
+        Some(&(field, value)) => Err(SpecError::TooManyReplicas {
+            field,
+            value,
+            max: limits.max_replicas,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn validate_update_config(field: &'static str, u: &UpdateConfig) -> Result<(), SpecError> {

@@ -8,7 +8,7 @@ use swarm_core::objects::service::{
 use swarm_core::testing::{config, id, secret, service};
 use swarm_core::validate::{
     service_mode, validate_cluster_spec, validate_config_spec, validate_secret_spec,
-    validate_service_spec, validate_service_update, SpecError,
+    validate_service_spec, validate_service_update, ServiceLimits, SpecError, DEFAULT_MAX_REPLICAS,
 };
 use swarm_core::{ServiceMode, ServiceSpec};
 
@@ -263,7 +263,7 @@ fn service_spec_rules() {
     for (name, mutate, want) in cases {
         let mut spec = base();
         mutate(&mut spec);
-        let got = validate_service_spec(&spec);
+        let got = validate_service_spec(&spec, &ServiceLimits::default());
         match (want, got) {
             (None, Ok(())) => {}
             (Some(msg), Err(e)) => assert!(
@@ -272,6 +272,58 @@ fn service_spec_rules() {
                 e.to_string()
             ),
             (want, got) => panic!("case {name}: wanted {want:?}, got {got:?}"),
+        }
+    }
+}
+
+/// The replica cap applies to every count a mode asks for, at the default and at an operator's
+/// own setting; global modes have no count to cap.
+#[test]
+fn task_counts_are_capped() {
+    let job = |max_concurrent, total_completions| ServiceMode::ReplicatedJob {
+        max_concurrent,
+        total_completions,
+    };
+    let replicated = |replicas| ServiceMode::Replicated { replicas };
+    let default = DEFAULT_MAX_REPLICAS;
+    let cases: Vec<(ServiceMode, u64, Option<&str>)> = vec![
+        (replicated(default), default, None),
+        (replicated(0), default, None),
+        (
+            replicated(default + 1),
+            default,
+            Some("invalid Replicas value 100001: a service may ask for at most 100000 tasks (the manager's --max-replicas)"),
+        ),
+        (
+            replicated(i64::MAX as u64),
+            default,
+            Some("invalid Replicas value 9223372036854775807: a service may ask for at most 100000 tasks"),
+        ),
+        (replicated(5), 5, None),
+        (replicated(6), 5, Some("invalid Replicas value 6: a service may ask for at most 5 tasks")),
+        (job(10, 10), 10, None),
+        (job(11, 11), 10, Some("invalid MaxConcurrent value 11")),
+        (job(1, 11), 10, Some("invalid TotalCompletions value 11")),
+        (job(1, u64::MAX), default, Some("invalid TotalCompletions value 18446744073709551615")),
+        (ServiceMode::Global, 0, None),
+        (ServiceMode::GlobalJob, 0, None),
+    ];
+    for (mode, max_replicas, want) in cases {
+        let mut spec = base();
+        spec.mode = mode;
+        if mode.is_job() {
+            spec.update = Default::default();
+            spec.rollback = Default::default();
+        }
+        let got = validate_service_spec(&spec, &ServiceLimits { max_replicas });
+        match (want, got) {
+            (None, Ok(())) => {}
+            (Some(msg), Err(e @ SpecError::TooManyReplicas { .. })) => assert!(
+                e.to_string().starts_with(msg),
+                "{mode:?} cap {max_replicas}: message {:?} lacks {msg:?}",
+                e.to_string()
+            ),
+            (want, got) => panic!("{mode:?} cap {max_replicas}: wanted {want:?}, got {got:?}"),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`daemon`]: [`daemon::Daemon`], a Manager and a Worker composed, implementing the Backend.
 //! - [`manager`]: raft, store, leader loops, autolock; [`dispatcher`]: the store-backed dispatcher.
 //! - [`worker`]: the agent and its runtime; [`config`]: daemon settings and defaults.
+//! - `fuzzing` (feature `fuzzing`): the request-body fuzz target's entry point.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
@@ -20,6 +21,8 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dispatcher;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod manager;
 pub mod mesh;
 #[cfg(feature = "testing")]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! swarm-node run [--data-dir DIR] [--socket PATH] [--runtime auto|process|docker|sim] [--init]
-//!                [--unlock-key-file FILE|-] [--mesh-addr ADDR]
+//!                [--unlock-key-file FILE|-] [--mesh-addr ADDR] [--max-replicas N]
+//!                [--api-header-timeout SECS] [--api-max-connections N]
 //! swarm-node unlock [--data-dir DIR] [--socket PATH] [--key SWMKEY-1-...]   (else read from stdin)
 //! swarm-node status [--data-dir DIR] [--socket PATH]
 //! ```
@@ -57,6 +58,35 @@ impl Location {
     }
 }
 
+/// The API's protective limits (`swarm_node::api::ApiOptions`).
+#[derive(Args, Clone)]
+struct ApiLimits {
+    /// Most tasks one service may ask for (Replicas, or a job's MaxConcurrent/TotalCompletions)
+    #[arg(long, value_name = "N", default_value_t = swarm_core::validate::DEFAULT_MAX_REPLICAS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_replicas: u64,
+    /// Seconds a client connection may take to send a request head (or sit idle between requests)
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    api_header_timeout: u64,
+    /// Most API connections open at once; past it the longest-idle connection is closed
+    #[arg(long, value_name = "N", default_value_t = swarm_node::api::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    api_max_connections: usize,
+}
+
+impl ApiLimits {
+    fn options(&self) -> swarm_node::api::ApiOptions {
+        swarm_node::api::ApiOptions {
+            header_read_timeout: std::time::Duration::from_secs(self.api_header_timeout),
+            max_connections: self.api_max_connections,
+            service_limits: swarm_core::validate::ServiceLimits {
+                max_replicas: self.max_replicas,
+            },
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon and serve the Docker API on a Unix socket.
@@ -75,6 +105,8 @@ enum Command {
         /// Address the routing mesh binds published ports on (e.g. 127.0.0.1 for loopback only)
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
         mesh_addr: std::net::IpAddr,
+        #[command(flatten)]
+        limits: ApiLimits,
     },
     /// Unlock a locked swarm through the running daemon's socket.
     Unlock {
@@ -123,7 +155,18 @@ fn real_main() -> Result<()> {
                 init,
                 unlock_key_file,
                 mesh_addr,
-            } => run(at, runtime, init, unlock_key_file, mesh_addr).await,
+                limits,
+            } => {
+                run(
+                    at,
+                    runtime,
+                    init,
+                    unlock_key_file,
+                    mesh_addr,
+                    limits.options(),
+                )
+                .await
+            }
             Command::Unlock { at, key } => unlock(at, key).await,
             Command::Status { at } => status(at).await,
         }
@@ -157,6 +200,7 @@ async fn run(
     init: bool,
     unlock_key_file: Option<PathBuf>,
     mesh_addr: std::net::IpAddr,
+    api: swarm_node::api::ApiOptions,
 ) -> Result<()> {
     let mut config = DaemonConfig::new(at.data_dir());
     config.socket = at.socket();
@@ -191,7 +235,7 @@ async fn run(
         let _ = stop_tx.send(true);
     });
     let mut graceful = stop_rx.clone();
-    let serve = swarm_node::api::serve(listener, backend, async move {
+    let serve = swarm_node::api::serve_with(listener, backend, api, async move {
         let _ = graceful.wait_for(|s| *s).await;
     });
     let mut deadline = stop_rx;

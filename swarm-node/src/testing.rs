@@ -293,7 +293,7 @@ impl Backend for TestBackend {
     }
 }
 
-/// The API served by [`crate::api::serve`] on a fresh Unix socket in the temp directory; stops
+/// The API served by [`crate::api::serve_with`] on a fresh Unix socket in the temp directory; stops
 /// and removes the socket when dropped.
 pub struct TestServer {
     path: PathBuf,
@@ -310,8 +310,17 @@ impl std::fmt::Debug for TestServer {
 }
 
 impl TestServer {
-    /// Binds a new socket and serves `backend` on it in a tokio task.
+    /// Binds a new socket and serves `backend` on it in a tokio task, with the default
+    /// [`crate::api::ApiOptions`].
     pub async fn start(backend: Arc<dyn Backend>) -> std::io::Result<TestServer> {
+        TestServer::start_with(backend, crate::api::ApiOptions::default()).await
+    }
+
+    /// [`TestServer::start`] with `options` (connection cap, timeouts, service limits).
+    pub async fn start_with(
+        backend: Arc<dyn Backend>,
+        options: crate::api::ApiOptions,
+    ) -> std::io::Result<TestServer> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let tag = u64::from_le_bytes(
@@ -325,9 +334,14 @@ impl TestServer {
         let path = dir.join("api.sock");
         let listener = tokio::net::UnixListener::bind(&path)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(crate::api::serve(listener, backend, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(crate::api::serve_with(
+            listener,
+            backend,
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Ok(TestServer {
             path,
             dir,

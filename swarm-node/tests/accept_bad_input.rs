@@ -2,8 +2,9 @@
 //! `swarm-node` binary (process runtime).
 //!
 //! Proves that malformed JSON, mistyped fields, unknown services, secrets and nodes, oversized
-//! (>= 500 KiB) and empty secrets, oversized configs, invalid constraints, a taken name, a
-//! stale or missing version on update, an oversized body and an unknown path each get a clear
+//! (>= 500 KiB) and empty secrets, oversized configs, replica counts over the cap (create, scale,
+//! update, jobs), invalid constraints, a taken name, a stale or missing version on update, an
+//! oversized body and an unknown path each get a clear
 //! error with the right status (4xx, Docker's `{"message": ...}`), and that none of them changes
 //! anything: the services, their specs and versions, their running tasks, the secrets, configs
 //! and the node look exactly as before.
@@ -78,6 +79,19 @@ const CLI_CASES: &[(&[&str], &str)] = &[
         "invalid placement constraint",
     ),
     (&["service", "update", "--secret-add", "nope", "keep"], "secret not found: nope"),
+    (
+        &["service", "create", "--detach", "--name", "huge", "--replicas", "9223372036854775807", "busybox", "sleep", "1"],
+        "invalid Replicas value 9223372036854775807: a service may ask for at most 100000 tasks",
+    ),
+    (&["service", "scale", "--detach", "keep=100001"], "invalid Replicas value 100001"),
+    (
+        &["service", "update", "--detach", "--replicas", "100001", "keep"],
+        "invalid Replicas value 100001",
+    ),
+    (
+        &["service", "create", "--detach", "--name", "job", "--mode", "replicated-job", "--max-concurrent", "200000", "busybox", "true"],
+        "invalid MaxConcurrent value 200000",
+    ),
     (&["swarm", "init"], "This node is already part of a swarm"),
     (&["secret", "rm", "pw"], "secret 'pw' is in use by the following service: keep"),
 ];

@@ -1,10 +1,13 @@
 //! The real `docker` CLI against the API over a `TestBackend`: what an operator types works and
-//! prints what Docker prints. Skipped (with a note) when no `docker` binary is installed.
+//! prints what Docker prints. Skipped loudly when no `docker` binary is installed (a failure in
+//! CI: see `skip/mod.rs`).
 //!
 //! Each command runs with `DOCKER_HOST=unix://<temp socket>` and a fresh `DOCKER_CONFIG`, so it
 //! can only reach this test's server. Commands are bounded by a timeout; nothing sleeps.
 
 mod common;
+#[path = "skip/mod.rs"]
+mod skip;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -70,7 +73,7 @@ async fn ok(env: &Env, config: &Path, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_cli_drives_secrets_services_and_nodes() {
     if docker_binary().is_none() {
-        eprintln!("skipped: no docker binary on PATH");
+        skip::skip("no docker CLI on PATH");
         return;
     }
     let env = Env::active().await;

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use swarm_runtime::testing::ShellFixture;
 use swarm_runtime::{ProcessOptions, ProcessRuntime};
 
+#[path = "support/skip.rs"]
+mod skip;
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
@@ -20,7 +23,7 @@ mod with_namespaces {
 
     fn fixture() -> Option<ShellFixture> {
         if !is_root() {
-            eprintln!("SKIPPED: process runtime with namespaces needs root");
+            skip::skip("the process runtime with namespaces needs root");
             return None;
         }
         let rt = ProcessRuntime::with_options(ProcessOptions {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarm_core::action::MAX_ACTIONS_PER_BATCH;
+use swarm_core::action::split_into_batches;
 use swarm_core::objects::service::ServiceMode;
 use swarm_core::{
     Annotations, Batch, Event, Id, Meta, Node, Object, Service, ServiceSpec, Store, StoreAction,
@@ -134,15 +134,15 @@ impl Harness {
         self.now = self.now + d;
     }
 
-    /// Commits `actions` as batches of at most `MAX_ACTIONS_PER_BATCH`, stamped `now`. Stops at the
-    /// first refused batch and returns it with the error.
+    /// Commits `actions` as the driver proposes them (batches of at most
+    /// `MAX_ACTIONS_PER_BATCH` actions and `MAX_PROPOSAL_BYTES` bytes, see
+    /// [`split_into_batches`]), stamped `now`. Stops at the first refused batch and returns it with
+    /// the error.
     pub fn commit(
         &mut self,
         actions: Vec<StoreAction>,
     ) -> Result<(), (Vec<StoreAction>, StoreError)> {
-        let mut it = actions.into_iter().peekable();
-        while it.peek().is_some() {
-            let chunk: Vec<StoreAction> = it.by_ref().take(MAX_ACTIONS_PER_BATCH).collect();
+        for chunk in split_into_batches(actions) {
             let batch = Batch {
                 index: self.store.index() + 1,
                 timestamp: self.now,

@@ -17,6 +17,7 @@
 //! - [`error`]: [`ApiError`] and the status mapping.
 //! - [`json`]: case-insensitive JSON decoding.
 //! - `query`: query parameters and Docker's `filters`.
+//! - `server`: the accept loop with the connection cap and header-read timeout ([`ApiOptions`]).
 //! - [`convert`]: Docker JSON <-> swarm-core.
 //! - `routes`: one module per endpoint group (system, swarm, nodes, services, tasks, secrets and
 //!   configs, networks, logs).
@@ -26,6 +27,7 @@ pub mod error;
 pub mod json;
 mod query;
 mod routes;
+mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,11 +37,13 @@ use axum::http::{HeaderValue, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use swarm_core::validate::ServiceLimits;
 use swarm_core::Clock;
 
 use crate::backend::Backend;
 use crate::control::{Control, SystemClock};
 pub use error::ApiError;
+pub use server::{ApiOptions, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 
 /// The API version advertised in `/_ping` and `/version`.
 pub const API_VERSION: &str = "1.44";
@@ -53,21 +57,29 @@ pub const MAX_ACCEPTED_API_VERSION: &str = "1.51";
 pub(crate) struct AppState {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) limits: ServiceLimits,
 }
 
 impl AppState {
     /// The control layer over the cluster, or the backend's not-in-swarm / locked error.
     pub(crate) fn control(&self) -> Result<Control, ApiError> {
         let access = self.backend.cluster().map_err(ApiError::from)?;
-        Ok(Control::new(access, self.clock.clone()))
+        Ok(Control::new(access, self.clock.clone()).with_limits(self.limits))
     }
 }
 
-/// The application: every route, behind the version-prefix and header middleware.
+/// The application: every route, behind the version-prefix and header middleware, with the
+/// default [`ServiceLimits`].
 pub fn router(backend: Arc<dyn Backend>) -> Router {
+    router_with_limits(backend, ServiceLimits::default())
+}
+
+/// [`router`] applying `limits` to every service spec it accepts.
+pub fn router_with_limits(backend: Arc<dyn Backend>, limits: ServiceLimits) -> Router {
     let state = AppState {
         backend,
         clock: Arc::new(SystemClock),
+        limits,
     };
     let inner = routes::routes()
         .fallback(|| async { ApiError::page_not_found() })
@@ -84,15 +96,26 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
         .layer(axum::middleware::from_fn(version_and_headers))
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+/// Serves the API on `listener` with the default [`ApiOptions`] until `shutdown` completes, then
+/// drains open requests.
 pub async fn serve(
     listener: tokio::net::UnixListener,
     backend: Arc<dyn Backend>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(backend))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, backend, ApiOptions::default(), shutdown).await
+}
+
+/// Serves the API on `listener` with `options` (connection cap, header-read timeout, service
+/// limits) until `shutdown` completes, then drains open requests.
+pub async fn serve_with(
+    listener: tokio::net::UnixListener,
+    backend: Arc<dyn Backend>,
+    options: ApiOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_with_limits(backend, options.service_limits);
+    server::serve(listener, app, options, shutdown).await
 }
 
 /// Parses `1.NN` into `(1, NN)`.

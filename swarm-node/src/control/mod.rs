@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand_core::{OsRng, RngCore};
+use swarm_core::validate::ServiceLimits;
 use swarm_core::{Clock, Id, SharedStore, Timestamp, Tx};
 
 use crate::backend::ClusterAccess;
@@ -54,6 +55,7 @@ impl Clock for SystemClock {
 pub struct Control {
     access: ClusterAccess,
     clock: Arc<dyn Clock>,
+    limits: ServiceLimits,
 }
 
 impl std::fmt::Debug for Control {
@@ -65,9 +67,26 @@ impl std::fmt::Debug for Control {
 }
 
 impl Control {
-    /// Operations over `access`, stamping times with `clock`.
+    /// Operations over `access`, stamping times with `clock`, with the default
+    /// [`ServiceLimits`].
     pub fn new(access: ClusterAccess, clock: Arc<dyn Clock>) -> Control {
-        Control { access, clock }
+        Control {
+            access,
+            clock,
+            limits: ServiceLimits::default(),
+        }
+    }
+
+    /// The same operations with `limits` applied to every service spec created or updated.
+    #[must_use]
+    pub fn with_limits(mut self, limits: ServiceLimits) -> Control {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits applied to service specs.
+    pub fn limits(&self) -> &ServiceLimits {
+        &self.limits
     }
 
     /// The store (read it with [`SharedStore::view`]).

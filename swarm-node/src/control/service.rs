@@ -11,7 +11,7 @@ use swarm_core::objects::service::{
     ConfigReference, Endpoint, EndpointMode, FileTarget, JobStatus, PortConfig, PublishMode,
     SecretReference,
 };
-use swarm_core::validate::{validate_service_spec, validate_service_update};
+use swarm_core::validate::{validate_service_spec, validate_service_update, ServiceLimits};
 use swarm_core::{
     Config, Id, Meta, Network, ObjectKind, Secret, Service, ServiceMode, ServiceSpec, StoreObject,
     TaskState, Tx, Version,
@@ -67,7 +67,7 @@ impl Control {
         let id = new_id();
         let now = self.now();
         self.commit(|tx| {
-            let spec = prepare_spec(tx, req)?;
+            let spec = prepare_spec(tx, req, &self.limits)?;
             check_port_conflicts(tx, &spec, None)?;
             let endpoint = self.allocate_endpoint(tx, &spec, None, &Endpoint::default())?;
             let job_status = spec.mode.is_job().then_some(JobStatus {
@@ -105,7 +105,7 @@ impl Control {
             let mut next = if rollback {
                 rollback_service(&cur, now)?
             } else {
-                let spec = prepare_spec(tx, req)?;
+                let spec = prepare_spec(tx, req, &self.limits)?;
                 validate_service_update(&cur.spec, &spec)?;
                 if spec.endpoint != cur.spec.endpoint {
                     check_port_conflicts(tx, &spec, Some(cur.id))?;
@@ -266,7 +266,11 @@ pub fn service_status(store: &swarm_core::Store, service: &Service) -> ServiceSt
 }
 
 /// Resolves references and networks, then validates the spec.
-fn prepare_spec(tx: &Tx<'_>, req: ServiceRequest) -> Result<ServiceSpec, ControlError> {
+fn prepare_spec(
+    tx: &Tx<'_>,
+    req: ServiceRequest,
+    limits: &ServiceLimits,
+) -> Result<ServiceSpec, ControlError> {
     let mut spec = req.spec;
     let c = &mut spec.task.container;
     c.secrets = resolve_refs::<Secret>(tx, "secret", &req.secrets, |s| &s.spec.annotations.name)?
@@ -289,7 +293,7 @@ fn prepare_spec(tx: &Tx<'_>, req: ServiceRequest) -> Result<ServiceSpec, Control
         let net = resolve::<Network>(tx.committed(), &att.target)?;
         att.target = net.id.to_string();
     }
-    validate_service_spec(&spec)?;
+    validate_service_spec(&spec, limits)?;
     let ingress = spec
         .endpoint
         .ports

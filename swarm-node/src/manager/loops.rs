@@ -169,12 +169,7 @@ async fn propose_placements(
     sched: &mut Scheduler,
     actions: Vec<StoreAction>,
 ) {
-    let mut rest = actions.into_iter().peekable();
-    while rest.peek().is_some() {
-        let chunk: Vec<StoreAction> = rest
-            .by_ref()
-            .take(swarm_core::action::MAX_ACTIONS_PER_BATCH)
-            .collect();
+    for chunk in swarm_core::action::split_into_batches(actions) {
         if let Err(e) = proposer.propose(chunk.clone()).await {
             tracing::debug!(error = %e, "scheduler proposal refused; those tasks are retried");
             store.view(|s| sched.handle_rejected(s, &chunk));

@@ -2,7 +2,8 @@
 //! directory and socket, driven by the real `docker` CLI.
 //!
 //! - [`Node::start`] runs `swarm-node run --data-dir <tmp> --socket <tmp>/s.sock --runtime ...`
-//!   and waits for its `export DOCKER_HOST=` line; it returns `None` (after a loud `SKIPPED` note)
+//!   and waits for its `export DOCKER_HOST=` line; it returns `None` (after a loud `SKIPPED` note, a failure in CI:
+//!   see `skip/mod.rs`)
 //!   when there is no `docker` CLI, or, for the docker runtime, no Docker Engine. The engine's test
 //!   image (`swarm-test/busybox:latest`) is built once by swarm-runtime's `build-test-image.sh`.
 //! - Every `docker` command gets `DOCKER_HOST=unix://<socket>` and a private `DOCKER_CONFIG`, so it
@@ -19,6 +20,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+
+#[path = "../skip/mod.rs"]
+mod skip;
+use skip::skip;
 
 /// The bound of every wait (debug builds on a busy two-core machine).
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,16 +60,6 @@ pub struct Out {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
-}
-
-/// Says loudly that a test did not run. Written to the process's stderr directly: libtest captures
-/// `eprintln!` of passing tests, and a skip must be seen.
-fn skipped(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n**********\nSKIPPED: {why}; this acceptance test did not run\n**********"
-    );
 }
 
 /// The docker CLI, if installed.
@@ -170,12 +165,12 @@ impl Node {
         explicit_socket: bool,
     ) -> Option<Node> {
         if docker_cli().is_none() {
-            skipped("no docker CLI (/usr/local/bin/docker or on PATH)");
+            skip("no docker CLI (/usr/local/bin/docker or on PATH)");
             return None;
         }
         if runtime == Some(Runtime::Docker) {
             if !Path::new(ENGINE_SOCKET).exists() {
-                skipped(&format!("no Docker Engine ({ENGINE_SOCKET} is absent)"));
+                skip(&format!("no Docker Engine ({ENGINE_SOCKET} is absent)"));
                 return None;
             }
             ensure_image();

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use swarm_node::api::ApiOptions;
 use swarm_node::testing::{HttpClient, HttpResponse, TestBackend, TestServer};
 
 /// A served backend and one client connection.
@@ -43,7 +44,14 @@ pub fn case<'a>(
 
 impl Env {
     pub async fn with(backend: Arc<TestBackend>) -> Env {
-        let server = TestServer::start(backend.clone()).await.expect("bind");
+        Env::with_options(backend, ApiOptions::default()).await
+    }
+
+    /// Like [`Env::with`], serving with `options` (connection cap, timeouts, service limits).
+    pub async fn with_options(backend: Arc<TestBackend>, options: ApiOptions) -> Env {
+        let server = TestServer::start_with(backend.clone(), options)
+            .await
+            .expect("bind");
         let client = server.client().await.expect("connect");
         Env {
             backend,

@@ -9,17 +9,14 @@ pub const IMAGE: &str = "swarm-test/busybox:latest";
 /// The Docker socket the tests use.
 pub const SOCKET: &str = "/var/run/docker.sock";
 
-/// Makes sure the test image exists and returns its name; `None` (after a loud message on stderr)
-/// when this machine has no Docker socket. Panics if the socket exists but the image cannot be
-/// built: that is a broken test setup, not a reason to skip.
+/// Makes sure the test image exists and returns its name; `None` (after [`super::skip::skip`],
+/// for every caller: a loud note, a failure in CI) when this machine has no Docker socket. Panics
+/// if the socket exists but the image cannot be built: that is a broken test setup, not a reason
+/// to skip.
 pub fn ensure() -> Option<&'static str> {
     static BUILT: OnceLock<bool> = OnceLock::new();
     let ok = *BUILT.get_or_init(|| {
         if !Path::new(SOCKET).exists() {
-            eprintln!(
-                "\n**********\nSKIPPED: no Docker socket at {SOCKET}; the docker adapter tests did \
-                 not run\n**********\n"
-            );
             return false;
         }
         let script =
@@ -35,5 +32,10 @@ pub fn ensure() -> Option<&'static str> {
         );
         true
     });
+    if !ok {
+        super::skip::skip(&format!(
+            "no Docker socket at {SOCKET}; the docker adapter needs an engine"
+        ));
+    }
     ok.then_some(IMAGE)
 }

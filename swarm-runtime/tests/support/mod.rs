@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: task, secret and agent builders, and the Docker test
-//! image (see `docker_image.rs`).
+//! image (see `docker_image.rs`), and `skip` for tests that cannot run here.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod docker_image;
+pub mod skip;
 
 use std::sync::Arc;
 use std::time::Duration;

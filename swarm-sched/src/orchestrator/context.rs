@@ -19,9 +19,13 @@ use swarm_core::{
     Id, Network, Node, ObjectKind, Service, Task, TaskState, TaskStatus, Timestamp, Tx, Version,
 };
 
-/// Most tasks one service creates in one tick (a service asking for more, e.g. a typo of a
-/// billion replicas, gets them over several ticks instead of one unbounded transaction).
-pub(crate) const MAX_NEW_TASKS: u64 = 20_000;
+/// Most tasks the replicated and job orchestrators create in one tick, all services together. A
+/// service asking for more (a huge-but-allowed count, or many services scaled at once) gets them
+/// over several ticks, so one tick never builds an unbounded transaction or allocation; the
+/// driver then proposes each tick's actions in batches of at most 200 actions and 1.5 MiB
+/// (`swarm_core::action::split_into_batches`). Global services are not counted: they create at
+/// most one task per node.
+pub const MAX_NEW_TASKS_PER_TICK: u64 = 20_000;
 
 /// Message of a task an orchestrator creates (it waits for the scheduler).
 pub(crate) const PENDING_MESSAGE: &str = "pending task scheduling";
@@ -62,6 +66,8 @@ pub(crate) struct Ctx<'t, 'a> {
     created_by_slot: BTreeMap<(Id, u64), Vec<Id>>,
     created_by_node: BTreeMap<Id, Vec<Id>>,
     created_by_service: BTreeMap<Id, Vec<Id>>,
+    /// New tasks the replicated and job orchestrators may still create this tick.
+    new_task_budget: u64,
 }
 
 impl<'t, 'a> Ctx<'t, 'a> {
@@ -79,7 +85,16 @@ impl<'t, 'a> Ctx<'t, 'a> {
             created_by_slot: BTreeMap::new(),
             created_by_node: BTreeMap::new(),
             created_by_service: BTreeMap::new(),
+            new_task_budget: MAX_NEW_TASKS_PER_TICK,
         }
+    }
+
+    /// Takes up to `wanted` new tasks from this tick's budget ([`MAX_NEW_TASKS_PER_TICK`]);
+    /// returns how many the caller may create.
+    pub(crate) fn take_new_task_budget(&mut self, wanted: u64) -> u64 {
+        let granted = wanted.min(self.new_task_budget);
+        self.new_task_budget -= granted;
+        granted
     }
 
     /// The committed store under the transaction.

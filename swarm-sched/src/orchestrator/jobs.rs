@@ -17,9 +17,7 @@ use std::sync::Arc;
 use swarm_core::objects::node::{NodeAvailability, NodeState};
 use swarm_core::{Node, Service, ServiceMode, Task, TaskState, Version};
 
-use super::context::{
-    constraints_of, creation_key, node_matches, node_unavailable, Ctx, MAX_NEW_TASKS,
-};
+use super::context::{constraints_of, creation_key, node_matches, node_unavailable, Ctx};
 use crate::restart::{should_restart, RestartReason, RestartSupervisor};
 
 fn iteration(service: &Service) -> Version {
@@ -104,8 +102,8 @@ fn finish(
     }
 }
 
-/// Reconciles a replicated job. Returns true when it stopped at [`MAX_NEW_TASKS`] new tasks and
-/// more are wanted.
+/// Reconciles a replicated job. Returns true when this tick's budget
+/// ([`super::MAX_NEW_TASKS_PER_TICK`]) ran out and more tasks are wanted.
 pub(crate) fn reconcile_replicated(
     cx: &mut Ctx<'_, '_>,
     restarts: &mut RestartSupervisor,
@@ -140,7 +138,7 @@ pub(crate) fn reconcile_replicated(
     let wanted = max_concurrent
         .saturating_sub(running)
         .min(total.saturating_sub(complete).saturating_sub(running));
-    let new = wanted.min(MAX_NEW_TASKS);
+    let new = cx.take_new_task_budget(wanted);
     let mut made = 0u64;
     let mut slot = 0u64;
     while made < new && slot < total {

@@ -44,6 +44,7 @@ use swarm_core::{
     Tx,
 };
 
+pub use context::MAX_NEW_TASKS_PER_TICK;
 pub use nodes::{ENFORCER_ERR, ENFORCER_MESSAGE, ORPHAN_AFTER};
 
 use crate::reaper::TaskReaper;

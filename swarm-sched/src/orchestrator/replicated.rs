@@ -15,12 +15,13 @@ use std::sync::Arc;
 
 use swarm_core::{Id, Service, ServiceMode, Task, TaskState};
 
-use super::context::{Ctx, MAX_NEW_TASKS};
+use super::context::Ctx;
 use crate::restart::updatable_in_slot;
 use crate::update::{SlotKey, UpdateSupervisor};
 
-/// Reconciles one replicated service. Returns true when it stopped at [`MAX_NEW_TASKS`] and more
-/// tasks are needed: the caller reconciles it again at the next tick.
+/// Reconciles one replicated service. Returns true when this tick's budget
+/// ([`super::MAX_NEW_TASKS_PER_TICK`]) ran out and more tasks are needed: the caller reconciles
+/// it again at the next tick.
 pub(crate) fn reconcile(
     cx: &mut Ctx<'_, '_>,
     updates: &mut UpdateSupervisor,
@@ -53,9 +54,9 @@ pub(crate) fn reconcile(
     if replicas >= have {
         let all: Vec<(u64, Vec<Arc<Task>>)> = live.iter().map(|(s, t)| (*s, t.clone())).collect();
         updates.update(cx, service, keys(&all));
-        let mut missing = replicas - have;
-        let more = missing > MAX_NEW_TASKS;
-        missing = missing.min(MAX_NEW_TASKS);
+        let wanted = replicas - have;
+        let mut missing = cx.take_new_task_budget(wanted);
+        let more = wanted > missing;
         let mut slot = 0u64;
         while missing > 0 {
             slot += 1;

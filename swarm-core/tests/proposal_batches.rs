@@ -1,0 +1,58 @@
+//! Splitting independent actions into proposals: at most 200 actions and 1.5 MiB each, order
+//! kept, whatever the size of each action (tasks carry their service's spec, so a service with a
+//! large spec makes large task actions).
+
+use std::sync::Arc;
+
+use swarm_core::action::{
+    encode_actions, split_into_batches, MAX_ACTIONS_PER_BATCH, MAX_PROPOSAL_BYTES,
+};
+use swarm_core::testing::{service, task};
+use swarm_core::{Object, StoreAction};
+
+/// `n` task creations of a service whose spec carries `env_bytes` of environment.
+fn creates(n: u128, env_bytes: usize) -> Vec<StoreAction> {
+    let mut s = service(1, "web", n as u64);
+    s.spec.task.container.env = vec![format!("PAD={}", "x".repeat(env_bytes))];
+    (0..n)
+        .map(|i| {
+            let mut t = task(100 + i, &s, i as u64 + 1);
+            t.spec = Arc::new(s.spec.task.clone());
+            StoreAction::Create(Object::Task(Arc::new(t)))
+        })
+        .collect()
+}
+
+#[test]
+fn proposals_respect_both_the_count_and_the_size_limit() {
+    // (actions, env bytes per task, expected proposals)
+    let cases: [(u128, usize, usize); 5] = [
+        (0, 0, 0),
+        (1, 0, 1),
+        (200, 0, 1),
+        (401, 0, 3),
+        // ~64 KiB per task: 1.5 MiB holds 23 of them, far fewer than 200.
+        (100, 64 * 1024, 5),
+    ];
+    for (n, env, want) in cases {
+        let actions = creates(n, env);
+        let batches = split_into_batches(actions.clone());
+        assert_eq!(batches.len(), want, "{n} actions of ~{env} bytes");
+        for b in &batches {
+            assert!(!b.is_empty());
+            assert!(b.len() <= MAX_ACTIONS_PER_BATCH);
+            let bytes = encode_actions(b).len();
+            assert!(bytes <= MAX_PROPOSAL_BYTES, "{bytes} bytes in one proposal");
+        }
+        let rejoined: Vec<StoreAction> = batches.into_iter().flatten().collect();
+        assert_eq!(rejoined, actions, "order or content changed");
+    }
+}
+
+#[test]
+fn an_action_over_the_limit_alone_gets_its_own_proposal() {
+    let mut actions = creates(3, 16);
+    actions.insert(1, creates(1, MAX_PROPOSAL_BYTES + 1).remove(0));
+    let sizes: Vec<usize> = split_into_batches(actions).iter().map(Vec::len).collect();
+    assert_eq!(sizes, vec![1, 1, 2]);
+}
