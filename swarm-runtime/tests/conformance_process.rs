@@ -27,6 +27,7 @@ mod with_namespaces {
             namespaces: true,
             stage_dir: None,
             volumes_dir: None,
+            supervisor: None,
         })
         .expect("process runtime");
         Some(ShellFixture {
@@ -49,6 +50,7 @@ mod without_namespaces {
             namespaces: false,
             stage_dir: None,
             volumes_dir: None,
+            supervisor: None,
         })
         .expect("process runtime");
         Some(ShellFixture {
@@ -61,4 +63,52 @@ mod without_namespaces {
     }
 
     swarm_runtime::conformance_tests!(fixture());
+}
+
+/// Supervised tasks (each under a `swarm-supervisor` process, the PID-namespace init when
+/// namespaces are on) must keep the whole contract.
+mod supervised {
+    use super::*;
+    use swarm_runtime::process::SupervisorOptions;
+
+    fn fixture(namespaces: bool) -> Option<ShellFixture> {
+        if namespaces && !is_root() {
+            eprintln!("SKIPPED: process runtime with namespaces needs root");
+            return None;
+        }
+        // Leaked on purpose: the fixture's runtime lives for the whole test binary.
+        let dir = Box::leak(Box::new(tempfile::tempdir().expect("temp dir")));
+        let rt = ProcessRuntime::with_options(ProcessOptions {
+            namespaces,
+            stage_dir: None,
+            volumes_dir: None,
+            supervisor: Some(SupervisorOptions {
+                program: env!("CARGO_BIN_EXE_swarm-supervisor").into(),
+                args: Vec::new(),
+                dir: dir.path().join("supervisors"),
+            }),
+        })
+        .expect("process runtime");
+        Some(ShellFixture {
+            runtime: Arc::new(rt),
+            image: String::new(),
+            sets_hostname: namespaces,
+            sets_owner: is_root(),
+            host_paths: !namespaces,
+        })
+    }
+
+    mod with_namespaces {
+        fn fixture() -> Option<swarm_runtime::testing::ShellFixture> {
+            super::fixture(true)
+        }
+        swarm_runtime::conformance_tests!(fixture());
+    }
+
+    mod without_namespaces {
+        fn fixture() -> Option<swarm_runtime::testing::ShellFixture> {
+            super::fixture(false)
+        }
+        swarm_runtime::conformance_tests!(fixture());
+    }
 }
