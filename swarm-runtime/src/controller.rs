@@ -16,7 +16,7 @@ use swarm_core::{Id, Task, TaskState, TaskStatus, Timestamp};
 use tokio::sync::{mpsc, watch};
 
 use crate::health::{probe_until_unhealthy, HealthTest};
-use crate::runtime::{ExitStatus, Runtime, TaskConfig};
+use crate::runtime::{ExitStatus, Runtime, RuntimeState, TaskConfig, TaskInspect};
 
 /// What controllers send to the agent's reporter.
 #[derive(Debug)]
@@ -178,7 +178,7 @@ impl Controller {
                 .await
                 .ok()
                 .and_then(|i| match i.state {
-                    crate::runtime::RuntimeState::Exited(e) => Some(e),
+                    RuntimeState::Exited(e) => Some(e),
                     _ => None,
                 });
             self.status
@@ -193,18 +193,17 @@ impl Controller {
     /// Drives the task as far as it goes; returns whether the runtime may hold something for it.
     async fn drive(&mut self) -> bool {
         let id = self.task.id;
+        // A task the runtime already holds was adopted by `Runtime::recover` (the node's daemon
+        // restarted while it ran): carry on from where the runtime has it.
+        if let Ok(found) = self.runtime.inspect(&id).await {
+            return self.resume(found).await;
+        }
         if self.task.status.state >= TaskState::Preparing {
-            // Known to the cluster as being worked on, but new to this agent (it restarted).
-            return match self.runtime.inspect(&id).await {
-                Ok(_) => self.monitor().await,
-                Err(_) => {
-                    self.status.fatal(
-                        "the task's process is gone: the node's agent restarted while it ran"
-                            .into(),
-                    );
-                    false
-                }
-            };
+            // Known to the cluster as being worked on, but gone from the runtime.
+            self.status.fatal(
+                "the task's process is gone: the node's agent restarted while it ran".into(),
+            );
+            return false;
         }
         self.status.transition(TaskState::Accepted, "accepted");
         if self.desired() > TaskState::Running {
@@ -226,6 +225,42 @@ impl Controller {
         }
         drop(config);
         self.status.transition(TaskState::Ready, "prepared");
+        self.start_when_desired().await
+    }
+
+    /// Continues with a task the runtime already held when this controller started.
+    async fn resume(&mut self, found: TaskInspect) -> bool {
+        match found.state {
+            RuntimeState::Created => {
+                self.status.transition(TaskState::Accepted, "accepted");
+                self.status.transition(TaskState::Preparing, "preparing");
+                self.status.transition(TaskState::Ready, "prepared");
+                self.start_when_desired().await
+            }
+            RuntimeState::Running => {
+                self.report_running(found);
+                self.monitor().await
+            }
+            RuntimeState::Exited(_) => self.monitor().await,
+        }
+    }
+
+    /// Reports the task running, with what the runtime knows of it (no-op once reported).
+    fn report_running(&self, i: TaskInspect) {
+        self.status.send(|s| {
+            s.state = TaskState::Running;
+            s.message = "started".into();
+            s.pid = i64::from(i.pid);
+            s.container_id = i.container_id;
+            s.addresses = i.addresses;
+            s.port_status = i.ports;
+        });
+    }
+
+    /// Waits for the desired state to reach `running`, then starts the prepared task and
+    /// monitors it.
+    async fn start_when_desired(&mut self) -> bool {
+        let id = self.task.id;
         loop {
             let d = self.desired();
             if d > TaskState::Running {
@@ -246,18 +281,13 @@ impl Controller {
             self.status.fatal(e.to_string());
             return true;
         }
-        let (pid, cid, addresses, ports) = match self.runtime.inspect(&id).await {
-            Ok(i) => (i.pid, i.container_id, i.addresses, i.ports),
-            Err(_) => (0, String::new(), Vec::new(), Vec::new()),
-        };
-        self.status.send(|s| {
-            s.state = TaskState::Running;
-            s.message = "started".into();
-            s.pid = i64::from(pid);
-            s.container_id = cid;
-            s.addresses = addresses;
-            s.port_status = ports;
-        });
+        match self.runtime.inspect(&id).await {
+            Ok(i) => self.report_running(i),
+            Err(_) => self.status.send(|s| {
+                s.state = TaskState::Running;
+                s.message = "started".into();
+            }),
+        }
         self.monitor().await
     }
 

@@ -14,6 +14,9 @@
 //! Time is tokio time, so tests may use `tokio::time::pause()`. A task that runs until stopped costs
 //! one map entry and no tokio task, so one agent can hold tens of thousands.
 //!
+//! `prepare` and `start` never await, so a dropped future cannot leave half a task (contract
+//! clause 9); `recover` lists the node's tasks in the map (nothing outlives the value to adopt).
+//!
 //! `exec` understands a few commands, enough for health checks and the conformance suite: `true`,
 //! `false`, `sh -c "exit N"`, `echo ...`, `cat PATH`, `stat -c "%a %u %g" PATH`, `hostname`,
 //! `printenv NAME` and `sleep SECONDS`. Others exit 127.
@@ -30,8 +33,8 @@ use tokio::time::Instant;
 
 use crate::error::RuntimeError;
 use crate::runtime::{
-    clip_output, runtime_options, ExecResult, ExitStatus, LogLine, LogStream, Runtime,
-    RuntimeState, TaskConfig, TaskInspect,
+    clip_output, runtime_options, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask,
+    Runtime, RuntimeState, TaskConfig, TaskInspect,
 };
 use crate::signal::parse_signal;
 
@@ -62,6 +65,7 @@ struct SimFile {
 }
 
 struct SimTask {
+    node: Id,
     script: Script,
     hostname: String,
     env: Vec<String>,
@@ -211,6 +215,7 @@ impl Runtime for SimRuntime {
         map.insert(
             config.task_id,
             SimTask {
+                node: config.node_id,
                 script,
                 hostname: config.container.hostname.clone(),
                 env: config.container.env.clone(),
@@ -302,6 +307,20 @@ impl Runtime for SimRuntime {
             }
         }
         Ok(())
+    }
+
+    /// The sim's tasks live in this value, so there is never anything to adopt: it lists the
+    /// node's tasks it holds (its inventory, for the conformance suite).
+    async fn recover(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {
+        Ok(self
+            .lock()
+            .iter()
+            .filter(|(_, t)| t.node == *node)
+            .map(|(id, t)| RecoveredTask {
+                task: *id,
+                state: t.state,
+            })
+            .collect())
     }
 
     async fn remove(&self, task: &Id) -> Result<(), RuntimeError> {

@@ -9,13 +9,21 @@
 //! - **Secrets stay in memory.** Secrets and configs are held only in this process (zeroized when
 //!   dropped) and given to the runtime, which writes them to tmpfs and deletes them once the task
 //!   ends; the agent forgets one when the dispatcher withdraws it.
+//! - **Tasks outlive the agent when the runtime can keep them.** Before it first asks for
+//!   assignments the agent calls [`Runtime::recover`] for its node: the runtime adopts what a
+//!   previous run left (a `docker` container keeps running across a daemon restart). Adopted
+//!   tasks in the first full assignment set carry on (status, logs and health checks resume);
+//!   the others are stopped and removed.
+//! - **Stopping is bounded.** [`Agent::stop`] gives its tasks their longest stop grace period
+//!   plus the mesh drain, [`KILL_WAIT`] and [`STOP_MARGIN`]; what is still stopping then is
+//!   logged by task id and abandoned, so a stuck runtime cannot hang the node's exit.
 //! - **Bad input hurts one task.** A task whose secret was not sent, whose template is wrong or
 //!   whose runtime rejects it is reported `rejected` with the reason; the rest carry on.
 
 mod build;
 mod reporter;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +37,14 @@ use tokio::task::JoinHandle;
 use self::reporter::{Reporter, SessionSlot};
 use crate::controller::{flag_set, Controller, ReportMsg, StatusMap, StatusTx};
 use crate::dispatcher::{Dispatcher, Session};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, KILL_WAIT};
+
+/// What [`Agent::stop`] allows beyond its tasks' stop grace period, the mesh drain and
+/// [`KILL_WAIT`]: engine calls, removing containers, sending the last statuses.
+pub const STOP_MARGIN: Duration = Duration::from_secs(3);
+
+/// Longest [`Runtime::recover`] may take before the agent goes on without it.
+const RECOVER_WAIT: Duration = Duration::from_secs(60);
 
 pub use self::build::template_context;
 
@@ -126,11 +141,21 @@ impl Agent {
             report_tx,
             session_tx,
             stop_rx,
+            recovered: None,
+            removing: Vec::new(),
         };
         let main = tokio::spawn(async move {
             main.run().await;
-            // The reporter ends once every controller (each holds a sender) has ended.
-            let _ = reporter.await;
+            // The reporter ends once every controller (each holds a sender) has ended; it gets a
+            // bounded moment to deliver the last statuses.
+            let mut reporter = reporter;
+            if tokio::time::timeout(STOP_MARGIN, &mut reporter)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the last task statuses were not delivered within {STOP_MARGIN:?}");
+                reporter.abort();
+            }
         });
         Agent {
             shared,
@@ -165,7 +190,9 @@ impl Agent {
     }
 
     /// Stops the agent: every task is shut down (stop signal, grace period, kill) and removed from
-    /// the runtime, its last status is sent if a session is open, and the loops end.
+    /// the runtime, its last status is sent if a session is open, and the loops end. Bounded:
+    /// after the longest stop grace period of its tasks plus the mesh drain, [`KILL_WAIT`] and
+    /// [`STOP_MARGIN`], the tasks still stopping are logged and left (see the module docs).
     pub async fn stop(mut self) {
         let _ = self.stop_tx.send(true);
         if let Some(main) = self.main.take() {
@@ -186,6 +213,15 @@ struct Handle {
     desired: watch::Sender<Arc<Task>>,
     removed: watch::Sender<bool>,
     join: JoinHandle<()>,
+    /// The task's stop grace period (what its stop may take).
+    grace: Duration,
+}
+
+/// A task being stopped and removed after its assignment went away.
+struct Removal {
+    task: Id,
+    grace: Duration,
+    join: JoinHandle<()>,
 }
 
 struct AgentLoop {
@@ -199,6 +235,10 @@ struct AgentLoop {
     report_tx: mpsc::UnboundedSender<ReportMsg>,
     session_tx: watch::Sender<SessionSlot>,
     stop_rx: watch::Receiver<bool>,
+    /// Tasks `recover` found, until the first full assignment set says which to keep.
+    recovered: Option<HashSet<Id>>,
+    /// Tasks being stopped because they are no longer assigned.
+    removing: Vec<Removal>,
 }
 
 impl AgentLoop {
@@ -206,6 +246,7 @@ impl AgentLoop {
         let mut generation = 0u64;
         let mut backoff = self.config.reconnect_min;
         let mut stop = self.stop_rx.clone();
+        self.recover().await;
         loop {
             let registration = NodeRegistration {
                 node_id: self.config.node_id,
@@ -274,7 +315,62 @@ impl AgentLoop {
         }
     }
 
+    /// Asks the runtime for what a previous run of the node left; see the module docs.
+    async fn recover(&mut self) {
+        let node = self.config.node_id;
+        match tokio::time::timeout(RECOVER_WAIT, self.runtime.recover(&node)).await {
+            Ok(Ok(found)) => {
+                if !found.is_empty() {
+                    tracing::info!(
+                        tasks = found.len(),
+                        "the runtime holds tasks from a previous run of this node"
+                    );
+                }
+                self.recovered = Some(found.into_iter().map(|r| r.task).collect());
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the runtime could not recover this node's tasks")
+            }
+            Err(_) => tracing::warn!("the runtime's recover took over {RECOVER_WAIT:?}; skipped"),
+        }
+    }
+
+    /// Stops and removes recovered tasks the first full assignment set does not keep.
+    fn drop_unassigned_recovered(&mut self, set: &AssignmentSet) {
+        let Some(recovered) = self.recovered.take() else {
+            return;
+        };
+        let keep: HashSet<Id> = set
+            .tasks
+            .iter()
+            .filter(|t| !t.status.state.is_terminal())
+            .map(|t| t.id)
+            .collect();
+        for task in recovered.into_iter().filter(|t| !keep.contains(t)) {
+            tracing::info!(task = %task, "removing a recovered task this node is no longer assigned");
+            let runtime = self.runtime.clone();
+            let join = tokio::spawn(async move {
+                if let Err(e) = runtime.shutdown(&task).await {
+                    tracing::warn!(task = %task, error = %e, "stopping a recovered task failed");
+                }
+                if let Err(e) = runtime.remove(&task).await {
+                    tracing::warn!(task = %task, error = %e, "removing a recovered task failed");
+                }
+            });
+            self.removing.push(Removal {
+                task,
+                // Unknown here; the runtime knows it, the stop deadline assumes the default.
+                grace: Duration::from_secs(10),
+                join,
+            });
+        }
+    }
+
     fn apply(&mut self, set: AssignmentSet) {
+        self.removing.retain(|r| !r.join.is_finished());
+        if set.full {
+            self.drop_unassigned_recovered(&set);
+        }
         if set.full {
             self.secrets.clear();
             self.configs.clear();
@@ -338,6 +434,7 @@ impl AgentLoop {
             self.report_tx.clone(),
             self.shared.statuses.clone(),
         );
+        let grace = task.spec.container.effective_stop_grace_period();
         let (desired_tx, desired_rx) = watch::channel(task.clone());
         let (removed_tx, removed_rx) = watch::channel(false);
         let controller = Controller {
@@ -356,6 +453,7 @@ impl AgentLoop {
                 desired: desired_tx,
                 removed: removed_tx,
                 join,
+                grace,
             },
         );
     }
@@ -364,23 +462,55 @@ impl AgentLoop {
         if let Some(h) = self.controllers.remove(&id) {
             let _ = h.removed.send(true);
             let statuses = self.shared.statuses.clone();
-            tokio::spawn(async move {
+            let join = tokio::spawn(async move {
                 let _ = h.join.await;
                 statuses
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
             });
+            self.removing.push(Removal {
+                task: id,
+                grace: h.grace,
+                join,
+            });
         }
     }
 
+    /// Stops every task, and waits for those being removed, until the stop deadline (see
+    /// [`Agent::stop`]); what is still stopping then is logged and abandoned.
     async fn stop_all(&mut self) {
-        let handles: Vec<Handle> = self.controllers.drain().map(|(_, h)| h).collect();
-        for h in &handles {
+        let handles: Vec<(Id, Handle)> = self.controllers.drain().collect();
+        for (_, h) in &handles {
             let _ = h.removed.send(true);
         }
-        for h in handles {
-            let _ = h.join.await;
+        let mut pending: Vec<Removal> = handles
+            .into_iter()
+            .map(|(task, h)| Removal {
+                task,
+                grace: h.grace,
+                join: h.join,
+            })
+            .collect();
+        pending.append(&mut self.removing);
+        let grace = pending.iter().map(|r| r.grace).max().unwrap_or_default();
+        let budget = grace + self.config.mesh_drain + KILL_WAIT + STOP_MARGIN;
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut late = Vec::new();
+        for mut r in pending {
+            if tokio::time::timeout_at(deadline, &mut r.join)
+                .await
+                .is_err()
+            {
+                r.join.abort();
+                late.push(r.task);
+            }
+        }
+        if !late.is_empty() {
+            tracing::warn!(
+                tasks = ?late,
+                "tasks still stopping {budget:?} after the agent was told to stop; leaving them"
+            );
         }
         self.secrets.clear();
         self.configs.clear();

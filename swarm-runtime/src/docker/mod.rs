@@ -36,7 +36,9 @@
 //!   rejects the task before anything is created, in the engine's words; so does any mount the
 //!   engine refuses at create.
 
+mod adopt;
 mod convert;
+mod exec;
 mod network;
 
 use std::collections::HashMap;
@@ -46,7 +48,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerInspectResponse, EndpointSettings, NetworkConnectRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
@@ -67,8 +68,8 @@ use self::network::Networks;
 use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, Stage, Staged};
 use crate::runtime::{
-    clip_output, runtime_options, ExecResult, ExitStatus, LogLine, LogStream, Runtime,
-    RuntimeState, TaskConfig, TaskInspect, MAX_EXEC_OUTPUT,
+    runtime_options, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime,
+    RuntimeState, TaskConfig, TaskInspect, KILL_WAIT,
 };
 use crate::signal::{parse_signal, signal_name};
 
@@ -105,6 +106,16 @@ impl CreateError {
     }
 }
 
+/// How a container ended: its exit status, or why that could not be observed.
+type Exit = Result<ExitStatus, String>;
+
+/// Longest `remove` or `shutdown` waits for a `prepare` or `start` still in flight (they run
+/// detached from their caller's future, see [`Inner::ops`]).
+const OP_WAIT: Duration = Duration::from_secs(60);
+
+/// Longest an engine call made while removing a container may take.
+const REMOVE_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 struct DockerTask {
     container: String,
@@ -112,8 +123,11 @@ struct DockerTask {
     grace: Duration,
     user: String,
     state: RuntimeState,
-    exit_tx: watch::Sender<Option<ExitStatus>>,
+    exit_tx: watch::Sender<Option<Exit>>,
     staged: Staged,
+    /// For a task adopted from a previous run of the node: its files in that run's stage root,
+    /// deleted when it exits like `staged` ones.
+    adopted_dir: Option<PathBuf>,
     image_health: Option<HealthConfig>,
     /// The swarm networks this task holds a reference on, with their engine network ids.
     networks: Vec<(String, Id)>,
@@ -135,6 +149,11 @@ struct Inner {
     docker: Docker,
     stage: Stage,
     tasks: Mutex<HashMap<Id, DockerTask>>,
+    /// `prepare` and `start` run in tasks of their own, so a caller dropping its future cannot
+    /// cut one between an engine call and the registration of what it created (contract clause
+    /// 9). Each in-flight operation is here until its result is registered; `remove` and
+    /// `shutdown` wait for it first. The receiver resolves when the operation's sender drops.
+    ops: Mutex<HashMap<Id, watch::Receiver<()>>>,
     networks: Networks,
 }
 
@@ -157,40 +176,104 @@ impl Inner {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Marks the task exited, deletes its files, then wakes waiters.
-    fn finish(&self, task: &Id, status: ExitStatus) {
+    fn ops(&self) -> MutexGuard<'_, HashMap<Id, watch::Receiver<()>>> {
+        self.ops.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits (bounded) for the task's in-flight `prepare` or `start`, if any.
+    async fn settle(&self, task: &Id) {
+        let Some(mut rx) = self.ops().get(task).cloned() else {
+            return;
+        };
+        if tokio::time::timeout(OP_WAIT, rx.changed()).await.is_err() {
+            tracing::warn!(task = %task, "a prepare or start of the task is still running after {OP_WAIT:?}; going on without it");
+        }
+    }
+
+    /// Marks the task exited, deletes its files, then wakes waiters. An unknown exit shows in
+    /// `inspect` as code -1; `wait` reports it as [`RuntimeError::ExitUnknown`].
+    fn finish(&self, task: &Id, exit: Exit) {
         let mut map = self.lock();
         let Some(t) = map.get_mut(task) else { return };
         if matches!(t.state, RuntimeState::Exited(_)) {
             return;
         }
-        t.state = RuntimeState::Exited(status);
+        t.state = RuntimeState::Exited(exit.clone().unwrap_or(ExitStatus::code(-1)));
         self.stage.unstage(task);
-        t.exit_tx.send_replace(Some(status));
+        if let Some(dir) = t.adopted_dir.take() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::debug!(task = %task, error = %e, "adopted task's staged files not deleted");
+            }
+        }
+        t.exit_tx.send_replace(Some(exit));
     }
 
-    /// Waits for the container to stop, reads its exit code, cleans up.
+    /// Waits for the container to stop and records how it ended. A failed wait (connection
+    /// dropped, engine restarted) is not an exit: the engine is asked where the container is,
+    /// and a running one is waited on again.
     async fn watch_exit(self: Arc<Self>, task: Id, container: String) {
-        let opts = WaitContainerOptionsBuilder::default()
-            .condition("not-running")
-            .build();
-        let mut stream = self.docker.wait_container(&container, Some(opts));
-        let _ = stream.next().await;
-        let status = match self.docker.inspect_container(&container, None).await {
-            Ok(i) => {
-                let code = i.state.and_then(|s| s.exit_code).unwrap_or(-1);
-                if code > 128 && code < 128 + 65 {
-                    ExitStatus {
-                        code,
-                        signal: i32::try_from(code - 128).ok(),
+        let mut backoff = Duration::from_millis(100);
+        let exit = loop {
+            let opts = WaitContainerOptionsBuilder::default()
+                .condition("not-running")
+                .build();
+            let mut stream = self.docker.wait_container(&container, Some(opts));
+            let failure = match stream.next().await {
+                Some(Ok(r)) => break Ok(exit_status(r.status_code)),
+                // bollard turns a non-zero exit into this error.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
+                    break Ok(exit_status(code))
+                }
+                Some(Err(e)) => message(&e),
+                None => "the engine closed the wait stream without a result".to_string(),
+            };
+            match self.docker.inspect_container(&container, None).await {
+                Ok(i) => {
+                    let state = i.state.unwrap_or_default();
+                    if state.running != Some(true) {
+                        break state.exit_code.map(exit_status).ok_or_else(|| {
+                            format!("waiting for container {container} failed ({failure}) and the engine reports no exit code")
+                        });
                     }
-                } else {
-                    ExitStatus::code(code)
+                    tracing::debug!(task = %task, error = %failure, "waiting for the container failed; it still runs, waiting again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    break Err(format!(
+                        "waiting for container {container} failed ({failure}), then inspecting it failed: {}",
+                        message(&e)
+                    ))
                 }
             }
-            Err(_) => ExitStatus::signal(libc::SIGKILL),
         };
-        self.finish(&task, status);
+        self.finish(&task, exit);
+    }
+}
+
+/// Awaits a detached `prepare` or `start`.
+async fn join_op(
+    op: &'static str,
+    handle: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+) -> Result<(), RuntimeError> {
+    match handle.await {
+        Ok(r) => r,
+        Err(e) => Err(RuntimeError::Engine {
+            op,
+            message: format!("the operation ended abnormally: {e}"),
+        }),
+    }
+}
+
+/// An exit code as Docker reports it (`128 + signal` for a signal death).
+fn exit_status(code: i64) -> ExitStatus {
+    if code > 128 && code < 128 + 65 {
+        ExitStatus {
+            code,
+            signal: i32::try_from(code - 128).ok(),
+        }
+    } else {
+        ExitStatus::code(code)
     }
 }
 
@@ -215,6 +298,7 @@ impl DockerRuntime {
             inner: Arc::new(Inner {
                 stage,
                 tasks: Mutex::new(HashMap::new()),
+                ops: Mutex::new(HashMap::new()),
                 networks: Networks::new(docker.clone()),
                 docker,
             }),
@@ -333,6 +417,7 @@ impl DockerRuntime {
             networks: engine_ids.into_iter().zip(ids).collect(),
             ports: config.ports.clone(),
             running: None,
+            adopted_dir: None,
         })
     }
 
@@ -448,6 +533,49 @@ impl DockerRuntime {
             .ok_or(RuntimeError::NotFound { task: *task })
     }
 
+    /// Registers an in-flight operation on `task` after `check` passed, both under the locks.
+    fn begin_op(
+        &self,
+        task: Id,
+        check: impl FnOnce(
+            &HashMap<Id, DockerTask>,
+            &HashMap<Id, watch::Receiver<()>>,
+        ) -> Result<(), RuntimeError>,
+    ) -> Result<watch::Sender<()>, RuntimeError> {
+        let tasks = self.inner.lock();
+        let mut ops = self.inner.ops();
+        check(&tasks, &ops)?;
+        let (tx, rx) = watch::channel(());
+        ops.insert(task, rx);
+        Ok(tx)
+    }
+
+    /// The body of `start`: starts the container, then watches for its exit at once (before
+    /// anything else is awaited), then reads its addresses and ports.
+    async fn start_container(&self, task: &Id) -> Result<(), RuntimeError> {
+        let (container, ports) = self.get(task, |t| (t.container.clone(), t.ports.clone()))?;
+        if let Err(e) = self.inner.docker.start_container(&container, None).await {
+            self.inner.finish(task, Ok(ExitStatus::code(127)));
+            return Err(RuntimeError::StartFailed {
+                task: *task,
+                reason: start_failure(message(&e), &ports),
+            });
+        }
+        if let Some(t) = self.inner.lock().get_mut(task) {
+            if t.state == RuntimeState::Created {
+                t.state = RuntimeState::Running;
+            }
+        }
+        tokio::spawn(self.inner.clone().watch_exit(*task, container));
+        // Addresses and bound ports exist once the engine has started the container: read them
+        // now, so `inspect` right after `start` has them without another engine call.
+        let info = self.read_running(task).await;
+        if let Some(t) = self.inner.lock().get_mut(task) {
+            t.running = info;
+        }
+        Ok(())
+    }
+
     async fn kill(&self, container: &str, sig: i32) {
         let opts = KillContainerOptionsBuilder::default()
             .signal(&signal_name(sig))
@@ -470,57 +598,69 @@ impl Runtime for DockerRuntime {
     }
 
     async fn prepare(&self, config: &TaskConfig) -> Result<(), RuntimeError> {
-        if self.inner.lock().contains_key(&config.task_id) {
-            return Err(RuntimeError::AlreadyPrepared {
-                task: config.task_id,
-            });
-        }
-        let t = self.create(config).await?;
-        self.inner.lock().insert(config.task_id, t);
-        Ok(())
+        let id = config.task_id;
+        let done = self.begin_op(id, |tasks, ops| {
+            if tasks.contains_key(&id) || ops.contains_key(&id) {
+                return Err(RuntimeError::AlreadyPrepared { task: id });
+            }
+            Ok(())
+        })?;
+        let me = self.clone();
+        let config = config.clone();
+        let op = tokio::spawn(async move {
+            let r = match me.create(&config).await {
+                Ok(t) => {
+                    me.inner.lock().insert(id, t);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            me.inner.ops().remove(&id);
+            drop(done);
+            r
+        });
+        join_op("prepare", op).await
     }
 
     async fn start(&self, task: &Id) -> Result<(), RuntimeError> {
-        let (container, state, ports) =
-            self.get(task, |t| (t.container.clone(), t.state, t.ports.clone()))?;
-        if state != RuntimeState::Created {
-            return Err(RuntimeError::AlreadyStarted { task: *task });
-        }
-        if let Err(e) = self.inner.docker.start_container(&container, None).await {
-            self.inner.finish(task, ExitStatus::code(127));
-            return Err(RuntimeError::StartFailed {
-                task: *task,
-                reason: start_failure(message(&e), &ports),
-            });
-        }
-        if let Some(t) = self.inner.lock().get_mut(task) {
-            if t.state == RuntimeState::Created {
-                t.state = RuntimeState::Running;
+        let id = *task;
+        let done = self.begin_op(id, |tasks, ops| {
+            let t = tasks.get(&id).ok_or(RuntimeError::NotFound { task: id })?;
+            if t.state != RuntimeState::Created || ops.contains_key(&id) {
+                return Err(RuntimeError::AlreadyStarted { task: id });
             }
-        }
-        // Addresses and bound ports exist once the engine has started the container: read them
-        // now, so `inspect` right after `start` has them without another engine call.
-        let info = self.read_running(task).await;
-        if let Some(t) = self.inner.lock().get_mut(task) {
-            t.running = info;
-        }
-        tokio::spawn(self.inner.clone().watch_exit(*task, container));
-        Ok(())
+            Ok(())
+        })?;
+        let me = self.clone();
+        let op = tokio::spawn(async move {
+            let r = me.start_container(&id).await;
+            me.inner.ops().remove(&id);
+            drop(done);
+            r
+        });
+        join_op("start", op).await
     }
 
     async fn wait(&self, task: &Id) -> Result<ExitStatus, RuntimeError> {
         let mut rx = self.get(task, |t| t.exit_tx.subscribe())?;
         loop {
-            if let Some(s) = *rx.borrow_and_update() {
-                return Ok(s);
+            if let Some(exit) = rx.borrow_and_update().clone() {
+                return exit.map_err(|reason| RuntimeError::ExitUnknown {
+                    task: *task,
+                    reason,
+                });
             }
             if rx.changed().await.is_err() {
-                return Ok(ExitStatus::signal(libc::SIGKILL));
+                return Err(RuntimeError::ExitUnknown {
+                    task: *task,
+                    reason: "the runtime dropped the task".into(),
+                });
             }
         }
     }
 
     async fn shutdown(&self, task: &Id) -> Result<(), RuntimeError> {
+        self.inner.settle(task).await;
         let Ok((container, state, sig, grace, mut rx)) = self.get(task, |t| {
             (
                 t.container.clone(),
@@ -535,7 +675,7 @@ impl Runtime for DockerRuntime {
         match state {
             RuntimeState::Exited(_) => return Ok(()),
             RuntimeState::Created => {
-                self.inner.finish(task, ExitStatus::code(0));
+                self.inner.finish(task, Ok(ExitStatus::code(0)));
                 return Ok(());
             }
             RuntimeState::Running => {}
@@ -543,20 +683,58 @@ impl Runtime for DockerRuntime {
         self.kill(&container, sig).await;
         if tokio::time::timeout(grace, rx.wait_for(|s| s.is_some()))
             .await
-            .is_err()
+            .is_ok()
         {
-            self.kill(&container, libc::SIGKILL).await;
-            let _ = rx.wait_for(|s| s.is_some()).await;
+            return Ok(());
         }
-        Ok(())
+        self.kill(&container, libc::SIGKILL).await;
+        if tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| s.is_some()))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        // No exit seen: the wait may be what is stuck. Ask the engine once more.
+        let state = tokio::time::timeout(
+            REMOVE_WAIT,
+            self.inner.docker.inspect_container(&container, None),
+        )
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .and_then(|i| i.state);
+        match state {
+            Some(s) if s.running != Some(true) => {
+                let exit = s
+                    .exit_code
+                    .map(exit_status)
+                    .ok_or_else(|| "the engine reports no exit code".to_string());
+                self.inner.finish(task, exit);
+                Ok(())
+            }
+            _ => Err(RuntimeError::KillTimedOut {
+                task: *task,
+                waited: KILL_WAIT,
+            }),
+        }
     }
 
     async fn remove(&self, task: &Id) -> Result<(), RuntimeError> {
+        self.inner.settle(task).await;
         let Ok(container) = self.get(task, |t| t.container.clone()) else {
             return Ok(());
         };
-        self.remove_container(&container).await?;
-        self.inner.finish(task, ExitStatus::signal(libc::SIGKILL));
+        match tokio::time::timeout(REMOVE_WAIT, self.remove_container(&container)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(RuntimeError::Engine {
+                    op: "remove container",
+                    message: format!("no answer from the engine within {REMOVE_WAIT:?}"),
+                })
+            }
+        }
+        self.inner
+            .finish(task, Ok(ExitStatus::signal(libc::SIGKILL)));
         let held = self.inner.lock().remove(task).map(|t| t.networks);
         let ids: Vec<Id> = held.into_iter().flatten().map(|(_, id)| id).collect();
         self.inner.networks.release(&ids).await;
@@ -608,69 +786,7 @@ impl Runtime for DockerRuntime {
         cmd: &[String],
         timeout: Duration,
     ) -> Result<ExecResult, RuntimeError> {
-        let (container, state, user) =
-            self.get(task, |t| (t.container.clone(), t.state, t.user.clone()))?;
-        if state != RuntimeState::Running {
-            return Err(RuntimeError::NotRunning { task: *task });
-        }
-        let docker = &self.inner.docker;
-        let created = docker
-            .create_exec(
-                &container,
-                CreateExecOptions {
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    cmd: Some(cmd.to_vec()),
-                    user: (!user.is_empty()).then_some(user),
-                    ..CreateExecOptions::default()
-                },
-            )
-            .await
-            .map_err(|e| match status_code(&e) {
-                Some(409) => RuntimeError::NotRunning { task: *task },
-                _ => engine("create exec", e),
-            })?;
-        let run = async {
-            let mut out = Vec::new();
-            match docker.start_exec(&created.id, None).await {
-                Ok(StartExecResults::Attached { mut output, .. }) => {
-                    while let Some(Ok(chunk)) = output.next().await {
-                        let bytes = chunk.into_bytes();
-                        let room = MAX_EXEC_OUTPUT.saturating_sub(out.len());
-                        out.extend_from_slice(&bytes[..bytes.len().min(room)]);
-                    }
-                }
-                Ok(StartExecResults::Detached) => {}
-                Err(e) => return Err(engine("start exec", e)),
-            }
-            Ok(out)
-        };
-        match tokio::time::timeout(timeout, run).await {
-            Ok(out) => {
-                let out = out?;
-                let inspect = docker
-                    .inspect_exec(&created.id)
-                    .await
-                    .map_err(|e| engine("inspect exec", e))?;
-                Ok(ExecResult {
-                    exit_code: inspect.exit_code.unwrap_or(-1),
-                    output: clip_output(&out),
-                })
-            }
-            Err(_) => {
-                // The engine cannot cancel an exec; kill its process on the host, as Docker's
-                // own health checks do on timeout.
-                if let Ok(i) = docker.inspect_exec(&created.id).await {
-                    if let Some(pid) = i.pid.and_then(|p| libc::pid_t::try_from(p).ok()) {
-                        if pid > 1 {
-                            // SAFETY: kill has no memory-safety preconditions.
-                            unsafe { libc::kill(pid, libc::SIGKILL) };
-                        }
-                    }
-                }
-                Err(RuntimeError::ExecTimeout { timeout })
-            }
-        }
+        self.exec_in(task, cmd, timeout).await
     }
 
     async fn logs(&self, task: &Id, tail: Option<usize>) -> Result<Vec<LogLine>, RuntimeError> {
@@ -699,5 +815,9 @@ impl Runtime for DockerRuntime {
             }
         }
         Ok(lines)
+    }
+
+    async fn recover(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {
+        self.recover_node(node).await
     }
 }

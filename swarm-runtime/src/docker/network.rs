@@ -156,6 +156,17 @@ impl Networks {
         Ok(out)
     }
 
+    /// Takes one reference on an engine network an adopted container is attached to (see
+    /// `adopt.rs`), as if `acquire` had taken it for that container.
+    pub(crate) async fn adopt(&self, swarm_id: Id, engine_id: &str) {
+        let mut held = self.held.lock().await;
+        let h = held.entry(swarm_id).or_insert(Held {
+            engine_id: engine_id.to_string(),
+            refs: 0,
+        });
+        h.refs += 1;
+    }
+
     /// Gives back one reference on each network; the engine network of one no task of this
     /// adapter holds any more is removed (best effort: one still in use by someone else stays).
     pub(crate) async fn release(&self, nets: &[Id]) {
