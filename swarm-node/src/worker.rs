@@ -40,13 +40,17 @@ pub enum WorkerError {
 }
 
 /// Makes the runtime adapter `kind` (`auto` must be resolved first; it is treated as `process`).
-/// The process runtime keeps its volumes in `volumes_dir` ([`crate::config::DaemonConfig::volumes_dir`]).
+/// The process runtime keeps its volumes in `volumes_dir` ([`crate::config::DaemonConfig::volumes_dir`])
+/// and runs each task under a `supervisor` when given one
+/// ([`crate::config::DaemonConfig::supervisor_options`]).
 pub async fn make_runtime(
     kind: RuntimeKind,
     volumes_dir: PathBuf,
+    supervisor: Option<swarm_runtime::process::SupervisorOptions>,
 ) -> Result<Arc<dyn Runtime>, WorkerError> {
     let process = ProcessOptions {
         volumes_dir: Some(volumes_dir),
+        supervisor,
         ..ProcessOptions::default()
     };
     Ok(match kind {
