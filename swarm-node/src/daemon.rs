@@ -33,6 +33,23 @@ use crate::worker::{make_runtime, Worker, WorkerError};
 /// Default `--advertise-addr` shown for a single-host swarm.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:2377";
 
+/// Longest the routing mesh, and separately the orchestration loops, may take to stop.
+pub const STOP_STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Longest the manager may take to commit the last statuses and close raft when stopping.
+pub const MANAGER_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs one stop step with a bound; past it, says which step was abandoned.
+async fn bounded(
+    what: &str,
+    limit: std::time::Duration,
+    step: impl std::future::Future<Output = ()>,
+) {
+    if tokio::time::timeout(limit, step).await.is_err() {
+        tracing::warn!("{what} took longer than {limit:?}; going on without it");
+    }
+}
+
 /// Why the daemon did not start.
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -234,13 +251,28 @@ impl Daemon {
     }
 
     /// Stops the routing mesh (listeners and proxied connections), the loops, the worker (tasks
-    /// are stopped and their last status committed) and the manager, in that order.
+    /// are stopped and their last status committed) and the manager, in that order. Each step
+    /// is bounded: the mesh and the loops by [`STOP_STEP`], the worker by the agent's own
+    /// deadline (the longest stop grace period of its tasks plus the mesh drain,
+    /// `swarm_runtime::KILL_WAIT` and `swarm_runtime::agent::STOP_MARGIN`), the manager by
+    /// [`MANAGER_STOP`]. A step past its bound is logged and left behind (the raft log is
+    /// crash-safe, so an unfinished close loses nothing committed).
     async fn stop_active(mw: Box<(Manager, Worker, Arc<RoutingMesh>)>) {
         let (mut manager, worker, mesh) = *mw;
-        mesh.stop().await;
-        manager.stop_loops().await;
+        bounded("stopping the routing mesh", STOP_STEP, mesh.stop()).await;
+        bounded(
+            "stopping the orchestration loops",
+            STOP_STEP,
+            manager.stop_loops(),
+        )
+        .await;
         worker.stop().await;
-        manager.shutdown().await;
+        bounded(
+            "closing the dispatcher and the raft log",
+            MANAGER_STOP,
+            manager.shutdown(),
+        )
+        .await;
     }
 
     /// Graceful shutdown: every task is stopped, pending statuses are committed, raft is closed.

@@ -269,19 +269,53 @@ async fn bind(socket: &Path) -> Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Exit code when a second stop signal cuts the graceful stop short.
+const EXIT_SECOND_SIGNAL: i32 = 130;
+
+/// The daemon's stop signals (`SIGTERM`, `SIGINT`), listened to from the start so that none is
+/// missed between the first and the second.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
     }
+
+    async fn recv(&mut self) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = one(&mut self.term) => {}
+            _ = one(&mut self.int) => {}
+        }
+    }
+}
+
+/// Resolves on the first `SIGTERM` or `SIGINT`: the graceful stop begins (tasks get their stop
+/// grace period, bounded as `Daemon::shutdown` documents). A second one exits at once with
+/// [`EXIT_SECOND_SIGNAL`], leaving tasks as they are (a docker workload is adopted by the next
+/// start).
+async fn shutdown_signal() {
+    let mut signals = StopSignals::new();
+    signals.recv().await;
+    tokio::spawn(async move {
+        signals.recv().await;
+        eprintln!("swarm-node: second stop signal: exiting now, without waiting for tasks to stop");
+        std::process::exit(EXIT_SECOND_SIGNAL);
+    });
 }
 
 async fn unlock(at: Location, key: Option<String>) -> Result<()> {

@@ -3,15 +3,18 @@
 //!
 //! The runtime is made once per daemon ([`make_runtime`]) and outlives workers, so `swarm leave`
 //! then `swarm init` reuses it. Workers never need the unlock key; in this single-host daemon the
-//! worker starts once the manager is unlocked, because its dispatcher lives in that manager (and
-//! after a restart the runtime holds no task to keep running).
+//! worker starts once the manager is unlocked, because its dispatcher lives in that manager (a
+//! docker workload keeps running while the swarm is locked, and is adopted at the unlock).
 //!
-//! Restart and adoption: the `process` and `sim` runtimes lose their tasks with the daemon, and the
-//! `docker` adapter keys tasks by an in-memory map, so none of them can adopt a task that ran
-//! before a restart. The agent then reports such a task `failed` ("the task's process is gone")
-//! and the orchestrator restarts it per its restart policy. With `docker`, containers a crashed
-//! daemon left behind (label `com.docker.swarm.node.id` = this node) are removed when the worker
-//! starts, so they cannot run twice.
+//! Restart and adoption: when the agent starts it calls `Runtime::recover` for this node. The
+//! `docker` runtime adopts the containers a previous run of the node left (label
+//! `com.docker.swarm.node.id` = this node): the ones still assigned keep running untouched (no
+//! restart, same container), the others are stopped and removed. A runtime that cannot adopt
+//! (`sim`; `process` until it has a per-task supervisor) reports nothing, and the agent then
+//! reports each such task `failed` ("the task's process is gone") for the orchestrator to
+//! replace per its restart policy.
+//!
+//! Stopping is bounded by the agent (see `swarm_runtime::Agent::stop`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,9 +100,6 @@ impl Worker {
         runtime: Arc<dyn Runtime>,
         dispatcher: Arc<dyn Dispatcher>,
     ) -> Worker {
-        if runtime.name() == "docker" {
-            remove_leftover_containers(node_id).await;
-        }
         let mut config = AgentConfig::new(node_id, description);
         // The dispatcher is in-process: reconnect quickly after a manager restart or unlock.
         config.reconnect_max = std::time::Duration::from_millis(500);
@@ -126,37 +126,5 @@ impl Worker {
     /// the agent.
     pub async fn stop(self) {
         self.agent.stop().await;
-    }
-}
-
-/// Removes containers of this node that a previous daemon left running (it cannot adopt them).
-async fn remove_leftover_containers(node_id: Id) {
-    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
-    let Ok(docker) = bollard::Docker::connect_with_unix(
-        swarm_runtime::docker::DEFAULT_SOCKET,
-        30,
-        bollard::API_DEFAULT_VERSION,
-    ) else {
-        return;
-    };
-    let mut filters = std::collections::HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![format!("com.docker.swarm.node.id={node_id}")],
-    );
-    let opts = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let Ok(list) = docker.list_containers(Some(opts)).await else {
-        return;
-    };
-    for c in list {
-        let Some(id) = c.id else { continue };
-        tracing::info!(container = %id, "removing a container left by a previous run of this node");
-        let rm = RemoveContainerOptionsBuilder::default().force(true).build();
-        if let Err(e) = docker.remove_container(&id, Some(rm)).await {
-            tracing::warn!(container = %id, error = %e, "could not remove a leftover container");
-        }
     }
 }

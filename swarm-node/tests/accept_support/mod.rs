@@ -487,8 +487,41 @@ impl Node {
         )
     }
 
+    /// Sends `sig` to the daemon and waits up to `limit` for it to exit: its exit status and how
+    /// long it took, or `None` when it was still running at `limit` (then it stays to be
+    /// killed by the drop).
+    pub async fn signal_and_wait(
+        &mut self,
+        sig: i32,
+        limit: Duration,
+    ) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut child = self.child.take().expect("the daemon is not running");
+        let pid = child.id().expect("the daemon was already reaped");
+        let sent = std::time::Instant::now();
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => Some((status.expect("waiting for swarm-node"), sent.elapsed())),
+            Err(_) => {
+                self.child = Some(child);
+                None
+            }
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (no stop: its tasks are left as they are), then starts it
+    /// again on the same data directory and socket.
+    pub async fn kill_and_restart(&mut self) {
+        let status = self
+            .signal_and_wait(libc::SIGKILL, TIMEOUT)
+            .await
+            .expect("swarm-node did not die on SIGKILL");
+        assert!(!status.0.success());
+        self.spawn().await;
+    }
+
     /// The node id recorded in the data directory, if the node is in a swarm.
-    fn stored_node_id(&self) -> Option<String> {
+    pub fn stored_node_id(&self) -> Option<String> {
         let text = std::fs::read_to_string(self.data_dir().join("node.json")).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         v["node_id"].as_str().map(str::to_string)
