@@ -337,3 +337,31 @@ fn swarm_runtime_skipped(why: &str) {
         "\n**********\nSKIPPED: {why}; this test did not run\n**********"
     );
 }
+
+/// A supervisor killed outright takes its task with it (the task must not run unowned), and the
+/// runtime reports the exit as unknown rather than inventing a code.
+#[test]
+fn a_killed_supervisor_takes_its_task_and_the_exit_is_unknown() {
+    let dir = TempDir::new().unwrap();
+    let node = unique_id();
+    let c = task(node, "sleep 1000");
+    tokio_rt().block_on(async {
+        let rt = runtime(dir.path(), false);
+        let pid = start(&rt, &c).await;
+        let socket = socket_of(dir.path(), &c.task_id);
+        let supervisor = with_marker(&socket.display().to_string());
+        assert_eq!(supervisor.len(), 1);
+        // SAFETY: kill(2) on the supervisor this test started.
+        unsafe { libc::kill(supervisor[0] as libc::pid_t, libc::SIGKILL) };
+        let err = tokio::time::timeout(STEP, rt.wait(&c.task_id))
+            .await
+            .expect("wait returns")
+            .unwrap_err();
+        assert!(
+            matches!(err, swarm_runtime::RuntimeError::ExitUnknown { .. }),
+            "{err}"
+        );
+        wait_until("the task dies with its supervisor", || !running(pid));
+        rt.remove(&c.task_id).await.unwrap();
+    });
+}

@@ -15,6 +15,21 @@
 //! `SWARM_CONFIGS_DIR` (every other target, by its absolute path); mounts are rejected. Runtime
 //! option `swarm.runtime.process.namespaces` (`true`/`false`) overrides the default per task.
 //!
+//! # Supervision
+//!
+//! Without [`ProcessOptions::supervisor`] tasks are the runtime's children and die with it. With
+//! it, each task runs under its own supervisor process ([`supervisor`], started as
+//! `<program> <args...> <socket>`; the protocol is [`proto`]), which owns the task's process, exit
+//! code and output and outlives the runtime and its daemon. A new runtime on the same supervisor
+//! directory adopts them all in [`Runtime::recover`]: running tasks keep running untouched, exited
+//! ones report their exit code, and only `remove` lets a supervisor go. With namespaces a supervised
+//! task is also the init of its own PID namespace with a private `/proc`, so no task reaches
+//! another's files through `/proc/<pid>/root`; a stop signal it does not handle (the kernel
+//! shields a namespace's init from those) is delivered as `SIGKILL` and reported as that signal,
+//! as it would be outside a namespace. The stage root of a supervised runtime is stable
+//! (`<supervisor dir>/stage`, a private tmpfs, as root) and swept of dead tasks' files by
+//! `recover`.
+//!
 //! # Mounts
 //!
 //! Mounts need namespaces and are made in spec order in the task's mount namespace, which starts
@@ -81,7 +96,7 @@ use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, supervised_stage_root, Stage, SECRETS_DIR};
 use crate::runtime::{
     clip_output, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState,
-    TaskConfig, TaskInspect, MAX_EXEC_OUTPUT,
+    TaskConfig, TaskInspect, KILL_WAIT, MAX_EXEC_OUTPUT,
 };
 
 /// Docker's default `PATH` for containers.
@@ -131,6 +146,8 @@ struct ProcTask {
     logs: LogBuffer,
     /// The supervisor's socket, once a supervised task started.
     socket: Option<PathBuf>,
+    /// Why the exit could not be observed (its supervisor vanished without reporting it).
+    exit_unknown: Option<String>,
 }
 
 struct Inner {
@@ -191,7 +208,9 @@ impl ProcessRuntime {
             (None, Some(sup)) => supervised_stage_root(&sup.dir),
             (None, None) => default_stage_root("process"),
         };
-        let mut stage = Stage::create(root, !opts.namespaces)?;
+        // Only a root agent without namespaces runs tasks as other users that reach their files
+        // through host paths; everyone else gets owner-only (0700) stage directories.
+        let mut stage = Stage::create(root, !opts.namespaces && is_root())?;
         if persistent {
             stage = stage.persistent();
         }
@@ -249,6 +268,16 @@ impl Inner {
         self.release(task, &t.prep);
         t.exit_tx.send_replace(Some(status));
     }
+
+    /// Marks the task exited with an exit nobody observed: `wait` reports why instead of a code.
+    fn finish_unknown(&self, task: &Id, reason: String) {
+        if let Some(t) = self.lock().get_mut(task) {
+            if !matches!(t.state, RuntimeState::Exited(_)) {
+                t.exit_unknown = Some(reason);
+            }
+        }
+        self.finish(task, ExitStatus::signal(libc::SIGKILL));
+    }
 }
 
 #[async_trait]
@@ -275,6 +304,7 @@ impl Runtime for ProcessRuntime {
                 exit_tx,
                 logs: LogBuffer::default(),
                 socket: None,
+                exit_unknown: None,
             },
         );
         Ok(())
@@ -343,6 +373,13 @@ impl Runtime for ProcessRuntime {
         };
         loop {
             if let Some(s) = *rx.borrow_and_update() {
+                let map = self.inner.lock();
+                if let Some(reason) = map.get(task).and_then(|t| t.exit_unknown.clone()) {
+                    return Err(RuntimeError::ExitUnknown {
+                        task: *task,
+                        reason,
+                    });
+                }
                 return Ok(s);
             }
             if rx.changed().await.is_err() {
@@ -382,7 +419,15 @@ impl Runtime for ProcessRuntime {
             .is_err()
         {
             spawn::kill_group(pid, libc::SIGKILL);
-            let _ = rx.wait_for(|s| s.is_some()).await;
+            if tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| s.is_some()))
+                .await
+                .is_err()
+            {
+                return Err(RuntimeError::KillTimedOut {
+                    task: *task,
+                    waited: KILL_WAIT,
+                });
+            }
         }
         Ok(())
     }
@@ -406,7 +451,15 @@ impl Runtime for ProcessRuntime {
             Self::collect(&socket).await;
         } else if let Some((pid, mut rx)) = running {
             spawn::kill_group(pid, libc::SIGKILL);
-            let _ = rx.wait_for(|s| s.is_some()).await;
+            if tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| s.is_some()))
+                .await
+                .is_err()
+            {
+                return Err(RuntimeError::KillTimedOut {
+                    task: *task,
+                    waited: KILL_WAIT,
+                });
+            }
         }
         self.inner.finish(task, ExitStatus::signal(libc::SIGKILL));
         if let Some(t) = self.inner.lock().remove(task) {

@@ -3,11 +3,11 @@
 //! Every message is one frame: a 4-byte big-endian length, then that many bytes of bincode.
 //! Frames over [`MAX_FRAME`] are refused before anything is allocated for them.
 //!
-//! 1. **Launch** (once, at start): the runtime writes a [`Launch`] frame on the supervisor's
-//!    standard input; the supervisor answers a [`Launched`] frame on its standard output once the
+//! 1. **Launch** (once, at start): the runtime writes a `Launch` frame on the supervisor's
+//!    standard input; the supervisor answers a `Launched` frame on its standard output once the
 //!    task's process exists (or could not be started), then closes both.
 //! 2. **Requests** over the supervisor's Unix socket: each connection starts with
-//!    [`Request::Hello`] (answered with [`Reply::Hello`], which carries [`PROTOCOL_VERSION`]; a
+//!    `Request::Hello` (answered with `Reply::Hello`, which carries [`PROTOCOL_VERSION`]; a
 //!    supervisor refuses a version it does not speak), then any number of requests, one reply
 //!    each, in order. A connection may wait as long as the task runs (`Wait`, `Stop`).
 //!
@@ -31,7 +31,7 @@ use crate::runtime::{ExitStatus, LogLine, LogStream};
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The largest frame either side accepts (a launch with a big environment, or a full log ring).
-pub(crate) const MAX_FRAME: u32 = 64 * 1024 * 1024;
+pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, Error)]

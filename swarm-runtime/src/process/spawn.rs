@@ -45,6 +45,9 @@ pub(crate) struct Setup {
     pub(crate) ids: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     /// Working directory.
     pub(crate) dir: Option<CString>,
+    /// Die (`SIGKILL`) when the parent dies: a supervised task must not outlive its supervisor,
+    /// which alone can report its exit.
+    pub(crate) die_with_parent: bool,
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -111,6 +114,10 @@ impl Setup {
             }
             if let Some(d) = &self.dir {
                 check(libc::chdir(d.as_ptr()))?;
+            }
+            // Last: a change of credentials clears the parent-death signal.
+            if self.die_with_parent {
+                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
             }
         }
         Ok(())

@@ -24,7 +24,7 @@ use super::proto::{self, Launch, Launched, ProtoError, Reply, Request, PROTOCOL_
 use super::supervisor::socket_path;
 use super::{Inner, ProcTask, ProcessRuntime};
 use crate::error::RuntimeError;
-use crate::runtime::{ExitStatus, LogLine, RuntimeState};
+use crate::runtime::{ExitStatus, LogLine, RuntimeState, KILL_WAIT};
 
 /// How the runtime starts supervisors: `<program> <args...> <socket path>`, run as a separate
 /// process that calls [`super::supervise`] with that socket path.
@@ -115,7 +115,8 @@ impl ProcessRuntime {
         let Some(opts) = self.inner.supervisor.as_ref() else {
             return Err(RuntimeError::invalid("no supervisor configured"));
         };
-        let setup = self.setup(prep, None)?;
+        let mut setup = self.setup(prep, None)?;
+        setup.die_with_parent = true;
         let record = bincode::serialize(prep)
             .map_err(|e| RuntimeError::io("encoding the task record", std::io::Error::other(e)))?;
         let launch = Launch {
@@ -203,7 +204,9 @@ impl ProcessRuntime {
         signal: i32,
         grace: Duration,
     ) -> Result<(), RuntimeError> {
-        let limit = grace + Duration::from_secs(10);
+        // The supervisor sends SIGKILL after `grace`; it may take KILL_WAIT to die (plus a moment
+        // for the supervisor itself to answer).
+        let limit = grace + KILL_WAIT + Duration::from_secs(1);
         let status = match tokio::time::timeout(
             limit,
             call(socket, Request::Stop { signal, grace }),
@@ -217,16 +220,18 @@ impl ProcessRuntime {
                     ProtoError::Unexpected(format!("{other:?}")),
                 ))
             }
-            // The supervisor is gone, and its task with it (it dies with its task).
-            Ok(Err(_)) => ExitStatus::signal(libc::SIGKILL),
+            Ok(Err(e)) => {
+                self.inner.finish_unknown(
+                    task,
+                    format!("its supervisor is gone without reporting it ({e})"),
+                );
+                return Ok(());
+            }
             Err(_) => {
-                return Err(RuntimeError::io(
-                    "stopping the task",
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("its supervisor did not report the exit within {limit:?}"),
-                    ),
-                ))
+                return Err(RuntimeError::KillTimedOut {
+                    task: *task,
+                    waited: KILL_WAIT,
+                })
             }
         };
         self.inner.finish(task, status);
@@ -334,6 +339,7 @@ impl ProcessRuntime {
                 exit_tx,
                 logs: LogBuffer::default(),
                 socket: Some(socket.clone()),
+                exit_unknown: None,
             },
         );
         if let Some(status) = h.exit {
@@ -362,13 +368,16 @@ fn decode_record(bytes: &[u8]) -> Result<Prepared, bincode::Error> {
 /// Waits on one connection for the task's exit and records it.
 fn spawn_waiter(inner: Weak<Inner>, task: Id, socket: PathBuf) {
     tokio::spawn(async move {
-        let status = match call(&socket, Request::Wait).await {
-            Ok(Reply::Exited(s)) => s.into(),
-            // The supervisor died without telling (killed): so did its task.
-            _ => ExitStatus::signal(libc::SIGKILL),
-        };
-        if let Some(inner) = inner.upgrade() {
-            inner.finish(&task, status);
+        let result = call(&socket, Request::Wait).await;
+        let Some(inner) = inner.upgrade() else { return };
+        match result {
+            Ok(Reply::Exited(s)) => inner.finish(&task, s.into()),
+            // The supervisor died without telling (killed): its task's exit is unknown.
+            Ok(other) => inner.finish_unknown(&task, format!("its supervisor answered {other:?}")),
+            Err(e) => inner.finish_unknown(
+                &task,
+                format!("its supervisor is gone without reporting it ({e})"),
+            ),
         }
     });
 }
