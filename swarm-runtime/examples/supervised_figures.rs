@@ -49,13 +49,20 @@ fn runtime(dir: &std::path::Path) -> ProcessRuntime {
     .expect("process runtime")
 }
 
-fn task(node: Id) -> TaskConfig {
-    let spec = ContainerSpec {
-        command: vec![
+/// A task that exits on SIGTERM (`stop`), or a bare `sleep` (one process per task, so that
+/// 10 000 tasks fit under the machine's pid limit).
+fn task(node: Id, stoppable: bool) -> TaskConfig {
+    let command = if stoppable {
+        vec![
             "sh".into(),
             "-c".into(),
-            "trap 'exit 0' TERM; while :; do sleep 1; done".into(),
-        ],
+            "trap 'exit 0' TERM; while :; do sleep 1 & wait; done".into(),
+        ]
+    } else {
+        vec!["sleep".into(), "100000".into()]
+    };
+    let spec = ContainerSpec {
+        command,
         ..ContainerSpec::default()
     };
     let mut c = TaskConfig::new(unique_id(), "figures", spec);
@@ -71,7 +78,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn stops(rt: &ProcessRuntime, node: Id, n: usize) {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
-        let c = task(node);
+        let c = task(node, true);
         rt.prepare(&c).await.expect("prepare");
         rt.start(&c.task_id).await.expect("start");
         let t = Instant::now();
@@ -103,7 +110,7 @@ fn main() {
             let t = Instant::now();
             let mut ids = Vec::with_capacity(tasks);
             for _ in 0..tasks {
-                let c = task(node);
+                let c = task(node, false);
                 rt.prepare(&c).await.expect("prepare");
                 rt.start(&c.task_id).await.expect("start");
                 ids.push(c.task_id);

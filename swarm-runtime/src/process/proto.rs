@@ -281,4 +281,18 @@ mod tests {
         let err = read_sync::<Request>(&mut garbage.as_slice()).unwrap_err();
         assert!(matches!(err, ProtoError::Decode(_)), "{err}");
     }
+
+    proptest::proptest! {
+        /// Whatever bytes arrive, decoding any message type returns (an error) without panicking
+        /// or allocating past the frame limit.
+        #[test]
+        fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = read_sync::<Request>(&mut bytes.as_slice());
+            let _ = read_sync::<Reply>(&mut bytes.as_slice());
+            let _ = read_sync::<Launch>(&mut bytes.as_slice());
+            let _ = read_sync::<Launched>(&mut bytes.as_slice());
+            let _ = decode::<Launch>(&bytes);
+            let _ = decode::<Reply>(&bytes);
+        }
+    }
 }

@@ -158,10 +158,10 @@ impl ProcessRuntime {
         let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(failed("the supervisor has no pipes".into()));
         };
-        // The supervisor is our child until this daemon dies: reap it whenever it exits.
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-        });
+        // The supervisor is our child until this daemon dies. Dropping the handle (not
+        // kill-on-drop) leaves it running and lets tokio reap it in the background when it
+        // exits, without holding a descriptor per task as a waiting handle would.
+        drop(child);
         proto::write(&mut stdin, &launch)
             .await
             .map_err(|e| failed(format!("talking to the supervisor: {e}")))?;
