@@ -302,6 +302,8 @@ impl ProcessRuntime {
                 }
             }
         }
+        // Every task this runtime holds now has its directory kept; the agent calls `recover`
+        // before it prepares anything, so no staging is in flight.
         let keep: std::collections::HashSet<Id> = self.inner.lock().keys().copied().collect();
         self.inner.stage.sweep(|id| keep.contains(id));
         Ok(())
@@ -342,14 +344,12 @@ impl ProcessRuntime {
                 exit_unknown: None,
             },
         );
-        if let Some(status) = h.exit {
+        if h.exit.is_some() {
             // It exited while no daemon ran: free what it held (its supervisor deleted its files).
             let map = self.inner.lock();
             if let Some(t) = map.get(&h.task) {
                 self.inner.release(&h.task, &t.prep);
             }
-            drop(map);
-            let _ = status;
         } else {
             spawn_waiter(Arc::downgrade(&self.inner), h.task, socket);
         }
