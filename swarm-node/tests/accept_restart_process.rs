@@ -8,8 +8,9 @@
 //! marker argument, not through the API, so a second copy of a task cannot hide. The crash-looping
 //! service is the witness that the restarted node is orchestrating again (it gets a new task
 //! after the restart) before the check runs. Each trial also makes a write the API acknowledged
-//! (a secret) just before the kill, and finds it after the restart. Finally `SIGTERM` (a clean
-//! stop) stops every task and leaves no supervisor behind.
+//! (a secret) just before the kill, and finds it after the restart. A service removed just before
+//! a kill has no process after the restart. Finally `SIGTERM` (a clean stop) stops every task
+//! and leaves no supervisor behind.
 //!
 //! Trials: `SWARM_RESTART_TRIALS` (default 2), e.g.
 //! `SWARM_RESTART_TRIALS=20 cargo test -p swarm-node --test accept_restart_process`.
@@ -166,6 +167,28 @@ async fn sigkill_keeps_process_tasks_running_and_sigterm_stops_them() {
         );
         before = after;
     }
+
+    // A service removed just before the crash: whether or not the agent stopped its tasks before
+    // the kill, after the restart none of its processes runs (a recovered task no longer assigned
+    // is stopped through its supervisor) and the other service's tasks are untouched.
+    let (gone, _) = SERVICES[1];
+    node.ok(&["service", "rm", gone]).await;
+    node.kill().await;
+    node.start_again().await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !processes_with(&marker(&run, gone)).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tasks of the removed service {gone} still run after the restart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (kept, _) = SERVICES[0];
+    assert_eq!(
+        pids(&run)[kept],
+        before[kept],
+        "service {kept} was disturbed by the removal of {gone}"
+    );
 
     node.stop().await;
     assert!(
