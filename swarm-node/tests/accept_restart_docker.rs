@@ -6,8 +6,9 @@
 //! (no acknowledged write lost), each at its replica count, every container has the same id and
 //! `StartedAt` as before the kill (none restarted, none replaced, none added), no task history
 //! entry appears (a failed-then-replaced task would leave one), and the adopted tasks' logs are
-//! still served. A service removed while the daemon was down is covered by the agent's unit
-//! tests; here the moment of the kill is drawn at random (seeded) while a counter service ticks.
+//! still served; a second test shows an adopted task's health check still runs. A task no
+//! longer assigned after the restart is covered by swarm-runtime's `agent_sim` tests; here the
+//! moment of the kill is drawn at random (seeded) while a counter service ticks.
 //!
 //! Trials: `SWARM_RESTART_TRIALS` (default 2, CI; `SWARM_RESTART_TRIALS=20` for the full run),
 //! moments from `SWARM_RESTART_SEED` (default: the clock, printed).
@@ -179,4 +180,73 @@ async fn sigkill_and_restart_keeps_every_container_and_service() {
     node.stop().await;
     let left = containers_of(&node_id).await;
     assert!(left.is_empty(), "containers left after the stop: {left:?}");
+}
+
+/// The health check of an adopted task still runs: after SIGKILL + restart the same container
+/// keeps running, and once its check starts failing (the file it tests is removed inside the
+/// container, through the engine) the task fails as `unhealthy container`, which only the
+/// restarted agent's health loop can report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopted_tasks_keep_their_health_checks() {
+    let Some(mut node) = Node::start(Runtime::Docker, true).await else {
+        return;
+    };
+    let node_id = node.node_id().await;
+    node.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "checked",
+        "--health-cmd",
+        "cat /tmp/healthy",
+        "--health-interval",
+        "1s",
+        "--health-timeout",
+        "1s",
+        "--health-retries",
+        "1",
+        "--restart-condition",
+        "none",
+        "--stop-grace-period",
+        "1s",
+        IMAGE,
+        "sh",
+        "-c",
+        "touch /tmp/healthy; trap 'exit 0' TERM; while true; do sleep 0.2; done",
+    ])
+    .await;
+    node.wait_replicas("checked", "1/1").await;
+    let before = containers_of(&node_id).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    node.kill_and_restart().await;
+    node.wait_replicas("checked", "1/1").await;
+    assert_eq!(
+        containers_of(&node_id).await,
+        before,
+        "the container was kept"
+    );
+    let container = before.keys().next().expect("one container").clone();
+    let rm = engine(&["exec", &container, "rm", "/tmp/healthy"]).await;
+    assert_eq!(rm.code, 0, "docker exec rm: {}", rm.stderr);
+    let rows = node
+        .wait_for(
+            "the adopted task failing its health check",
+            &[
+                "service",
+                "ps",
+                "checked",
+                "--no-trunc",
+                "--format",
+                "{{.CurrentState}}|{{.Error}}",
+            ],
+            |out| out.starts_with("Failed") && out.contains("unhealthy container"),
+        )
+        .await;
+    assert_eq!(
+        rows.lines().count(),
+        1,
+        "the same task, never replaced: {rows}"
+    );
+    node.stop().await;
 }

@@ -150,3 +150,51 @@ async fn sigterm_at_a_random_moment_stops_in_bounded_time_and_leaves_no_containe
 async fn sigterm_right_after_create_leaves_no_created_container() {
     one_trial(0, Duration::from_millis(50), "8").await;
 }
+
+/// A second SIGTERM while the daemon waits out a long stop grace period exits at once with code
+/// 130 and says so; the task is left to the next start to adopt (its container still runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_sigterm_exits_at_once() {
+    let Some(mut node) = Node::start(Runtime::Docker, true).await else {
+        return;
+    };
+    let node_id = node.node_id().await;
+    node.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "stubborn",
+        "--stop-grace-period",
+        "5m",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.2; done",
+    ])
+    .await;
+    node.wait_replicas("stubborn", "1/1").await;
+    // The first SIGTERM starts a stop that would wait the 5 minute grace period.
+    assert!(
+        node.signal_and_wait(libc::SIGTERM, Duration::from_secs(3))
+            .await
+            .is_none(),
+        "the first SIGTERM waits for the task's grace period"
+    );
+    let (status, _) = node
+        .signal_and_wait(libc::SIGTERM, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| panic!("a second SIGTERM did not exit\n{}", node.log_tail()));
+    assert_eq!(status.code(), Some(130), "{}", node.log_tail());
+    assert!(
+        node.log_tail().contains("second stop signal"),
+        "{}",
+        node.log_tail()
+    );
+    let left = containers_of(&node_id).await;
+    assert_eq!(
+        left.len(),
+        1,
+        "the task's container is left running: {left:?}"
+    );
+}

@@ -245,15 +245,20 @@ impl Controller {
         }
     }
 
-    /// Reports the task running, with what the runtime knows of it (no-op once reported).
+    /// Reports the task running, with what the runtime knows of it. What the runtime cannot
+    /// tell (an adopted task's ports are not re-read) keeps the value the cluster has.
     fn report_running(&self, i: TaskInspect) {
         self.status.send(|s| {
             s.state = TaskState::Running;
             s.message = "started".into();
             s.pid = i64::from(i.pid);
             s.container_id = i.container_id;
-            s.addresses = i.addresses;
-            s.port_status = i.ports;
+            if !i.addresses.is_empty() {
+                s.addresses = i.addresses;
+            }
+            if !i.ports.is_empty() {
+                s.port_status = i.ports;
+            }
         });
     }
 

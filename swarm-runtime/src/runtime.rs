@@ -242,9 +242,10 @@ pub struct RecoveredTask {
 ///    still return once it exits.
 /// 10. **Bound every wait.** `shutdown` returns within the stop grace period plus [`KILL_WAIT`]
 ///    (plus the time of the engine calls themselves): when the task has not exited [`KILL_WAIT`]
-///    after `SIGKILL`, it returns [`RuntimeError::KillTimedOut`]. `remove` is bounded the same
-///    way. An exit that cannot be observed (the engine's wait failed and the task is gone) makes
-///    `wait` return [`RuntimeError::ExitUnknown`], never a made-up exit code.
+///    after `SIGKILL`, it returns [`RuntimeError::KillTimedOut`]. `remove` is bounded too (each
+///    adapter documents its bound). An exit that cannot be observed (the engine's wait failed
+///    and the task is gone) makes `wait` return [`RuntimeError::ExitUnknown`], never a made-up
+///    exit code.
 /// 11. **Recover what this node owns.** `recover(node)` finds, in the world and not only in
 ///    memory, every task of `node` the runtime holds something for (containers or processes
 ///    labelled with the node's id, staged files), adopts those it did not know (a previous run

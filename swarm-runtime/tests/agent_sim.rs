@@ -387,3 +387,117 @@ async fn stop_shuts_tasks_down_and_reports_it() {
         "stopped tasks are removed from the runtime"
     );
 }
+
+/// After a restart the agent keeps what `Runtime::recover` found and is still assigned (the same
+/// runtime task carries on, reported running), and stops and removes what is not assigned any
+/// more. The runtime here holds two running tasks of the node before the agent starts, as a
+/// daemon killed mid-workload leaves them for an adapter that can adopt.
+#[tokio::test]
+async fn recovered_tasks_are_kept_when_assigned_and_removed_otherwise() {
+    use swarm_runtime::{Runtime, RuntimeState, TaskConfig};
+    let rt = Arc::new(SimRuntime::new());
+    let mut keep = sim_task(&Behaviour::RunForever);
+    let gone = sim_task(&Behaviour::RunForever);
+    for t in [&keep, &gone] {
+        let mut c = TaskConfig::new(t.id, "svc", t.spec.container.clone());
+        c.node_id = node_id();
+        rt.prepare(&c).await.expect("prepare");
+        rt.start(&t.id).await.expect("start");
+    }
+    // The cluster last heard that `keep` runs; `gone` was removed while the node was down.
+    keep.status.state = TaskState::Running;
+    keep.status.message = "started".into();
+    let d = LocalDispatcher::new();
+    d.assign(node_id(), vec![Arc::new(keep.clone())], vec![], vec![]);
+    let agent = agent(rt.clone(), &d);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while rt.task_count() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unassigned recovered task was never removed ({} tasks)",
+            rt.task_count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(rt.inspect(&gone.id).await.is_err(), "`gone` is removed");
+    let kept = rt.inspect(&keep.id).await.expect("`keep` is still held");
+    assert_eq!(kept.state, RuntimeState::Running, "and was never restarted");
+    assert_eq!(
+        agent.task_status(keep.id).map(|s| s.state),
+        Some(TaskState::Running)
+    );
+    assert!(d.regressions().is_empty(), "{:?}", d.regressions());
+    agent.stop().await;
+    assert_eq!(rt.task_count(), 0);
+}
+
+/// A runtime whose `shutdown` never returns (a wedged engine).
+struct StuckShutdown(SimRuntime);
+
+#[async_trait::async_trait]
+impl swarm_runtime::Runtime for StuckShutdown {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+    async fn prepare(
+        &self,
+        c: &swarm_runtime::TaskConfig,
+    ) -> Result<(), swarm_runtime::RuntimeError> {
+        self.0.prepare(c).await
+    }
+    async fn start(&self, t: &swarm_core::Id) -> Result<(), swarm_runtime::RuntimeError> {
+        self.0.start(t).await
+    }
+    async fn wait(
+        &self,
+        t: &swarm_core::Id,
+    ) -> Result<swarm_runtime::ExitStatus, swarm_runtime::RuntimeError> {
+        self.0.wait(t).await
+    }
+    async fn shutdown(&self, _: &swarm_core::Id) -> Result<(), swarm_runtime::RuntimeError> {
+        std::future::pending().await
+    }
+    async fn remove(&self, t: &swarm_core::Id) -> Result<(), swarm_runtime::RuntimeError> {
+        self.0.remove(t).await
+    }
+    async fn inspect(
+        &self,
+        t: &swarm_core::Id,
+    ) -> Result<swarm_runtime::TaskInspect, swarm_runtime::RuntimeError> {
+        self.0.inspect(t).await
+    }
+    async fn exec(
+        &self,
+        t: &swarm_core::Id,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<swarm_runtime::ExecResult, swarm_runtime::RuntimeError> {
+        self.0.exec(t, cmd, timeout).await
+    }
+    async fn logs(
+        &self,
+        t: &swarm_core::Id,
+        tail: Option<usize>,
+    ) -> Result<Vec<swarm_runtime::LogLine>, swarm_runtime::RuntimeError> {
+        self.0.logs(t, tail).await
+    }
+}
+
+/// `Agent::stop` is bounded: with a runtime whose stop never returns it still returns, once the
+/// tasks' stop grace period plus the margins (`KILL_WAIT`, `STOP_MARGIN`, the mesh drain) has
+/// passed, not before the grace period. Virtual time, so the test takes no real 18 s.
+#[tokio::test(start_paused = true)]
+async fn stop_is_bounded_when_the_runtime_hangs() {
+    let rt = Arc::new(StuckShutdown(SimRuntime::new()));
+    let d = LocalDispatcher::new();
+    let agent = agent(rt.clone(), &d);
+    let t = sim_task(&Behaviour::RunForever);
+    d.assign(node_id(), vec![Arc::new(t.clone())], vec![], vec![]);
+    wait_state(&d, t.id, TaskState::Running).await;
+    let t0 = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(120), agent.stop())
+        .await
+        .expect("Agent::stop returned despite the stuck runtime");
+    let grace = Duration::from_secs(10);
+    assert!(t0.elapsed() >= grace, "gave up before the grace period");
+}

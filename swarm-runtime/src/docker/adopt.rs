@@ -10,9 +10,12 @@
 //! watcher, an exited one reports the exit code the engine kept. Logs stay with the engine, so
 //! `logs` returns the output from before the restart too. The host-mode ports of an adopted task
 //! are not re-read: the cluster keeps the ones it was told when the task started.
+//!
+//! A killed daemon also leaves its stage root under /dev/shm; `recover` deletes the roots of
+//! dead runs that hold no file any more, and an adopted task's root goes with its last task.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum};
@@ -33,6 +36,7 @@ pub(crate) const LABEL_NODE_ID: &str = "com.docker.swarm.node.id";
 impl DockerRuntime {
     /// Lists `node`'s containers and adopts the ones this instance does not know.
     pub(super) async fn recover_node(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {
+        sweep_dead_stage_roots(Path::new(STAGE_PARENT));
         let mut filters = HashMap::new();
         filters.insert("label".to_string(), vec![format!("{LABEL_NODE_ID}={node}")]);
         let opts = ListContainersOptionsBuilder::default()
@@ -180,6 +184,56 @@ impl DockerRuntime {
     }
 }
 
+/// Where default stage roots live (`files::default_stage_root`).
+const STAGE_PARENT: &str = "/dev/shm";
+
+/// Deletes the default stage roots (`swarm-docker-<pid>-<n>`) of docker runtimes whose process is
+/// gone (a killed daemon leaves its root behind) and which hold no file any more. A root that
+/// still holds files is left alone: another node's adopted task may need them.
+fn sweep_dead_stage_roots(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("swarm-docker-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        if pid <= 0 || process_alive(pid) {
+            continue;
+        }
+        let root = e.path();
+        if holds_files(&root) {
+            continue;
+        }
+        if let Err(err) = std::fs::remove_dir_all(&root) {
+            tracing::debug!(root = %root.display(), error = %err, "a dead run's stage root was not removed");
+        }
+    }
+}
+
+fn process_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Whether a directory tree holds anything but directories (unreadable counts as holding).
+fn holds_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    entries.flatten().any(|e| match e.file_type() {
+        Ok(t) if t.is_dir() => holds_files(&e.path()),
+        _ => true,
+    })
+}
+
 /// The task's directory in a previous run's stage root, from one of its bind specs
 /// (`<root>/<task id>/secrets/x:/run/secrets/x:ro`): the source path up to the task id.
 fn stage_dir_of(bind: &str, task: &Id) -> Option<PathBuf> {
@@ -216,5 +270,27 @@ mod tests {
             stage_dir_of("/dev/shm/swarm-docker-1-0/other/a:/a", &task),
             None
         );
+    }
+
+    #[test]
+    fn only_empty_roots_of_dead_processes_are_swept() {
+        let parent = tempfile::tempdir().unwrap();
+        let dead_pid = libc::pid_t::MAX - 1;
+        let dead = parent.path().join(format!("swarm-docker-{dead_pid}-0"));
+        let dead_with_file = parent.path().join(format!("swarm-docker-{dead_pid}-1"));
+        let alive = parent
+            .path()
+            .join(format!("swarm-docker-{}-0", std::process::id()));
+        let other = parent.path().join("something-else");
+        std::fs::create_dir_all(dead.join("task/secrets")).unwrap();
+        std::fs::create_dir_all(dead_with_file.join("task")).unwrap();
+        std::fs::write(dead_with_file.join("task/s"), b"x").unwrap();
+        std::fs::create_dir_all(&alive).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        sweep_dead_stage_roots(parent.path());
+        assert!(!dead.exists());
+        assert!(dead_with_file.exists());
+        assert!(alive.exists());
+        assert!(other.exists());
     }
 }

@@ -35,11 +35,25 @@
 //!   container) and tmpfs, each read-only on request. A bind mount whose host path is missing
 //!   rejects the task before anything is created, in the engine's words; so does any mount the
 //!   engine refuses at create.
+//! - `prepare` and `start` run as tasks of their own (`create.rs` holds `prepare`'s engine work):
+//!   a caller that drops the future cannot cut one between an engine call and the registration
+//!   of what it made; `shutdown` and `remove` wait for one in flight first. `start` watches for
+//!   the container's exit before it awaits anything else.
+//! - Stops are bounded: `KILL_WAIT` after `SIGKILL` without an exit, the engine is asked once
+//!   more, then `shutdown` fails with `KillTimedOut`. A failed wait on the engine is not an exit:
+//!   a container still running is waited on again, one gone without an exit code is reported by
+//!   `wait` as `ExitUnknown`. `remove` waits at most 60 s for a `prepare`/`start` in flight and
+//!   30 s for the engine's forced removal.
+//! - A timed-out `exec` is killed through a pidfd, only after checking the process is in the
+//!   container's PID namespace (`exec.rs`).
+//! - `recover(node)` adopts the node's containers a previous run left, by label (`adopt.rs`).
 
 mod adopt;
 mod convert;
+mod create;
 mod exec;
 mod network;
+mod wait;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,30 +62,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerInspectResponse, EndpointSettings, NetworkConnectRequest};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
-};
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::{KillContainerOptionsBuilder, LogsOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
 use swarm_core::objects::service::{HealthConfig, PortConfig};
 use swarm_core::objects::task::TaskAddress;
-use swarm_core::{Id, Network};
+use swarm_core::Id;
 use tokio::sync::watch;
 
-use self::convert::{
-    addresses, bound_ports, check_bind_sources, create_body, engine, image_health, message,
-    start_failure, status_code, Attach,
-};
+use self::convert::{addresses, bound_ports, engine, message, start_failure};
 use self::network::Networks;
+use self::wait::exit_status;
 use crate::error::RuntimeError;
-use crate::files::{default_stage_root, is_root, Stage, Staged};
+use crate::files::{default_stage_root, Stage, Staged};
 use crate::runtime::{
-    runtime_options, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime,
-    RuntimeState, TaskConfig, TaskInspect, KILL_WAIT,
+    ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig,
+    TaskInspect, KILL_WAIT,
 };
-use crate::signal::{parse_signal, signal_name};
+use crate::signal::signal_name;
 
 /// The engine's default socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -86,24 +95,6 @@ pub struct DockerOptions {
     /// Where task files are staged; must be (or, as root, becomes) a tmpfs. Default: a fresh
     /// directory under /dev/shm, deleted when the runtime is dropped.
     pub stage_dir: Option<PathBuf>,
-}
-
-/// Why a container create failed: a vanished engine network is retried once.
-enum CreateError {
-    NetworkGone(String),
-    Other(RuntimeError),
-}
-
-impl CreateError {
-    fn into_runtime(self) -> RuntimeError {
-        match self {
-            CreateError::NetworkGone(m) => RuntimeError::Engine {
-                op: "create container",
-                message: m,
-            },
-            CreateError::Other(e) => e,
-        }
-    }
 }
 
 /// How a container ended: its exit status, or why that could not be observed.
@@ -204,50 +195,12 @@ impl Inner {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::debug!(task = %task, error = %e, "adopted task's staged files not deleted");
             }
+            // The previous run's root goes with its last task (fails while others remain).
+            if let Some(root) = dir.parent() {
+                let _ = std::fs::remove_dir(root);
+            }
         }
         t.exit_tx.send_replace(Some(exit));
-    }
-
-    /// Waits for the container to stop and records how it ended. A failed wait (connection
-    /// dropped, engine restarted) is not an exit: the engine is asked where the container is,
-    /// and a running one is waited on again.
-    async fn watch_exit(self: Arc<Self>, task: Id, container: String) {
-        let mut backoff = Duration::from_millis(100);
-        let exit = loop {
-            let opts = WaitContainerOptionsBuilder::default()
-                .condition("not-running")
-                .build();
-            let mut stream = self.docker.wait_container(&container, Some(opts));
-            let failure = match stream.next().await {
-                Some(Ok(r)) => break Ok(exit_status(r.status_code)),
-                // bollard turns a non-zero exit into this error.
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => {
-                    break Ok(exit_status(code))
-                }
-                Some(Err(e)) => message(&e),
-                None => "the engine closed the wait stream without a result".to_string(),
-            };
-            match self.docker.inspect_container(&container, None).await {
-                Ok(i) => {
-                    let state = i.state.unwrap_or_default();
-                    if state.running != Some(true) {
-                        break state.exit_code.map(exit_status).ok_or_else(|| {
-                            format!("waiting for container {container} failed ({failure}) and the engine reports no exit code")
-                        });
-                    }
-                    tracing::debug!(task = %task, error = %failure, "waiting for the container failed; it still runs, waiting again");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => {
-                    break Err(format!(
-                        "waiting for container {container} failed ({failure}), then inspecting it failed: {}",
-                        message(&e)
-                    ))
-                }
-            }
-        };
-        self.finish(&task, exit);
     }
 }
 
@@ -262,18 +215,6 @@ async fn join_op(
             op,
             message: format!("the operation ended abnormally: {e}"),
         }),
-    }
-}
-
-/// An exit code as Docker reports it (`128 + signal` for a signal death).
-fn exit_status(code: i64) -> ExitStatus {
-    if code > 128 && code < 128 + 65 {
-        ExitStatus {
-            code,
-            signal: i32::try_from(code - 128).ok(),
-        }
-    } else {
-        ExitStatus::code(code)
     }
 }
 
@@ -313,191 +254,6 @@ impl DockerRuntime {
     /// The container id of a prepared task.
     pub fn container_id(&self, task: &Id) -> Option<String> {
         self.inner.lock().get(task).map(|t| t.container.clone())
-    }
-
-    async fn create(&self, config: &TaskConfig) -> Result<DockerTask, RuntimeError> {
-        let spec = &config.container;
-        let opts = runtime_options(&spec.labels, "docker", OPTIONS)?;
-        let mode = opts.get("network").cloned();
-        if let (Some(mode), Some(first)) = (&mode, config.networks.first()) {
-            return Err(RuntimeError::invalid(format!(
-                "the task is attached to swarm network {:?} and also sets runtime option \
-                 swarm.runtime.docker.network={mode:?}; use one or the other",
-                first.network.spec.annotations.name
-            )));
-        }
-        let stop_signal = parse_signal(&spec.stop_signal)?;
-        if spec.image.is_empty() {
-            return Err(RuntimeError::invalid(
-                "the docker runtime needs an image; give the service one",
-            ));
-        }
-        check_bind_sources(config)?;
-        let image = match self.inner.docker.inspect_image(&spec.image).await {
-            Ok(i) => i,
-            Err(e) if status_code(&e) == Some(404) => {
-                return Err(RuntimeError::ImageNotFound {
-                    image: spec.image.clone(),
-                    reason: message(&e),
-                })
-            }
-            Err(e) => return Err(engine("inspect image", e)),
-        };
-        let image_health = image_health(image.config.and_then(|c| c.healthcheck));
-        // One endpoint per swarm network, in the order given.
-        let mut nets: Vec<(&Network, &[String])> = Vec::new();
-        for a in &config.networks {
-            if !nets.iter().any(|(n, _)| n.id == a.network.id) {
-                nets.push((&a.network, &a.aliases));
-            }
-        }
-        let swarm: Vec<&Network> = nets.iter().map(|(n, _)| *n).collect();
-        let ids: Vec<Id> = swarm.iter().map(|n| n.id).collect();
-        let mut engine_ids = self.inner.networks.acquire(&swarm).await?;
-        let staged = match self.inner.stage.stage(config, is_root()) {
-            Ok(s) => s,
-            Err(e) => {
-                self.inner.networks.release(&ids).await;
-                return Err(e);
-            }
-        };
-        let mut retried = false;
-        let result = loop {
-            let attach = match (engine_ids.first(), nets.first()) {
-                (Some(id), Some((_, aliases))) => Attach::Swarm {
-                    network: id.clone(),
-                    aliases: aliases.to_vec(),
-                },
-                _ => Attach::Mode(mode.clone()),
-            };
-            let r = self
-                .create_container(config, &staged, stop_signal, attach)
-                .await;
-            match r {
-                // The bridge went away between acquire and create (removed by another adapter
-                // sharing this engine): take it again, once.
-                Err(CreateError::NetworkGone(_)) if !retried => {
-                    retried = true;
-                    self.inner.networks.release(&ids).await;
-                    match self.inner.networks.acquire(&swarm).await {
-                        Ok(e) => engine_ids = e,
-                        Err(e) => {
-                            self.inner.stage.unstage(&config.task_id);
-                            return Err(e);
-                        }
-                    }
-                }
-                Err(e) => break Err(e.into_runtime()),
-                Ok(container) => {
-                    break self
-                        .connect_rest(&container, &nets, &engine_ids)
-                        .await
-                        .map(|()| container)
-                }
-            }
-        };
-        let container = match result {
-            Ok(c) => c,
-            Err(e) => {
-                self.inner.stage.unstage(&config.task_id);
-                self.inner.networks.release(&ids).await;
-                return Err(e);
-            }
-        };
-        let (exit_tx, _) = watch::channel(None);
-        Ok(DockerTask {
-            container,
-            stop_signal,
-            grace: spec.effective_stop_grace_period(),
-            user: spec.user.clone(),
-            state: RuntimeState::Created,
-            exit_tx,
-            staged,
-            image_health,
-            networks: engine_ids.into_iter().zip(ids).collect(),
-            ports: config.ports.clone(),
-            running: None,
-            adopted_dir: None,
-        })
-    }
-
-    /// Creates the container; the error tells a vanished network apart.
-    async fn create_container(
-        &self,
-        config: &TaskConfig,
-        staged: &Staged,
-        stop_signal: i32,
-        attach: Attach,
-    ) -> Result<String, CreateError> {
-        let swarm = matches!(attach, Attach::Swarm { .. });
-        let body = create_body(config, staged, stop_signal, attach);
-        let create = CreateContainerOptionsBuilder::default()
-            .name(&config.task_name)
-            .build();
-        match self.inner.docker.create_container(Some(create), body).await {
-            Ok(c) => Ok(c.id),
-            Err(e) => Err(match status_code(&e) {
-                Some(404) if swarm && message(&e).starts_with("network ") => {
-                    CreateError::NetworkGone(message(&e))
-                }
-                Some(404) => CreateError::Other(RuntimeError::ImageNotFound {
-                    image: config.container.image.clone(),
-                    reason: message(&e),
-                }),
-                // Bad mounts (`invalid mount config for type ...`), bad ports, bad options.
-                Some(400) => CreateError::Other(RuntimeError::invalid(message(&e))),
-                _ => CreateError::Other(engine("create container", e)),
-            }),
-        }
-    }
-
-    /// Connects a created container to the task's swarm networks after the first (with their
-    /// aliases); on failure the container is removed.
-    async fn connect_rest(
-        &self,
-        container: &str,
-        nets: &[(&Network, &[String])],
-        engine_ids: &[String],
-    ) -> Result<(), RuntimeError> {
-        for ((net, aliases), id) in nets.iter().zip(engine_ids).skip(1) {
-            let req = NetworkConnectRequest {
-                container: container.to_string(),
-                endpoint_config: Some(EndpointSettings {
-                    aliases: Some(aliases.to_vec()),
-                    ..EndpointSettings::default()
-                }),
-            };
-            if let Err(e) = self.inner.docker.connect_network(id, req).await {
-                self.remove_container(container).await.ok();
-                return Err(RuntimeError::Engine {
-                    op: "connect network",
-                    message: format!(
-                        "swarm network {:?}: {}",
-                        net.spec.annotations.name,
-                        message(&e)
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes a container and its anonymous volumes (named volumes stay, as in Docker).
-    async fn remove_container(&self, container: &str) -> Result<(), RuntimeError> {
-        let opts = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match self
-            .inner
-            .docker
-            .remove_container(container, Some(opts))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) if status_code(&e) == Some(404) => Ok(()),
-            Err(e) => Err(engine("remove container", e)),
-        }
     }
 
     /// Reads a running container's pid, addresses and bound ports from the engine.

@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use swarm_core::SecretData;
 
+pub use super::cancel::{
+    cancelled_prepare_leaves_nothing, cancelled_start_leaves_an_observed_task,
+    exit_during_start_is_reported, recover_adopts_a_running_task, recover_adopts_an_exited_task,
+    recover_lists_this_nodes_tasks_only,
+};
 use super::{unique_id, Behaviour, Fixture, Probe};
 use crate::error::RuntimeError;
 use crate::files::is_tmpfs;
@@ -391,6 +396,12 @@ pub async fn run_all(f: &dyn Fixture) {
     logs_capture_output(f).await;
     unknown_runtime_option_is_rejected(f).await;
     unknown_and_repeated_calls(f).await;
+    cancelled_prepare_leaves_nothing(f).await;
+    cancelled_start_leaves_an_observed_task(f).await;
+    exit_during_start_is_reported(f).await;
+    recover_lists_this_nodes_tasks_only(f).await;
+    recover_adopts_a_running_task(f).await;
+    recover_adopts_an_exited_task(f).await;
 }
 
 /// Expands into one `#[tokio::test]` per conformance case. `$fixture` is an expression of type
@@ -408,7 +419,13 @@ macro_rules! conformance_tests {
             secrets_are_private_to_their_task,
             logs_capture_output,
             unknown_runtime_option_is_rejected,
-            unknown_and_repeated_calls
+            unknown_and_repeated_calls,
+            cancelled_prepare_leaves_nothing,
+            cancelled_start_leaves_an_observed_task,
+            exit_during_start_is_reported,
+            recover_lists_this_nodes_tasks_only,
+            recover_adopts_a_running_task,
+            recover_adopts_an_exited_task
         );
     };
     (@cases $fixture:expr; $($case:ident),*) => {

@@ -4,6 +4,7 @@
 //! the adapter's terms) and runs [`conformance::run_all`], or expands
 //! [`conformance_tests!`](crate::conformance_tests) into one `#[tokio::test]` per case.
 
+mod cancel;
 pub mod conformance;
 
 use std::collections::BTreeMap;
@@ -78,6 +79,13 @@ pub trait Fixture: Send + Sync {
     /// Whether files get the requested owner (the runtime runs as root).
     fn sets_owner(&self) -> bool {
         true
+    }
+
+    /// Another instance of the adapter over the same world (engine, host), as a restarted
+    /// daemon would make: the `recover` cases check that it adopts the first one's tasks. `None`
+    /// (the default) skips them, for adapters whose tasks cannot outlive the instance.
+    fn second_instance(&self) -> Option<Arc<dyn Runtime>> {
+        None
     }
 }
 
