@@ -365,3 +365,51 @@ fn a_killed_supervisor_takes_its_task_and_the_exit_is_unknown() {
         rt.remove(&c.task_id).await.unwrap();
     });
 }
+
+/// Upgrading in place: the supervisor executable is replaced on disk (a new file at the same path)
+/// while a task runs; the task keeps running under the old supervisor, and a runtime started
+/// with the new file adopts it (same protocol version).
+#[test]
+fn replacing_the_supervisor_binary_keeps_the_workload() {
+    let dir = TempDir::new().unwrap();
+    let node = unique_id();
+    let exe = dir.path().join("bin").join("supervisor");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_swarm-supervisor"), &exe).unwrap();
+    let with_exe = |dir: &Path| {
+        ProcessRuntime::with_options(ProcessOptions {
+            namespaces: false,
+            stage_dir: None,
+            volumes_dir: None,
+            supervisor: Some(SupervisorOptions {
+                program: exe.clone(),
+                args: Vec::new(),
+                dir: dir.join("supervisors"),
+            }),
+        })
+        .expect("process runtime")
+    };
+    let c = task(node, "sleep 1000");
+    let pid = tokio_rt().block_on(async {
+        let rt = with_exe(dir.path());
+        start(&rt, &c).await
+    });
+    // A package manager's upgrade: write the new file beside, rename it over the old one.
+    let staged = exe.with_extension("new");
+    std::fs::copy(env!("CARGO_BIN_EXE_swarm-supervisor"), &staged).unwrap();
+    std::fs::rename(&staged, &exe).unwrap();
+    assert!(running(pid));
+    tokio_rt().block_on(async {
+        let rt = with_exe(dir.path());
+        let found = rt.recover(&node).await.expect("recover");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].state, RuntimeState::Running);
+        assert_eq!(rt.inspect(&c.task_id).await.unwrap().pid, pid);
+        // New tasks start with the new file.
+        let d = task(node, "sleep 1000");
+        start(&rt, &d).await;
+        rt.remove(&c.task_id).await.unwrap();
+        rt.remove(&d.task_id).await.unwrap();
+    });
+    assert!(!running(pid));
+}
