@@ -133,8 +133,10 @@ impl ProcessRuntime {
         };
         let socket = socket_path(&opts.dir, task);
         let mut cmd = tokio::process::Command::new(&opts.program);
+        // From `/`: a supervisor lives long and must not pin the daemon's working directory.
         cmd.args(&opts.args)
             .arg(&socket)
+            .current_dir("/")
             .env_clear()
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -71,6 +71,10 @@ fn io_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorErr
 /// any async runtime exists (it builds its own single-threaded one), with standard input and
 /// output as the daemon gave them. Returns once the daemon has collected the task's exit code.
 pub fn supervise(socket: &Path) -> Result<(), SupervisorError> {
+    // The launch carries the task's environment: keep it out of core dumps and away from other
+    // processes of the same user, like the daemon itself.
+    // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let mut stdin = std::io::stdin().lock();
     let launch: Launch = proto::read_sync(&mut stdin).map_err(SupervisorError::Launch)?;
     if launch.version != PROTOCOL_VERSION {
