@@ -192,7 +192,7 @@ impl ProcessRuntime {
             t.pid = pid;
             t.socket = Some(socket.clone());
         }
-        spawn_waiter(Arc::downgrade(&self.inner), *task, socket);
+        spawn_waiter(Arc::downgrade(&self.inner), *task, Waiter::Connect(socket));
         // A failed acknowledgement means the supervisor is gone; the waiter reports it.
         let _ = stdin.write_all(&[1]).await;
         Ok(())
@@ -274,10 +274,13 @@ impl ProcessRuntime {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "sock"))
             .collect();
-        let greeted: Vec<(PathBuf, Result<Hello, ProtoError>)> = stream::iter(sockets)
+        // The hello's connection becomes the adopted task's waiter connection: one connection
+        // per task, which is most of what adopting 10 000 tasks costs.
+        type Greeted = (PathBuf, Result<(UnixStream, Hello), ProtoError>);
+        let greeted: Vec<Greeted> = stream::iter(sockets)
             .map(|socket| async move {
                 let hello = match tokio::time::timeout(HELLO_TIMEOUT, connect(&socket)).await {
-                    Ok(r) => r.map(|(_, h)| h),
+                    Ok(r) => r,
                     Err(_) => Err(ProtoError::Unexpected("no hello in time".into())),
                 };
                 (socket, hello)
@@ -287,7 +290,7 @@ impl ProcessRuntime {
             .await;
         for (socket, hello) in greeted {
             match hello {
-                Ok(h) if h.node == *node => self.adopt_one(socket, h),
+                Ok((conn, h)) if h.node == *node => self.adopt_one(socket, conn, h),
                 Ok(_) => {}
                 Err(ProtoError::Io(e))
                     if matches!(
@@ -311,7 +314,7 @@ impl ProcessRuntime {
         Ok(())
     }
 
-    fn adopt_one(&self, socket: PathBuf, h: Hello) {
+    fn adopt_one(&self, socket: PathBuf, conn: UnixStream, h: Hello) {
         if self.inner.lock().contains_key(&h.task) {
             return;
         }
@@ -353,7 +356,7 @@ impl ProcessRuntime {
                 self.inner.release(&h.task, &t.prep);
             }
         } else {
-            spawn_waiter(Arc::downgrade(&self.inner), h.task, socket);
+            spawn_waiter(Arc::downgrade(&self.inner), h.task, Waiter::Greeted(conn));
         }
     }
 }
@@ -368,9 +371,26 @@ fn decode_record(bytes: &[u8]) -> Result<Prepared, bincode::Error> {
 }
 
 /// Waits on one connection for the task's exit and records it.
-fn spawn_waiter(inner: Weak<Inner>, task: Id, socket: PathBuf) {
+/// How a waiter reaches its supervisor.
+enum Waiter {
+    /// Connect and greet first.
+    Connect(PathBuf),
+    /// A connection that already exchanged hellos.
+    Greeted(UnixStream),
+}
+
+/// Sends `Wait` on an already greeted connection and reads the answer.
+async fn wait_on(mut conn: UnixStream) -> Result<Reply, ProtoError> {
+    proto::write(&mut conn, &Request::Wait).await?;
+    proto::read(&mut conn).await
+}
+
+fn spawn_waiter(inner: Weak<Inner>, task: Id, how: Waiter) {
     tokio::spawn(async move {
-        let result = call(&socket, Request::Wait).await;
+        let result = match how {
+            Waiter::Connect(socket) => call(&socket, Request::Wait).await,
+            Waiter::Greeted(conn) => wait_on(conn).await,
+        };
         let Some(inner) = inner.upgrade() else { return };
         match result {
             Ok(Reply::Exited(s)) => inner.finish(&task, s.into()),
