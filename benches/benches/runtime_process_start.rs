@@ -18,6 +18,7 @@ async fn measure(namespaces: bool, n: usize) {
         namespaces,
         stage_dir: None,
         volumes_dir: None,
+        supervisor: None,
     }) {
         Ok(rt) => rt,
         Err(e) => {

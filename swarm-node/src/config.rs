@@ -82,6 +82,11 @@ pub struct DaemonConfig {
     pub hostname: Option<String>,
     /// The address the routing mesh binds published ports on (default `0.0.0.0`).
     pub mesh_addr: IpAddr,
+    /// The executable that supervises each process-runtime task (`<it> supervise <socket>`;
+    /// `swarm-node run` sets its own binary). With one, tasks outlive the daemon and a restart
+    /// adopts them; without (the default, for in-process embedders) tasks are the daemon's
+    /// children and die with it.
+    pub supervisor: Option<PathBuf>,
 }
 
 impl DaemonConfig {
@@ -98,6 +103,7 @@ impl DaemonConfig {
             dispatcher: DispatcherOptions::default(),
             hostname: None,
             mesh_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            supervisor: None,
         }
     }
 
@@ -109,6 +115,17 @@ impl DaemonConfig {
     /// Where the process runtime keeps volumes (`volumes/<name>/_data`, as Docker does).
     pub fn volumes_dir(&self) -> PathBuf {
         self.data_dir.join("volumes")
+    }
+
+    /// How the process runtime supervises tasks: `<supervisor> supervise <socket>`, sockets in
+    /// `<data dir>/supervisors`. `None` when [`DaemonConfig::supervisor`] is unset.
+    pub fn supervisor_options(&self) -> Option<swarm_runtime::process::SupervisorOptions> {
+        let program = self.supervisor.clone()?;
+        Some(swarm_runtime::process::SupervisorOptions {
+            program,
+            args: vec!["supervise".into()],
+            dir: self.data_dir.join("supervisors"),
+        })
     }
 }
 

@@ -160,7 +160,7 @@ impl Daemon {
     /// Starts a daemon with the runtime `config.runtime` names (`auto` resolved here).
     pub async fn start(config: DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {
         let kind = resolve_runtime(config.runtime).await;
-        let runtime = make_runtime(kind, config.volumes_dir()).await?;
+        let runtime = make_runtime(kind, config.volumes_dir(), config.supervisor_options()).await?;
         Self::start_with_runtime(config, runtime).await
     }
 

@@ -121,6 +121,12 @@ enum Command {
         #[command(flatten)]
         at: Location,
     },
+    /// (internal) Supervise one process-runtime task; the daemon starts this itself.
+    #[command(hide = true)]
+    Supervise {
+        /// The Unix socket to serve the supervisor protocol on
+        socket: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -135,6 +141,13 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Supervise { socket } = &cli.command {
+        // Before any async runtime or logging exists: the supervisor runs its own
+        // single-threaded loop (the thread that forks the task must be the one that entered its
+        // PID namespace) and its standard streams belong to the protocol.
+        return swarm_runtime::process::supervise(socket).context("supervising a task");
+    }
+    not_dumpable();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -169,8 +182,22 @@ fn real_main() -> Result<()> {
             }
             Command::Unlock { at, key } => unlock(at, key).await,
             Command::Status { at } => status(at).await,
+            Command::Supervise { .. } => unreachable!("handled before the async runtime starts"),
         }
     })
+}
+
+/// Makes this process non-dumpable: no core dump (it would hold secrets and keys), and other
+/// processes of the same user cannot read its memory or `/proc/<pid>/` files (root still can).
+fn not_dumpable() {
+    // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!(
+            "swarm-node: warning: could not make the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 fn read_key(source: Option<&Path>) -> Result<String> {
@@ -207,6 +234,14 @@ async fn run(
     config.runtime = runtime;
     config.init = init;
     config.mesh_addr = mesh_addr;
+    // Tasks of the process runtime run under `swarm-node supervise` and outlive the daemon.
+    // Resolved now: a binary replaced in place later still starts supervisors by this path.
+    match std::env::current_exe() {
+        Ok(exe) => config.supervisor = Some(exe),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find this executable; process tasks will not outlive the daemon")
+        }
+    }
     let socket = config.socket.clone();
     // Before binding: the default socket is inside the data directory, and binding would
     // otherwise create that directory with the umask's permissions.

@@ -9,8 +9,10 @@
 //! Restart and adoption: when the agent starts it calls `Runtime::recover` for this node. The
 //! `docker` runtime adopts the containers a previous run of the node left (label
 //! `com.docker.swarm.node.id` = this node): the ones still assigned keep running untouched (no
-//! restart, same container), the others are stopped and removed. A runtime that cannot adopt
-//! (`sim`; `process` until it has a per-task supervisor) reports nothing, and the agent then
+//! restart, same container), the others are stopped and removed. The `process` runtime does the
+//! same for the tasks whose supervisors (`swarm-node supervise`, one per task) outlived the
+//! daemon. A runtime that cannot adopt (`sim`; `process` embedded without a supervisor
+//! executable) reports nothing, and the agent then
 //! reports each such task `failed` ("the task's process is gone") for the orchestrator to
 //! replace per its restart policy.
 //!
@@ -43,13 +45,17 @@ pub enum WorkerError {
 }
 
 /// Makes the runtime adapter `kind` (`auto` must be resolved first; it is treated as `process`).
-/// The process runtime keeps its volumes in `volumes_dir` ([`crate::config::DaemonConfig::volumes_dir`]).
+/// The process runtime keeps its volumes in `volumes_dir` ([`crate::config::DaemonConfig::volumes_dir`])
+/// and runs each task under a `supervisor` when given one
+/// ([`crate::config::DaemonConfig::supervisor_options`]).
 pub async fn make_runtime(
     kind: RuntimeKind,
     volumes_dir: PathBuf,
+    supervisor: Option<swarm_runtime::process::SupervisorOptions>,
 ) -> Result<Arc<dyn Runtime>, WorkerError> {
     let process = ProcessOptions {
         volumes_dir: Some(volumes_dir),
+        supervisor,
         ..ProcessOptions::default()
     };
     Ok(match kind {

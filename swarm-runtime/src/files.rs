@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use swarm_core::Id;
 
 use crate::error::RuntimeError;
@@ -99,10 +100,12 @@ pub(crate) struct Stage {
     root: PathBuf,
     mounted: bool,
     dir_mode: u32,
+    /// Kept when dropped (supervised tasks outlive the runtime and still use their files).
+    persistent: bool,
 }
 
 /// A task's staged files.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Staged {
     /// `<stage>/<task>/secrets`: everything under `/run/secrets`.
     pub(crate) secrets_dir: PathBuf,
@@ -113,7 +116,7 @@ pub(crate) struct Staged {
 }
 
 /// One staged file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct StagedFile {
     /// Where it is on the host.
     pub(crate) host: PathBuf,
@@ -145,6 +148,9 @@ impl Stage {
             }
             mount_tmpfs(&root, dir_mode)?;
             mounted = true;
+        } else if is_root() && !root.parent().is_some_and(|p| is_tmpfs(p).unwrap_or(true)) {
+            // A tmpfs on a disk directory: one this runtime mounted in an earlier run.
+            mounted = true;
         }
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(dir_mode))
             .map_err(|e| RuntimeError::io(format!("chmod {}", root.display()), e))?;
@@ -152,7 +158,16 @@ impl Stage {
             root,
             mounted,
             dir_mode,
+            persistent: false,
         })
+    }
+
+    /// Makes the stage persistent: left in place when dropped unless it is empty (its tasks
+    /// outlive the runtime); the next runtime on the same root sweeps the directories of tasks
+    /// that are gone ([`Stage::sweep`]).
+    pub(crate) fn persistent(mut self) -> Stage {
+        self.persistent = true;
+        self
     }
 
     /// The stage root.
@@ -244,6 +259,24 @@ impl Stage {
         Ok(staged)
     }
 
+    /// Deletes the directories of tasks `keep` does not own: what a crashed runtime left behind.
+    /// Names that are not task ids are left alone.
+    pub(crate) fn sweep(&self, keep: impl Fn(&Id) -> bool) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(id) = name.to_str().and_then(|n| Id::parse(n).ok()) else {
+                continue;
+            };
+            if !keep(&id) {
+                tracing::info!(task = %id, "deleting the staged files of a task that is gone");
+                self.unstage(&id);
+            }
+        }
+    }
+
     /// Deletes the task's files (idempotent).
     pub(crate) fn unstage(&self, task: &Id) {
         let dir = self.task_dir(task);
@@ -257,6 +290,10 @@ impl Stage {
 
 impl Drop for Stage {
     fn drop(&mut self) {
+        if self.persistent && std::fs::read_dir(&self.root).map_or(true, |mut d| d.next().is_some())
+        {
+            return;
+        }
         if self.mounted {
             if let Ok(c) = CString::new(self.root.as_os_str().as_bytes()) {
                 // SAFETY: valid C string; a lazy unmount has no other precondition.
@@ -290,15 +327,82 @@ fn mount_tmpfs(path: &Path, mode: u32) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-/// A default stage root under /dev/shm, unique to this process and adapter instance.
+/// Where default stage roots live.
+const SHM: &str = "/dev/shm";
+
+/// A default stage root under /dev/shm, unique to this process and adapter instance:
+/// `swarm-<adapter>-<pid>-<n>`. Roots of this shape whose process is dead (a crashed daemon's)
+/// are deleted first, so plaintext files do not outlive their daemon by more than its restart.
 pub(crate) fn default_stage_root(adapter: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    sweep_dead_roots(Path::new(SHM), adapter);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    PathBuf::from(format!(
-        "/dev/shm/swarm-{adapter}-{}-{n}",
-        std::process::id()
-    ))
+    Path::new(SHM).join(format!("swarm-{adapter}-{}-{n}", std::process::id()))
+}
+
+/// The owner pid of a default stage root named `swarm-<adapter>-<pid>-<n>`.
+fn root_owner(name: &str, adapter: &str) -> Option<libc::pid_t> {
+    let rest = name
+        .strip_prefix("swarm-")?
+        .strip_prefix(adapter)?
+        .strip_prefix('-')?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok().filter(|p| *p > 0)
+}
+
+/// Whether process `pid` exists (a pid reused by another process counts as alive: the sweep
+/// errs on the side of keeping).
+fn alive(pid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Deletes `dir/swarm-<adapter>-<pid>-<n>` roots whose process is dead; returns how many.
+pub(crate) fn sweep_dead_roots(dir: &Path, adapter: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut swept = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| root_owner(n, adapter)) else {
+            continue;
+        };
+        if alive(pid) {
+            continue;
+        }
+        let path = e.path();
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                swept += 1;
+                tracing::info!(dir = %path.display(), pid, "deleted the stage directory of a dead process");
+            }
+            Err(err) => {
+                tracing::warn!(dir = %path.display(), error = %err, "could not delete a dead process's stage directory");
+            }
+        }
+    }
+    swept
+}
+
+/// The stage root of a supervised process runtime whose supervisors live in `supervisor_dir`:
+/// `<supervisor_dir>/stage` as root (a private tmpfs is mounted there, 0700), else a /dev/shm
+/// directory named after the user and that path, so the next run on the same directory finds it.
+pub(crate) fn supervised_stage_root(supervisor_dir: &Path) -> PathBuf {
+    if is_root() {
+        return supervisor_dir.join("stage");
+    }
+    // FNV-1a: a stable, dependency-free name for the path.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in supervisor_dir.as_os_str().as_bytes() {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    Path::new(SHM).join(format!("swarm-supervised-{uid}-{h:016x}"))
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ mod with_namespaces {
             namespaces: true,
             stage_dir: None,
             volumes_dir: None,
+            supervisor: None,
         })
         .expect("process runtime");
         Some(ShellFixture {
@@ -52,6 +53,7 @@ mod without_namespaces {
             namespaces: false,
             stage_dir: None,
             volumes_dir: None,
+            supervisor: None,
         })
         .expect("process runtime");
         Some(ShellFixture {
@@ -64,4 +66,91 @@ mod without_namespaces {
     }
 
     swarm_runtime::conformance_tests!(fixture());
+}
+
+/// Supervised tasks (each under a `swarm-supervisor` process, the PID-namespace init when
+/// namespaces are on) must keep the whole contract; a second runtime on the same supervisor
+/// directory plays the restarted daemon for the `recover` cases.
+mod supervised {
+    use super::*;
+    use swarm_core::objects::service::ContainerSpec;
+    use swarm_runtime::process::SupervisorOptions;
+    use swarm_runtime::testing::{Behaviour, Fixture, Probe};
+    use swarm_runtime::Runtime;
+
+    pub(super) struct SupervisedFixture {
+        shell: ShellFixture,
+        second: Arc<dyn Runtime>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Fixture for SupervisedFixture {
+        fn runtime(&self) -> Arc<dyn Runtime> {
+            self.shell.runtime()
+        }
+        fn spec(&self, b: &Behaviour) -> ContainerSpec {
+            self.shell.spec(b)
+        }
+        fn probe(&self, p: &Probe) -> Vec<String> {
+            self.shell.probe(p)
+        }
+        fn sets_hostname(&self) -> bool {
+            self.shell.sets_hostname()
+        }
+        fn sets_owner(&self) -> bool {
+            self.shell.sets_owner()
+        }
+        fn second_instance(&self) -> Option<Arc<dyn Runtime>> {
+            Some(self.second.clone())
+        }
+    }
+
+    fn runtime(dir: &std::path::Path, namespaces: bool) -> Arc<dyn Runtime> {
+        Arc::new(
+            ProcessRuntime::with_options(ProcessOptions {
+                namespaces,
+                stage_dir: None,
+                volumes_dir: None,
+                supervisor: Some(SupervisorOptions {
+                    program: env!("CARGO_BIN_EXE_swarm-supervisor").into(),
+                    args: Vec::new(),
+                    dir: dir.join("supervisors"),
+                }),
+            })
+            .expect("process runtime"),
+        )
+    }
+
+    pub(super) fn fixture(namespaces: bool) -> Option<SupervisedFixture> {
+        if namespaces && !is_root() {
+            eprintln!("SKIPPED: process runtime with namespaces needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        Some(SupervisedFixture {
+            shell: ShellFixture {
+                runtime: runtime(dir.path(), namespaces),
+                image: String::new(),
+                sets_hostname: namespaces,
+                sets_owner: is_root(),
+                host_paths: !namespaces,
+            },
+            second: runtime(dir.path(), namespaces),
+            _dir: dir,
+        })
+    }
+
+    mod with_namespaces {
+        fn fixture() -> Option<super::SupervisedFixture> {
+            super::fixture(true)
+        }
+        swarm_runtime::conformance_tests!(fixture());
+    }
+
+    mod without_namespaces {
+        fn fixture() -> Option<super::SupervisedFixture> {
+            super::fixture(false)
+        }
+        swarm_runtime::conformance_tests!(fixture());
+    }
 }

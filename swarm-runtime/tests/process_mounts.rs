@@ -40,6 +40,7 @@ fn runtime(namespaces: bool) -> Option<(ProcessRuntime, TempDir)> {
         namespaces,
         stage_dir: None,
         volumes_dir: Some(vols.path().to_path_buf()),
+        supervisor: None,
     })
     .expect("process runtime");
     Some((rt, vols))
@@ -387,6 +388,7 @@ async fn unsupported_volumes_are_rejected() {
         namespaces: is_root(),
         stage_dir: None,
         volumes_dir: None,
+        supervisor: None,
     })
     .unwrap();
     let e = rejection(&rt, &sleeper(vec![vol("data", None)])).await;

@@ -301,6 +301,29 @@ impl Node {
         self.spawn().await;
     }
 
+    /// Kills the daemon with SIGKILL (a crash: nothing is stopped or flushed) and reaps it.
+    pub async fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        child.start_kill().expect("SIGKILL swarm-node");
+        tokio::time::timeout(TIMEOUT, child.wait())
+            .await
+            .expect("swarm-node did not die of SIGKILL")
+            .expect("waiting for swarm-node");
+    }
+
+    /// Starts the daemon again on the same data directory and socket (after [`Node::kill`]).
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the daemon still runs");
+        self.spawn().await;
+    }
+
+    /// Pids of the live `swarm-node supervise` processes of this node's data directory.
+    pub fn supervisors(&self) -> Vec<u32> {
+        processes_with(&self.data_dir().join("supervisors").display().to_string())
+    }
+
     /// `docker args` against this daemon.
     pub async fn docker(&self, args: &[&str]) -> Out {
         self.docker_stdin(args, None).await
@@ -545,6 +568,55 @@ pub async fn wait_http(port: u16, what: &str, pred: impl Fn(&str) -> bool) -> St
     }
 }
 
+/// Pids of live (not zombie) processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true);
+        if !zombie && String::from_utf8_lossy(&cmd).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills a task supervisor this test's daemon left, and its task's process group.
+fn kill_supervisor(pid: u32) {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let ppid = std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, r)| r.split(' ').nth(1).map(str::to_string))
+            })
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            // SAFETY: kill(2) on the task (its own process group) this test's daemon started.
+            unsafe {
+                libc::kill(-child, libc::SIGKILL);
+                libc::kill(child, libc::SIGKILL);
+            }
+        }
+    }
+    // SAFETY: kill(2) on a supervisor this test's daemon started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
 /// Stops a daemon left running by a failed test: SIGTERM first, so that it stops its tasks (the
 /// process runtime's children run in their own sessions and would outlive a SIGKILL), SIGKILL if
 /// it has not exited after 20 s.
@@ -569,6 +641,10 @@ impl Drop for Node {
         }
         if let Some(child) = self.child.take() {
             terminate(child);
+        }
+        // Supervised process tasks outlive a daemon that was killed: stop what is left.
+        for pid in self.supervisors() {
+            kill_supervisor(pid);
         }
         if self.runtime == Some(Runtime::Process) {
             return;

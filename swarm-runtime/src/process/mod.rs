@@ -15,6 +15,21 @@
 //! `SWARM_CONFIGS_DIR` (every other target, by its absolute path); mounts are rejected. Runtime
 //! option `swarm.runtime.process.namespaces` (`true`/`false`) overrides the default per task.
 //!
+//! # Supervision
+//!
+//! Without [`ProcessOptions::supervisor`] tasks are the runtime's children and die with it. With
+//! it, each task runs under its own supervisor process ([`supervisor`], started as
+//! `<program> <args...> <socket>`; the protocol is [`proto`]), which owns the task's process, exit
+//! code and output and outlives the runtime and its daemon. A new runtime on the same supervisor
+//! directory adopts them all in [`Runtime::recover`]: running tasks keep running untouched, exited
+//! ones report their exit code, and only `remove` lets a supervisor go. With namespaces a supervised
+//! task is also the init of its own PID namespace with a private `/proc`, so no task reaches
+//! another's files through `/proc/<pid>/root`; a stop signal it does not handle (the kernel
+//! shields a namespace's init from those) is delivered as `SIGKILL` and reported as that signal,
+//! as it would be outside a namespace. The stage root of a supervised runtime is stable
+//! (`<supervisor dir>/stage`, a private tmpfs, as root) and swept of dead tasks' files by
+//! `recover`.
+//!
 //! # Mounts
 //!
 //! Mounts need namespaces and are made in spec order in the task's mount namespace, which starts
@@ -52,11 +67,18 @@ mod logs;
 mod mounts;
 mod ports;
 mod prepare;
+pub mod proto;
 mod spawn;
+mod supervised;
+pub mod supervisor;
 mod user;
+
+pub use supervised::SupervisorOptions;
+pub use supervisor::{supervise, SupervisorError};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -71,10 +93,10 @@ use self::mounts::MountPoints;
 use self::ports::PortTable;
 use self::prepare::Prepared;
 use crate::error::RuntimeError;
-use crate::files::{default_stage_root, is_root, Stage, SECRETS_DIR};
+use crate::files::{default_stage_root, is_root, supervised_stage_root, Stage, SECRETS_DIR};
 use crate::runtime::{
-    clip_output, ExecResult, ExitStatus, LogLine, LogStream, Runtime, RuntimeState, TaskConfig,
-    TaskInspect, MAX_EXEC_OUTPUT,
+    clip_output, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState,
+    TaskConfig, TaskInspect, KILL_WAIT, MAX_EXEC_OUTPUT,
 };
 
 /// Docker's default `PATH` for containers.
@@ -95,6 +117,10 @@ pub struct ProcessOptions {
     /// are gone), `<volumes_dir>/_anonymous/<task id>-<mount index>` for an anonymous one
     /// (removed with its task). Default: none, and volume mounts are rejected.
     pub volumes_dir: Option<PathBuf>,
+    /// Run each task under its own supervisor process, so that tasks outlive the runtime (and
+    /// the daemon) and a restarted runtime adopts them in [`Runtime::recover`]. Default: none,
+    /// tasks are children of the runtime and die with it.
+    pub supervisor: Option<SupervisorOptions>,
 }
 
 impl Default for ProcessOptions {
@@ -103,6 +129,7 @@ impl Default for ProcessOptions {
             namespaces: is_root(),
             stage_dir: None,
             volumes_dir: None,
+            supervisor: None,
         }
     }
 }
@@ -110,15 +137,23 @@ impl Default for ProcessOptions {
 #[derive(Debug)]
 struct ProcTask {
     prep: Arc<Prepared>,
+    /// The node the task belongs to (`recover` lists one node's tasks).
+    node: Id,
     state: RuntimeState,
     pid: u32,
     exit_tx: watch::Sender<Option<ExitStatus>>,
+    /// Output of an unsupervised task (a supervised one's is kept by its supervisor).
     logs: LogBuffer,
+    /// The supervisor's socket, once a supervised task started.
+    socket: Option<PathBuf>,
+    /// Why the exit could not be observed (its supervisor vanished without reporting it).
+    exit_unknown: Option<String>,
 }
 
 struct Inner {
     stage: Stage,
     namespaces: bool,
+    supervisor: Option<SupervisorOptions>,
     volumes_dir: Option<PathBuf>,
     tasks: Mutex<HashMap<Id, ProcTask>>,
     /// Mount points this runtime created on the host, with how many tasks use each.
@@ -156,10 +191,29 @@ impl ProcessRuntime {
                 "private mount namespaces need root; run the agent as root or disable namespaces",
             ));
         }
-        let root = opts
-            .stage_dir
-            .unwrap_or_else(|| default_stage_root("process"));
-        let stage = Stage::create(root, !opts.namespaces)?;
+        if let Some(sup) = &opts.supervisor {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&sup.dir)
+                .map_err(|e| RuntimeError::io(format!("creating {}", sup.dir.display()), e))?;
+            std::fs::set_permissions(&sup.dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| RuntimeError::io(format!("chmod {}", sup.dir.display()), e))?;
+        }
+        // Supervised tasks outlive the runtime, so their stage root must be found again by the
+        // next run (and is swept of dead tasks' directories then, in `recover`).
+        let persistent = opts.supervisor.is_some();
+        let root = match (opts.stage_dir, &opts.supervisor) {
+            (Some(dir), _) => dir,
+            (None, Some(sup)) => supervised_stage_root(&sup.dir),
+            (None, None) => default_stage_root("process"),
+        };
+        // Only a root agent without namespaces runs tasks as other users that reach their files
+        // through host paths; everyone else gets owner-only (0700) stage directories.
+        let mut stage = Stage::create(root, !opts.namespaces && is_root())?;
+        if persistent {
+            stage = stage.persistent();
+        }
         if opts.namespaces {
             std::fs::create_dir_all(SECRETS_DIR)
                 .map_err(|e| RuntimeError::io(format!("creating {SECRETS_DIR}"), e))?;
@@ -168,6 +222,7 @@ impl ProcessRuntime {
             inner: Arc::new(Inner {
                 stage,
                 namespaces: opts.namespaces,
+                supervisor: opts.supervisor,
                 volumes_dir: opts.volumes_dir,
                 tasks: Mutex::new(HashMap::new()),
                 mountpoints: Mutex::new(MountPoints::default()),
@@ -213,6 +268,16 @@ impl Inner {
         self.release(task, &t.prep);
         t.exit_tx.send_replace(Some(status));
     }
+
+    /// Marks the task exited with an exit nobody observed: `wait` reports why instead of a code.
+    fn finish_unknown(&self, task: &Id, reason: String) {
+        if let Some(t) = self.lock().get_mut(task) {
+            if !matches!(t.state, RuntimeState::Exited(_)) {
+                t.exit_unknown = Some(reason);
+            }
+        }
+        self.finish(task, ExitStatus::signal(libc::SIGKILL));
+    }
 }
 
 #[async_trait]
@@ -233,17 +298,20 @@ impl Runtime for ProcessRuntime {
             config.task_id,
             ProcTask {
                 prep: Arc::new(prep),
+                node: config.node_id,
                 state: RuntimeState::Created,
                 pid: 0,
                 exit_tx,
                 logs: LogBuffer::default(),
+                socket: None,
+                exit_unknown: None,
             },
         );
         Ok(())
     }
 
     async fn start(&self, task: &Id) -> Result<(), RuntimeError> {
-        let (prep, logs) = {
+        let (prep, logs, node) = {
             let map = self.inner.lock();
             let t = map
                 .get(task)
@@ -251,8 +319,11 @@ impl Runtime for ProcessRuntime {
             if t.state != RuntimeState::Created {
                 return Err(RuntimeError::AlreadyStarted { task: *task });
             }
-            (t.prep.clone(), t.logs.clone())
+            (t.prep.clone(), t.logs.clone(), t.node)
         };
+        if self.inner.supervisor.is_some() {
+            return self.start_supervised(task, &prep, node).await;
+        }
         let setup = Arc::new(self.setup(&prep, None)?);
         let mut child = match spawn::command(&prep.program, &prep.args, &prep.env, setup).spawn() {
             Ok(c) => c,
@@ -302,6 +373,13 @@ impl Runtime for ProcessRuntime {
         };
         loop {
             if let Some(s) = *rx.borrow_and_update() {
+                let map = self.inner.lock();
+                if let Some(reason) = map.get(task).and_then(|t| t.exit_unknown.clone()) {
+                    return Err(RuntimeError::ExitUnknown {
+                        task: *task,
+                        reason,
+                    });
+                }
                 return Ok(s);
             }
             if rx.changed().await.is_err() {
@@ -311,7 +389,7 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn shutdown(&self, task: &Id) -> Result<(), RuntimeError> {
-        let (pid, sig, grace, mut rx) = {
+        let (pid, sig, grace, mut rx, socket) = {
             let map = self.inner.lock();
             let Some(t) = map.get(task) else {
                 return Ok(());
@@ -328,32 +406,60 @@ impl Runtime for ProcessRuntime {
                     t.prep.stop_signal,
                     t.prep.grace,
                     t.exit_tx.subscribe(),
+                    t.socket.clone(),
                 ),
             }
         };
+        if let Some(socket) = socket {
+            return self.stop_supervised(task, &socket, sig, grace).await;
+        }
         spawn::kill_group(pid, sig);
         if tokio::time::timeout(grace, rx.wait_for(|s| s.is_some()))
             .await
             .is_err()
         {
             spawn::kill_group(pid, libc::SIGKILL);
-            let _ = rx.wait_for(|s| s.is_some()).await;
+            if tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| s.is_some()))
+                .await
+                .is_err()
+            {
+                return Err(RuntimeError::KillTimedOut {
+                    task: *task,
+                    waited: KILL_WAIT,
+                });
+            }
         }
         Ok(())
     }
 
     async fn remove(&self, task: &Id) -> Result<(), RuntimeError> {
-        let running = {
+        let (running, socket) = {
             let map = self.inner.lock();
             match map.get(task) {
                 None => return Ok(()),
-                Some(t) if t.state == RuntimeState::Running => Some((t.pid, t.exit_tx.subscribe())),
-                Some(_) => None,
+                Some(t) if t.state == RuntimeState::Running => {
+                    (Some((t.pid, t.exit_tx.subscribe())), t.socket.clone())
+                }
+                Some(t) => (None, t.socket.clone()),
             }
         };
-        if let Some((pid, mut rx)) = running {
+        if let Some(socket) = socket {
+            if running.is_some() {
+                self.stop_supervised(task, &socket, libc::SIGKILL, Duration::ZERO)
+                    .await?;
+            }
+            Self::collect(&socket).await;
+        } else if let Some((pid, mut rx)) = running {
             spawn::kill_group(pid, libc::SIGKILL);
-            let _ = rx.wait_for(|s| s.is_some()).await;
+            if tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| s.is_some()))
+                .await
+                .is_err()
+            {
+                return Err(RuntimeError::KillTimedOut {
+                    task: *task,
+                    waited: KILL_WAIT,
+                });
+            }
         }
         self.inner.finish(task, ExitStatus::signal(libc::SIGKILL));
         if let Some(t) = self.inner.lock().remove(task) {
@@ -449,16 +555,41 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn logs(&self, task: &Id, tail: Option<usize>) -> Result<Vec<LogLine>, RuntimeError> {
+        let socket = {
+            let map = self.inner.lock();
+            let t = map
+                .get(task)
+                .ok_or(RuntimeError::NotFound { task: *task })?;
+            match &t.socket {
+                None => return Ok(t.logs.tail(tail)),
+                Some(s) => s.clone(),
+            }
+        };
+        Self::logs_supervised(&socket, tail).await
+    }
+
+    async fn recover(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {
+        self.adopt(node).await?;
         let map = self.inner.lock();
-        let t = map
-            .get(task)
-            .ok_or(RuntimeError::NotFound { task: *task })?;
-        Ok(t.logs.tail(tail))
+        let mut out: Vec<RecoveredTask> = map
+            .iter()
+            .filter(|(_, t)| t.node == *node)
+            .map(|(id, t)| RecoveredTask {
+                task: *id,
+                state: t.state,
+            })
+            .collect();
+        out.sort_by_key(|r| r.task);
+        Ok(out)
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if self.supervisor.is_some() {
+            // Supervised tasks outlive the runtime: the next one adopts them and what they hold.
+            return;
+        }
         let map = self.tasks.get_mut().unwrap_or_else(|e| e.into_inner());
         for t in map.values() {
             if t.state == RuntimeState::Running {

@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use swarm_core::objects::service::{Mount, MountKind};
 use swarm_core::Id;
 
@@ -20,7 +21,7 @@ use crate::error::RuntimeError;
 const ANONYMOUS_DIR: &str = "_anonymous";
 
 /// One mount to perform in the task's namespace (spec order, so nested targets work).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) enum TaskMount {
     /// Bind `source` (a host path, or a volume's directory) onto `target`.
     Bind {
@@ -347,6 +348,19 @@ impl MountPoints {
         for (p, k) in free {
             self.held.remove(&p);
             k.remove(&p);
+        }
+    }
+
+    /// Takes over mount points an earlier runtime created for a task it started (adopted after a
+    /// restart): counted like acquired ones, removed when the last task holding them exits.
+    pub(super) fn adopt(&mut self, paths: &[PathBuf]) {
+        for p in paths {
+            let kind = if p.is_dir() {
+                PointKind::Dir
+            } else {
+                PointKind::File
+            };
+            self.held.entry(p.clone()).or_insert((0, kind)).0 += 1;
         }
     }
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use swarm_core::objects::service::PortConfig;
 
 use super::mounts::{self, MountPlan, PointKind, TaskMount};
@@ -15,8 +16,9 @@ use crate::files::{is_root, Staged, SECRETS_DIR};
 use crate::runtime::{runtime_options, TaskConfig};
 use crate::signal::parse_signal;
 
-/// What `prepare` worked out, used by `start` and `exec`.
-#[derive(Debug)]
+/// What `prepare` worked out, used by `start` and `exec`. Serialisable: a supervised task's
+/// supervisor keeps it for the runtime that adopts the task after a restart.
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Prepared {
     pub(super) program: PathBuf,
     pub(super) args: Vec<String>,
@@ -292,6 +294,10 @@ impl ProcessRuntime {
         // Hide every task's staged files (including ours: they are bound above).
         let root = self.inner.stage.root().display().to_string();
         out.push(spawn::tmpfs(&root, "mode=0,size=4k", false)?);
+        if self.inner.supervisor.is_some() {
+            // A supervised task is the init of its own PID namespace (see `supervisor`).
+            out.push(spawn::procfs());
+        }
         Ok(out)
     }
 }

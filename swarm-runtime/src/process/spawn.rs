@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::RuntimeError;
 
 /// One mount to perform in the child's private mount namespace.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct MountOp {
     pub(crate) source: CString,
     pub(crate) target: CString,
@@ -27,12 +28,14 @@ pub(crate) struct MountOp {
 }
 
 /// Everything the child does before `exec`. Built in the parent (all allocation happens there);
-/// [`Setup::apply`] only makes system calls.
-#[derive(Debug, Default)]
+/// [`Setup::apply`] only makes system calls. Serialisable so that a supervisor can apply it
+/// (everything but `join`, which only exec uses).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Setup {
     /// Enter new mount and UTS namespaces and make every mount private.
     pub(crate) unshare: bool,
     /// Namespaces to join (exec into a running task): open `/proc/<pid>/ns/*` files and types.
+    #[serde(skip)]
     pub(crate) join: Vec<(OwnedFd, libc::c_int)>,
     /// Mounts, in order.
     pub(crate) mounts: Vec<MountOp>,
@@ -42,6 +45,9 @@ pub(crate) struct Setup {
     pub(crate) ids: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     /// Working directory.
     pub(crate) dir: Option<CString>,
+    /// Die (`SIGKILL`) when the parent dies: a supervised task must not outlive its supervisor,
+    /// which alone can report its exit.
+    pub(crate) die_with_parent: bool,
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -109,6 +115,10 @@ impl Setup {
             if let Some(d) = &self.dir {
                 check(libc::chdir(d.as_ptr()))?;
             }
+            // Last: a change of credentials clears the parent-death signal.
+            if self.die_with_parent {
+                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+            }
         }
         Ok(())
     }
@@ -147,6 +157,19 @@ pub(crate) fn tmpfs(target: &str, data: &str, read_only: bool) -> Result<MountOp
         data: Some(cstring(data, "tmpfs options")?),
         read_only: false,
     })
+}
+
+/// A fresh procfs on `/proc`: mounted by a task that is the init of its own PID namespace, it
+/// shows that namespace only, so `/proc/<pid>/root` of other tasks is out of reach.
+pub(crate) fn procfs() -> MountOp {
+    MountOp {
+        source: c"proc".to_owned(),
+        target: c"/proc".to_owned(),
+        fstype: Some(c"proc".to_owned()),
+        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        data: None,
+        read_only: false,
+    }
 }
 
 /// Builds a command that runs `program` with exactly `env`, piped stdout/stderr and `setup`
