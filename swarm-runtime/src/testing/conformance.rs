@@ -12,7 +12,7 @@ pub use super::cancel::{
     exit_during_start_is_reported, recover_adopts_a_running_task, recover_adopts_an_exited_task,
     recover_lists_this_nodes_tasks_only,
 };
-use super::{unique_id, Behaviour, Fixture, Probe};
+use super::{unique_id, Behaviour, Fixture, Probe, IGNORING_STOP};
 use crate::error::RuntimeError;
 use crate::files::is_tmpfs;
 use crate::runtime::{FileKind, Runtime, RuntimeState, TaskConfig, TaskFile};
@@ -124,8 +124,9 @@ pub async fn ignored_stop_is_killed_after_grace(f: &dyn Fixture) {
     let grace = Duration::from_millis(1500);
     c.container.stop_grace_period = Some(grace);
     let rt = started(f, &c).await;
-    // Let the task install its signal disposition before stopping it.
-    wait_exec_ready(&*rt, f, &c).await;
+    // Stop it only once it says it ignores the stop signal: exec can work before the shell has
+    // run its `trap`, and a TERM before that ends it at once.
+    wait_logged(&*rt, &c, IGNORING_STOP).await;
     let t0 = Instant::now();
     step("shutdown", rt.shutdown(&c.task_id))
         .await
@@ -316,19 +317,24 @@ pub async fn secrets_are_private_to_their_task(f: &dyn Fixture) {
 pub async fn logs_capture_output(f: &dyn Fixture) {
     let c = config(f, &Behaviour::Print("hello-conformance".into()));
     let rt = started(f, &c).await;
+    wait_logged(&*rt, &c, "hello-conformance").await;
+    cleanup(&*rt, &c).await;
+}
+
+/// Waits until a line of the task's output contains `text`.
+async fn wait_logged(rt: &dyn Runtime, c: &TaskConfig, text: &str) {
     let deadline = Instant::now() + STEP;
     loop {
         let lines = rt.logs(&c.task_id, Some(10)).await.expect("logs");
-        if lines.iter().any(|l| l.line.contains("hello-conformance")) {
-            break;
+        if lines.iter().any(|l| l.line.contains(text)) {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "output never reached the logs: {lines:?}"
+            "{text:?} never reached the logs: {lines:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    cleanup(&*rt, &c).await;
 }
 
 /// An unknown `swarm.runtime.<name>.*` option rejects the task; options of other runtimes don't.

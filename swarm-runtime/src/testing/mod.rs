@@ -29,13 +29,17 @@ pub enum Behaviour {
         /// Delay before exiting.
         after: Duration,
     },
-    /// Ignores the stop signal; only `SIGKILL` ends it.
+    /// Ignores the stop signal; only `SIGKILL` ends it. Prints [`IGNORING_STOP`] once the
+    /// signal is ignored, so a test can stop it only after that.
     IgnoreStop,
     /// Prints `text` on stdout, then runs until stopped.
     Print(String),
     /// Cannot start (missing binary, or scripted failure).
     FailStart,
 }
+
+/// The line a [`Behaviour::IgnoreStop`] task prints once it ignores the stop signal.
+pub const IGNORING_STOP: &str = "ignoring-stop";
 
 /// A command to exec inside a running test task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +100,9 @@ pub fn shell_spec(b: &Behaviour) -> ContainerSpec {
         Behaviour::Exit { code, after } => {
             format!("sleep {}; exit {code}", after.as_secs_f64())
         }
-        Behaviour::IgnoreStop => "trap '' TERM; sleep 1000 & wait; sleep 1000".to_string(),
+        Behaviour::IgnoreStop => {
+            format!("trap '' TERM; echo {IGNORING_STOP}; sleep 1000 & wait; sleep 1000")
+        }
         Behaviour::Print(text) => {
             format!("echo '{text}'; trap 'exit 143' TERM; sleep 1000 & wait")
         }
@@ -140,7 +146,10 @@ pub fn sim_spec(b: &Behaviour) -> ContainerSpec {
             put("exit", code.to_string());
             put("after", format!("{}ms", after.as_millis()));
         }
-        Behaviour::IgnoreStop => put("ignore-stop", "true".into()),
+        Behaviour::IgnoreStop => {
+            put("ignore-stop", "true".into());
+            put("output", IGNORING_STOP.into());
+        }
         Behaviour::Print(text) => put("output", text.clone()),
         Behaviour::FailStart => put("fail-start", "simulated start failure".into()),
     }
