@@ -18,11 +18,8 @@ mod accept_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use accept_support::trials::{env_u64, Rng};
 use accept_support::{engine, Node, Runtime, IMAGE};
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 /// Container id -> `StartedAt` of every container labelled with this node's id.
 async fn containers_of(node_id: &str) -> BTreeMap<String, String> {
@@ -50,13 +47,8 @@ async fn task_states(node: &Node, service: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_and_restart_keeps_every_container_and_service() {
     let trials = env_u64("SWARM_RESTART_TRIALS").unwrap_or(2);
-    let seed = env_u64("SWARM_RESTART_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(1)
-    });
-    eprintln!("accept_restart_docker: {trials} trials, SWARM_RESTART_SEED={seed}");
+    eprintln!("accept_restart_docker: {trials} trials");
+    let mut rng = Rng::from_env("SWARM_RESTART_SEED", "accept_restart_docker");
     let Some(mut node) = Node::start(Runtime::Docker, true).await else {
         return;
     };
@@ -79,7 +71,6 @@ async fn sigkill_and_restart_keeps_every_container_and_service() {
     .await;
     node.wait_replicas("ticker", "2/2").await;
     let mut services = vec![("ticker".to_string(), 2u32)];
-    let mut rng = seed.max(1);
     for trial in 0..trials {
         // One more acknowledged write per trial: a service the CLI saw created.
         let name = format!("svc{trial}");
@@ -108,10 +99,7 @@ async fn sigkill_and_restart_keeps_every_container_and_service() {
         let want: u32 = services.iter().map(|(_, r)| r).sum();
         assert_eq!(before.len(), want as usize, "containers before the kill");
         // The moment of the kill, drawn from the seed: the services keep working meanwhile.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        tokio::time::sleep(Duration::from_millis(rng % 1500)).await;
+        tokio::time::sleep(rng.millis(0, 1500)).await;
         node.kill_and_restart().await;
         // A service created after the restart running proves the agent is back and has
         // applied its first full assignment set (where a lost adoption would show).

@@ -18,6 +18,7 @@ mod accept_support;
 
 use std::time::Duration;
 
+use accept_support::trials::{env_u64, report, Rng};
 use accept_support::{engine, Node, Runtime, IMAGE};
 
 /// The services' stop grace period.
@@ -29,27 +30,6 @@ const STOP_BOUND: Duration = Duration::from_secs(2 + 5);
 /// What the test allows before calling it a hang: the bound, plus slack for a debug build on a
 /// busy two-core machine sharing one engine.
 const HANG: Duration = Duration::from_secs(2 + 5 + 25);
-
-/// A small seeded generator (xorshift64*): the test needs reproducible moments, not quality.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform-ish in `[lo, hi)` milliseconds.
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 /// The engine's containers labelled with this node's id, as `id state` lines.
 async fn containers_of(node_id: &str) -> Vec<String> {
@@ -118,14 +98,8 @@ async fn one_trial(trial: u32, delay: Duration, replicas: &str) -> Option<Durati
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_at_a_random_moment_stops_in_bounded_time_and_leaves_no_container() {
     let trials = env_u64("SWARM_STOP_TRIALS").unwrap_or(5);
-    let seed = env_u64("SWARM_STOP_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
-    eprintln!("accept_stop_docker: {trials} trials, SWARM_STOP_SEED={seed}");
-    let mut rng = Rng(seed.max(1));
+    eprintln!("accept_stop_docker: {trials} trials");
+    let mut rng = Rng::from_env("SWARM_STOP_SEED", "accept_stop_docker");
     let mut times = Vec::new();
     for trial in 0..trials {
         let delay = rng.millis(100, 10_000);
@@ -134,16 +108,7 @@ async fn sigterm_at_a_random_moment_stops_in_bounded_time_and_leaves_no_containe
         };
         times.push(took);
     }
-    times.sort();
-    let pick = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
-    let over = times.iter().filter(|t| **t > STOP_BOUND).count();
-    eprintln!(
-        "accept_stop_docker: stop time p50 {:?}, p99 {:?}, max {:?}; {over} of {} over {STOP_BOUND:?}",
-        pick(0.5),
-        pick(0.99),
-        times[times.len() - 1],
-        times.len()
-    );
+    report("accept_stop_docker", &mut times, STOP_BOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

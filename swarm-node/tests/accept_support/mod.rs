@@ -25,6 +25,8 @@ use tokio::process::{Child, Command};
 mod skip;
 use skip::skip;
 
+pub mod trials;
+
 /// The bound of every wait (debug builds on a busy two-core machine).
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// The bound of one `docker` command.
