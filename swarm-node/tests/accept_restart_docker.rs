@@ -16,7 +16,6 @@
 mod accept_support;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use accept_support::trials::{env_u64, Rng};
 use accept_support::{engine, Node, Runtime, IMAGE};
