@@ -18,7 +18,7 @@ mod accept_support;
 
 use std::time::Duration;
 
-use accept_support::trials::{env_u64, report, Rng};
+use accept_support::trials::{env_u64, report, sigterm_exits, Rng};
 use accept_support::{engine, Node, Runtime, IMAGE};
 
 /// The services' stop grace period.
@@ -71,18 +71,7 @@ async fn one_trial(trial: u32, delay: Duration, replicas: &str) -> Option<Durati
     // The fault injection point: the stop lands at a random moment of the crash loop.
     tokio::time::sleep(delay).await;
     let before = containers_of(&node_id).await.len();
-    let Some((status, took)) = node.signal_and_wait(libc::SIGTERM, HANG).await else {
-        panic!(
-            "trial {trial}: the daemon did not exit within {HANG:?} of SIGTERM (sent {delay:?} \
-             after create)\n{}",
-            node.log_tail()
-        );
-    };
-    assert!(
-        status.success(),
-        "trial {trial}: exit status {status}\n{}",
-        node.log_tail()
-    );
+    let took = sigterm_exits(&mut node, trial, delay, HANG).await;
     let left = containers_of(&node_id).await;
     assert!(
         left.is_empty(),

@@ -17,7 +17,7 @@ mod accept_support;
 
 use std::time::Duration;
 
-use accept_support::trials::{env_u64, report, Rng};
+use accept_support::trials::{env_u64, report, sigterm_exits, Rng};
 use accept_support::{processes_with, Node, Runtime, TIMEOUT};
 
 /// The service's stop grace period.
@@ -56,18 +56,7 @@ async fn one_trial(trial: u32, delay: Duration) -> Option<Duration> {
     // The fault injection point: the stop lands at a random moment of the crash loop.
     tokio::time::sleep(delay).await;
     let before = processes_with(&marker).len();
-    let Some((status, took)) = node.signal_and_wait(libc::SIGTERM, HANG).await else {
-        panic!(
-            "trial {trial}: the daemon did not exit within {HANG:?} of SIGTERM (sent {delay:?} \
-             after create)\n{}",
-            node.log_tail()
-        );
-    };
-    assert!(
-        status.success(),
-        "trial {trial}: exit status {status}\n{}",
-        node.log_tail()
-    );
+    let took = sigterm_exits(&mut node, trial, delay, HANG).await;
     // A task process that was being reaped may linger for a moment as its parent exits; a
     // process that is still there after that is a leak.
     let deadline = tokio::time::Instant::now() + TIMEOUT;

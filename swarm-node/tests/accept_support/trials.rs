@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use super::Node;
+
 /// A small seeded generator (xorshift64*): the tests need reproducible moments, not quality.
 pub struct Rng(u64);
 
@@ -54,4 +56,28 @@ pub fn report(what: &str, times: &mut [Duration], bound: Duration) {
         times[times.len() - 1],
         times.len()
     );
+}
+
+/// Sends SIGTERM to the daemon (`delay` after the trial's service was created) and returns how
+/// long it took to exit; panics, with the daemon's log, if it did not exit within `hang` or
+/// exited with a failure.
+pub async fn sigterm_exits(
+    node: &mut Node,
+    trial: u32,
+    delay: Duration,
+    hang: Duration,
+) -> Duration {
+    let Some((status, took)) = node.signal_and_wait(libc::SIGTERM, hang).await else {
+        panic!(
+            "trial {trial}: the daemon did not exit within {hang:?} of SIGTERM (sent {delay:?} \
+             after create)\n{}",
+            node.log_tail()
+        );
+    };
+    assert!(
+        status.success(),
+        "trial {trial}: exit status {status}\n{}",
+        node.log_tail()
+    );
+    took
 }
