@@ -342,8 +342,10 @@ pub fn validate_service_update(old: &ServiceSpec, new: &ServiceSpec) -> Result<(
     Ok(())
 }
 
-/// Refuses task counts above the cap, whatever the mode asks for.
-fn validate_task_counts(mode: &ServiceMode, limits: &ServiceLimits) -> Result<(), SpecError> {
+/// Refuses task counts above the cap, whatever the mode asks for. Part of
+/// [`validate_service_spec`]; also for specs that come back without a full validation (a
+/// rollback to the previous spec, accepted under the cap of its day).
+pub fn validate_task_counts(mode: &ServiceMode, limits: &ServiceLimits) -> Result<(), SpecError> {
     let counts: &[(&'static str, u64)] = match *mode {
         ServiceMode::Replicated { replicas } => &[("Replicas", replicas)],
         ServiceMode::ReplicatedJob {

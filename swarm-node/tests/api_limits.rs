@@ -113,6 +113,59 @@ async fn configured_replica_cap_applies_to_create_update_and_scale() {
     .await;
 }
 
+/// A rollback brings back the previous spec, which was accepted under the cap of its day: a
+/// manager whose cap has since been lowered (same store, a daemon restarted with a smaller
+/// `--max-replicas`) refuses it like any other request over the cap, and changes nothing.
+#[tokio::test]
+async fn rollback_above_a_lowered_cap_is_refused() {
+    let backend = TestBackend::active().await;
+    let mut wide = Env::with_options(
+        backend.clone(),
+        ApiOptions {
+            service_limits: ServiceLimits { max_replicas: 10 },
+            ..ApiOptions::default()
+        },
+    )
+    .await;
+    let id = wide.service("web", 10).await;
+    let path = format!("/v1.44/services/{id}");
+    let v = wide.version(&path).await;
+    let mut scaled = wide.get(&path).await.json()["Spec"].clone();
+    scaled["Mode"]["Replicated"]["Replicas"] = json!(3);
+    wide.check(&case(
+        "POST",
+        &format!("{path}/update?version={v}"),
+        Some(scaled.clone()),
+        200,
+        "",
+    ))
+    .await;
+    let mut narrow = Env::with_options(
+        backend,
+        ApiOptions {
+            service_limits: ServiceLimits { max_replicas: 5 },
+            ..ApiOptions::default()
+        },
+    )
+    .await;
+    let before = narrow.snapshot();
+    let v = narrow.version(&path).await;
+    narrow
+        .check(&case(
+            "POST",
+            &format!("{path}/update?version={v}&rollback=previous"),
+            Some(scaled),
+            400,
+            "invalid Replicas value 10: a service may ask for at most 5 tasks",
+        ))
+        .await;
+    assert_eq!(
+        narrow.snapshot(),
+        before,
+        "a refused rollback changed the store"
+    );
+}
+
 /// Reads until the server closes the connection (EOF or reset); panics after [`CLOSE_WAIT`].
 async fn wait_closed(stream: &mut UnixStream, what: &str) {
     let mut buf = [0u8; 256];

@@ -11,7 +11,9 @@ use swarm_core::objects::service::{
     ConfigReference, Endpoint, EndpointMode, FileTarget, JobStatus, PortConfig, PublishMode,
     SecretReference,
 };
-use swarm_core::validate::{validate_service_spec, validate_service_update, ServiceLimits};
+use swarm_core::validate::{
+    validate_service_spec, validate_service_update, validate_task_counts, ServiceLimits,
+};
 use swarm_core::{
     Config, Id, Meta, Network, ObjectKind, Secret, Service, ServiceMode, ServiceSpec, StoreObject,
     TaskState, Tx, Version,
@@ -103,7 +105,10 @@ impl Control {
         self.commit(|tx| {
             let cur = resolve::<Service>(tx.committed(), input)?;
             let mut next = if rollback {
-                rollback_service(&cur, now)?
+                let next = rollback_service(&cur, now)?;
+                // The previous spec passed the cap of its day; this manager's may be lower.
+                validate_task_counts(&next.spec.mode, &self.limits)?;
+                next
             } else {
                 let spec = prepare_spec(tx, req, &self.limits)?;
                 validate_service_update(&cur.spec, &spec)?;
