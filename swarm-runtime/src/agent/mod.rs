@@ -94,8 +94,10 @@ struct Shared {
     controllers: AtomicUsize,
 }
 
-/// A running agent. Dropping it stops its loops but leaves tasks running; call [`Agent::stop`] to
-/// shut its tasks down too.
+/// A running agent. Dropping it aborts its loops; each task's controller, losing its agent, then
+/// stops and removes its task in the background, unawaited and unbounded. Call [`Agent::stop`]
+/// for a stop that waits, within its deadline. (To leave tasks running for the next start to
+/// adopt, end the process instead.)
 pub struct Agent {
     shared: Arc<Shared>,
     stop_tx: watch::Sender<bool>,
