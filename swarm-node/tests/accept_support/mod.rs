@@ -521,7 +521,20 @@ impl Node {
     pub fn stored_node_id(&self) -> Option<String> {
         let text = std::fs::read_to_string(self.data_dir().join("node.json")).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        v["node_id"].as_str().map(str::to_string)
+        // `Id` is written as its 25 ASCII bytes (an array of numbers), a plain string by older
+        // builds: read both.
+        match &v["node_id"] {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(bytes) => bytes
+                .iter()
+                .map(|b| {
+                    b.as_u64()
+                        .and_then(|b| u8::try_from(b).ok())
+                        .map(char::from)
+                })
+                .collect(),
+            _ => None,
+        }
     }
 }
 
