@@ -18,7 +18,7 @@ mod accept_support;
 
 use std::time::Duration;
 
-use accept_support::trials::{env_u64, report, sigterm_exits, Rng};
+use accept_support::trials::{sigterm_exits, stop_trials};
 use accept_support::{engine, Node, Runtime, IMAGE};
 
 /// The services' stop grace period.
@@ -86,18 +86,10 @@ async fn one_trial(trial: u32, delay: Duration, replicas: &str) -> Option<Durati
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_at_a_random_moment_stops_in_bounded_time_and_leaves_no_container() {
-    let trials = env_u64("SWARM_STOP_TRIALS").unwrap_or(5);
-    eprintln!("accept_stop_docker: {trials} trials");
-    let mut rng = Rng::from_env("SWARM_STOP_SEED", "accept_stop_docker");
-    let mut times = Vec::new();
-    for trial in 0..trials {
-        let delay = rng.millis(100, 10_000);
-        let Some(took) = one_trial(u32::try_from(trial).unwrap_or(0), delay, "12").await else {
-            return;
-        };
-        times.push(took);
-    }
-    report("accept_stop_docker", &mut times, STOP_BOUND);
+    stop_trials("accept_stop_docker", STOP_BOUND, |trial, delay| {
+        one_trial(trial, delay, "12")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Seeded trial loops for the stop and restart acceptance tests: reproducible random moments
 //! (the seed is printed, so a failing trial can be replayed) and a summary of stop times.
 
+use std::future::Future;
 use std::time::Duration;
 
 use super::Node;
@@ -80,4 +81,26 @@ pub async fn sigterm_exits(
         node.log_tail()
     );
     took
+}
+
+/// The SIGTERM campaign of the `accept_stop_*` tests: `SWARM_STOP_TRIALS` trials (default 5) at
+/// moments drawn from `SWARM_STOP_SEED` (100 ms-10 s after create), each run by `one`, which
+/// returns the stop time (`None`: the test was skipped). Prints the summary against `bound`.
+pub async fn stop_trials<F, Fut>(what: &str, bound: Duration, mut one: F)
+where
+    F: FnMut(u32, Duration) -> Fut,
+    Fut: Future<Output = Option<Duration>>,
+{
+    let trials = env_u64("SWARM_STOP_TRIALS").unwrap_or(5);
+    eprintln!("{what}: {trials} trials");
+    let mut rng = Rng::from_env("SWARM_STOP_SEED", what);
+    let mut times = Vec::new();
+    for trial in 0..trials {
+        let delay = rng.millis(100, 10_000);
+        let Some(took) = one(u32::try_from(trial).unwrap_or(0), delay).await else {
+            return;
+        };
+        times.push(took);
+    }
+    report(what, &mut times, bound);
 }
