@@ -79,7 +79,9 @@ impl From<ControlError> for ApiError {
             | ControlError::Ambiguous { .. }
             | ControlError::FailedPrecondition(_) => StatusCode::BAD_REQUEST,
             ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ControlError::AlreadyExists(_) | ControlError::OutOfSequence(_) => StatusCode::CONFLICT,
+            ControlError::AlreadyExists(_)
+            | ControlError::Conflict(_)
+            | ControlError::OutOfSequence(_) => StatusCode::CONFLICT,
             ControlError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -12,7 +12,7 @@ use swarm_core::objects::service::{
     SecretReference,
 };
 use swarm_core::validate::{
-    validate_service_spec, validate_service_update, validate_task_counts, ServiceLimits,
+    validate_service_spec, validate_service_update, validate_task_counts, ServiceLimits, SpecError,
 };
 use swarm_core::{
     Config, Id, Meta, Network, ObjectKind, Secret, Service, ServiceMode, ServiceSpec, StoreObject,
@@ -111,7 +111,7 @@ impl Control {
                 next
             } else {
                 let spec = prepare_spec(tx, req, &self.limits)?;
-                validate_service_update(&cur.spec, &spec)?;
+                validate_service_update(&cur.spec, &spec).map_err(refused_update)?;
                 if spec.endpoint != cur.spec.endpoint {
                     check_port_conflicts(tx, &spec, Some(cur.id))?;
                 }
@@ -403,4 +403,18 @@ fn ports_of_others(tx: &Tx<'_>, skip: Option<Id>) -> Vec<(Arc<Service>, PortConf
         }
     }
     out
+}
+
+/// SwarmKit answers a rename or a mode change with `Unimplemented` and these exact words
+/// (Docker shows `rpc error: code = Unimplemented desc = ...`).
+fn refused_update(e: SpecError) -> ControlError {
+    match e {
+        SpecError::Rename { .. } => {
+            ControlError::Unimplemented("renaming services is not supported".into())
+        }
+        SpecError::ModeChange { .. } => {
+            ControlError::Unimplemented("service mode change is not allowed".into())
+        }
+        other => other.into(),
+    }
 }
