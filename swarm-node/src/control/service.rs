@@ -18,7 +18,7 @@ use swarm_core::{
     Config, Id, Meta, Network, ObjectKind, Secret, Service, ServiceMode, ServiceSpec, StoreObject,
     TaskState, Tx, Version,
 };
-use swarm_sched::{apply_service_update, rollback_service};
+use swarm_sched::{apply_service_update, rollback_service, RollbackError};
 
 use super::resolve::resolve;
 use super::{new_id, Control, ControlError};
@@ -105,7 +105,12 @@ impl Control {
         self.commit(|tx| {
             let cur = resolve::<Service>(tx.committed(), input)?;
             let mut next = if rollback {
-                let next = rollback_service(&cur, now)?;
+                let next = rollback_service(&cur, now).map_err(|e| match e {
+                    // SwarmKit names the service by id here.
+                    RollbackError::NoPreviousSpec { .. } => ControlError::FailedPrecondition(
+                        format!("service {} does not have a previous spec", cur.id),
+                    ),
+                })?;
                 // The previous spec passed the cap of its day; this manager's may be lower.
                 validate_task_counts(&next.spec.mode, &self.limits)?;
                 next

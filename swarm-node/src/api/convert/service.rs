@@ -11,7 +11,7 @@ use swarm_core::objects::service::{
 use swarm_core::{Annotations, Service, ServiceMode, ServiceSpec};
 
 use super::task::{networks_in, task_spec_in, task_spec_out, TaskSpecJson};
-use super::{count, labels_in, labels_out, nanos, opt_duration, ts, version, Result};
+use super::{count, labels_in, labels_out, nanos, non_empty, opt_duration, ts, version, Result};
 use crate::api::error::ApiError;
 use crate::control::service::ServiceStatus;
 use crate::control::ServiceRequest;
@@ -199,7 +199,8 @@ fn update_out(u: &UpdateConfig) -> models::ServiceSpecUpdateConfig {
     use models::ServiceSpecUpdateConfigFailureActionEnum as A;
     models::ServiceSpecUpdateConfig {
         parallelism: Some(i64::try_from(u.parallelism).unwrap_or(i64::MAX)),
-        delay: Some(nanos(u.delay)),
+        // Docker leaves a zero delay out.
+        delay: non_empty(nanos(u.delay)),
         failure_action: Some(match u.failure_action {
             FailureAction::Pause => A::PAUSE,
             FailureAction::Continue => A::CONTINUE,
@@ -218,7 +219,8 @@ fn rollback_out(u: &UpdateConfig) -> models::ServiceSpecRollbackConfig {
     use models::ServiceSpecRollbackConfigFailureActionEnum as A;
     models::ServiceSpecRollbackConfig {
         parallelism: Some(i64::try_from(u.parallelism).unwrap_or(i64::MAX)),
-        delay: Some(nanos(u.delay)),
+        // Docker leaves a zero delay out.
+        delay: non_empty(nanos(u.delay)),
         failure_action: Some(match u.failure_action {
             FailureAction::Continue => A::CONTINUE,
             // A rollback never rolls back: SwarmKit pauses it.
