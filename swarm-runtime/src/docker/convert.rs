@@ -503,6 +503,150 @@ mod tests {
     use swarm_core::objects::service::ContainerSpec;
     use swarm_core::Id;
 
+    /// Every container option the engine supports reaches the create body in the engine's
+    /// form (Docker's swarm executor's mapping).
+    #[test]
+    fn container_options_reach_the_engine() {
+        use swarm_core::objects::service::{
+            BindOptions, DnsConfig, Mount as SwarmMount, Propagation, SeLinuxContext, SeccompOpts,
+            Ulimit,
+        };
+        let spec = ContainerSpec {
+            image: "busybox".into(),
+            hostname: "h1".into(),
+            read_only: true,
+            init: Some(true),
+            open_stdin: true,
+            groups: vec!["audio".into()],
+            hosts: vec!["10.0.0.1 a.example a".into(), "b.example:10.0.0.2".into()],
+            capability_add: vec!["CAP_NET_ADMIN".into()],
+            capability_drop: vec!["CAP_MKNOD".into()],
+            sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
+            dns_config: Some(DnsConfig {
+                nameservers: vec!["10.0.0.53".into()],
+                search: vec!["example.com".into()],
+                options: vec!["ndots:2".into()],
+            }),
+            ulimits: vec![Ulimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 2048,
+            }],
+            oom_score_adj: 100,
+            privileges: Some(Privileges {
+                selinux_context: Some(SeLinuxContext {
+                    user: "system_u".into(),
+                    type_: "container_t".into(),
+                    ..SeLinuxContext::default()
+                }),
+                seccomp: Some(SeccompOpts {
+                    mode: SeccompMode::Unconfined,
+                    profile: String::new(),
+                }),
+                app_armor: Some(AppArmorMode::Disabled),
+                no_new_privileges: true,
+                credential_spec: None,
+            }),
+            mounts: vec![SwarmMount {
+                kind: MountKind::Bind,
+                source: "/srv".into(),
+                target: "/srv".into(),
+                bind: Some(BindOptions {
+                    propagation: Propagation::RSlave,
+                    non_recursive: true,
+                    ..BindOptions::default()
+                }),
+                ..SwarmMount::default()
+            }],
+            ..ContainerSpec::default()
+        };
+        let mut c = TaskConfig::new(Id::from_u128(1), "web", spec);
+        c.resources.pids_limit = 100;
+        let b = create_body(&c, &Staged::default(), libc::SIGINT, Attach::Mode(None));
+        assert_eq!(b.hostname.as_deref(), Some("h1"));
+        assert_eq!(b.open_stdin, Some(true));
+        assert_eq!(b.stop_signal.as_deref(), Some("SIGINT"));
+        let h = b.host_config.expect("host config");
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert_eq!(h.init, Some(true));
+        assert_eq!(h.group_add, Some(vec!["audio".to_string()]));
+        assert_eq!(
+            h.extra_hosts,
+            Some(vec![
+                "a.example:10.0.0.1".to_string(),
+                "a:10.0.0.1".to_string(),
+                "b.example:10.0.0.2".to_string()
+            ])
+        );
+        assert_eq!(h.cap_add, Some(vec!["CAP_NET_ADMIN".to_string()]));
+        assert_eq!(h.cap_drop, Some(vec!["CAP_MKNOD".to_string()]));
+        assert_eq!(
+            h.sysctls.as_ref().and_then(|s| s.get("net.core.somaxconn")),
+            Some(&"1024".to_string())
+        );
+        assert_eq!(h.dns, Some(vec!["10.0.0.53".to_string()]));
+        assert_eq!(h.dns_search, Some(vec!["example.com".to_string()]));
+        assert_eq!(h.dns_options, Some(vec!["ndots:2".to_string()]));
+        let u = &h.ulimits.as_ref().expect("ulimits")[0];
+        assert_eq!(
+            (u.name.as_deref(), u.soft, u.hard),
+            (Some("nofile"), Some(1024), Some(2048))
+        );
+        assert_eq!(h.oom_score_adj, Some(100));
+        assert_eq!(h.pids_limit, Some(100));
+        assert_eq!(
+            h.security_opt,
+            Some(vec![
+                "label=user:system_u".to_string(),
+                "label=type:container_t".to_string(),
+                "seccomp=unconfined".to_string(),
+                "apparmor=unconfined".to_string(),
+                "no-new-privileges=true".to_string(),
+            ])
+        );
+        let bind = h.mounts.expect("mounts")[0]
+            .bind_options
+            .clone()
+            .expect("bind options");
+        assert_eq!(
+            bind.propagation.map(|p| p.to_string()).as_deref(),
+            Some("rslave")
+        );
+        assert_eq!(bind.non_recursive, Some(true));
+    }
+
+    /// Options left at their defaults add nothing to the create body (the engine's defaults
+    /// apply), and a disabled SELinux context is `label=disable` alone.
+    #[test]
+    fn default_options_add_nothing() {
+        let c = TaskConfig::new(Id::from_u128(1), "web", ContainerSpec::default());
+        let h = create_body(&c, &Staged::default(), libc::SIGTERM, Attach::Mode(None))
+            .host_config
+            .expect("host config");
+        assert_eq!(
+            (h.cap_add, h.cap_drop, h.sysctls, h.dns, h.ulimits),
+            (None, None, None, None, None)
+        );
+        assert_eq!(
+            (h.oom_score_adj, h.pids_limit, h.security_opt),
+            (None, None, None)
+        );
+        let p = Privileges {
+            selinux_context: Some(swarm_core::objects::service::SeLinuxContext {
+                disable: true,
+                user: "ignored".into(),
+                ..Default::default()
+            }),
+            seccomp: Some(swarm_core::objects::service::SeccompOpts {
+                mode: SeccompMode::Custom,
+                profile: "{}".into(),
+            }),
+            ..Privileges::default()
+        };
+        assert_eq!(security_opts(&p), ["label=disable", "seccomp={}"]);
+        assert_eq!(extra_hosts(&["".into(), "  ".into()]), Vec::<String>::new());
+    }
+
     #[test]
     fn create_body_labels_binds_and_disables_engine_healthchecks() {
         let mut c = TaskConfig::new(
