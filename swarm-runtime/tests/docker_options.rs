@@ -16,6 +16,9 @@ use swarm_runtime::{DockerOptions, DockerRuntime, Runtime, TaskConfig};
 const CAP_MKNOD: u32 = 27;
 const CAP_NET_ADMIN: u32 = 12;
 
+/// A shell command run in the container and what its output must satisfy.
+type Check = (&'static str, Box<dyn Fn(&str) -> bool>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_options_apply_inside_the_container() {
     let Some(image) = support::docker_image::ensure() else {
@@ -73,7 +76,7 @@ async fn container_options_apply_inside_the_container() {
                 .output
         }
     };
-    let checks: Vec<(&str, Box<dyn Fn(&str) -> bool>)> = vec![
+    let checks: Vec<Check> = vec![
         ("hostname", Box::new(|o| o.trim() == "opt-host")),
         (
             "grep fidelity.example /etc/hosts",

@@ -418,7 +418,7 @@ fn mount_in(m: models::Mount) -> Result<Mount> {
                 None | Some(models::MountBindOptionsPropagationEnum::EMPTY) => {
                     Propagation::default()
                 }
-                Some(p) => Propagation::parse(&p.to_string()).ok_or_else(|| {
+                Some(p) => Propagation::parse(p.as_ref()).ok_or_else(|| {
                     ApiError::bad_request(format!("invalid mount propagation {p}"))
                 })?,
             },
