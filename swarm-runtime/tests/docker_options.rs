@@ -9,8 +9,7 @@ mod support;
 use std::time::Duration;
 
 use swarm_core::objects::service::{ContainerSpec, DnsConfig, Privileges, Ulimit};
-use swarm_runtime::testing::unique_id;
-use swarm_runtime::{DockerOptions, DockerRuntime, Runtime, TaskConfig};
+use swarm_runtime::Runtime;
 
 /// Bit of a capability in `/proc/self/status`'s `CapEff`.
 const CAP_MKNOD: u32 = 27;
@@ -21,22 +20,9 @@ type Check = (&'static str, Box<dyn Fn(&str) -> bool>);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_options_apply_inside_the_container() {
-    let Some(image) = support::docker_image::ensure() else {
-        return;
-    };
-    let rt = DockerRuntime::connect(DockerOptions::default())
-        .await
-        .expect("docker");
-    let mut c = TaskConfig::new(
-        unique_id(),
+    let Some((rt, c)) = support::docker_image::idle_task(
         "options",
         ContainerSpec {
-            image: image.into(),
-            command: vec![
-                "sh".into(),
-                "-c".into(),
-                "trap 'exit 0' TERM; sleep 1000 & wait".into(),
-            ],
             hostname: "opt-host".into(),
             hosts: vec!["10.9.8.7 fidelity.example".into()],
             dns_config: Some(DnsConfig {
@@ -61,10 +47,11 @@ async fn container_options_apply_inside_the_container() {
             }),
             ..ContainerSpec::default()
         },
-    );
-    c.node_id = unique_id();
-    rt.prepare(&c).await.expect("prepare");
-    rt.start(&c.task_id).await.expect("start");
+    )
+    .await
+    else {
+        return;
+    };
     let run = |script: &str| {
         let cmd = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
         let rt = &rt;
