@@ -74,7 +74,8 @@ pub struct InitRequest {
     pub spec: swarm_core::objects::cluster::ClusterSpec,
     /// `DefaultAddrPool`, `SubnetSize`, `DataPathPort` (validated).
     pub network_bootstrap: swarm_core::objects::cluster::NetworkBootstrap,
-    /// `DataPathAddr`, if given (kept for display; this node has no data plane).
+    /// `DataPathAddr`, if given: validated as an IP address, otherwise unused (this node has no
+    /// data plane, and Docker shows it nowhere in `GET /swarm`).
     pub data_path_addr: Option<String>,
     /// `--availability` of this node (`active`, `pause`, `drain`), if given.
     pub availability: Option<swarm_core::objects::node::NodeAvailability>,

@@ -54,8 +54,14 @@ const DIVERGENCES: &[(&str, &str, &str)] = &[
     (
         "swarm-inspect-updated",
         "RootRotationInProgress",
-        "the engine rotated to the given SigningCACert; swarm-node refuses SigningCACert/Key \
-         (no root rotation in a single-node daemon) and the test sends the update without them",
+        "the engine rotated to the given SigningCACert; swarm-node refuses a root rotation \
+         (SigningCACert/Key, a changed ForceRotate) by name, and the test sends the update \
+         without them",
+    ),
+    (
+        "swarm-inspect-updated",
+        "Spec.CAConfig.ForceRotate",
+        "see RootRotationInProgress: the rotation was refused, so the counter stays",
     ),
     (
         "network-inspect",
@@ -230,6 +236,19 @@ async fn swarm_init_and_update_keep_every_field() {
     let ca = update["CAConfig"].as_object_mut().expect("CAConfig");
     ca.remove("SigningCACert");
     ca.remove("SigningCAKey");
+    let (status, body) = send(
+        &mut env,
+        "POST",
+        &format!("/swarm/update?version={version}"),
+        Some(&update),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("ForceRotate 3 (now 0)")));
+    let ca = update["CAConfig"].as_object_mut().expect("CAConfig");
+    ca.remove("ForceRotate");
     let (status, body) = send(
         &mut env,
         "POST",

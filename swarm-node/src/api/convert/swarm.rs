@@ -44,13 +44,20 @@ pub(crate) struct InitRequestJson {
 /// all validated (400 naming the field).
 pub(crate) fn init_request_in(r: InitRequestJson) -> Result<InitRequest> {
     use models::NodeSpecAvailabilityEnum as A;
-    let docker = r.spec.unwrap_or_default();
+    let mut docker = r.spec.unwrap_or_default();
+    // A new cluster has a new root CA: a rotation counter given at init is only recorded.
+    let force_rotate = docker
+        .ca_config
+        .as_mut()
+        .and_then(|ca| ca.force_rotate.take())
+        .unwrap_or(0);
     let spec_autolock = docker
         .encryption_config
         .as_ref()
         .and_then(|e| e.auto_lock_managers)
         .unwrap_or(false);
     let mut spec = cluster_spec_merge(&ClusterSpec::default(), docker)?;
+    spec.ca.force_rotate = force_rotate;
     let autolock = r.auto_lock_managers.unwrap_or(false) || spec_autolock;
     spec.encryption.auto_lock_managers = autolock;
     validate_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -154,7 +161,8 @@ fn external_ca_out(ca: &ExternalCa) -> models::SwarmSpecCaConfigExternalCas {
 }
 
 /// `POST /swarm/update` body merged over the current spec, as Docker merges it: zero values keep
-/// the current setting. Ours: a missing `Labels` or `EncryptionConfig` also keeps it (Docker would
+/// the current setting. A root CA rotation (`SigningCACert`/`SigningCAKey`, a changed
+/// `ForceRotate`) is refused by name: this daemon cannot rotate its root. Ours: a missing `Labels` or `EncryptionConfig` also keeps it (Docker would
 /// clear labels and turn autolock off).
 pub(crate) fn cluster_spec_merge(cur: &ClusterSpec, s: models::SwarmSpec) -> Result<ClusterSpec> {
     let mut spec = cur.clone();
@@ -223,8 +231,14 @@ pub(crate) fn cluster_spec_merge(cur: &ClusterSpec, s: models::SwarmSpec) -> Res
                 })
                 .collect::<Result<_>>()?;
         }
-        if let Some(n) = ca.force_rotate {
-            spec.ca.force_rotate = n;
+        // A changed counter asks for a root CA rotation now, which this daemon cannot do:
+        // refused rather than recorded as if done. The same value (a spec read and sent back)
+        // passes.
+        if let Some(n) = ca.force_rotate.filter(|n| *n != cur.ca.force_rotate) {
+            return Err(ApiError::bad_request(format!(
+                "CAConfig.ForceRotate {n} (now {}): root CA rotation is not supported by this daemon",
+                cur.ca.force_rotate
+            )));
         }
     }
     if let Some(t) = s.task_defaults {
