@@ -11,10 +11,11 @@
 //!   ([`SpreadPreference::parse_descriptor`]), as stored in a service spec. The prefix is matched
 //!   ignoring case; the label name keeps its case.
 //!
-//! Whitespace around the strategy and the descriptor is trimmed. Ours: SwarmKit stores any
-//! descriptor and silently treats an unrecognised one as "every node has the same value"; swarm
-//! rejects it, and rejects label names containing whitespace, control characters or `=`, which no
-//! Docker label name can contain. Everything here is pure.
+//! Whitespace around the strategy and the descriptor is trimmed. A service spec stores any
+//! descriptor, as SwarmKit does (`validate.rs` does not call these parsers on it); one these
+//! parsers refuse (not a label, or a label name containing whitespace, control characters or
+//! `=`) puts every node in the same "missing" branch, so it does not change placement. Everything
+//! here is pure.
 
 use std::fmt;
 

@@ -9,13 +9,14 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::constraint::{parse_constraints, ConstraintError};
-use crate::objects::cluster::ClusterSpec;
+use crate::objects::cluster::{ClusterSpec, NetworkBootstrap};
 use crate::objects::network::NetworkSpec;
 use crate::objects::secret::{ConfigSpec, SecretSpec, MAX_CONFIG_SIZE, MAX_SECRET_SIZE};
 use crate::objects::service::{
-    ContainerSpec, HealthConfig, Mount, MountKind, ServiceMode, ServiceSpec, UpdateConfig,
+    ContainerSpec, GenericResource, HealthConfig, Mount, MountKind, ServiceMode, ServiceSpec,
+    UpdateConfig,
 };
-use crate::placement::{PlacementError, SpreadPreference};
+use crate::placement::PlacementError;
 
 /// Smallest CPU reservation or limit when set: 0.001 CPU.
 pub const MIN_NANO_CPUS: i64 = 1_000_000;
@@ -162,7 +163,7 @@ pub enum SpecError {
         /// `UpdateConfig` or `RollbackConfig`.
         field: &'static str,
         /// Value given.
-        value: f32,
+        value: f64,
     },
     /// A constraint does not parse.
     #[error("invalid placement constraint: {0}")]
@@ -186,6 +187,22 @@ pub enum SpecError {
     Port {
         /// Which port.
         field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A container field out of range (ulimits, capabilities, sysctls, OOM score).
+    #[error("ContainerSpec: invalid {field}: {reason}")]
+    Container {
+        /// Which field (`Ulimits`, `CapabilityAdd`, ...).
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A resource field out of range (pids limit, generic resources).
+    #[error("invalid {field}: {reason}")]
+    Resource {
+        /// Which field.
+        field: &'static str,
         /// What is wrong.
         reason: String,
     },
@@ -267,6 +284,72 @@ pub fn validate_cluster_spec(spec: &ClusterSpec) -> Result<(), SpecError> {
             reason: "must be greater than 0".into(),
         });
     }
+    for ca in &spec.ca.external_cas {
+        if !ca.protocol.eq_ignore_ascii_case("cfssl") {
+            return Err(SpecError::Cluster {
+                field: "CAConfig.ExternalCAs",
+                reason: format!(
+                    "unknown protocol {:?}: only cfssl is supported",
+                    ca.protocol
+                ),
+            });
+        }
+        if ca.url.is_empty() {
+            return Err(SpecError::Cluster {
+                field: "CAConfig.ExternalCAs",
+                reason: "URL must not be empty".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Smallest data-path port Docker accepts.
+pub const MIN_DATA_PATH_PORT: u32 = 1024;
+/// Largest data-path port Docker accepts.
+pub const MAX_DATA_PATH_PORT: u32 = 49151;
+
+/// Validates what `swarm init` fixes for the cluster's life: every pool a CIDR, the subnet size
+/// no shorter than any pool's prefix and at most /29 (IPv4) or /125 (IPv6), the data-path port in
+/// 1024..=49151.
+pub fn validate_network_bootstrap(n: &NetworkBootstrap) -> Result<(), SpecError> {
+    let err = |field: &'static str, reason: String| SpecError::Cluster { field, reason };
+    if !(MIN_DATA_PATH_PORT..=MAX_DATA_PATH_PORT).contains(&n.data_path_port) {
+        return Err(err(
+            "DataPathPort",
+            format!(
+                "{} is out of range: it must be within {MIN_DATA_PATH_PORT}-{MAX_DATA_PATH_PORT}",
+                n.data_path_port
+            ),
+        ));
+    }
+    if n.default_addr_pool.is_empty() {
+        return Err(err("DefaultAddrPool", "must not be empty".into()));
+    }
+    for pool in &n.default_addr_pool {
+        let bad = || {
+            err(
+                "DefaultAddrPool",
+                format!("{pool:?} is not a CIDR (e.g. 10.20.0.0/16)"),
+            )
+        };
+        let (ip, prefix) = pool.split_once('/').ok_or_else(bad)?;
+        let ip: std::net::IpAddr = ip.parse().map_err(|_| bad())?;
+        let prefix: u32 = prefix.parse().map_err(|_| bad())?;
+        let (bits, max_subnet) = if ip.is_ipv4() { (32, 29) } else { (128, 125) };
+        if prefix > bits {
+            return Err(bad());
+        }
+        if n.subnet_size < prefix || n.subnet_size > max_subnet {
+            return Err(err(
+                "SubnetSize",
+                format!(
+                    "{} does not fit pool {pool}: it must be between the pool's prefix /{prefix} and /{max_subnet}",
+                    n.subnet_size
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -306,10 +389,18 @@ pub fn validate_service_spec(spec: &ServiceSpec, limits: &ServiceLimits) -> Resu
             });
         }
     }
-    parse_constraints(&task.placement.constraints)?;
-    for p in &task.placement.preferences {
-        SpreadPreference::parse_descriptor(p)?;
+    if task.resources.pids_limit < 0 {
+        return Err(SpecError::Resource {
+            field: "Resources.Limits.Pids",
+            reason: format!("{} is negative (0 = unlimited)", task.resources.pids_limit),
+        });
     }
+    for g in &task.resources.generic_reservations {
+        validate_generic_resource(g)?;
+    }
+    parse_constraints(&task.placement.constraints)?;
+    // Spread descriptors are stored as given, as Docker does: one that names no node or engine
+    // label puts every node in the same ("missing") branch, so it does not change placement.
     if spec.mode.is_global() && task.placement.max_replicas > 0 {
         return Err(SpecError::MaxReplicasOnGlobal);
     }
@@ -398,6 +489,79 @@ fn validate_container(c: &ContainerSpec) -> Result<(), SpecError> {
     }
     for m in &c.mounts {
         validate_mount(m)?;
+    }
+    validate_container_options(c)
+}
+
+/// Ulimits, capabilities, sysctls and the OOM score: the checks the engine would make at container
+/// creation, made before the spec is stored so that a task never fails for them.
+fn validate_container_options(c: &ContainerSpec) -> Result<(), SpecError> {
+    let err = |field: &'static str, reason: String| SpecError::Container { field, reason };
+    let mut names = std::collections::BTreeSet::new();
+    for u in &c.ulimits {
+        if u.name.is_empty() {
+            return Err(err("Ulimits", "a ulimit has no Name".into()));
+        }
+        if !names.insert(u.name.as_str()) {
+            return Err(err("Ulimits", format!("{:?} is given twice", u.name)));
+        }
+        if u.soft > u.hard {
+            return Err(err(
+                "Ulimits",
+                format!(
+                    "{}: soft limit {} is above hard limit {}",
+                    u.name, u.soft, u.hard
+                ),
+            ));
+        }
+    }
+    for (field, caps) in [
+        ("CapabilityAdd", &c.capability_add),
+        ("CapabilityDrop", &c.capability_drop),
+    ] {
+        if let Some(bad) = caps
+            .iter()
+            .find(|c| c.is_empty() || c.chars().any(|ch| ch.is_whitespace()))
+        {
+            return Err(err(field, format!("{bad:?} is not a capability name")));
+        }
+    }
+    if let Some(k) = c
+        .sysctls
+        .keys()
+        .find(|k| k.is_empty() || k.chars().any(|ch| ch.is_whitespace() || ch == '='))
+    {
+        return Err(err(
+            "Sysctls",
+            format!("{k:?} is not a kernel parameter name"),
+        ));
+    }
+    if !(-1000..=1000).contains(&c.oom_score_adj) {
+        return Err(err(
+            "OomScoreAdj",
+            format!("{} is out of range -1000..1000", c.oom_score_adj),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_generic_resource(g: &GenericResource) -> Result<(), SpecError> {
+    let field = "Resources.Reservations.GenericResources";
+    let (kind, bad_value) = match g {
+        GenericResource::Named { kind, value } => (kind, value.is_empty()),
+        GenericResource::Discrete { kind, value } => (kind, *value < 0),
+    };
+    if kind.is_empty() {
+        return Err(SpecError::Resource {
+            field,
+            reason: "a resource has no Kind".into(),
+        });
+    }
+    if bad_value {
+        return Err(SpecError::Resource {
+            field,
+            reason: format!("resource {kind:?} has an empty or negative Value"),
+        });
     }
     Ok(())
 }

@@ -360,6 +360,19 @@ fn snapshot_restore_round_trip_rebuilds_indexes() {
     assert_eq!(st2.services_by_secret(&id(2)).count(), 1);
     assert!(swarm_core::StoreSnapshot::decode(&bytes[..bytes.len() - 1], 1 << 20).is_err());
     assert!(swarm_core::StoreSnapshot::decode(&bytes, 16).is_err());
+    // A snapshot of the previous object layout (format 1) or an unknown one is refused by name
+    // before its body is decoded.
+    for (format, want) in [
+        (1u32, "format 1 (written before"),
+        (9, "format 9 is not supported"),
+    ] {
+        let mut old = bytes.clone();
+        old[..4].copy_from_slice(&format.to_le_bytes());
+        match swarm_core::StoreSnapshot::decode(&old, 1 << 20) {
+            Err(StoreError::Snapshot(m)) => assert!(m.contains(want), "{m}"),
+            other => panic!("format {format}: {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 use swarm_core::objects::service::{
-    FileTarget, HealthConfig, Mount, MountKind, PortConfig, SecretReference, TmpfsOptions,
+    FileTarget, GenericResource, HealthConfig, Mount, MountKind, PortConfig, SecretReference,
+    TmpfsOptions, Ulimit,
 };
 use swarm_core::testing::{config, id, secret, service};
 use swarm_core::validate::{
-    service_mode, validate_cluster_spec, validate_config_spec, validate_secret_spec,
-    validate_service_spec, validate_service_update, ServiceLimits, SpecError, DEFAULT_MAX_REPLICAS,
+    service_mode, validate_cluster_spec, validate_config_spec, validate_network_bootstrap,
+    validate_secret_spec, validate_service_spec, validate_service_update, ServiceLimits, SpecError,
+    DEFAULT_MAX_REPLICAS,
 };
 use swarm_core::{ServiceMode, ServiceSpec};
 
@@ -34,7 +36,8 @@ type Case = (&'static str, fn(&mut ServiceSpec), Option<&'static str>);
 
 #[test]
 fn service_spec_rules() {
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case> =
+        vec![
         ("valid", |_| {}, None),
         (
             "empty name",
@@ -95,9 +98,101 @@ fn service_spec_rules() {
             None,
         ),
         (
-            "bad preference",
-            |s| s.task.placement.preferences = vec!["node.nolabel".into()],
-            Some("invalid placement preference"),
+            // Docker stores any descriptor; every node falls in its "missing" branch.
+            "any spread descriptor is stored",
+            |s| s.task.placement.preferences = vec!["node.nolabel".into(), "node.id".into()],
+            None,
+        ),
+        ("ratio 0.4 is exact", |s| s.update.max_failure_ratio = 0.4, None),
+        (
+            "ulimit without a name",
+            |s| s.task.container.ulimits = vec![Ulimit::default()],
+            Some("ContainerSpec: invalid Ulimits: a ulimit has no Name"),
+        ),
+        (
+            "ulimit soft above hard",
+            |s| {
+                s.task.container.ulimits = vec![Ulimit {
+                    name: "nofile".into(),
+                    soft: 10,
+                    hard: 5,
+                }]
+            },
+            Some("nofile: soft limit 10 is above hard limit 5"),
+        ),
+        (
+            "ulimit twice",
+            |s| {
+                let u = Ulimit {
+                    name: "nproc".into(),
+                    soft: 1,
+                    hard: 2,
+                };
+                s.task.container.ulimits = vec![u.clone(), u]
+            },
+            Some("\"nproc\" is given twice"),
+        ),
+        (
+            "capability with a space",
+            |s| s.task.container.capability_add = vec!["CAP NET".into()],
+            Some("ContainerSpec: invalid CapabilityAdd"),
+        ),
+        (
+            "empty capability dropped",
+            |s| s.task.container.capability_drop = vec![String::new()],
+            Some("ContainerSpec: invalid CapabilityDrop"),
+        ),
+        (
+            "sysctl with =",
+            |s| {
+                s.task.container.sysctls = [("a=b".to_string(), "1".to_string())].into();
+            },
+            Some("ContainerSpec: invalid Sysctls"),
+        ),
+        (
+            "oom score out of range",
+            |s| s.task.container.oom_score_adj = 1001,
+            Some("OomScoreAdj: 1001 is out of range -1000..1000"),
+        ),
+        (
+            "oom score at the edge",
+            |s| s.task.container.oom_score_adj = -1000,
+            None,
+        ),
+        (
+            "negative pids limit",
+            |s| s.task.resources.pids_limit = -1,
+            Some("Resources.Limits.Pids"),
+        ),
+        (
+            "generic resource without a kind",
+            |s| {
+                s.task.resources.generic_reservations = vec![GenericResource::Discrete {
+                    kind: String::new(),
+                    value: 1,
+                }]
+            },
+            Some("a resource has no Kind"),
+        ),
+        (
+            "negative discrete resource",
+            |s| {
+                s.task.resources.generic_reservations = vec![GenericResource::Discrete {
+                    kind: "ssd".into(),
+                    value: -1,
+                }]
+            },
+            Some("resource \"ssd\" has an empty or negative Value"),
+        ),
+        (
+            "named generic resource",
+            |s| {
+                s.task.resources.generic_reservations = vec![GenericResource::Named {
+                    kind: "gpu".into(),
+                    value: "gpu-0".into(),
+                }]
+            },
+            None,
         ),
         (
             "good preference",
@@ -414,4 +509,60 @@ fn cluster_rules() {
         .unwrap_err()
         .to_string()
         .contains("minimum certificate expiry time is 1h"));
+    spec.ca.node_cert_expiry = Duration::from_secs(3600);
+    spec.ca.external_cas = vec![swarm_core::objects::cluster::ExternalCa {
+        protocol: "acme".into(),
+        url: "https://ca".into(),
+        ..Default::default()
+    }];
+    assert!(validate_cluster_spec(&spec)
+        .unwrap_err()
+        .to_string()
+        .contains("unknown protocol \"acme\""));
+    spec.ca.external_cas[0].protocol = "cfssl".into();
+    assert_eq!(validate_cluster_spec(&spec), Ok(()));
+}
+
+/// `swarm init`'s address pools, subnet size and data-path port, one row per rule.
+#[test]
+fn network_bootstrap_rules() {
+    use swarm_core::objects::cluster::NetworkBootstrap;
+    let nb = |pools: &[&str], subnet_size: u32, data_path_port: u32| NetworkBootstrap {
+        default_addr_pool: pools.iter().map(|p| p.to_string()).collect(),
+        subnet_size,
+        data_path_port,
+    };
+    let cases: Vec<(NetworkBootstrap, Option<&str>)> = vec![
+        (NetworkBootstrap::default(), None),
+        (nb(&["10.231.0.0/16", "10.232.0.0/16"], 26, 4790), None),
+        (nb(&["fd00::/48"], 64, 4789), None),
+        (
+            nb(&["10.0.0.0/8"], 24, 80),
+            Some("DataPathPort: 80 is out of range"),
+        ),
+        (nb(&["10.0.0.0/8"], 24, 49152), Some("within 1024-49151")),
+        (
+            nb(&[], 24, 4789),
+            Some("DefaultAddrPool: must not be empty"),
+        ),
+        (
+            nb(&["10.0.0.0"], 24, 4789),
+            Some("\"10.0.0.0\" is not a CIDR"),
+        ),
+        (nb(&["10.0.0.0/33"], 24, 4789), Some("is not a CIDR")),
+        (nb(&["banana/8"], 24, 4789), Some("is not a CIDR")),
+        (
+            nb(&["10.1.0.0/16"], 8, 4789),
+            Some("SubnetSize: 8 does not fit pool 10.1.0.0/16"),
+        ),
+        (nb(&["10.1.0.0/16"], 30, 4789), Some("and /29")),
+    ];
+    for (n, want) in cases {
+        let got = validate_network_bootstrap(&n);
+        match (want, got) {
+            (None, Ok(())) => {}
+            (Some(msg), Err(e)) => assert!(e.to_string().contains(msg), "{n:?}: {e}"),
+            (want, got) => panic!("{n:?}: wanted {want:?}, got {got:?}"),
+        }
+    }
 }

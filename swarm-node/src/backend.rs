@@ -69,8 +69,14 @@ pub struct InitRequest {
     pub force_new_cluster: bool,
     /// `--advertise-addr` / `--listen-addr`, kept for display (single host: loopback).
     pub advertise_addr: String,
-    /// `--task-history-limit`, if given.
-    pub task_history_retention_limit: Option<i64>,
+    /// The cluster spec to start with (the request's `Spec` over the defaults, validated);
+    /// `autolock` decides `encryption.auto_lock_managers`.
+    pub spec: swarm_core::objects::cluster::ClusterSpec,
+    /// `DefaultAddrPool`, `SubnetSize`, `DataPathPort` (validated).
+    pub network_bootstrap: swarm_core::objects::cluster::NetworkBootstrap,
+    /// `DataPathAddr`, if given: validated as an IP address, otherwise unused (this node has no
+    /// data plane, and Docker shows it nowhere in `GET /swarm`).
+    pub data_path_addr: Option<String>,
     /// `--availability` of this node (`active`, `pause`, `drain`), if given.
     pub availability: Option<swarm_core::objects::node::NodeAvailability>,
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use swarm_core::objects::cluster::{ClusterSpec, EncryptionKey, JoinTokens, RootCa};
+use swarm_core::objects::cluster::{EncryptionKey, JoinTokens, RootCa};
 use swarm_core::objects::node::{
     EngineDescription, ManagerStatus, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
     Platform, Reachability, Resources,
@@ -152,11 +152,8 @@ impl Backend for TestBackend {
         }
         let node_id = crate::control::new_id();
         let cluster_id = crate::control::new_id();
-        let mut spec = ClusterSpec::default();
+        let mut spec = req.spec.clone();
         spec.encryption.auto_lock_managers = req.autolock;
-        if let Some(limit) = req.task_history_retention_limit {
-            spec.orchestration.task_history_retention_limit = limit;
-        }
         let unlock_keys = if req.autolock {
             vec![EncryptionKey {
                 subsystem: MANAGER_SUBSYSTEM.into(),
@@ -181,6 +178,7 @@ impl Backend for TestBackend {
                 },
             },
             unlock_keys,
+            network_bootstrap: req.network_bootstrap.clone(),
         };
         // The host part of the advertise address (a port, if given, is dropped).
         let addr = match req.advertise_addr.rsplit_once(':') {

@@ -208,7 +208,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         ("GET", "/v1.44/tasks/nope".into(), None, 404, "not found"),
         ("GET", "/v1.44/secrets/nope".into(), None, 404, "secret nope not found"),
         ("POST", current.clone(), Some(bad_constraint.as_bytes()), 400, "invalid placement constraint"),
-        ("POST", current.clone(), Some(renamed.as_bytes()), 400, "renaming services is not supported"),
+        ("POST", current.clone(), Some(renamed.as_bytes()), 501, "renaming services is not supported"),
         ("POST", stale, Some(spec.as_bytes()), 409, "update out of sequence"),
         ("POST", "/v1.44/services/keep/update".into(), Some(spec.as_bytes()), 400, "invalid service version"),
         ("POST", "/v1.44/services/keep/update?version=x".into(), Some(spec.as_bytes()), 400, "invalid service version"),

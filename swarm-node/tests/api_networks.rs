@@ -63,9 +63,14 @@ async fn stack_style_network_lifecycle() {
         id.as_str()
     );
 
+    let svc = s["ID"].as_str().unwrap_or_default().to_string();
+    // Docker's (SwarmKit's) wording: ids, not names.
+    let in_use = format!(
+        "rpc error: code = FailedPrecondition desc = network {id} is in use by service {svc}"
+    );
     let before = env.snapshot();
     env.check_all(&[
-        case("DELETE", "/v1.44/networks/shop_default", None, 400, "is in use by the following service: shop_web"),
+        case("DELETE", "/v1.44/networks/shop_default", None, 400, &in_use),
         case("POST", "/v1.44/networks/create", Some(json!({"Name": "plain"})), 409, "network with name plain already exists"),
         case("POST", "/v1.44/networks/create", Some(json!({"Name": "br", "Driver": "bridge"})), 400, "not supported"),
         case("POST", "/v1.44/networks/create", Some(json!({"Name": "loc", "Scope": "local"})), 400, "scope"),

@@ -21,16 +21,31 @@ async fn create_fills_semantics_defaults_and_inspect_shows_them() {
     assert_eq!(s["Spec"]["Name"], "web");
     assert_eq!(s["Spec"]["Mode"]["Replicated"]["Replicas"], 2);
     let t = &s["Spec"]["TaskTemplate"];
-    assert_eq!(t["RestartPolicy"]["Condition"], "any");
-    assert_eq!(t["RestartPolicy"]["Delay"], 5_000_000_000u64);
     assert_eq!(t["ContainerSpec"]["Image"], "busybox");
-    let u = &s["Spec"]["UpdateConfig"];
+    // As Docker: parts the client did not give are left out unless insertDefaults=true.
+    for absent in [
+        &t["RestartPolicy"],
+        &s["Spec"]["UpdateConfig"],
+        &s["Spec"]["RollbackConfig"],
+    ] {
+        assert!(absent.is_null(), "{s}");
+    }
+    let d = env
+        .get(&format!("/v1.44/services/{id}?insertDefaults=true"))
+        .await
+        .json();
+    let dt = &d["Spec"]["TaskTemplate"];
+    assert_eq!(dt["RestartPolicy"]["Condition"], "any");
+    assert_eq!(dt["RestartPolicy"]["Delay"], 5_000_000_000u64);
+    let u = &d["Spec"]["UpdateConfig"];
     assert_eq!(u["Parallelism"], 1);
     assert_eq!(u["Monitor"], 5_000_000_000u64);
     assert_eq!(u["FailureAction"], "pause");
     assert_eq!(u["Order"], "stop-first");
-    assert_eq!(s["Spec"]["RollbackConfig"]["Parallelism"], 1);
-    assert_eq!(s["Spec"]["EndpointSpec"]["Mode"], "vip");
+    assert_eq!(d["Spec"]["RollbackConfig"]["Parallelism"], 1);
+    // No EndpointSpec was given: Docker shows an empty one under Endpoint.
+    assert!(s["Spec"]["EndpointSpec"].is_null());
+    assert_eq!(s["Endpoint"]["Spec"], serde_json::json!({}));
     assert!(s["Version"]["Index"].as_u64().is_some());
     assert!(s["CreatedAt"].as_str().is_some_and(|t| t.ends_with('Z')));
     // No stop grace period was given; insertDefaults spells out Docker's 10s.
@@ -293,8 +308,8 @@ async fn client_mistakes_are_clear_errors_and_change_nothing() {
         case("POST", "/v1.44/services/nope/update?version=1", Some(good.clone()), 404, "not found"),
         case("POST", "/v1.44/services/web/update", Some(good.clone()), 400, "invalid service version"),
         case("POST", "/v1.44/services/web/update?version=1", Some(good.clone()), 409, "update out of sequence"),
-        case("POST", &update, Some(renamed), 400, "renaming services is not supported"),
-        case("POST", &update, Some(to_global), 400, "service mode change is not allowed"),
+        case("POST", &update, Some(renamed), 501, "rpc error: code = Unimplemented desc = renaming services is not supported"),
+        case("POST", &update, Some(to_global), 501, "rpc error: code = Unimplemented desc = service mode change is not allowed"),
         case(
             "POST",
             "/v1.44/services/create",

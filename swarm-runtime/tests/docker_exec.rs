@@ -8,33 +8,15 @@ mod support;
 use std::time::Duration;
 
 use swarm_core::objects::service::ContainerSpec;
-use swarm_runtime::testing::unique_id;
-use swarm_runtime::{DockerOptions, DockerRuntime, Runtime, RuntimeError, TaskConfig};
+use swarm_runtime::{Runtime, RuntimeError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timed_out_exec_is_killed_inside_the_container() {
-    let Some(image) = support::docker_image::ensure() else {
+    let Some((rt, c)) =
+        support::docker_image::idle_task("exec-timeout", ContainerSpec::default()).await
+    else {
         return;
     };
-    let rt = DockerRuntime::connect(DockerOptions::default())
-        .await
-        .expect("docker");
-    let mut c = TaskConfig::new(
-        unique_id(),
-        "exec-timeout",
-        ContainerSpec {
-            image: image.into(),
-            command: vec![
-                "sh".into(),
-                "-c".into(),
-                "trap 'exit 0' TERM; sleep 1000 & wait".into(),
-            ],
-            ..ContainerSpec::default()
-        },
-    );
-    c.node_id = unique_id();
-    rt.prepare(&c).await.expect("prepare");
-    rt.start(&c.task_id).await.expect("start");
     let cmd = vec!["sleep".to_string(), "4321".to_string()];
     let r = rt.exec(&c.task_id, &cmd, Duration::from_millis(500)).await;
     assert!(matches!(r, Err(RuntimeError::ExecTimeout { .. })), "{r:?}");

@@ -73,6 +73,7 @@ fn mount(kind: MountKind, source: &str, target: &Path, read_only: bool) -> Mount
         read_only,
         volume: None,
         tmpfs: None,
+        bind: None,
     }
 }
 

@@ -252,6 +252,7 @@ fn with_retention(limit: i64, policy: RestartPolicy) -> Sim {
         spec,
         root_ca: Default::default(),
         unlock_keys: Vec::new(),
+        network_bootstrap: Default::default(),
     }]);
     sim.create([node(1)]);
     let mut s = service(SVC, 1);

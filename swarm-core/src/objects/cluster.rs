@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::Id;
 use crate::meta::{Annotations, Meta};
-use crate::objects::secret::SecretData;
+use crate::objects::secret::{Driver, SecretData};
 
 /// Name of the one cluster object.
 pub const DEFAULT_CLUSTER_NAME: &str = "default";
@@ -24,10 +24,42 @@ pub struct Cluster {
     pub root_ca: RootCa,
     /// Key-encryption keys for autolock (the current unlock key first). Readable by managers only.
     pub unlock_keys: Vec<EncryptionKey>,
+    /// Address pools and data-path port chosen at `swarm init`; fixed for the cluster's life.
+    #[serde(default)]
+    pub network_bootstrap: NetworkBootstrap,
+}
+
+/// What `swarm init` fixes for the life of the cluster: where overlay subnets come from and the
+/// data-path (VXLAN) port. Defaults as Docker's: `10.0.0.0/8`, /24 subnets, port 4789.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkBootstrap {
+    /// Address pools (CIDR) overlay subnets are taken from.
+    pub default_addr_pool: Vec<String>,
+    /// Prefix length of each subnet taken from the pools.
+    pub subnet_size: u32,
+    /// UDP port of the data path.
+    pub data_path_port: u32,
+}
+
+/// Docker's default address pool.
+pub const DEFAULT_ADDR_POOL: &str = "10.0.0.0/8";
+/// Docker's default subnet size.
+pub const DEFAULT_SUBNET_SIZE: u32 = 24;
+/// Docker's default data-path port (VXLAN).
+pub const DEFAULT_DATA_PATH_PORT: u32 = 4789;
+
+impl Default for NetworkBootstrap {
+    fn default() -> Self {
+        NetworkBootstrap {
+            default_addr_pool: vec![DEFAULT_ADDR_POOL.to_string()],
+            subnet_size: DEFAULT_SUBNET_SIZE,
+            data_path_port: DEFAULT_DATA_PATH_PORT,
+        }
+    }
 }
 
 /// Cluster settings (`docker swarm update`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterSpec {
     /// Always named `default`.
     pub annotations: Annotations,
@@ -41,6 +73,16 @@ pub struct ClusterSpec {
     pub ca: CaConfig,
     /// Encryption settings.
     pub encryption: EncryptionConfig,
+    /// Defaults for every task.
+    #[serde(default)]
+    pub task_defaults: TaskDefaults,
+}
+
+/// Defaults applied to every task of the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDefaults {
+    /// Log driver of tasks whose spec names none.
+    pub log_driver: Option<Driver>,
 }
 
 impl Default for ClusterSpec {
@@ -52,6 +94,7 @@ impl Default for ClusterSpec {
             dispatcher: DispatcherConfig::default(),
             ca: CaConfig::default(),
             encryption: EncryptionConfig::default(),
+            task_defaults: TaskDefaults::default(),
         }
     }
 }
@@ -115,10 +158,33 @@ impl Default for DispatcherConfig {
 }
 
 /// CA settings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A signing CA certificate and key given with `swarm update` (Docker's `SigningCACert` /
+/// `SigningCAKey`) are not part of the spec: they start a root rotation and are never read back,
+/// as in Docker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaConfig {
     /// Lifetime of node certificates (90 days; at least 1 hour).
     pub node_cert_expiry: Duration,
+    /// External CAs that sign node certificates (stored and shown).
+    #[serde(default)]
+    pub external_cas: Vec<ExternalCa>,
+    /// A counter: changing it asks for a root CA rotation.
+    #[serde(default)]
+    pub force_rotate: u64,
+}
+
+/// An external certificate authority.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalCa {
+    /// Protocol spoken to it; `cfssl` is the only one Docker knows.
+    pub protocol: String,
+    /// Where it is.
+    pub url: String,
+    /// Protocol-specific options.
+    pub options: std::collections::BTreeMap<String, String>,
+    /// Root CA certificate (PEM) it signs under; empty = the cluster's current root.
+    pub ca_cert: String,
 }
 
 /// Default node certificate lifetime: 90 days.
@@ -128,6 +194,8 @@ impl Default for CaConfig {
     fn default() -> Self {
         CaConfig {
             node_cert_expiry: DEFAULT_NODE_CERT_EXPIRY,
+            external_cas: Vec::new(),
+            force_rotate: 0,
         }
     }
 }

@@ -49,6 +49,25 @@ pub struct ServiceSpec {
     pub rollback: UpdateConfig,
     /// Published ports and endpoint mode.
     pub endpoint: EndpointSpec,
+    /// Which optional parts the client gave. Docker leaves the parts never set out of
+    /// `GET /services/{id}` (unless `insertDefaults=true`); the values above are the effective
+    /// ones either way.
+    #[serde(default)]
+    pub given: GivenParts,
+}
+
+/// Which optional parts of a service spec a client gave (see [`ServiceSpec::given`]). A
+/// part not given reads as its default everywhere; only Docker's inspect output differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GivenParts {
+    /// `UpdateConfig` was given.
+    pub update: bool,
+    /// `RollbackConfig` was given.
+    pub rollback: bool,
+    /// `EndpointSpec` was given.
+    pub endpoint: bool,
+    /// `TaskTemplate.RestartPolicy` was given.
+    pub restart: bool,
 }
 
 /// What each task of a service runs and how it is placed. Tasks keep their own copy.
@@ -68,6 +87,142 @@ pub struct TaskSpec {
     pub force_update: u64,
     /// Log driver; `None` uses the cluster default.
     pub log_driver: Option<Driver>,
+}
+
+/// Security options of a container (Docker's `Privileges`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Privileges {
+    /// Windows credential spec (stored, never applied on Linux).
+    pub credential_spec: Option<CredentialSpec>,
+    /// SELinux labels.
+    pub selinux_context: Option<SeLinuxContext>,
+    /// Seccomp profile choice.
+    pub seccomp: Option<SeccompOpts>,
+    /// AppArmor profile choice.
+    pub app_armor: Option<AppArmorMode>,
+    /// Set `no_new_privileges` on the process.
+    pub no_new_privileges: bool,
+}
+
+/// A Windows credential spec: exactly one source is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CredentialSpec {
+    /// A swarm config holding the spec (its id).
+    Config(String),
+    /// A file under the engine's credential spec directory.
+    File(String),
+    /// A registry value name.
+    Registry(String),
+}
+
+/// SELinux labels of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeLinuxContext {
+    /// Disable SELinux labelling.
+    pub disable: bool,
+    /// User label.
+    pub user: String,
+    /// Role label.
+    pub role: String,
+    /// Type label.
+    pub type_: String,
+    /// Level label.
+    pub level: String,
+}
+
+/// Seccomp settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeccompOpts {
+    /// Which profile.
+    pub mode: SeccompMode,
+    /// The JSON profile, for [`SeccompMode::Custom`].
+    pub profile: String,
+}
+
+/// Which seccomp profile a container gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompMode {
+    /// The engine's default profile.
+    #[default]
+    Default,
+    /// No seccomp filtering.
+    Unconfined,
+    /// The profile in [`SeccompOpts::profile`].
+    Custom,
+}
+
+/// Which AppArmor profile a container gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppArmorMode {
+    /// The engine's default profile.
+    #[default]
+    Default,
+    /// Unconfined.
+    Disabled,
+}
+
+/// Resolver settings of a container (`/etc/resolv.conf`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    /// Name server addresses.
+    pub nameservers: Vec<String>,
+    /// Search domains.
+    pub search: Vec<String>,
+    /// Resolver options (`ndots:2`).
+    pub options: Vec<String>,
+}
+
+/// Isolation technology of a container (Windows only; `Default` elsewhere).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Isolation {
+    /// The engine's default.
+    #[default]
+    Default,
+    /// Process isolation.
+    Process,
+    /// Hyper-V isolation.
+    Hyperv,
+}
+
+impl Isolation {
+    /// Docker's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Default => "default",
+            Isolation::Process => "process",
+            Isolation::Hyperv => "hyperv",
+        }
+    }
+}
+
+/// A resource limit of the container's processes (`ulimit`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// Limit name without the `RLIMIT_` prefix, lower case (`nofile`).
+    pub name: String,
+    /// Soft limit.
+    pub soft: i64,
+    /// Hard limit.
+    pub hard: i64,
+}
+
+/// A user-defined resource a node advertises and a task may reserve (`GenericResources`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GenericResource {
+    /// A named instance (`gpu=gpu-0`).
+    Named {
+        /// Resource kind.
+        kind: String,
+        /// Instance name.
+        value: String,
+    },
+    /// A count (`ssd=2`).
+    Discrete {
+        /// Resource kind.
+        kind: String,
+        /// How many.
+        value: i64,
+    },
 }
 
 /// The container spec.
@@ -111,6 +266,33 @@ pub struct ContainerSpec {
     pub configs: Vec<ConfigReference>,
     /// Run an init process inside the container.
     pub init: Option<bool>,
+    /// Security options.
+    #[serde(default)]
+    pub privileges: Option<Privileges>,
+    /// Keep stdin open.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Resolver settings; `None` = the engine's.
+    #[serde(default)]
+    pub dns_config: Option<DnsConfig>,
+    /// Isolation technology.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Namespaced kernel parameters.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// Capabilities added to the default set (`CAP_NET_ADMIN`).
+    #[serde(default)]
+    pub capability_add: Vec<String>,
+    /// Capabilities dropped from the default set.
+    #[serde(default)]
+    pub capability_drop: Vec<String>,
+    /// Process resource limits.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+    /// OOM killer score adjustment (-1000..=1000; 0 = unchanged).
+    #[serde(default)]
+    pub oom_score_adj: i64,
 }
 
 /// Default stop grace period (10 s).
@@ -138,6 +320,71 @@ pub struct Mount {
     pub volume: Option<VolumeOptions>,
     /// Tmpfs options (tmpfs mounts).
     pub tmpfs: Option<TmpfsOptions>,
+    /// Bind options (bind mounts).
+    #[serde(default)]
+    pub bind: Option<BindOptions>,
+}
+
+/// Mount propagation of a bind mount.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Propagation {
+    /// `rprivate` (the default).
+    #[default]
+    RPrivate,
+    /// `private`.
+    Private,
+    /// `rshared`.
+    RShared,
+    /// `shared`.
+    Shared,
+    /// `rslave`.
+    RSlave,
+    /// `slave`.
+    Slave,
+}
+
+impl Propagation {
+    /// Every value, for parsing.
+    pub const ALL: [Propagation; 6] = [
+        Propagation::RPrivate,
+        Propagation::Private,
+        Propagation::RShared,
+        Propagation::Shared,
+        Propagation::RSlave,
+        Propagation::Slave,
+    ];
+
+    /// Docker's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Propagation::RPrivate => "rprivate",
+            Propagation::Private => "private",
+            Propagation::RShared => "rshared",
+            Propagation::Shared => "shared",
+            Propagation::RSlave => "rslave",
+            Propagation::Slave => "slave",
+        }
+    }
+
+    /// Parses Docker's spelling.
+    pub fn parse(s: &str) -> Option<Propagation> {
+        Propagation::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// Bind mount options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindOptions {
+    /// Propagation mode.
+    pub propagation: Propagation,
+    /// Do not bind submounts.
+    pub non_recursive: bool,
+    /// Create the source path when missing.
+    pub create_mountpoint: bool,
+    /// Make only the top mount read-only (submounts stay writable).
+    pub read_only_non_recursive: bool,
+    /// Fail unless every submount can be made read-only.
+    pub read_only_force_recursive: bool,
 }
 
 /// Kind of mount.
@@ -246,12 +493,18 @@ pub struct ConfigReference {
 }
 
 /// Limits and reservations.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceRequirements {
     /// Hard limits (enforced by the runtime).
     pub limits: Resources,
     /// Reservations (used by the scheduler).
     pub reservations: Resources,
+    /// Most processes the task may have (0 = unlimited).
+    #[serde(default)]
+    pub pids_limit: i64,
+    /// User-defined resources reserved (`Reservations.GenericResources`).
+    #[serde(default)]
+    pub generic_reservations: Vec<GenericResource>,
 }
 
 /// When a task's exit triggers a replacement.
@@ -322,6 +575,9 @@ pub struct NetworkAttachmentConfig {
     pub target: String,
     /// Extra DNS aliases.
     pub aliases: Vec<String>,
+    /// Options for the network driver, for this attachment.
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// Service mode.
@@ -407,8 +663,9 @@ pub struct UpdateConfig {
     pub failure_action: FailureAction,
     /// How long a new task is watched for failure after it starts running.
     pub monitor: Duration,
-    /// Failures tolerated, as a fraction of updated slots (0..=1).
-    pub max_failure_ratio: f32,
+    /// Failures tolerated, as a fraction of updated slots (0..=1). An `f64`, as Docker's
+    /// JSON number, so `0.4` reads back as `0.4`.
+    pub max_failure_ratio: f64,
     /// Stop-first or start-first.
     pub order: UpdateOrder,
 }

@@ -63,7 +63,8 @@ pub enum StoreError {
         id: Id,
     },
     /// The update was computed from an older version of the object (optimistic concurrency).
-    #[error("update out of sequence: {kind} {id} is at version {current}, the update was based on version {given}; read it again and retry")]
+    /// The message ends with Docker's `update out of sequence`: clients retry when it does.
+    #[error("{kind} {id} is at version {current} but the update was based on version {given} (read it again and retry): update out of sequence")]
     VersionConflict {
         /// Kind.
         kind: ObjectKind,
@@ -107,8 +108,11 @@ pub enum StoreError {
     Snapshot(String),
 }
 
-/// Format version of [`StoreSnapshot`].
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Format version of [`StoreSnapshot`]. 2: the objects carry the Docker API fields added for
+/// issue 18 (container security and resolver options, ulimits, generic resources, cluster
+/// network bootstrap, ...). bincode has a fixed layout, so a format-1 snapshot cannot be read
+/// with format-2 types; [`StoreSnapshot::decode`] refuses it by name.
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Every object of a store at one index. Encoding it (bincode) is deterministic: equal stores give
 /// equal bytes.
@@ -149,6 +153,26 @@ impl StoreSnapshot {
                 "{} bytes is over the {limit}-byte limit",
                 bytes.len()
             )));
+        }
+        // The format is the first field (a fixed-width u32): check it before decoding the rest,
+        // whose layout depends on it.
+        match bytes
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        {
+            Some(SNAPSHOT_FORMAT) | None => {}
+            Some(1) => {
+                return Err(StoreError::Snapshot(
+                    "format 1 (written before the objects gained the full Docker API fields) is \
+                     no longer read; move the data directory away and rejoin this manager"
+                        .into(),
+                ))
+            }
+            Some(other) => {
+                return Err(StoreError::Snapshot(format!(
+                    "format {other} is not supported (expected {SNAPSHOT_FORMAT})"
+                )))
+            }
         }
         let snap: StoreSnapshot = bincode::DefaultOptions::new()
             .with_fixint_encoding()

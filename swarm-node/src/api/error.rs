@@ -4,7 +4,10 @@
 //! filters, spec rules), 404 for unknown objects, 409 for name conflicts and stale versions, 503
 //! when the node is not in a swarm, is locked or has no quorum, 501 for unsupported operations, and
 //! 500 only for failures inside the daemon. Ours: a stale version is 409, where Docker answers 500
-//! (`update out of sequence` reaches it as a gRPC `Unknown`).
+//! (`update out of sequence` reaches it as a gRPC `Unknown`); the message keeps Docker's form,
+//! `rpc error: code = Unknown desc = ...update out of sequence`, ending with the words SDKs match.
+//! Messages of errors SwarmKit raises carry its gRPC code as Docker shows it (`rpc error: code =
+//! <code> desc = <message>`); `tests/api_fidelity.rs` checks them against a real engine's.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -79,7 +82,9 @@ impl From<ControlError> for ApiError {
             | ControlError::Ambiguous { .. }
             | ControlError::FailedPrecondition(_) => StatusCode::BAD_REQUEST,
             ControlError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ControlError::AlreadyExists(_) | ControlError::OutOfSequence(_) => StatusCode::CONFLICT,
+            ControlError::AlreadyExists(_)
+            | ControlError::Conflict(_)
+            | ControlError::OutOfSequence(_) => StatusCode::CONFLICT,
             ControlError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ControlError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ControlError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

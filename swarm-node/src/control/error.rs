@@ -35,6 +35,10 @@ pub enum ControlError {
     /// The name is taken (SwarmKit: `AlreadyExists`).
     #[error("{0}")]
     AlreadyExists(String),
+    /// The name is taken, found by Docker's daemon itself before SwarmKit (`network with name X
+    /// already exists`): the same 409, without the gRPC wrapping.
+    #[error("{0}")]
+    Conflict(String),
     /// The update was based on an older version of the object: read it again and retry.
     #[error("{0}")]
     OutOfSequence(String),
@@ -65,6 +69,7 @@ impl ControlError {
             ControlError::FailedPrecondition(_) => Some("FailedPrecondition"),
             ControlError::Unimplemented(_) => Some("Unimplemented"),
             ControlError::NotFound { .. }
+            | ControlError::Conflict(_)
             | ControlError::Ambiguous { .. }
             | ControlError::Unavailable(_)
             | ControlError::Internal(_) => None,

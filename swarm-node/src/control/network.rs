@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use swarm_core::objects::network::NetworkSpec;
 use swarm_core::validate::validate_network_spec;
-use swarm_core::{Id, Meta, Network, ObjectKind};
+use swarm_core::{Id, Meta, Network, ObjectKind, Service};
 
 use super::resolve::resolve;
 use super::{new_id, Control, ControlError};
@@ -45,7 +45,7 @@ impl Control {
             }
             if tx.get_by_name::<Network>(&spec.annotations.name).is_some() {
                 // Docker's own check, before it reaches SwarmKit.
-                return Err(ControlError::AlreadyExists(format!(
+                return Err(ControlError::Conflict(format!(
                     "network with name {} already exists",
                     spec.annotations.name
                 )));
@@ -64,6 +64,18 @@ impl Control {
     pub async fn remove_network(&self, input: &str) -> Result<(), ControlError> {
         self.commit(|tx| {
             let cur = resolve::<Network>(tx.committed(), input)?;
+            let target = cur.id.to_string();
+            if let Some(svc) = tx
+                .list::<Service>()
+                .into_iter()
+                .find(|s| s.spec.task.networks.iter().any(|n| n.target == target))
+            {
+                // SwarmKit's wording and code (ids, not names).
+                return Err(ControlError::FailedPrecondition(format!(
+                    "network {} is in use by service {}",
+                    cur.id, svc.id
+                )));
+            }
             tx.remove(ObjectKind::Network, &cur.id)?;
             Ok(())
         })

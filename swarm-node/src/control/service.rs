@@ -12,13 +12,13 @@ use swarm_core::objects::service::{
     SecretReference,
 };
 use swarm_core::validate::{
-    validate_service_spec, validate_service_update, validate_task_counts, ServiceLimits,
+    validate_service_spec, validate_service_update, validate_task_counts, ServiceLimits, SpecError,
 };
 use swarm_core::{
     Config, Id, Meta, Network, ObjectKind, Secret, Service, ServiceMode, ServiceSpec, StoreObject,
     TaskState, Tx, Version,
 };
-use swarm_sched::{apply_service_update, rollback_service};
+use swarm_sched::{apply_service_update, rollback_service, RollbackError};
 
 use super::resolve::resolve;
 use super::{new_id, Control, ControlError};
@@ -105,13 +105,18 @@ impl Control {
         self.commit(|tx| {
             let cur = resolve::<Service>(tx.committed(), input)?;
             let mut next = if rollback {
-                let next = rollback_service(&cur, now)?;
+                let next = rollback_service(&cur, now).map_err(|e| match e {
+                    // SwarmKit names the service by id here.
+                    RollbackError::NoPreviousSpec { .. } => ControlError::FailedPrecondition(
+                        format!("service {} does not have a previous spec", cur.id),
+                    ),
+                })?;
                 // The previous spec passed the cap of its day; this manager's may be lower.
                 validate_task_counts(&next.spec.mode, &self.limits)?;
                 next
             } else {
                 let spec = prepare_spec(tx, req, &self.limits)?;
-                validate_service_update(&cur.spec, &spec)?;
+                validate_service_update(&cur.spec, &spec).map_err(refused_update)?;
                 if spec.endpoint != cur.spec.endpoint {
                     check_port_conflicts(tx, &spec, Some(cur.id))?;
                 }
@@ -403,4 +408,18 @@ fn ports_of_others(tx: &Tx<'_>, skip: Option<Id>) -> Vec<(Arc<Service>, PortConf
         }
     }
     out
+}
+
+/// SwarmKit answers a rename or a mode change with `Unimplemented` and these exact words
+/// (Docker shows `rpc error: code = Unimplemented desc = ...`).
+fn refused_update(e: SpecError) -> ControlError {
+    match e {
+        SpecError::Rename { .. } => {
+            ControlError::Unimplemented("renaming services is not supported".into())
+        }
+        SpecError::ModeChange { .. } => {
+            ControlError::Unimplemented("service mode change is not allowed".into())
+        }
+        other => other.into(),
+    }
 }

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rand_core::{OsRng, RngCore};
-use swarm_core::objects::cluster::{ClusterSpec, EncryptionKey, RootCa};
+use swarm_core::objects::cluster::{EncryptionKey, RootCa};
 use swarm_core::objects::node::{
     ManagerStatus, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
     Reachability,
@@ -206,10 +206,7 @@ impl Manager {
         let created = async {
             raft.bootstrap().await?;
             Self::wait_leader(&raft).await?;
-            let mut spec = ClusterSpec::default();
-            if let Some(limit) = req.task_history_retention_limit {
-                spec.orchestration.task_history_retention_limit = limit;
-            }
+            let mut spec = req.spec.clone();
             spec.encryption.auto_lock_managers = req.autolock;
             let cluster = Cluster {
                 id: identity.cluster_id,
@@ -225,6 +222,7 @@ impl Manager {
                     })
                     .into_iter()
                     .collect(),
+                network_bootstrap: req.network_bootstrap.clone(),
             };
             let node = Node {
                 id: identity.node_id,

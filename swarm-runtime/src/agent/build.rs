@@ -142,7 +142,7 @@ pub(crate) fn task_config(
         service_name: task.service_annotations.name.clone(),
         node_id,
         container,
-        resources: task.spec.resources,
+        resources: task.spec.resources.clone(),
         files,
         networks: task
             .networks

@@ -9,10 +9,14 @@ use std::time::Duration;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig as DockerHealth, HostConfig, Mount,
-    MountTmpfsOptions, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
-    NetworkSettings, NetworkingConfig, PortBinding,
+    MountBindOptions, MountTmpfsOptions, MountType, MountVolumeOptions,
+    MountVolumeOptionsDriverConfig, NetworkSettings, NetworkingConfig, PortBinding,
+    ResourcesUlimits,
 };
-use swarm_core::objects::service::{HealthConfig, MountKind, PortConfig, Protocol, PublishMode};
+use swarm_core::objects::service::{
+    AppArmorMode, ContainerSpec, HealthConfig, MountKind, PortConfig, Privileges, Protocol,
+    PublishMode, SeccompMode,
+};
 use swarm_core::objects::task::TaskAddress;
 use swarm_core::Id;
 
@@ -76,44 +80,53 @@ pub(crate) fn create_body(
         .iter()
         .map(|f| format!("{}:{}:ro", f.host.display(), f.target))
         .collect();
-    let mounts: Vec<Mount> = spec
-        .mounts
-        .iter()
-        .map(|m| Mount {
-            target: Some(m.target.clone()),
-            source: (!m.source.is_empty()).then(|| m.source.clone()),
-            typ: Some(match m.kind {
-                MountKind::Bind => MountType::BIND,
-                MountKind::Volume => MountType::VOLUME,
-                MountKind::Tmpfs => MountType::TMPFS,
-            }),
-            read_only: Some(m.read_only),
-            volume_options: (m.kind == MountKind::Volume).then(|| {
-                let v = m.volume.clone().unwrap_or_default();
-                let driver = v.driver.unwrap_or_default();
-                MountVolumeOptions {
-                    no_copy: Some(v.no_copy),
-                    labels: (!v.labels.is_empty()).then(|| v.labels.into_iter().collect()),
-                    driver_config: Some(MountVolumeOptionsDriverConfig {
-                        name: Some(if driver.name.is_empty() {
-                            "local".into()
-                        } else {
-                            driver.name
+    let mounts: Vec<Mount> =
+        spec.mounts
+            .iter()
+            .map(|m| Mount {
+                target: Some(m.target.clone()),
+                source: (!m.source.is_empty()).then(|| m.source.clone()),
+                typ: Some(match m.kind {
+                    MountKind::Bind => MountType::BIND,
+                    MountKind::Volume => MountType::VOLUME,
+                    MountKind::Tmpfs => MountType::TMPFS,
+                }),
+                read_only: Some(m.read_only),
+                volume_options: (m.kind == MountKind::Volume).then(|| {
+                    let v = m.volume.clone().unwrap_or_default();
+                    let driver = v.driver.unwrap_or_default();
+                    MountVolumeOptions {
+                        no_copy: Some(v.no_copy),
+                        labels: (!v.labels.is_empty()).then(|| v.labels.into_iter().collect()),
+                        driver_config: Some(MountVolumeOptionsDriverConfig {
+                            name: Some(if driver.name.is_empty() {
+                                "local".into()
+                            } else {
+                                driver.name
+                            }),
+                            options: (!driver.options.is_empty())
+                                .then(|| driver.options.into_iter().collect()),
                         }),
-                        options: (!driver.options.is_empty())
-                            .then(|| driver.options.into_iter().collect()),
-                    }),
-                    ..MountVolumeOptions::default()
-                }
-            }),
-            tmpfs_options: m.tmpfs.as_ref().map(|t| MountTmpfsOptions {
-                size_bytes: (t.size_bytes > 0).then_some(t.size_bytes),
-                mode: (t.mode != 0).then_some(i64::from(t.mode)),
-                ..MountTmpfsOptions::default()
-            }),
-            ..Mount::default()
-        })
-        .collect();
+                        ..MountVolumeOptions::default()
+                    }
+                }),
+                tmpfs_options: m.tmpfs.as_ref().map(|t| MountTmpfsOptions {
+                    size_bytes: (t.size_bytes > 0).then_some(t.size_bytes),
+                    mode: (t.mode != 0).then_some(i64::from(t.mode)),
+                    ..MountTmpfsOptions::default()
+                }),
+                bind_options: m.bind.filter(|_| m.kind == MountKind::Bind).map(|b| {
+                    MountBindOptions {
+                        propagation: b.propagation.as_str().parse().ok(),
+                        non_recursive: b.non_recursive.then_some(true),
+                        create_mountpoint: b.create_mountpoint.then_some(true),
+                        read_only_non_recursive: b.read_only_non_recursive.then_some(true),
+                        read_only_force_recursive: b.read_only_force_recursive.then_some(true),
+                    }
+                }),
+                ..Mount::default()
+            })
+            .collect();
     let (network_mode, networking_config) = match attach {
         Attach::Mode(mode) => (mode, None),
         Attach::Swarm { network, aliases } => (
@@ -165,6 +178,7 @@ pub(crate) fn create_body(
         working_dir: nonempty(&spec.dir),
         user: nonempty(&spec.user),
         tty: Some(spec.tty),
+        open_stdin: spec.open_stdin.then_some(true),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         labels: Some(labels),
         stop_signal: Some(signal_name(stop_signal)),
@@ -181,10 +195,38 @@ pub(crate) fn create_body(
             mounts: (!mounts.is_empty()).then_some(mounts),
             readonly_rootfs: Some(spec.read_only),
             init: spec.init,
-            extra_hosts: (!spec.hosts.is_empty()).then(|| spec.hosts.clone()),
+            extra_hosts: (!spec.hosts.is_empty()).then(|| extra_hosts(&spec.hosts)),
             group_add: (!spec.groups.is_empty()).then(|| spec.groups.clone()),
             nano_cpus: (limits.nano_cpus > 0).then_some(limits.nano_cpus),
             memory: (limits.memory_bytes > 0).then_some(limits.memory_bytes),
+            pids_limit: (config.resources.pids_limit > 0).then_some(config.resources.pids_limit),
+            cap_add: (!spec.capability_add.is_empty()).then(|| spec.capability_add.clone()),
+            cap_drop: (!spec.capability_drop.is_empty()).then(|| spec.capability_drop.clone()),
+            sysctls: (!spec.sysctls.is_empty()).then(|| {
+                spec.sysctls
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
+            dns: dns(spec, |d| &d.nameservers),
+            dns_search: dns(spec, |d| &d.search),
+            dns_options: dns(spec, |d| &d.options),
+            ulimits: (!spec.ulimits.is_empty()).then(|| {
+                spec.ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits {
+                        name: Some(u.name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect()
+            }),
+            oom_score_adj: (spec.oom_score_adj != 0).then_some(spec.oom_score_adj),
+            security_opt: spec
+                .privileges
+                .as_ref()
+                .map(security_opts)
+                .filter(|o| !o.is_empty()),
             network_mode,
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             ..HostConfig::default()
@@ -192,6 +234,70 @@ pub(crate) fn create_body(
         networking_config,
         ..ContainerCreateBody::default()
     }
+}
+
+/// One resolver list of the spec's `DNSConfig`, when it has entries.
+fn dns(
+    spec: &ContainerSpec,
+    list: fn(&swarm_core::objects::service::DnsConfig) -> &Vec<String>,
+) -> Option<Vec<String>> {
+    spec.dns_config
+        .as_ref()
+        .map(list)
+        .filter(|l| !l.is_empty())
+        .cloned()
+}
+
+/// The service's `Hosts` (`/etc/hosts` lines: `IP name [alias...]`) as the engine's
+/// `ExtraHosts` (`name:IP`, one per name), as Docker's swarm executor converts them. An entry
+/// already in `name:IP` form (no whitespace) is passed on unchanged.
+pub(crate) fn extra_hosts(hosts: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in hosts {
+        let mut fields = line.split_whitespace();
+        match (fields.next(), fields.clone().next()) {
+            (Some(ip), Some(_)) => out.extend(fields.map(|name| format!("{name}:{ip}"))),
+            (Some(single), None) => out.push(single.to_string()),
+            (None, _) => {}
+        }
+    }
+    out
+}
+
+/// `Privileges` as the engine's `SecurityOpt` entries, as Docker's swarm executor maps them.
+/// The Windows credential spec has no Linux form and is left out.
+pub(crate) fn security_opts(p: &Privileges) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(se) = &p.selinux_context {
+        if se.disable {
+            out.push("label=disable".to_string());
+        } else {
+            for (key, value) in [
+                ("user", &se.user),
+                ("role", &se.role),
+                ("type", &se.type_),
+                ("level", &se.level),
+            ] {
+                if !value.is_empty() {
+                    out.push(format!("label={key}:{value}"));
+                }
+            }
+        }
+    }
+    if let Some(sc) = &p.seccomp {
+        match sc.mode {
+            SeccompMode::Default => {}
+            SeccompMode::Unconfined => out.push("seccomp=unconfined".to_string()),
+            SeccompMode::Custom => out.push(format!("seccomp={}", sc.profile)),
+        }
+    }
+    if p.app_armor == Some(AppArmorMode::Disabled) {
+        out.push("apparmor=unconfined".to_string());
+    }
+    if p.no_new_privileges {
+        out.push("no-new-privileges=true".to_string());
+    }
+    out
 }
 
 /// Docker's key of a container port: `80/tcp`.
@@ -397,6 +503,150 @@ mod tests {
     use swarm_core::objects::service::ContainerSpec;
     use swarm_core::Id;
 
+    /// Every container option the engine supports reaches the create body in the engine's
+    /// form (Docker's swarm executor's mapping).
+    #[test]
+    fn container_options_reach_the_engine() {
+        use swarm_core::objects::service::{
+            BindOptions, DnsConfig, Mount as SwarmMount, Propagation, SeLinuxContext, SeccompOpts,
+            Ulimit,
+        };
+        let spec = ContainerSpec {
+            image: "busybox".into(),
+            hostname: "h1".into(),
+            read_only: true,
+            init: Some(true),
+            open_stdin: true,
+            groups: vec!["audio".into()],
+            hosts: vec!["10.0.0.1 a.example a".into(), "b.example:10.0.0.2".into()],
+            capability_add: vec!["CAP_NET_ADMIN".into()],
+            capability_drop: vec!["CAP_MKNOD".into()],
+            sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
+            dns_config: Some(DnsConfig {
+                nameservers: vec!["10.0.0.53".into()],
+                search: vec!["example.com".into()],
+                options: vec!["ndots:2".into()],
+            }),
+            ulimits: vec![Ulimit {
+                name: "nofile".into(),
+                soft: 1024,
+                hard: 2048,
+            }],
+            oom_score_adj: 100,
+            privileges: Some(Privileges {
+                selinux_context: Some(SeLinuxContext {
+                    user: "system_u".into(),
+                    type_: "container_t".into(),
+                    ..SeLinuxContext::default()
+                }),
+                seccomp: Some(SeccompOpts {
+                    mode: SeccompMode::Unconfined,
+                    profile: String::new(),
+                }),
+                app_armor: Some(AppArmorMode::Disabled),
+                no_new_privileges: true,
+                credential_spec: None,
+            }),
+            mounts: vec![SwarmMount {
+                kind: MountKind::Bind,
+                source: "/srv".into(),
+                target: "/srv".into(),
+                bind: Some(BindOptions {
+                    propagation: Propagation::RSlave,
+                    non_recursive: true,
+                    ..BindOptions::default()
+                }),
+                ..SwarmMount::default()
+            }],
+            ..ContainerSpec::default()
+        };
+        let mut c = TaskConfig::new(Id::from_u128(1), "web", spec);
+        c.resources.pids_limit = 100;
+        let b = create_body(&c, &Staged::default(), libc::SIGINT, Attach::Mode(None));
+        assert_eq!(b.hostname.as_deref(), Some("h1"));
+        assert_eq!(b.open_stdin, Some(true));
+        assert_eq!(b.stop_signal.as_deref(), Some("SIGINT"));
+        let h = b.host_config.expect("host config");
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert_eq!(h.init, Some(true));
+        assert_eq!(h.group_add, Some(vec!["audio".to_string()]));
+        assert_eq!(
+            h.extra_hosts,
+            Some(vec![
+                "a.example:10.0.0.1".to_string(),
+                "a:10.0.0.1".to_string(),
+                "b.example:10.0.0.2".to_string()
+            ])
+        );
+        assert_eq!(h.cap_add, Some(vec!["CAP_NET_ADMIN".to_string()]));
+        assert_eq!(h.cap_drop, Some(vec!["CAP_MKNOD".to_string()]));
+        assert_eq!(
+            h.sysctls.as_ref().and_then(|s| s.get("net.core.somaxconn")),
+            Some(&"1024".to_string())
+        );
+        assert_eq!(h.dns, Some(vec!["10.0.0.53".to_string()]));
+        assert_eq!(h.dns_search, Some(vec!["example.com".to_string()]));
+        assert_eq!(h.dns_options, Some(vec!["ndots:2".to_string()]));
+        let u = &h.ulimits.as_ref().expect("ulimits")[0];
+        assert_eq!(
+            (u.name.as_deref(), u.soft, u.hard),
+            (Some("nofile"), Some(1024), Some(2048))
+        );
+        assert_eq!(h.oom_score_adj, Some(100));
+        assert_eq!(h.pids_limit, Some(100));
+        assert_eq!(
+            h.security_opt,
+            Some(vec![
+                "label=user:system_u".to_string(),
+                "label=type:container_t".to_string(),
+                "seccomp=unconfined".to_string(),
+                "apparmor=unconfined".to_string(),
+                "no-new-privileges=true".to_string(),
+            ])
+        );
+        let bind = h.mounts.expect("mounts")[0]
+            .bind_options
+            .clone()
+            .expect("bind options");
+        assert_eq!(
+            bind.propagation.map(|p| p.to_string()).as_deref(),
+            Some("rslave")
+        );
+        assert_eq!(bind.non_recursive, Some(true));
+    }
+
+    /// Options left at their defaults add nothing to the create body (the engine's defaults
+    /// apply), and a disabled SELinux context is `label=disable` alone.
+    #[test]
+    fn default_options_add_nothing() {
+        let c = TaskConfig::new(Id::from_u128(1), "web", ContainerSpec::default());
+        let h = create_body(&c, &Staged::default(), libc::SIGTERM, Attach::Mode(None))
+            .host_config
+            .expect("host config");
+        assert_eq!(
+            (h.cap_add, h.cap_drop, h.sysctls, h.dns, h.ulimits),
+            (None, None, None, None, None)
+        );
+        assert_eq!(
+            (h.oom_score_adj, h.pids_limit, h.security_opt),
+            (None, None, None)
+        );
+        let p = Privileges {
+            selinux_context: Some(swarm_core::objects::service::SeLinuxContext {
+                disable: true,
+                user: "ignored".into(),
+                ..Default::default()
+            }),
+            seccomp: Some(swarm_core::objects::service::SeccompOpts {
+                mode: SeccompMode::Custom,
+                profile: "{}".into(),
+            }),
+            ..Privileges::default()
+        };
+        assert_eq!(security_opts(&p), ["label=disable", "seccomp={}"]);
+        assert_eq!(extra_hosts(&["".into(), "  ".into()]), Vec::<String>::new());
+    }
+
     #[test]
     fn create_body_labels_binds_and_disables_engine_healthchecks() {
         let mut c = TaskConfig::new(
@@ -518,6 +768,7 @@ mod tests {
                     }),
                 }),
                 tmpfs: None,
+                bind: None,
             },
             SwarmMount {
                 kind: MountKind::Volume,

@@ -49,6 +49,18 @@
 //!   copied into a new volume: a task running as another user than root must be given a writable
 //!   directory some other way (a bind mount of a directory it owns).
 //!
+//! # Container options
+//!
+//! Applied: `command` + `args`, `env`, `dir`, `user` and `groups` (resolved against the host's
+//! passwd and group files), `hostname` (with namespaces), `mounts`, secrets and configs,
+//! `stop_signal` and the stop grace period, and health checks (run by the agent through `exec`).
+//! Refused: `read_only` (there is no image root filesystem to make read-only). Accepted and
+//! **ignored** (they are stored and shown by the API, and the docker runtime applies them):
+//! `image`, `tty`, `open_stdin`, `init`, `hosts`, `dns_config`, `sysctls`, `capability_add`,
+//! `capability_drop`, `ulimits`, `oom_score_adj`, `privileges` (SELinux, seccomp, AppArmor,
+//! no-new-privileges), `isolation`, resource limits and `pids_limit`, and network attachments'
+//! `driver_opts`. A task that needs one of these must run on the docker runtime.
+//!
 //! # Networking
 //!
 //! Tasks share the node's network namespace: no isolation, no per-task address, no DNS names for

@@ -39,3 +39,30 @@ pub fn ensure() -> Option<&'static str> {
     }
     ok.then_some(IMAGE)
 }
+
+/// A started task of the docker runtime on the test image, running a shell that idles until
+/// SIGTERM, with `spec`'s options (its image and command are replaced); `None` (after a loud
+/// skip) without a Docker socket. The caller removes the task.
+#[allow(dead_code)]
+pub async fn idle_task(
+    name: &str,
+    spec: swarm_core::objects::service::ContainerSpec,
+) -> Option<(swarm_runtime::DockerRuntime, swarm_runtime::TaskConfig)> {
+    use swarm_runtime::Runtime;
+    let image = ensure()?;
+    let rt = swarm_runtime::DockerRuntime::connect(swarm_runtime::DockerOptions::default())
+        .await
+        .expect("docker");
+    let spec = swarm_core::objects::service::ContainerSpec {
+        image: image.into(),
+        command: ["sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"]
+            .map(String::from)
+            .to_vec(),
+        ..spec
+    };
+    let mut c = swarm_runtime::TaskConfig::new(swarm_runtime::testing::unique_id(), name, spec);
+    c.node_id = swarm_runtime::testing::unique_id();
+    rt.prepare(&c).await.expect("prepare");
+    rt.start(&c.task_id).await.expect("start");
+    Some((rt, c))
+}

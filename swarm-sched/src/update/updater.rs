@@ -296,7 +296,7 @@ impl Updater {
 
     fn failure_triggers(&mut self, cx: &mut Ctx<'_, '_>, task: &Id) -> bool {
         let ratio = self.failed.len() as f64 / self.total.max(1) as f64;
-        if ratio <= f64::from(self.config.max_failure_ratio) {
+        if ratio <= self.config.max_failure_ratio {
             return false;
         }
         match self.config.failure_action {

@@ -86,7 +86,8 @@ pub(crate) fn network_out(n: &Network) -> models::NetworkInspect {
         created: ts(n.meta.created_at),
         scope: Some("swarm".into()),
         driver: Some(s.driver.name.clone()),
-        enable_ipv4: Some(true),
+        // `EnableIPv4` is API 1.47; Docker 1.44 (and 20.10) do not write it.
+        enable_ipv4: None,
         enable_ipv6: Some(s.ipv6_enabled),
         ipam: Some(ipam_out(&s.ipam)),
         internal: Some(s.internal),

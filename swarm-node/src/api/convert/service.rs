@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use bollard::models;
 use serde::Serialize;
 use swarm_core::objects::service::{
-    EndpointMode, EndpointSpec, FailureAction, PortConfig, Protocol, PublishMode, UpdateConfig,
-    UpdateOrder, UpdateState,
+    EndpointMode, EndpointSpec, FailureAction, GivenParts, PortConfig, Protocol, PublishMode,
+    UpdateConfig, UpdateOrder, UpdateState,
 };
 use swarm_core::{Annotations, Service, ServiceMode, ServiceSpec};
 
-use super::task::{networks_in, task_spec_in, task_spec_out};
-use super::{count, labels_in, labels_out, nanos, opt_duration, ts, version, Result};
+use super::task::{networks_in, task_spec_in, task_spec_out, TaskSpecJson};
+use super::{count, labels_in, labels_out, nanos, non_empty, opt_duration, ts, version, Result};
 use crate::api::error::ApiError;
 use crate::control::service::ServiceStatus;
 use crate::control::ServiceRequest;
@@ -20,7 +20,14 @@ use crate::control::ServiceRequest;
 /// missing.
 pub(crate) fn service_spec_in(s: models::ServiceSpec) -> Result<ServiceRequest> {
     let task = task_spec_in(s.task_template.unwrap_or_default())?;
+    let given = GivenParts {
+        update: s.update_config.is_some(),
+        rollback: s.rollback_config.is_some(),
+        endpoint: s.endpoint_spec.is_some(),
+        restart: task.restart_given,
+    };
     let mut spec = ServiceSpec {
+        given,
         annotations: Annotations {
             name: s.name.unwrap_or_default(),
             labels: labels_in(s.labels),
@@ -141,7 +148,7 @@ fn update_in(field: &str, u: models::ServiceSpecUpdateConfig) -> Result<UpdateCo
         },
         monitor: opt_duration(&format!("TaskSpec: {field} Monitor"), u.monitor)?
             .unwrap_or(d.monitor),
-        max_failure_ratio: u.max_failure_ratio.unwrap_or(0.0) as f32,
+        max_failure_ratio: u.max_failure_ratio.unwrap_or(0.0),
         order: match u.order {
             Some(O::START_FIRST) => UpdateOrder::StartFirst,
             Some(O::STOP_FIRST) | Some(O::EMPTY) | None => UpdateOrder::StopFirst,
@@ -192,14 +199,15 @@ fn update_out(u: &UpdateConfig) -> models::ServiceSpecUpdateConfig {
     use models::ServiceSpecUpdateConfigFailureActionEnum as A;
     models::ServiceSpecUpdateConfig {
         parallelism: Some(i64::try_from(u.parallelism).unwrap_or(i64::MAX)),
-        delay: Some(nanos(u.delay)),
+        // Docker leaves a zero delay out.
+        delay: non_empty(nanos(u.delay)),
         failure_action: Some(match u.failure_action {
             FailureAction::Pause => A::PAUSE,
             FailureAction::Continue => A::CONTINUE,
             FailureAction::Rollback => A::ROLLBACK,
         }),
         monitor: Some(nanos(u.monitor)),
-        max_failure_ratio: Some(f64::from(u.max_failure_ratio)),
+        max_failure_ratio: Some(u.max_failure_ratio),
         order: Some(match u.order {
             UpdateOrder::StopFirst => models::ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
             UpdateOrder::StartFirst => models::ServiceSpecUpdateConfigOrderEnum::START_FIRST,
@@ -211,14 +219,15 @@ fn rollback_out(u: &UpdateConfig) -> models::ServiceSpecRollbackConfig {
     use models::ServiceSpecRollbackConfigFailureActionEnum as A;
     models::ServiceSpecRollbackConfig {
         parallelism: Some(i64::try_from(u.parallelism).unwrap_or(i64::MAX)),
-        delay: Some(nanos(u.delay)),
+        // Docker leaves a zero delay out.
+        delay: non_empty(nanos(u.delay)),
         failure_action: Some(match u.failure_action {
             FailureAction::Continue => A::CONTINUE,
             // A rollback never rolls back: SwarmKit pauses it.
             FailureAction::Pause | FailureAction::Rollback => A::PAUSE,
         }),
         monitor: Some(nanos(u.monitor)),
-        max_failure_ratio: Some(f64::from(u.max_failure_ratio)),
+        max_failure_ratio: Some(u.max_failure_ratio),
         order: Some(match u.order {
             UpdateOrder::StopFirst => models::ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
             UpdateOrder::StartFirst => models::ServiceSpecRollbackConfigOrderEnum::START_FIRST,
@@ -253,8 +262,31 @@ pub(crate) fn port_out(p: &PortConfig) -> models::EndpointPortConfig {
     }
 }
 
-/// Our service spec to Docker's.
-pub(crate) fn service_spec_out(s: &ServiceSpec, insert_defaults: bool) -> models::ServiceSpec {
+/// A service spec as Docker writes it: bollard's model with the task template in
+/// [`TaskSpecJson`] (for the `Healthcheck` spelling).
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct ServiceSpecJson {
+    #[serde(flatten)]
+    spec: models::ServiceSpec,
+    #[serde(rename = "TaskTemplate")]
+    task: TaskSpecJson,
+}
+
+impl ServiceSpecJson {
+    /// Back to bollard's model (tests decode it again).
+    #[cfg(test)]
+    pub(crate) fn into_model(self) -> models::ServiceSpec {
+        models::ServiceSpec {
+            task_template: Some(self.task.into_model()),
+            ..self.spec
+        }
+    }
+}
+
+/// Our service spec to Docker's. UpdateConfig, RollbackConfig and EndpointSpec appear when the
+/// client gave them or with `insert_defaults` (Docker's `insertDefaults=true`; the endpoint spec
+/// only when given, as Docker 20.10); never UpdateConfig/RollbackConfig for jobs.
+pub(crate) fn service_spec_out(s: &ServiceSpec, insert_defaults: bool) -> ServiceSpecJson {
     let mode = match s.mode {
         ServiceMode::Replicated { replicas } => models::ServiceSpecMode {
             replicated: Some(models::ServiceSpecModeReplicated {
@@ -282,15 +314,21 @@ pub(crate) fn service_spec_out(s: &ServiceSpec, insert_defaults: bool) -> models
         },
     };
     let job = s.mode.is_job();
-    models::ServiceSpec {
+    let given = s.given;
+    let spec = models::ServiceSpec {
         name: Some(s.annotations.name.clone()),
         labels: labels_out(&s.annotations.labels),
-        task_template: Some(task_spec_out(&s.task, insert_defaults)),
+        task_template: None,
         mode: Some(mode),
-        update_config: (!job).then(|| update_out(&s.update)),
-        rollback_config: (!job).then(|| rollback_out(&s.rollback)),
+        update_config: (!job && (given.update || insert_defaults)).then(|| update_out(&s.update)),
+        rollback_config: (!job && (given.rollback || insert_defaults))
+            .then(|| rollback_out(&s.rollback)),
         networks: None,
-        endpoint_spec: Some(endpoint_out(&s.endpoint)),
+        endpoint_spec: given.endpoint.then(|| endpoint_out(&s.endpoint)),
+    };
+    ServiceSpecJson {
+        spec,
+        task: task_spec_out(&s.task, insert_defaults, given.restart),
     }
 }
 
@@ -299,8 +337,10 @@ pub(crate) fn service_spec_out(s: &ServiceSpec, insert_defaults: bool) -> models
 pub(crate) struct ServiceJson {
     #[serde(flatten)]
     service: models::Service,
+    #[serde(rename = "Spec")]
+    spec: ServiceSpecJson,
     #[serde(rename = "PreviousSpec", skip_serializing_if = "Option::is_none")]
-    previous_spec: Option<models::ServiceSpec>,
+    previous_spec: Option<ServiceSpecJson>,
     /// swarm's own field: how this node's runtime networks the service's tasks, when that is not
     /// what Docker's fields suggest (the process runtime's host networking).
     #[serde(rename = "NetworkMode", skip_serializing_if = "Option::is_none")]
@@ -341,9 +381,14 @@ pub(crate) fn service_out(
         version: version(&s.meta),
         created_at: ts(s.meta.created_at),
         updated_at: ts(s.meta.updated_at),
-        spec: Some(service_spec_out(&s.spec, insert_defaults)),
+        spec: None,
         endpoint: Some(models::ServiceEndpoint {
-            spec: Some(endpoint_out(&s.endpoint.spec)),
+            // Empty when the client gave no EndpointSpec, as Docker shows it.
+            spec: Some(if s.spec.given.endpoint {
+                endpoint_out(&s.endpoint.spec)
+            } else {
+                models::EndpointSpec::default()
+            }),
             ports: (!s.endpoint.ports.is_empty())
                 .then(|| s.endpoint.ports.iter().map(port_out).collect()),
             virtual_ips: None,
@@ -372,6 +417,7 @@ pub(crate) fn service_out(
     ServiceJson {
         network_mode: None,
         service,
+        spec: service_spec_out(&s.spec, insert_defaults),
         previous_spec: s
             .previous_spec
             .as_ref()
@@ -449,7 +495,8 @@ mod tests {
                 "PublishedPort": 5353, "PublishMode": "host"}]}
         });
         let first = service_spec_in(from_value(body).expect("json")).expect("in");
-        let out = serde_json::to_value(service_spec_out(&first.spec, false)).expect("out");
+        let out =
+            serde_json::to_value(service_spec_out(&first.spec, false).into_model()).expect("out");
         let second = service_spec_in(from_value(out).expect("json")).expect("in again");
         assert_eq!(first.spec, second.spec);
         assert_eq!(first.spec.update.order, UpdateOrder::StartFirst);

@@ -2,17 +2,16 @@
 
 use bollard::models;
 use serde::Deserialize;
-use swarm_core::objects::cluster::ClusterSpec;
+use swarm_core::objects::cluster::{ClusterSpec, ExternalCa, NetworkBootstrap};
 use swarm_core::objects::node::{NodeAvailability, NodeRole};
+use swarm_core::objects::secret::Driver;
+use swarm_core::validate::{validate_cluster_spec, validate_network_bootstrap};
 use swarm_core::{Cluster, Node};
 
-use super::{duration, go_arch, labels_out, nanos, ts, version, Result};
+use super::{duration, go_arch, labels_in, labels_out, nanos, ts, version, Result};
 use crate::api::error::ApiError;
 use crate::api::{API_VERSION, MIN_API_VERSION};
 use crate::backend::{DaemonInfo, InitRequest, SwarmState};
-
-/// VXLAN port Docker reports (no data plane here; shown for compatibility).
-const DATA_PATH_PORT: u32 = 4789;
 
 /// `POST /swarm/init`. bollard's model lacks `AutoLockManagers` and `Availability`, so this one is
 /// ours; unknown fields are ignored.
@@ -30,16 +29,63 @@ pub(crate) struct InitRequestJson {
     auto_lock_managers: Option<bool>,
     #[serde(rename = "Availability", default)]
     availability: Option<models::NodeSpecAvailabilityEnum>,
+    #[serde(rename = "DataPathAddr", default)]
+    data_path_addr: Option<String>,
+    #[serde(rename = "DataPathPort", default)]
+    data_path_port: Option<u32>,
+    #[serde(rename = "DefaultAddrPool", default)]
+    default_addr_pool: Option<Vec<String>>,
+    #[serde(rename = "SubnetSize", default)]
+    subnet_size: Option<u32>,
 }
 
-/// The daemon's view of a `swarm init` request.
+/// The daemon's view of a `swarm init` request: `Spec` merged over the defaults as Docker
+/// does (zero values take the default), and the address pools, subnet size and data-path port,
+/// all validated (400 naming the field).
 pub(crate) fn init_request_in(r: InitRequestJson) -> Result<InitRequest> {
     use models::NodeSpecAvailabilityEnum as A;
-    let spec = r.spec.unwrap_or_default();
-    let spec_autolock = spec
+    let mut docker = r.spec.unwrap_or_default();
+    // A new cluster has a new root CA: a rotation counter given at init is only recorded.
+    let force_rotate = docker
+        .ca_config
+        .as_mut()
+        .and_then(|ca| ca.force_rotate.take())
+        .unwrap_or(0);
+    let spec_autolock = docker
         .encryption_config
+        .as_ref()
         .and_then(|e| e.auto_lock_managers)
         .unwrap_or(false);
+    let mut spec = cluster_spec_merge(&ClusterSpec::default(), docker)?;
+    spec.ca.force_rotate = force_rotate;
+    let autolock = r.auto_lock_managers.unwrap_or(false) || spec_autolock;
+    spec.encryption.auto_lock_managers = autolock;
+    validate_cluster_spec(&spec).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let defaults = NetworkBootstrap::default();
+    let network_bootstrap = NetworkBootstrap {
+        default_addr_pool: r
+            .default_addr_pool
+            .filter(|p| !p.is_empty())
+            .unwrap_or(defaults.default_addr_pool),
+        subnet_size: r
+            .subnet_size
+            .filter(|n| *n != 0)
+            .unwrap_or(defaults.subnet_size),
+        data_path_port: r
+            .data_path_port
+            .filter(|n| *n != 0)
+            .unwrap_or(defaults.data_path_port),
+    };
+    validate_network_bootstrap(&network_bootstrap)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let data_path_addr = r.data_path_addr.filter(|a| !a.is_empty());
+    if let Some(a) = &data_path_addr {
+        if a.parse::<std::net::IpAddr>().is_err() {
+            return Err(ApiError::bad_request(format!(
+                "invalid DataPathAddr {a:?}: give an IP address"
+            )));
+        }
+    }
     // Docker derives the advertise address from the listen address unless that is a wildcard.
     let wildcard = |a: &str| a.is_empty() || a.starts_with("0.0.0.0") || a.starts_with("[::]");
     let advertise = r
@@ -48,12 +94,12 @@ pub(crate) fn init_request_in(r: InitRequestJson) -> Result<InitRequest> {
         .or(r.listen_addr.filter(|a| !wildcard(a)))
         .unwrap_or_default();
     Ok(InitRequest {
-        autolock: r.auto_lock_managers.unwrap_or(false) || spec_autolock,
+        autolock,
         force_new_cluster: r.force_new_cluster.unwrap_or(false),
         advertise_addr: advertise,
-        task_history_retention_limit: spec
-            .orchestration
-            .and_then(|o| o.task_history_retention_limit),
+        spec,
+        network_bootstrap,
+        data_path_addr,
         availability: match r.availability {
             Some(A::ACTIVE) => Some(NodeAvailability::Active),
             Some(A::PAUSE) => Some(NodeAvailability::Pause),
@@ -83,17 +129,40 @@ pub(crate) fn cluster_spec_out(s: &ClusterSpec) -> models::SwarmSpec {
         }),
         ca_config: Some(models::SwarmSpecCaConfig {
             node_cert_expiry: Some(nanos(s.ca.node_cert_expiry)),
-            ..Default::default()
+            external_cas: (!s.ca.external_cas.is_empty())
+                .then(|| s.ca.external_cas.iter().map(external_ca_out).collect()),
+            // Never shown, as in Docker: the signing key is a secret, the certificate becomes
+            // the root (`TLSInfo.TrustRoot`).
+            signing_ca_cert: None,
+            signing_ca_key: None,
+            force_rotate: (s.ca.force_rotate != 0).then_some(s.ca.force_rotate),
         }),
         encryption_config: Some(models::SwarmSpecEncryptionConfig {
             auto_lock_managers: Some(s.encryption.auto_lock_managers),
         }),
-        task_defaults: Some(Default::default()),
+        task_defaults: Some(models::SwarmSpecTaskDefaults {
+            log_driver: s.task_defaults.log_driver.as_ref().map(|d| {
+                models::SwarmSpecTaskDefaultsLogDriver {
+                    name: Some(d.name.clone()),
+                    options: labels_out(&d.options),
+                }
+            }),
+        }),
+    }
+}
+
+fn external_ca_out(ca: &ExternalCa) -> models::SwarmSpecCaConfigExternalCas {
+    models::SwarmSpecCaConfigExternalCas {
+        protocol: Some(models::SwarmSpecCaConfigExternalCasProtocolEnum::CFSSL),
+        url: Some(ca.url.clone()),
+        options: labels_out(&ca.options),
+        ca_cert: (!ca.ca_cert.is_empty()).then(|| ca.ca_cert.clone()),
     }
 }
 
 /// `POST /swarm/update` body merged over the current spec, as Docker merges it: zero values keep
-/// the current setting. Ours: a missing `Labels` or `EncryptionConfig` also keeps it (Docker would
+/// the current setting. A root CA rotation (`SigningCACert`/`SigningCAKey`, a changed
+/// `ForceRotate`) is refused by name: this daemon cannot rotate its root. Ours: a missing `Labels` or `EncryptionConfig` also keeps it (Docker would
 /// clear labels and turn autolock off).
 pub(crate) fn cluster_spec_merge(cur: &ClusterSpec, s: models::SwarmSpec) -> Result<ClusterSpec> {
     let mut spec = cur.clone();
@@ -136,17 +205,50 @@ pub(crate) fn cluster_spec_merge(cur: &ClusterSpec, s: models::SwarmSpec) -> Res
         })?;
     }
     if let Some(ca) = s.ca_config {
-        let external = ca.external_cas.as_ref().is_some_and(|e| !e.is_empty());
         let signing = ca.signing_ca_cert.as_ref().is_some_and(|c| !c.is_empty())
             || ca.signing_ca_key.as_ref().is_some_and(|k| !k.is_empty());
-        if external || signing || ca.force_rotate.is_some_and(|n| n != 0) {
+        if signing {
             return Err(ApiError::bad_request(
-                "external CAs and root CA rotation are not supported by this daemon",
+                "CAConfig.SigningCACert/SigningCAKey: rotating to a given root CA is not supported by this daemon",
             ));
         }
         if let Some(n) = ca.node_cert_expiry.filter(|n| *n != 0) {
             spec.ca.node_cert_expiry = duration("CAConfig.NodeCertExpiry", n)?;
         }
+        if let Some(cas) = ca.external_cas {
+            spec.ca.external_cas = cas
+                .into_iter()
+                .map(|c| {
+                    use models::SwarmSpecCaConfigExternalCasProtocolEnum as P;
+                    match c.protocol {
+                        Some(P::CFSSL) | Some(P::EMPTY) | None => Ok(ExternalCa {
+                            protocol: "cfssl".into(),
+                            url: c.url.unwrap_or_default(),
+                            options: labels_in(c.options),
+                            ca_cert: c.ca_cert.unwrap_or_default(),
+                        }),
+                    }
+                })
+                .collect::<Result<_>>()?;
+        }
+        // A changed counter asks for a root CA rotation now, which this daemon cannot do:
+        // refused rather than recorded as if done. The same value (a spec read and sent back)
+        // passes.
+        if let Some(n) = ca.force_rotate.filter(|n| *n != cur.ca.force_rotate) {
+            return Err(ApiError::bad_request(format!(
+                "CAConfig.ForceRotate {n} (now {}): root CA rotation is not supported by this daemon",
+                cur.ca.force_rotate
+            )));
+        }
+    }
+    if let Some(t) = s.task_defaults {
+        spec.task_defaults.log_driver = t
+            .log_driver
+            .filter(|d| d.name.as_ref().is_some_and(|n| !n.is_empty()))
+            .map(|d| Driver {
+                name: d.name.unwrap_or_default(),
+                options: labels_in(d.options),
+            });
     }
     if let Some(e) = s.encryption_config {
         spec.encryption.auto_lock_managers = e.auto_lock_managers.unwrap_or(false);
@@ -189,9 +291,9 @@ pub(crate) fn cluster_info_out(c: &Cluster) -> models::ClusterInfo {
             cert_issuer_public_key: None,
         }),
         root_rotation_in_progress: Some(false),
-        data_path_port: Some(DATA_PATH_PORT),
-        default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
-        subnet_size: Some(24),
+        data_path_port: Some(c.network_bootstrap.data_path_port),
+        default_addr_pool: Some(c.network_bootstrap.default_addr_pool.clone()),
+        subnet_size: Some(c.network_bootstrap.subnet_size),
     }
 }
 
