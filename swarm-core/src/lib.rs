@@ -21,6 +21,7 @@
 //! - [`proposer`]: the [`Proposer`] trait, [`LocalProposer`] and the [`update`] helper.
 //! - `testing` (feature `testing`): fixtures for tests and benchmarks.
 #![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 pub mod action;
 pub mod constraint;

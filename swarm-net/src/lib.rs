@@ -15,6 +15,7 @@
 //!   with its connection pool, TLS credentials swapped without dropping calls.
 //! - `sim` (feature `turmoil`): quinn over turmoil's simulated UDP, for runs on virtual time.
 #![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod fuzzing;

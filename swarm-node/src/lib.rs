@@ -8,12 +8,14 @@
 //! - [`backend`]: the seam between the Docker API layer and the daemon.
 //! - [`api`]: the Docker Engine API (axum over a Unix socket); [`control`]: typed control
 //!   operations (validate, resolve, stage, propose) under it.
+//! - [`http_client`]: a hyper HTTP/1.1 client for the API socket (the CLI subcommands, tests).
 //! - `testing` (feature `testing`): an in-process `Backend` double and a small HTTP client.
 //! - [`daemon`]: [`daemon::Daemon`], a Manager and a Worker composed, implementing the Backend.
 //! - [`manager`]: raft, store, leader loops, autolock; [`dispatcher`]: the store-backed dispatcher.
 //! - [`worker`]: the agent and its runtime; [`config`]: daemon settings and defaults.
 //! - `fuzzing` (feature `fuzzing`): the request-body fuzz target's entry point.
 #![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod backend;
@@ -23,6 +25,7 @@ pub mod daemon;
 pub mod dispatcher;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod http_client;
 pub mod manager;
 pub mod mesh;
 #[cfg(feature = "testing")]

@@ -11,6 +11,7 @@
 //! `run` prints the socket path and `export DOCKER_HOST=unix://<socket>`; the ordinary `docker`
 //! CLI then drives the swarm. Logs go to stderr, filtered by `RUST_LOG` (default `info,openraft=warn`). SIGINT
 //! or SIGTERM stops every task, commits their last status and closes the raft log.
+#![forbid(unsafe_code)]
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -24,7 +25,7 @@ use swarm_node::config::{
     create_data_dir, default_data_dir, default_socket, DaemonConfig, RuntimeKind,
 };
 use swarm_node::daemon::Daemon;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use swarm_node::http_client::UnixClient;
 
 /// How long open API connections may take to finish after SIGINT/SIGTERM.
 const SERVE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -190,13 +191,9 @@ fn real_main() -> Result<()> {
 /// Makes this process non-dumpable: no core dump (it would hold secrets and keys), and other
 /// processes of the same user cannot read its memory or `/proc/<pid>/` files (root still can).
 fn not_dumpable() {
-    // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if rc != 0 {
-        eprintln!(
-            "swarm-node: warning: could not make the process non-dumpable: {}",
-            std::io::Error::last_os_error()
-        );
+    use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        eprintln!("swarm-node: warning: could not make the process non-dumpable: {e}");
     }
 }
 
@@ -424,75 +421,21 @@ fn error_message(body: &str) -> String {
         .unwrap_or_else(|| body.trim().to_string())
 }
 
-/// One HTTP/1.1 request over the daemon's socket; returns the status code and the body.
+/// One request over the daemon's socket; returns the status code and the body.
 async fn http(
     socket: &Path,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, String)> {
-    let mut stream = tokio::net::UnixStream::connect(socket)
+    let mut client = UnixClient::connect(socket)
         .await
-        .with_context(|| {
-            format!(
-                "connecting to {}: is `swarm-node run` serving there?",
-                socket.display()
-            )
-        })?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: swarm-node\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await?;
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("malformed HTTP response from the daemon")?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut body = raw[split + 4..].to_vec();
-    let code: u16 = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .context("malformed HTTP status line from the daemon")?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Ok((code, String::from_utf8_lossy(&body).into_owned()))
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("malformed chunked body")?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size_hex = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16).context("malformed chunk size")?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size + 2 {
-            bail!("truncated chunked body");
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
+        .map_err(|e| anyhow::anyhow!("{e}: is `swarm-node run` serving there?"))?;
+    let reply = client
+        .request(method, path, body.map(str::as_bytes))
+        .await
+        .context("talking to the daemon")?;
+    Ok((reply.status, reply.text()))
 }
 
 #[cfg(test)]
@@ -500,13 +443,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn responses_are_parsed_plain_and_chunked() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-        assert_eq!(parse_response(plain).unwrap(), (200, "ok".to_string()));
-        let chunked =
-            b"HTTP/1.1 503 x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), (503, "abcde".to_string()));
-        assert!(parse_response(b"garbage").is_err());
+    fn error_messages_come_from_the_json_body() {
         assert_eq!(error_message(r#"{"message":"nope"}"#), "nope");
+        assert_eq!(error_message(" plain text\n"), "plain text");
     }
 }

@@ -1,7 +1,8 @@
 //! Test doubles for the API layer (feature `testing`): [`TestBackend`], a [`Backend`] over a
 //! [`SharedStore`] + [`LocalProposer`] + [`ManualClock`] with trivial init/unlock/leave (no raft, no
 //! scheduler, no runtime: tasks appear only when a test writes them), [`TestServer`], the API on a
-//! temporary Unix socket, and [`HttpClient`], a small keep-alive HTTP/1.1 client for that socket.
+//! temporary Unix socket, and [`HttpClient`], a keep-alive HTTP/1.1 client for that socket (the
+//! crate's hyper-based [`UnixClient`] with `std::io::Error`s).
 //!
 //! This is a test double, not a daemon: it exists so the API can be driven end to end by tests,
 //! benchmarks and the real `docker` CLI without the rest of swarm-node.
@@ -23,11 +24,10 @@ use swarm_core::{
 };
 use swarm_runtime::LogLine;
 use swarm_secrets::UnlockKey;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
 use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
 use crate::control::cluster::MANAGER_SUBSYSTEM;
+use crate::http_client::UnixClient;
 
 /// A [`Backend`] over an in-process store. See the module docs.
 pub struct TestBackend {
@@ -368,58 +368,21 @@ impl Drop for TestServer {
     }
 }
 
-/// An HTTP answer.
-#[derive(Clone, Debug)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// Body bytes.
-    pub body: Vec<u8>,
-}
+/// An HTTP answer (status, lowercased headers, whole body).
+pub use crate::http_client::Reply as HttpResponse;
 
-impl HttpResponse {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as JSON (`Null` if it is not JSON).
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-
-    /// The body as text (lossy).
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// A keep-alive HTTP/1.1 client over one Unix socket connection.
+/// A keep-alive HTTP/1.1 client over one Unix socket connection ([`UnixClient`] with
+/// `std::io::Error`s, for tests).
+#[derive(Debug)]
 pub struct HttpClient {
-    conn: BufReader<UnixStream>,
-}
-
-impl std::fmt::Debug for HttpClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpClient").finish_non_exhaustive()
-    }
-}
-
-fn bad(msg: impl Into<String>) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+    conn: UnixClient,
 }
 
 impl HttpClient {
     /// Connects to `path`.
     pub async fn connect(path: &Path) -> std::io::Result<HttpClient> {
         Ok(HttpClient {
-            conn: BufReader::new(UnixStream::connect(path).await?),
+            conn: UnixClient::connect(path).await?,
         })
     }
 
@@ -434,7 +397,7 @@ impl HttpClient {
         path: &str,
         body: &serde_json::Value,
     ) -> std::io::Result<HttpResponse> {
-        let bytes = serde_json::to_vec(body).map_err(|e| bad(e.to_string()))?;
+        let bytes = serde_json::to_vec(body).map_err(std::io::Error::other)?;
         self.request("POST", path, Some(&bytes)).await
     }
 
@@ -450,82 +413,6 @@ impl HttpClient {
         path: &str,
         body: Option<&[u8]>,
     ) -> std::io::Result<HttpResponse> {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\n");
-        if let Some(b) = body {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        head.push_str("\r\n");
-        let stream = self.conn.get_mut();
-        stream.write_all(head.as_bytes()).await?;
-        if let Some(b) = body {
-            stream.write_all(b).await?;
-        }
-        stream.flush().await?;
-        self.read_response(method == "HEAD").await
-    }
-
-    async fn read_line(&mut self) -> std::io::Result<String> {
-        let mut line = String::new();
-        if self.conn.read_line(&mut line).await? == 0 {
-            return Err(bad("connection closed"));
-        }
-        Ok(line.trim_end_matches(['\r', '\n']).to_string())
-    }
-
-    async fn read_response(&mut self, head_only: bool) -> std::io::Result<HttpResponse> {
-        let status_line = self.read_line().await?;
-        let status: u16 = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
-        let mut headers = Vec::new();
-        loop {
-            let line = self.read_line().await?;
-            if line.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let mut body = Vec::new();
-        if head_only || status == 204 || status == 304 {
-            // No body.
-        } else if let Some(len) = find("content-length") {
-            let len: usize = len.parse().map_err(|_| bad("bad content-length"))?;
-            body.resize(len, 0);
-            self.conn.read_exact(&mut body).await?;
-        } else if find("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-            loop {
-                let size_line = self.read_line().await?;
-                let size =
-                    usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                        .map_err(|_| bad("bad chunk size"))?;
-                let start = body.len();
-                body.resize(start + size, 0);
-                self.conn.read_exact(&mut body[start..]).await?;
-                self.read_line().await?;
-                if size == 0 {
-                    break;
-                }
-            }
-        } else {
-            self.conn.read_to_end(&mut body).await?;
-        }
-        Ok(HttpResponse {
-            status,
-            headers,
-            body,
-        })
+        Ok(self.conn.request(method, path, body).await?)
     }
 }

@@ -31,6 +31,7 @@
 //! - [`config`], [`error`], [`fuzzing`] (fuzz entry points),
 //!   `testing` (feature `testing`: an in-process cluster harness).
 #![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 pub mod autolock;
 mod codec;

@@ -75,14 +75,7 @@ pub(crate) fn kind_name(kind: FileKind) -> &'static str {
 
 /// Whether `path` is on a tmpfs (or ramfs).
 pub(crate) fn is_tmpfs(path: &Path) -> std::io::Result<bool> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated string and `buf` a properly sized, writable statfs.
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let buf = rustix::fs::statfs(path)?;
     #[allow(clippy::unnecessary_cast)]
     let magic = buf.f_type as libc::c_long;
     Ok(magic == TMPFS_MAGIC || magic == 0x8584_58f6)
@@ -90,8 +83,7 @@ pub(crate) fn is_tmpfs(path: &Path) -> std::io::Result<bool> {
 
 /// Whether this process runs with uid 0.
 pub(crate) fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// A stage root: a tmpfs directory holding one subdirectory per task.
@@ -295,36 +287,23 @@ impl Drop for Stage {
             return;
         }
         if self.mounted {
-            if let Ok(c) = CString::new(self.root.as_os_str().as_bytes()) {
-                // SAFETY: valid C string; a lazy unmount has no other precondition.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
+            let _ = rustix::mount::unmount(&self.root, rustix::mount::UnmountFlags::DETACH);
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
 fn mount_tmpfs(path: &Path, mode: u32) -> Result<(), RuntimeError> {
-    let target = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| RuntimeError::invalid("stage directory contains a NUL byte"))?;
+    use rustix::mount::MountFlags;
     let data = CString::new(format!("mode={mode:o},size=64m")).unwrap_or_default();
-    // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            target.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            data.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(RuntimeError::io(
-            format!("mounting a tmpfs on {}", path.display()),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    rustix::mount::mount(
+        c"tmpfs",
+        path,
+        c"tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        data.as_c_str(),
+    )
+    .map_err(|e| RuntimeError::io(format!("mounting a tmpfs on {}", path.display()), e.into()))
 }
 
 /// Where default stage roots live.
@@ -352,12 +331,16 @@ fn root_owner(name: &str, adapter: &str) -> Option<libc::pid_t> {
     pid.parse().ok().filter(|p| *p > 0)
 }
 
-/// Whether process `pid` exists (a pid reused by another process counts as alive: the sweep
-/// errs on the side of keeping).
-fn alive(pid: libc::pid_t) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+/// Whether process `pid` exists (a pid reused by another process counts as alive, and so does
+/// one this process may not signal: sweeps err on the side of keeping).
+pub(crate) fn process_alive(pid: libc::pid_t) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
 }
 
 /// Deletes `dir/swarm-<adapter>-<pid>-<n>` roots whose process is dead; returns how many.
@@ -371,7 +354,7 @@ pub(crate) fn sweep_dead_roots(dir: &Path, adapter: &str) -> usize {
         let Some(pid) = name.to_str().and_then(|n| root_owner(n, adapter)) else {
             continue;
         };
-        if alive(pid) {
+        if process_alive(pid) {
             continue;
         }
         let path = e.path();
@@ -400,8 +383,7 @@ pub(crate) fn supervised_stage_root(supervisor_dir: &Path) -> PathBuf {
     for b in supervisor_dir.as_os_str().as_bytes() {
         h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
     }
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     Path::new(SHM).join(format!("swarm-supervised-{uid}-{h:016x}"))
 }
 

@@ -18,6 +18,10 @@
 //! - `testing` (feature `testing`): the adapter conformance suite.
 //! - [`error`]: the error enum of runtime calls, [`RuntimeError`].
 #![warn(missing_docs, unreachable_pub)]
+// `unsafe` only where std or rustix offer no safe form, each site allowed by name: a child's
+// set-up between fork and exec (`pre_exec`), `unshare` (rustix: unsafe for `CLONE_FILES`) and
+// real-time signal numbers (rustix: unsafe for the ones libc reserves).
+#![deny(unsafe_code)]
 
 pub mod agent;
 mod controller;

@@ -191,6 +191,63 @@ pub struct LogLine {
 /// with [`RuntimeError::KillTimedOut`] instead of hanging the node's stop.
 pub const KILL_WAIT: Duration = Duration::from_secs(5);
 
+/// Waits for the exit an adapter publishes on `exit`, a `watch` channel holding `None` until the
+/// task ends: `Some` of the published value, or `None` when the sender is gone without one (the
+/// adapter dropped the task's record, as `remove` does: the adapter says what that means).
+pub async fn wait_exit<T: Clone>(exit: &mut tokio::sync::watch::Receiver<Option<T>>) -> Option<T> {
+    match exit.wait_for(Option::is_some).await {
+        Ok(value) => value.clone(),
+        Err(_) => None,
+    }
+}
+
+/// Whether the exit on `exit` comes within `limit` (a closed channel counts: the record of a
+/// task is dropped only once it ended).
+async fn exits_within<T>(
+    exit: &mut tokio::sync::watch::Receiver<Option<T>>,
+    limit: Duration,
+) -> bool {
+    tokio::time::timeout(limit, exit.wait_for(Option::is_some))
+        .await
+        .is_ok()
+}
+
+/// Stops a running task the way [`Runtime::shutdown`] must: runs `signal` (send the stop
+/// signal), waits up to `grace` for the exit on `exit`, then [`kill_and_wait`]s. Returns once the
+/// exit is published, or [`RuntimeError::KillTimedOut`] when even `SIGKILL` brought none within
+/// [`KILL_WAIT`]. `signal` and `kill` are run at most once each, in that order.
+pub async fn stop_and_wait<T>(
+    task: &Id,
+    exit: &mut tokio::sync::watch::Receiver<Option<T>>,
+    signal: impl std::future::Future<Output = ()>,
+    grace: Duration,
+    kill: impl std::future::Future<Output = ()>,
+) -> Result<(), RuntimeError> {
+    signal.await;
+    if exits_within(exit, grace).await {
+        return Ok(());
+    }
+    kill_and_wait(task, exit, kill).await
+}
+
+/// Runs `kill` (send `SIGKILL`) and waits up to [`KILL_WAIT`] for the exit on `exit`;
+/// [`RuntimeError::KillTimedOut`] if none comes.
+pub async fn kill_and_wait<T>(
+    task: &Id,
+    exit: &mut tokio::sync::watch::Receiver<Option<T>>,
+    kill: impl std::future::Future<Output = ()>,
+) -> Result<(), RuntimeError> {
+    kill.await;
+    if exits_within(exit, KILL_WAIT).await {
+        Ok(())
+    } else {
+        Err(RuntimeError::KillTimedOut {
+            task: *task,
+            waited: KILL_WAIT,
+        })
+    }
+}
+
 /// A task [`Runtime::recover`] found: one the runtime holds something for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecoveredTask {
@@ -362,6 +419,56 @@ mod tests {
         assert!(msg.contains("swarm.runtime.process.bogus"), "{msg}");
         assert!(msg.contains("swarm.runtime.process.namespace"), "{msg}");
         assert!(err.is_rejection());
+    }
+
+    /// The stop sequence: no kill when the stop signal works within the grace period, a kill
+    /// after it when not, and a typed error when even the kill brings no exit (virtual time).
+    #[tokio::test(start_paused = true)]
+    async fn stop_and_wait_escalates_once_and_is_bounded() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use tokio::sync::watch;
+        let task = Id::from_u128(1);
+        let kills = AtomicU32::new(0);
+        let kill = || async {
+            kills.fetch_add(1, Ordering::SeqCst);
+        };
+        let grace = Duration::from_secs(10);
+
+        // Exits on the stop signal.
+        let (tx, mut rx) = watch::channel(None::<ExitStatus>);
+        let signal = async {
+            tx.send_replace(Some(ExitStatus::signal(15)));
+        };
+        stop_and_wait(&task, &mut rx, signal, grace, kill())
+            .await
+            .unwrap();
+        assert_eq!(kills.load(Ordering::SeqCst), 0);
+        assert_eq!(wait_exit(&mut rx).await, Some(ExitStatus::signal(15)));
+
+        // Ignores the stop signal, dies of the kill.
+        let (tx, mut rx) = watch::channel(None::<ExitStatus>);
+        let kill_works = async {
+            kills.fetch_add(1, Ordering::SeqCst);
+            tx.send_replace(Some(ExitStatus::signal(9)));
+        };
+        stop_and_wait(&task, &mut rx, async {}, grace, kill_works)
+            .await
+            .unwrap();
+        assert_eq!(kills.load(Ordering::SeqCst), 1);
+
+        // Survives the kill: the wait ends after KILL_WAIT with a typed error.
+        let (_tx, mut rx) = watch::channel(None::<ExitStatus>);
+        let err = stop_and_wait(&task, &mut rx, async {}, grace, kill())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RuntimeError::KillTimedOut { waited, .. } if waited == KILL_WAIT));
+        assert_eq!(kills.load(Ordering::SeqCst), 2);
+
+        // A dropped record counts as an exit for the stop, and as no exit for the wait.
+        let (tx, mut rx) = watch::channel(None::<ExitStatus>);
+        drop(tx);
+        kill_and_wait(&task, &mut rx, async {}).await.unwrap();
+        assert_eq!(wait_exit(&mut rx).await, None);
     }
 
     #[test]

@@ -33,8 +33,8 @@ use tokio::time::Instant;
 
 use crate::error::RuntimeError;
 use crate::runtime::{
-    clip_output, runtime_options, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask,
-    Runtime, RuntimeState, TaskConfig, TaskInspect,
+    clip_output, runtime_options, stop_and_wait, wait_exit, ExecResult, ExitStatus, LogLine,
+    LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig, TaskInspect,
 };
 use crate::signal::parse_signal;
 
@@ -269,15 +269,10 @@ impl Runtime for SimRuntime {
 
     async fn wait(&self, task: &Id) -> Result<ExitStatus, RuntimeError> {
         let mut rx = self.with(task, |t| Ok(t.exit_tx.subscribe()))?;
-        loop {
-            if let Some(status) = *rx.borrow_and_update() {
-                return Ok(status);
-            }
-            if rx.changed().await.is_err() {
-                // The task was removed while we waited: it was killed.
-                return Ok(ExitStatus::signal(libc::SIGKILL));
-            }
-        }
+        // A dropped record: the task was removed while we waited, which kills it.
+        Ok(wait_exit(&mut rx)
+            .await
+            .unwrap_or(ExitStatus::signal(libc::SIGKILL)))
     }
 
     async fn shutdown(&self, task: &Id) -> Result<(), RuntimeError> {
@@ -300,13 +295,12 @@ impl Runtime for SimRuntime {
                 RuntimeState::Running => Some((t.grace, t.exit_tx.subscribe())),
             }
         };
-        if let Some((grace, mut rx)) = step {
-            let exited = tokio::time::timeout(grace, rx.wait_for(|s| s.is_some())).await;
-            if exited.is_err() {
-                self.exit(task, ExitStatus::signal(libc::SIGKILL));
-            }
-        }
-        Ok(())
+        let Some((grace, mut rx)) = step else {
+            return Ok(());
+        };
+        // The stop signal was "sent" above (this script ignores it); the kill always works.
+        let kill = async { self.exit(task, ExitStatus::signal(libc::SIGKILL)) };
+        stop_and_wait(task, &mut rx, async {}, grace, kill).await
     }
 
     /// The sim's tasks live in this value, so there is never anything to adopt: it lists the

@@ -25,8 +25,7 @@ use tempfile::TempDir;
 mod skip;
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// A runtime whose volumes live in a fresh temporary directory; with namespaces only as root.

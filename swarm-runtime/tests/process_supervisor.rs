@@ -21,8 +21,7 @@ use tempfile::TempDir;
 const STEP: Duration = Duration::from_secs(30);
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 fn tokio_rt() -> tokio::runtime::Runtime {
@@ -351,8 +350,8 @@ fn a_killed_supervisor_takes_its_task_and_the_exit_is_unknown() {
         let socket = socket_of(dir.path(), &c.task_id);
         let supervisor = with_marker(&socket.display().to_string());
         assert_eq!(supervisor.len(), 1);
-        // SAFETY: kill(2) on the supervisor this test started.
-        unsafe { libc::kill(supervisor[0] as libc::pid_t, libc::SIGKILL) };
+        let sup = rustix::process::Pid::from_raw(supervisor[0] as i32).expect("a pid");
+        rustix::process::kill_process(sup, rustix::process::Signal::KILL).expect("kill");
         let err = tokio::time::timeout(STEP, rt.wait(&c.task_id))
             .await
             .expect("wait returns")

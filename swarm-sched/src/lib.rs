@@ -25,6 +25,7 @@
 //! Per-node state is updated incrementally from store events, and cached eligibility indexes make a
 //! batch cost O(tasks x log nodes) rather than O(tasks x nodes).
 #![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 pub mod orchestrator;
 pub mod reaper;

@@ -48,6 +48,7 @@
 //! * [`fuzzing`]: entry points shared by the fuzz targets and the corpus replay test.
 //! * `codec` (private): bounds-checked readers for the hand-written formats.
 #![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 mod codec;
 mod error;

@@ -79,17 +79,9 @@ const EVICT_BATCH: usize = 32;
 /// limit (`ulimit -n`), so that the cap, which evicts at once, is reached before `accept` fails
 /// for lack of descriptors, and the other half stays for the daemon's own files and tasks.
 fn effective_cap(configured: usize) -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given, which lives for the call.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    let half = if ok && limit.rlim_cur != libc::RLIM_INFINITY {
-        usize::try_from(limit.rlim_cur / 2).unwrap_or(usize::MAX)
-    } else {
-        usize::MAX
-    };
+    // `None` is no limit.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let half = limit.map_or(usize::MAX, |n| usize::try_from(n / 2).unwrap_or(usize::MAX));
     let cap = configured.min(half).max(1);
     if cap < configured {
         tracing::info!(
@@ -241,7 +233,7 @@ pub(crate) async fn serve(
                     // Out of file descriptors below the cap (the daemon's other files): free
                     // some by closing the longest-idle connections, as the cap would, rather
                     // than let silent clients keep the socket unusable.
-                    let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    let out_of_fds = matches!(rustix::io::Errno::from_io_error(&e), Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE));
                     if out_of_fds && registry.evict_idle(EVICT_BATCH) > 0 {
                         tokio::time::sleep(EVICT_PAUSE).await;
                     } else {

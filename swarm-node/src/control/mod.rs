@@ -34,6 +34,7 @@ use swarm_core::{Clock, Id, SharedStore, Timestamp, Tx};
 use crate::backend::ClusterAccess;
 pub use cluster::Rotation;
 pub use error::ControlError;
+pub use secret::Blob;
 pub use service::{FileRef, ServiceRequest};
 
 /// The wall clock, for stamping update statuses and job iterations.

@@ -1,9 +1,10 @@
-//! Secrets and configs: create, labels-only update, remove (refused while a service uses them).
+//! Secrets and configs, one generic implementation over [`Blob`]: create, labels-only update,
+//! remove (refused while a service uses them).
 
 use std::collections::BTreeMap;
 
 use swarm_core::objects::secret::{ConfigSpec, SecretSpec};
-use swarm_core::validate::{validate_config_spec, validate_secret_spec};
+use swarm_core::validate::{validate_config_spec, validate_secret_spec, SpecError};
 use swarm_core::{Annotations, Config, Id, Meta, Object, Secret, StoreObject, Version};
 
 use super::resolve::resolve;
@@ -12,76 +13,23 @@ use super::{new_id, Control, ControlError};
 const ONLY_LABELS: &str = "only updates to Labels are allowed";
 
 impl Control {
-    /// `docker secret create`: validates (name, 1 byte .. < 500 KiB) and stores the secret.
-    pub async fn create_secret(&self, spec: SecretSpec) -> Result<Id, ControlError> {
-        validate_secret_spec(&spec)?;
+    /// `docker secret create` / `docker config create`: validates the spec (a name; 1 byte to
+    /// < 500 KiB for a secret, < 1000 KiB for a config) and stores the object.
+    pub async fn create_blob<T: Blob>(&self, spec: T::Spec) -> Result<Id, ControlError> {
+        T::validate(&spec)?;
         let id = new_id();
         self.commit(|tx| {
-            tx.create(Secret {
-                id,
-                meta: Meta::default(),
-                spec,
-            })?;
+            tx.create(T::new(id, spec))?;
             Ok(id)
         })
         .await
     }
 
-    /// `docker secret update`: only the labels may change. `name` and `data` are the request's: a
-    /// different name or different data (compared in constant time) is refused with Docker's
-    /// message; the same data, or none, is fine.
-    pub async fn update_secret(
-        &self,
-        input: &str,
-        version: u64,
-        name: &str,
-        data: Option<&[u8]>,
-        labels: BTreeMap<String, String>,
-    ) -> Result<(), ControlError> {
-        self.update_labels::<Secret>(input, version, name, data, labels)
-            .await
-    }
-
-    /// `docker secret rm`: refused while a service references the secret.
-    pub async fn remove_secret(&self, input: &str) -> Result<(), ControlError> {
-        self.remove_blob::<Secret>(input).await
-    }
-
-    /// `docker config create`: validates (name, 1 byte .. < 1000 KiB) and stores the config.
-    pub async fn create_config(&self, spec: ConfigSpec) -> Result<Id, ControlError> {
-        validate_config_spec(&spec)?;
-        let id = new_id();
-        self.commit(|tx| {
-            tx.create(Config {
-                id,
-                meta: Meta::default(),
-                spec,
-            })?;
-            Ok(id)
-        })
-        .await
-    }
-
-    /// `docker config update`: only the labels may change (see [`Control::update_secret`]).
-    pub async fn update_config(
-        &self,
-        input: &str,
-        version: u64,
-        name: &str,
-        data: Option<&[u8]>,
-        labels: BTreeMap<String, String>,
-    ) -> Result<(), ControlError> {
-        self.update_labels::<Config>(input, version, name, data, labels)
-            .await
-    }
-
-    /// `docker config rm`: refused while a service references the config.
-    pub async fn remove_config(&self, input: &str) -> Result<(), ControlError> {
-        self.remove_blob::<Config>(input).await
-    }
-
-    /// Labels-only update shared by secrets and configs.
-    async fn update_labels<T: Blob>(
+    /// `docker secret update` / `docker config update`: only the labels may change. `name` and
+    /// `data` are the request's: a different name or different data (compared in constant time)
+    /// is refused with Docker's message; the same data, or none, is fine (`docker stack deploy`
+    /// sends configs back with their data).
+    pub async fn update_blob<T: Blob>(
         &self,
         input: &str,
         version: u64,
@@ -104,8 +52,9 @@ impl Control {
         .await
     }
 
-    /// Removal shared by secrets and configs (the store refuses it while a service uses the object).
-    async fn remove_blob<T: Blob>(&self, input: &str) -> Result<(), ControlError> {
+    /// `docker secret rm` / `docker config rm`: refused (by the store) while a service
+    /// references the object.
+    pub async fn remove_blob<T: Blob>(&self, input: &str) -> Result<(), ControlError> {
         self.commit(|tx| {
             let cur = resolve::<T>(tx.committed(), input)?;
             tx.remove(T::KIND, &cur.id())?;
@@ -115,14 +64,35 @@ impl Control {
     }
 }
 
-/// What secrets and configs have in common: a name, labels and a payload that never changes.
-trait Blob: StoreObject + Into<Object> {
+/// What secrets and configs have in common, so one implementation serves both: a spec checked
+/// by its own rule, a name, labels, and a payload that never changes after creation.
+pub trait Blob: StoreObject + Into<Object> + Clone {
+    /// The kind's spec, as the control API takes it.
+    type Spec: Send;
+    /// Checks a spec before it is stored (Docker's rules and wording, from swarm-core).
+    fn validate(spec: &Self::Spec) -> Result<(), SpecError>;
+    /// The object to store for a new `id`.
+    fn new(id: Id, spec: Self::Spec) -> Self;
+    /// Name and labels.
     fn annotations(&self) -> &Annotations;
+    /// Name and labels, to change the labels.
     fn annotations_mut(&mut self) -> &mut Annotations;
+    /// The payload.
     fn data(&self) -> &[u8];
 }
 
 impl Blob for Secret {
+    type Spec = SecretSpec;
+    fn validate(spec: &SecretSpec) -> Result<(), SpecError> {
+        validate_secret_spec(spec)
+    }
+    fn new(id: Id, spec: SecretSpec) -> Secret {
+        Secret {
+            id,
+            meta: Meta::default(),
+            spec,
+        }
+    }
     fn annotations(&self) -> &Annotations {
         &self.spec.annotations
     }
@@ -135,6 +105,17 @@ impl Blob for Secret {
 }
 
 impl Blob for Config {
+    type Spec = ConfigSpec;
+    fn validate(spec: &ConfigSpec) -> Result<(), SpecError> {
+        validate_config_spec(spec)
+    }
+    fn new(id: Id, spec: ConfigSpec) -> Config {
+        Config {
+            id,
+            meta: Meta::default(),
+            spec,
+        }
+    }
     fn annotations(&self) -> &Annotations {
         &self.spec.annotations
     }

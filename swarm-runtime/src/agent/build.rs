@@ -68,6 +68,59 @@ fn file(
     })
 }
 
+/// What the agent needs of a secret or a config to materialise it, so one path serves both.
+trait Payload {
+    /// The kind of file it becomes.
+    const KIND: FileKind;
+    /// Whether it asks for a templating driver (not supported on this node).
+    fn templated(&self) -> bool;
+    /// The payload (a config's is copied into a zeroizing buffer like a secret's).
+    fn payload(&self) -> SecretData;
+}
+
+impl Payload for Secret {
+    const KIND: FileKind = FileKind::Secret;
+    fn templated(&self) -> bool {
+        self.spec.templating.is_some()
+    }
+    fn payload(&self) -> SecretData {
+        self.spec.data.clone()
+    }
+}
+
+impl Payload for Config {
+    const KIND: FileKind = FileKind::Config;
+    fn templated(&self) -> bool {
+        self.spec.templating.is_some()
+    }
+    fn payload(&self) -> SecretData {
+        SecretData::new(self.spec.data.clone())
+    }
+}
+
+/// The file for a task's reference to the secret or config `id` named `name`: it must have
+/// been sent with the task and use no templating driver.
+fn referenced<T: Payload>(
+    sent: &HashMap<Id, T>,
+    id: Id,
+    name: &str,
+    target: &FileTarget,
+) -> Result<TaskFile, String> {
+    let k = crate::files::kind_name(T::KIND);
+    let o = sent.get(&id).ok_or_else(|| {
+        format!(
+            "{k} {name:?} ({id}) was not sent to this node with the task; the dispatcher must \
+             send every {k} a task references"
+        )
+    })?;
+    if o.templated() {
+        return Err(format!(
+            "{k} {name:?} uses a templating driver, which this node does not support"
+        ));
+    }
+    file(T::KIND, id, name, target, o.payload())
+}
+
 /// Builds the runtime config of `task`, or the reason to reject it.
 pub(crate) fn task_config(
     task: &Task,
@@ -92,48 +145,10 @@ pub(crate) fn task_config(
     }
     let mut files = Vec::new();
     for r in &container.secrets {
-        let s = secrets.get(&r.secret_id).ok_or_else(|| {
-            format!(
-                "secret {:?} ({}) was not sent to this node with the task; the dispatcher must \
-                 send every secret a task references",
-                r.secret_name, r.secret_id
-            )
-        })?;
-        if s.spec.templating.is_some() {
-            return Err(format!(
-                "secret {:?} uses a templating driver, which this node does not support",
-                r.secret_name
-            ));
-        }
-        files.push(file(
-            FileKind::Secret,
-            r.secret_id,
-            &r.secret_name,
-            &r.target,
-            s.spec.data.clone(),
-        )?);
+        files.push(referenced(secrets, r.secret_id, &r.secret_name, &r.target)?);
     }
     for r in &container.configs {
-        let c = configs.get(&r.config_id).ok_or_else(|| {
-            format!(
-                "config {:?} ({}) was not sent to this node with the task; the dispatcher must \
-                 send every config a task references",
-                r.config_name, r.config_id
-            )
-        })?;
-        if c.spec.templating.is_some() {
-            return Err(format!(
-                "config {:?} uses a templating driver, which this node does not support",
-                r.config_name
-            ));
-        }
-        files.push(file(
-            FileKind::Config,
-            r.config_id,
-            &r.config_name,
-            &r.target,
-            SecretData::new(c.spec.data.clone()),
-        )?);
+        files.push(referenced(configs, r.config_id, &r.config_name, &r.target)?);
     }
     Ok(TaskConfig {
         task_id: task.id,
@@ -168,4 +183,83 @@ fn task_aliases(task: &Task, extra: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use swarm_core::objects::secret::{ConfigSpec, Driver, SecretSpec};
+    use swarm_core::{Annotations, Meta};
+
+    use super::*;
+
+    fn named(name: &str) -> Annotations {
+        Annotations {
+            name: name.into(),
+            labels: Default::default(),
+        }
+    }
+
+    fn config(n: u128, templated: bool) -> (Id, Config) {
+        let id = Id::from_u128(n);
+        let spec = ConfigSpec {
+            annotations: named("app.conf"),
+            data: b"x=1".to_vec(),
+            templating: templated.then(Driver::default),
+        };
+        let meta = Meta::default();
+        (id, Config { id, meta, spec })
+    }
+
+    fn secret(n: u128) -> (Id, Secret) {
+        let id = Id::from_u128(n);
+        let spec = SecretSpec {
+            annotations: named("db_pw"),
+            data: SecretData::new(b"pw".to_vec()),
+            templating: None,
+        };
+        let meta = Meta::default();
+        (id, Secret { id, meta, spec })
+    }
+
+    /// Secrets and configs go through one path: each kind keeps its target rules and its
+    /// word in the messages.
+    #[test]
+    fn secrets_and_configs_share_one_path_with_their_own_words() {
+        let target = |name: &str| FileTarget {
+            name: name.into(),
+            ..FileTarget::default()
+        };
+        let (cid, c) = config(1, false);
+        let (tid, templated) = config(2, true);
+        let configs = HashMap::from([(cid, c), (tid, templated)]);
+        let f = referenced(&configs, cid, "app.conf", &target("app.conf")).unwrap();
+        assert_eq!((f.kind, f.target.as_str()), (FileKind::Config, "/app.conf"));
+        assert_eq!((f.data.expose(), f.mode), (&b"x=1"[..], 0o444));
+        let e = referenced(&configs, tid, "app.conf", &target("a")).unwrap_err();
+        assert!(
+            e.starts_with("config \"app.conf\" uses a templating driver"),
+            "{e}"
+        );
+        let missing = Id::from_u128(3);
+        let e = referenced(&configs, missing, "gone", &target("a")).unwrap_err();
+        assert!(
+            e.contains("must send every config a task references"),
+            "{e}"
+        );
+
+        let (sid, s) = secret(4);
+        let secrets = HashMap::from([(sid, s)]);
+        let f = referenced(&secrets, sid, "db_pw", &target("db_pw")).unwrap();
+        assert_eq!(
+            (f.kind, f.target.as_str()),
+            (FileKind::Secret, "/run/secrets/db_pw")
+        );
+        assert_eq!(f.data.expose(), b"pw");
+        let e = referenced(&secrets, missing, "gone", &target("a")).unwrap_err();
+        assert!(e.starts_with("secret \"gone\""), "{e}");
+        assert!(
+            e.contains("must send every secret a task references"),
+            "{e}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! supervisor mode to their own binary: `swarm-supervisor <socket>`. Point
 //! `ProcessOptions::supervisor` at it with no extra arguments. It is what `swarm-node supervise`
 //! does, and what this crate's tests use.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -204,7 +204,7 @@ fn sweep_dead_stage_roots(parent: &Path) {
         else {
             continue;
         };
-        if pid <= 0 || process_alive(pid) {
+        if pid <= 0 || crate::files::process_alive(pid) {
             continue;
         }
         let root = e.path();
@@ -215,12 +215,6 @@ fn sweep_dead_stage_roots(parent: &Path) {
             tracing::debug!(root = %root.display(), error = %err, "a dead run's stage root was not removed");
         }
     }
-}
-
-fn process_alive(pid: libc::pid_t) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Whether a directory tree holds anything but directories (unreadable counts as holding).

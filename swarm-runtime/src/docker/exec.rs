@@ -9,7 +9,7 @@
 //! or lacks the rights to look) nothing is killed: the probe is reported timed out and the stray
 //! command ends with the container, as in Docker before 20.10.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -136,28 +136,15 @@ impl DockerRuntime {
 
 /// Opens a pidfd for `pid` (Linux 5.3+).
 fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    let pid = rustix::process::Pid::from_raw(pid)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
 }
 
 /// Sends SIGKILL through a pidfd.
 fn pidfd_kill(fd: &OwnedFd) {
-    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if rc != 0 {
+    if let Err(e) = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL) {
         tracing::debug!(
-            error = %std::io::Error::last_os_error(),
+            error = %e,
             "killing a timed-out exec failed (it may have exited)"
         );
     }

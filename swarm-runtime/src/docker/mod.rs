@@ -77,8 +77,8 @@ use self::wait::exit_status;
 use crate::error::RuntimeError;
 use crate::files::{default_stage_root, Stage, Staged};
 use crate::runtime::{
-    ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig,
-    TaskInspect, KILL_WAIT,
+    stop_and_wait, wait_exit, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime,
+    RuntimeState, TaskConfig, TaskInspect,
 };
 use crate::signal::signal_name;
 
@@ -399,20 +399,13 @@ impl Runtime for DockerRuntime {
 
     async fn wait(&self, task: &Id) -> Result<ExitStatus, RuntimeError> {
         let mut rx = self.get(task, |t| t.exit_tx.subscribe())?;
-        loop {
-            if let Some(exit) = rx.borrow_and_update().clone() {
-                return exit.map_err(|reason| RuntimeError::ExitUnknown {
-                    task: *task,
-                    reason,
-                });
-            }
-            if rx.changed().await.is_err() {
-                return Err(RuntimeError::ExitUnknown {
-                    task: *task,
-                    reason: "the runtime dropped the task".into(),
-                });
-            }
-        }
+        let exit = wait_exit(&mut rx)
+            .await
+            .unwrap_or_else(|| Err("the runtime dropped the task".into()));
+        exit.map_err(|reason| RuntimeError::ExitUnknown {
+            task: *task,
+            reason,
+        })
     }
 
     async fn shutdown(&self, task: &Id) -> Result<(), RuntimeError> {
@@ -436,20 +429,12 @@ impl Runtime for DockerRuntime {
             }
             RuntimeState::Running => {}
         }
-        self.kill(&container, sig).await;
-        if tokio::time::timeout(grace, rx.wait_for(|s| s.is_some()))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        self.kill(&container, libc::SIGKILL).await;
-        if tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| s.is_some()))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
+        let signal = self.kill(&container, sig);
+        let kill = self.kill(&container, libc::SIGKILL);
+        let timed_out = match stop_and_wait(task, &mut rx, signal, grace, kill).await {
+            Err(e @ RuntimeError::KillTimedOut { .. }) => e,
+            done => return done,
+        };
         // No exit seen: the wait may be what is stuck. Ask the engine once more.
         let state = tokio::time::timeout(
             REMOVE_WAIT,
@@ -468,10 +453,7 @@ impl Runtime for DockerRuntime {
                 self.inner.finish(task, exit);
                 Ok(())
             }
-            _ => Err(RuntimeError::KillTimedOut {
-                task: *task,
-                waited: KILL_WAIT,
-            }),
+            _ => Err(timed_out),
         }
     }
 

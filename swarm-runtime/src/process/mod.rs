@@ -107,8 +107,8 @@ use self::prepare::Prepared;
 use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, supervised_stage_root, Stage, SECRETS_DIR};
 use crate::runtime::{
-    clip_output, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState,
-    TaskConfig, TaskInspect, KILL_WAIT, MAX_EXEC_OUTPUT,
+    clip_output, kill_and_wait, stop_and_wait, wait_exit, ExecResult, ExitStatus, LogLine,
+    LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig, TaskInspect, MAX_EXEC_OUTPUT,
 };
 
 /// Docker's default `PATH` for containers.
@@ -383,21 +383,18 @@ impl Runtime for ProcessRuntime {
                 .ok_or(RuntimeError::NotFound { task: *task })?;
             t.exit_tx.subscribe()
         };
-        loop {
-            if let Some(s) = *rx.borrow_and_update() {
-                let map = self.inner.lock();
-                if let Some(reason) = map.get(task).and_then(|t| t.exit_unknown.clone()) {
-                    return Err(RuntimeError::ExitUnknown {
-                        task: *task,
-                        reason,
-                    });
-                }
-                return Ok(s);
-            }
-            if rx.changed().await.is_err() {
-                return Ok(ExitStatus::signal(libc::SIGKILL));
-            }
+        // A dropped record: the task was removed, which kills it.
+        let Some(s) = wait_exit(&mut rx).await else {
+            return Ok(ExitStatus::signal(libc::SIGKILL));
+        };
+        let map = self.inner.lock();
+        if let Some(reason) = map.get(task).and_then(|t| t.exit_unknown.clone()) {
+            return Err(RuntimeError::ExitUnknown {
+                task: *task,
+                reason,
+            });
         }
+        Ok(s)
     }
 
     async fn shutdown(&self, task: &Id) -> Result<(), RuntimeError> {
@@ -425,23 +422,9 @@ impl Runtime for ProcessRuntime {
         if let Some(socket) = socket {
             return self.stop_supervised(task, &socket, sig, grace).await;
         }
-        spawn::kill_group(pid, sig);
-        if tokio::time::timeout(grace, rx.wait_for(|s| s.is_some()))
-            .await
-            .is_err()
-        {
-            spawn::kill_group(pid, libc::SIGKILL);
-            if tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| s.is_some()))
-                .await
-                .is_err()
-            {
-                return Err(RuntimeError::KillTimedOut {
-                    task: *task,
-                    waited: KILL_WAIT,
-                });
-            }
-        }
-        Ok(())
+        let signal = async { spawn::kill_group(pid, sig) };
+        let kill = async { spawn::kill_group(pid, libc::SIGKILL) };
+        stop_and_wait(task, &mut rx, signal, grace, kill).await
     }
 
     async fn remove(&self, task: &Id) -> Result<(), RuntimeError> {
@@ -462,16 +445,8 @@ impl Runtime for ProcessRuntime {
             }
             Self::collect(&socket).await;
         } else if let Some((pid, mut rx)) = running {
-            spawn::kill_group(pid, libc::SIGKILL);
-            if tokio::time::timeout(KILL_WAIT, rx.wait_for(|s| s.is_some()))
-                .await
-                .is_err()
-            {
-                return Err(RuntimeError::KillTimedOut {
-                    task: *task,
-                    waited: KILL_WAIT,
-                });
-            }
+            let kill = async { spawn::kill_group(pid, libc::SIGKILL) };
+            kill_and_wait(task, &mut rx, kill).await?;
         }
         self.inner.finish(task, ExitStatus::signal(libc::SIGKILL));
         if let Some(t) = self.inner.lock().remove(task) {

@@ -98,8 +98,7 @@ impl ProcessRuntime {
         }
         let want_user = !spec.user.is_empty() || !spec.groups.is_empty();
         let resolved = user::resolve(&spec.user, &spec.groups)?;
-        // SAFETY: getuid has no preconditions.
-        let my_uid = unsafe { libc::getuid() };
+        let my_uid = rustix::process::getuid().as_raw();
         let ids = if is_root() {
             Some((resolved.uid, resolved.gid, resolved.groups.clone()))
         } else if want_user && resolved.uid != my_uid {
@@ -247,10 +246,13 @@ impl ProcessRuntime {
         if prep.namespaces {
             match join_pid {
                 Some(pid) => {
+                    use rustix::thread::LinkNameSpaceType;
                     s.join
-                        .push((spawn::open_ns(pid, "mnt")?, libc::CLONE_NEWNS));
-                    s.join
-                        .push((spawn::open_ns(pid, "uts")?, libc::CLONE_NEWUTS));
+                        .push((spawn::open_ns(pid, "mnt")?, LinkNameSpaceType::Mount));
+                    s.join.push((
+                        spawn::open_ns(pid, "uts")?,
+                        LinkNameSpaceType::HostNameAndNISDomainName,
+                    ));
                 }
                 None => {
                     s.unshare = true;

@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,8 +20,10 @@ use crate::error::RuntimeError;
 pub(crate) struct MountOp {
     pub(crate) source: CString,
     pub(crate) target: CString,
+    /// The filesystem to mount; `None` is a recursive bind mount of `source`.
     pub(crate) fstype: Option<CString>,
-    pub(crate) flags: libc::c_ulong,
+    /// `MountFlags` bits of a filesystem mount (a bind mount takes none).
+    pub(crate) flags: u32,
     pub(crate) data: Option<CString>,
     /// Remount read-only (bind mounts need a second call for that).
     pub(crate) read_only: bool,
@@ -34,15 +36,16 @@ pub(crate) struct MountOp {
 pub(crate) struct Setup {
     /// Enter new mount and UTS namespaces and make every mount private.
     pub(crate) unshare: bool,
-    /// Namespaces to join (exec into a running task): open `/proc/<pid>/ns/*` files and types.
+    /// Namespaces to join (exec into a running task): open `/proc/<pid>/ns/*` files and the
+    /// type each must be.
     #[serde(skip)]
-    pub(crate) join: Vec<(OwnedFd, libc::c_int)>,
+    pub(crate) join: Vec<(OwnedFd, rustix::thread::LinkNameSpaceType)>,
     /// Mounts, in order.
     pub(crate) mounts: Vec<MountOp>,
     /// Hostname to set (needs `unshare`).
     pub(crate) hostname: Option<CString>,
     /// `(uid, gid, supplementary groups)` to switch to.
-    pub(crate) ids: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    pub(crate) ids: Option<(u32, u32, Vec<u32>)>,
     /// Working directory.
     pub(crate) dir: Option<CString>,
     /// Die (`SIGKILL`) when the parent dies: a supervised task must not outlive its supervisor,
@@ -50,75 +53,91 @@ pub(crate) struct Setup {
     pub(crate) die_with_parent: bool,
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+/// [`Setup::ids`] as rustix's types.
+struct Credentials {
+    uid: rustix::process::Uid,
+    gid: rustix::process::Gid,
+    groups: Vec<rustix::process::Gid>,
 }
 
 impl Setup {
-    /// Runs in the forked child: async-signal-safe system calls only, no allocation.
-    fn apply(&self) -> io::Result<()> {
-        // SAFETY (whole block): every pointer passed below comes from a CString or Vec owned by
-        // `self`, which outlives the calls; the child is single-threaded at this point.
-        unsafe {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if self.unshare {
-                check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
-                check(libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ))?;
-            }
-            for (fd, nstype) in &self.join {
-                check(libc::setns(fd.as_raw_fd(), *nstype))?;
-            }
-            for m in &self.mounts {
-                check(libc::mount(
-                    m.source.as_ptr(),
-                    m.target.as_ptr(),
-                    m.fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
-                    m.flags,
-                    m.data
-                        .as_ref()
-                        .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
-                ))?;
-                if m.read_only {
-                    check(libc::mount(
-                        std::ptr::null(),
-                        m.target.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REMOUNT
-                            | libc::MS_BIND
-                            | libc::MS_RDONLY
-                            | libc::MS_NOSUID
-                            | libc::MS_NODEV,
-                        std::ptr::null(),
-                    ))?;
+    /// The credentials to switch to as rustix's types, built in the parent (the child must not
+    /// allocate). `-1` is no id (the kernel reads it as "unchanged"): refused.
+    fn credentials(&self) -> io::Result<Option<Credentials>> {
+        use rustix::process::{Gid, Uid};
+        let Some((uid, gid, groups)) = &self.ids else {
+            return Ok(None);
+        };
+        if *uid == u32::MAX || *gid == u32::MAX || groups.contains(&u32::MAX) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "4294967295 (-1) is not a user or group id",
+            ));
+        }
+        Ok(Some(Credentials {
+            uid: Uid::from_raw(*uid),
+            gid: Gid::from_raw(*gid),
+            groups: groups.iter().map(|g| Gid::from_raw(*g)).collect(),
+        }))
+    }
+
+    /// Runs in the forked child: async-signal-safe system calls only, no allocation (every
+    /// argument is a `CStr` or slice owned by `self` or `ids`, which rustix passes through).
+    #[allow(unsafe_code)]
+    fn apply(&self, ids: Option<&Credentials>) -> io::Result<()> {
+        use rustix::mount::{MountFlags, MountPropagationFlags};
+        use rustix::thread::UnshareFlags;
+        rustix::process::setsid()?;
+        if self.unshare {
+            // SAFETY: rustix marks unshare unsafe only for `CLONE_FILES` (descriptors shared
+            // with other threads); mount and UTS namespaces carry no such hazard, and the
+            // forked child has a single thread.
+            #[allow(unsafe_code)]
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS | UnshareFlags::NEWUTS) }?;
+            rustix::mount::mount_change(
+                c"/",
+                MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+            )?;
+        }
+        for (fd, kind) in &self.join {
+            rustix::thread::move_into_link_name_space(fd.as_fd(), Some(*kind))?;
+        }
+        for m in &self.mounts {
+            match &m.fstype {
+                None => {
+                    rustix::mount::mount_bind_recursive(m.source.as_c_str(), m.target.as_c_str())?
                 }
+                Some(fs) => rustix::mount::mount(
+                    m.source.as_c_str(),
+                    m.target.as_c_str(),
+                    fs.as_c_str(),
+                    MountFlags::from_bits_retain(m.flags),
+                    m.data.as_deref(),
+                )?,
             }
-            if let Some(h) = &self.hostname {
-                check(libc::sethostname(h.as_ptr(), h.as_bytes().len()))?;
+            if m.read_only {
+                rustix::mount::mount_remount(
+                    m.target.as_c_str(),
+                    MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+                    c"",
+                )?;
             }
-            if let Some((uid, gid, groups)) = &self.ids {
-                check(libc::setgroups(groups.len(), groups.as_ptr()))?;
-                check(libc::setgid(*gid))?;
-                check(libc::setuid(*uid))?;
-            }
-            if let Some(d) = &self.dir {
-                check(libc::chdir(d.as_ptr()))?;
-            }
-            // Last: a change of credentials clears the parent-death signal.
-            if self.die_with_parent {
-                check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
-            }
+        }
+        if let Some(h) = &self.hostname {
+            rustix::system::sethostname(h.as_bytes())?;
+        }
+        if let Some(ids) = ids {
+            // The thread calls are the process's here: the forked child has one thread.
+            rustix::thread::set_thread_groups(&ids.groups)?;
+            rustix::thread::set_thread_gid(ids.gid)?;
+            rustix::thread::set_thread_uid(ids.uid)?;
+        }
+        if let Some(d) = &self.dir {
+            rustix::process::chdir(d.as_c_str())?;
+        }
+        // Last: a change of credentials clears the parent-death signal.
+        if self.die_with_parent {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
         }
         Ok(())
     }
@@ -136,7 +155,7 @@ pub(crate) fn bind(source: &Path, target: &str, read_only: bool) -> Result<Mount
         source: cstring(source.as_os_str().as_bytes(), "mount source")?,
         target: cstring(target, "mount target")?,
         fstype: None,
-        flags: libc::MS_BIND | libc::MS_REC,
+        flags: 0,
         data: None,
         read_only,
     })
@@ -145,15 +164,16 @@ pub(crate) fn bind(source: &Path, target: &str, read_only: bool) -> Result<Mount
 /// A fresh tmpfs on `target`, optionally read-only (`MS_RDONLY` from the start: a tmpfs needs no
 /// remount for that).
 pub(crate) fn tmpfs(target: &str, data: &str, read_only: bool) -> Result<MountOp, RuntimeError> {
-    let mut flags = libc::MS_NOSUID | libc::MS_NODEV;
+    use rustix::mount::MountFlags;
+    let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
     if read_only {
-        flags |= libc::MS_RDONLY;
+        flags |= MountFlags::RDONLY;
     }
     Ok(MountOp {
         source: c"tmpfs".to_owned(),
         target: cstring(target, "mount target")?,
         fstype: Some(c"tmpfs".to_owned()),
-        flags,
+        flags: flags.bits(),
         data: Some(cstring(data, "tmpfs options")?),
         read_only: false,
     })
@@ -166,7 +186,10 @@ pub(crate) fn procfs() -> MountOp {
         source: c"proc".to_owned(),
         target: c"/proc".to_owned(),
         fstype: Some(c"proc".to_owned()),
-        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        flags: (rustix::mount::MountFlags::NOSUID
+            | rustix::mount::MountFlags::NODEV
+            | rustix::mount::MountFlags::NOEXEC)
+            .bits(),
         data: None,
         read_only: false,
     }
@@ -187,10 +210,16 @@ pub(crate) fn command(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: `Setup::apply` performs only async-signal-safe system calls on memory owned by the
-    // `Arc`, and allocates nothing.
+    let ids = setup.credentials();
+    // SAFETY: the closure performs only async-signal-safe system calls on memory it owns (the
+    // `Arc` and the credentials built above), and allocates nothing (an `io::Error` from an
+    // errno or an `ErrorKind` does not allocate).
+    #[allow(unsafe_code)]
     unsafe {
-        cmd.pre_exec(move || setup.apply());
+        cmd.pre_exec(move || match &ids {
+            Ok(ids) => setup.apply(ids.as_ref()),
+            Err(e) => Err(e.kind().into()),
+        });
     }
     cmd
 }
@@ -257,16 +286,34 @@ pub(crate) async fn read_both(
 
 /// Sends `sig` to the process group `pgid` (the task's session); a vanished group is fine.
 pub(crate) fn kill_group(pgid: u32, sig: i32) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+    let Some(pgid) = i32::try_from(pgid)
+        .ok()
+        .filter(|p| *p > 1)
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return;
     };
-    if pgid <= 1 {
+    let Some(sig) = to_signal(sig) else {
+        tracing::warn!(sig, "not a signal that can be sent");
         return;
+    };
+    let _ = rustix::process::kill_process_group(pgid, sig);
+}
+
+/// A signal number as rustix's `Signal`: the named signals, and the real-time ones this libc
+/// leaves to applications (`SIGRTMIN()..=SIGRTMAX()`; a stop signal may be one of those).
+pub(crate) fn to_signal(sig: i32) -> Option<rustix::process::Signal> {
+    if let Some(s) = rustix::process::Signal::from_named_raw(sig) {
+        return Some(s);
     }
-    // SAFETY: kill has no memory-safety preconditions; a negative pid addresses the group.
-    unsafe {
-        libc::kill(-pgid, sig);
+    if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) {
+        // SAFETY: rustix requires that a real-time signal be one libc does not reserve for
+        // itself; `SIGRTMIN()..=SIGRTMAX()` is exactly the range libc leaves to applications.
+        #[allow(unsafe_code)]
+        let sig = unsafe { rustix::process::Signal::from_raw_unchecked(sig) };
+        return Some(sig);
     }
+    None
 }
 
 /// Opens `/proc/<pid>/ns/<name>` to join it later.

@@ -73,8 +73,7 @@ fn io_err(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> SupervisorErr
 pub fn supervise(socket: &Path) -> Result<(), SupervisorError> {
     // The launch carries the task's environment: keep it out of core dumps and away from other
     // processes of the same user, like the daemon itself.
-    // SAFETY: PR_SET_DUMPABLE takes an integer argument and touches no memory of ours.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let mut stdin = std::io::stdin().lock();
     let launch: Launch = proto::read_sync(&mut stdin).map_err(SupervisorError::Launch)?;
     if launch.version != PROTOCOL_VERSION {
@@ -160,10 +159,13 @@ async fn start(
     stdin: &mut std::io::StdinLock<'static>,
 ) -> Result<(tokio::process::Child, u32), SupervisorError> {
     if launch.pid_namespace {
-        // SAFETY: unshare has no memory preconditions; it only affects children forked after it
-        // (the task becomes PID 1 of the new namespace), and this thread forks only the task.
-        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
-            let e = std::io::Error::last_os_error();
+        // SAFETY: rustix marks unshare unsafe only for `CLONE_FILES` (descriptors shared with
+        // other threads); a PID namespace only affects children forked after it (the task
+        // becomes PID 1 of the new namespace), and this thread forks only the task.
+        #[allow(unsafe_code)]
+        let unshared =
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) };
+        if let Err(e) = unshared {
             return Err(fail(format!("creating a PID namespace: {e}")));
         }
     }
@@ -194,11 +196,9 @@ fn detach_stdio() {
         .write(true)
         .open("/dev/null")
     {
-        use std::os::fd::AsRawFd;
-        for fd in 0..=2 {
-            // SAFETY: dup2 onto the standard descriptors; `null` stays open for the calls.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
+        let _ = rustix::stdio::dup2_stdin(&null);
+        let _ = rustix::stdio::dup2_stdout(&null);
+        let _ = rustix::stdio::dup2_stderr(&null);
     }
 }
 

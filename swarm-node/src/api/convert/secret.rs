@@ -9,6 +9,73 @@ use zeroize::Zeroizing;
 
 use super::{labels_in, labels_out, ts, version, Result};
 use crate::api::error::ApiError;
+use crate::control::Blob;
+
+/// The Engine API side of a [`Blob`] kind: its request and response models, so that one set of
+/// route handlers serves `/secrets` and `/configs` alike.
+pub(crate) trait ApiBlob: Blob {
+    /// Docker's word for the kind, in messages ("secret", "config").
+    const NOUN: &'static str;
+    /// The body of a create or update request (`SecretSpec`, `ConfigSpec`).
+    type Model: serde::de::DeserializeOwned + Send;
+    /// The object as Docker shows it.
+    type Out: serde::Serialize;
+    /// A create request's body to a spec (payload decoded, unsupported drivers refused).
+    fn spec_in(m: Self::Model) -> Result<Self::Spec>;
+    /// The object as Docker shows it (a secret without its data).
+    fn out(&self) -> Self::Out;
+    /// What an update request asks for: its name, its `Data` (decoded; `None` when absent or
+    /// empty) and its labels.
+    fn update_in(m: Self::Model) -> Result<UpdateRequest>;
+}
+
+/// The parts of a secret or config update request the control API checks and applies.
+pub(crate) struct UpdateRequest {
+    /// The name given, if any (the current name is kept when absent).
+    pub(crate) name: Option<String>,
+    /// The payload given, decoded.
+    pub(crate) data: Option<Zeroizing<Vec<u8>>>,
+    /// The new labels.
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+}
+
+impl ApiBlob for Secret {
+    const NOUN: &'static str = "secret";
+    type Model = models::SecretSpec;
+    type Out = models::Secret;
+    fn spec_in(m: models::SecretSpec) -> Result<SecretSpec> {
+        secret_spec_in(m)
+    }
+    fn out(&self) -> models::Secret {
+        secret_out(self)
+    }
+    fn update_in(m: models::SecretSpec) -> Result<UpdateRequest> {
+        Ok(UpdateRequest {
+            data: request_data(Self::NOUN, m.data.as_deref())?,
+            name: m.name,
+            labels: labels_in(m.labels),
+        })
+    }
+}
+
+impl ApiBlob for Config {
+    const NOUN: &'static str = "config";
+    type Model = models::ConfigSpec;
+    type Out = models::Config;
+    fn spec_in(m: models::ConfigSpec) -> Result<ConfigSpec> {
+        config_spec_in(m)
+    }
+    fn out(&self) -> models::Config {
+        config_out(self)
+    }
+    fn update_in(m: models::ConfigSpec) -> Result<UpdateRequest> {
+        Ok(UpdateRequest {
+            data: request_data(Self::NOUN, m.data.as_deref())?,
+            name: m.name,
+            labels: labels_in(m.labels),
+        })
+    }
+}
 
 fn decode_data(kind: &str, data: Option<&str>) -> Result<Zeroizing<Vec<u8>>> {
     let text = data.unwrap_or("");
@@ -33,7 +100,7 @@ fn driver_out(d: &Option<Driver>) -> Option<models::Driver> {
 }
 
 /// The `Data` of an update request, decoded; `None` when absent or empty.
-pub(crate) fn request_data(kind: &str, data: Option<&str>) -> Result<Option<Zeroizing<Vec<u8>>>> {
+fn request_data(kind: &str, data: Option<&str>) -> Result<Option<Zeroizing<Vec<u8>>>> {
     match data {
         None | Some("") => Ok(None),
         Some(d) => decode_data(kind, Some(d)).map(Some),

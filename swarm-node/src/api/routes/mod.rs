@@ -18,6 +18,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use swarm_core::{Config, Secret};
 
 use super::error::ApiError;
 use super::{json, AppState};
@@ -58,20 +59,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::inspect))
         .route("/tasks/{id}/logs", get(logs::task_logs))
-        .route("/secrets", get(secrets::list_secrets))
-        .route("/secrets/create", post(secrets::create_secret))
-        .route(
-            "/secrets/{id}",
-            get(secrets::inspect_secret).delete(secrets::remove_secret),
-        )
-        .route("/secrets/{id}/update", post(secrets::update_secret))
-        .route("/configs", get(secrets::list_configs))
-        .route("/configs/create", post(secrets::create_config))
-        .route(
-            "/configs/{id}",
-            get(secrets::inspect_config).delete(secrets::remove_config),
-        )
-        .route("/configs/{id}/update", post(secrets::update_config))
+        .merge(secrets::routes::<Secret>("secrets"))
+        .merge(secrets::routes::<Config>("configs"))
         .route("/networks", get(networks::list))
         .route("/networks/create", post(networks::create))
         .route(
