@@ -59,4 +59,4 @@ pub use network::{RaftReply, RaftRpc, Transport, TransportError};
 pub use node::{NodeStatus, RaftNode, StartOptions, SystemClock};
 pub use router::Router;
 pub use types::{Applied, NodeId, Proposal, TypeConfig};
-pub use wal::{OpenReport, Wal, WalOptions};
+pub use wal::{OpenReport, Wal, WalOptions, WalStats};

@@ -29,7 +29,7 @@ use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerHealth, RaftReply, RaftRpc, Transport};
 use crate::state_machine::StateMachine;
 use crate::types::{Applied, ManagerNode, NodeId, Proposal, Raft};
-use crate::wal::{OpenReport, Wal, WalOptions};
+use crate::wal::{OpenReport, Wal, WalOptions, WalStats};
 
 /// The system clock (nanoseconds since the Unix epoch).
 #[derive(Clone, Copy, Debug, Default)]
@@ -212,6 +212,12 @@ impl RaftNode {
     /// The write-ahead log.
     pub fn wal(&self) -> &Wal {
         self.inner.log.wal()
+    }
+
+    /// Write-ahead log counters since this node started: fsyncs, entries and bytes written
+    /// (entries per fsync shows how well concurrent proposals share group commits).
+    pub fn wal_stats(&self) -> WalStats {
+        self.wal().stats()
     }
 
     /// The key hierarchy (status, autolock changes: see [`crate::autolock`]).

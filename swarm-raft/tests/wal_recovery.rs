@@ -274,6 +274,18 @@ async fn concurrent_appends_share_fsyncs() {
         fsyncs < 200,
         "200 appends took {fsyncs} fsyncs: group commit is not batching"
     );
+    let stats = wal.stats();
+    assert_eq!(stats.fsyncs, fsyncs);
+    assert_eq!(stats.entries, 200);
+    let segment_bytes: u64 = segments(d.path())
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum();
+    // Every byte of the segments but their headers was written by these appends.
+    assert_eq!(
+        stats.bytes,
+        segment_bytes - swarm_raft::wal::frame::HEADER_LEN as u64
+    );
 }
 
 /// A failed fsync at segment rotation is not trusted later: the append fails (and can be retried),

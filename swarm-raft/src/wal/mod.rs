@@ -87,6 +87,19 @@ pub struct OpenReport {
     pub committed_file_found: bool,
 }
 
+/// Counters of the write-ahead log since it was opened, for embedders and benchmarks: how well
+/// group commit packs appends into fsyncs (`entries / fsyncs` entries per fsync).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WalStats {
+    /// fsyncs of log segments that made appended entries durable (the flusher's group commits).
+    pub fsyncs: u64,
+    /// Entries written to the log.
+    pub entries: u64,
+    /// Bytes of sealed, framed entries written to the log.
+    pub bytes: u64,
+}
+
 /// An append that could not be written; nothing of it is in the log (a partial write was cut).
 pub(crate) struct AppendFailed {
     pub(crate) fault: StorageFault,
@@ -165,6 +178,10 @@ pub struct Wal {
     state: RwLock<State>,
     writer: Arc<Mutex<StdRng>>,
     flusher: Flusher,
+    /// Entries written so far (see [`WalStats::entries`]).
+    entries_written: std::sync::atomic::AtomicU64,
+    /// Bytes written so far (see [`WalStats::bytes`]).
+    bytes_written: std::sync::atomic::AtomicU64,
     /// Set at shutdown: appends stop waiting out a disk fault.
     closing: std::sync::atomic::AtomicBool,
 }
@@ -211,6 +228,16 @@ impl Wal {
     /// Number of fsyncs done by the flusher so far.
     pub fn fsyncs(&self) -> u64 {
         self.flusher.fsyncs()
+    }
+
+    /// Counters since the log was opened: fsyncs, entries and bytes written.
+    pub fn stats(&self) -> WalStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        WalStats {
+            fsyncs: self.flusher.fsyncs(),
+            entries: self.entries_written.load(Relaxed),
+            bytes: self.bytes_written.load(Relaxed),
+        }
     }
 
     /// Records the committed log id (persisted once the entries up to it are durable).
@@ -371,6 +398,12 @@ impl Wal {
         }));
         seg.len += buf.len() as u64;
         let file = seg.file.clone();
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.entries_written
+                .fetch_add(entries.len() as u64, Relaxed);
+            self.bytes_written.fetch_add(buf.len() as u64, Relaxed);
+        }
         drop(st);
         // Queued before the writer lock is released: the flusher's fault recovery, which holds
         // that lock, then sees every write that reached the file.

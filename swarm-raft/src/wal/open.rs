@@ -195,6 +195,8 @@ impl Wal {
             }),
             writer,
             flusher,
+            entries_written: std::sync::atomic::AtomicU64::new(0),
+            bytes_written: std::sync::atomic::AtomicU64::new(0),
             closing: std::sync::atomic::AtomicBool::new(false),
         };
         if let Some(p) = last_purged {
