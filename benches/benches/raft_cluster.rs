@@ -152,8 +152,20 @@ async fn concurrent(c: &TestCluster, node: u64, label: &str) {
     );
 }
 
+/// Default settings; `SWARM_BENCH_PIPELINE=<n>` overrides `proposal_pipeline` (for tuning).
+fn concurrent_config() -> RaftConfig {
+    let mut cfg = RaftConfig::default();
+    if let Some(n) = std::env::var("SWARM_BENCH_PIPELINE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.proposal_pipeline = n;
+    }
+    cfg
+}
+
 async fn concurrent64() {
-    let c = TestCluster::new(1, RaftConfig::default()).await;
+    let c = TestCluster::new(1, concurrent_config()).await;
     concurrent(
         &c,
         1,
@@ -164,7 +176,7 @@ async fn concurrent64() {
 }
 
 async fn concurrent3() {
-    let c = TestCluster::new(3, RaftConfig::default()).await;
+    let c = TestCluster::new(3, concurrent_config()).await;
     let leader = c.wait_leader(&c.ids(), Duration::from_secs(10)).await;
     concurrent(
         &c,

@@ -82,6 +82,8 @@ async fn concurrent_proposals_share_fsyncs_and_are_acked_only_when_durable() {
         entries < 64,
         "64 concurrent proposals took {entries} log entries: none were merged"
     );
+    // Every proposal's action was written once: merged, not repeated.
+    assert_eq!(after.actions - before.actions, 64);
     assert_eq!(count(&node), 65);
     c.shutdown().await;
 }

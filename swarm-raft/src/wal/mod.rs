@@ -98,6 +98,10 @@ pub struct WalStats {
     pub entries: u64,
     /// Bytes of sealed, framed entries written to the log.
     pub bytes: u64,
+    /// Store actions in the entries written. Concurrent proposals share entries (group commit on
+    /// the leader merges them), so with single-action proposals `actions / fsyncs` is the number
+    /// of proposals per fsync, while `entries / fsyncs` is about one on a leader under load.
+    pub actions: u64,
 }
 
 /// An append that could not be written; nothing of it is in the log (a partial write was cut).
@@ -182,6 +186,8 @@ pub struct Wal {
     entries_written: std::sync::atomic::AtomicU64,
     /// Bytes written so far (see [`WalStats::bytes`]).
     bytes_written: std::sync::atomic::AtomicU64,
+    /// Actions written so far (see [`WalStats::actions`]).
+    actions_written: std::sync::atomic::AtomicU64,
     /// Set at shutdown: appends stop waiting out a disk fault.
     closing: std::sync::atomic::AtomicBool,
 }
@@ -237,6 +243,7 @@ impl Wal {
             fsyncs: self.flusher.fsyncs(),
             entries: self.entries_written.load(Relaxed),
             bytes: self.bytes_written.load(Relaxed),
+            actions: self.actions_written.load(Relaxed),
         }
     }
 
@@ -409,6 +416,11 @@ impl Wal {
             self.entries_written
                 .fetch_add(entries.len() as u64, Relaxed);
             self.bytes_written.fetch_add(buf.len() as u64, Relaxed);
+            let actions = entries.iter().map(|e| match &e.payload {
+                openraft::EntryPayload::Normal(p) => p.actions.len() as u64,
+                _ => 0,
+            });
+            self.actions_written.fetch_add(actions.sum(), Relaxed);
         }
         drop(st);
         // Queued before the writer lock is released: the flusher's fault recovery, which holds
