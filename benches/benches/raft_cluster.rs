@@ -7,7 +7,10 @@
 //! Scenarios: `throughput1` (one manager, WAL with fsync, batched proposals), `latency1` (p99
 //! commit latency at 1 000 proposals/s), `throughput3` (3 managers, in-memory network, real WALs),
 //! `failover` (stop the leader, time until a new leader commits; 20 trials, default timing),
-//! `reopen` (open a log of 1 000 000 entries), `install` (install a snapshot of 100 000 tasks).
+//! `reopen` (open a log of 1 000 000 entries), `install` (install a snapshot of 100 000 tasks),
+//! `concurrent64` (one manager, fsync WAL, 64 concurrent clients each committing single-action
+//! 1 KiB proposals one after another: actions/s, p50/p99 commit latency, proposals and entries per
+//! fsync) and `concurrent3` (the same load on the leader of 3 managers, in-memory network).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,6 +103,87 @@ async fn latency1() {
         p(0.99),
         p(1.0)
     );
+    c.shutdown().await;
+}
+
+/// 64 concurrent clients, each committing `rounds` single-action proposals of 1 KiB (a secret
+/// with 1 KiB of data) one after another on `node`; prints actions/s, latency and fsync packing.
+async fn concurrent(c: &TestCluster, node: u64, label: &str) {
+    const CLIENTS: usize = 64;
+    let rounds = 150usize;
+    let n = c.node(node).clone();
+    let before = n.wal_stats();
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for client in 0..CLIENTS {
+        let n = n.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(rounds);
+            for r in 0..rounds {
+                let k = 20_000_000 + (client * rounds + r) as u128;
+                let one = vec![StoreAction::Create(
+                    secret(k, &format!("c-{k}"), &[0x5a; 1024]).into(),
+                )];
+                let t = Instant::now();
+                n.propose(one).await.expect("commit");
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for h in handles {
+        lat.extend(h.await.expect("client"));
+    }
+    let took = start.elapsed();
+    let after = n.wal_stats();
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    let fsyncs = (after.fsyncs - before.fsyncs).max(1);
+    let entries = after.entries - before.entries;
+    println!(
+        "{label}: {:.0} actions/s ({} proposals in {took:?}), p50 {:?}, p99 {:?}, {fsyncs} fsyncs: {:.1} proposals and {:.2} log entries per fsync",
+        lat.len() as f64 / took.as_secs_f64(),
+        lat.len(),
+        p(0.5),
+        p(0.99),
+        lat.len() as f64 / fsyncs as f64,
+        entries as f64 / fsyncs as f64,
+    );
+}
+
+/// Default settings; `SWARM_BENCH_PIPELINE=<n>` overrides `proposal_pipeline` (for tuning).
+fn concurrent_config() -> RaftConfig {
+    let mut cfg = RaftConfig::default();
+    if let Some(n) = std::env::var("SWARM_BENCH_PIPELINE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.proposal_pipeline = n;
+    }
+    cfg
+}
+
+async fn concurrent64() {
+    let c = TestCluster::new(1, concurrent_config()).await;
+    concurrent(
+        &c,
+        1,
+        "concurrent64: one manager, fsync WAL, 64 clients x 150 single-action 1 KiB proposals",
+    )
+    .await;
+    c.shutdown().await;
+}
+
+async fn concurrent3() {
+    let c = TestCluster::new(3, concurrent_config()).await;
+    let leader = c.wait_leader(&c.ids(), Duration::from_secs(10)).await;
+    concurrent(
+        &c,
+        leader,
+        "concurrent3: 3 managers (in-memory network, real WALs), same load on the leader",
+    )
+    .await;
     c.shutdown().await;
 }
 
@@ -246,6 +330,12 @@ fn main() {
         }
         if want("latency1") {
             latency1().await;
+        }
+        if want("concurrent64") {
+            concurrent64().await;
+        }
+        if want("concurrent3") {
+            concurrent3().await;
         }
         if want("throughput3") {
             throughput3().await;

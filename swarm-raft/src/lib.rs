@@ -26,14 +26,16 @@
 //! - [`keyring`], [`autolock`]: keys on disk, autolock and key rotation.
 //! - [`network`]: the [`Transport`] seam and openraft's network over it; [`router`]: the in-memory
 //!   transport with fault injection.
-//! - [`node`]: [`RaftNode`] (start, propose, reads, RPC handling); [`membership`]: add, demote,
-//!   remove, force-new-cluster, leader step-down.
+//! - [`node`]: [`RaftNode`] (start, propose, reads, RPC handling); `batcher`: group commit of
+//!   concurrent proposals into shared entries; [`membership`]: add, demote, remove,
+//!   force-new-cluster, leader step-down.
 //! - [`config`], [`error`], [`fuzzing`] (fuzz entry points),
 //!   `testing` (feature `testing`: an in-process cluster harness).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod autolock;
+mod batcher;
 mod codec;
 pub mod config;
 pub mod error;

@@ -45,6 +45,11 @@ pub(crate) fn fault_to_storage(
     StorageIOError::new(subject, verb, openraft::AnyError::error(fault.to_string())).into()
 }
 
+/// Largest total size of the (sealed) records replicated in one append message, so that the
+/// message stays under the transports' 4 MiB limit with room for framing; a single larger entry
+/// (at most a maximal proposal) is still sent alone.
+pub const MAX_APPEND_BYTES: u64 = 3 * 1024 * 1024;
+
 struct Inner {
     wal: Wal,
     dir: PathBuf,
@@ -129,6 +134,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .wal
             .entries(to_range(&range))
             .map_err(|f| fault_to_storage(ErrorSubject::Logs, ErrorVerb::Read, f))
+    }
+
+    /// What replication sends in one append message: at most `max_payload_entries` entries (the
+    /// range openraft asks for) and at most [`MAX_APPEND_BYTES`] of records, at least one entry.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let end = self.inner.wal.limit_end(start, end, MAX_APPEND_BYTES);
+        self.try_get_log_entries(start..end).await
     }
 }
 

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{Membership, ServerState};
 use swarm_core::proposer::check_proposal_size;
 use swarm_core::{Clock, CommitError, Proposer, SharedStore, StoreAction, Timestamp};
 use swarm_secrets::UnlockKey;
 use tokio::task::JoinHandle;
 
+use crate::batcher::{leader_hint, Batcher};
 use crate::config::NodeConfig;
 use crate::error::StartError;
 use crate::files::{ensure_dir, RaftStateFile};
@@ -28,7 +29,7 @@ use crate::keyring::Keyring;
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerHealth, RaftReply, RaftRpc, Transport};
 use crate::state_machine::StateMachine;
-use crate::types::{Applied, ManagerNode, NodeId, Proposal, Raft};
+use crate::types::{ManagerNode, NodeId, Raft};
 use crate::wal::{OpenReport, Wal, WalOptions, WalStats};
 
 /// The system clock (nanoseconds since the Unix epoch).
@@ -64,7 +65,8 @@ pub(crate) struct Inner {
     pub(crate) keys: Arc<Keyring>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) health: Arc<PeerHealth>,
-    clock: Arc<dyn Clock>,
+    /// Merges concurrent proposals into shared entries (group commit).
+    batcher: Arc<Batcher>,
     report: OpenReport,
     /// Last time a leader (or a candidate we voted for) reached us; drives elections.
     pub(crate) contact: std::sync::Mutex<std::time::Instant>,
@@ -151,6 +153,12 @@ impl RaftNode {
         let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let batcher = Batcher::new(
+            raft.clone(),
+            Arc::new(SystemClock),
+            config.raft.proposal_pipeline,
+            config.raft.propose_timeout,
+        );
         let node = RaftNode {
             inner: Arc::new(Inner {
                 config,
@@ -161,7 +169,7 @@ impl RaftNode {
                 keys,
                 transport,
                 health,
-                clock: Arc::new(SystemClock),
+                batcher,
                 report,
                 contact: std::sync::Mutex::new(std::time::Instant::now()),
                 watchdog: std::sync::Mutex::new(None),
@@ -180,7 +188,12 @@ impl RaftNode {
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> RaftNode {
         match Arc::try_unwrap(self.inner) {
             Ok(mut inner) => {
-                inner.clock = clock;
+                inner.batcher = Batcher::new(
+                    inner.raft.clone(),
+                    clock,
+                    inner.config.raft.proposal_pipeline,
+                    inner.config.raft.propose_timeout,
+                );
                 RaftNode {
                     inner: Arc::new(inner),
                 }
@@ -287,37 +300,28 @@ impl RaftNode {
     }
 
     fn leader_hint(&self, leader: Option<NodeId>) -> Option<String> {
-        let leader = leader?;
-        let m = self.inner.raft.metrics().borrow().membership_config.clone();
-        Some(
-            m.membership()
-                .get_node(&leader)
-                .map(|n| n.addr.clone())
-                .unwrap_or_else(|| leader.to_string()),
-        )
+        leader_hint(&self.inner.raft, leader)
     }
 
     fn timeout_ms(&self) -> u64 {
         u64::try_from(self.inner.config.raft.propose_timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Commits on this node, which must be the leader: stamps the batch and waits for apply.
+    /// Commits on this node, which must be the leader: hands the actions to the batcher (which
+    /// stamps the entry carrying them) and waits for apply.
     async fn propose_as_leader(&self, actions: Vec<StoreAction>) -> Result<u64, CommitError> {
         // While the log cannot write (full disk), say so at once rather than after the timeout.
         let mut fault = self.wal().fault();
         if let Some(msg) = fault.borrow_and_update().clone() {
             return Err(CommitError::Storage(msg));
         }
-        let p = Proposal {
-            timestamp: self.inner.clock.now(),
-            actions,
-        };
-        let write = tokio::time::timeout(
+        let bytes = bincode::serialized_size(&actions).unwrap_or(u64::MAX);
+        let answer = tokio::time::timeout(
             self.inner.config.raft.propose_timeout,
-            self.inner.raft.client_write(p),
+            self.inner.batcher.submit(actions, bytes),
         );
         let res = tokio::select! {
-            r = write => r,
+            r = answer => r,
             Ok(f) = fault.wait_for(Option::is_some) => {
                 // The entry stays queued and may still commit once the disk recovers.
                 return Err(CommitError::Storage(f.clone().unwrap_or_default()));
@@ -327,21 +331,9 @@ impl RaftNode {
             Err(_) => Err(CommitError::NoQuorum {
                 timeout_ms: self.timeout_ms(),
             }),
-            Ok(Ok(resp)) => match resp.data {
-                Applied::Committed { index } => Ok(index),
-                Applied::Rejected(e) => Err(CommitError::Rejected(e)),
-                Applied::Nothing => Err(CommitError::Stopped),
-            },
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(CommitError::NotLeader {
-                    leader: self.leader_hint(f.leader_id),
-                })
-            }
-            Ok(Err(RaftError::APIError(e))) => {
-                tracing::warn!(error = %e, "unexpected client write error");
-                Err(CommitError::Stopped)
-            }
-            Ok(Err(RaftError::Fatal(_))) => Err(CommitError::Stopped),
+            Ok(Ok(answer)) => answer,
+            // The batcher dropped the request: raft is shutting down.
+            Ok(Err(_)) => Err(CommitError::Stopped),
         }
     }
 

@@ -277,6 +277,7 @@ async fn concurrent_appends_share_fsyncs() {
     let stats = wal.stats();
     assert_eq!(stats.fsyncs, fsyncs);
     assert_eq!(stats.entries, 200);
+    assert_eq!(stats.actions, 200);
     let segment_bytes: u64 = segments(d.path())
         .iter()
         .map(|p| fs::metadata(p).unwrap().len())

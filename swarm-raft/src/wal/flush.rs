@@ -9,9 +9,14 @@
 //! completed write has been queued), rewrites every pending write at its offset, and fsyncs again,
 //! with backoff, until it succeeds. Meanwhile the waiting appends stay pending (openraft is not
 //! told anything false and its core keeps running) and [`Flusher::fault`] names the disk error so
-//! proposals can answer it. After the batch is durable the flusher persists the committed index
-//! that was saved before the batch was taken (see [`super::committed`]), at most every 50 ms and
-//! always before the thread ends.
+//! proposals can answer it.
+//!
+//! # Committed index
+//! After a batch is durable the flusher hands the committed index that was saved before the batch
+//! was taken (so every entry up to it is durable) to a second thread, which persists it (see
+//! [`super::committed`]) at most every 50 ms and always before the log closes. That write and its
+//! fsync never delay an append's fsync. When nothing is queued, every appended entry is durable, so
+//! an idle flusher hands the latest saved index at once.
 
 use std::fs::File;
 use std::io;
@@ -27,8 +32,8 @@ use rand::rngs::StdRng;
 use super::committed::CommittedFile;
 use crate::types::{LogId, TypeConfig};
 
-/// The committed index is persisted at most this often (plus at close), so its fsync does not
-/// double the cost of every group commit; the value on disk lags by at most this much.
+/// The committed index is persisted at most this often (plus at close), so its fsyncs stay few;
+/// the value on disk lags by at most this much (plus one write).
 const COMMITTED_INTERVAL: Duration = Duration::from_millis(50);
 
 /// What to do once the data written before this item is durable.
@@ -54,6 +59,8 @@ pub(crate) struct Written {
 struct Item {
     file: Option<Arc<SegFile>>,
     written: Option<Written>,
+    /// The last log index the write holds, if any.
+    last: Option<u64>,
     done: Done,
 }
 
@@ -63,7 +70,8 @@ struct Queue {
     closed: bool,
     fsyncs: u64,
     committed: Option<LogId>,
-    committed_dirty: bool,
+    /// The highest log index known durable (lowered by a truncation).
+    durable: Option<u64>,
 }
 
 struct Shared {
@@ -74,6 +82,42 @@ struct Shared {
     tainted: std::sync::atomic::AtomicBool,
     fault: tokio::sync::watch::Sender<Option<String>>,
     faults: Arc<DiskFaults>,
+    /// Committed indexes whose entries are durable, for the committed-index thread.
+    handoff: Handoff,
+}
+
+/// Hands durable committed indexes from the flusher to the thread that persists them.
+#[derive(Default)]
+struct Handoff {
+    state: Mutex<HandoffState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct HandoffState {
+    /// The highest committed log id whose entries are all durable.
+    durable: Option<LogId>,
+    closed: bool,
+}
+
+impl Handoff {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HandoffState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hand(&self, c: Option<LogId>) {
+        let mut st = self.lock();
+        if c > st.durable {
+            st.durable = c;
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_all();
+    }
 }
 
 /// A test hook in the WAL's file layer: makes the next segment writes or fsyncs fail with an OS
@@ -83,6 +127,8 @@ pub struct DiskFaults {
     writes: AtomicU64,
     fsyncs: AtomicU64,
     errno: AtomicI32,
+    /// Microseconds every segment fsync of the flusher takes longer (a slow disk).
+    fsync_delay_us: AtomicU64,
 }
 
 impl DiskFaults {
@@ -98,10 +144,25 @@ impl DiskFaults {
         self.fsyncs.store(n, Ordering::SeqCst);
     }
 
-    /// Stops injecting failures.
+    /// Makes every group-commit fsync of a segment take `delay` longer, as a slow disk would
+    /// (`Duration::ZERO` stops it). Appends keep arriving meanwhile, so they queue for the next one.
+    pub fn delay_fsyncs(&self, delay: Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.fsync_delay_us.store(us, Ordering::SeqCst);
+    }
+
+    /// Stops injecting failures and delays.
     pub fn clear(&self) {
         self.writes.store(0, Ordering::SeqCst);
         self.fsyncs.store(0, Ordering::SeqCst);
+        self.fsync_delay_us.store(0, Ordering::SeqCst);
+    }
+
+    fn slow_fsync(&self) {
+        let us = self.fsync_delay_us.load(Ordering::SeqCst);
+        if us > 0 {
+            std::thread::sleep(Duration::from_micros(us));
+        }
     }
 
     fn take(&self, counter: &AtomicU64) -> io::Result<()> {
@@ -159,6 +220,8 @@ pub(crate) fn disk_fault_message(op: &str, path: &std::path::Path, e: &io::Error
 pub(crate) struct Flusher {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Persists the committed index (see the module docs).
+    committed_thread: Option<JoinHandle<()>>,
 }
 
 impl Flusher {
@@ -177,14 +240,34 @@ impl Flusher {
             tainted: std::sync::atomic::AtomicBool::new(false),
             fault: tokio::sync::watch::channel(None).0,
             faults,
+            handoff: Handoff {
+                state: Mutex::new(HandoffState {
+                    durable: initial,
+                    closed: false,
+                }),
+                wake: Condvar::new(),
+            },
         });
         let s = shared.clone();
-        let thread = std::thread::Builder::new()
+        let committed_thread = std::thread::Builder::new()
+            .name("swarm-wal-committed".into())
+            .spawn(move || persist_committed(&s, &committed, initial))?;
+        let s = shared.clone();
+        let thread = match std::thread::Builder::new()
             .name("swarm-wal-flush".into())
-            .spawn(move || run(&s, &writer, &committed, initial))?;
+            .spawn(move || run(&s, &writer))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                shared.handoff.close();
+                let _ = committed_thread.join();
+                return Err(e);
+            }
+        };
         Ok(Flusher {
             shared,
             thread: Some(thread),
+            committed_thread: Some(committed_thread),
         })
     }
 
@@ -194,7 +277,13 @@ impl Flusher {
 
     /// Queues `done` to complete after `file` (if any) is fsynced; `written` is what the caller
     /// wrote to it (kept to be rewritten if an fsync fails).
-    pub(crate) fn push(&self, file: Option<Arc<SegFile>>, written: Option<Written>, done: Done) {
+    pub(crate) fn push(
+        &self,
+        file: Option<Arc<SegFile>>,
+        written: Option<Written>,
+        last: Option<u64>,
+        done: Done,
+    ) {
         let mut q = self.queue();
         if q.closed {
             drop(q);
@@ -210,6 +299,7 @@ impl Flusher {
         q.items.push(Item {
             file,
             written,
+            last,
             done,
         });
         drop(q);
@@ -221,9 +311,21 @@ impl Flusher {
         let mut q = self.queue();
         if c > q.committed {
             q.committed = c;
-            q.committed_dirty = true;
             drop(q);
             self.shared.wake.notify_one();
+        }
+    }
+
+    /// The highest log index known durable.
+    pub(crate) fn durable_index(&self) -> Option<u64> {
+        self.queue().durable
+    }
+
+    /// Entries from `index` on were removed: they are no longer durable.
+    pub(crate) fn truncated(&self, index: u64) {
+        let mut q = self.queue();
+        if q.durable >= Some(index) {
+            q.durable = index.checked_sub(1);
         }
     }
 
@@ -279,6 +381,11 @@ impl Drop for Flusher {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // The flusher handed its last durable committed index before it ended.
+        self.shared.handoff.close();
+        if let Some(t) = self.committed_thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -290,6 +397,7 @@ fn sync_files(shared: &Shared, items: &[Item]) -> Result<u64, String> {
             continue;
         }
         synced.push(f);
+        shared.faults.slow_fsync();
         if let Err(e) = shared
             .faults
             .check_fsync()
@@ -315,40 +423,27 @@ fn rewrite_and_sync(shared: &Shared, items: &[Item]) -> Result<u64, String> {
     sync_files(shared, items)
 }
 
-fn run(
-    shared: &Shared,
-    writer: &Mutex<StdRng>,
-    committed_file: &CommittedFile,
-    mut durable_committed: Option<LogId>,
-) {
-    let mut last_committed_write = Instant::now();
+fn run(shared: &Shared, writer: &Mutex<StdRng>) {
+    // Set when closing with writes that never became durable: the committed index saved since may
+    // cover them, so nothing more is handed (the file keeps the last durable value).
+    let mut lost = false;
     loop {
-        let (mut items, committed, closing) = {
+        let (mut items, committed) = {
             let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
             loop {
-                if !q.items.is_empty() || q.closed {
+                if !q.items.is_empty() {
                     break;
                 }
-                if q.committed_dirty {
-                    let due = last_committed_write + COMMITTED_INTERVAL;
-                    let now = Instant::now();
-                    if now >= due {
-                        break;
-                    }
-                    q = shared
-                        .wake
-                        .wait_timeout(q, due - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                } else {
-                    q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                // Nothing queued: every appended entry is durable, so is the saved committed index.
+                if !lost {
+                    shared.handoff.hand(q.committed);
                 }
+                if q.closed {
+                    return;
+                }
+                q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
             }
-            if q.items.is_empty() && !q.committed_dirty && q.closed {
-                return;
-            }
-            q.committed_dirty = false;
-            (std::mem::take(&mut q.items), q.committed, q.closed)
+            (std::mem::take(&mut q.items), q.committed)
         };
         let mut result = if shared.tainted.swap(false, Ordering::SeqCst) {
             Err(
@@ -388,12 +483,15 @@ fn run(
         if result.is_ok() {
             set_fault(shared, None);
         }
-        let n = *result.as_ref().unwrap_or(&0);
-        shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .fsyncs += n;
+        {
+            let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.fsyncs += *result.as_ref().unwrap_or(&0);
+            if result.is_ok() {
+                let last = items.iter().filter_map(|i| i.last).max();
+                q.durable = q.durable.max(last);
+            }
+        }
+        let ok = result.is_ok();
         for item in items {
             let r = match &result {
                 Ok(_) => Ok(()),
@@ -404,32 +502,53 @@ fn run(
             };
             complete(item.done, r);
         }
-        if result.is_ok()
-            && committed > durable_committed
-            && !closing
-            && last_committed_write.elapsed() < COMMITTED_INTERVAL
-        {
-            // Written recently: come back for it when the interval is over (or at close).
-            shared
-                .queue
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .committed_dirty = true;
-        } else if result.is_ok() && committed > durable_committed {
-            // Every entry up to `committed` was appended before it was saved, so it is durable now.
-            last_committed_write = Instant::now();
-            match shared
-                .faults
-                .check_write()
-                .and_then(|()| committed_file.write(committed))
-            {
-                Ok(()) => durable_committed = committed,
-                Err(e) => {
-                    tracing::warn!(file = %committed_file.path().display(), error = %e, "could not persist the committed index; will retry");
-                    let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-                    q.committed_dirty = !q.closed;
-                    drop(q);
-                    std::thread::sleep(Duration::from_millis(50));
+        if !ok {
+            lost = true;
+        } else if !lost {
+            // Every entry up to `committed` was appended before it was saved, so it is durable.
+            shared.handoff.hand(committed);
+        }
+    }
+}
+
+/// The committed-index thread: persists what the flusher hands it, at most every
+/// [`COMMITTED_INTERVAL`], and the last value before it ends. A failed write is retried.
+fn persist_committed(shared: &Shared, file: &CommittedFile, mut written: Option<LogId>) {
+    let handoff = &shared.handoff;
+    let mut last_write: Option<Instant> = None;
+    loop {
+        let (value, closed) = {
+            let mut st = handoff.lock();
+            loop {
+                if st.durable > written {
+                    let due = last_write.map(|t| t + COMMITTED_INTERVAL);
+                    match due {
+                        Some(due) if !st.closed && Instant::now() < due => {
+                            let wait = due.saturating_duration_since(Instant::now());
+                            st = handoff
+                                .wake
+                                .wait_timeout(st, wait)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                            continue;
+                        }
+                        _ => break,
+                    }
+                }
+                if st.closed {
+                    return;
+                }
+                st = handoff.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            (st.durable, st.closed)
+        };
+        last_write = Some(Instant::now());
+        match shared.faults.check_write().and_then(|()| file.write(value)) {
+            Ok(()) => written = value,
+            Err(e) => {
+                tracing::warn!(file = %file.path().display(), error = %e, "could not persist the committed index; will retry");
+                if closed {
+                    return;
                 }
             }
         }

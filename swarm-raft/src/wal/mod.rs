@@ -12,8 +12,8 @@
 //!   in [`OpenReport`]; any complete record that fails its checksum, a missing segment or entries
 //!   out of order refuse the open with [`StorageFault::Corrupt`] naming the file and offset.
 //! * Committed index: `committed` ([`committed`]) holds the highest committed log id, written by
-//!   the flusher once the entries it covers are durable; the caller refuses to start when the log
-//!   ends before it.
+//!   a thread of its own once the flusher made the entries it covers durable (never on the
+//!   append's fsync path); the caller refuses to start when the log ends before it.
 //! * Disk faults (full disk, quota, I/O error): a failed write is rewound and reported to the
 //!   caller, which retries (see [`crate::log_store`]); a failed fsync is retried by the flusher,
 //!   rewriting every pending write first. [`Wal::fault`] names the error meanwhile.
@@ -98,6 +98,10 @@ pub struct WalStats {
     pub entries: u64,
     /// Bytes of sealed, framed entries written to the log.
     pub bytes: u64,
+    /// Store actions in the entries written. Concurrent proposals share entries (group commit on
+    /// the leader merges them), so with single-action proposals `actions / fsyncs` is the number
+    /// of proposals per fsync, while `entries / fsyncs` is about one on a leader under load.
+    pub actions: u64,
 }
 
 /// An append that could not be written; nothing of it is in the log (a partial write was cut).
@@ -182,6 +186,8 @@ pub struct Wal {
     entries_written: std::sync::atomic::AtomicU64,
     /// Bytes written so far (see [`WalStats::bytes`]).
     bytes_written: std::sync::atomic::AtomicU64,
+    /// Actions written so far (see [`WalStats::actions`]).
+    actions_written: std::sync::atomic::AtomicU64,
     /// Set at shutdown: appends stop waiting out a disk fault.
     closing: std::sync::atomic::AtomicBool,
 }
@@ -237,7 +243,14 @@ impl Wal {
             fsyncs: self.flusher.fsyncs(),
             entries: self.entries_written.load(Relaxed),
             bytes: self.bytes_written.load(Relaxed),
+            actions: self.actions_written.load(Relaxed),
         }
+    }
+
+    /// The highest log index known durable (fsynced) in this log since it was opened; `None`
+    /// before the first fsync. Proposals are acknowledged only at or below it.
+    pub fn durable_index(&self) -> Option<u64> {
+        self.flusher.durable_index()
     }
 
     /// Records the committed log id (persisted once the entries up to it are durable).
@@ -294,7 +307,7 @@ impl Wal {
         };
         let entries = &entries[skip..];
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
-            self.flusher.push(None, None, done);
+            self.flusher.push(None, None, None, done);
             return Ok(());
         };
         let mut rng = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -403,6 +416,11 @@ impl Wal {
             self.entries_written
                 .fetch_add(entries.len() as u64, Relaxed);
             self.bytes_written.fetch_add(buf.len() as u64, Relaxed);
+            let actions = entries.iter().map(|e| match &e.payload {
+                openraft::EntryPayload::Normal(p) => p.actions.len() as u64,
+                _ => 0,
+            });
+            self.actions_written.fetch_add(actions.sum(), Relaxed);
         }
         drop(st);
         // Queued before the writer lock is released: the flusher's fault recovery, which holds
@@ -411,7 +429,8 @@ impl Wal {
             offset: base,
             bytes: Arc::new(buf),
         };
-        self.flusher.push(Some(file), Some(written), done);
+        let last = entries.last().map(|e| e.log_id.index);
+        self.flusher.push(Some(file), Some(written), last, done);
         drop(rng);
         Ok(())
     }
@@ -470,7 +489,7 @@ impl Wal {
     pub(crate) fn barrier(&self) -> tokio::sync::oneshot::Receiver<std::io::Result<()>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let file = self.read_state().segments.last().map(|s| s.file.clone());
-        self.flusher.push(file, None, Done::Barrier(tx));
+        self.flusher.push(file, None, None, Done::Barrier(tx));
         rx
     }
 
@@ -478,6 +497,7 @@ impl Wal {
     /// [`Wal::barrier`] so no pending append completes for a removed entry.
     pub fn truncate(&self, index: u64) -> Result<(), StorageFault> {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.flusher.truncated(index);
         let mut st = self.write_state();
         let mut removed_files = false;
         while let Some(seg) = st.segments.last() {
@@ -617,6 +637,28 @@ impl Wal {
             return Err(corrupt("record's log id differs from its header".into()));
         }
         Ok(entry)
+    }
+
+    /// Where to end a read from `start` (before `end`) so that the records read total at most
+    /// `max_bytes`: the end of the longest such run, but at least one entry. When `start` is not
+    /// in the log, `end` unchanged.
+    pub fn limit_end(&self, start: u64, end: u64, max_bytes: u64) -> u64 {
+        let st = self.read_state();
+        let (mut at, mut total) = (start, 0u64);
+        while at < end {
+            let Some((s, i)) = st.locate(at) else { break };
+            let len = u64::from(st.segments[s].locs[i].len);
+            if at > start && total + len > max_bytes {
+                break;
+            }
+            total += len;
+            at += 1;
+        }
+        if at == start {
+            end
+        } else {
+            at
+        }
     }
 
     /// Reads and authenticates every entry from `start` on (used at startup, so that a tampered

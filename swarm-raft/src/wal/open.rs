@@ -197,6 +197,7 @@ impl Wal {
             flusher,
             entries_written: std::sync::atomic::AtomicU64::new(0),
             bytes_written: std::sync::atomic::AtomicU64::new(0),
+            actions_written: std::sync::atomic::AtomicU64::new(0),
             closing: std::sync::atomic::AtomicBool::new(false),
         };
         if let Some(p) = last_purged {
