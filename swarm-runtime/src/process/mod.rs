@@ -95,8 +95,8 @@ use self::prepare::Prepared;
 use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, supervised_stage_root, Stage, SECRETS_DIR};
 use crate::runtime::{
-    clip_output, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState,
-    TaskConfig, TaskInspect, KILL_WAIT, MAX_EXEC_OUTPUT,
+    clip_output, Capabilities, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime,
+    RuntimeState, TaskConfig, TaskInspect, KILL_WAIT, MAX_EXEC_OUTPUT,
 };
 
 /// Docker's default `PATH` for containers.
@@ -284,6 +284,11 @@ impl Inner {
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
         "process"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Tasks are host processes: no network namespace of their own.
+        Capabilities::default().with_host_network(true)
     }
 
     async fn prepare(&self, config: &TaskConfig) -> Result<(), RuntimeError> {
