@@ -12,7 +12,7 @@
 //! The file is overwritten in place (37 bytes, inside one sector). It is only ever written by the
 //! flusher thread *after* the segments holding every entry up to that index were fsynced, so the
 //! value on disk never runs ahead of the durable log; it may lag behind the value openraft last
-//! saved by at most one group commit (see [`super::flush`]).
+//! saved by at most one group commit (see `wal::flush`).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

@@ -208,16 +208,22 @@ pub async fn secrets_travel_with_their_tasks(f: &dyn DispatcherFixture) {
     }
 }
 
+/// A member node with one assigned task and an open session whose full set was read.
+async fn node_with_a_task(f: &dyn DispatcherFixture) -> (NodeRegistration, Task, Arc<dyn Session>) {
+    let reg = f.node().await;
+    let secret = fresh_secret();
+    let task = assigned_task(reg.node_id, &secret);
+    f.assign(reg.node_id, task.clone(), vec![secret]).await;
+    let session = open(f, &reg).await;
+    next(session.as_ref(), "the first set").await;
+    (reg, task, session)
+}
+
 /// Clause 3: a session the dispatcher ended fails both calls (no blocking), and the node's next
 /// session starts with a full set holding its tasks.
 pub async fn ended_session_fails_and_resyncs(f: &dyn DispatcherFixture) {
-    let reg = f.node().await;
+    let (reg, task, session) = node_with_a_task(f).await;
     let node = reg.node_id;
-    let secret = fresh_secret();
-    let task = assigned_task(node, &secret);
-    f.assign(node, task.clone(), vec![secret]).await;
-    let session = open(f, &reg).await;
-    next(session.as_ref(), "the first set").await;
     f.end_session(node).await;
     match tokio::time::timeout(WAIT, session.next_assignments()).await {
         Ok(Err(_)) => {}
@@ -250,13 +256,8 @@ pub async fn ended_session_fails_and_resyncs(f: &dyn DispatcherFixture) {
 
 /// Clause 4: once `report` returned `Ok`, the dispatcher records the reported status.
 pub async fn reported_status_is_recorded(f: &dyn DispatcherFixture) {
-    let reg = f.node().await;
+    let (reg, task, session) = node_with_a_task(f).await;
     let node = reg.node_id;
-    let secret = fresh_secret();
-    let task = assigned_task(node, &secret);
-    f.assign(node, task.clone(), vec![secret]).await;
-    let session = open(f, &reg).await;
-    next(session.as_ref(), "the first set").await;
     let status = TaskStatus {
         state: TaskState::Running,
         message: "started".into(),
