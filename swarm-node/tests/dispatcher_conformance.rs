@@ -43,10 +43,7 @@ impl DispatcherFixture for Store {
         let node = swarm_core::testing::node(unique_number());
         let reg = NodeRegistration {
             node_id: node.id,
-            description: node
-                .description
-                .clone()
-                .unwrap_or_else(NodeDescription::default),
+            description: node.description.clone().unwrap_or_default(),
         };
         self.propose(vec![StoreAction::Create(Object::from(node))])
             .await;
