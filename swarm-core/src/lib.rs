@@ -19,11 +19,14 @@
 //! - [`action`]: [`StoreAction`] and [`Batch`], what raft replicates.
 //! - [`store`]: [`Store`], [`SharedStore`], transactions ([`Tx`]) and watches ([`Watcher`]).
 //! - [`proposer`]: the [`Proposer`] trait, [`LocalProposer`] and the [`update`] helper.
-//! - `testing` (feature `testing`): fixtures for tests and benchmarks.
+//! - `testing` (feature `testing`): fixtures for tests and benchmarks; `conformance` (feature
+//!   `testing`): the [`Proposer`] conformance suite every implementation runs.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod action;
+#[cfg(feature = "testing")]
+pub mod conformance;
 pub mod constraint;
 pub mod dispatch;
 pub mod duration;

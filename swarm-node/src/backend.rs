@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use swarm_core::objects::node::Platform;
 use swarm_core::{CommitError, Id, Proposer, SharedStore, Task};
-use swarm_runtime::LogLine;
+use swarm_runtime::{Capabilities, LogLine};
 use thiserror::Error;
 
 /// Whether this daemon takes part in a swarm.
@@ -159,4 +159,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<Vec<LogLine>, BackendError>;
     /// Facts about this daemon.
     fn info(&self) -> DaemonInfo;
+    /// What the worker's runtime adapter shares with the host (the API shows a service of a
+    /// host-network runtime on the host network). Default: an isolated runtime.
+    fn runtime_capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 }

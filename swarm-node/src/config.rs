@@ -178,34 +178,19 @@ fn is_root() -> bool {
 /// How long `auto` waits for the Docker Engine to answer a ping.
 pub const DOCKER_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Resolves `auto`: `docker` when the engine's default socket answers a ping, else `process`.
+/// Resolves `auto`: `docker` when the engine's default socket (chosen by swarm-runtime,
+/// [`swarm_runtime::DockerOptions::socket_path`]) answers a ping within [`DOCKER_PING_TIMEOUT`],
+/// else `process`.
 pub async fn resolve_runtime(kind: RuntimeKind) -> RuntimeKind {
     if kind != RuntimeKind::Auto {
         return kind;
     }
-    if docker_answers(Path::new(swarm_runtime::docker::DEFAULT_SOCKET)).await {
+    let engine = swarm_runtime::DockerOptions::default();
+    if swarm_runtime::docker::engine_answers(&engine, DOCKER_PING_TIMEOUT).await {
         RuntimeKind::Docker
     } else {
         RuntimeKind::Process
     }
-}
-
-/// Whether a Docker Engine answers `GET /_ping` on `socket` within [`DOCKER_PING_TIMEOUT`].
-pub async fn docker_answers(socket: &Path) -> bool {
-    if !socket.exists() {
-        return false;
-    }
-    let Ok(docker) = bollard::Docker::connect_with_unix(
-        &socket.display().to_string(),
-        1,
-        bollard::API_DEFAULT_VERSION,
-    ) else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(DOCKER_PING_TIMEOUT, docker.ping()).await,
-        Ok(Ok(_))
-    )
 }
 
 #[cfg(test)]

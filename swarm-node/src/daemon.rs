@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use rand_core::{OsRng, RngCore};
 use swarm_core::objects::node::NodeDescription;
 use swarm_core::{Id, Task};
-use swarm_runtime::{LogLine, Runtime, RuntimeError};
+use swarm_runtime::{Capabilities, LogLine, Runtime, RuntimeError};
 use swarm_secrets::UnlockKey;
 use thiserror::Error;
 
@@ -277,8 +277,8 @@ impl Daemon {
             manager.store().clone(),
             MeshConfig {
                 addr: self.config.mesh_addr,
-                // The process runtime's tasks run on the host network.
-                shared_host_network: self.runtime.name() == "process",
+                // Tasks on the host network (process runtime) listen on the host's ports.
+                shared_host_network: self.runtime.capabilities().host_network,
                 ..MeshConfig::default()
             },
         );
@@ -451,6 +451,10 @@ impl Backend for Daemon {
             Err(RuntimeError::NotFound { .. }) => Err(BackendError::NoLogs(task.id)),
             Err(e) => Err(internal(e)),
         }
+    }
+
+    fn runtime_capabilities(&self) -> Capabilities {
+        self.runtime.capabilities()
     }
 
     fn info(&self) -> DaemonInfo {

@@ -7,7 +7,7 @@
 //!   incremental ones on each commit marker (see [`crate::manager::assign`] for what is sent). A
 //!   newer session of the same node ends the older one.
 //! - **Status.** `report` hands each [`StatusBatch`] to the status committer (see
-//!   [`crate::manager::status`]), which commits them as task updates every `batch_interval` or
+//!   `manager::status`), which commits them as task updates every `batch_interval` or
 //!   `batch_max` tasks, dropping updates that would move a task backwards.
 //! - **Liveness.** The in-process session carries no heartbeats: the session itself is the
 //!   heartbeat. When a node's last session ends and no new one opens within `down_after` (three

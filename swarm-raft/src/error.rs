@@ -182,3 +182,23 @@ pub enum KeyChangeError {
     #[error("the key change was interrupted: {0}")]
     Interrupted(String),
 }
+
+/// Why a wait on a node's status ([`crate::RaftNode::wait_until`]) or an election trigger ended
+/// without its result.
+#[derive(Debug, Error)]
+pub enum WaitError {
+    /// The condition did not hold within the time given.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// The condition waited for.
+        what: String,
+        /// How long the wait lasted.
+        after: std::time::Duration,
+    },
+    /// Raft stopped (shut down, or a fatal storage fault) before the condition held.
+    #[error("raft stopped while waiting for {what}")]
+    Stopped {
+        /// The condition waited for.
+        what: String,
+    },
+}

@@ -24,13 +24,18 @@
 //! - [`snapshot`]: snapshot file and payload formats; [`state_machine`]: openraft's
 //!   `RaftStateMachine` over the store.
 //! - [`keyring`], [`autolock`]: keys on disk, autolock and key rotation.
-//! - [`network`]: the [`Transport`] seam and openraft's network over it; [`router`]: the in-memory
-//!   transport with fault injection.
+//! - [`network`]: the [`Transport`] seam and openraft's network over it; `router` (feature
+//!   `testing`): the in-memory transport with fault injection.
 //! - [`node`]: [`RaftNode`] (start, propose, reads, RPC handling); `batcher`: group commit of
 //!   concurrent proposals into shared entries; [`membership`]: add, demote, remove,
 //!   force-new-cluster, leader step-down.
-//! - [`config`], [`error`], [`fuzzing`] (fuzz entry points),
+//! - [`config`], [`error`], `fuzzing` (feature `fuzzing`: the fuzz targets' entry points),
 //!   `testing` (feature `testing`: an in-process cluster harness).
+//!
+//! # Features
+//! - `testing`: `testing::TestCluster`, the in-memory `Router` transport, and `RaftNode::raft`
+//!   (the raw openraft handle) for tests and benchmarks.
+//! - `fuzzing`: the entry points the fuzz targets and the corpus replay test call.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -40,6 +45,7 @@ mod codec;
 pub mod config;
 pub mod error;
 pub mod files;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod integrity;
 pub mod keyring;
@@ -47,6 +53,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod node;
+#[cfg(feature = "testing")]
 pub mod router;
 pub mod snapshot;
 pub mod state_machine;
@@ -56,10 +63,11 @@ pub mod types;
 pub mod wal;
 
 pub use config::{NodeConfig, RaftConfig};
-pub use error::{KeyChangeError, MembershipError, StartError, StorageFault};
+pub use error::{KeyChangeError, MembershipError, StartError, StorageFault, WaitError};
 pub use keyring::Keyring;
 pub use network::{RaftReply, RaftRpc, Transport, TransportError};
-pub use node::{NodeStatus, RaftNode, StartOptions, SystemClock};
+pub use node::{NodeStatus, RaftNode, StartOptions, StatusWatch, SystemClock};
+#[cfg(feature = "testing")]
 pub use router::Router;
 pub use types::{Applied, NodeId, Proposal, TypeConfig};
 pub use wal::{OpenReport, Wal, WalOptions, WalStats};

@@ -1,7 +1,7 @@
 //! How managers talk: the [`Transport`] seam and openraft's network traits implemented over it.
 //!
 //! A transport delivers one [`RaftRpc`] to a manager and returns its [`RaftReply`]. The in-memory
-//! [`crate::router::Router`] implements it for tests and benchmarks; the QUIC transport of
+//! `Router` (feature `testing`) implements it for tests and benchmarks; the QUIC transport of
 //! swarm-net implements it for real clusters (both ends serialize the enums with bincode). On the
 //! receiving side the transport hands the request to [`crate::RaftNode::handle_rpc`].
 //!

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::batcher::{leader_hint, Batcher};
 use crate::config::NodeConfig;
-use crate::error::StartError;
+use crate::error::{StartError, WaitError};
 use crate::files::{ensure_dir, RaftStateFile};
 use crate::keyring::Keyring;
 use crate::log_store::LogStore;
@@ -106,6 +106,57 @@ pub struct NodeStatus {
     pub voters: Vec<NodeId>,
     /// Learners (non-voting members).
     pub learners: Vec<NodeId>,
+}
+
+impl NodeStatus {
+    fn of(m: &openraft::RaftMetrics<NodeId, ManagerNode>) -> NodeStatus {
+        let membership = m.membership_config.membership();
+        NodeStatus {
+            id: m.id,
+            state: m.state,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+        }
+    }
+
+    /// Whether this node is the leader it knows of (raft's view; [`RaftNode::is_leader`] also
+    /// asks that a quorum answered recently).
+    pub fn leads(&self) -> bool {
+        self.leader == Some(self.id) && self.state == ServerState::Leader
+    }
+
+    /// Whether a membership is known (restored from the log or snapshot, or bootstrapped).
+    pub fn has_membership(&self) -> bool {
+        !self.voters.is_empty() || !self.learners.is_empty()
+    }
+}
+
+/// A subscription to a node's [`NodeStatus`] ([`RaftNode::watch_status`]).
+pub struct StatusWatch {
+    rx: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, ManagerNode>>,
+}
+
+impl std::fmt::Debug for StatusWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusWatch").finish_non_exhaustive()
+    }
+}
+
+impl StatusWatch {
+    /// The current status; marks it seen, so [`StatusWatch::changed`] waits for a later one.
+    pub fn current(&mut self) -> NodeStatus {
+        NodeStatus::of(&self.rx.borrow_and_update())
+    }
+
+    /// Waits for a status newer than the last one seen. `false`: the node stopped, no more
+    /// changes will come.
+    pub async fn changed(&mut self) -> bool {
+        self.rx.changed().await.is_ok()
+    }
 }
 
 impl RaftNode {
@@ -208,6 +259,12 @@ impl RaftNode {
     }
 
     /// The openraft handle (metrics, waits, low-level control).
+    ///
+    /// Only with the `testing` feature: swarm-raft's own tests and harness reach into openraft
+    /// (forcing snapshots, waiting on raw metrics). Embedders use the seam instead:
+    /// [`RaftNode::status`], [`RaftNode::watch_status`], [`RaftNode::wait_until`],
+    /// [`RaftNode::trigger_election`], so openraft stays an implementation detail.
+    #[cfg(feature = "testing")]
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
     }
@@ -240,18 +297,60 @@ impl RaftNode {
 
     /// A summary of the raft state.
     pub fn status(&self) -> NodeStatus {
-        let m = self.inner.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
-        NodeStatus {
-            id: m.id,
-            state: m.state,
-            leader: m.current_leader,
-            term: m.current_term,
-            last_log_index: m.last_log_index,
-            last_applied: m.last_applied.map(|l| l.index),
-            voters: membership.voter_ids().collect(),
-            learners: membership.learner_ids().collect(),
+        NodeStatus::of(&self.inner.raft.metrics().borrow())
+    }
+
+    /// A subscription to this node's [`NodeStatus`]: it wakes on every change (leadership, term,
+    /// log and apply progress, membership), for loops that follow leadership.
+    pub fn watch_status(&self) -> StatusWatch {
+        StatusWatch {
+            rx: self.inner.raft.metrics(),
         }
+    }
+
+    /// Waits until `pred` holds for this node's status, at most `timeout`; returns the status
+    /// that satisfied it. `what` names the condition in the error.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&NodeStatus) -> bool,
+    ) -> Result<NodeStatus, WaitError> {
+        let mut watch = self.watch_status();
+        let wait = async {
+            loop {
+                let status = watch.current();
+                if pred(&status) {
+                    return Ok(status);
+                }
+                if !watch.changed().await {
+                    return Err(WaitError::Stopped {
+                        what: what.to_string(),
+                    });
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(WaitError::Timeout {
+                    what: what.to_string(),
+                    after: timeout,
+                })
+            })
+    }
+
+    /// Starts an election now instead of after the election timeout (for example a single voter
+    /// that restarted and knows nobody else can lead). Fails only when raft has stopped.
+    pub async fn trigger_election(&self) -> Result<(), WaitError> {
+        self.inner
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| WaitError::Stopped {
+                what: format!("an election ({e})"),
+            })
     }
 
     /// Whether this node is the leader *and* heard from a quorum recently (an isolated leader is

@@ -2,7 +2,7 @@
 //! membership, plus the sealed snapshot file (`<dir>/snapshot.snap`, replaced atomically; SwarmKit
 //! keeps no old snapshots, neither do we).
 //!
-//! Applying a [`Proposal`] calls [`SharedStore::apply`] with `Batch { index: log index, timestamp:
+//! Applying a [`crate::Proposal`] calls [`SharedStore::apply`] with `Batch { index: log index, timestamp:
 //! the leader's stamp, actions }`. The store is deterministic, so a batch it refuses is refused
 //! identically on every replica; the refusal is the entry's [`Applied::Rejected`] answer.
 

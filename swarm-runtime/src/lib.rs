@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`runtime`]: the [`Runtime`] trait (with its correctness contract) and its value types.
-//! - [`process`], [`docker`], [`sim`]: the adapters.
+//! - [`process`], `docker` (feature `docker`, on by default), [`sim`]: the adapters.
 //! - [`files`]: secret/config targets and tmpfs staging shared by the adapters.
 //! - [`template`]: `{{.Service.Name}}`-style placeholders.
 //! - [`health`]: the health-check verdict state machine and probe loop.
@@ -17,6 +17,11 @@
 //! - [`agent`]: the [`Agent`]: sessions, reconciliation, batched status reports.
 //! - `testing` (feature `testing`): the adapter conformance suite.
 //! - [`error`]: the error enum of runtime calls, [`RuntimeError`].
+//!
+//! # Features
+//! - `docker` (default): the Docker Engine adapter and its bollard dependency. Without it
+//!   (`default-features = false`) the process and sim adapters and the agent build alone.
+//! - `testing`: the adapter conformance suite and the `Dispatcher` conformance suite.
 #![warn(missing_docs, unreachable_pub)]
 // `unsafe` only where std or rustix offer no safe form, each site allowed by name: a child's
 // set-up between fork and exec (`pre_exec`), `unshare` (rustix: unsafe for `CLONE_FILES`) and
@@ -26,6 +31,7 @@
 pub mod agent;
 mod controller;
 pub mod dispatcher;
+#[cfg(feature = "docker")]
 pub mod docker;
 pub mod error;
 pub mod files;
@@ -40,13 +46,14 @@ pub mod testing;
 
 pub use agent::{Agent, AgentConfig};
 pub use dispatcher::{DispatchError, Dispatcher, LocalDispatcher, Session};
+#[cfg(feature = "docker")]
 pub use docker::{DockerOptions, DockerRuntime};
 pub use error::RuntimeError;
 pub use health::{HealthMonitor, HealthTest};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use runtime::{
-    ExecResult, ExitStatus, FileKind, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState,
-    TaskConfig, TaskFile, TaskInspect, KILL_WAIT,
+    Capabilities, ExecResult, ExitStatus, FileKind, LogLine, LogStream, RecoveredTask, Runtime,
+    RuntimeState, TaskConfig, TaskFile, TaskInspect, KILL_WAIT,
 };
 pub use sim::SimRuntime;
 pub use template::{TemplateContext, TemplateError};

@@ -318,8 +318,16 @@ pub struct RecoveredTask {
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// Short name (`process`, `docker`, `sim`); also the adapter's runtime-option prefix
-    /// (`swarm.runtime.<name>.<option>` container labels).
+    /// (`swarm.runtime.<name>.<option>` container labels). For display and labels only: callers
+    /// that behave differently per adapter ask [`Runtime::capabilities`], never the name.
     fn name(&self) -> &'static str;
+
+    /// How this adapter's tasks differ from isolated containers, for callers that adapt to it
+    /// (the routing mesh, the API's view of a service's endpoint). Default: none of the
+    /// differences ([`Capabilities::default`]).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
 
     /// Validates the task and gets everything ready to start (files staged, container created).
     async fn prepare(&self, config: &TaskConfig) -> Result<(), RuntimeError>;
@@ -400,6 +408,26 @@ pub(crate) fn clip_output(bytes: &[u8]) -> String {
         end -= 1;
     }
     s[..end].to_string()
+}
+
+/// What a [`Runtime`] adapter's tasks share with the host, as [`Runtime::capabilities`] reports
+/// it. `Default` is an isolated adapter (containers with their own network namespace). Built with
+/// the `with_*` methods, so adding a field is not a breaking change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Tasks run in the host's network namespace: their addresses are the host's, a host-mode
+    /// published port is the target port itself, and the routing mesh must not listen on a
+    /// port a task listens on. (`process`: true.)
+    pub host_network: bool,
+}
+
+impl Capabilities {
+    /// These capabilities with [`Capabilities::host_network`] set to `on`.
+    pub const fn with_host_network(mut self, on: bool) -> Capabilities {
+        self.host_network = on;
+        self
+    }
 }
 
 #[cfg(test)]

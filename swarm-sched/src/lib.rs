@@ -1,6 +1,7 @@
 //! # swarm-sched: pure scheduling and orchestration for swarm
 //!
-//! This crate decides; it never does. Every component takes a `swarm_core::Store` (or its events),
+//! This crate decides; it never does. Every component takes the cluster state (a
+//! `swarm_core::Store`, or for the scheduler any [`ClusterRead`] view) or its events,
 //! and `now: Timestamp`, and returns `swarm_core::StoreAction`s for the caller to propose. There is
 //! **no I/O, no clock, no thread, no global randomness** here: the same inputs always give the same
 //! outputs, so tests, property tests and simulations drive it step by step on a virtual clock.
@@ -13,6 +14,8 @@
 //! - [`orchestrator`]: [`Orchestrator`], the leader loop from service specs to tasks (replicated,
 //!   global, jobs, drained and down nodes, constraint enforcer), built on [`restart`] (restart
 //!   policy), [`reaper`] (task history) and [`update`] (rolling updates and rollbacks).
+//! - [`read`]: [`ClusterRead`], the read seam: what the scheduler reads of the cluster, implemented
+//!   by `swarm_core::Store` and by an embedder's own lists (`examples/own_nodes.rs`).
 //! - `testing` (feature `testing`): fixtures and a store-driving harness shared by tests, benches and
 //!   simulations.
 //!
@@ -28,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod orchestrator;
+pub mod read;
 pub mod reaper;
 pub mod restart;
 pub mod scheduler;
@@ -36,6 +40,7 @@ pub mod testing;
 pub mod update;
 
 pub use orchestrator::Orchestrator;
+pub use read::{ClusterRead, Objects};
 pub use reaper::TaskReaper;
 pub use restart::RestartSupervisor;
 pub use scheduler::{Scheduler, SchedulerStats};

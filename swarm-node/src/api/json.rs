@@ -2,8 +2,8 @@
 //!
 //! Go's `encoding/json` matches an incoming key to a struct field exactly if it can and otherwise
 //! ignoring case, and never touches the keys of a map. Some clients rely on that (they send
-//! `"replicated"` or `"name"`), so [`decode`] parses the body into a [`Value`] and deserializes it
-//! through [`CaseInsensitive`], a serde `Deserializer` that rewrites an object's keys to the field
+//! `"replicated"` or `"name"`), so `decode` parses the body into a [`Value`] and deserializes it
+//! through `CaseInsensitive`, a serde `Deserializer` that rewrites an object's keys to the field
 //! names serde asks for in `deserialize_struct` (the model's own names, e.g. bollard's `Replicated`)
 //! and leaves free-form maps (`Labels`, `Options`, `DriverOpts`, ...) alone, because serde reaches
 //! those through `deserialize_map`, which carries no field list.

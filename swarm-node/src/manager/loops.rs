@@ -30,30 +30,19 @@ pub(crate) async fn supervise(
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut metrics = raft.raft().metrics();
+    let mut status = raft.watch_status();
     loop {
         // Wait until this node leads.
-        loop {
-            let leads = {
-                let m = metrics.borrow_and_update();
-                m.current_leader == Some(m.id) && m.state.is_leader()
-            };
-            if leads {
-                break;
-            }
+        while !status.current().leads() {
             tokio::select! {
-                r = metrics.changed() => if r.is_err() { return },
+                alive = status.changed() => if !alive { return },
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
         tracing::info!("this manager leads: starting the orchestrator and the scheduler");
         let lost = async {
-            loop {
-                if metrics.changed().await.is_err() {
-                    return;
-                }
-                let m = metrics.borrow_and_update();
-                if !(m.current_leader == Some(m.id) && m.state.is_leader()) {
+            while status.changed().await {
+                if !status.current().leads() {
                     return;
                 }
             }

@@ -176,17 +176,17 @@ impl Manager {
     /// before anything reads it).
     async fn wait_leader(raft: &RaftNode) -> Result<(), ManagerError> {
         let m = raft
-            .raft()
-            .wait(Some(LEADER_TIMEOUT))
-            .metrics(|m| m.current_leader == Some(m.id), "this manager leads")
+            .wait_until(LEADER_TIMEOUT, "this manager leads", |m| {
+                m.leader == Some(m.id)
+            })
             .await
             .map_err(|e| ManagerError::Raft(format!("this manager did not become leader: {e}")))?;
-        raft.raft()
-            .wait(Some(LEADER_TIMEOUT))
-            .applied_index_at_least(m.last_log_index, "the log is applied")
-            .await
-            .map(|_| ())
-            .map_err(|e| ManagerError::Raft(format!("the log was not applied in time: {e}")))
+        raft.wait_until(LEADER_TIMEOUT, "the log is applied", |s| {
+            s.last_applied >= m.last_log_index
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| ManagerError::Raft(format!("the log was not applied in time: {e}")))
     }
 
     /// Creates a new single-manager swarm in `config.raft_dir` (which must hold no raft state).
@@ -294,7 +294,7 @@ impl Manager {
         }
         // The only voter need not wait an election timeout to learn that nobody else leads.
         if raft.status().leader.is_none() {
-            if let Err(e) = raft.raft().trigger().elect().await {
+            if let Err(e) = raft.trigger_election().await {
                 tracing::warn!(error = %e, "could not start an election");
             }
         }
@@ -323,20 +323,18 @@ impl Manager {
             ))
         };
         let loaded = raft
-            .raft()
-            .wait(Some(Duration::from_secs(2)))
-            .metrics(
-                |m| m.membership_config.membership().nodes().next().is_some(),
+            .wait_until(
+                Duration::from_secs(2),
                 "the membership is loaded",
+                swarm_raft::NodeStatus::has_membership,
             )
             .await;
         let members: Vec<u64> = match loaded {
-            Ok(m) => m
-                .membership_config
-                .membership()
-                .nodes()
-                .map(|(id, _)| *id)
-                .collect(),
+            Ok(m) => {
+                let mut ids = [m.voters, m.learners].concat();
+                ids.sort_unstable();
+                ids
+            }
             Err(_) => Vec::new(),
         };
         if !members.contains(&identity.raft_id) {

@@ -13,7 +13,7 @@
 //! WAL's committed-index thread, with values the flusher hands it *after* the segments holding
 //! every entry up to that index were fsynced, so the value on disk never runs ahead of the durable
 //! log; it lags behind the value openraft last saved by at most one group commit plus 50 ms (see
-//! [`super::flush`]), and is brought up to date when the log closes.
+//! `wal::flush`), and is brought up to date when the log closes.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

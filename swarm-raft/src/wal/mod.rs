@@ -494,7 +494,7 @@ impl Wal {
     }
 
     /// Removes every entry at or after `index` (a conflicting suffix), durably. Call only after a
-    /// [`Wal::barrier`] so no pending append completes for a removed entry.
+    /// `Wal::barrier` so no pending append completes for a removed entry.
     pub fn truncate(&self, index: u64) -> Result<(), StorageFault> {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.flusher.truncated(index);

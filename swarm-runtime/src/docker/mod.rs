@@ -97,6 +97,36 @@ pub struct DockerOptions {
     pub stage_dir: Option<PathBuf>,
 }
 
+impl DockerOptions {
+    /// The engine socket these options name: [`DockerOptions::socket`], else [`DEFAULT_SOCKET`].
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+    }
+}
+
+/// Whether a Docker Engine answers `GET /_ping` on the socket `opts` names within `timeout`: how
+/// an embedder picks this adapter when an engine is there (swarm-node's `--runtime auto`). A
+/// missing socket, a refused connection or a slow engine all answer `false`.
+pub async fn engine_answers(opts: &DockerOptions, timeout: Duration) -> bool {
+    let socket = opts.socket_path();
+    if !socket.exists() {
+        return false;
+    }
+    let Ok(docker) = Docker::connect_with_unix(
+        &socket.display().to_string(),
+        timeout.as_secs().max(1),
+        bollard::API_DEFAULT_VERSION,
+    ) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(timeout, docker.ping()).await,
+        Ok(Ok(_))
+    )
+}
+
 /// How a container ended: its exit status, or why that could not be observed.
 type Exit = Result<ExitStatus, String>;
 
@@ -221,7 +251,7 @@ async fn join_op(
 impl DockerRuntime {
     /// Connects to the engine and negotiates the API version.
     pub async fn connect(opts: DockerOptions) -> Result<DockerRuntime, RuntimeError> {
-        let socket = opts.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+        let socket = opts.socket_path();
         let docker = Docker::connect_with_unix(
             &socket.display().to_string(),
             120,

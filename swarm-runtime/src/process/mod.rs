@@ -107,8 +107,9 @@ use self::prepare::Prepared;
 use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, supervised_stage_root, Stage, SECRETS_DIR};
 use crate::runtime::{
-    clip_output, kill_and_wait, stop_and_wait, wait_exit, ExecResult, ExitStatus, LogLine,
-    LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig, TaskInspect, MAX_EXEC_OUTPUT,
+    clip_output, kill_and_wait, stop_and_wait, wait_exit, Capabilities, ExecResult, ExitStatus,
+    LogLine, LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig, TaskInspect,
+    MAX_EXEC_OUTPUT,
 };
 
 /// Docker's default `PATH` for containers.
@@ -296,6 +297,11 @@ impl Inner {
 impl Runtime for ProcessRuntime {
     fn name(&self) -> &'static str {
         "process"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Tasks are host processes: no network namespace of their own.
+        Capabilities::default().with_host_network(true)
     }
 
     async fn prepare(&self, config: &TaskConfig) -> Result<(), RuntimeError> {

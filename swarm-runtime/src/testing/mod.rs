@@ -3,9 +3,13 @@
 //! An adapter author implements [`Fixture`] (how to express each [`Behaviour`] and [`Probe`] in
 //! the adapter's terms) and runs [`conformance::run_all`], or expands
 //! [`conformance_tests!`](crate::conformance_tests) into one `#[tokio::test]` per case.
+//!
+//! A dispatcher author implements [`dispatch::DispatcherFixture`] and runs
+//! [`dispatch::run_all`]: the `Dispatcher`/`Session` conformance suite.
 
 mod cancel;
 pub mod conformance;
+pub mod dispatch;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -233,6 +237,11 @@ impl Fixture for SimFixture {
 
 /// A task id unique within this process and across concurrent test processes.
 pub fn unique_id() -> Id {
+    Id::from_u128(unique_number())
+}
+
+/// The number behind [`unique_id`] (for fixtures that take a number).
+pub fn unique_number() -> u128 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
@@ -240,5 +249,5 @@ pub fn unique_id() -> Id {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let pid = u128::from(std::process::id());
-    Id::from_u128((nanos << 40) ^ (pid << 20) ^ u128::from(n))
+    (nanos << 40) ^ (pid << 20) ^ u128::from(n)
 }

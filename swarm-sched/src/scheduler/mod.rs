@@ -21,7 +21,9 @@ mod tick;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use swarm_core::{Event, Id, Node, Object, Service, Store, Task, TaskState, Version};
+use swarm_core::{Event, Id, Object, Service, Task, TaskState, Version};
+
+use crate::read::ClusterRead;
 
 pub use failures::{FAILURE_WINDOW, MAX_FAILURES};
 
@@ -176,18 +178,20 @@ impl Scheduler {
     /// Input: rebuilds every piece of state from `store` (becoming leader, after [`Event::Reset`],
     /// after a lagged watch). Every waiting task is considered at the next poll. Failure history
     /// (keyed by node and service version) is kept.
-    pub fn handle_reset(&mut self, store: &Store) {
+    ///
+    /// `store` is any [`ClusterRead`] view: a [`swarm_core::Store`], or an embedder's own lists.
+    pub fn handle_reset<R: ClusterRead + ?Sized>(&mut self, store: &R) {
         let mut fresh = Scheduler {
             failures: std::mem::take(&mut self.failures),
             ..Scheduler::default()
         };
-        for s in store.iter::<Service>() {
+        for s in store.services() {
             fresh.upsert_service(s);
         }
-        for n in store.iter::<Node>() {
+        for n in store.nodes() {
             fresh.nodes.upsert_node(n.clone());
         }
-        for t in store.iter::<Task>() {
+        for t in store.tasks() {
             fresh.track_task(t);
         }
         fresh.nodes.bump_generation();
@@ -208,10 +212,14 @@ impl Scheduler {
 
     /// Input: a proposal of this scheduler's actions was rejected (e.g. a version conflict). The
     /// tasks it touched are re-read from `store` (the committed state) and retried at the next poll.
-    pub fn handle_rejected(&mut self, store: &Store, actions: &[swarm_core::StoreAction]) {
+    pub fn handle_rejected<R: ClusterRead + ?Sized>(
+        &mut self,
+        store: &R,
+        actions: &[swarm_core::StoreAction],
+    ) {
         for a in actions {
             if let swarm_core::StoreAction::Update(Object::Task(t)) = a {
-                match store.get::<Task>(&t.id) {
+                match store.task(&t.id) {
                     Some(current) => {
                         // Forget the optimistic placement before re-reading the committed task.
                         self.nodes.release(&t.id);

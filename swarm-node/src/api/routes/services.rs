@@ -51,7 +51,7 @@ pub(crate) async fn list(
             .map(|svc| (svc.clone(), status.then(|| service_status(s, svc))))
             .collect()
     });
-    let host = st.backend.info().runtime == "process";
+    let host = st.backend.runtime_capabilities().host_network;
     let services: Vec<ServiceJson> = picked
         .iter()
         .map(|(svc, status)| {
@@ -102,7 +102,7 @@ pub(crate) async fn inspect(
     let insert_defaults = Query::parse(q.as_deref()).bool("insertDefaults");
     let svc = st.control()?.get::<Service>(&id)?;
     let out = service_out(&svc, None, insert_defaults);
-    if st.backend.info().runtime == "process" {
+    if st.backend.runtime_capabilities().host_network {
         return Ok(ok(&out.on_host_network()));
     }
     Ok(ok(&out))
