@@ -41,7 +41,8 @@ pub use error::RuntimeError;
 pub use health::{HealthMonitor, HealthTest};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use runtime::{
-    ExecResult, ExitStatus, FileKind, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState,
+    ExecResult, ExitStatus, FileKind, LogLine, LogOptions, LogRecord, LogRecords, LogStream,
+    RecoveredTask, Runtime, RuntimeState,
     TaskConfig, TaskFile, TaskInspect, KILL_WAIT,
 };
 pub use sim::SimRuntime;

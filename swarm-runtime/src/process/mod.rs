@@ -89,13 +89,15 @@ use swarm_core::Id;
 use tokio::sync::watch;
 
 use self::logs::LogBuffer;
+pub(crate) use self::logs::now as wall_now;
 use self::mounts::MountPoints;
 use self::ports::PortTable;
 use self::prepare::Prepared;
 use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, supervised_stage_root, Stage, SECRETS_DIR};
 use crate::runtime::{
-    clip_output, ExecResult, ExitStatus, LogLine, LogStream, RecoveredTask, Runtime, RuntimeState,
+    clip_output, ExecResult, ExitStatus, LogLine, LogOptions, LogRecords, LogStream, RecoveredTask,
+    Runtime, RuntimeState,
     TaskConfig, TaskInspect, KILL_WAIT, MAX_EXEC_OUTPUT,
 };
 
@@ -566,6 +568,20 @@ impl Runtime for ProcessRuntime {
             }
         };
         Self::logs_supervised(&socket, tail).await
+    }
+
+    async fn log_stream(&self, task: &Id, opts: LogOptions) -> Result<LogRecords, RuntimeError> {
+        let socket = {
+            let map = self.inner.lock();
+            let t = map
+                .get(task)
+                .ok_or(RuntimeError::NotFound { task: *task })?;
+            match &t.socket {
+                None => return Ok(t.logs.stream(opts)),
+                Some(s) => s.clone(),
+            }
+        };
+        Self::log_stream_supervised(&socket, opts).await
     }
 
     async fn recover(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {
