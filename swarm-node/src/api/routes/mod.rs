@@ -1,5 +1,6 @@
 //! The routes, one module per endpoint group, and the helpers every handler uses.
 
+mod events;
 mod logs;
 mod networks;
 mod nodes;
@@ -19,6 +20,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub(crate) use self::events::{keep_attached, EventHub};
 use super::error::ApiError;
 use super::{json, AppState};
 
@@ -82,7 +84,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::connect))
         .route("/session", post(system::session))
-        .route("/events", get(system::events))
+        .route("/events", get(events::events))
         .route("/plugins", get(system::plugins))
         .route("/volumes", get(system::volumes))
         .route(

@@ -108,10 +108,3 @@ pub(crate) async fn session() -> ApiError {
     )
 }
 
-/// `GET /events`: not available.
-pub(crate) async fn events() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "the event stream is not supported by this daemon",
-    )
-}
