@@ -25,6 +25,7 @@ pub mod dispatcher;
 pub mod fuzzing;
 pub mod manager;
 pub mod mesh;
+pub mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

@@ -101,6 +101,8 @@ fn router_with_hub(
                 "method not allowed",
             )
         })
+        // Inside the router, so the matched route template is known.
+        .layer(axum::middleware::from_fn(crate::metrics::api_layer))
         .with_state(state);
     // The middleware wraps the inner router as a whole, so it rewrites the path before routing.
     Router::new()
