@@ -2,6 +2,8 @@
 //! JSON, with filters and `since`/`until`.
 
 mod common;
+#[path = "skip/mod.rs"]
+mod skip;
 mod stream_support;
 
 use common::{case, Env};
@@ -189,4 +191,76 @@ async fn bad_queries_are_refused() {
         ),
     ])
     .await;
+}
+
+/// A `docker` CLI command against the test server, with a private config.
+fn docker_cmd(env: &Env, config: &std::path::Path, args: &[&str]) -> Option<tokio::process::Command> {
+    let path = std::env::var_os("PATH")?;
+    let bin = std::env::split_paths(&path)
+        .map(|d| d.join("docker"))
+        .find(|p| p.is_file())?;
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.args(args)
+        .env("DOCKER_HOST", format!("unix://{}", env.server.path().display()))
+        .env("DOCKER_CONFIG", config)
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .env("DOCKER_CLI_HINTS", "false")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    Some(cmd)
+}
+
+#[tokio::test]
+async fn the_docker_cli_shows_the_events() {
+    use tokio::io::AsyncBufReadExt;
+
+    let mut env = Env::active().await;
+    let config = tempfile::tempdir().unwrap();
+    let format = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Scope}}";
+    let Some(mut live) = docker_cmd(
+        &env,
+        config.path(),
+        &["events", "--filter", "type=service", "--format", format],
+    ) else {
+        skip::skip("no docker CLI on PATH");
+        return;
+    };
+    let mut child = live.spawn().expect("docker events");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    // The CLI connects asynchronously: create services until its stream shows one.
+    let mut seen = None;
+    for i in 0..50 {
+        env.service(&format!("svc{i}"), 1).await;
+        let next = tokio::time::timeout(std::time::Duration::from_millis(200), lines.next_line()).await;
+        if let Ok(Ok(Some(l))) = next {
+            seen = Some(l);
+            break;
+        }
+    }
+    let seen = seen.expect("docker events printed a service event");
+    assert!(seen.starts_with("service create svc"), "{seen}");
+    assert!(seen.ends_with(" swarm"), "{seen}");
+    drop(lines);
+    let _ = child.kill().await;
+
+    env.secret("s1", b"x").await;
+    let until = unix_now();
+    let out = docker_cmd(
+        &env,
+        config.path(),
+        &[
+            "events", "--since", "0", "--until", &until, "--filter", "type=secret", "--format",
+            format,
+        ],
+    )
+    .expect("docker")
+    .output()
+    .await
+    .expect("docker events --since --until");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "secret create s1 swarm");
 }
