@@ -200,8 +200,7 @@ impl Metrics {
             let mut pending: BTreeMap<String, i64> = BTreeMap::new();
             let mut mine: BTreeMap<&'static str, i64> = BTreeMap::new();
             for t in s.iter::<swarm_core::Task>() {
-                if t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running
-                {
+                if t.status.state == TaskState::Pending && t.desired_state <= TaskState::Running {
                     let why = if t.status.err.is_empty() {
                         "waiting for the scheduler"
                     } else {
@@ -225,7 +224,9 @@ impl Metrics {
         });
         self.scheduler_pending.reset();
         for (why, n) in pending {
-            self.scheduler_pending.with_label_values(&[why.as_str()]).set(n);
+            self.scheduler_pending
+                .with_label_values(&[why.as_str()])
+                .set(n);
         }
         self.agent_tasks.reset();
         for (state, n) in mine {
@@ -299,8 +300,9 @@ pub async fn watch_raft(raft: swarm_raft::RaftNode) {
                 .set(i64::try_from(last.saturating_sub(purged)).unwrap_or(i64::MAX));
             g.raft_term
                 .set(i64::try_from(m.current_term).unwrap_or(i64::MAX));
-            g.raft_is_leader
-                .set(i64::from(m.state.is_leader() && m.current_leader == Some(m.id)));
+            g.raft_is_leader.set(i64::from(
+                m.state.is_leader() && m.current_leader == Some(m.id),
+            ));
         }
         if rx.changed().await.is_err() {
             return;

@@ -45,7 +45,10 @@ async fn changes_stream_as_docker_events() {
 
     let svc = env.service("web", 1).await;
     let e = next_event(&mut s).await;
-    assert_eq!((&e["Type"], &e["Action"]), (&json!("service"), &json!("create")));
+    assert_eq!(
+        (&e["Type"], &e["Action"]),
+        (&json!("service"), &json!("create"))
+    );
     assert_eq!(e["Actor"]["ID"], svc.as_str());
     assert_eq!(e["Actor"]["Attributes"]["name"], "web");
 
@@ -63,7 +66,10 @@ async fn changes_stream_as_docker_events() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let e = next_event(&mut s).await;
-    assert_eq!((&e["Type"], &e["Action"]), (&json!("service"), &json!("update")));
+    assert_eq!(
+        (&e["Type"], &e["Action"]),
+        (&json!("service"), &json!("update"))
+    );
     let a = &e["Actor"]["Attributes"];
     assert_eq!(a["replicas.old"], "1");
     assert_eq!(a["replicas.new"], "3");
@@ -81,21 +87,33 @@ async fn changes_stream_as_docker_events() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let e = next_event(&mut s).await;
-    assert_eq!((&e["Type"], &e["Action"]), (&json!("node"), &json!("update")));
+    assert_eq!(
+        (&e["Type"], &e["Action"]),
+        (&json!("node"), &json!("update"))
+    );
     assert_eq!(e["Actor"]["ID"], node.as_str());
     assert_eq!(e["Actor"]["Attributes"]["availability.old"], "active");
     assert_eq!(e["Actor"]["Attributes"]["availability.new"], "drain");
 
     assert_eq!(env.call("DELETE", &path, None).await.status, 200);
     let e = next_event(&mut s).await;
-    assert_eq!((&e["Type"], &e["Action"]), (&json!("service"), &json!("remove")));
+    assert_eq!(
+        (&e["Type"], &e["Action"]),
+        (&json!("service"), &json!("remove"))
+    );
     assert_eq!(e["Actor"]["ID"], svc.as_str());
     let net = env
-        .post("/v1.44/networks/create", json!({"Name": "backend", "Driver": "overlay"}))
+        .post(
+            "/v1.44/networks/create",
+            json!({"Name": "backend", "Driver": "overlay"}),
+        )
         .await;
     assert_eq!(net.status, 201, "{}", net.text());
     let e = next_event(&mut s).await;
-    assert_eq!((&e["Type"], &e["Action"]), (&json!("network"), &json!("create")));
+    assert_eq!(
+        (&e["Type"], &e["Action"]),
+        (&json!("network"), &json!("create"))
+    );
     assert_eq!(e["Actor"]["Attributes"]["name"], "backend");
 }
 
@@ -109,7 +127,11 @@ async fn filters_select_live_events() {
     env.service("web", 1).await;
     let api = env.service("api", 1).await;
     let e = next_event(&mut s).await;
-    assert_eq!(e["Actor"]["ID"], api.as_str(), "only the service named ap*: {e}");
+    assert_eq!(
+        e["Actor"]["ID"],
+        api.as_str(),
+        "only the service named ap*: {e}"
+    );
     assert_eq!(e["Action"], "create");
 }
 
@@ -144,7 +166,10 @@ async fn since_and_until_replay_past_events_and_end() {
         .map(|e| {
             (
                 e["Action"].as_str().unwrap_or("").to_string(),
-                e["Actor"]["Attributes"]["name"].as_str().unwrap_or("").to_string(),
+                e["Actor"]["Attributes"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
             )
         })
         .collect();
@@ -194,14 +219,21 @@ async fn bad_queries_are_refused() {
 }
 
 /// A `docker` CLI command against the test server, with a private config.
-fn docker_cmd(env: &Env, config: &std::path::Path, args: &[&str]) -> Option<tokio::process::Command> {
+fn docker_cmd(
+    env: &Env,
+    config: &std::path::Path,
+    args: &[&str],
+) -> Option<tokio::process::Command> {
     let path = std::env::var_os("PATH")?;
     let bin = std::env::split_paths(&path)
         .map(|d| d.join("docker"))
         .find(|p| p.is_file())?;
     let mut cmd = tokio::process::Command::new(bin);
     cmd.args(args)
-        .env("DOCKER_HOST", format!("unix://{}", env.server.path().display()))
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", env.server.path().display()),
+        )
         .env("DOCKER_CONFIG", config)
         .env_remove("DOCKER_CONTEXT")
         .env_remove("DOCKER_API_VERSION")
@@ -235,7 +267,8 @@ async fn the_docker_cli_shows_the_events() {
     let mut seen = None;
     for i in 0..50 {
         env.service(&format!("svc{i}"), 1).await;
-        let next = tokio::time::timeout(std::time::Duration::from_millis(200), lines.next_line()).await;
+        let next =
+            tokio::time::timeout(std::time::Duration::from_millis(200), lines.next_line()).await;
         if let Ok(Ok(Some(l))) = next {
             seen = Some(l);
             break;
@@ -253,7 +286,14 @@ async fn the_docker_cli_shows_the_events() {
         &env,
         config.path(),
         &[
-            "events", "--since", "0", "--until", &until, "--filter", "type=secret", "--format",
+            "events",
+            "--since",
+            "0",
+            "--until",
+            &until,
+            "--filter",
+            "type=secret",
+            "--format",
             format,
         ],
     )
@@ -261,6 +301,13 @@ async fn the_docker_cli_shows_the_events() {
     .output()
     .await
     .expect("docker events --since --until");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "secret create s1 swarm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "secret create s1 swarm"
+    );
 }

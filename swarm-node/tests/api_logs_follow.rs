@@ -10,20 +10,26 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use daemon_support::*;
+use stream_support::Stream;
 use swarm_core::objects::task::TaskState;
 use swarm_core::{Id, Object, StoreAction, Task};
-use swarm_node::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
+use swarm_node::backend::{
+    Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState,
+};
 use swarm_node::config::RuntimeKind;
 use swarm_node::daemon::Daemon;
 use swarm_node::testing::{TestBackend, TestServer};
 use swarm_runtime::{LogLine, LogOptions, LogRecords};
-use stream_support::Stream;
 
 /// `<RFC 3339 time> <details> <text>` split, with the time as ns since the epoch.
 fn parse_payload(p: &str) -> (u64, String, String) {
     let (ts, rest) = p.split_once(' ').expect("a timestamp");
     let (details, text) = rest.split_once(' ').expect("details");
-    (rfc3339_nanos(ts), details.to_string(), text.trim_end().to_string())
+    (
+        rfc3339_nanos(ts),
+        details.to_string(),
+        text.trim_end().to_string(),
+    )
 }
 
 /// `2024-05-01T12:00:00.000000001Z` as ns since the epoch (the API writes exactly this shape).
@@ -61,7 +67,11 @@ async fn service_logs_follow_every_task_with_write_times() {
         1,
         "ticker",
         1,
-        &["sh", "-c", "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.05; done"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.05; done",
+        ],
     );
     let id = create(&a, svc).await;
     assert!(converged(&a.store, id, 1).await, "the ticker runs");
@@ -81,12 +91,21 @@ async fn service_logs_follow_every_task_with_write_times() {
         let (stream, payload) = s.next_frame().await.expect("a followed line");
         assert_eq!(stream, 1, "stdout");
         let (time, details, text) = parse_payload(&payload);
-        assert!(details.contains(&format!("com.docker.swarm.service.id={id}")), "{details}");
+        assert!(
+            details.contains(&format!("com.docker.swarm.service.id={id}")),
+            "{details}"
+        );
         first_task = details.clone();
         let n: u64 = text.strip_prefix("tick ").expect(&text).parse().expect("n");
-        assert!(time >= started && time <= wall_nanos(), "write time {time} out of range");
+        assert!(
+            time >= started && time <= wall_nanos(),
+            "write time {time} out of range"
+        );
         if let Some((t0, n0)) = last {
-            assert!(n > n0 && time >= t0, "lines in order: {n0}@{t0} then {n}@{time}");
+            assert!(
+                n > n0 && time >= t0,
+                "lines in order: {n0}@{t0} then {n}@{time}"
+            );
         }
         last = Some((time, n));
     }
@@ -106,7 +125,15 @@ async fn service_logs_follow_every_task_with_write_times() {
 
     // since: nothing written before it.
     let (cut, _) = last.expect("lines");
-    let mut s = Stream::get(server.path(), &format!("{base}&since={}.{:09}", cut / 1_000_000_000, cut % 1_000_000_000)).await;
+    let mut s = Stream::get(
+        server.path(),
+        &format!(
+            "{base}&since={}.{:09}",
+            cut / 1_000_000_000,
+            cut % 1_000_000_000
+        ),
+    )
+    .await;
     assert_eq!(s.status, 200);
     let mut n = 0;
     while let Some((_, payload)) = s.next_frame().await {
@@ -157,17 +184,34 @@ impl Backend for Counting {
     async fn leave(&self, force: bool) -> Result<(), BackendError> {
         self.inner.leave(force).await
     }
-    async fn task_logs(&self, task: &Task, tail: Option<usize>) -> Result<Vec<LogLine>, BackendError> {
+    async fn task_logs(
+        &self,
+        task: &Task,
+        tail: Option<usize>,
+    ) -> Result<Vec<LogLine>, BackendError> {
         self.inner.task_logs(task, tail).await
     }
-    async fn task_log_stream(&self, _task: &Task, opts: LogOptions) -> Result<LogRecords, BackendError> {
+    async fn task_log_stream(
+        &self,
+        _task: &Task,
+        opts: LogOptions,
+    ) -> Result<LogRecords, BackendError> {
         assert!(opts.follow);
         self.open.fetch_add(1, Ordering::SeqCst);
         let guard = Guard(self.open.clone());
-        Ok(Box::pin(futures_util::stream::unfold(guard, |g| async move {
-            std::future::pending::<()>().await;
-            Some((Err(swarm_runtime::RuntimeError::Io { op: "never".into(), source: std::io::Error::other("never") }), g))
-        })))
+        Ok(Box::pin(futures_util::stream::unfold(
+            guard,
+            |g| async move {
+                std::future::pending::<()>().await;
+                Some((
+                    Err(swarm_runtime::RuntimeError::Io {
+                        op: "never".into(),
+                        source: std::io::Error::other("never"),
+                    }),
+                    g,
+                ))
+            },
+        )))
     }
     fn info(&self) -> DaemonInfo {
         self.inner.info()

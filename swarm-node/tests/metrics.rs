@@ -48,17 +48,29 @@ async fn a_running_swarm_exposes_its_metrics() {
     stuck.spec.task.placement.constraints = vec!["node.labels.nope==1".into()];
     let stuck_id = create(&a, stuck).await;
     assert!(
-        wait_store(&a.store, |s| tasks(s, &stuck_id)
-            .iter()
-            .any(|t| t.status.state == TaskState::Pending && !t.status.err.is_empty()))
+        wait_store(&a.store, |s| tasks(s, &stuck_id).iter().any(|t| t
+            .status
+            .state
+            == TaskState::Pending
+            && !t.status.err.is_empty()))
         .await,
         "the constrained task is pending with a reason"
     );
     // API traffic.
     let api = TestServer::start(d.clone()).await.expect("serve the API");
     let mut client = api.client().await.expect("connect");
-    assert_eq!(client.get("/v1.44/services").await.expect("get").status, 200);
-    assert_eq!(client.get("/v1.44/services/nope").await.expect("get").status, 404);
+    assert_eq!(
+        client.get("/v1.44/services").await.expect("get").status,
+        200
+    );
+    assert_eq!(
+        client
+            .get("/v1.44/services/nope")
+            .await
+            .expect("get")
+            .status,
+        404
+    );
 
     let listener = swarm_node::metrics::bind("127.0.0.1:0".parse().unwrap())
         .await

@@ -42,8 +42,7 @@ pub use health::{HealthMonitor, HealthTest};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use runtime::{
     ExecResult, ExitStatus, FileKind, LogLine, LogOptions, LogRecord, LogRecords, LogStream,
-    RecoveredTask, Runtime, RuntimeState,
-    TaskConfig, TaskFile, TaskInspect, KILL_WAIT,
+    RecoveredTask, Runtime, RuntimeState, TaskConfig, TaskFile, TaskInspect, KILL_WAIT,
 };
 pub use sim::SimRuntime;
 pub use template::{TemplateContext, TemplateError};

@@ -395,7 +395,8 @@ impl Runtime for SimRuntime {
     /// ends when the task exits or is removed; a follow begun before the start gets the start's
     /// lines when it ends.
     async fn log_stream(&self, task: &Id, opts: LogOptions) -> Result<LogRecords, RuntimeError> {
-        let (first, mut exit_rx) = self.with(task, |t| Ok((sim_records(t), t.exit_tx.subscribe())))?;
+        let (first, mut exit_rx) =
+            self.with(task, |t| Ok((sim_records(t), t.exit_tx.subscribe())))?;
         let seen = first.len();
         let head = futures_util::stream::iter(opts.select(first).into_iter().map(Ok));
         if !opts.follow {

@@ -79,7 +79,11 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
 
 /// [`router`] applying `limits` to every service spec it accepts.
 pub fn router_with_limits(backend: Arc<dyn Backend>, limits: ServiceLimits) -> Router {
-    router_with_hub(backend, limits, routes::EventHub::new(Arc::new(SystemClock)))
+    router_with_hub(
+        backend,
+        limits,
+        routes::EventHub::new(Arc::new(SystemClock)),
+    )
 }
 
 fn router_with_hub(

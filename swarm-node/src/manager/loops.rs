@@ -175,9 +175,9 @@ async fn propose_placements(
         match proposer.propose(chunk.clone()).await {
             Ok(_) => crate::metrics::global().scheduler_placements.inc_by(placed),
             Err(e) => {
-            tracing::debug!(error = %e, "scheduler proposal refused; those tasks are retried");
-            store.view(|s| sched.handle_rejected(s, &chunk));
-            pause_after_failure(&e).await;
+                tracing::debug!(error = %e, "scheduler proposal refused; those tasks are retried");
+                store.view(|s| sched.handle_rejected(s, &chunk));
+                pause_after_failure(&e).await;
             }
         }
     }

@@ -135,7 +135,9 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<Timestamp> {
     let days = days_from_civil(i64::try_from(y).ok()?, mo, d);
     let secs = days * 86_400 + i64::try_from(h * 3600 + mi * 60 + sec).ok()? - offset;
     let secs = u64::try_from(secs).ok()?;
-    Some(Timestamp(secs.checked_mul(1_000_000_000)?.checked_add(nanos)?))
+    Some(Timestamp(
+        secs.checked_mul(1_000_000_000)?.checked_add(nanos)?,
+    ))
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -88,8 +88,8 @@ use swarm_core::objects::task::TaskAddress;
 use swarm_core::Id;
 use tokio::sync::watch;
 
-use self::logs::LogBuffer;
 pub(crate) use self::logs::now as wall_now;
+use self::logs::LogBuffer;
 use self::mounts::MountPoints;
 use self::ports::PortTable;
 use self::prepare::Prepared;
@@ -97,8 +97,7 @@ use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, supervised_stage_root, Stage, SECRETS_DIR};
 use crate::runtime::{
     clip_output, ExecResult, ExitStatus, LogLine, LogOptions, LogRecords, LogStream, RecoveredTask,
-    Runtime, RuntimeState,
-    TaskConfig, TaskInspect, KILL_WAIT, MAX_EXEC_OUTPUT,
+    Runtime, RuntimeState, TaskConfig, TaskInspect, KILL_WAIT, MAX_EXEC_OUTPUT,
 };
 
 /// Docker's default `PATH` for containers.

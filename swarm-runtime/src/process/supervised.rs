@@ -304,12 +304,7 @@ impl ProcessRuntime {
             .map_err(|e| proto_err(OP, e))?;
         let (lines, next) = match proto::read(&mut conn).await {
             Ok(Reply::Records { lines, next, .. }) => (lines, next),
-            Ok(other) => {
-                return Err(proto_err(
-                    OP,
-                    ProtoError::Unexpected(format!("{other:?}")),
-                ))
-            }
+            Ok(other) => return Err(proto_err(OP, ProtoError::Unexpected(format!("{other:?}")))),
             Err(e) => return Err(proto_err(OP, e)),
         };
         let head = stream::iter(lines.into_iter().map(|w| Ok(record(w))));

@@ -377,7 +377,10 @@ pub async fn log_stream_follows_and_ends_at_exit(f: &dyn Fixture) {
         }
     };
     let all = step("log_stream", collect(LogOptions::default())).await;
-    assert!(all.iter().any(|l| l.contains("follow-conformance")), "{all:?}");
+    assert!(
+        all.iter().any(|l| l.contains("follow-conformance")),
+        "{all:?}"
+    );
     let later = LogOptions {
         since: Some(Timestamp(time.as_nanos() + 1)),
         ..LogOptions::default()
@@ -391,7 +394,10 @@ pub async fn log_stream_follows_and_ends_at_exit(f: &dyn Fixture) {
         tail: Some(0),
         ..LogOptions::default()
     };
-    assert_eq!(step("log_stream tail 0", collect(zero)).await, Vec::<String>::new());
+    assert_eq!(
+        step("log_stream tail 0", collect(zero)).await,
+        Vec::<String>::new()
+    );
     step("shutdown", rt.shutdown(&c.task_id))
         .await
         .expect("shutdown");

@@ -105,7 +105,11 @@ impl EventMessage {
         let by_name = |key: &str| {
             !f.contains(key) || f.any_prefix(key, &self.actor.id) || f.any_prefix(key, name)
         };
-        let image = self.actor.attributes.get("image").map_or("", String::as_str);
+        let image = self
+            .actor
+            .attributes
+            .get("image")
+            .map_or("", String::as_str);
         f.any_exact("type", self.kind)
             && f.any_exact("event", self.action)
             && f.any_exact("scope", self.scope)
@@ -354,7 +358,8 @@ impl EventHub {
     /// inside a tokio runtime.
     pub(crate) fn attach(self: &Arc<Self>, access: &ClusterAccess) {
         let mut h = self.lock();
-        if h.attached == Some(access.node_id) && h.recorder.as_ref().is_some_and(|r| !r.is_finished())
+        if h.attached == Some(access.node_id)
+            && h.recorder.as_ref().is_some_and(|r| !r.is_finished())
         {
             return;
         }
@@ -402,7 +407,10 @@ impl EventHub {
         &self,
         since: Option<Timestamp>,
         until: Option<Timestamp>,
-    ) -> (Vec<Arc<EventMessage>>, broadcast::Receiver<Arc<EventMessage>>) {
+    ) -> (
+        Vec<Arc<EventMessage>>,
+        broadcast::Receiver<Arc<EventMessage>>,
+    ) {
         let h = self.lock();
         let rx = self.live.subscribe();
         if since.is_none() && until.is_none() {

@@ -107,4 +107,3 @@ pub(crate) async fn session() -> ApiError {
         "sessions (BuildKit) are not supported by this daemon",
     )
 }
-
