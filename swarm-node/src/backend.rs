@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use swarm_core::objects::node::Platform;
 use swarm_core::{CommitError, Id, Proposer, SharedStore, Task};
-use swarm_runtime::{Capabilities, LogLine};
+use swarm_runtime::{Capabilities, LogLine, LogOptions, LogRecord, LogRecords};
 use thiserror::Error;
 
 /// Whether this daemon takes part in a swarm.
@@ -157,6 +157,29 @@ pub trait Backend: Send + Sync {
         task: &Task,
         tail: Option<usize>,
     ) -> Result<Vec<LogLine>, BackendError>;
+    /// A task's output with the time each line was written, selected by `opts` (`since`,
+    /// `tail`) and with `opts.follow` every later line until the task's output ends; dropping
+    /// the stream releases what the runtime held for it. [`BackendError::NoLogs`] when the task
+    /// never ran here. Default: [`Backend::task_logs`] once, without times and without follow.
+    async fn task_log_stream(
+        &self,
+        task: &Task,
+        opts: LogOptions,
+    ) -> Result<LogRecords, BackendError> {
+        let lines = self.task_logs(task, None).await?;
+        let records = lines
+            .into_iter()
+            .map(|l| LogRecord {
+                time: None,
+                stream: l.stream,
+                line: l.line,
+            })
+            .collect();
+        let selected = opts.select(records);
+        Ok(Box::pin(futures_util::stream::iter(
+            selected.into_iter().map(Ok),
+        )))
+    }
     /// Facts about this daemon.
     fn info(&self) -> DaemonInfo;
     /// What the worker's runtime adapter shares with the host (the API shows a service of a

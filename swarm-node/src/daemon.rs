@@ -457,6 +457,25 @@ impl Backend for Daemon {
         self.runtime.capabilities()
     }
 
+    async fn task_log_stream(
+        &self,
+        task: &Task,
+        opts: swarm_runtime::LogOptions,
+    ) -> Result<swarm_runtime::LogRecords, BackendError> {
+        // The lock is held while the stream is opened only, not while it is read.
+        let running = self.running.lock().await;
+        let worker = match &*running {
+            Running::Inactive => return Err(BackendError::NotInSwarm),
+            Running::Locked(_) => return Err(BackendError::Locked),
+            Running::Active(mw) => &mw.1,
+        };
+        match worker.log_stream(&task.id, opts).await {
+            Ok(lines) => Ok(lines),
+            Err(RuntimeError::NotFound { .. }) => Err(BackendError::NoLogs(task.id)),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
     fn info(&self) -> DaemonInfo {
         DaemonInfo {
             hostname: self.host.hostname.clone(),

@@ -308,6 +308,9 @@ impl Dispatcher for StoreDispatcher {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(stream(self.inner.store.clone(), node, tx, close_rx));
+        let m = crate::metrics::global();
+        m.dispatcher_sessions.inc();
+        m.dispatcher_sessions_opened.inc();
         Ok(Arc::new(StoreSession {
             dispatcher: self.clone(),
             node,
@@ -343,6 +346,7 @@ async fn stream(
             _ = tx.closed() => return,
             _ = close.wait_for(|c| *c) => return,
         };
+        let received = std::time::Instant::now();
         match events {
             Ok(events) => {
                 let mut commit = false;
@@ -372,6 +376,9 @@ async fn stream(
                         if tx.send(set).is_err() {
                             return;
                         }
+                        crate::metrics::global()
+                            .dispatcher_assignment_seconds
+                            .observe(received.elapsed().as_secs_f64());
                     }
                 }
             }
@@ -423,6 +430,7 @@ impl Session for StoreSession {
         if !self.current() {
             return Err(DispatchError::SessionClosed);
         }
+        crate::metrics::global().dispatcher_status_reports.inc();
         let sent = self
             .dispatcher
             .inner
@@ -441,6 +449,7 @@ impl Session for StoreSession {
 
 impl Drop for StoreSession {
     fn drop(&mut self) {
+        crate::metrics::global().dispatcher_sessions.dec();
         self.dispatcher.session_ended(self.node, self.generation);
     }
 }

@@ -106,6 +106,10 @@ enum Command {
         /// Address the routing mesh binds published ports on (e.g. 127.0.0.1 for loopback only)
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
         mesh_addr: std::net::IpAddr,
+        /// Serve Prometheus metrics on http://HOST:PORT/metrics (like dockerd's metrics-addr);
+        /// nothing listens without it
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<std::net::SocketAddr>,
         #[command(flatten)]
         limits: ApiLimits,
     },
@@ -169,6 +173,7 @@ fn real_main() -> Result<()> {
                 init,
                 unlock_key_file,
                 mesh_addr,
+                metrics_addr,
                 limits,
             } => {
                 run(
@@ -177,6 +182,7 @@ fn real_main() -> Result<()> {
                     init,
                     unlock_key_file,
                     mesh_addr,
+                    metrics_addr,
                     limits.options(),
                 )
                 .await
@@ -224,6 +230,7 @@ async fn run(
     init: bool,
     unlock_key_file: Option<PathBuf>,
     mesh_addr: std::net::IpAddr,
+    metrics_addr: Option<std::net::SocketAddr>,
     api: swarm_node::api::ApiOptions,
 ) -> Result<()> {
     let mut config = DaemonConfig::new(at.data_dir());
@@ -266,6 +273,19 @@ async fn run(
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    if let Some(addr) = metrics_addr {
+        let listener = swarm_node::metrics::bind(addr).await?;
+        println!("swarm-node: serving metrics on http://{addr}/metrics");
+        let (mut stop, backend) = (stop_rx.clone(), backend.clone());
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = swarm_node::metrics::serve(listener, backend, stopped).await {
+                tracing::warn!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let mut graceful = stop_rx.clone();
     let serve = swarm_node::api::serve_with(listener, backend, api, async move {
         let _ = graceful.wait_for(|s| *s).await;

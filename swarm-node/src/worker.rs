@@ -124,6 +124,16 @@ impl Worker {
         self.runtime.logs(task, tail).await
     }
 
+    /// A task's output with write times, and with `opts.follow` its later lines
+    /// ([`Runtime::log_stream`]).
+    pub async fn log_stream(
+        &self,
+        task: &Id,
+        opts: swarm_runtime::LogOptions,
+    ) -> Result<swarm_runtime::LogRecords, RuntimeError> {
+        self.runtime.log_stream(task, opts).await
+    }
+
     /// Stops every task (stop signal, grace period, kill), reports their last status, and ends
     /// the agent.
     pub async fn stop(self) {

@@ -52,8 +52,8 @@ pub use error::RuntimeError;
 pub use health::{HealthMonitor, HealthTest};
 pub use process::{ProcessOptions, ProcessRuntime};
 pub use runtime::{
-    Capabilities, ExecResult, ExitStatus, FileKind, LogLine, LogStream, RecoveredTask, Runtime,
-    RuntimeState, TaskConfig, TaskFile, TaskInspect, KILL_WAIT,
+    Capabilities, ExecResult, ExitStatus, FileKind, LogLine, LogOptions, LogRecord, LogRecords,
+    LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig, TaskFile, TaskInspect, KILL_WAIT,
 };
 pub use sim::SimRuntime;
 pub use template::{TemplateContext, TemplateError};

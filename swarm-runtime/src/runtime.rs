@@ -15,9 +15,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::stream::BoxStream;
 use swarm_core::objects::service::{ContainerSpec, HealthConfig, PortConfig, ResourceRequirements};
 use swarm_core::objects::task::{NetworkAttachment, TaskAddress};
-use swarm_core::{Id, SecretData};
+use swarm_core::{Id, SecretData, Timestamp};
 
 use crate::error::RuntimeError;
 
@@ -185,6 +186,63 @@ pub struct LogLine {
     /// The line, without its trailing newline (invalid UTF-8 replaced).
     pub line: String,
 }
+
+/// One line of a task's output with the time it was written: what [`Runtime::log_stream`] yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    /// When the runtime captured the line (the engine's timestamp for the docker adapter).
+    /// `None` only from an adapter that keeps no times (the trait's default `log_stream`).
+    pub time: Option<Timestamp>,
+    /// Where it came from.
+    pub stream: LogStream,
+    /// The line, without its trailing newline (invalid UTF-8 replaced).
+    pub line: String,
+}
+
+impl LogRecord {
+    /// The line without its time.
+    pub fn into_line(self) -> LogLine {
+        LogLine {
+            stream: self.stream,
+            line: self.line,
+        }
+    }
+}
+
+/// What [`Runtime::log_stream`] reads. The default reads every kept line and ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Only lines written at or after this time.
+    pub since: Option<Timestamp>,
+    /// Of the lines that pass `since`, only the last `tail` (all when `None`).
+    pub tail: Option<usize>,
+    /// Keep the stream open and yield lines as they are written, until the task has exited and
+    /// its output is delivered (or the task is removed). Without it the stream ends after the
+    /// lines kept now.
+    pub follow: bool,
+}
+
+impl LogOptions {
+    /// Applies `since` then `tail` to lines already kept, oldest first.
+    pub fn select(&self, lines: Vec<LogRecord>) -> Vec<LogRecord> {
+        let mut lines: Vec<LogRecord> = match self.since {
+            Some(since) => lines
+                .into_iter()
+                .filter(|l| l.time.is_none_or(|t| t >= since))
+                .collect(),
+            None => lines,
+        };
+        if let Some(n) = self.tail {
+            let skip = lines.len().saturating_sub(n);
+            lines.drain(..skip);
+        }
+        lines
+    }
+}
+
+/// The lines of [`Runtime::log_stream`], oldest first. Dropping it stops the follow and releases
+/// everything the runtime held for it (connections, subscriptions).
+pub type LogRecords = BoxStream<'static, Result<LogRecord, RuntimeError>>;
 
 /// How long an adapter waits for a task to exit after it sent `SIGKILL`, at most. A kernel or
 /// engine that has not reaped a killed task by then is wedged; [`Runtime::shutdown`] gives up
@@ -357,6 +415,27 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The task's output so far: the last `tail` lines, or all kept lines when `None`.
     async fn logs(&self, task: &Id, tail: Option<usize>) -> Result<Vec<LogLine>, RuntimeError>;
+
+    /// The task's output with the time each line was written, filtered by `opts.since` and
+    /// `opts.tail`, and with `opts.follow` every later line as it is written (see [`LogOptions`]).
+    /// An unknown task is [`RuntimeError::NotFound`] here, before any line. Adapters that record
+    /// write times override it (docker, process, sim all do); the default reads [`Runtime::logs`]
+    /// once, without times, and does not follow.
+    async fn log_stream(&self, task: &Id, opts: LogOptions) -> Result<LogRecords, RuntimeError> {
+        let lines = self.logs(task, None).await?;
+        let records = lines
+            .into_iter()
+            .map(|l| LogRecord {
+                time: None,
+                stream: l.stream,
+                line: l.line,
+            })
+            .collect();
+        let selected = opts.select(records);
+        Ok(Box::pin(futures_util::stream::iter(
+            selected.into_iter().map(Ok),
+        )))
+    }
 
     /// Every task of `node` this runtime holds something for, adopting the ones a previous run
     /// of the node left behind (see clause 11 above). The agent calls it once before it asks

@@ -34,7 +34,8 @@ use tokio::time::Instant;
 use crate::error::RuntimeError;
 use crate::runtime::{
     clip_output, runtime_options, stop_and_wait, wait_exit, ExecResult, ExitStatus, LogLine,
-    LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig, TaskInspect,
+    LogOptions, LogRecord, LogRecords, LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig,
+    TaskInspect,
 };
 use crate::signal::parse_signal;
 
@@ -75,6 +76,8 @@ struct SimTask {
     started_at: Option<Instant>,
     exit_tx: watch::Sender<Option<ExitStatus>>,
     logs: Vec<LogLine>,
+    /// Wall-clock time the output lines were written (all at start).
+    logs_at: Option<swarm_core::Timestamp>,
     files: HashMap<String, SimFile>,
     timer: Option<tokio::task::JoinHandle<()>>,
 }
@@ -225,6 +228,7 @@ impl Runtime for SimRuntime {
                 started_at: None,
                 exit_tx,
                 logs: Vec::new(),
+                logs_at: None,
                 files,
                 timer: None,
             },
@@ -248,6 +252,7 @@ impl Runtime for SimRuntime {
             t.state = RuntimeState::Running;
             t.started_at = Some(Instant::now());
             if let Some(out) = &t.script.output {
+                t.logs_at = Some(crate::process::wall_now());
                 t.logs.push(LogLine {
                     stream: LogStream::Stdout,
                     line: out.clone(),
@@ -380,6 +385,42 @@ impl Runtime for SimRuntime {
             Ok(t.logs[skip..].to_vec())
         })
     }
+
+    /// Lines carry the time the task started (the simulator writes its output then). A follow
+    /// ends when the task exits or is removed; a follow begun before the start gets the start's
+    /// lines when it ends.
+    async fn log_stream(&self, task: &Id, opts: LogOptions) -> Result<LogRecords, RuntimeError> {
+        let (first, mut exit_rx) =
+            self.with(task, |t| Ok((sim_records(t), t.exit_tx.subscribe())))?;
+        let seen = first.len();
+        let head = futures_util::stream::iter(opts.select(first).into_iter().map(Ok));
+        if !opts.follow {
+            return Ok(Box::pin(head));
+        }
+        let this = self.clone();
+        let id = *task;
+        let rest = futures_util::stream::once(async move {
+            // Ends at the exit, or when the task (and its sender) is removed.
+            let _ = exit_rx.wait_for(Option::is_some).await;
+            let later = this.with(&id, |t| Ok(sim_records(t))).unwrap_or_default();
+            futures_util::stream::iter(later.into_iter().skip(seen).map(Ok))
+        });
+        Ok(Box::pin(futures_util::StreamExt::chain(
+            head,
+            futures_util::StreamExt::flatten(rest),
+        )))
+    }
+}
+
+fn sim_records(t: &SimTask) -> Vec<LogRecord> {
+    t.logs
+        .iter()
+        .map(|l| LogRecord {
+            time: t.logs_at,
+            stream: l.stream,
+            line: l.line.clone(),
+        })
+        .collect()
 }
 
 enum Interpreted {

@@ -58,12 +58,15 @@ pub(crate) struct AppState {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) limits: ServiceLimits,
+    /// Records the store's changes for `/events` (`routes::events`).
+    pub(crate) events: Arc<routes::EventHub>,
 }
 
 impl AppState {
     /// The control layer over the cluster, or the backend's not-in-swarm / locked error.
     pub(crate) fn control(&self) -> Result<Control, ApiError> {
         let access = self.backend.cluster().map_err(ApiError::from)?;
+        self.events.attach(&access);
         Ok(Control::new(access, self.clock.clone()).with_limits(self.limits))
     }
 }
@@ -76,10 +79,23 @@ pub fn router(backend: Arc<dyn Backend>) -> Router {
 
 /// [`router`] applying `limits` to every service spec it accepts.
 pub fn router_with_limits(backend: Arc<dyn Backend>, limits: ServiceLimits) -> Router {
+    router_with_hub(
+        backend,
+        limits,
+        routes::EventHub::new(Arc::new(SystemClock)),
+    )
+}
+
+fn router_with_hub(
+    backend: Arc<dyn Backend>,
+    limits: ServiceLimits,
+    events: Arc<routes::EventHub>,
+) -> Router {
     let state = AppState {
         backend,
         clock: Arc::new(SystemClock),
         limits,
+        events,
     };
     let inner = routes::routes()
         .fallback(|| async { ApiError::page_not_found() })
@@ -89,6 +105,8 @@ pub fn router_with_limits(backend: Arc<dyn Backend>, limits: ServiceLimits) -> R
                 "method not allowed",
             )
         })
+        // Inside the router, so the matched route template is known.
+        .layer(axum::middleware::from_fn(crate::metrics::api_layer))
         .with_state(state);
     // The middleware wraps the inner router as a whole, so it rewrites the path before routing.
     Router::new()
@@ -114,8 +132,13 @@ pub async fn serve_with(
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router_with_limits(backend, options.service_limits);
-    server::serve(listener, app, options, shutdown).await
+    let hub = routes::EventHub::new(Arc::new(SystemClock));
+    let app = router_with_hub(backend.clone(), options.service_limits, hub.clone());
+    // Events are recorded from the moment the swarm is active, not from the first API call.
+    let attach = tokio::spawn(routes::keep_attached(hub, backend));
+    let served = server::serve(listener, app, options, shutdown).await;
+    attach.abort();
+    served
 }
 
 /// Parses `1.NN` into `(1, NN)`.

@@ -47,7 +47,8 @@ pub(crate) async fn supervise(
                 }
             }
         };
-        let run = run_loops(&raft, &store, clock.as_ref());
+        let metered = crate::metrics::MeteredProposer::new(Arc::new(raft.clone()));
+        let run = run_loops(&metered, &store, clock.as_ref());
         tokio::select! {
             () = run => {}
             () = lost => tracing::info!("leadership lost: loops stopped"),
@@ -159,10 +160,14 @@ async fn propose_placements(
     actions: Vec<StoreAction>,
 ) {
     for chunk in swarm_core::action::split_into_batches(actions) {
-        if let Err(e) = proposer.propose(chunk.clone()).await {
-            tracing::debug!(error = %e, "scheduler proposal refused; those tasks are retried");
-            store.view(|s| sched.handle_rejected(s, &chunk));
-            pause_after_failure(&e).await;
+        let placed = chunk.len() as u64;
+        match proposer.propose(chunk.clone()).await {
+            Ok(_) => crate::metrics::global().scheduler_placements.inc_by(placed),
+            Err(e) => {
+                tracing::debug!(error = %e, "scheduler proposal refused; those tasks are retried");
+                store.view(|s| sched.handle_rejected(s, &chunk));
+                pause_after_failure(&e).await;
+            }
         }
     }
 }

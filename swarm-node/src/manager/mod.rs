@@ -377,7 +377,10 @@ impl Manager {
         store: SharedStore,
         wrapped: Wrapped,
     ) -> Manager {
-        let proposer: Arc<dyn Proposer> = Arc::new(raft.clone());
+        let proposer: Arc<dyn Proposer> =
+            Arc::new(crate::metrics::MeteredProposer::new(Arc::new(raft.clone())));
+        // Ends with raft (its metrics channel closes).
+        tokio::spawn(crate::metrics::watch_raft(raft.clone()));
         let dispatcher = StoreDispatcher::new(store.clone(), proposer, config.dispatcher.clone());
         let (stop_loops, loops_rx) = watch::channel(false);
         let (stop_keys, keys_rx) = watch::channel(false);
@@ -417,7 +420,9 @@ impl Manager {
 
     /// Commits changes through raft.
     pub fn proposer(&self) -> Arc<dyn Proposer> {
-        Arc::new(self.raft.clone())
+        Arc::new(crate::metrics::MeteredProposer::new(Arc::new(
+            self.raft.clone(),
+        )))
     }
 
     /// The raft node.

@@ -52,6 +52,7 @@ mod adopt;
 mod convert;
 mod create;
 mod exec;
+mod logs;
 mod network;
 mod wait;
 
@@ -583,6 +584,14 @@ impl Runtime for DockerRuntime {
             }
         }
         Ok(lines)
+    }
+
+    async fn log_stream(
+        &self,
+        task: &Id,
+        opts: crate::runtime::LogOptions,
+    ) -> Result<crate::runtime::LogRecords, RuntimeError> {
+        self.log_records(task, opts).await
     }
 
     async fn recover(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {

@@ -100,6 +100,7 @@ use swarm_core::objects::task::TaskAddress;
 use swarm_core::Id;
 use tokio::sync::watch;
 
+pub(crate) use self::logs::now as wall_now;
 use self::logs::LogBuffer;
 use self::mounts::MountPoints;
 use self::ports::PortTable;
@@ -108,8 +109,8 @@ use crate::error::RuntimeError;
 use crate::files::{default_stage_root, is_root, supervised_stage_root, Stage, SECRETS_DIR};
 use crate::runtime::{
     clip_output, kill_and_wait, stop_and_wait, wait_exit, Capabilities, ExecResult, ExitStatus,
-    LogLine, LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig, TaskInspect,
-    MAX_EXEC_OUTPUT,
+    LogLine, LogOptions, LogRecords, LogStream, RecoveredTask, Runtime, RuntimeState, TaskConfig,
+    TaskInspect, MAX_EXEC_OUTPUT,
 };
 
 /// Docker's default `PATH` for containers.
@@ -559,6 +560,20 @@ impl Runtime for ProcessRuntime {
             }
         };
         Self::logs_supervised(&socket, tail).await
+    }
+
+    async fn log_stream(&self, task: &Id, opts: LogOptions) -> Result<LogRecords, RuntimeError> {
+        let socket = {
+            let map = self.inner.lock();
+            let t = map
+                .get(task)
+                .ok_or(RuntimeError::NotFound { task: *task })?;
+            match &t.socket {
+                None => return Ok(t.logs.stream(opts)),
+                Some(s) => s.clone(),
+            }
+        };
+        Self::log_stream_supervised(&socket, opts).await
     }
 
     async fn recover(&self, node: &Id) -> Result<Vec<RecoveredTask>, RuntimeError> {

@@ -116,6 +116,24 @@ pub(crate) enum Request {
     /// The runtime has recorded the exit: the supervisor replies and exits. Refused while the task
     /// runs.
     Collect,
+    /// Output lines with their capture times and sequence numbers. With `from: None`, the kept
+    /// lines selected by `since` (ns since the epoch) and `tail`; with `from: Some(seq)`, the
+    /// lines from that sequence number on, waiting up to `wait_ms` for one when there is none.
+    /// (Appended last: older variants keep their encoding.)
+    Records {
+        since: Option<u64>,
+        tail: Option<u64>,
+        from: Option<u64>,
+        wait_ms: u32,
+    },
+}
+
+/// One log line on the wire with its capture time (ns since the epoch).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireRecord {
+    pub(crate) time: u64,
+    pub(crate) stderr: bool,
+    pub(crate) line: String,
 }
 
 /// One log line on the wire.
@@ -194,6 +212,13 @@ pub(crate) enum Reply {
     Collected,
     /// The request was refused.
     Refused(String),
+    /// Answer to `Records`: the lines, the sequence number after them, and whether the output
+    /// is complete (the task's streams ended) with nothing after them.
+    Records {
+        lines: Vec<WireRecord>,
+        next: u64,
+        finished: bool,
+    },
 }
 
 fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtoError> {

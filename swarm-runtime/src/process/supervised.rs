@@ -24,7 +24,9 @@ use super::proto::{self, Launch, Launched, ProtoError, Reply, Request, PROTOCOL_
 use super::supervisor::socket_path;
 use super::{Inner, ProcTask, ProcessRuntime};
 use crate::error::RuntimeError;
-use crate::runtime::{ExitStatus, LogLine, RuntimeState, KILL_WAIT};
+use crate::runtime::{
+    ExitStatus, LogLine, LogOptions, LogRecord, LogRecords, RuntimeState, KILL_WAIT,
+};
 
 /// How the runtime starts supervisors: `<program> <args...> <socket path>`, run as a separate
 /// process that calls [`super::supervise`] with that socket path.
@@ -92,6 +94,21 @@ async fn connect(socket: &Path) -> Result<(UnixStream, Hello), ProtoError> {
         }
         Reply::Refused(why) => Err(ProtoError::Unexpected(why)),
         other => Err(ProtoError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// Longest a follower's request waits in the supervisor for a new line.
+const FOLLOW_POLL_MS: u32 = 1_000;
+
+fn record(w: proto::WireRecord) -> LogRecord {
+    LogRecord {
+        time: Some(swarm_core::Timestamp(w.time)),
+        stream: if w.stderr {
+            crate::runtime::LogStream::Stderr
+        } else {
+            crate::runtime::LogStream::Stdout
+        },
+        line: w.line,
     }
 }
 
@@ -256,6 +273,77 @@ impl ProcessRuntime {
             Err(ProtoError::Io(_)) => Ok(Vec::new()),
             Err(e) => Err(proto_err("reading the task's logs", e)),
         }
+    }
+
+    /// The task's output with capture times from its supervisor, and with `opts.follow` the
+    /// later lines, asked for on one connection (a long poll per batch) until the supervisor
+    /// says the output is complete or goes away. Dropping the stream closes the connection.
+    pub(super) async fn log_stream_supervised(
+        socket: &Path,
+        opts: LogOptions,
+    ) -> Result<LogRecords, RuntimeError> {
+        const OP: &str = "reading the task's logs";
+        let (mut conn, _) = match connect(socket).await {
+            Ok(c) => c,
+            // The supervisor is gone (collected): nothing left to read.
+            Err(ProtoError::Io(_)) => return Ok(Box::pin(stream::empty())),
+            Err(e) => return Err(proto_err(OP, e)),
+        };
+        let first = Request::Records {
+            since: opts.since.map(|t| t.as_nanos()),
+            tail: opts.tail.map(|t| t as u64),
+            from: None,
+            wait_ms: 0,
+        };
+        proto::write(&mut conn, &first)
+            .await
+            .map_err(|e| proto_err(OP, e))?;
+        let (lines, next) = match proto::read(&mut conn).await {
+            Ok(Reply::Records { lines, next, .. }) => (lines, next),
+            Ok(other) => return Err(proto_err(OP, ProtoError::Unexpected(format!("{other:?}")))),
+            Err(e) => return Err(proto_err(OP, e)),
+        };
+        let head = stream::iter(lines.into_iter().map(|w| Ok(record(w))));
+        if !opts.follow {
+            return Ok(Box::pin(head));
+        }
+        // (connection, next sequence number, lines of the last batch reversed, done)
+        let state = (conn, next, Vec::<LogRecord>::new(), false);
+        let tail = stream::unfold(state, |(mut conn, next, mut pending, done)| async move {
+            let mut next = next;
+            let mut done = done;
+            loop {
+                if let Some(r) = pending.pop() {
+                    return Some((Ok(r), (conn, next, pending, done)));
+                }
+                if done {
+                    return None;
+                }
+                let req = Request::Records {
+                    since: None,
+                    tail: None,
+                    from: Some(next),
+                    wait_ms: FOLLOW_POLL_MS,
+                };
+                if proto::write(&mut conn, &req).await.is_err() {
+                    return None;
+                }
+                match proto::read(&mut conn).await {
+                    Ok(Reply::Records {
+                        lines,
+                        next: n,
+                        finished,
+                    }) => {
+                        pending = lines.into_iter().rev().map(record).collect();
+                        next = n;
+                        done = finished;
+                    }
+                    // The supervisor went away (the task was removed) or answered nonsense.
+                    _ => return None,
+                }
+            }
+        });
+        Ok(Box::pin(head.chain(tail)))
     }
 
     /// Adopts every supervisor of `node` in the socket directory that this runtime does not know,

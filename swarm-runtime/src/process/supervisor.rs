@@ -264,6 +264,12 @@ async fn serve(state: Arc<State>, mut conn: UnixStream) {
                 Reply::Exited(stop(&state, signal, grace).await.into())
             }
             Request::Logs { tail } => Reply::Logs(logs(&state, tail)),
+            Request::Records {
+                since,
+                tail,
+                from,
+                wait_ms,
+            } => records(&state, since, tail, from, wait_ms).await,
             Request::Collect if state.exit.borrow().is_none() => {
                 Reply::Refused("the task is still running; stop it first".into())
             }
@@ -354,6 +360,58 @@ fn logs(state: &State, tail: Option<u64>) -> Vec<WireLine> {
         keep = i;
     }
     lines[keep..].iter().map(WireLine::from).collect()
+}
+
+/// Answers `Request::Records` (see there), cut so the reply fits in a frame: the newest lines
+/// of a first read, the oldest of a follow (the next request goes on from there).
+async fn records(
+    state: &State,
+    since: Option<u64>,
+    tail: Option<u64>,
+    from: Option<u64>,
+    wait_ms: u32,
+) -> Reply {
+    let budget = proto::MAX_FRAME as usize / 2;
+    let wire = |(_, r): (u64, crate::runtime::LogRecord)| proto::WireRecord {
+        time: r.time.map_or(0, |t| t.as_nanos()),
+        stderr: r.stream == LogStream::Stderr,
+        line: r.line,
+    };
+    match from {
+        None => {
+            let opts = crate::runtime::LogOptions {
+                since: since.map(swarm_core::Timestamp),
+                tail: tail.map(|t| usize::try_from(t).unwrap_or(usize::MAX)),
+                follow: false,
+            };
+            let (lines, next) = state.logs.select(&opts);
+            let mut used = 0;
+            let mut keep = lines.len();
+            for (i, (_, r)) in lines.iter().enumerate().rev() {
+                used += r.line.len() + 24;
+                if used > budget {
+                    break;
+                }
+                keep = i;
+            }
+            Reply::Records {
+                lines: lines.into_iter().skip(keep).map(wire).collect(),
+                next,
+                finished: false,
+            }
+        }
+        Some(from) => {
+            let wait = Duration::from_millis(u64::from(wait_ms.min(10_000)));
+            let _ = tokio::time::timeout(wait, state.logs.wait_after(from)).await;
+            // About 16 KiB per line at most: 1,024 lines stay well under the budget.
+            let batch = state.logs.after(from, 1024);
+            Reply::Records {
+                lines: batch.lines.into_iter().map(wire).collect(),
+                next: batch.next,
+                finished: batch.finished,
+            }
+        }
+    }
 }
 
 /// The socket path of a task's supervisor in `dir`.

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use swarm_core::SecretData;
+use swarm_core::{SecretData, Timestamp};
 
 pub use super::cancel::{
     cancelled_prepare_leaves_nothing, cancelled_start_leaves_an_observed_task,
@@ -15,7 +15,7 @@ pub use super::cancel::{
 use super::{unique_id, Behaviour, Fixture, Probe, IGNORING_STOP};
 use crate::error::RuntimeError;
 use crate::files::is_tmpfs;
-use crate::runtime::{FileKind, Runtime, RuntimeState, TaskConfig, TaskFile};
+use crate::runtime::{FileKind, LogOptions, Runtime, RuntimeState, TaskConfig, TaskFile};
 
 /// Upper bound on any single step.
 const STEP: Duration = Duration::from_secs(30);
@@ -321,6 +321,94 @@ pub async fn logs_capture_output(f: &dyn Fixture) {
     cleanup(&*rt, &c).await;
 }
 
+/// `log_stream`: lines carry the time they were written, `since` and `tail` select, a follow
+/// yields the line and ends once the task has exited; an unknown task is `NotFound`.
+pub async fn log_stream_follows_and_ends_at_exit(f: &dyn Fixture) {
+    use futures_util::StreamExt;
+
+    let wall = || {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        swarm_core::Timestamp(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    };
+    // The engine's clock may be another process's view of the same host clock: allow a minute.
+    let slack = Duration::from_secs(60);
+    let rt = f.runtime();
+    let nf = rt
+        .log_stream(&unique_id(), LogOptions::default())
+        .await
+        .err();
+    assert!(
+        matches!(nf, Some(RuntimeError::NotFound { .. })),
+        "log_stream of an unknown task: {nf:?}"
+    );
+    let c = config(f, &Behaviour::Print("follow-conformance".into()));
+    let before = wall();
+    let rt = started(f, &c).await;
+    let follow = LogOptions {
+        follow: true,
+        ..LogOptions::default()
+    };
+    let mut lines = step("log_stream", rt.log_stream(&c.task_id, follow))
+        .await
+        .expect("log_stream");
+    let line = loop {
+        let next = step("the printed line to be followed", lines.next()).await;
+        let r = next
+            .expect("the follow ended before the printed line")
+            .expect("a followed line");
+        if r.line.contains("follow-conformance") {
+            break r;
+        }
+    };
+    let time = line.time.expect("the line's write time");
+    let after = wall();
+    assert!(
+        time.plus(slack) >= before && time <= after.plus(slack),
+        "line time {time:?} is not between {before:?} and {after:?}"
+    );
+    let collect = |opts: LogOptions| {
+        let rt = rt.clone();
+        let id = c.task_id;
+        async move {
+            let s = rt.log_stream(&id, opts).await.expect("log_stream");
+            s.map(|r| r.expect("line").line).collect::<Vec<_>>().await
+        }
+    };
+    let all = step("log_stream", collect(LogOptions::default())).await;
+    assert!(
+        all.iter().any(|l| l.contains("follow-conformance")),
+        "{all:?}"
+    );
+    let later = LogOptions {
+        since: Some(Timestamp(time.as_nanos() + 1)),
+        ..LogOptions::default()
+    };
+    let none = step("log_stream since", collect(later)).await;
+    assert!(
+        !none.iter().any(|l| l.contains("follow-conformance")),
+        "since after the line still returned it: {none:?}"
+    );
+    let zero = LogOptions {
+        tail: Some(0),
+        ..LogOptions::default()
+    };
+    assert_eq!(
+        step("log_stream tail 0", collect(zero)).await,
+        Vec::<String>::new()
+    );
+    step("shutdown", rt.shutdown(&c.task_id))
+        .await
+        .expect("shutdown");
+    // The follow ends once the task exited and its output was delivered.
+    while let Some(r) = step("the follow to end after the exit", lines.next()).await {
+        r.expect("a followed line");
+    }
+    drop(lines);
+    cleanup(&*rt, &c).await;
+}
+
 /// Waits until a line of the task's output contains `text`.
 async fn wait_logged(rt: &dyn Runtime, c: &TaskConfig, text: &str) {
     let deadline = Instant::now() + STEP;
@@ -400,6 +488,7 @@ pub async fn run_all(f: &dyn Fixture) {
     files_are_materialised_on_tmpfs_and_removed(f).await;
     secrets_are_private_to_their_task(f).await;
     logs_capture_output(f).await;
+    log_stream_follows_and_ends_at_exit(f).await;
     unknown_runtime_option_is_rejected(f).await;
     unknown_and_repeated_calls(f).await;
     cancelled_prepare_leaves_nothing(f).await;
@@ -424,6 +513,7 @@ macro_rules! conformance_tests {
             files_are_materialised_on_tmpfs_and_removed,
             secrets_are_private_to_their_task,
             logs_capture_output,
+            log_stream_follows_and_ends_at_exit,
             unknown_runtime_option_is_rejected,
             unknown_and_repeated_calls,
             cancelled_prepare_leaves_nothing,

@@ -1,5 +1,6 @@
 //! The routes, one module per endpoint group, and the helpers every handler uses.
 
+mod events;
 mod logs;
 mod networks;
 mod nodes;
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use swarm_core::{Config, Secret};
 
+pub(crate) use self::events::{keep_attached, EventHub};
 use super::error::ApiError;
 use super::{json, AppState};
 
@@ -71,7 +73,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/networks/{id}/connect", post(networks::connect))
         .route("/networks/{id}/disconnect", post(networks::connect))
         .route("/session", post(system::session))
-        .route("/events", get(system::events))
+        .route("/events", get(events::events))
         .route("/plugins", get(system::plugins))
         .route("/volumes", get(system::volumes))
         .route(

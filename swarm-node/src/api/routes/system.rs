@@ -107,11 +107,3 @@ pub(crate) async fn session() -> ApiError {
         "sessions (BuildKit) are not supported by this daemon",
     )
 }
-
-/// `GET /events`: not available.
-pub(crate) async fn events() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "the event stream is not supported by this daemon",
-    )
-}
