@@ -43,6 +43,7 @@ pub fn ensure() -> Option<&'static str> {
 /// A started task of the docker runtime on the test image, running a shell that idles until
 /// SIGTERM, with `spec`'s options (its image and command are replaced); `None` (after a loud
 /// skip) without a Docker socket. The caller removes the task.
+#[cfg(feature = "docker")]
 #[allow(dead_code)]
 pub async fn idle_task(
     name: &str,
