@@ -279,11 +279,9 @@ impl Store {
 
     fn tasks_in<'a>(
         &'a self,
-        set: Option<&'a std::collections::BTreeSet<Id>>,
+        ids: impl Iterator<Item = Id> + 'a,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        set.into_iter()
-            .flatten()
-            .filter_map(|id| self.tables.tasks.by_id.get(id))
+        ids.filter_map(|id| self.tables.tasks.by_id.get(&id))
     }
 
     /// Tasks of a service, ordered by id.
@@ -291,12 +289,12 @@ impl Store {
         &'a self,
         service: &Id,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.tasks_in(self.tables.task_idx.by_service.get(service))
+        self.tasks_in(self.tables.task_idx.service(*service))
     }
 
     /// Tasks assigned to a node, ordered by id.
     pub fn tasks_by_node<'a>(&'a self, node: &Id) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.tasks_in(self.tables.task_idx.by_node.get(node))
+        self.tasks_in(self.tables.task_idx.node(*node))
     }
 
     /// Tasks of one slot of a service (global tasks all have slot 0), ordered by id.
@@ -305,7 +303,7 @@ impl Store {
         service: &Id,
         slot: u64,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.tasks_in(self.tables.task_idx.by_slot.get(&(*service, slot)))
+        self.tasks_in(self.tables.task_idx.slot(*service, slot))
     }
 
     /// Tasks with this desired state, ordered by id.
@@ -313,7 +311,7 @@ impl Store {
         &self,
         state: TaskState,
     ) -> impl Iterator<Item = &Arc<Task>> + '_ {
-        self.tasks_in(self.tables.task_idx.by_desired.get(&state))
+        self.tasks_in(self.tables.task_idx.desired(state))
     }
 
     fn services_in<'a>(

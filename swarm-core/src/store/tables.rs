@@ -38,13 +38,53 @@ pub(crate) fn name_key(name: &str) -> String {
 
 type Set = BTreeSet<Id>;
 
-/// Task indexes.
+/// The smallest id (all zeros): the lower end of every index range.
+static MIN_ID: std::sync::LazyLock<Id> = std::sync::LazyLock::new(|| Id::from_u128(0));
+
+/// Task indexes. Each is one ordered set of `(key, task id)` pairs rather than a map from key to
+/// a set of ids: an index entry then costs one B-tree slot (no map entry and no set allocation
+/// per key; most slots and many services and nodes hold one task or a few), inserting tasks in id
+/// order appends, and the tasks of one key are a range, already in id order.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TaskIndexes {
-    pub(crate) by_service: HashMap<Id, Set>,
-    pub(crate) by_node: HashMap<Id, Set>,
-    pub(crate) by_slot: HashMap<(Id, u64), Set>,
-    pub(crate) by_desired: BTreeMap<TaskState, Set>,
+    pub(crate) by_service: BTreeSet<(Id, Id)>,
+    pub(crate) by_node: BTreeSet<(Id, Id)>,
+    pub(crate) by_slot: BTreeSet<(Id, u64, Id)>,
+    pub(crate) by_desired: BTreeSet<(TaskState, Id)>,
+}
+
+impl TaskIndexes {
+    /// Tasks of `service`, in id order.
+    pub(crate) fn service(&self, service: Id) -> impl Iterator<Item = Id> + '_ {
+        self.by_service
+            .range((service, *MIN_ID)..)
+            .take_while(move |(s, _)| *s == service)
+            .map(|&(_, t)| t)
+    }
+
+    /// Tasks assigned to `node`, in id order.
+    pub(crate) fn node(&self, node: Id) -> impl Iterator<Item = Id> + '_ {
+        self.by_node
+            .range((node, *MIN_ID)..)
+            .take_while(move |(n, _)| *n == node)
+            .map(|&(_, t)| t)
+    }
+
+    /// Tasks of slot `slot` of `service`, in id order.
+    pub(crate) fn slot(&self, service: Id, slot: u64) -> impl Iterator<Item = Id> + '_ {
+        self.by_slot
+            .range((service, slot, *MIN_ID)..)
+            .take_while(move |(s, n, _)| *s == service && *n == slot)
+            .map(|&(_, _, t)| t)
+    }
+
+    /// Tasks with desired state `state`, in id order.
+    pub(crate) fn desired(&self, state: TaskState) -> impl Iterator<Item = Id> + '_ {
+        self.by_desired
+            .range((state, *MIN_ID)..)
+            .take_while(move |(d, _)| *d == state)
+            .map(|&(_, t)| t)
+    }
 }
 
 /// Reverse references from services to the secrets, configs and networks they use.
@@ -193,37 +233,28 @@ impl Tables {
             tasks.dedup_by_key(|t| t.id);
             tasks.reverse();
         }
-        let mut by_service: HashMap<Id, Vec<Id>> = HashMap::new();
-        let mut by_node: HashMap<Id, Vec<Id>> = HashMap::new();
-        // Slots hold one task or a few: insert directly (a Vec per slot would only add an
-        // allocation).
-        let mut by_slot: HashMap<(Id, u64), Set> = HashMap::with_capacity(tasks.len());
-        let mut by_desired: BTreeMap<TaskState, Vec<Id>> = BTreeMap::new();
-        for t in &tasks {
-            by_service.entry(t.service_id).or_default().push(t.id);
-            if let Some(n) = t.node_id {
-                by_node.entry(n).or_default().push(t.id);
-            }
-            by_slot
-                .entry((t.service_id, t.slot))
-                .or_default()
-                .insert(t.id);
-            by_desired.entry(t.desired_state).or_default().push(t.id);
-        }
-        self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
-        fn sets<K: std::hash::Hash + Eq>(m: HashMap<K, Vec<Id>>) -> HashMap<K, Set> {
-            m.into_iter()
-                .map(|(k, ids)| (k, ids.into_iter().collect()))
-                .collect()
-        }
-        let ix = &mut self.task_idx;
-        ix.by_service = sets(by_service);
-        ix.by_node = sets(by_node);
-        ix.by_slot = by_slot;
-        ix.by_desired = by_desired
-            .into_iter()
-            .map(|(k, ids)| (k, ids.into_iter().collect()))
+        // Every index is built from a sorted vector (a B-tree built from sorted input is a linear
+        // bulk load). Tasks come in id order, so grouping by key with a stable sort keeps each
+        // key's ids in order; the keys themselves are few or nearly sorted in practice.
+        let mut by_service: Vec<(Id, Id)> = tasks.iter().map(|t| (t.service_id, t.id)).collect();
+        let mut by_node: Vec<(Id, Id)> = tasks
+            .iter()
+            .filter_map(|t| Some((t.node_id?, t.id)))
             .collect();
+        let mut by_slot: Vec<(Id, u64, Id)> =
+            tasks.iter().map(|t| (t.service_id, t.slot, t.id)).collect();
+        let mut by_desired: Vec<(TaskState, Id)> =
+            tasks.iter().map(|t| (t.desired_state, t.id)).collect();
+        by_service.sort();
+        by_node.sort();
+        by_slot.sort();
+        by_desired.sort();
+        self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
+        let ix = &mut self.task_idx;
+        ix.by_service = by_service.into_iter().collect();
+        ix.by_node = by_node.into_iter().collect();
+        ix.by_slot = by_slot.into_iter().collect();
+        ix.by_desired = by_desired.into_iter().collect();
     }
 
     /// Deletes an object, keeping every index in step. Returns it.
@@ -258,53 +289,40 @@ impl Tables {
     /// Updates task indexes from `old` to `new`, touching only the keys that changed (a status update
     /// changes none of them, which keeps the hottest write cheap).
     fn reindex_task(&mut self, old: Option<&Task>, new: Option<&Task>) {
-        let ix = &mut self.task_idx;
-        let id = old.or(new).map(|t| t.id);
-        let Some(id) = id else { return };
-        let (o_svc, n_svc) = (old.map(|t| t.service_id), new.map(|t| t.service_id));
-        if o_svc != n_svc {
-            if let Some(s) = o_svc {
-                set_del(&mut ix.by_service, &s, &id);
-            }
-            if let Some(s) = n_svc {
-                set_add(&mut ix.by_service, s, id);
-            }
-        }
-        let (o_node, n_node) = (old.and_then(|t| t.node_id), new.and_then(|t| t.node_id));
-        if o_node != n_node {
-            if let Some(n) = o_node {
-                set_del(&mut ix.by_node, &n, &id);
-            }
-            if let Some(n) = n_node {
-                set_add(&mut ix.by_node, n, id);
-            }
-        }
-        let (o_slot, n_slot) = (
-            old.map(|t| (t.service_id, t.slot)),
-            new.map(|t| (t.service_id, t.slot)),
-        );
-        if o_slot != n_slot {
-            if let Some(k) = o_slot {
-                set_del(&mut ix.by_slot, &k, &id);
-            }
-            if let Some(k) = n_slot {
-                set_add(&mut ix.by_slot, k, id);
-            }
-        }
-        let (o_des, n_des) = (old.map(|t| t.desired_state), new.map(|t| t.desired_state));
-        if o_des != n_des {
-            if let Some(d) = o_des {
-                if let Some(s) = ix.by_desired.get_mut(&d) {
-                    s.remove(&id);
-                    if s.is_empty() {
-                        ix.by_desired.remove(&d);
-                    }
+        fn step<K: Ord>(set: &mut BTreeSet<K>, old: Option<K>, new: Option<K>) {
+            if old != new {
+                if let Some(k) = old {
+                    set.remove(&k);
+                }
+                if let Some(k) = new {
+                    set.insert(k);
                 }
             }
-            if let Some(d) = n_des {
-                ix.by_desired.entry(d).or_default().insert(id);
-            }
         }
+        let ix = &mut self.task_idx;
+        let Some(id) = old.or(new).map(|t| t.id) else {
+            return;
+        };
+        step(
+            &mut ix.by_service,
+            old.map(|t| (t.service_id, id)),
+            new.map(|t| (t.service_id, id)),
+        );
+        step(
+            &mut ix.by_node,
+            old.and_then(|t| Some((t.node_id?, id))),
+            new.and_then(|t| Some((t.node_id?, id))),
+        );
+        step(
+            &mut ix.by_slot,
+            old.map(|t| (t.service_id, t.slot, id)),
+            new.map(|t| (t.service_id, t.slot, id)),
+        );
+        step(
+            &mut ix.by_desired,
+            old.map(|t| (t.desired_state, id)),
+            new.map(|t| (t.desired_state, id)),
+        );
     }
 
     fn reindex_service(&mut self, old: Option<&Service>, new: Option<&Service>) {
