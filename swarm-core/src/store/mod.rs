@@ -289,12 +289,12 @@ impl Store {
         &'a self,
         service: &Id,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.tasks_in(self.tables.task_idx.service(*service))
+        self.tasks_in(self.tables.task_idx.by_service.get(service))
     }
 
     /// Tasks assigned to a node, ordered by id.
     pub fn tasks_by_node<'a>(&'a self, node: &Id) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.tasks_in(self.tables.task_idx.node(*node))
+        self.tasks_in(self.tables.task_idx.by_node.get(node))
     }
 
     /// Tasks of one slot of a service (global tasks all have slot 0), ordered by id.
@@ -303,7 +303,7 @@ impl Store {
         service: &Id,
         slot: u64,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.tasks_in(self.tables.task_idx.slot(*service, slot))
+        self.tasks_in(self.tables.task_idx.by_slot.get(&(*service, slot)))
     }
 
     /// Tasks with this desired state, ordered by id.
@@ -311,7 +311,7 @@ impl Store {
         &self,
         state: TaskState,
     ) -> impl Iterator<Item = &Arc<Task>> + '_ {
-        self.tasks_in(self.tables.task_idx.desired(state))
+        self.tasks_in(self.tables.task_idx.by_desired.get(&state))
     }
 
     fn services_in<'a>(

@@ -1,7 +1,9 @@
 //! The store's tables and secondary indexes. Every write goes through [`Tables::put`] and
 //! [`Tables::delete`], which keep all indexes in step; nothing else mutates a table.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use crate::id::Id;
@@ -38,53 +40,162 @@ pub(crate) fn name_key(name: &str) -> String {
 
 type Set = BTreeSet<Id>;
 
-/// The smallest id (all zeros): the lower end of every index range.
-static MIN_ID: std::sync::LazyLock<Id> = std::sync::LazyLock::new(|| Id::from_u128(0));
+/// Hasher of the task index keys (ids, slots, states). Ids are random bits minted by the
+/// managers, never chosen by a client, so a multiply-rotate fold over the key's words spreads them
+/// well; SipHash's resistance to chosen keys would only cost time on the store's hottest writes.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyHasher(u64);
 
-/// Task indexes. Each is one ordered set of `(key, task id)` pairs rather than a map from key to
-/// a set of ids: an index entry then costs one B-tree slot (no map entry and no set allocation
-/// per key; most slots and many services and nodes hold one task or a few), inserting tasks in id
-/// order appends, and the tasks of one key are a range, already in id order.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct TaskIndexes {
-    pub(crate) by_service: BTreeSet<(Id, Id)>,
-    pub(crate) by_node: BTreeSet<(Id, Id)>,
-    pub(crate) by_slot: BTreeSet<(Id, u64, Id)>,
-    pub(crate) by_desired: BTreeSet<(TaskState, Id)>,
+const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl KeyHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(MULTIPLIER);
+    }
 }
 
-impl TaskIndexes {
-    /// Tasks of `service`, in id order.
-    pub(crate) fn service(&self, service: Id) -> impl Iterator<Item = Id> + '_ {
-        self.by_service
-            .range((service, *MIN_ID)..)
-            .take_while(move |(s, _)| *s == service)
-            .map(|&(_, t)| t)
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(w));
+        }
     }
 
-    /// Tasks assigned to `node`, in id order.
-    pub(crate) fn node(&self, node: Id) -> impl Iterator<Item = Id> + '_ {
-        self.by_node
-            .range((node, *MIN_ID)..)
-            .take_while(move |(n, _)| *n == node)
-            .map(|&(_, t)| t)
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
     }
 
-    /// Tasks of slot `slot` of `service`, in id order.
-    pub(crate) fn slot(&self, service: Id, slot: u64) -> impl Iterator<Item = Id> + '_ {
-        self.by_slot
-            .range((service, slot, *MIN_ID)..)
-            .take_while(move |(s, n, _)| *s == service && *n == slot)
-            .map(|&(_, _, t)| t)
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
     }
 
-    /// Tasks with desired state `state`, in id order.
-    pub(crate) fn desired(&self, state: TaskState) -> impl Iterator<Item = Id> + '_ {
-        self.by_desired
-            .range((state, *MIN_ID)..)
-            .take_while(move |(d, _)| *d == state)
-            .map(|&(_, t)| t)
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Fold the high bits, which the multiplications filled best, into the low bits that
+        // pick the bucket.
+        let h = self.0;
+        (h ^ (h >> 29)).wrapping_mul(MULTIPLIER) ^ (h >> 32)
     }
+}
+
+/// The task ids under one index key: held inline while there is one (most slots, and services
+/// or nodes with a single task), a set beyond.
+#[derive(Clone, Debug)]
+pub(crate) enum Ids {
+    One(Id),
+    Many(Set),
+}
+
+impl Ids {
+    /// The ids, in order.
+    fn iter(&self) -> impl Iterator<Item = Id> + '_ {
+        let (one, many) = match self {
+            Ids::One(id) => (Some(*id), None),
+            Ids::Many(set) => (None, Some(set)),
+        };
+        one.into_iter().chain(many.into_iter().flatten().copied())
+    }
+}
+
+/// One task index: key -> the ids of the tasks with that key, in id order.
+#[derive(Clone, Debug)]
+pub(crate) struct Index<K> {
+    map: HashMap<K, Ids, BuildHasherDefault<KeyHasher>>,
+}
+
+impl<K> Default for Index<K> {
+    fn default() -> Self {
+        Index {
+            map: HashMap::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> Index<K> {
+    /// The tasks under `key`, in id order.
+    pub(crate) fn get(&self, key: &K) -> impl Iterator<Item = Id> + '_ {
+        self.map.get(key).into_iter().flat_map(Ids::iter)
+    }
+
+    fn insert(&mut self, key: K, id: Id) {
+        match self.map.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert(Ids::One(id));
+            }
+            Entry::Occupied(mut e) => {
+                let ids = e.get_mut();
+                match ids {
+                    Ids::One(x) if *x == id => {}
+                    Ids::One(x) => *ids = Ids::Many(Set::from([*x, id])),
+                    Ids::Many(set) => {
+                        set.insert(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K, id: &Id) {
+        let Some(ids) = self.map.get_mut(key) else {
+            return;
+        };
+        let empty = match ids {
+            Ids::One(x) => x == id,
+            Ids::Many(set) => {
+                set.remove(id);
+                if set.len() == 1 {
+                    if let Some(&last) = set.first() {
+                        *ids = Ids::One(last);
+                    }
+                }
+                set_is_empty(ids)
+            }
+        };
+        if empty {
+            self.map.remove(key);
+        }
+    }
+
+    /// An index of `pairs`, which come in task id order: keys holding one task inline, the sets
+    /// of the others built in bulk from their (already ordered) ids.
+    fn from_ordered(pairs: impl Iterator<Item = (K, Id)>) -> Index<K> {
+        let mut grouped: HashMap<K, Vec<Id>, BuildHasherDefault<KeyHasher>> = HashMap::default();
+        for (k, id) in pairs {
+            grouped.entry(k).or_default().push(id);
+        }
+        let map = grouped
+            .into_iter()
+            .map(|(k, ids)| {
+                let v = match ids.as_slice() {
+                    [one] => Ids::One(*one),
+                    _ => Ids::Many(ids.into_iter().collect()),
+                };
+                (k, v)
+            })
+            .collect();
+        Index { map }
+    }
+}
+
+fn set_is_empty(ids: &Ids) -> bool {
+    matches!(ids, Ids::Many(set) if set.is_empty())
+}
+
+/// Task indexes. A key holding a single task costs one map entry and no allocation (a slot holds
+/// one task or a few; in SwarmKit's benchmark shapes every service has one task); hashing is
+/// [`KeyHasher`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TaskIndexes {
+    pub(crate) by_service: Index<Id>,
+    pub(crate) by_node: Index<Id>,
+    pub(crate) by_slot: Index<(Id, u64)>,
+    pub(crate) by_desired: Index<TaskState>,
 }
 
 /// Reverse references from services to the secrets, configs and networks they use.
@@ -233,28 +344,18 @@ impl Tables {
             tasks.dedup_by_key(|t| t.id);
             tasks.reverse();
         }
-        // Every index is built from a sorted vector (a B-tree built from sorted input is a linear
-        // bulk load). Tasks come in id order, so grouping by key with a stable sort keeps each
-        // key's ids in order; the keys themselves are few or nearly sorted in practice.
-        let mut by_service: Vec<(Id, Id)> = tasks.iter().map(|t| (t.service_id, t.id)).collect();
-        let mut by_node: Vec<(Id, Id)> = tasks
-            .iter()
-            .filter_map(|t| Some((t.node_id?, t.id)))
-            .collect();
-        let mut by_slot: Vec<(Id, u64, Id)> =
-            tasks.iter().map(|t| (t.service_id, t.slot, t.id)).collect();
-        let mut by_desired: Vec<(TaskState, Id)> =
-            tasks.iter().map(|t| (t.desired_state, t.id)).collect();
-        by_service.sort();
-        by_node.sort();
-        by_slot.sort();
-        by_desired.sort();
-        self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
         let ix = &mut self.task_idx;
-        ix.by_service = by_service.into_iter().collect();
-        ix.by_node = by_node.into_iter().collect();
-        ix.by_slot = by_slot.into_iter().collect();
-        ix.by_desired = by_desired.into_iter().collect();
+        ix.by_service = Index::from_ordered(tasks.iter().map(|t| (t.service_id, t.id)));
+        ix.by_node = Index::from_ordered(tasks.iter().filter_map(|t| Some((t.node_id?, t.id))));
+        ix.by_desired = Index::from_ordered(tasks.iter().map(|t| (t.desired_state, t.id)));
+        // Slots hold one task or a few: insert directly (grouping would allocate a vector each).
+        let mut by_slot = Index::default();
+        by_slot.map.reserve(tasks.len());
+        for t in &tasks {
+            by_slot.insert((t.service_id, t.slot), t.id);
+        }
+        ix.by_slot = by_slot;
+        self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
     }
 
     /// Deletes an object, keeping every index in step. Returns it.
@@ -289,13 +390,13 @@ impl Tables {
     /// Updates task indexes from `old` to `new`, touching only the keys that changed (a status update
     /// changes none of them, which keeps the hottest write cheap).
     fn reindex_task(&mut self, old: Option<&Task>, new: Option<&Task>) {
-        fn step<K: Ord>(set: &mut BTreeSet<K>, old: Option<K>, new: Option<K>) {
+        fn step<K: Hash + Eq>(ix: &mut Index<K>, id: Id, old: Option<K>, new: Option<K>) {
             if old != new {
                 if let Some(k) = old {
-                    set.remove(&k);
+                    ix.remove(&k, &id);
                 }
                 if let Some(k) = new {
-                    set.insert(k);
+                    ix.insert(k, id);
                 }
             }
         }
@@ -305,23 +406,27 @@ impl Tables {
         };
         step(
             &mut ix.by_service,
-            old.map(|t| (t.service_id, id)),
-            new.map(|t| (t.service_id, id)),
+            id,
+            old.map(|t| t.service_id),
+            new.map(|t| t.service_id),
         );
         step(
             &mut ix.by_node,
-            old.and_then(|t| Some((t.node_id?, id))),
-            new.and_then(|t| Some((t.node_id?, id))),
+            id,
+            old.and_then(|t| t.node_id),
+            new.and_then(|t| t.node_id),
         );
         step(
             &mut ix.by_slot,
-            old.map(|t| (t.service_id, t.slot, id)),
-            new.map(|t| (t.service_id, t.slot, id)),
+            id,
+            old.map(|t| (t.service_id, t.slot)),
+            new.map(|t| (t.service_id, t.slot)),
         );
         step(
             &mut ix.by_desired,
-            old.map(|t| (t.desired_state, id)),
-            new.map(|t| (t.desired_state, id)),
+            id,
+            old.map(|t| t.desired_state),
+            new.map(|t| t.desired_state),
         );
     }
 
