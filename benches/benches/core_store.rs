@@ -1,13 +1,14 @@
-//! swarm-core store benchmarks: task status updates with 100 000 tasks stored, and snapshot /
-//! restore of 100 000 tasks.
+//! swarm-core store benchmarks: task status updates with 100 000 tasks stored, snapshot /
+//! restore of 100 000 tasks, and how fill and restore scale from 10 000 to 1 000 000 tasks.
 //!
-//! Run: `cargo bench -p swarm-benches --bench core_store`
+//! Run: `cargo bench -p swarm-benches --bench core_store` (`-- store_scale` for the scaling rows;
+//! the 1M rows need about 6 GiB of memory).
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use swarm_core::action::{Batch, StoreAction};
 use swarm_core::testing::{id, typical_task};
 use swarm_core::{Object, Store, StoreSnapshot, Task, Timestamp};
@@ -100,5 +101,79 @@ fn bench_snapshot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_status_updates, bench_snapshot);
+/// `n` typical tasks (each its own spec copy, 1 000 nodes), as create actions in batches of 200.
+fn create_batches(n: u128) -> Vec<Batch> {
+    let svc = id(7);
+    let mut out = Vec::with_capacity((n as usize).div_ceil(BATCH));
+    let mut actions = Vec::with_capacity(BATCH);
+    for k in 0..n {
+        actions.push(StoreAction::Create(
+            typical_task(1 + k, svc, Some(id(10_000 + k % 1000))).into(),
+        ));
+        if actions.len() == BATCH || k + 1 == n {
+            let index = out.len() as u64 + 1;
+            out.push(Batch {
+                index,
+                timestamp: Timestamp::from_secs(index),
+                actions: std::mem::take(&mut actions),
+            });
+        }
+    }
+    out
+}
+
+/// Fill (every create batch applied to an empty store) and restore (decode a snapshot and rebuild
+/// every index) of 10k, 100k and 1M tasks. Criterion reports the time per task (throughput =
+/// tasks); linear scaling means equal per-task figures. Building the batches and dropping the
+/// stores are outside the timed region.
+fn bench_scale(c: &mut Criterion) {
+    let mut g = c.benchmark_group("store_scale");
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(1));
+    for (name, n) in [("10k", 10_000u128), ("100k", 100_000), ("1M", 1_000_000)] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.measurement_time(Duration::from_secs(if n >= 1_000_000 { 20 } else { 5 }));
+        g.bench_function(format!("fill/{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batches = create_batches(n);
+                    let mut st = Store::new();
+                    let t0 = Instant::now();
+                    for batch in batches {
+                        st.apply(batch).expect("fixture applies");
+                    }
+                    total += t0.elapsed();
+                    drop(black_box(st));
+                }
+                total
+            })
+        });
+        let bytes = {
+            let mut st = Store::new();
+            for batch in create_batches(n) {
+                st.apply(batch).expect("fixture applies");
+            }
+            st.snapshot().encode()
+        };
+        g.bench_function(format!("restore/{name}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut st = Store::new();
+                    let t0 = Instant::now();
+                    let snap = StoreSnapshot::decode(&bytes, 1 << 36).expect("decodes");
+                    st.restore(snap);
+                    total += t0.elapsed();
+                    drop(black_box(st));
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_status_updates, bench_snapshot, bench_scale);
 criterion_main!(benches);

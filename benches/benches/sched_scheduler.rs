@@ -1,10 +1,13 @@
 //! swarm-sched scheduler benchmarks.
 //!
 //! 1. SwarmKit's scheduler benchmark shapes (`manager/scheduler/scheduler_test.go`): N nodes, M
-//!    pending tasks, every task its own service (so batching cannot help). Timed from "nodes,
-//!    services and tasks committed to the store" to "every assignment committed": the scheduler
-//!    handles the creation events, places, its actions are applied to the `Store` in batches of 200
-//!    and the resulting events are fed back (`Harness::settle`). The `third` shape puts a
+//!    pending tasks, every task its own service (so batching cannot help). Timed like SwarmKit's
+//!    `benchScheduler` (its timer starts before the transaction creating nodes and tasks commits):
+//!    from a scheduler watching the empty store, through the commits creating the nodes, the
+//!    services and the tasks (`Store::apply` in batches of 200, events queued), to "every
+//!    assignment committed": the scheduler handles the creation events, places, its actions are
+//!    applied to the `Store` in batches of 200 and the resulting events are fed back
+//!    (`Harness::settle`). Only building the objects in memory is setup. The `third` shape puts a
 //!    constraint on every task that only every third node satisfies (SwarmKit uses a network
 //!    plugin filter for the same effect).
 //! 2. `spread`: one service, 100 000 tasks onto 10 000 nodes with 2 constraints and a 2-level
@@ -20,16 +23,19 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use swarm_core::objects::node::NodeState;
-use swarm_core::{Event, Node, Object, Service, StoreAction};
+use swarm_core::{Event, Node, Object, Service, StoreAction, Task};
 use swarm_sched::orchestrator::sim::{Sim, SimRng};
 use swarm_sched::testing::{id, labeled_node, node, service, task, tasks, Harness};
 use swarm_sched::{Orchestrator, Scheduler};
 
-/// N nodes and M single-task services, committed; a scheduler that saw the empty store.
-fn swarmkit_shape(nodes: usize, count: usize, third: bool) -> (Harness, Scheduler) {
-    let mut h = Harness::new();
-    let mut s = Scheduler::new();
-    s.handle_reset(&h.store);
+/// N nodes, M single-task services and their tasks, built in memory but not committed yet.
+struct SwarmkitShape {
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    tasks: Vec<Task>,
+}
+
+fn swarmkit_shape(nodes: usize, count: usize, third: bool) -> SwarmkitShape {
     let nodes: Vec<Node> = (0..nodes)
         .map(|i| {
             if third && i % 3 == 0 {
@@ -39,7 +45,6 @@ fn swarmkit_shape(nodes: usize, count: usize, third: bool) -> (Harness, Schedule
             }
         })
         .collect();
-    h.create(nodes);
     let services: Vec<Service> = (0..count)
         .map(|i| {
             let mut svc = service(1_000_000 + i as u128, 1);
@@ -49,14 +54,27 @@ fn swarmkit_shape(nodes: usize, count: usize, third: bool) -> (Harness, Schedule
             svc
         })
         .collect();
-    let all: Vec<_> = services
+    let tasks = services
         .iter()
         .enumerate()
         .map(|(i, svc)| task(svc, 1, 10_000_000 + i as u128))
         .collect();
-    h.create(services);
-    h.create(all);
-    (h, s)
+    SwarmkitShape {
+        nodes,
+        services,
+        tasks,
+    }
+}
+
+/// The timed region: commit the shape to a store a fresh scheduler watches, then settle.
+fn commit_and_schedule(shape: SwarmkitShape) -> (Harness, Scheduler) {
+    let mut h = Harness::new();
+    let mut s = Scheduler::new();
+    s.handle_reset(&h.store);
+    h.create(shape.nodes);
+    h.create(shape.services);
+    h.create(shape.tasks);
+    schedule_all((h, s))
 }
 
 fn schedule_all((mut h, mut s): (Harness, Scheduler)) -> (Harness, Scheduler) {
@@ -84,7 +102,7 @@ fn swarmkit(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter_batched(
                 || swarmkit_shape(nodes, count, third),
-                schedule_all,
+                commit_and_schedule,
                 BatchSize::PerIteration,
             )
         });

@@ -15,9 +15,39 @@ pub const ID_LEN: usize = 25;
 
 const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 
-/// A swarm object id: exactly 25 characters of `[0-9a-z]`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A swarm object id: exactly 25 characters of `[0-9a-z]`. Ordered like its string (byte by
+/// byte).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Id([u8; ID_LEN]);
+
+impl Id {
+    /// The id's bytes as big-endian integers (16 + 8 + 1 bytes): they order exactly like the bytes,
+    /// and comparing them is a few register compares instead of a `memcmp` call, which matters in
+    /// the store's B-trees (a search compares up to 11 keys per level).
+    #[inline]
+    fn order_key(&self) -> (u128, u64, u8) {
+        let b = &self.0;
+        let mut hi = [0u8; 16];
+        hi.copy_from_slice(&b[..16]);
+        let mut mid = [0u8; 8];
+        mid.copy_from_slice(&b[16..24]);
+        (u128::from_be_bytes(hi), u64::from_be_bytes(mid), b[24])
+    }
+}
+
+impl Ord for Id {
+    #[inline]
+    fn cmp(&self, other: &Id) -> std::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
+    }
+}
+
+impl PartialOrd for Id {
+    #[inline]
+    fn partial_cmp(&self, other: &Id) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// Why a string is not a valid [`Id`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -173,6 +203,27 @@ mod tests {
     fn from_u128_is_ordered() {
         assert!(Id::from_u128(1) < Id::from_u128(2));
         assert_eq!(Id::from_u128(35).as_str(), "000000000000000000000000z");
+    }
+
+    #[test]
+    fn order_is_the_string_order() {
+        // Ids that differ at every position, in each of the three integer parts of the key.
+        let mut ids: Vec<Id> = Vec::new();
+        for pos in 0..ID_LEN {
+            for c in ["0", "9", "a", "z"] {
+                let mut s = "m".repeat(ID_LEN);
+                s.replace_range(pos..=pos, c);
+                ids.push(Id::parse(&s).unwrap());
+            }
+        }
+        ids.push(Id::from_u128(0));
+        ids.push(Id::parse(&"z".repeat(ID_LEN)).unwrap());
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(a.cmp(b), a.as_str().cmp(b.as_str()), "{a} vs {b}");
+                assert_eq!(a.partial_cmp(b), Some(a.as_str().cmp(b.as_str())));
+            }
+        }
     }
 
     #[test]

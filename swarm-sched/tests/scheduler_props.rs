@@ -5,7 +5,9 @@
 //! 2. with spread preferences and unlimited capacity, the tasks of a service differ by at most one
 //!    between the branches of every level (and between the nodes of every leaf);
 //! 3. a task left unplaced is pending with a "no suitable node" reason;
-//! 4. the same inputs give the same store, byte for byte.
+//! 4. the same inputs give the same store, byte for byte;
+//! 5. without spread preferences, every task lands exactly where a naive reference (every node
+//!    checked against every filter for every task, best rank taken) puts it.
 //!
 //! Each case commits nodes, services and two rounds of tasks to a `Store` and runs the scheduler
 //! to quiescence through it (`Harness::settle`), so the properties hold for the real event loop.
@@ -329,6 +331,83 @@ fn check_spread(h: &Harness, svc: &Service) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The scheduler's placement rule, written as plainly as possible: batches in service id order,
+/// tasks in id order, each to the node passing every filter with the fewest tasks of the service,
+/// then the fewest tasks in all, then the lowest id; a task no node takes stays unplaced (and so do
+/// the later tasks of its batch: capacity only shrinks). Returns the node of every task.
+fn reference(nodes: &[NodeGen], svcs: &[SvcGen]) -> BTreeMap<Id, Option<Id>> {
+    let built: Vec<Node> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, g)| build_node(i, g))
+        .collect();
+    let services: Vec<Service> = svcs
+        .iter()
+        .enumerate()
+        .map(|(i, g)| build_service(i, g))
+        .collect();
+    // Per node: CPU left, host ports taken, tasks per service, tasks in all.
+    let mut state: Vec<Usage> = vec![Usage::default(); built.len()];
+    let mut cpu_left: Vec<i64> = built
+        .iter()
+        .map(|n| n.description.as_ref().map_or(0, |d| d.resources.nano_cpus))
+        .collect();
+    let mut out = BTreeMap::new();
+    let mut waiting: BTreeMap<Id, Vec<Id>> = BTreeMap::new();
+    let mut next = 10_000u128;
+    for round in 0..2 {
+        for (svc, g) in services.iter().zip(svcs) {
+            let w = waiting.entry(svc.id).or_default();
+            w.extend((0..g.rounds[round]).map(|k| id(next + u128::from(k))));
+            next += 1000;
+        }
+        let mut order: Vec<&Service> = services.iter().collect();
+        order.sort_by_key(|s| s.id);
+        for svc in order {
+            let cpu = svc.spec.task.resources.reservations.nano_cpus;
+            let port = svc.spec.endpoint.ports.first().map(|p| p.published_port);
+            let max = svc.spec.task.placement.max_replicas;
+            let queue = std::mem::take(waiting.entry(svc.id).or_default());
+            let mut blocked = false;
+            for t in queue {
+                let best = if blocked {
+                    None
+                } else {
+                    (0..built.len())
+                        .filter(|&i| statically_ok(&built[i], svc))
+                        .filter(|&i| cpu <= 0 || cpu <= cpu_left[i])
+                        .filter(|&i| port.is_none_or(|p| !state[i].1.contains(&p)))
+                        .filter(|&i| {
+                            max == 0 || state[i].2.get(&svc.id).copied().unwrap_or(0) < max
+                        })
+                        .min_by_key(|&i| {
+                            let total: u64 = state[i].2.values().sum();
+                            (
+                                state[i].2.get(&svc.id).copied().unwrap_or(0),
+                                total,
+                                built[i].id,
+                            )
+                        })
+                };
+                match best {
+                    Some(i) => {
+                        cpu_left[i] -= cpu;
+                        state[i].1.extend(port);
+                        *state[i].2.entry(svc.id).or_default() += 1;
+                        out.insert(t, Some(built[i].id));
+                    }
+                    None => {
+                        blocked = true;
+                        out.insert(t, None);
+                        waiting.entry(svc.id).or_default().push(t);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -355,6 +434,20 @@ proptest! {
         check(&h)?;
         let s = h.store.get::<Service>(&id(100)).expect("service").clone();
         check_spread(&h, &s)?;
+    }
+
+    #[test]
+    fn flat_placements_match_the_reference(
+        nodes in proptest::collection::vec(node_gen(), 0..16),
+        mut svcs in proptest::collection::vec(svc_gen(), 1..5),
+    ) {
+        for s in &mut svcs {
+            s.prefs = 0;
+        }
+        let h = run(&nodes, &svcs);
+        let got: BTreeMap<Id, Option<Id>> =
+            h.store.iter::<Task>().map(|t| (t.id, t.node_id)).collect();
+        prop_assert_eq!(got, reference(&nodes, &svcs));
     }
 
     #[test]

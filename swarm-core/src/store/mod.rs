@@ -303,11 +303,9 @@ impl Store {
 
     fn tasks_in<'a>(
         &'a self,
-        set: Option<&'a std::collections::BTreeSet<Id>>,
+        ids: impl Iterator<Item = Id> + 'a,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        set.into_iter()
-            .flatten()
-            .filter_map(|id| self.tables.tasks.by_id.get(id))
+        ids.filter_map(|id| self.tables.tasks.by_id.get(&id))
     }
 
     /// Tasks of a service, ordered by id.

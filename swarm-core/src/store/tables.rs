@@ -1,7 +1,9 @@
 //! The store's tables and secondary indexes. Every write goes through [`Tables::put`] and
 //! [`Tables::delete`], which keep all indexes in step; nothing else mutates a table.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use crate::id::Id;
@@ -38,13 +40,162 @@ pub(crate) fn name_key(name: &str) -> String {
 
 type Set = BTreeSet<Id>;
 
-/// Task indexes.
+/// Hasher of the task index keys (ids, slots, states). Ids are random bits minted by the
+/// managers, never chosen by a client, so a multiply-rotate fold over the key's words spreads them
+/// well; SipHash's resistance to chosen keys would only cost time on the store's hottest writes.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyHasher(u64);
+
+const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl KeyHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(MULTIPLIER);
+    }
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        // Fold the high bits, which the multiplications filled best, into the low bits that
+        // pick the bucket.
+        let h = self.0;
+        (h ^ (h >> 29)).wrapping_mul(MULTIPLIER) ^ (h >> 32)
+    }
+}
+
+/// The task ids under one index key: held inline while there is one (most slots, and services
+/// or nodes with a single task), a set beyond.
+#[derive(Clone, Debug)]
+pub(crate) enum Ids {
+    One(Id),
+    Many(Set),
+}
+
+impl Ids {
+    /// The ids, in order.
+    fn iter(&self) -> impl Iterator<Item = Id> + '_ {
+        let (one, many) = match self {
+            Ids::One(id) => (Some(*id), None),
+            Ids::Many(set) => (None, Some(set)),
+        };
+        one.into_iter().chain(many.into_iter().flatten().copied())
+    }
+}
+
+/// One task index: key -> the ids of the tasks with that key, in id order.
+#[derive(Clone, Debug)]
+pub(crate) struct Index<K> {
+    map: HashMap<K, Ids, BuildHasherDefault<KeyHasher>>,
+}
+
+impl<K> Default for Index<K> {
+    fn default() -> Self {
+        Index {
+            map: HashMap::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> Index<K> {
+    /// The tasks under `key`, in id order.
+    pub(crate) fn get(&self, key: &K) -> impl Iterator<Item = Id> + '_ {
+        self.map.get(key).into_iter().flat_map(Ids::iter)
+    }
+
+    fn insert(&mut self, key: K, id: Id) {
+        match self.map.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert(Ids::One(id));
+            }
+            Entry::Occupied(mut e) => {
+                let ids = e.get_mut();
+                match ids {
+                    Ids::One(x) if *x == id => {}
+                    Ids::One(x) => *ids = Ids::Many(Set::from([*x, id])),
+                    Ids::Many(set) => {
+                        set.insert(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K, id: &Id) {
+        let Some(ids) = self.map.get_mut(key) else {
+            return;
+        };
+        let empty = match ids {
+            Ids::One(x) => x == id,
+            Ids::Many(set) => {
+                set.remove(id);
+                if set.len() == 1 {
+                    if let Some(&last) = set.first() {
+                        *ids = Ids::One(last);
+                    }
+                }
+                set_is_empty(ids)
+            }
+        };
+        if empty {
+            self.map.remove(key);
+        }
+    }
+
+    /// An index of `pairs`, which come in task id order: keys holding one task inline, the sets
+    /// of the others built in bulk from their (already ordered) ids.
+    fn from_ordered(pairs: impl Iterator<Item = (K, Id)>) -> Index<K> {
+        let mut grouped: HashMap<K, Vec<Id>, BuildHasherDefault<KeyHasher>> = HashMap::default();
+        for (k, id) in pairs {
+            grouped.entry(k).or_default().push(id);
+        }
+        let map = grouped
+            .into_iter()
+            .map(|(k, ids)| {
+                let v = match ids.as_slice() {
+                    [one] => Ids::One(*one),
+                    _ => Ids::Many(ids.into_iter().collect()),
+                };
+                (k, v)
+            })
+            .collect();
+        Index { map }
+    }
+}
+
+fn set_is_empty(ids: &Ids) -> bool {
+    matches!(ids, Ids::Many(set) if set.is_empty())
+}
+
+/// Task indexes. A key holding a single task costs one map entry and no allocation (a slot holds
+/// one task or a few; in SwarmKit's benchmark shapes every service has one task); hashing is
+/// [`KeyHasher`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TaskIndexes {
-    pub(crate) by_service: HashMap<Id, Set>,
-    pub(crate) by_node: HashMap<Id, Set>,
-    pub(crate) by_slot: HashMap<(Id, u64), Set>,
-    pub(crate) by_desired: BTreeMap<TaskState, Set>,
+    pub(crate) by_service: Index<Id>,
+    pub(crate) by_node: Index<Id>,
+    pub(crate) by_slot: Index<(Id, u64)>,
+    pub(crate) by_desired: Index<TaskState>,
 }
 
 /// Reverse references from services to the secrets, configs and networks they use.
@@ -193,37 +344,18 @@ impl Tables {
             tasks.dedup_by_key(|t| t.id);
             tasks.reverse();
         }
-        let mut by_service: HashMap<Id, Vec<Id>> = HashMap::new();
-        let mut by_node: HashMap<Id, Vec<Id>> = HashMap::new();
-        // Slots hold one task or a few: insert directly (a Vec per slot would only add an
-        // allocation).
-        let mut by_slot: HashMap<(Id, u64), Set> = HashMap::with_capacity(tasks.len());
-        let mut by_desired: BTreeMap<TaskState, Vec<Id>> = BTreeMap::new();
-        for t in &tasks {
-            by_service.entry(t.service_id).or_default().push(t.id);
-            if let Some(n) = t.node_id {
-                by_node.entry(n).or_default().push(t.id);
-            }
-            by_slot
-                .entry((t.service_id, t.slot))
-                .or_default()
-                .insert(t.id);
-            by_desired.entry(t.desired_state).or_default().push(t.id);
-        }
-        self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
-        fn sets<K: std::hash::Hash + Eq>(m: HashMap<K, Vec<Id>>) -> HashMap<K, Set> {
-            m.into_iter()
-                .map(|(k, ids)| (k, ids.into_iter().collect()))
-                .collect()
-        }
         let ix = &mut self.task_idx;
-        ix.by_service = sets(by_service);
-        ix.by_node = sets(by_node);
+        ix.by_service = Index::from_ordered(tasks.iter().map(|t| (t.service_id, t.id)));
+        ix.by_node = Index::from_ordered(tasks.iter().filter_map(|t| Some((t.node_id?, t.id))));
+        ix.by_desired = Index::from_ordered(tasks.iter().map(|t| (t.desired_state, t.id)));
+        // Slots hold one task or a few: insert directly (grouping would allocate a vector each).
+        let mut by_slot = Index::default();
+        by_slot.map.reserve(tasks.len());
+        for t in &tasks {
+            by_slot.insert((t.service_id, t.slot), t.id);
+        }
         ix.by_slot = by_slot;
-        ix.by_desired = by_desired
-            .into_iter()
-            .map(|(k, ids)| (k, ids.into_iter().collect()))
-            .collect();
+        self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
     }
 
     /// Deletes an object, keeping every index in step. Returns it.
@@ -258,53 +390,44 @@ impl Tables {
     /// Updates task indexes from `old` to `new`, touching only the keys that changed (a status update
     /// changes none of them, which keeps the hottest write cheap).
     fn reindex_task(&mut self, old: Option<&Task>, new: Option<&Task>) {
+        fn step<K: Hash + Eq>(ix: &mut Index<K>, id: Id, old: Option<K>, new: Option<K>) {
+            if old != new {
+                if let Some(k) = old {
+                    ix.remove(&k, &id);
+                }
+                if let Some(k) = new {
+                    ix.insert(k, id);
+                }
+            }
+        }
         let ix = &mut self.task_idx;
-        let id = old.or(new).map(|t| t.id);
-        let Some(id) = id else { return };
-        let (o_svc, n_svc) = (old.map(|t| t.service_id), new.map(|t| t.service_id));
-        if o_svc != n_svc {
-            if let Some(s) = o_svc {
-                set_del(&mut ix.by_service, &s, &id);
-            }
-            if let Some(s) = n_svc {
-                set_add(&mut ix.by_service, s, id);
-            }
-        }
-        let (o_node, n_node) = (old.and_then(|t| t.node_id), new.and_then(|t| t.node_id));
-        if o_node != n_node {
-            if let Some(n) = o_node {
-                set_del(&mut ix.by_node, &n, &id);
-            }
-            if let Some(n) = n_node {
-                set_add(&mut ix.by_node, n, id);
-            }
-        }
-        let (o_slot, n_slot) = (
+        let Some(id) = old.or(new).map(|t| t.id) else {
+            return;
+        };
+        step(
+            &mut ix.by_service,
+            id,
+            old.map(|t| t.service_id),
+            new.map(|t| t.service_id),
+        );
+        step(
+            &mut ix.by_node,
+            id,
+            old.and_then(|t| t.node_id),
+            new.and_then(|t| t.node_id),
+        );
+        step(
+            &mut ix.by_slot,
+            id,
             old.map(|t| (t.service_id, t.slot)),
             new.map(|t| (t.service_id, t.slot)),
         );
-        if o_slot != n_slot {
-            if let Some(k) = o_slot {
-                set_del(&mut ix.by_slot, &k, &id);
-            }
-            if let Some(k) = n_slot {
-                set_add(&mut ix.by_slot, k, id);
-            }
-        }
-        let (o_des, n_des) = (old.map(|t| t.desired_state), new.map(|t| t.desired_state));
-        if o_des != n_des {
-            if let Some(d) = o_des {
-                if let Some(s) = ix.by_desired.get_mut(&d) {
-                    s.remove(&id);
-                    if s.is_empty() {
-                        ix.by_desired.remove(&d);
-                    }
-                }
-            }
-            if let Some(d) = n_des {
-                ix.by_desired.entry(d).or_default().insert(id);
-            }
-        }
+        step(
+            &mut ix.by_desired,
+            id,
+            old.map(|t| t.desired_state),
+            new.map(|t| t.desired_state),
+        );
     }
 
     fn reindex_service(&mut self, old: Option<&Service>, new: Option<&Service>) {
