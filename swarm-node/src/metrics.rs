@@ -284,27 +284,23 @@ impl<P: Proposer + ?Sized + 'static> Proposer for MeteredProposer<P> {
 /// Follows a raft node's metrics until it stops: counts leader changes, keeps the log size,
 /// term and leadership gauges current.
 pub async fn watch_raft(raft: swarm_raft::RaftNode) {
-    let mut rx = raft.raft().metrics();
+    let mut watch = raft.watch_status();
+    drop(raft);
     let mut leader = None;
     loop {
-        {
-            let m = rx.borrow_and_update();
-            if m.current_leader.is_some() && m.current_leader != leader {
-                global().raft_leader_changes.inc();
-            }
-            leader = m.current_leader;
-            let last = m.last_log_index.unwrap_or(0);
-            let purged = m.purged.map_or(0, |p| p.index);
-            let g = global();
-            g.raft_log_entries
-                .set(i64::try_from(last.saturating_sub(purged)).unwrap_or(i64::MAX));
-            g.raft_term
-                .set(i64::try_from(m.current_term).unwrap_or(i64::MAX));
-            g.raft_is_leader.set(i64::from(
-                m.state.is_leader() && m.current_leader == Some(m.id),
-            ));
+        let s = watch.current();
+        if s.leader.is_some() && s.leader != leader {
+            global().raft_leader_changes.inc();
         }
-        if rx.changed().await.is_err() {
+        leader = s.leader;
+        let last = s.last_log_index.unwrap_or(0);
+        let purged = s.purged.unwrap_or(0);
+        let g = global();
+        g.raft_log_entries
+            .set(i64::try_from(last.saturating_sub(purged)).unwrap_or(i64::MAX));
+        g.raft_term.set(i64::try_from(s.term).unwrap_or(i64::MAX));
+        g.raft_is_leader.set(i64::from(s.leads()));
+        if !watch.changed().await {
             return;
         }
     }

@@ -102,6 +102,9 @@ pub struct NodeStatus {
     pub last_log_index: Option<u64>,
     /// Last applied log index.
     pub last_applied: Option<u64>,
+    /// Last index purged from the log (folded into a snapshot); the log holds the entries after
+    /// it up to `last_log_index`.
+    pub purged: Option<u64>,
     /// Voters of the effective membership.
     pub voters: Vec<NodeId>,
     /// Learners (non-voting members).
@@ -118,6 +121,7 @@ impl NodeStatus {
             term: m.current_term,
             last_log_index: m.last_log_index,
             last_applied: m.last_applied.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
         }
