@@ -10,7 +10,7 @@
 //! - [`pki`]: root CA, issuing, [`pki::TlsMaterial`], and (feature `testing`) `pki::testing`.
 //! - [`token`]: [`JoinToken`], [`JoinTokens`].
 //! - [`error`]: [`Error`], the crate's one error type.
-//! - [`fuzzing`]: the checks the fuzz targets run.
+//! - `fuzzing` (feature `fuzzing`): the checks the fuzz targets run.
 //! - [`rpc`]: QUIC RPC: frames, method descriptors and the authorization table, server, client
 //!   with its connection pool, TLS credentials swapped without dropping calls.
 //! - `sim` (feature `turmoil`): quinn over turmoil's simulated UDP, for runs on virtual time.
@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod identity;
 pub mod pki;

@@ -45,13 +45,15 @@
 //!   `status`: [`KeyStatus`].
 //! * `secret`: [`SecretBytes`].
 //! * `error`: [`Error`], [`UnlockKeyFormatError`].
-//! * [`fuzzing`]: entry points shared by the fuzz targets and the corpus replay test.
+//! * `fuzzing` (feature `fuzzing`): entry points shared by the fuzz targets and the corpus replay
+//!   test.
 //! * `codec` (private): bounds-checked readers for the hand-written formats.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 mod codec;
 mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod kdf;
 mod key_file;
