@@ -420,7 +420,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// `opts.tail`, and with `opts.follow` every later line as it is written (see [`LogOptions`]).
     /// An unknown task is [`RuntimeError::NotFound`] here, before any line. Adapters that record
     /// write times override it (docker, process, sim all do); the default reads [`Runtime::logs`]
-    /// once, without times, and does not follow.
+    /// once, without times, and does not follow, so an adapter keeping the default does not pass
+    /// the conformance suite's log case (a wrapper should forward this call).
     async fn log_stream(&self, task: &Id, opts: LogOptions) -> Result<LogRecords, RuntimeError> {
         let lines = self.logs(task, None).await?;
         let records = lines
