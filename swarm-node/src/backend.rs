@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use swarm_core::objects::node::Platform;
 use swarm_core::{CommitError, Id, Proposer, SharedStore, Task};
-use swarm_runtime::{Capabilities, LogLine, LogOptions, LogRecord, LogRecords};
+use swarm_runtime::{Capabilities, LogLine, LogOptions, LogRecords};
 use thiserror::Error;
 
 /// Whether this daemon takes part in a swarm.
@@ -166,19 +166,7 @@ pub trait Backend: Send + Sync {
         task: &Task,
         opts: LogOptions,
     ) -> Result<LogRecords, BackendError> {
-        let lines = self.task_logs(task, None).await?;
-        let records = lines
-            .into_iter()
-            .map(|l| LogRecord {
-                time: None,
-                stream: l.stream,
-                line: l.line,
-            })
-            .collect();
-        let selected = opts.select(records);
-        Ok(Box::pin(futures_util::stream::iter(
-            selected.into_iter().map(Ok),
-        )))
+        Ok(opts.stream_untimed(self.task_logs(task, None).await?))
     }
     /// Facts about this daemon.
     fn info(&self) -> DaemonInfo;

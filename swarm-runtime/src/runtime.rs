@@ -223,6 +223,22 @@ pub struct LogOptions {
 }
 
 impl LogOptions {
+    /// A finished stream of `lines` kept without write times, selected by `tail` (`since` keeps
+    /// them all: a line without a time is never known to be older): what a source that records no
+    /// times can offer. The default [`Runtime::log_stream`] and swarm-node's default backend use it.
+    pub fn stream_untimed(&self, lines: Vec<LogLine>) -> LogRecords {
+        let records = lines
+            .into_iter()
+            .map(|l| LogRecord {
+                time: None,
+                stream: l.stream,
+                line: l.line,
+            })
+            .collect();
+        let selected = self.select(records);
+        Box::pin(futures_util::stream::iter(selected.into_iter().map(Ok)))
+    }
+
     /// Applies `since` then `tail` to lines already kept, oldest first.
     pub fn select(&self, lines: Vec<LogRecord>) -> Vec<LogRecord> {
         let mut lines: Vec<LogRecord> = match self.since {
@@ -423,19 +439,7 @@ pub trait Runtime: Send + Sync + 'static {
     /// once, without times, and does not follow, so an adapter keeping the default does not pass
     /// the conformance suite's log case (a wrapper should forward this call).
     async fn log_stream(&self, task: &Id, opts: LogOptions) -> Result<LogRecords, RuntimeError> {
-        let lines = self.logs(task, None).await?;
-        let records = lines
-            .into_iter()
-            .map(|l| LogRecord {
-                time: None,
-                stream: l.stream,
-                line: l.line,
-            })
-            .collect();
-        let selected = opts.select(records);
-        Ok(Box::pin(futures_util::stream::iter(
-            selected.into_iter().map(Ok),
-        )))
+        Ok(opts.stream_untimed(self.logs(task, None).await?))
     }
 
     /// Every task of `node` this runtime holds something for, adopting the ones a previous run
