@@ -28,6 +28,7 @@ pub mod fuzzing;
 pub mod http_client;
 pub mod manager;
 pub mod mesh;
+pub mod net;
 pub mod metrics;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,0 +1,12 @@
+//! The node's side of the manager network: what swarm-node serves and calls over swarm-net's QUIC
+//! RPC (mutual TLS, one listener per node on `--listen-addr`, default port 2377).
+//!
+//! # Layout
+//! - [`raft`]: swarm-raft's `Transport` over QUIC, and the raft methods a manager serves.
+//! - [`ca`]: the CA server on managers (join by token, certificate status, renewal, root
+//!   rotation) and the node side of joining and renewing.
+//! - [`dispatch`]: the dispatcher over QUIC (sessions, heartbeats, assignments, status) and the
+//!   worker's `Dispatcher` client with manager failover.
+pub mod ca;
+pub mod dispatch;
+pub mod raft;
