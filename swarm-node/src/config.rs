@@ -7,9 +7,13 @@
 //! - socket: `<data-dir>/swarm.sock`;
 //! - runtime: `auto`, which picks `docker` when `/var/run/docker.sock` answers a ping within a
 //!   second and `process` otherwise;
-//! - routing mesh address (`--mesh-addr`): `0.0.0.0`, every address of the host.
+//! - routing mesh address (`--mesh-addr`): `0.0.0.0`, every address of the host;
+//! - swarm listener (`--listen-addr`): `0.0.0.0:2377` ([`DEFAULT_LISTEN_ADDR`]): the QUIC port
+//!   other nodes reach this one on once it is in a swarm; the advertised address
+//!   (`--advertise-addr`) defaults to the `swarm init`/`join` request's, else to the listen
+//!   address when it names one host, else to `127.0.0.1:<port>`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,6 +21,13 @@ use std::time::Duration;
 use swarm_secrets::KdfParams;
 
 use crate::dispatcher::DispatcherOptions;
+
+/// The swarm port (Docker's): managers serve raft, the CA and the dispatcher on it.
+pub const DEFAULT_PORT: u16 = 2377;
+
+/// `--listen-addr` default: every address of the host, port 2377.
+pub const DEFAULT_LISTEN_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), DEFAULT_PORT);
 
 /// Which runtime adapter the worker uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,6 +98,13 @@ pub struct DaemonConfig {
     /// adopts them; without (the default, for in-process embedders) tasks are the daemon's
     /// children and die with it.
     pub supervisor: Option<PathBuf>,
+    /// The address the node's swarm listener (QUIC: raft, CA, dispatcher) binds once the node
+    /// is in a swarm (default [`DEFAULT_LISTEN_ADDR`]); a `swarm init`/`join` request's
+    /// `ListenAddr` overrides it. Port 0 binds any free port (tests).
+    pub listen_addr: SocketAddr,
+    /// The address other nodes reach this one on (`host:port`), when the operator fixes it at
+    /// start (`--advertise-addr`); a request's `AdvertiseAddr` overrides it.
+    pub advertise_addr: Option<String>,
 }
 
 impl DaemonConfig {
@@ -104,6 +122,8 @@ impl DaemonConfig {
             hostname: None,
             mesh_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             supervisor: None,
+            listen_addr: DEFAULT_LISTEN_ADDR,
+            advertise_addr: None,
         }
     }
 

@@ -355,16 +355,16 @@ impl Backend for Daemon {
             Running::Locked(_) => return Err(BackendError::AlreadyInSwarm),
             Running::Inactive => {}
         }
-        let identity = NodeIdentity {
-            node_id: Id::generate(&mut OsRng),
-            raft_id: OsRng.next_u64().max(1),
-            cluster_id: Id::generate(&mut OsRng),
-            addr: if req.advertise_addr.is_empty() {
+        let identity = NodeIdentity::new_manager(
+            Id::generate(&mut OsRng),
+            OsRng.next_u64().max(1),
+            Id::generate(&mut OsRng),
+            if req.advertise_addr.is_empty() {
                 DEFAULT_ADDR.to_string()
             } else {
                 req.advertise_addr.clone()
             },
-        };
+        );
         let raft_dir = self.config.raft_dir();
         begin_transition(&self.config.data_dir).map_err(internal)?;
         remove_dir_if_present(&raft_dir).map_err(internal)?;

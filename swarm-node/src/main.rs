@@ -4,6 +4,7 @@
 //! swarm-node run [--data-dir DIR] [--socket PATH] [--runtime auto|process|docker|sim] [--init]
 //!                [--unlock-key-file FILE|-] [--mesh-addr ADDR] [--max-replicas N]
 //!                [--api-header-timeout SECS] [--api-max-connections N]
+//!                [--listen-addr HOST:PORT] [--advertise-addr HOST[:PORT]] [--hostname NAME]
 //! swarm-node unlock [--data-dir DIR] [--socket PATH] [--key SWMKEY-1-...]   (else read from stdin)
 //! swarm-node status [--data-dir DIR] [--socket PATH]
 //! ```
@@ -88,6 +89,22 @@ impl ApiLimits {
     }
 }
 
+/// Where this node serves the swarm protocol (QUIC: raft, CA, dispatcher) once in a swarm.
+#[derive(Args, Clone)]
+struct SwarmAddrs {
+    /// Address the swarm listener binds (as `docker swarm init --listen-addr`); a request's
+    /// ListenAddr overrides it
+    #[arg(long, value_name = "HOST:PORT", default_value_t = swarm_node::config::DEFAULT_LISTEN_ADDR)]
+    listen_addr: std::net::SocketAddr,
+    /// Address other nodes reach this one on (port 2377 when only a host is given); a request's
+    /// AdvertiseAddr overrides it
+    #[arg(long, value_name = "HOST[:PORT]")]
+    advertise_addr: Option<String>,
+    /// The hostname this node reports (default: the host's)
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon and serve the Docker API on a Unix socket.
@@ -112,6 +129,8 @@ enum Command {
         metrics_addr: Option<std::net::SocketAddr>,
         #[command(flatten)]
         limits: ApiLimits,
+        #[command(flatten)]
+        swarm: SwarmAddrs,
     },
     /// Unlock a locked swarm through the running daemon's socket.
     Unlock {
@@ -175,6 +194,7 @@ fn real_main() -> Result<()> {
                 mesh_addr,
                 metrics_addr,
                 limits,
+                swarm,
             } => {
                 run(
                     at,
@@ -184,6 +204,7 @@ fn real_main() -> Result<()> {
                     mesh_addr,
                     metrics_addr,
                     limits.options(),
+                    swarm,
                 )
                 .await
             }
@@ -224,6 +245,7 @@ fn read_key(source: Option<&Path>) -> Result<String> {
     Ok(text.trim().to_string())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     at: Location,
     runtime: RuntimeKind,
@@ -232,8 +254,12 @@ async fn run(
     mesh_addr: std::net::IpAddr,
     metrics_addr: Option<std::net::SocketAddr>,
     api: swarm_node::api::ApiOptions,
+    swarm: SwarmAddrs,
 ) -> Result<()> {
     let mut config = DaemonConfig::new(at.data_dir());
+    config.listen_addr = swarm.listen_addr;
+    config.advertise_addr = swarm.advertise_addr;
+    config.hostname = swarm.hostname;
     config.socket = at.socket();
     config.runtime = runtime;
     config.init = init;

@@ -1,4 +1,5 @@
-//! `node.json`: who this node is in its swarm (node id, raft id, cluster id, address).
+//! `node.json`: who this node is in its swarm (node id, raft id, cluster id, addresses, role,
+//! and for a worker the managers it last knew).
 //!
 //! The file is written atomically once `swarm init` has committed the cluster and node objects, and
 //! removed by `swarm leave --force`; its presence is what "this node is part of a swarm" means
@@ -10,6 +11,10 @@
 //! marker [`TRANSITION_FILE`] first and remove it last: a raft directory without `node.json` is
 //! removed at start only while that marker says an init or leave was interrupted; otherwise the
 //! start is refused and the operator told what to restore or remove.
+//!
+//! Files written before multi-host support lack `role`, `listen_addr` and `managers`: they are
+//! read as a manager's, and their checksum covers the older fields only. Every file written now
+//! has all of them, and the checksum covers them too.
 
 use std::path::{Path, PathBuf};
 
@@ -32,8 +37,43 @@ struct IdentityFile {
     raft_id: u64,
     cluster_id: Id,
     addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<LocalRole>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    listen_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    managers: Option<Vec<KnownManager>>,
     /// CRC32C of the other fields (see `NodeIdentity::checksum`), as 8 hex digits.
     checksum: String,
+}
+
+/// The role this node runs as (what its certificate says once there is a CA).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalRole {
+    /// Raft member, store, leader loops, API for cluster state; also runs tasks.
+    #[default]
+    Manager,
+    /// Runs tasks only; follows the managers through the dispatcher.
+    Worker,
+}
+
+impl LocalRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            LocalRole::Manager => "manager",
+            LocalRole::Worker => "worker",
+        }
+    }
+}
+
+/// A manager this node knows of: where it is and who its certificate must name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownManager {
+    /// The manager's node id.
+    pub node_id: Id,
+    /// Its advertised address, `host:port`.
+    pub addr: String,
 }
 
 /// This node's identity in its swarm.
@@ -41,12 +81,19 @@ struct IdentityFile {
 pub struct NodeIdentity {
     /// The node id (the node object's id; the CN of its certificate once there is a CA).
     pub node_id: Id,
-    /// The raft member id.
+    /// The raft member id (0 for a worker, which is no raft member).
     pub raft_id: u64,
     /// The cluster object's id.
     pub cluster_id: Id,
-    /// The address given at init (`--advertise-addr`), kept for display.
+    /// The address other nodes reach this one on (`--advertise-addr`, `host:port`).
     pub addr: String,
+    /// The role it runs as.
+    pub role: LocalRole,
+    /// The address its swarm listener binds (`--listen-addr`), when fixed by init or join.
+    pub listen_addr: Option<String>,
+    /// For a worker: the managers it last knew (it reconnects to them after a restart); a
+    /// manager keeps this empty (its store knows them).
+    pub managers: Vec<KnownManager>,
 }
 
 impl NodeIdentity {
@@ -71,33 +118,60 @@ impl NodeIdentity {
         };
         let file: IdentityFile = serde_json::from_slice(&bytes)
             .map_err(|e| bad(format!("is not a valid identity file ({e})")))?;
+        let multihost = file.role.is_some();
         let id = NodeIdentity {
             node_id: file.node_id,
             raft_id: file.raft_id,
             cluster_id: file.cluster_id,
             addr: file.addr,
+            role: file.role.unwrap_or_default(),
+            listen_addr: file.listen_addr,
+            managers: file.managers.unwrap_or_default(),
         };
-        if file.checksum != id.checksum() {
+        let expected = id.checksum(multihost);
+        if file.checksum != expected {
             return Err(bad(format!(
-                "fails its checksum (it holds {}, its fields give {}): it was damaged or edited",
+                "fails its checksum (it holds {}, its fields give {expected}): it was damaged or edited",
                 file.checksum,
-                id.checksum()
             )));
         }
         Ok(Some(id))
     }
 
-    /// CRC32C over the fields, each length-prefixed, as 8 lowercase hex digits.
-    fn checksum(&self) -> String {
+    /// A manager's identity as `swarm init` makes it.
+    pub fn new_manager(node_id: Id, raft_id: u64, cluster_id: Id, addr: String) -> NodeIdentity {
+        NodeIdentity {
+            node_id,
+            raft_id,
+            cluster_id,
+            addr,
+            role: LocalRole::Manager,
+            listen_addr: None,
+            managers: Vec::new(),
+        }
+    }
+
+    /// CRC32C over the fields, each length-prefixed, as 8 lowercase hex digits. `multihost`:
+    /// the file has the role, listen address and managers (every file written now), which are
+    /// covered too.
+    fn checksum(&self, multihost: bool) -> String {
         let mut crc = 0u32;
-        for field in [
-            self.node_id.to_string().as_bytes(),
-            &self.raft_id.to_le_bytes(),
-            self.cluster_id.to_string().as_bytes(),
-            self.addr.as_bytes(),
-        ] {
+        let mut add = |field: &[u8]| {
             crc = crc32c::crc32c_append(crc, &(field.len() as u64).to_le_bytes());
             crc = crc32c::crc32c_append(crc, field);
+        };
+        add(self.node_id.to_string().as_bytes());
+        add(&self.raft_id.to_le_bytes());
+        add(self.cluster_id.to_string().as_bytes());
+        add(self.addr.as_bytes());
+        if multihost {
+            add(self.role.as_str().as_bytes());
+            add(self.listen_addr.as_deref().unwrap_or("").as_bytes());
+            add(&(self.managers.len() as u64).to_le_bytes());
+            for m in &self.managers {
+                add(m.node_id.to_string().as_bytes());
+                add(m.addr.as_bytes());
+            }
         }
         format!("{crc:08x}")
     }
@@ -109,7 +183,10 @@ impl NodeIdentity {
             raft_id: self.raft_id,
             cluster_id: self.cluster_id,
             addr: self.addr.clone(),
-            checksum: self.checksum(),
+            role: Some(self.role),
+            listen_addr: self.listen_addr.clone(),
+            managers: Some(self.managers.clone()),
+            checksum: self.checksum(true),
         };
         let bytes = serde_json::to_vec_pretty(&file)
             .map_err(|e| ManagerError::Storage(format!("encoding the identity: {e}")))?;
@@ -136,14 +213,31 @@ mod tests {
     fn identity_round_trips_and_missing_means_not_in_a_swarm() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(NodeIdentity::load(dir.path()).unwrap(), None);
-        let id = NodeIdentity {
-            node_id: Id::from_u128(7),
-            raft_id: 42,
-            cluster_id: Id::from_u128(9),
-            addr: "127.0.0.1:2377".into(),
-        };
+        let id = NodeIdentity::new_manager(
+            Id::from_u128(7),
+            42,
+            Id::from_u128(9),
+            "127.0.0.1:2377".into(),
+        );
         id.store(dir.path()).unwrap();
         assert_eq!(NodeIdentity::load(dir.path()).unwrap(), Some(id));
+        let worker = NodeIdentity {
+            raft_id: 0,
+            role: LocalRole::Worker,
+            listen_addr: Some("0.0.0.0:2377".into()),
+            managers: vec![KnownManager {
+                node_id: Id::from_u128(8),
+                addr: "10.0.0.1:2377".into(),
+            }],
+            ..NodeIdentity::new_manager(
+                Id::from_u128(7),
+                0,
+                Id::from_u128(9),
+                "10.0.0.2:2377".into(),
+            )
+        };
+        worker.store(dir.path()).unwrap();
+        assert_eq!(NodeIdentity::load(dir.path()).unwrap(), Some(worker));
         NodeIdentity::remove(dir.path()).unwrap();
         assert_eq!(NodeIdentity::load(dir.path()).unwrap(), None);
         std::fs::write(NodeIdentity::path(dir.path()), b"{").unwrap();
@@ -153,18 +247,47 @@ mod tests {
     #[test]
     fn an_edited_field_fails_the_checksum() {
         let dir = tempfile::tempdir().unwrap();
-        let id = NodeIdentity {
-            node_id: Id::from_u128(7),
-            raft_id: 42,
-            cluster_id: Id::from_u128(9),
-            addr: "127.0.0.1:2377".into(),
-        };
+        let mut id = NodeIdentity::new_manager(
+            Id::from_u128(7),
+            42,
+            Id::from_u128(9),
+            "127.0.0.1:2377".into(),
+        );
+        id.managers.push(KnownManager {
+            node_id: Id::from_u128(8),
+            addr: "10.0.0.1:2377".into(),
+        });
         id.store(dir.path()).unwrap();
         let text = std::fs::read_to_string(NodeIdentity::path(dir.path())).unwrap();
-        for (from, to) in [("42", "43"), ("127.0.0.1", "127.0.0.2")] {
+        for (from, to) in [
+            ("42", "43"),
+            ("127.0.0.1", "127.0.0.2"),
+            ("\"manager\"", "\"worker\""),
+            ("10.0.0.1", "10.0.0.9"),
+        ] {
             std::fs::write(NodeIdentity::path(dir.path()), text.replacen(from, to, 1)).unwrap();
             let e = NodeIdentity::load(dir.path()).unwrap_err().to_string();
             assert!(e.contains("checksum"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_file_from_before_multihost_reads_as_a_manager() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = NodeIdentity::new_manager(
+            Id::from_u128(7),
+            42,
+            Id::from_u128(9),
+            "127.0.0.1:2377".into(),
+        );
+        let old = serde_json::json!({
+            "node_id": id.node_id,
+            "raft_id": 42,
+            "cluster_id": id.cluster_id,
+            "addr": "127.0.0.1:2377",
+            "checksum": id.checksum(false),
+        });
+        std::fs::write(NodeIdentity::path(dir.path()), old.to_string()).unwrap();
+        assert_eq!(NodeIdentity::load(dir.path()).unwrap(), Some(id));
     }
 }

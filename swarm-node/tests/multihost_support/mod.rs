@@ -1,0 +1,649 @@
+//! Helpers shared by the `multihost_*` tests: several `swarm-node run` daemons, each on its own
+//! "host" (a network namespace), driven by the real `docker` CLI.
+//!
+//! # Network
+//! [`Cluster::new`] creates, for `n` hosts:
+//! - a hub namespace `swarmt-<pid>-<c>-hub` holding one bridge (`br0`);
+//! - per host a namespace `swarmt-<pid>-<c>-<i>` with a veth pair: `eth0` in the host's namespace,
+//!   its peer `h<i>` in the hub, enslaved to the bridge; the host's address is
+//!   [`SUBNET`]`.<i+1>/24` (namespace-local, so it never meets docker's or the machine's routes, and
+//!   concurrent clusters do not collide).
+//!
+//! The bridge lives in a namespace of its own rather than in the root one: its iptables are empty
+//! (policy ACCEPT), so Docker's `FORWARD DROP` in the root namespace never sees the bridged
+//! traffic and no rule has to be added there (and removed afterwards). Deleting the namespaces
+//! removes the veths and the bridge with them.
+//!
+//! # Daemons
+//! [`Host::start`] runs `ip netns exec <ns> swarm-node run --data-dir <tmp>/data --socket
+//! <tmp>/s.sock --runtime <r> --listen-addr 0.0.0.0:2377 --advertise-addr <ip>:2377`, and waits
+//! for its `export DOCKER_HOST=` line. The API socket is a file, so the `docker` CLI (run in the
+//! root namespace, `DOCKER_HOST=unix://<socket>` and a private `DOCKER_CONFIG`) reaches it.
+//!
+//! # Faults
+//! [`Host::kill`] (SIGKILL), [`Host::stop`] (SIGTERM), [`Host::partition`] / [`Host::heal`]
+//! (iptables DROP of everything on the host's `eth0`, in the host's namespace: the link stays up,
+//! so its sockets and addresses are untouched).
+//!
+//! # Cleanup
+//! Dropping the [`Cluster`] (also while a test panics) stops the daemons it started (SIGTERM, then
+//! SIGKILL after 20 s), kills the process-runtime supervisors those daemons left under their data
+//! directories, and deletes the namespaces. It never touches a process it did not start.
+//! Needs root and `ip`: otherwise the test is skipped through `skip/mod.rs` (a failure in CI).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[path = "../skip/mod.rs"]
+mod skip;
+pub use skip::skip;
+
+/// The bound of every wait (debug builds on a busy two-core machine).
+pub const TIMEOUT: Duration = Duration::from_secs(90);
+/// The bound of one `docker` command.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a wait polls.
+const POLL: Duration = Duration::from_millis(200);
+/// The first three octets of every host address (namespace-local).
+pub const SUBNET: &str = "10.213.0";
+/// The swarm port every host listens on.
+pub const PORT: u16 = 2377;
+/// The port of every daemon's metrics endpoint (`--metrics-addr`), inside its namespace.
+pub const METRICS_PORT: u16 = 9323;
+
+static CLUSTERS: AtomicU32 = AtomicU32::new(0);
+
+/// Which runtime adapter the daemons run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// Local processes (`docker service create IMAGE cmd...` runs `cmd...`).
+    Process,
+    /// The in-memory simulator (tasks "run" without doing anything).
+    Sim,
+}
+
+impl Runtime {
+    fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Process => "process",
+            Runtime::Sim => "sim",
+        }
+    }
+}
+
+/// What a `docker` command did.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit code (-1: killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// The docker CLI, if installed.
+pub fn docker_cli() -> Option<PathBuf> {
+    let fixed = PathBuf::from("/usr/local/bin/docker");
+    if fixed.is_file() {
+        return Some(fixed);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("docker"))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn which(prog: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
+}
+
+/// Runs a setup command (`ip ...`, `iptables ...`) synchronously; its error text on failure.
+fn sh(prog: &str, args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{prog} {args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{prog} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Several hosts on one bridge. See the module docs.
+pub struct Cluster {
+    hub: String,
+    /// Namespaces created so far (deleted on drop).
+    namespaces: Vec<String>,
+    hosts: Vec<Host>,
+}
+
+impl Cluster {
+    /// Creates `n` hosts (namespaces, veths, bridge; no daemon yet), or `None` when this machine
+    /// cannot run the test (not root, no `ip`, no docker CLI): then the skip is reported.
+    pub fn new(n: usize, runtime: Runtime) -> Option<Cluster> {
+        if !is_root() {
+            skip("multi-host tests need root (network namespaces)");
+            return None;
+        }
+        if !which("ip") || !which("iptables") {
+            skip("multi-host tests need `ip` and `iptables`");
+            return None;
+        }
+        if docker_cli().is_none() {
+            skip("no docker CLI (/usr/local/bin/docker or on PATH)");
+            return None;
+        }
+        assert!(n <= 200, "at most 200 hosts");
+        let c = CLUSTERS.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("swarmt-{}-{c}", std::process::id());
+        let hub = format!("{prefix}-hub");
+        let mut cluster = Cluster {
+            hub: hub.clone(),
+            namespaces: Vec::new(),
+            hosts: Vec::new(),
+        };
+        cluster.setup(&prefix, n, runtime).unwrap_or_else(|e| {
+            panic!("setting up the test network: {e}");
+        });
+        Some(cluster)
+    }
+
+    fn add_ns(&mut self, name: &str) -> Result<(), String> {
+        sh("ip", &["netns", "add", name])?;
+        self.namespaces.push(name.to_string());
+        sh("ip", &["-n", name, "link", "set", "lo", "up"])
+    }
+
+    fn setup(&mut self, prefix: &str, n: usize, runtime: Runtime) -> Result<(), String> {
+        let hub = self.hub.clone();
+        self.add_ns(&hub)?;
+        sh("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge"])?;
+        sh("ip", &["-n", &hub, "link", "set", "br0", "up"])?;
+        for i in 0..n {
+            let ns = format!("{prefix}-{i}");
+            self.add_ns(&ns)?;
+            let peer = format!("h{i}");
+            sh(
+                "ip",
+                &[
+                    "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &peer,
+                    "netns", &hub,
+                ],
+            )?;
+            sh(
+                "ip",
+                &["-n", &hub, "link", "set", &peer, "master", "br0", "up"],
+            )?;
+            let ip = format!("{SUBNET}.{}", i + 1);
+            sh(
+                "ip",
+                &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
+            )?;
+            sh("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
+            let dir = tempfile::Builder::new()
+                .prefix("swarm-multihost-")
+                .tempdir()
+                .map_err(|e| e.to_string())?;
+            std::fs::create_dir(dir.path().join("docker-config")).map_err(|e| e.to_string())?;
+            self.hosts.push(Host {
+                index: i,
+                ns,
+                ip,
+                runtime,
+                dir,
+                child: None,
+                starts: 0,
+                partitioned: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Host `i`.
+    pub fn host(&self, i: usize) -> &Host {
+        &self.hosts[i]
+    }
+
+    /// Host `i`, to start, stop or partition it.
+    pub fn host_mut(&mut self, i: usize) -> &mut Host {
+        &mut self.hosts[i]
+    }
+
+    /// Every host.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// How many hosts.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Starts every host's daemon (none in a swarm yet).
+    pub async fn start_all(&mut self) {
+        for h in &mut self.hosts {
+            h.start().await;
+        }
+    }
+
+    /// The logs of every host (for failure messages).
+    pub fn logs(&self) -> String {
+        self.hosts
+            .iter()
+            .map(Host::log_tail)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for h in &mut self.hosts {
+            h.cleanup();
+        }
+        for ns in self.namespaces.iter().rev() {
+            if let Err(e) = sh("ip", &["netns", "delete", ns]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+/// One host: its namespace, address, data directory and daemon.
+pub struct Host {
+    index: usize,
+    ns: String,
+    ip: String,
+    runtime: Runtime,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    starts: u32,
+    partitioned: bool,
+}
+
+impl Host {
+    /// The host's address (no port).
+    pub fn ip(&self) -> &str {
+        &self.ip
+    }
+
+    /// `ip:2377`, what `docker swarm join` is given.
+    pub fn addr(&self) -> String {
+        format!("{}:{PORT}", self.ip)
+    }
+
+    /// The host's network namespace.
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    /// The temporary directory (data dir, socket, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir().join("data")
+    }
+
+    /// The API socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir().join("s.sock")
+    }
+
+    fn log_path(&self, n: u32) -> PathBuf {
+        self.dir().join(format!("daemon-{n}.log"))
+    }
+
+    /// Whether the daemon runs (as far as this harness knows).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the daemon in the host's namespace and waits until it serves its socket.
+    pub async fn start(&mut self) {
+        assert!(self.child.is_none(), "host {} already runs", self.index);
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path(self.starts)).expect("daemon log");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(env!("CARGO_BIN_EXE_swarm-node"))
+            .arg("run")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--socket")
+            .arg(self.socket())
+            .args(["--runtime", self.runtime.as_str()])
+            .args(["--listen-addr", &format!("0.0.0.0:{PORT}")])
+            .args(["--advertise-addr", &self.addr()])
+            .args(["--hostname", &format!("host{}", self.index)])
+            // Namespace-local: a plain HTTP endpoint the harness's own checks can reach.
+            .args(["--metrics-addr", &format!("0.0.0.0:{METRICS_PORT}")])
+            .env("RUST_LOG", "info,openraft=warn,quinn=warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawning ip netns exec swarm-node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let want = format!("export DOCKER_HOST=unix://{}", self.socket().display());
+        let ready = tokio::time::timeout(TIMEOUT, async {
+            let mut seen = Vec::new();
+            loop {
+                match lines.next_line().await {
+                    Ok(Some(l)) if l == want => return Ok(()),
+                    Ok(Some(l)) => seen.push(l),
+                    _ => return Err(seen),
+                }
+            }
+        })
+        .await;
+        match ready {
+            Ok(Ok(())) => {}
+            Ok(Err(seen)) => panic!(
+                "host {}: swarm-node exited before serving; stdout {seen:?}\n{}",
+                self.index,
+                self.log_tail()
+            ),
+            Err(_) => panic!(
+                "host {}: swarm-node did not serve within {TIMEOUT:?}\n{}",
+                self.index,
+                self.log_tail()
+            ),
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it to exit successfully.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id() {
+            signal(pid, "TERM");
+        }
+        let status = tokio::time::timeout(TIMEOUT, child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "host {}: no exit on SIGTERM\n{}",
+                    self.index,
+                    self.log_tail()
+                )
+            })
+            .expect("waiting for swarm-node");
+        assert!(
+            status.success(),
+            "host {}: swarm-node exited with {status}\n{}",
+            self.index,
+            self.log_tail()
+        );
+    }
+
+    /// Kills the daemon with SIGKILL (a crash) and reaps it.
+    pub async fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        child.start_kill().expect("SIGKILL swarm-node");
+        let _ = tokio::time::timeout(TIMEOUT, child.wait()).await;
+    }
+
+    /// Cuts the host off the network: every packet in or out of its `eth0` dropped.
+    pub fn partition(&mut self) {
+        for chain in [["INPUT", "-i"], ["OUTPUT", "-o"]] {
+            sh(
+                "ip",
+                &[
+                    "netns", "exec", &self.ns, "iptables", "-I", chain[0], chain[1], "eth0", "-j",
+                    "DROP",
+                ],
+            )
+            .expect("partitioning");
+        }
+        self.partitioned = true;
+    }
+
+    /// Undoes [`Host::partition`].
+    pub fn heal(&mut self) {
+        if !self.partitioned {
+            return;
+        }
+        for chain in [["INPUT", "-i"], ["OUTPUT", "-o"]] {
+            sh(
+                "ip",
+                &[
+                    "netns", "exec", &self.ns, "iptables", "-D", chain[0], chain[1], "eth0", "-j",
+                    "DROP",
+                ],
+            )
+            .expect("healing");
+        }
+        self.partitioned = false;
+    }
+
+    /// Runs `prog args` inside the host's namespace (test probes); its output.
+    pub async fn exec(&self, prog: &str, args: &[&str]) -> Out {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, prog])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(CLI_TIMEOUT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("{prog} {args:?} in {} did not finish", self.ns))
+            .expect("running a probe");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `docker args` against this host's daemon.
+    pub async fn docker(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new(docker_cli().expect("docker CLI"));
+        cmd.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.dir().join("docker-config"))
+            .env("DOCKER_CLI_HINTS", "false")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(CLI_TIMEOUT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("docker {args:?} did not finish in {CLI_TIMEOUT:?}"))
+            .expect("docker's output");
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `docker args`, which must succeed; its stdout, trimmed.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args).await;
+        assert_eq!(
+            o.code,
+            0,
+            "host {}: docker {args:?} failed:\n{}\n{}\n{}",
+            self.index,
+            o.stdout,
+            o.stderr,
+            self.log_tail()
+        );
+        o.stdout.trim().to_string()
+    }
+
+    /// `docker args`, which must fail; its stderr.
+    pub async fn fails(&self, args: &[&str]) -> String {
+        let o = self.docker(args).await;
+        assert_ne!(
+            o.code, 0,
+            "host {}: docker {args:?} succeeded:\n{}",
+            self.index, o.stdout
+        );
+        o.stderr
+    }
+
+    /// Polls `docker args` until it succeeds with a stdout for which `pred` holds; that stdout.
+    pub async fn wait_for(&self, what: &str, args: &[&str], pred: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let o = self.docker(args).await;
+            let out = o.stdout.trim().to_string();
+            if o.code == 0 && pred(&out) {
+                return out;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "host {}: timed out waiting for {what}; last `docker {}`:\n{out}\n{}\n{}",
+                    self.index,
+                    args.join(" "),
+                    o.stderr,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// This node's id (`docker info`), empty when not in a swarm.
+    pub async fn node_id(&self) -> String {
+        self.ok(&["info", "--format", "{{.Swarm.NodeID}}"]).await
+    }
+
+    /// The last lines of the daemon's current log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(30);
+        format!(
+            "--- host {} ({}) swarm-node log {} ---\n{}",
+            self.index,
+            self.ip,
+            self.log_path(self.starts).display(),
+            lines[from..].join("\n")
+        )
+    }
+
+    /// Stops the daemon (SIGTERM; SIGKILL after 20 s) and the task supervisors it left.
+    fn cleanup(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                signal(pid, "TERM");
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while std::time::Instant::now() < deadline {
+                    if !matches!(child.try_wait(), Ok(None)) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            // `kill_on_drop` sends SIGKILL if it still runs.
+            let _ = child.start_kill();
+        }
+        let needle = self.data_dir().join("supervisors").display().to_string();
+        for pid in processes_with(&needle) {
+            kill_tree(pid);
+        }
+    }
+}
+
+/// `kill -SIG pid` through the `kill` program (no `unsafe` in tests).
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Pids of live (not zombie) processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true);
+        if !zombie && String::from_utf8_lossy(&cmd).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills a supervisor a test's daemon left and the processes it started (their process groups).
+fn kill_tree(pid: u32) {
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let ppid = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(") ")
+                        .and_then(|(_, r)| r.split(' ').nth(1).map(str::to_string))
+                })
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{child}")])
+                    .stderr(Stdio::null())
+                    .status();
+                signal(child, "KILL");
+            }
+        }
+    }
+    signal(pid, "KILL");
+}
