@@ -99,8 +99,9 @@ pub struct DaemonConfig {
     /// children and die with it.
     pub supervisor: Option<PathBuf>,
     /// The address the node's swarm listener (QUIC: raft, CA, dispatcher) binds once the node
-    /// is in a swarm (default [`DEFAULT_LISTEN_ADDR`]); a `swarm init`/`join` request's
-    /// `ListenAddr` overrides it. Port 0 binds any free port (tests).
+    /// is in a swarm; a `swarm init`/`join` request's `ListenAddr` overrides it. Port 0 binds
+    /// any free port. [`DaemonConfig::new`] sets `127.0.0.1:0` (embedders and tests of one
+    /// host); `swarm-node run` defaults to [`DEFAULT_LISTEN_ADDR`].
     pub listen_addr: SocketAddr,
     /// The address other nodes reach this one on (`host:port`), when the operator fixes it at
     /// start (`--advertise-addr`); a request's `AdvertiseAddr` overrides it.
@@ -122,7 +123,7 @@ impl DaemonConfig {
             hostname: None,
             mesh_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             supervisor: None,
-            listen_addr: DEFAULT_LISTEN_ADDR,
+            listen_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             advertise_addr: None,
         }
     }

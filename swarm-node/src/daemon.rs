@@ -8,6 +8,12 @@
 //! daemon stops or leaves; it answers the control layer's port checks
 //! ([`ClusterAccess::ports`]).
 //!
+//! Network: while in a swarm the node serves the swarm protocol (raft, membership, CA,
+//! dispatcher) on one QUIC listener ([`crate::net::stack`]) bound to `--listen-addr` (or the init
+//! request's), started with the manager and stopped first. The routes find the running manager
+//! through a [`ManagerSlot`] filled while one runs. A single-manager swarm whose listener cannot
+//! bind keeps working (other nodes cannot join it; the reason is logged).
+//!
 //! Data directory: `node.json` (identity, present while in a swarm), `raft/` (log, snapshots and
 //! key file), and the API socket (the binary's). Transitions (init, unlock, leave, shutdown) are
 //! serialised; [`Backend::swarm_state`] and [`Backend::cluster`] read a cached view and never wait.
@@ -27,8 +33,9 @@ use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitReque
 use crate::config::{create_data_dir, resolve_runtime, DaemonConfig};
 use crate::manager::host::describe_host;
 use crate::manager::identity::TRANSITION_FILE;
-use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
+use crate::manager::{Manager, ManagerConfig, ManagerError, NoPeers, NodeIdentity};
 use crate::mesh::{MeshConfig, RoutingMesh};
+use crate::net::stack::{ManagerSlot, NetStack};
 use crate::worker::{make_runtime, Worker, WorkerError};
 
 /// Default `--advertise-addr` shown for a single-host swarm.
@@ -73,10 +80,14 @@ pub enum DaemonError {
     Init(BackendError),
 }
 
+/// A manager node's running parts: the manager, its worker, the routing mesh and the swarm
+/// listener (absent when it could not bind).
+type ActiveParts = (Manager, Worker, Arc<RoutingMesh>, Option<NetStack>);
+
 enum Running {
     Inactive,
     Locked(NodeIdentity),
-    Active(Box<(Manager, Worker, Arc<RoutingMesh>)>),
+    Active(Box<ActiveParts>),
 }
 
 #[derive(Clone)]
@@ -94,6 +105,8 @@ pub struct Daemon {
     host: NodeDescription,
     running: tokio::sync::Mutex<Running>,
     view: RwLock<View>,
+    /// The running manager, for the listener's routes.
+    slot: ManagerSlot,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -185,6 +198,7 @@ impl Daemon {
                 access: None,
                 node_id: None,
             }),
+            slot: ManagerSlot::default(),
         });
         match NodeIdentity::load(&daemon.config.data_dir)? {
             None => {
@@ -201,7 +215,15 @@ impl Daemon {
                 // completed.
                 end_transition(&daemon.config.data_dir)?;
                 let mut running = daemon.running.lock().await;
-                match Manager::open(&daemon.manager_config(), &identity, None).await {
+                let opened = Manager::open(
+                    &daemon.manager_config(),
+                    &identity,
+                    None,
+                    false,
+                    daemon.transport(),
+                )
+                .await;
+                match opened {
                     Ok(manager) => *running = daemon.activate(manager).await,
                     Err(ManagerError::Locked) => {
                         tracing::warn!("autolock is on: the swarm stays locked until `swarm-node unlock` (or `docker swarm unlock`)");
@@ -250,6 +272,48 @@ impl Daemon {
         }
     }
 
+    /// How raft reaches the other managers.
+    fn transport(&self) -> Arc<dyn swarm_raft::Transport> {
+        Arc::new(NoPeers)
+    }
+
+    /// The address the listener binds for `identity` (its recorded one, else the daemon's).
+    fn listen_addr(&self, identity: &NodeIdentity) -> std::net::SocketAddr {
+        identity
+            .listen_addr
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(self.config.listen_addr)
+    }
+
+    /// Starts the swarm listener for a manager. Single host for now (no cluster CA yet): the
+    /// credentials are a provisional root and certificate made in memory for this start.
+    fn start_listener(&self, manager: &Manager) -> Option<NetStack> {
+        let identity = manager.identity();
+        let listen = self.listen_addr(identity);
+        let started = provisional_credentials(identity).and_then(|tls| {
+            let router = crate::net::membership::membership_routes(
+                swarm_net::rpc::Router::new(),
+                self.slot.clone(),
+            );
+            NetStack::start(
+                listen,
+                tls,
+                &swarm_net::rpc::RpcConfig::default(),
+                router,
+                swarm_net::rpc::ServerOptions::default(),
+            )
+            .map_err(|e| e.to_string())
+        });
+        match started {
+            Ok(net) => Some(net),
+            Err(e) => {
+                tracing::warn!(%listen, error = %e, "the swarm listener did not start: other nodes cannot reach this one");
+                None
+            }
+        }
+    }
+
     fn set_view(&self, state: SwarmState, access: Option<ClusterAccess>, node_id: Option<Id>) {
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = View {
             state,
@@ -262,10 +326,12 @@ impl Daemon {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Starts the worker and the routing mesh next to a running manager and publishes the
-    /// active view.
+    /// Starts the listener, the worker and the routing mesh next to a running manager and
+    /// publishes the active view.
     async fn activate(&self, manager: Manager) -> Running {
         let node_id = manager.identity().node_id;
+        self.slot.set(Some(manager.handle()));
+        let net = self.start_listener(&manager);
         let worker = Worker::start(
             node_id,
             self.host.clone(),
@@ -289,18 +355,23 @@ impl Daemon {
             ports: Some(mesh.clone()),
         };
         self.set_view(SwarmState::Active, Some(access), Some(node_id));
-        Running::Active(Box::new((manager, worker, mesh)))
+        Running::Active(Box::new((manager, worker, mesh, net)))
     }
 
-    /// Stops the routing mesh (listeners and proxied connections), the loops, the worker (tasks
-    /// are stopped and their last status committed) and the manager, in that order. Each step
-    /// is bounded: the mesh and the loops by [`STOP_STEP`], the worker by the agent's own
+    /// Stops the swarm listener, the routing mesh (listeners and proxied connections), the loops,
+    /// the worker (tasks are stopped and their last status committed) and the manager, in that
+    /// order. Each step is bounded: the swarm listener by `net::stack::LISTENER_STOP`, the mesh
+    /// and the loops by [`STOP_STEP`], the worker by the agent's own
     /// deadline (the longest stop grace period of its tasks plus the mesh drain,
     /// `swarm_runtime::KILL_WAIT` and `swarm_runtime::agent::STOP_MARGIN`), the manager by
     /// [`MANAGER_STOP`]. A step past its bound is logged and left behind (the raft log is
     /// crash-safe, so an unfinished close loses nothing committed).
-    async fn stop_active(mw: Box<(Manager, Worker, Arc<RoutingMesh>)>) {
-        let (mut manager, worker, mesh) = *mw;
+    async fn stop_active(&self, mw: Box<ActiveParts>) {
+        let (mut manager, worker, mesh, net) = *mw;
+        self.slot.set(None);
+        if let Some(net) = net {
+            net.stop().await;
+        }
         bounded("stopping the routing mesh", STOP_STEP, mesh.stop()).await;
         bounded(
             "stopping the orchestration loops",
@@ -322,7 +393,7 @@ impl Daemon {
     pub async fn shutdown(&self) {
         let mut running = self.running.lock().await;
         if let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive) {
-            Self::stop_active(mw).await;
+            self.stop_active(mw).await;
         }
         self.set_view(SwarmState::Inactive, None, None);
     }
@@ -347,8 +418,29 @@ impl Backend for Daemon {
         let mut running = self.running.lock().await;
         match &*running {
             Running::Active(mw) if req.force_new_cluster => {
-                // Already the only manager: nothing to force.
-                return Ok(mw.0.identity().node_id);
+                if mw.0.raft().status().voters.len() <= 1 {
+                    // Already the only manager: nothing to force.
+                    return Ok(mw.0.identity().node_id);
+                }
+                let identity = mw.0.identity().clone();
+                let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive)
+                else {
+                    unreachable!("matched Active above");
+                };
+                self.set_view(SwarmState::Inactive, None, None);
+                self.stop_active(mw).await;
+                let manager = Manager::open(
+                    &self.manager_config(),
+                    &identity,
+                    None,
+                    true,
+                    self.transport(),
+                )
+                .await
+                .map_err(internal)?;
+                tracing::warn!(node = %identity.node_id, "force-new-cluster: this manager now forms a cluster of one, every object kept");
+                *running = self.activate(manager).await;
+                return Ok(identity.node_id);
             }
             Running::Active(_) => return Err(BackendError::AlreadyInSwarm),
             Running::Locked(_) if req.force_new_cluster => return Err(BackendError::Locked),
@@ -368,12 +460,19 @@ impl Backend for Daemon {
         let raft_dir = self.config.raft_dir();
         begin_transition(&self.config.data_dir).map_err(internal)?;
         remove_dir_if_present(&raft_dir).map_err(internal)?;
-        let manager = Manager::init(&self.manager_config(), &identity, self.host.clone(), &req)
-            .await
-            .map_err(|e| match e {
-                ManagerError::Commit(c) => BackendError::Commit(c),
-                other => internal(other),
-            });
+        let manager = Manager::init(
+            &self.manager_config(),
+            &identity,
+            self.host.clone(),
+            &req,
+            swarm_core::objects::cluster::RootCa::default(),
+            self.transport(),
+        )
+        .await
+        .map_err(|e| match e {
+            ManagerError::Commit(c) => BackendError::Commit(c),
+            other => internal(other),
+        });
         let manager = match manager {
             Ok(m) => m,
             Err(e) => {
@@ -401,7 +500,15 @@ impl Backend for Daemon {
         };
         let key =
             UnlockKey::parse(key).map_err(|e| BackendError::MalformedUnlockKey(e.to_string()))?;
-        match Manager::open(&self.manager_config(), &identity, Some(&key)).await {
+        match Manager::open(
+            &self.manager_config(),
+            &identity,
+            Some(&key),
+            false,
+            self.transport(),
+        )
+        .await
+        {
             Ok(manager) => {
                 tracing::info!("swarm unlocked");
                 *running = self.activate(manager).await;
@@ -423,7 +530,7 @@ impl Backend for Daemon {
             return Err(BackendError::LeaveRefused);
         }
         if let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive) {
-            Self::stop_active(mw).await;
+            self.stop_active(mw).await;
         }
         self.set_view(SwarmState::Inactive, None, None);
         // The marker goes first: with it, a leftover raft directory is debris removed at start.
@@ -488,4 +595,28 @@ impl Backend for Daemon {
             node_id: self.view().node_id,
         }
     }
+}
+
+/// Credentials made in memory for one start of a single-host manager: a new root and a manager
+/// certificate for `identity` (replaced by the cluster CA's once there is one).
+fn provisional_credentials(
+    identity: &NodeIdentity,
+) -> Result<Arc<swarm_net::rpc::TlsState>, String> {
+    use swarm_net::pki::{make_csr, PrivateKey, RootCa, TlsMaterial, DEFAULT_NODE_CERT_VALIDITY};
+    let now = swarm_core::Clock::now(&swarm_raft::SystemClock);
+    let e = |e: swarm_net::Error| e.to_string();
+    let root = RootCa::generate(PrivateKey::generate().map_err(e)?, now, &mut OsRng).map_err(e)?;
+    let key = PrivateKey::generate().map_err(e)?;
+    let csr = make_csr(&key).map_err(e)?;
+    let who = swarm_net::NodeIdentity {
+        node_id: identity.node_id,
+        role: swarm_net::Role::Manager,
+        cluster_id: identity.cluster_id,
+    };
+    let issued = root
+        .issue(&csr, &who, DEFAULT_NODE_CERT_VALIDITY, now, &mut OsRng)
+        .map_err(e)?;
+    let material =
+        TlsMaterial::new(issued.chain, key, vec![root.cert_der().to_vec()]).map_err(e)?;
+    swarm_net::rpc::TlsState::new(&material).map_err(|e| e.to_string())
 }

@@ -1,5 +1,5 @@
-//! The Manager: a single-voter raft node and the store it applies to, the leader-only loops
-//! (orchestrator, scheduler), the dispatcher, and the autolock watcher.
+//! The Manager: a raft node and the store it applies to, the leader-only loops (orchestrator,
+//! scheduler, membership), the dispatcher, and the autolock watcher.
 //!
 //! # Calling contract
 //! - [`Manager::init`] creates a new swarm (raft bootstrap, the cluster object and this node's
@@ -11,9 +11,11 @@
 //! - Shut down with [`Manager::stop_loops`] (no new orchestration decisions), then stop the worker
 //!   (its last statuses still reach the dispatcher), then [`Manager::shutdown`].
 //!
-//! Single host for now: raft has no peers (its transport refuses every call), so this manager is
-//! the only voter and elects itself at once. The cluster's root CA fields and join tokens stay
-//! empty until the multi-host issue brings swarm-net's PKI.
+//! Peers: raft talks to the other managers through the [`Transport`] the embedder passes
+//! (the QUIC transport of `crate::net`; [`NoPeers`] for a lone manager, which elects itself at
+//! once). [`Manager::join`] starts a manager with an empty log that an existing cluster adds (the
+//! leader side is `crate::net::membership`); [`Manager::open`] with `force_new_cluster` restarts
+//! from the local state as the only voter (`docker swarm init --force-new-cluster`).
 //!
 //! # Layout
 //! - [`identity`]: `node.json`, this node's ids. [`host`]: what the host reports.
@@ -26,6 +28,7 @@ pub mod host;
 pub mod identity;
 mod keys;
 mod loops;
+pub mod membership;
 pub(crate) mod status;
 
 use std::path::PathBuf;
@@ -58,6 +61,9 @@ use keys::Wrapped;
 
 /// How long starting waits for this manager to become leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a joining manager waits to become a voter with the cluster's state applied.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the manager could not start or change.
 #[derive(Debug, Error)]
@@ -137,6 +143,7 @@ pub struct Manager {
     stop_loops: watch::Sender<bool>,
     stop_keys: watch::Sender<bool>,
     loops: Option<JoinHandle<()>>,
+    membership: Option<JoinHandle<()>>,
     keys: Option<JoinHandle<()>>,
 }
 
@@ -164,11 +171,12 @@ impl Manager {
         identity: &NodeIdentity,
         store: SharedStore,
         opts: StartOptions<'_>,
+        transport: Arc<dyn Transport>,
     ) -> Result<RaftNode, ManagerError> {
         let mut nc = NodeConfig::new(identity.raft_id, identity.addr.clone(), &config.raft_dir);
         nc.raft = config.raft.clone();
         nc.kdf = config.kdf;
-        let raft = RaftNode::start(nc, store, Arc::new(NoPeers), opts).await?;
+        let raft = RaftNode::start(nc, store, transport, opts).await?;
         Ok(raft.with_clock(Arc::new(SystemClock)))
     }
 
@@ -190,11 +198,14 @@ impl Manager {
     }
 
     /// Creates a new single-manager swarm in `config.raft_dir` (which must hold no raft state).
+    /// `root_ca` is the cluster's CA (certificate, key, join tokens) when there is one.
     pub async fn init(
         config: &ManagerConfig,
         identity: &NodeIdentity,
         description: NodeDescription,
         req: &InitRequest,
+        root_ca: RootCa,
+        transport: Arc<dyn Transport>,
     ) -> Result<Manager, ManagerError> {
         let store = SharedStore::default();
         let key = req.autolock.then(new_unlock_key);
@@ -202,7 +213,7 @@ impl Manager {
             autolock_new: key.as_ref().map(|(k, _)| k),
             ..StartOptions::default()
         };
-        let raft = Self::start_raft(config, identity, store.clone(), opts).await?;
+        let raft = Self::start_raft(config, identity, store.clone(), opts, transport).await?;
         let created = async {
             raft.bootstrap().await?;
             Self::wait_leader(&raft).await?;
@@ -212,7 +223,7 @@ impl Manager {
                 id: identity.cluster_id,
                 meta: Meta::default(),
                 spec,
-                root_ca: RootCa::default(),
+                root_ca,
                 unlock_keys: key
                     .as_ref()
                     .map(|(_, data)| EncryptionKey {
@@ -236,7 +247,7 @@ impl Manager {
                 status: NodeStatus {
                     state: NodeState::Ready,
                     message: String::new(),
-                    addr: "127.0.0.1".into(),
+                    addr: host_of(&identity.addr),
                 },
                 manager_status: Some(ManagerStatus {
                     raft_id: identity.raft_id,
@@ -264,11 +275,16 @@ impl Manager {
         Ok(Self::run(config, identity.clone(), raft, store, wrapped))
     }
 
-    /// Reopens the swarm after a restart. `unlock` is needed when autolock is on.
+    /// Reopens the swarm after a restart. `unlock` is needed when autolock is on. With
+    /// `force_new_cluster` the local state restarts as a cluster whose only voter is this
+    /// manager: every object is kept, the other managers are removed from raft and demoted in the
+    /// store (their nodes stay, as workers, so their tasks are rescheduled once they are down).
     pub async fn open(
         config: &ManagerConfig,
         identity: &NodeIdentity,
         unlock: Option<&UnlockKey>,
+        force_new_cluster: bool,
+        transport: Arc<dyn Transport>,
     ) -> Result<Manager, ManagerError> {
         // node.json says this node is in a swarm: its raft state must be there (never recreated).
         let keys = config.raft_dir.join(swarm_raft::keyring::KEY_FILE);
@@ -284,29 +300,141 @@ impl Manager {
         let store = SharedStore::default();
         let opts = StartOptions {
             unlock_key: unlock,
+            force_new_cluster,
             ..StartOptions::default()
         };
-        let raft = Self::start_raft(config, identity, store.clone(), opts).await?;
+        let raft = Self::start_raft(config, identity, store.clone(), opts, transport).await?;
         // Before anything is written (an election saves a vote): node.json must match this state.
         if let Err(e) = Self::check_identity(&raft, &store, identity).await {
             raft.shutdown().await;
             return Err(e);
         }
-        // The only voter need not wait an election timeout to learn that nobody else leads.
-        if raft.status().leader.is_none() {
-            if let Err(e) = raft.trigger_election().await {
-                tracing::warn!(error = %e, "could not start an election");
+        let st = raft.status();
+        if st.voters == [identity.raft_id] {
+            // The only voter need not wait an election timeout to learn that nobody else leads.
+            if st.leader.is_none() {
+                if let Err(e) = raft.trigger_election().await {
+                    tracing::warn!(error = %e, "could not start an election");
+                }
+            }
+            if let Err(e) = Self::wait_leader(&raft).await {
+                raft.shutdown().await;
+                return Err(e);
             }
         }
-        if let Err(e) = Self::wait_leader(&raft).await {
-            raft.shutdown().await;
-            return Err(e);
+        // With other voters, a leader is elected (or followed) once they answer; the loops wait
+        // for leadership, and the API answers from the replicated store meanwhile.
+        if force_new_cluster {
+            if let Err(e) = Self::forget_other_managers(&raft, &store, identity).await {
+                raft.shutdown().await;
+                return Err(e);
+            }
         }
         let wrapped = match (raft.keys().status().autolock, unlock) {
             (true, Some(k)) => Wrapped::Key(k.clone()),
             _ => Wrapped::Stored,
         };
         Ok(Self::run(config, identity.clone(), raft, store, wrapped))
+    }
+
+    /// Starts a manager that joins an existing cluster: raft starts with an empty log in
+    /// `config.raft_dir` (which must hold no raft state), `register` is called with it (to make
+    /// it reachable through the listener, then ask the leader to add it: see
+    /// `crate::net::membership`), and the manager runs once this node is a voter and the store
+    /// holds the cluster and this node with its raft id.
+    pub async fn join<F, Fut>(
+        config: &ManagerConfig,
+        identity: &NodeIdentity,
+        transport: Arc<dyn Transport>,
+        register: F,
+    ) -> Result<Manager, ManagerError>
+    where
+        F: FnOnce(RaftNode, SharedStore) -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let store = SharedStore::default();
+        let raft = Self::start_raft(
+            config,
+            identity,
+            store.clone(),
+            StartOptions::default(),
+            transport,
+        )
+        .await?;
+        let joined = async {
+            register(raft.clone(), store.clone())
+                .await
+                .map_err(ManagerError::Raft)?;
+            let me = identity.raft_id;
+            raft.wait_until(JOIN_TIMEOUT, "this manager is a voter", |s| {
+                s.voters.contains(&me)
+            })
+            .await
+            .map_err(|e| {
+                ManagerError::Raft(format!("the cluster did not add this manager: {e}"))
+            })?;
+            let ready = || {
+                store.view(|s| {
+                    s.cluster().map(|c| c.id) == Some(identity.cluster_id)
+                        && s.get::<Node>(&identity.node_id)
+                            .and_then(|n| n.manager_status.as_ref().map(|m| m.raft_id))
+                            == Some(me)
+                })
+            };
+            let until = tokio::time::Instant::now() + JOIN_TIMEOUT;
+            while !ready() {
+                if tokio::time::Instant::now() >= until {
+                    return Err(ManagerError::Raft(
+                        "the cluster's state did not reach this manager in time".into(),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(())
+        };
+        if let Err(e) = joined.await {
+            raft.shutdown().await;
+            return Err(e);
+        }
+        let wrapped = Wrapped::Stored;
+        Ok(Self::run(config, identity.clone(), raft, store, wrapped))
+    }
+
+    /// After force-new-cluster: waits to lead, then demotes every other manager in the store
+    /// (raft already counts only this one) and marks this one leader.
+    async fn forget_other_managers(
+        raft: &RaftNode,
+        store: &SharedStore,
+        identity: &NodeIdentity,
+    ) -> Result<(), ManagerError> {
+        Self::wait_leader(raft).await?;
+        let me = identity.node_id;
+        swarm_core::proposer::update(store, raft as &dyn Proposer, |tx| {
+            for n in tx.list::<Node>() {
+                let mut n = (*n).clone();
+                if n.id == me {
+                    n.manager_status = Some(ManagerStatus {
+                        raft_id: identity.raft_id,
+                        addr: identity.addr.clone(),
+                        leader: true,
+                        reachability: Reachability::Reachable,
+                    });
+                } else if n.manager_status.is_some() || n.role == NodeRole::Manager {
+                    n.manager_status = None;
+                    n.role = NodeRole::Worker;
+                    n.spec.desired_role = NodeRole::Worker;
+                } else {
+                    continue;
+                }
+                tx.update(n)?;
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::warn!(
+            "force-new-cluster: the other managers were removed; this manager is the only one"
+        );
+        Ok(())
     }
 
     /// Cross-checks `node.json` against the raft membership (its raft id) and the store (the
@@ -384,6 +512,11 @@ impl Manager {
         let dispatcher = StoreDispatcher::new(store.clone(), proposer, config.dispatcher.clone());
         let (stop_loops, loops_rx) = watch::channel(false);
         let (stop_keys, keys_rx) = watch::channel(false);
+        let membership = tokio::spawn(membership::reconcile_loop(
+            raft.clone(),
+            store.clone(),
+            loops_rx.clone(),
+        ));
         let loops = tokio::spawn(loops::supervise(
             raft.clone(),
             store.clone(),
@@ -404,6 +537,7 @@ impl Manager {
             stop_loops,
             stop_keys,
             loops: Some(loops),
+            membership: Some(membership),
             keys: Some(keys),
         }
     }
@@ -430,6 +564,20 @@ impl Manager {
         &self.raft
     }
 
+    /// Raft facts for the API (members, reachability, whether one may be removed).
+    pub fn raft_members(&self) -> membership::RaftMembers {
+        membership::RaftMembers::new(self.raft.clone(), self.store.clone())
+    }
+
+    /// What the listener's routes need from this manager.
+    pub fn handle(&self) -> crate::net::stack::ManagerHandle {
+        crate::net::stack::ManagerHandle {
+            raft: self.raft.clone(),
+            store: self.store.clone(),
+            node_id: self.identity.node_id,
+        }
+    }
+
     /// The dispatcher agents connect to.
     pub fn dispatcher(&self) -> &StoreDispatcher {
         &self.dispatcher
@@ -439,6 +587,9 @@ impl Manager {
     pub async fn stop_loops(&mut self) {
         let _ = self.stop_loops.send(true);
         if let Some(h) = self.loops.take() {
+            let _ = h.await;
+        }
+        if let Some(h) = self.membership.take() {
             let _ = h.await;
         }
     }
@@ -453,5 +604,17 @@ impl Manager {
             let _ = h.await;
         }
         self.raft.shutdown().await;
+    }
+}
+
+/// The host part of `host:port` (an IPv6 host without its brackets); the whole string when it
+/// has no port.
+pub fn host_of(addr: &str) -> String {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        _ => addr.to_string(),
     }
 }

@@ -7,6 +7,10 @@
 //!   rotation) and the node side of joining and renewing.
 //! - [`dispatch`]: the dispatcher over QUIC (sessions, heartbeats, assignments, status) and the
 //!   worker's `Dispatcher` client with manager failover.
+//! - [`membership`]: a manager joining the raft cluster (SwarmKit's `RaftMembership.Join`).
+//! - [`stack`]: the node's one listener and client, and the slot routes find the manager in.
 pub mod ca;
 pub mod dispatch;
+pub mod membership;
 pub mod raft;
+pub mod stack;
