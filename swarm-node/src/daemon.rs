@@ -291,15 +291,19 @@ impl Daemon {
     fn start_listener(&self, manager: &Manager) -> Option<NetStack> {
         let identity = manager.identity();
         let listen = self.listen_addr(identity);
+        let config = swarm_net::rpc::RpcConfig::default();
         let started = provisional_credentials(identity).and_then(|tls| {
             let router = crate::net::membership::membership_routes(
                 swarm_net::rpc::Router::new(),
                 self.slot.clone(),
             );
+            let client =
+                NetStack::client(tls.clone(), &config, listen.ip()).map_err(|e| e.to_string())?;
             NetStack::start(
                 listen,
                 tls,
-                &swarm_net::rpc::RpcConfig::default(),
+                client,
+                &config,
                 router,
                 swarm_net::rpc::ServerOptions::default(),
             )

@@ -70,8 +70,8 @@ impl LocalRole {
 /// A manager this node knows of: where it is and who its certificate must name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownManager {
-    /// The manager's node id.
-    pub node_id: Id,
+    /// The manager's node id, when known (the address given to `swarm join` comes without).
+    pub node_id: Option<Id>,
     /// Its advertised address, `host:port`.
     pub addr: String,
 }
@@ -169,7 +169,11 @@ impl NodeIdentity {
             add(self.listen_addr.as_deref().unwrap_or("").as_bytes());
             add(&(self.managers.len() as u64).to_le_bytes());
             for m in &self.managers {
-                add(m.node_id.to_string().as_bytes());
+                add(m
+                    .node_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_default()
+                    .as_bytes());
                 add(m.addr.as_bytes());
             }
         }
@@ -226,7 +230,7 @@ mod tests {
             role: LocalRole::Worker,
             listen_addr: Some("0.0.0.0:2377".into()),
             managers: vec![KnownManager {
-                node_id: Id::from_u128(8),
+                node_id: Some(Id::from_u128(8)),
                 addr: "10.0.0.1:2377".into(),
             }],
             ..NodeIdentity::new_manager(
@@ -254,7 +258,7 @@ mod tests {
             "127.0.0.1:2377".into(),
         );
         id.managers.push(KnownManager {
-            node_id: Id::from_u128(8),
+            node_id: Some(Id::from_u128(8)),
             addr: "10.0.0.1:2377".into(),
         });
         id.store(dir.path()).unwrap();

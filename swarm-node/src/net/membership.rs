@@ -293,11 +293,11 @@ pub async fn join_raft(
         };
         match answer {
             Ok(JoinRaftReply::Joined { members }) => return Ok(members),
-            Ok(JoinRaftReply::NotLeader { leader: Some(l) }) if l.node_id != m.node_id => {
+            Ok(JoinRaftReply::NotLeader { leader: Some(l) }) if Some(l.node_id) != m.node_id => {
                 queue.insert(
                     0,
                     KnownManager {
-                        node_id: l.node_id,
+                        node_id: Some(l.node_id),
                         addr: l.addr,
                     },
                 );
@@ -341,6 +341,6 @@ pub fn resolve_peer(m: &KnownManager) -> Result<Peer, String> {
     Ok(Peer {
         addr,
         role: Role::Manager,
-        node_id: Some(m.node_id),
+        node_id: m.node_id,
     })
 }

@@ -1,6 +1,7 @@
 //! The node's one swarm listener: a swarm-net QUIC [`Server`] on `--listen-addr` serving a
-//! [`Router`] the pieces add their routes to (raft, membership, CA, dispatcher), and a [`Client`]
-//! on the same UDP socket for the calls this node makes, both with one shared [`TlsState`] (a
+//! [`Router`] the pieces add their routes to (raft, membership, CA, dispatcher), next to the
+//! [`Client`] this node calls with (its own UDP socket: raft's transport needs the client before
+//! the listener can serve the manager it belongs to), both with one shared [`TlsState`] (a
 //! renewed certificate or a rotated root is installed once, with [`TlsState::update`], and both
 //! directions use it at the next handshake).
 //!
@@ -78,22 +79,17 @@ impl std::fmt::Debug for NetStack {
 }
 
 impl NetStack {
-    /// Binds `listen` and serves `router` with the credentials in `tls`; the client shares the
-    /// socket.
+    /// Binds `listen` and serves `router` with the credentials in `tls`, next to `client`.
     pub fn start(
         listen: SocketAddr,
         tls: Arc<TlsState>,
+        client: Arc<Client>,
         config: &RpcConfig,
         router: Router,
         options: ServerOptions,
     ) -> Result<NetStack, RpcError> {
         let server = Server::bind(listen, tls.clone(), config, router, options)?;
         let local = server.local_addr()?;
-        let client = Arc::new(Client::on(
-            server.endpoint().clone(),
-            tls.clone(),
-            config.clone(),
-        )?);
         tracing::info!(%local, "swarm listener started");
         Ok(NetStack {
             server,
@@ -104,7 +100,7 @@ impl NetStack {
     }
 
     /// The client for this node's own calls (raft transport, joins, dispatcher sessions).
-    pub fn client(&self) -> &Arc<Client> {
+    pub fn caller(&self) -> &Arc<Client> {
         &self.client
     }
 
@@ -118,8 +114,23 @@ impl NetStack {
         self.local
     }
 
+    /// A client for `tls` on its own UDP socket: any port of `ip` (the listen address's, so a
+    /// node listening on loopback calls from loopback).
+    pub fn client(
+        tls: Arc<TlsState>,
+        config: &RpcConfig,
+        ip: std::net::IpAddr,
+    ) -> Result<Arc<Client>, RpcError> {
+        Ok(Arc::new(Client::bind(
+            SocketAddr::new(ip, 0),
+            tls,
+            config.clone(),
+        )?))
+    }
+
     /// Closes every connection and stops accepting, waiting at most [`LISTENER_STOP`].
     pub async fn stop(self) {
+        self.client.endpoint().close(0u32.into(), b"node stopping");
         self.server.shutdown(LISTENER_STOP).await;
         tracing::info!(local = %self.local, "swarm listener stopped");
     }

@@ -647,3 +647,24 @@ fn kill_tree(pid: u32) {
     }
     signal(pid, "KILL");
 }
+
+impl Host {
+    /// Waits until `docker service ls` shows `replicas` (e.g. `3/3`) for `service`.
+    pub async fn wait_replicas(&self, service: &str, replicas: &str) {
+        let filter = format!("name={service}");
+        let want = format!("{service} {replicas}");
+        self.wait_for(
+            &format!("service {service} at {replicas}"),
+            &[
+                "service",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Name}} {{.Replicas}}",
+            ],
+            |out| out.lines().any(|l| l == want),
+        )
+        .await;
+    }
+}

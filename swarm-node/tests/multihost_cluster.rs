@@ -1,0 +1,258 @@
+//! A multi-host swarm driven only by the docker CLI: `swarm-node run` daemons in network
+//! namespaces (`multihost_support/`), formed with join tokens, then faults.
+//!
+//! One scenario per test, each on its own hosts:
+//! - `tokens_form_a_swarm_...`: 3 managers + 2 workers join by token; `node ls` on a manager
+//!   shows 5 Ready nodes with one Leader and two Reachable; a service's replicas spread over the
+//!   hosts; a worker's socket answers Docker's 503 to `service ls` while its `info` works; a
+//!   rotated worker token is refused and the new one admits a sixth host; killing the leader's
+//!   process (SIGKILL), a write succeeds through another manager, which then lists the old
+//!   leader Unreachable; after a second manager is killed (quorum lost),
+//!   `swarm init --force-new-cluster` on the survivor keeps the service, and the workers' tasks
+//!   keep running under it.
+
+mod multihost_support;
+
+use multihost_support::{Cluster, Host, Runtime};
+
+/// `docker node ls` as `hostname status manager-status` lines.
+async fn node_ls(h: &Host) -> Vec<String> {
+    h.ok(&[
+        "node",
+        "ls",
+        "--format",
+        "{{.Hostname}} {{.Status}} {{.ManagerStatus}}",
+    ])
+    .await
+    .lines()
+    .map(|l| l.trim().to_string())
+    .collect()
+}
+
+fn count(lines: &[String], pred: impl Fn(&str) -> bool) -> usize {
+    lines.iter().filter(|l| pred(l)).count()
+}
+
+async fn join(h: &Host, token: &str, manager: &Host) {
+    h.ok(&["swarm", "join", "--token", token, &manager.addr()])
+        .await;
+}
+
+/// `service ps` of `service` as `node state` lines of the tasks meant to run.
+async fn running_on(h: &Host, service: &str) -> Vec<(String, String)> {
+    let out = h
+        .ok(&[
+            "service",
+            "ps",
+            service,
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+        ])
+        .await;
+    out.lines()
+        .filter_map(|l| {
+            let (node, state) = l.split_once(' ')?;
+            Some((node.to_string(), state.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_loss() {
+    let Some(mut c) = Cluster::new(6, Runtime::Sim) else {
+        return;
+    };
+    c.start_all().await;
+    let h0 = c.host(0);
+    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
+    let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
+    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
+    assert!(manager_token.starts_with("SWMTKN-1-"), "{manager_token}");
+    for i in [1, 2] {
+        join(c.host(i), &manager_token, h0).await;
+    }
+    for i in [3, 4] {
+        join(c.host(i), &worker_token, h0).await;
+    }
+    // Every host is listed, Ready; one leader and two reachable managers.
+    let ls = c
+        .host(0)
+        .wait_for(
+            "5 ready nodes, 1 leader, 2 reachable",
+            &[
+                "node",
+                "ls",
+                "--format",
+                "{{.Hostname}} {{.Status}} {{.ManagerStatus}}",
+            ],
+            |out| {
+                let lines: Vec<String> = out.lines().map(str::to_string).collect();
+                lines.len() == 5
+                    && count(&lines, |l| l.contains(" Ready")) == 5
+                    && count(&lines, |l| l.ends_with("Leader")) == 1
+                    && count(&lines, |l| l.ends_with("Reachable")) == 2
+            },
+        )
+        .await;
+    assert!(ls.contains("host0 Ready Leader"), "{ls}");
+    // Another manager answers the same list.
+    let on_h1 = node_ls(c.host(1)).await;
+    assert_eq!(on_h1.len(), 5, "{on_h1:?}");
+
+    // A service's replicas spread over the hosts.
+    c.host(0)
+        .ok(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "10",
+            "busybox",
+            "sleep",
+            "3600",
+        ])
+        .await;
+    c.host(0)
+        .wait_for(
+            "10 running replicas",
+            &[
+                "service",
+                "ps",
+                "web",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.CurrentState}}",
+            ],
+            |out| out.lines().filter(|l| l.starts_with("Running")).count() == 10,
+        )
+        .await;
+    let placed = running_on(c.host(0), "web").await;
+    let hosts: std::collections::BTreeSet<&str> = placed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(hosts.len(), 5, "replicas on every host: {placed:?}");
+
+    // A worker's socket: cluster reads refused with Docker's 503, info works.
+    let e = c.host(3).fails(&["service", "ls"]).await;
+    assert!(
+        e.contains("This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state."),
+        "{e}"
+    );
+    let state = c
+        .host(3)
+        .ok(&[
+            "info",
+            "--format",
+            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+        ])
+        .await;
+    assert_eq!(state, "active false");
+
+    // A rotated worker token is refused; the new one admits a sixth host.
+    let rotated = c
+        .host(1)
+        .ok(&["swarm", "join-token", "--rotate", "-q", "worker"])
+        .await;
+    assert_ne!(rotated, worker_token);
+    let e = c
+        .host(5)
+        .fails(&["swarm", "join", "--token", &worker_token, &c.host(1).addr()])
+        .await;
+    assert!(
+        e.to_lowercase().contains("token"),
+        "the refusal names the token: {e}"
+    );
+    join(c.host(5), &rotated, c.host(1)).await;
+    c.host(0)
+        .wait_for(
+            "6 ready nodes",
+            &["node", "ls", "--format", "{{.Status}}"],
+            |out| out.lines().filter(|l| *l == "Ready").count() == 6,
+        )
+        .await;
+
+    // The leader's process dies: a write succeeds through another manager.
+    c.host_mut(0).kill().await;
+    c.host(1)
+        .wait_for(
+            "a write through host1",
+            &["service", "scale", "--detach", "web=12"],
+            |_| true,
+        )
+        .await;
+    c.host(1)
+        .wait_for(
+            "host0 unreachable, a new leader",
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+            |out| {
+                out.lines().any(|l| l == "host0 Unreachable")
+                    && out.lines().filter(|l| l.ends_with("Leader")).count() == 1
+            },
+        )
+        .await;
+
+    // Quorum lost (2 of 3 managers gone): the survivor forces a new cluster, keeping every object.
+    c.host_mut(2).kill().await;
+    c.host(1)
+        .ok(&[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--advertise-addr",
+            c.host(1).ip(),
+        ])
+        .await;
+    let ls = c
+        .host(1)
+        .wait_for(
+            "host1 leads alone",
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+            |out| {
+                out.lines().any(|l| l == "host1 Leader")
+                    && !out
+                        .lines()
+                        .any(|l| l.ends_with("Reachable") || l.ends_with("Unreachable"))
+            },
+        )
+        .await;
+    assert!(ls.lines().count() >= 6, "every node kept: {ls}");
+    let replicas = c
+        .host(1)
+        .ok(&[
+            "service",
+            "inspect",
+            "web",
+            "--format",
+            "{{.Spec.Mode.Replicated.Replicas}}",
+        ])
+        .await;
+    assert_eq!(replicas, "12");
+    // Writes commit again, and the workers follow the new cluster.
+    c.host(1)
+        .ok(&[
+            "service",
+            "create",
+            "--name",
+            "after",
+            "--replicas",
+            "2",
+            "busybox",
+            "sleep",
+            "3600",
+        ])
+        .await;
+    c.host(1)
+        .wait_for(
+            "the workers ready under the new cluster",
+            &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            |out| {
+                ["host3 Ready", "host4 Ready", "host5 Ready"]
+                    .iter()
+                    .all(|w| out.lines().any(|l| l == *w))
+            },
+        )
+        .await;
+    c.host(1).wait_replicas("after", "2/2").await;
+}
