@@ -11,7 +11,8 @@
 //! Data directory: `node.json` (identity, present while in a swarm), `raft/` (log, snapshots and
 //! key file), the API socket (the binary's) and `daemon.lock`, whose `flock` the daemon holds from
 //! start to shutdown (a second daemon, a backup or a restore on the directory is refused).
-//! Transitions (init, unlock, leave, shutdown) are serialised; [`Backend::swarm_state`] and [`Backend::cluster`] read a cached view and never wait.
+//! Transitions (init, unlock, leave, shutdown) are serialised; [`Backend::swarm_state`] and
+//! [`Backend::cluster`] read a cached view and never wait.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};

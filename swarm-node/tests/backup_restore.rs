@@ -220,6 +220,14 @@ async fn restored_on_another_data_dir_every_object_is_there_and_the_round_trip_i
     assert!(converged(&access(&d).store, web, 2).await);
     let err = restore(&bk1, &b, true).unwrap_err();
     assert!(matches!(err, BackupError::InUse { .. }), "{err}");
+    // The same lock keeps a second daemon off the directory.
+    let second = Daemon::start(config(&b, swarm_node::config::RuntimeKind::Sim)).await;
+    assert!(
+        second
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("is using it")),
+        "{second:?}"
+    );
     stop(d, server).await;
 
     // Existing state: refused without force; with it, moved aside, never deleted.
@@ -425,4 +433,78 @@ async fn an_autolocked_backup_restores_locked_and_unlocks_with_the_key() {
     assert_eq!(d.swarm_state(), SwarmState::Active);
     assert_eq!(get(&mut c, "/v1.44/secrets").await, secrets);
     stop(d, server).await;
+}
+
+/// Runs the `swarm-node` binary; returns (success, stdout, stderr).
+fn cli(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarm-node"))
+        .args(args)
+        .output()
+        .expect("swarm-node runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_backup_and_restore_subcommands() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node");
+    let d = start_sim(&data).await;
+    let (server, mut c) = serve(&d).await;
+    init(&mut c, false).await;
+    let node = get(&mut c, "/v1.44/info").await["Swarm"]["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Refused while the daemon runs, with a message saying why.
+    let out = root.path().join("bk");
+    let (ok, _, err) = cli(&[
+        "backup".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        out.as_os_str(),
+    ]);
+    assert!(!ok && err.contains("offline"), "{err}");
+    stop(d, server).await;
+
+    let (ok, stdout, err) = cli(&[
+        "backup".as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+        out.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains(&node), "{stdout}");
+    assert!(stdout.contains("autolock is off"), "{stdout}");
+    let target = root.path().join("restored");
+    let args = [
+        "restore".as_ref(),
+        "--data-dir".as_ref(),
+        target.as_os_str(),
+        out.as_os_str(),
+    ];
+    let (ok, stdout, err) = cli(&args);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains(&node) && stdout.contains("--force-new-cluster"),
+        "{stdout}"
+    );
+    let (ok, _, err) = cli(&args);
+    assert!(!ok && err.contains("--force"), "{err}");
+    let (ok, stdout, err) = cli(&[
+        "restore".as_ref(),
+        "--force".as_ref(),
+        "--data-dir".as_ref(),
+        target.as_os_str(),
+        out.as_os_str(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("moved to"), "{stdout}");
+    let d = start_sim(&target).await;
+    assert_eq!(d.swarm_state(), SwarmState::Active);
+    assert_eq!(d.cluster().unwrap().node_id.to_string(), node);
+    d.shutdown().await;
 }
