@@ -462,8 +462,15 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), BackupError> {
 
 /// Copies `from` into the new file `to` (fsynced), returning its size and SHA-256.
 fn copy_file(from: &Path, to: &Path, mode: u32) -> Result<(u64, String), BackupError> {
-    let mut src = File::open(from).map_err(io("open", from))?;
     let mut dst = create_new(to, mode)?;
+    let digest = stream(from, Some((&mut dst, to)))?;
+    dst.sync_all().map_err(io("fsync", to))?;
+    Ok(digest)
+}
+
+/// Reads `from` to its end, writing it to `to` if given; returns its size and SHA-256.
+fn stream(from: &Path, mut to: Option<(&mut File, &Path)>) -> Result<(u64, String), BackupError> {
+    let mut src = File::open(from).map_err(io("open", from))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -473,25 +480,9 @@ fn copy_file(from: &Path, to: &Path, mode: u32) -> Result<(u64, String), BackupE
             break;
         }
         hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n]).map_err(io("write", to))?;
-        size += n as u64;
-    }
-    dst.sync_all().map_err(io("fsync", to))?;
-    Ok((size, hex(&hasher.finalize())))
-}
-
-/// Size and SHA-256 of a file.
-fn digest_file(path: &Path) -> Result<(u64, String), std::io::Error> {
-    let mut f = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+        if let Some((dst, path)) = to.as_mut() {
+            dst.write_all(&buf[..n]).map_err(io("write", path))?;
         }
-        hasher.update(&buf[..n]);
         size += n as u64;
     }
     Ok((size, hex(&hasher.finalize())))
@@ -625,7 +616,7 @@ pub fn verify(input: &Path) -> Result<Manifest, BackupError> {
                 f.size
             )));
         }
-        let (_, digest) = digest_file(&path).map_err(io("read", &path))?;
+        let (_, digest) = stream(&path, None)?;
         if digest != f.sha256 {
             return Err(bad("does not match its SHA-256 in the manifest".into()));
         }

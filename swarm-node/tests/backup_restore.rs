@@ -37,24 +37,22 @@ async fn init(c: &mut HttpClient, autolock: bool) {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
+/// Creates a secret or config (`kind`: "secrets" or "configs") with base64 `data`.
+async fn create_blob(c: &mut HttpClient, kind: &str, name: &str, data: &str) {
+    let r = c
+        .post(
+            &format!("/v1.44/{kind}/create"),
+            &json!({"Name": name, "Data": data}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
 /// A service, a secret and a config; returns the service's id.
 async fn populate(c: &mut HttpClient) -> swarm_core::Id {
-    let r = c
-        .post(
-            "/v1.44/secrets/create",
-            &json!({"Name": "db-pass", "Data": "aHVudGVyMg=="}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
-    let r = c
-        .post(
-            "/v1.44/configs/create",
-            &json!({"Name": "app-conf", "Data": "bGlzdGVuIDgwCg=="}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_blob(c, "secrets", "db-pass", "aHVudGVyMg==").await;
+    create_blob(c, "configs", "app-conf", "bGlzdGVuIDgwCg==").await;
     let r = c
         .post(
             "/v1.44/services/create",
@@ -259,14 +257,7 @@ async fn backed_up(root: &Path, autolock: bool) -> (PathBuf, Value, Option<Strin
     } else {
         None
     };
-    let r = c
-        .post(
-            "/v1.44/secrets/create",
-            &json!({"Name": "db-pass", "Data": "aHVudGVyMg=="}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    create_blob(&mut c, "secrets", "db-pass", "aHVudGVyMg==").await;
     let secrets = get(&mut c, "/v1.44/secrets").await;
     stop(d, server).await;
     let bk = root.join("backup");
