@@ -388,6 +388,20 @@ async fn damaged_backups_are_refused_naming_the_file_and_the_target_is_untouched
         .collect();
     assert!(siblings.is_empty(), "state moved aside: {siblings:?}");
 
+    // Task data and runtime endpoints stay out of a backup; a symbolic link is refused.
+    std::fs::create_dir_all(occupied.join("volumes/v/_data")).unwrap();
+    std::fs::write(occupied.join("volumes/v/_data/f"), b"task data").unwrap();
+    std::fs::create_dir_all(occupied.join("supervisors")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(occupied.join("swarm.sock")).unwrap();
+    let m = backup(&occupied, &root.path().join("with-task-data")).unwrap();
+    assert_eq!(m.files, swarm_node::backup::verify(&bk).unwrap().files);
+    std::os::unix::fs::symlink("/etc/hostname", occupied.join("raft/link")).unwrap();
+    let out = root.path().join("with-link");
+    let err = backup(&occupied, &out).unwrap_err();
+    assert!(matches!(err, BackupError::Unsupported { .. }), "{err}");
+    assert!(err.to_string().contains("raft/link"), "{err}");
+    assert!(!out.exists());
+
     // Not a backup at all, and a directory with no swarm to back up.
     let err = restore(root.path(), &root.path().join("x"), false).unwrap_err();
     assert!(err.to_string().contains(MANIFEST_FILE), "{err}");
