@@ -15,8 +15,10 @@
 //! bind keeps working (other nodes cannot join it; the reason is logged).
 //!
 //! Data directory: `node.json` (identity, present while in a swarm), `raft/` (log, snapshots and
-//! key file), and the API socket (the binary's). Transitions (init, unlock, leave, shutdown) are
-//! serialised; [`Backend::swarm_state`] and [`Backend::cluster`] read a cached view and never wait.
+//! key file), the API socket (the binary's) and `daemon.lock`, whose `flock` the daemon holds from
+//! start to shutdown (a second daemon, a backup or a restore on the directory is refused).
+//! Transitions (init, unlock, leave, shutdown) are serialised; [`Backend::swarm_state`] and
+//! [`Backend::cluster`] read a cached view and never wait.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -30,7 +32,7 @@ use swarm_secrets::UnlockKey;
 use thiserror::Error;
 
 use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
-use crate::config::{create_data_dir, resolve_runtime, DaemonConfig};
+use crate::config::{create_data_dir, resolve_runtime, DaemonConfig, DataDirLock};
 use crate::manager::host::describe_host;
 use crate::manager::identity::TRANSITION_FILE;
 use crate::manager::{Manager, ManagerConfig, ManagerError, NoPeers, NodeIdentity};
@@ -107,6 +109,8 @@ pub struct Daemon {
     view: RwLock<View>,
     /// The running manager, for the listener's routes.
     slot: ManagerSlot,
+    /// The data directory's lock, held from the start until [`Daemon::shutdown`].
+    lock: std::sync::Mutex<Option<DataDirLock>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -187,6 +191,21 @@ impl Daemon {
             path: config.data_dir.display().to_string(),
             reason: e.to_string(),
         })?;
+        let lock = match DataDirLock::try_acquire(&config.data_dir) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                return Err(DaemonError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    reason: "another swarm-node daemon (or a backup or restore) is using it".into(),
+                })
+            }
+            Err(e) => {
+                return Err(DaemonError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    reason: format!("cannot lock it: {e}"),
+                })
+            }
+        };
         let host = describe_host(config.hostname.as_deref());
         let daemon = Arc::new(Daemon {
             config,
@@ -199,6 +218,7 @@ impl Daemon {
                 node_id: None,
             }),
             slot: ManagerSlot::default(),
+            lock: std::sync::Mutex::new(Some(lock)),
         });
         match NodeIdentity::load(&daemon.config.data_dir)? {
             None => {
@@ -400,6 +420,9 @@ impl Daemon {
             self.stop_active(mw).await;
         }
         self.set_view(SwarmState::Inactive, None, None);
+        // The directory is free for another daemon, a backup or a restore.
+        drop(running);
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 

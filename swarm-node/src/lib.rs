@@ -13,12 +13,14 @@
 //! - [`daemon`]: [`daemon::Daemon`], a Manager and a Worker composed, implementing the Backend.
 //! - [`manager`]: raft, store, leader loops, autolock; [`dispatcher`]: the store-backed dispatcher.
 //! - [`worker`]: the agent and its runtime; [`config`]: daemon settings and defaults.
+//! - [`backup`]: offline backup and restore of a node's data directory.
 //! - `fuzzing` (feature `fuzzing`): the request-body fuzz target's entry point.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod backend;
+pub mod backup;
 pub mod config;
 pub mod control;
 pub mod daemon;
