@@ -140,6 +140,7 @@ impl Backend for TestBackend {
                 proposer: self.proposer.clone(),
                 node_id,
                 ports: None,
+                raft: None,
             }),
             (SwarmState::Locked, _) => Err(BackendError::Locked),
             _ => Err(BackendError::NotInSwarm),

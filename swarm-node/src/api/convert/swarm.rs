@@ -11,7 +11,9 @@ use swarm_core::{Cluster, Node};
 use super::{duration, go_arch, labels_in, labels_out, nanos, ts, version, Result};
 use crate::api::error::ApiError;
 use crate::api::{API_VERSION, MIN_API_VERSION};
-use crate::backend::{DaemonInfo, InitRequest, SwarmState};
+use crate::backend::{
+    DaemonInfo, InitRequest, JoinRequest, SwarmState, DEFAULT_LISTEN_ADDR, DEFAULT_SWARM_PORT,
+};
 
 /// `POST /swarm/init`. bollard's model lacks `AutoLockManagers` and `Availability`, so this one is
 /// ours; unknown fields are ignored.
@@ -43,7 +45,6 @@ pub(crate) struct InitRequestJson {
 /// does (zero values take the default), and the address pools, subnet size and data-path port,
 /// all validated (400 naming the field).
 pub(crate) fn init_request_in(r: InitRequestJson) -> Result<InitRequest> {
-    use models::NodeSpecAvailabilityEnum as A;
     let mut docker = r.spec.unwrap_or_default();
     // A new cluster has a new root CA: a rotation counter given at init is only recorded.
     let force_rotate = docker
@@ -78,34 +79,188 @@ pub(crate) fn init_request_in(r: InitRequestJson) -> Result<InitRequest> {
     };
     validate_network_bootstrap(&network_bootstrap)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let data_path_addr = r.data_path_addr.filter(|a| !a.is_empty());
-    if let Some(a) = &data_path_addr {
+    let data_path_addr = data_path_addr_in(r.data_path_addr)?;
+    let (listen_addr, advertise) =
+        listen_and_advertise(r.listen_addr.as_deref(), r.advertise_addr.as_deref())?;
+    Ok(InitRequest {
+        autolock,
+        force_new_cluster: r.force_new_cluster.unwrap_or(false),
+        advertise_addr: advertise,
+        listen_addr,
+        spec,
+        network_bootstrap,
+        data_path_addr,
+        availability: availability_in(r.availability),
+    })
+}
+
+/// `ListenAddr` normalized over [`DEFAULT_LISTEN_ADDR`], and `AdvertiseAddr` with the listen port
+/// added when it names only a host; without an advertise address, a listen address that is not a
+/// wildcard is advertised (Docker's rule), otherwise `""` (the daemon picks).
+fn listen_and_advertise(listen: Option<&str>, advertise: Option<&str>) -> Result<(String, String)> {
+    let listen_addr = normalize_addr("ListenAddr", listen.unwrap_or(""), DEFAULT_LISTEN_ADDR)?;
+    let (listen_host, listen_port) = split_host_port(&listen_addr)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid ListenAddr {listen_addr:?}")))?;
+    let advertise = match advertise.filter(|a| !a.is_empty()) {
+        Some(a) => normalize_addr("AdvertiseAddr", a, &format!("0.0.0.0:{listen_port}"))?,
+        None if is_wildcard(&listen_host) => String::new(),
+        None => listen_addr.clone(),
+    };
+    Ok((listen_addr, advertise))
+}
+
+fn is_wildcard(host: &str) -> bool {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_unspecified(),
+        Err(_) => host.is_empty(),
+    }
+}
+
+/// Splits `host:port` / `[v6]:port` into the host (brackets removed) and the port text (`""`
+/// when absent). `None` when the text cannot be an address.
+fn split_host_port(addr: &str) -> Option<(String, String)> {
+    if let Some(rest) = addr.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => "",
+            p => p.strip_prefix(':')?,
+        };
+        return Some((host.to_string(), port.to_string()));
+    }
+    match addr.matches(':').count() {
+        0 => Some((addr.to_string(), String::new())),
+        1 => addr
+            .split_once(':')
+            .map(|(h, p)| (h.to_string(), p.to_string())),
+        // A bare IPv6 address: no port.
+        _ => addr
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|_| (addr.to_string(), String::new())),
+    }
+}
+
+/// Docker's `ParseTCPAddr` over `default` (`host:port`): an optional `tcp://` prefix, a missing
+/// host or port taken from `default`, the port a number in 1..=65535. Answers `host:port` (IPv6
+/// in brackets). Errors name the field, in Docker's words (`Invalid bind address format: X`).
+pub(crate) fn normalize_addr(field: &str, addr: &str, default: &str) -> Result<String> {
+    let bad = |why: String| ApiError::bad_request(format!("invalid {field} {addr:?}: {why}"));
+    let given = addr.trim();
+    let given = given.strip_prefix("tcp://").unwrap_or(given);
+    if given.is_empty() {
+        return Ok(default.to_string());
+    }
+    if given.contains("://") {
+        return Err(bad(format!("Invalid proto, expected tcp: {addr}")));
+    }
+    let format_err = || bad(format!("Invalid bind address format: {addr}"));
+    let (mut host, mut port) = split_host_port(given).ok_or_else(format_err)?;
+    let (default_host, default_port) = split_host_port(default)
+        .unwrap_or_else(|| ("0.0.0.0".into(), DEFAULT_SWARM_PORT.to_string()));
+    if host.is_empty() {
+        host = default_host;
+    }
+    if port.is_empty() {
+        port = default_port;
+    }
+    let host_ok = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '%'));
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+    if !host_ok || !port_ok {
+        return Err(format_err());
+    }
+    Ok(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+/// `POST /swarm/join` (`RemoteAddrs` and `JoinToken` besides what init has); unknown fields are
+/// ignored.
+#[derive(Default, Deserialize)]
+pub(crate) struct JoinRequestJson {
+    #[serde(rename = "ListenAddr", default)]
+    listen_addr: Option<String>,
+    #[serde(rename = "AdvertiseAddr", default)]
+    advertise_addr: Option<String>,
+    #[serde(rename = "DataPathAddr", default)]
+    data_path_addr: Option<String>,
+    #[serde(rename = "RemoteAddrs", default)]
+    remote_addrs: Option<Vec<String>>,
+    #[serde(rename = "JoinToken", default)]
+    join_token: Option<String>,
+    #[serde(rename = "Availability", default)]
+    availability: Option<models::NodeSpecAvailabilityEnum>,
+}
+
+impl Drop for JoinRequestJson {
+    fn drop(&mut self) {
+        if let Some(t) = self.join_token.as_mut() {
+            zeroize::Zeroize::zeroize(t);
+        }
+    }
+}
+
+fn availability_in(a: Option<models::NodeSpecAvailabilityEnum>) -> Option<NodeAvailability> {
+    use models::NodeSpecAvailabilityEnum as A;
+    match a {
+        Some(A::ACTIVE) => Some(NodeAvailability::Active),
+        Some(A::PAUSE) => Some(NodeAvailability::Pause),
+        Some(A::DRAIN) => Some(NodeAvailability::Drain),
+        Some(A::EMPTY) | None => None,
+    }
+}
+
+fn data_path_addr_in(a: Option<String>) -> Result<Option<String>> {
+    let a = a.filter(|a| !a.is_empty());
+    if let Some(a) = &a {
         if a.parse::<std::net::IpAddr>().is_err() {
             return Err(ApiError::bad_request(format!(
                 "invalid DataPathAddr {a:?}: give an IP address"
             )));
         }
     }
-    // Docker derives the advertise address from the listen address unless that is a wildcard.
-    let wildcard = |a: &str| a.is_empty() || a.starts_with("0.0.0.0") || a.starts_with("[::]");
-    let advertise = r
-        .advertise_addr
-        .filter(|a| !a.is_empty())
-        .or(r.listen_addr.filter(|a| !wildcard(a)))
-        .unwrap_or_default();
-    Ok(InitRequest {
-        autolock,
-        force_new_cluster: r.force_new_cluster.unwrap_or(false),
-        advertise_addr: advertise,
-        spec,
-        network_bootstrap,
-        data_path_addr,
-        availability: match r.availability {
-            Some(A::ACTIVE) => Some(NodeAvailability::Active),
-            Some(A::PAUSE) => Some(NodeAvailability::Pause),
-            Some(A::DRAIN) => Some(NodeAvailability::Drain),
-            Some(A::EMPTY) | None => None,
-        },
+    Ok(a)
+}
+
+/// The daemon's view of a `swarm join` request, validated as moby does
+/// (`validateAndSanitizeJoinRequest`): every address normalized, at least one remote address,
+/// a join token given.
+pub(crate) fn join_request_in(mut r: JoinRequestJson) -> Result<JoinRequest> {
+    let (listen_addr, advertise_addr) =
+        listen_and_advertise(r.listen_addr.as_deref(), r.advertise_addr.as_deref())?;
+    let remotes = r.remote_addrs.take().unwrap_or_default();
+    if remotes.is_empty() {
+        return Err(ApiError::bad_request(
+            "at least 1 RemoteAddr is required to join",
+        ));
+    }
+    let remote_addrs = remotes
+        .iter()
+        .map(|a| {
+            if a.trim().is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "invalid remoteAddr {a:?}: invalid empty address"
+                )));
+            }
+            normalize_addr("remoteAddr", a, DEFAULT_LISTEN_ADDR)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let join_token = zeroize::Zeroizing::new(r.join_token.take().unwrap_or_default());
+    if join_token.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "A valid join token is necessary to join this cluster",
+        ));
+    }
+    Ok(JoinRequest {
+        listen_addr,
+        advertise_addr,
+        data_path_addr: data_path_addr_in(r.data_path_addr.take())?,
+        remote_addrs,
+        join_token,
+        availability: availability_in(r.availability.take()),
     })
 }
 
