@@ -12,7 +12,8 @@ use super::{duration, go_arch, labels_in, labels_out, nanos, ts, version, Result
 use crate::api::error::ApiError;
 use crate::api::{API_VERSION, MIN_API_VERSION};
 use crate::backend::{
-    DaemonInfo, InitRequest, JoinRequest, SwarmState, DEFAULT_LISTEN_ADDR, DEFAULT_SWARM_PORT,
+    DaemonInfo, InitRequest, JoinRequest, LocalNodeInfo, LocalNodeState, RaftMember,
+    DEFAULT_LISTEN_ADDR, DEFAULT_SWARM_PORT,
 };
 
 /// `POST /swarm/init`. bollard's model lacks `AutoLockManagers` and `Availability`, so this one is
@@ -316,9 +317,10 @@ fn external_ca_out(ca: &ExternalCa) -> models::SwarmSpecCaConfigExternalCas {
 }
 
 /// `POST /swarm/update` body merged over the current spec, as Docker merges it: zero values keep
-/// the current setting. A root CA rotation (`SigningCACert`/`SigningCAKey`, a changed
-/// `ForceRotate`) is refused by name: this daemon cannot rotate its root. Ours: a missing `Labels` or `EncryptionConfig` also keeps it (Docker would
-/// clear labels and turn autolock off).
+/// the current setting. `ForceRotate` and `NodeCertExpiry` are recorded (the manager's CA loop
+/// acts on them); a rotation to a given root (`SigningCACert`/`SigningCAKey`) is refused by name.
+/// Ours: a missing `Labels` or `EncryptionConfig` also keeps it (Docker would clear labels and
+/// turn autolock off).
 pub(crate) fn cluster_spec_merge(cur: &ClusterSpec, s: models::SwarmSpec) -> Result<ClusterSpec> {
     let mut spec = cur.clone();
     if let Some(name) = s.name.filter(|n| !n.is_empty()) {
@@ -386,14 +388,11 @@ pub(crate) fn cluster_spec_merge(cur: &ClusterSpec, s: models::SwarmSpec) -> Res
                 })
                 .collect::<Result<_>>()?;
         }
-        // A changed counter asks for a root CA rotation now, which this daemon cannot do:
-        // refused rather than recorded as if done. The same value (a spec read and sent back)
-        // passes.
-        if let Some(n) = ca.force_rotate.filter(|n| *n != cur.ca.force_rotate) {
-            return Err(ApiError::bad_request(format!(
-                "CAConfig.ForceRotate {n} (now {}): root CA rotation is not supported by this daemon",
-                cur.ca.force_rotate
-            )));
+        // A changed counter asks for a root CA rotation now: recorded, and the manager's CA loop
+        // reacts to it (new root, cross-signed, nodes reissued). A spec read and sent back keeps
+        // the same value.
+        if let Some(n) = ca.force_rotate {
+            spec.ca.force_rotate = n;
         }
     }
     if let Some(t) = s.task_defaults {
@@ -440,11 +439,7 @@ pub(crate) fn cluster_info_out(c: &Cluster) -> models::ClusterInfo {
         created_at: ts(c.meta.created_at),
         updated_at: ts(c.meta.updated_at),
         spec: Some(cluster_spec_out(&c.spec)),
-        tls_info: Some(models::TlsInfo {
-            trust_root: Some(c.root_ca.ca_cert_pem.clone()),
-            cert_issuer_subject: None,
-            cert_issuer_public_key: None,
-        }),
+        tls_info: Some(super::tls::tls_info_out(&c.root_ca.ca_cert_pem)),
         root_rotation_in_progress: Some(false),
         data_path_port: Some(c.network_bootstrap.data_path_port),
         default_addr_pool: Some(c.network_bootstrap.default_addr_pool.clone()),
@@ -453,55 +448,86 @@ pub(crate) fn cluster_info_out(c: &Cluster) -> models::ClusterInfo {
 }
 
 /// Docker's name for a local node state.
-pub(crate) fn local_state_out(s: SwarmState) -> models::LocalNodeState {
+pub(crate) fn local_state_out(s: LocalNodeState) -> models::LocalNodeState {
     match s {
-        SwarmState::Inactive => models::LocalNodeState::INACTIVE,
-        SwarmState::Locked => models::LocalNodeState::LOCKED,
-        SwarmState::Active => models::LocalNodeState::ACTIVE,
+        LocalNodeState::Inactive => models::LocalNodeState::INACTIVE,
+        LocalNodeState::Pending => models::LocalNodeState::PENDING,
+        LocalNodeState::Active => models::LocalNodeState::ACTIVE,
+        LocalNodeState::Error => models::LocalNodeState::ERROR,
+        LocalNodeState::Locked => models::LocalNodeState::LOCKED,
     }
 }
 
-/// The `Swarm` section of `/info`. Cluster details only when `active` gives them.
+/// The `Swarm` section of `/info` from this node's own view: `NodeID`, `NodeAddr`,
+/// `LocalNodeState`, `ControlAvailable`, `Error`, `RemoteManagers` on every node in a swarm;
+/// `Nodes`, `Managers` and `Cluster` only when `control` (a manager's store) gives them. A manager
+/// whose backend names no remote managers lists the store's, with the raft view's addresses when
+/// there is one; a missing `NodeAddr` comes from the store's node.
 pub(crate) fn swarm_info_out(
-    state: SwarmState,
-    node_id: Option<String>,
-    active: Option<(&Cluster, &[std::sync::Arc<Node>])>,
+    local: &LocalNodeInfo,
+    control: Option<(&Cluster, &[std::sync::Arc<Node>], Option<&[RaftMember]>)>,
 ) -> models::SwarmInfo {
+    let in_swarm = !matches!(
+        local.state,
+        LocalNodeState::Inactive | LocalNodeState::Locked
+    );
     let mut info = models::SwarmInfo {
-        node_id: Some(node_id.unwrap_or_default()),
-        node_addr: Some(String::new()),
-        local_node_state: Some(local_state_out(state)),
-        control_available: Some(false),
-        error: Some(String::new()),
-        remote_managers: None,
+        node_id: Some(local.node_id.map(|n| n.to_string()).unwrap_or_default()),
+        node_addr: Some(local.node_addr.clone()),
+        local_node_state: Some(local_state_out(local.state)),
+        control_available: Some(local.control_available),
+        error: Some(local.error.clone()),
+        remote_managers: (in_swarm && !local.remote_managers.is_empty()).then(|| {
+            local
+                .remote_managers
+                .iter()
+                .map(|(id, addr)| models::PeerNode {
+                    node_id: Some(id.to_string()),
+                    addr: Some(addr.clone()),
+                })
+                .collect()
+        }),
         nodes: None,
         managers: None,
         cluster: None,
     };
-    if let Some((cluster, nodes)) = active {
-        let managers: Vec<_> = nodes
-            .iter()
-            .filter(|n| n.role == NodeRole::Manager)
-            .collect();
-        let me = info.node_id.clone().unwrap_or_default();
-        info.node_addr = nodes
-            .iter()
-            .find(|n| n.id.as_str() == me)
-            .map(|n| n.status.addr.clone());
-        info.control_available = Some(true);
-        info.nodes = Some(i64::try_from(nodes.len()).unwrap_or(i64::MAX));
-        info.managers = Some(i64::try_from(managers.len()).unwrap_or(i64::MAX));
-        info.remote_managers = Some(
-            managers
+    let Some((cluster, nodes, raft)) = control.filter(|_| local.control_available) else {
+        return info;
+    };
+    let managers: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Manager)
+        .collect();
+    if local.node_addr.is_empty() {
+        if let Some(me) = local.node_id {
+            info.node_addr = nodes
+                .iter()
+                .find(|n| n.id == me)
+                .map(|n| n.status.addr.clone());
+        }
+    }
+    info.nodes = Some(i64::try_from(nodes.len()).unwrap_or(i64::MAX));
+    info.managers = Some(i64::try_from(managers.len()).unwrap_or(i64::MAX));
+    if info.remote_managers.is_none() {
+        let peers = match raft {
+            Some(members) => members
+                .iter()
+                .map(|m| models::PeerNode {
+                    node_id: Some(m.node_id.map(|n| n.to_string()).unwrap_or_default()),
+                    addr: Some(m.addr.clone()),
+                })
+                .collect(),
+            None => managers
                 .iter()
                 .map(|n| models::PeerNode {
                     node_id: Some(n.id.to_string()),
                     addr: n.manager_status.as_ref().map(|m| m.addr.clone()),
                 })
                 .collect(),
-        );
-        info.cluster = Some(cluster_info_out(cluster));
+        };
+        info.remote_managers = Some(peers);
     }
+    info.cluster = Some(cluster_info_out(cluster));
     info
 }
 
