@@ -370,3 +370,46 @@ pub trait Backend: Send + Sync {
         Capabilities::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leave_check_follows_moby() {
+        assert_eq!(leave_check(1, 0, true), BackendError::LeaveRefused);
+        assert_eq!(
+            leave_check(2, 1, true),
+            BackendError::LeaveLosesQuorum {
+                remaining: 1,
+                total: 3
+            }
+        );
+        assert_eq!(
+            leave_check(2, 0, true),
+            BackendError::LeaveLosesQuorum {
+                remaining: 1,
+                total: 2
+            }
+        );
+        // Five reachable: losing one keeps the quorum, Docker still refuses without --force.
+        assert_eq!(leave_check(5, 0, true), BackendError::LeaveManager);
+        // This node not counted among the reachable ones: the generic refusal.
+        assert_eq!(leave_check(1, 2, false), BackendError::LeaveManager);
+        assert!(BackendError::LeaveLosesQuorum {
+            remaining: 1,
+            total: 3
+        }
+        .to_string()
+        .contains("Removing this node leaves 1 managers out of 3. Without a Raft quorum"));
+    }
+
+    #[test]
+    fn join_request_debug_redacts_the_token() {
+        let req = JoinRequest {
+            join_token: zeroize::Zeroizing::new("SWMTKN-1-secret".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{req:?}").contains("secret"));
+    }
+}

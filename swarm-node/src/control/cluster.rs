@@ -160,6 +160,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn join_tokens_need_a_root_ca_and_keep_its_digest() {
+        let empty = RootCa::default();
+        assert!(matches!(
+            new_join_token(&empty),
+            Err(ControlError::Internal(m)) if m.contains("no root CA certificate")
+        ));
+        let root = RootCa {
+            ca_cert_pem: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n".into(),
+            ..Default::default()
+        };
+        let a = JoinToken::parse(&new_join_token(&root).unwrap()).unwrap();
+        let b = JoinToken::parse(&new_join_token(&root).unwrap()).unwrap();
+        assert_eq!(a.ca_digest(), b.ca_digest());
+        assert_eq!(
+            a.ca_digest(),
+            &swarm_net::token::ca_digest(root.ca_cert_pem.as_bytes())
+        );
+        assert_ne!(*a.expose_text(), *b.expose_text());
+    }
+
+    #[test]
     fn unlock_key_lifecycle() {
         let on = next_unlock_keys(&[], true, false);
         assert_eq!(on.len(), 1);

@@ -458,6 +458,13 @@ pub(crate) fn local_state_out(s: LocalNodeState) -> models::LocalNodeState {
     }
 }
 
+/// What a manager adds to `/info`: the cluster, every node, and the raft members when known.
+pub(crate) type ManagerView<'a> = (
+    &'a Cluster,
+    &'a [std::sync::Arc<Node>],
+    Option<&'a [RaftMember]>,
+);
+
 /// The `Swarm` section of `/info` from this node's own view: `NodeID`, `NodeAddr`,
 /// `LocalNodeState`, `ControlAvailable`, `Error`, `RemoteManagers` on every node in a swarm;
 /// `Nodes`, `Managers` and `Cluster` only when `control` (a manager's store) gives them. A manager
@@ -465,7 +472,7 @@ pub(crate) fn local_state_out(s: LocalNodeState) -> models::LocalNodeState {
 /// there is one; a missing `NodeAddr` comes from the store's node.
 pub(crate) fn swarm_info_out(
     local: &LocalNodeInfo,
-    control: Option<(&Cluster, &[std::sync::Arc<Node>], Option<&[RaftMember]>)>,
+    control: Option<ManagerView<'_>>,
 ) -> models::SwarmInfo {
     let in_swarm = !matches!(
         local.state,
@@ -589,5 +596,52 @@ pub(crate) fn version_out(d: &DaemonInfo) -> models::SystemVersion {
         kernel_version: Some(String::new()),
         experimental: Some(false),
         build_time: Some(String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_normalize_as_docker_parses_them() {
+        let n = |a: &str| normalize_addr("ListenAddr", a, DEFAULT_LISTEN_ADDR);
+        assert_eq!(n("").unwrap(), "0.0.0.0:2377");
+        assert_eq!(n("10.0.0.1").unwrap(), "10.0.0.1:2377");
+        assert_eq!(n("tcp://10.0.0.1:4000").unwrap(), "10.0.0.1:4000");
+        assert_eq!(n(":4000").unwrap(), "0.0.0.0:4000");
+        assert_eq!(n("eth0").unwrap(), "eth0:2377");
+        assert_eq!(n("[::1]:4000").unwrap(), "[::1]:4000");
+        assert_eq!(n("::1").unwrap(), "[::1]:2377");
+        for bad in [
+            "10.0.0.1:0",
+            "10.0.0.1:65536",
+            "10.0.0.1:x",
+            "a b",
+            "[::1",
+            "udp://x",
+        ] {
+            let e = n(bad).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{bad}");
+            assert!(
+                e.message
+                    .starts_with(&format!("invalid ListenAddr {bad:?}: ")),
+                "{e}"
+            );
+        }
+        // Advertise: the listen port when only a host is given; a wildcard listen address is
+        // not advertised.
+        assert_eq!(
+            listen_and_advertise(Some("0.0.0.0:4000"), Some("10.0.0.2")).unwrap(),
+            ("0.0.0.0:4000".into(), "10.0.0.2:4000".into())
+        );
+        assert_eq!(
+            listen_and_advertise(None, None).unwrap(),
+            ("0.0.0.0:2377".into(), String::new())
+        );
+        assert_eq!(
+            listen_and_advertise(Some("10.0.0.3"), None).unwrap(),
+            ("10.0.0.3:2377".into(), "10.0.0.3:2377".into())
+        );
     }
 }
