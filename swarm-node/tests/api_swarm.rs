@@ -117,7 +117,7 @@ async fn autolock_on_rotate_off() {
             &format!("/v1.44/swarm/update?version={}", v + 1),
             Some(json!({"CAConfig": {"NodeCertExpiry": 60_000_000_000u64}})),
             400,
-            "minimum certificate expiry time is 1h",
+            "minimum certificate expiry time is: 1h0m0s",
         ),
     ])
     .await;

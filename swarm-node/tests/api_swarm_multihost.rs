@@ -614,7 +614,7 @@ async fn docker_cli_multihost_commands() {
     }
     let cfg = tempfile::tempdir().expect("tempdir");
     let cfg = cfg.path();
-    let (env, me, _raft) = three_managers().await;
+    let (mut env, me, _raft) = three_managers().await;
 
     let token = ok(&env, cfg, &["swarm", "join-token", "worker", "-q"]).await;
     assert!(swarm_net::JoinToken::parse(&token).is_ok(), "{token}");
@@ -713,6 +713,23 @@ async fn docker_cli_multihost_commands() {
         "This node is already part of a swarm.",
     )
     .await;
+
+    // Certificates: the root as Docker prints it, a rotation request, the expiry rule.
+    let ca = ok(&env, cfg, &["swarm", "ca"]).await;
+    assert_eq!(ca, TEST_ROOT_CA_PEM.trim());
+    ok(&env, cfg, &["swarm", "ca", "--rotate", "--detach"]).await;
+    let spec = env.get("/v1.44/swarm").await.json()["Spec"].clone();
+    assert_eq!(spec["CAConfig"]["ForceRotate"], 1);
+    fails(
+        &env,
+        cfg,
+        &["swarm", "update", "--cert-expiry", "30m"],
+        "minimum certificate expiry time is: 1h0m0s",
+    )
+    .await;
+    ok(&env, cfg, &["swarm", "update", "--cert-expiry", "2h"]).await;
+    let spec = env.get("/v1.44/swarm").await.json()["Spec"].clone();
+    assert_eq!(spec["CAConfig"]["NodeCertExpiry"], 7_200_000_000_000u64);
 
     // The same CLI against a worker.
     env.backend.set_worker(true);
