@@ -6,15 +6,16 @@
 //! commands (skipped loudly without a `docker` binary).
 
 mod common;
+#[path = "docker_cli/mod.rs"]
+mod docker_cli;
 #[path = "skip/mod.rs"]
 mod skip;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::{case, Env};
+use docker_cli::{docker, docker_binary};
 use serde_json::{json, Value};
 use swarm_core::objects::node::{
     ManagerStatus, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus, Reachability,
@@ -551,53 +552,14 @@ async fn promote_demote_and_remove_follow_the_raft_membership() {
 
 // ---- the docker CLI ----
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn docker_binary() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("docker"))
-        .find(|p| p.is_file())
-}
-
-async fn docker(sock: &Path, config: &Path, args: &[&str]) -> Out {
-    let bin = docker_binary().expect("docker binary");
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.args(args)
-        .env("DOCKER_HOST", format!("unix://{}", sock.display()))
-        .env("DOCKER_CONFIG", config)
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .env_remove("DOCKER_TLS_VERIFY")
-        .env("DOCKER_CLI_HINTS", "false")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().expect("spawn docker");
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("docker {args:?} did not finish in 60 s"))
-        .expect("docker output");
-    Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 async fn ok(env: &Env, config: &Path, args: &[&str]) -> String {
-    let o = docker(env.server.path(), config, args).await;
+    let o = docker(env.server.path(), config, args, None).await;
     assert_eq!(o.code, 0, "docker {args:?}: {}\n{}", o.stdout, o.stderr);
     o.stdout.trim().to_string()
 }
 
 async fn fails(env: &Env, config: &Path, args: &[&str], want: &str) {
-    let o = docker(env.server.path(), config, args).await;
+    let o = docker(env.server.path(), config, args, None).await;
     assert_ne!(o.code, 0, "docker {args:?} should fail: {}", o.stdout);
     assert!(
         o.stderr.contains(want),
