@@ -6,6 +6,14 @@
 //! facts about the host. The daemon ([`crate::daemon`]) implements it; tests may implement it over a
 //! plain [`swarm_core::LocalProposer`].
 //!
+//! Multi-host: [`Backend::join`] takes a validated [`JoinRequest`]; a worker's
+//! [`Backend::cluster`] answers [`BackendError::NotAManager`] while [`Backend::local_node`] (for
+//! `/info` and `/_ping`) and [`Backend::leave`] still work; [`leave_check`] words a manager's
+//! refused leave as Docker does; a manager hands the API its raft membership through
+//! [`ClusterAccess::raft`] ([`RaftView`]) for `node ls`, demotion and removal checks. Join-token
+//! rotation, `CAConfig.ForceRotate` and `NodeCertExpiry` are cluster-object changes made through
+//! the proposer (the manager's CA loop reacts to them), like autolock below.
+//!
 //! Autolock and unlock-key rotation are not methods here: as in SwarmKit, `docker swarm update
 //! --autolock` and `docker swarm unlock-key --rotate` change the cluster object (its
 //! `spec.encryption.auto_lock_managers` flag and its `unlock_keys`) through the proposer, and the
