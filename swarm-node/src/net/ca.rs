@@ -52,17 +52,29 @@ pub use storage::{CertDir, CertStoreError};
 const MAX_BUNDLE: u32 = 256 * 1024;
 
 /// `GetRootCACertificate`: the root bundle the join tokens pin, PEM. No certificate needed.
-pub const GET_ROOT_CA: Unary<(), RootCaAnswer> =
-    Unary::new("ca.get_root_ca_certificate", Access::Anonymous, 16, MAX_BUNDLE);
+pub const GET_ROOT_CA: Unary<(), RootCaAnswer> = Unary::new(
+    "ca.get_root_ca_certificate",
+    Access::Anonymous,
+    16,
+    MAX_BUNDLE,
+);
 
 /// `IssueNodeCertificate`: a join (with a token) or, called with a valid client certificate, a
 /// renewal. Answers the node id.
-pub const ISSUE_NODE_CERTIFICATE: Unary<IssueRequest, IssueAnswer> =
-    Unary::new("ca.issue_node_certificate", Access::Anonymous, 16 * 1024, 256);
+pub const ISSUE_NODE_CERTIFICATE: Unary<IssueRequest, IssueAnswer> = Unary::new(
+    "ca.issue_node_certificate",
+    Access::Anonymous,
+    16 * 1024,
+    256,
+);
 
 /// `NodeCertificateStatus`: long-poll for a node's certificate.
-pub const NODE_CERTIFICATE_STATUS: Unary<StatusRequest, StatusAnswer> =
-    Unary::new("ca.node_certificate_status", Access::Anonymous, 256, MAX_BUNDLE);
+pub const NODE_CERTIFICATE_STATUS: Unary<StatusRequest, StatusAnswer> = Unary::new(
+    "ca.node_certificate_status",
+    Access::Anonymous,
+    256,
+    MAX_BUNDLE,
+);
 
 /// The answer of [`GET_ROOT_CA`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

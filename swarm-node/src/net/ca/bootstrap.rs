@@ -3,7 +3,9 @@
 //! ([`start_root_rotation`]), and loading the signer ([`signing_ca`]).
 
 use rand_core::CryptoRngCore;
-use swarm_core::objects::cluster::{JoinTokens as StoredTokens, RootCa as StoredRootCa, RootRotation};
+use swarm_core::objects::cluster::{
+    JoinTokens as StoredTokens, RootCa as StoredRootCa, RootRotation,
+};
 use swarm_core::objects::node::{IssuanceState, NodeCertificate, NodeRole};
 use swarm_core::{CommitError, Id, SecretData, Timestamp};
 use swarm_net::pki::bundle::{parse_pem, to_pem};
@@ -112,7 +114,8 @@ pub fn start_root_rotation(
     rng: &mut (impl CryptoRngCore + ?Sized),
 ) -> Result<(), CaError> {
     let current = current_root(root_ca)?;
-    let rotation = swarm_net::pki::RootRotation::start(&current, PrivateKey::generate()?, now, rng)?;
+    let rotation =
+        swarm_net::pki::RootRotation::start(&current, PrivateKey::generate()?, now, rng)?;
     let signer = rotation.signer();
     root_ca.root_rotation = Some(RootRotation {
         ca_cert_pem: signer.bundle_pem(),

@@ -157,8 +157,8 @@ pub async fn join(
 }
 
 async fn fetch_root(bind: SocketAddr, peer: &Peer) -> Result<String, JoinError> {
-    let client =
-        Client::bind(bind, TlsState::unverified()?, RpcConfig::default()).map_err(JoinError::Rpc)?;
+    let client = Client::bind(bind, TlsState::unverified()?, RpcConfig::default())
+        .map_err(JoinError::Rpc)?;
     let mut last = String::new();
     for attempt in 0..ROOT_FETCH_TRIES {
         if attempt > 0 {
@@ -304,10 +304,7 @@ pub async fn run_renewal(
     let (nb, na) = window(&material);
     let mut schedule = RenewalSchedule::new(nb, na, &mut rng);
     loop {
-        let wait = schedule
-            .next_attempt()
-            .since(now())
-            .min(RENEWAL_CHECK);
+        let wait = schedule.next_attempt().since(now()).min(RENEWAL_CHECK);
         tokio::select! {
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             _ = tokio::time::sleep(wait) => {}
@@ -330,8 +327,7 @@ pub async fn run_renewal(
                 schedule.handle_rotate(now());
             } else if answer.state == IssuanceState::Issued
                 && answer.chain.first().map(Vec::as_slice) != Some(material.leaf())
-                && leaf_key(answer).as_deref()
-                    == material.key().public_key_der().ok().as_deref()
+                && leaf_key(answer).as_deref() == material.key().public_key_der().ok().as_deref()
             {
                 // Reissued for our key (role change): adopt it.
                 next = accept(

@@ -9,9 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rand_core::{CryptoRngCore, OsRng};
-use swarm_core::objects::node::{
-    IssuanceState, Node, NodeCertificate, NodeSpec, NodeStatus,
-};
+use swarm_core::objects::node::{IssuanceState, Node, NodeCertificate, NodeSpec, NodeStatus};
 use swarm_core::{
     update, Annotations, Clock, Event, Id, Meta, ObjectKind, Proposer, SharedStore, Store,
     StoreError, Timestamp, WatchFilter,
@@ -252,15 +250,15 @@ impl CaServer {
                 "a valid join token is necessary to join this cluster",
             ));
         };
-        let presented = JoinToken::parse(text)
-            .map_err(|e| status(Code::InvalidArgument, e.to_string()))?;
+        let presented =
+            JoinToken::parse(text).map_err(|e| status(Code::InvalidArgument, e.to_string()))?;
         let cluster = self
             .store
             .view(|s| s.cluster().cloned())
             .ok_or_else(|| status(Code::Unavailable, "the swarm has no cluster object yet"))?;
         // The tokens are read from the store on every call: a rotated token fails at once.
-        let (worker, manager) = current_tokens(&cluster.root_ca)
-            .map_err(|e| status(Code::Internal, e.to_string()))?;
+        let (worker, manager) =
+            current_tokens(&cluster.root_ca).map_err(|e| status(Code::Internal, e.to_string()))?;
         // Both compared, each in constant time.
         let is_worker = worker == presented;
         let is_manager = manager == presented;
@@ -339,10 +337,12 @@ fn answer_for(store: &Store, id: &Id) -> Result<StatusAnswer, Status> {
     let node = store
         .get::<Node>(id)
         .ok_or_else(|| status(Code::NotFound, format!("node {id} not found")))?;
-    let cert = node
-        .certificate
-        .as_ref()
-        .ok_or_else(|| status(Code::NotFound, format!("node {id} has no certificate record")))?;
+    let cert = node.certificate.as_ref().ok_or_else(|| {
+        status(
+            Code::NotFound,
+            format!("node {id} has no certificate record"),
+        )
+    })?;
     let cluster = store
         .cluster()
         .ok_or_else(|| status(Code::Unavailable, "the swarm has no cluster object yet"))?;

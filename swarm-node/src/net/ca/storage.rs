@@ -94,8 +94,14 @@ impl CertDir {
         rng: &mut (impl CryptoRngCore + ?Sized),
     ) -> Result<(), CertStoreError> {
         self.create()?;
-        atomic_write(&self.dir.join(CHAIN_FILE), to_pem(material.chain()).as_bytes())?;
-        atomic_write(&self.dir.join(ROOTS_FILE), to_pem(material.roots()).as_bytes())?;
+        atomic_write(
+            &self.dir.join(CHAIN_FILE),
+            to_pem(material.chain()).as_bytes(),
+        )?;
+        atomic_write(
+            &self.dir.join(ROOTS_FILE),
+            to_pem(material.roots()).as_bytes(),
+        )?;
         let sealed = material
             .key()
             .wrap(kek, KeySlot::NodeTls, rng)
@@ -125,7 +131,10 @@ impl CertDir {
     }
 
     /// The node's local KEK from [`KEK_FILE`] (mode 0600), created on first use.
-    pub fn local_kek(&self, rng: &mut (impl CryptoRngCore + ?Sized)) -> Result<Kek, CertStoreError> {
+    pub fn local_kek(
+        &self,
+        rng: &mut (impl CryptoRngCore + ?Sized),
+    ) -> Result<Kek, CertStoreError> {
         if let Some(bytes) = self.read_opt(KEK_FILE)? {
             let bytes = Zeroizing::new(bytes);
             let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
