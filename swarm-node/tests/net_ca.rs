@@ -448,8 +448,8 @@ async fn root_rotation_converges_and_old_and_new_chains_verify_during_it() {
         let fresh = renew(&client, &h.peer(), m, now).await.unwrap();
         // A new chain verifies for a peer that trusts only the old root (through the cross-signed
         // intermediate) and for one that trusts only the new root.
-        verify_chain(fresh.chain(), &[old_root.clone()], now()).unwrap();
-        verify_chain(fresh.chain(), &[new_root.clone()], now()).unwrap();
+        verify_chain(fresh.chain(), std::slice::from_ref(&old_root), now()).unwrap();
+        verify_chain(fresh.chain(), std::slice::from_ref(&new_root), now()).unwrap();
         // The node learned the new root from the status answer.
         assert!(fresh.roots().contains(&new_root));
         if i + 1 < nodes.len() {
@@ -477,11 +477,16 @@ async fn root_rotation_converges_and_old_and_new_chains_verify_during_it() {
         h.ca_key_der.as_slice()
     );
     for m in &renewed {
-        verify_chain(m.chain(), &[new_root.clone()], now()).unwrap();
+        verify_chain(m.chain(), std::slice::from_ref(&new_root), now()).unwrap();
     }
     // The new tokens pin the new root, and a join with them works.
     let joined = h.join(&h.token(Role::Worker)).await.unwrap();
-    verify_chain(joined.material.chain(), &[new_root.clone()], now()).unwrap();
+    verify_chain(
+        joined.material.chain(),
+        std::slice::from_ref(&new_root),
+        now(),
+    )
+    .unwrap();
     assert!(matches!(
         h.join(&old_tokens.worker).await,
         Err(JoinError::CaMismatch(_))

@@ -282,20 +282,45 @@ pub async fn renew(
     wait_issued(client, manager, me, key, current.roots(), &now).await
 }
 
+/// Where a node renews: its RPC client (presenting its certificate), the TLS state that client and
+/// the node's server share (renewed material is installed there), and a manager to ask.
+#[derive(Clone)]
+pub struct RenewalTarget {
+    /// The node's client.
+    pub client: Arc<Client>,
+    /// The node's TLS state.
+    pub tls: Arc<TlsState>,
+    /// The manager to call.
+    pub manager: Peer,
+}
+
+impl std::fmt::Debug for RenewalTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenewalTarget")
+            .field("tls", &self.tls)
+            .field("manager", &self.manager)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Keeps a node's certificate fresh until `stop` turns true: renews at the random point
 /// [`RenewalSchedule`] picks (50-80 % of the lifetime; failures back off 5 s steps up to 1 h), at
 /// once when the manager marks it for rotation, and adopts a chain reissued for its own key (role
-/// change). Every new material is installed in `tls` and handed to `on_renewed` (to store it).
+/// change). Every new material is installed in the target's TLS state and handed to `on_renewed`
+/// (to store it with [`super::CertDir::save`]).
 pub async fn run_renewal(
-    client: Arc<Client>,
-    tls: Arc<TlsState>,
-    manager: Peer,
+    target: RenewalTarget,
     mut material: TlsMaterial,
     mut stop: watch::Receiver<bool>,
     now: impl Fn() -> Timestamp + Send,
     mut rng: impl RngCore + Send,
     mut on_renewed: impl FnMut(&TlsMaterial) + Send,
 ) {
+    let RenewalTarget {
+        client,
+        tls,
+        manager,
+    } = target;
     let window = |m: &TlsMaterial| {
         CertInfo::parse(m.leaf())
             .map(|i| (i.not_before, i.not_after))

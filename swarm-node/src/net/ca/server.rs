@@ -226,14 +226,13 @@ impl CaServer {
         })
         .await
         .map_err(|e| match e {
-            swarm_core::CommitError::Rejected(StoreError::NotFound { kind, .. })
-                if kind == ObjectKind::Node =>
-            {
-                status(
-                    Code::NotFound,
-                    format!("node {id} is not a member of this swarm (removed?)"),
-                )
-            }
+            swarm_core::CommitError::Rejected(StoreError::NotFound {
+                kind: ObjectKind::Node,
+                ..
+            }) => status(
+                Code::NotFound,
+                format!("node {id} is not a member of this swarm (removed?)"),
+            ),
             other => commit_status(other),
         })?;
         Ok(IssueAnswer { node_id: id })
