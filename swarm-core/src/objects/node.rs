@@ -305,6 +305,7 @@ mod tests {
             },
             manager_status: None,
             role: NodeRole::Manager,
+            certificate: None,
         };
         n.spec.annotations.labels.insert("rack".into(), "A".into());
         let cases = [
