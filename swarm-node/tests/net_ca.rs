@@ -552,3 +552,46 @@ async fn keys_never_appear_in_debug_or_in_plaintext_on_disk() {
     ));
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_csr_ends_failed_with_the_reason() {
+    let h = Harness::start(true).await;
+    let roots = vec![root_der(&h)];
+    let client = Client::bind(
+        ANY.parse().unwrap(),
+        TlsState::joining(&roots).unwrap(),
+        RpcConfig::default(),
+    )
+    .unwrap();
+    let request = swarm_node::net::ca::IssueRequest {
+        csr: b"not a certificate signing request".to_vec(),
+        token: Some(h.token(Role::Worker)),
+        availability: NodeAvailability::Active,
+    };
+    // The token is shown redacted.
+    assert!(!format!("{request:?}").contains("SWMTKN"));
+    let answer = client
+        .unary(
+            &h.peer(),
+            &swarm_node::net::ca::ISSUE_NODE_CERTIFICATE,
+            &request,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let status = client
+        .unary(
+            &h.peer(),
+            &NODE_CERTIFICATE_STATUS,
+            &StatusRequest {
+                node_id: answer.node_id,
+            },
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status.state, IssuanceState::Failed);
+    assert!(status.error.contains("CSR"), "{}", status.error);
+    assert!(status.chain.is_empty());
+    h.shutdown().await;
+}
