@@ -176,6 +176,7 @@ impl Backend for TestBackend {
                     worker: format!("SWMTKN-1-{digest}-{}", base36(1, 25)),
                     manager: format!("SWMTKN-1-{digest}-{}", base36(2, 25)),
                 },
+                ..RootCa::default()
             },
             unlock_keys,
             network_bootstrap: req.network_bootstrap.clone(),
@@ -221,6 +222,7 @@ impl Backend for TestBackend {
                 reachability: Reachability::Reachable,
             }),
             role: NodeRole::Manager,
+            certificate: None,
         };
         self.proposer.propose_now(vec![
             StoreAction::Create(cluster.into()),
