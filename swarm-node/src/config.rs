@@ -144,6 +144,37 @@ pub fn create_data_dir(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Name of the advisory lock file in the data directory: a running daemon (and an offline
+/// backup or restore) holds an exclusive `flock` on it, so two of them never use one directory.
+pub const LOCK_FILE: &str = "daemon.lock";
+
+/// An exclusive advisory lock on a data directory ([`LOCK_FILE`]), released when dropped (the
+/// kernel also releases it when the process dies, so a crash leaves no stale lock).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    /// Takes the lock without waiting; `Ok(None)` if another holder has it. The directory must
+    /// exist; the lock file is created owner-only.
+    pub fn try_acquire(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(data_dir.join(LOCK_FILE))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(DataDirLock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// `<data_dir>/swarm.sock`.
 pub fn default_socket(data_dir: &Path) -> PathBuf {
     data_dir.join("swarm.sock")

@@ -9,8 +9,10 @@
 //! ([`ClusterAccess::ports`]).
 //!
 //! Data directory: `node.json` (identity, present while in a swarm), `raft/` (log, snapshots and
-//! key file), and the API socket (the binary's). Transitions (init, unlock, leave, shutdown) are
-//! serialised; [`Backend::swarm_state`] and [`Backend::cluster`] read a cached view and never wait.
+//! key file), the API socket (the binary's) and `daemon.lock`, whose `flock` the daemon holds from
+//! start to shutdown (a second daemon, a backup or a restore on the directory is refused).
+//! Transitions (init, unlock, leave, shutdown) are serialised; [`Backend::swarm_state`] and
+//! [`Backend::cluster`] read a cached view and never wait.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -24,7 +26,7 @@ use swarm_secrets::UnlockKey;
 use thiserror::Error;
 
 use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
-use crate::config::{create_data_dir, resolve_runtime, DaemonConfig};
+use crate::config::{create_data_dir, resolve_runtime, DaemonConfig, DataDirLock};
 use crate::manager::host::describe_host;
 use crate::manager::identity::TRANSITION_FILE;
 use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
@@ -94,6 +96,8 @@ pub struct Daemon {
     host: NodeDescription,
     running: tokio::sync::Mutex<Running>,
     view: RwLock<View>,
+    /// The data directory's lock, held from the start until [`Daemon::shutdown`].
+    lock: std::sync::Mutex<Option<DataDirLock>>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -174,6 +178,21 @@ impl Daemon {
             path: config.data_dir.display().to_string(),
             reason: e.to_string(),
         })?;
+        let lock = match DataDirLock::try_acquire(&config.data_dir) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                return Err(DaemonError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    reason: "another swarm-node daemon (or a backup or restore) is using it".into(),
+                })
+            }
+            Err(e) => {
+                return Err(DaemonError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    reason: format!("cannot lock it: {e}"),
+                })
+            }
+        };
         let host = describe_host(config.hostname.as_deref());
         let daemon = Arc::new(Daemon {
             config,
@@ -185,6 +204,7 @@ impl Daemon {
                 access: None,
                 node_id: None,
             }),
+            lock: std::sync::Mutex::new(Some(lock)),
         });
         match NodeIdentity::load(&daemon.config.data_dir)? {
             None => {
@@ -326,6 +346,9 @@ impl Daemon {
             Self::stop_active(mw).await;
         }
         self.set_view(SwarmState::Inactive, None, None);
+        // The directory is free for another daemon, a backup or a restore.
+        drop(running);
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 

@@ -13,12 +13,14 @@
 //! - [`daemon`]: [`daemon::Daemon`], a Manager and a Worker composed, implementing the Backend.
 //! - [`manager`]: raft, store, leader loops, autolock; [`dispatcher`]: the store-backed dispatcher.
 //! - [`worker`]: the agent and its runtime; [`config`]: daemon settings and defaults.
+//! - [`backup`]: offline backup and restore of a node's data directory.
 //! - `fuzzing` (feature `fuzzing`): the request-body fuzz target's entry point.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod backend;
+pub mod backup;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -28,8 +30,8 @@ pub mod fuzzing;
 pub mod http_client;
 pub mod manager;
 pub mod mesh;
-pub mod net;
 pub mod metrics;
+pub mod net;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

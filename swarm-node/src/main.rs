@@ -6,6 +6,8 @@
 //!                [--api-header-timeout SECS] [--api-max-connections N]
 //! swarm-node unlock [--data-dir DIR] [--socket PATH] [--key SWMKEY-1-...]   (else read from stdin)
 //! swarm-node status [--data-dir DIR] [--socket PATH]
+//! swarm-node backup [--data-dir DIR] OUT             (offline: the daemon must be stopped)
+//! swarm-node restore [--data-dir DIR] [--force] IN   (offline)
 //! ```
 //!
 //! `run` prints the socket path and `export DOCKER_HOST=unix://<socket>`; the ordinary `docker`
@@ -126,6 +128,26 @@ enum Command {
         #[command(flatten)]
         at: Location,
     },
+    /// Back up this node's swarm state into the new directory OUT (offline: stop the daemon
+    /// first). With autolock on, the backup needs the unlock key to be used.
+    Backup {
+        /// Data directory [default: /var/lib/swarm-node as root, else $XDG_DATA_HOME/swarm]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The backup directory to create (must not exist)
+        out: PathBuf,
+    },
+    /// Restore a backup made by `swarm-node backup` into the data directory (offline).
+    Restore {
+        /// Data directory [default: /var/lib/swarm-node as root, else $XDG_DATA_HOME/swarm]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Restore over existing swarm state, moving it aside to <data-dir>.pre-restore-<time>
+        #[arg(long)]
+        force: bool,
+        /// The backup directory
+        input: PathBuf,
+    },
     /// (internal) Supervise one process-runtime task; the daemon starts this itself.
     #[command(hide = true)]
     Supervise {
@@ -153,6 +175,15 @@ fn real_main() -> Result<()> {
         return swarm_runtime::process::supervise(socket).context("supervising a task");
     }
     not_dumpable();
+    match &cli.command {
+        Command::Backup { data_dir, out } => return backup(data_dir.clone(), out),
+        Command::Restore {
+            data_dir,
+            force,
+            input,
+        } => return restore(data_dir.clone(), *force, input),
+        _ => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -189,9 +220,56 @@ fn real_main() -> Result<()> {
             }
             Command::Unlock { at, key } => unlock(at, key).await,
             Command::Status { at } => status(at).await,
-            Command::Supervise { .. } => unreachable!("handled before the async runtime starts"),
+            Command::Supervise { .. } | Command::Backup { .. } | Command::Restore { .. } => {
+                unreachable!("handled before the async runtime starts")
+            }
         }
     })
+}
+
+fn backup(data_dir: Option<PathBuf>, out: &Path) -> Result<()> {
+    let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    let m = swarm_node::backup::backup(&data_dir, out)?;
+    println!(
+        "backed up node {} of cluster {} ({} files, {} bytes) into {}",
+        m.node_id,
+        m.cluster_id,
+        m.files.len(),
+        m.total_bytes(),
+        out.display()
+    );
+    if m.autolock {
+        println!("autolock is on: restoring this backup needs the swarm's unlock key");
+    } else {
+        println!("autolock is off: the backup holds the swarm's key-encryption key; keep it as safe as the node");
+    }
+    Ok(())
+}
+
+fn restore(data_dir: Option<PathBuf>, force: bool, input: &Path) -> Result<()> {
+    let data_dir = data_dir.unwrap_or_else(default_data_dir);
+    let r = swarm_node::backup::restore(input, &data_dir, force)?;
+    if let Some(aside) = &r.moved_aside {
+        println!(
+            "the former state of {} was moved to {}",
+            data_dir.display(),
+            aside.display()
+        );
+    }
+    println!(
+        "restored node {} of cluster {} ({} files) into {}",
+        r.manifest.node_id,
+        r.manifest.cluster_id,
+        r.manifest.files.len(),
+        data_dir.display()
+    );
+    println!("start it with `swarm-node run`; on another host, then run `docker swarm init --force-new-cluster`");
+    if r.manifest.autolock {
+        println!(
+            "autolock is on: the node starts locked until unlocked with the swarm's unlock key"
+        );
+    }
+    Ok(())
 }
 
 /// Makes this process non-dumpable: no core dump (it would hold secrets and keys), and other

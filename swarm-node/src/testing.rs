@@ -212,6 +212,7 @@ fn test_root_ca() -> RootCa {
             worker: text(swarm_net::Role::Worker),
             manager: text(swarm_net::Role::Manager),
         },
+        ..RootCa::default()
     }
 }
 
@@ -303,6 +304,7 @@ impl Backend for TestBackend {
                 reachability: Reachability::Reachable,
             }),
             role: NodeRole::Manager,
+            certificate: None,
         };
         self.proposer.propose_now(vec![
             StoreAction::Create(cluster.into()),

@@ -62,6 +62,7 @@ fn host(n: u128, role: NodeRole, state: NodeState) -> Node {
             reachability: Reachability::Reachable,
         }),
         role,
+        certificate: None,
     }
 }
 

@@ -245,6 +245,7 @@ impl Manager {
                     reachability: Reachability::Reachable,
                 }),
                 role: NodeRole::Manager,
+                certificate: None,
             };
             raft.propose(vec![
                 StoreAction::Create(cluster.into()),

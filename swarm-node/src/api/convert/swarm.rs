@@ -440,7 +440,7 @@ pub(crate) fn cluster_info_out(c: &Cluster) -> models::ClusterInfo {
         updated_at: ts(c.meta.updated_at),
         spec: Some(cluster_spec_out(&c.spec)),
         tls_info: Some(super::tls::tls_info_out(&c.root_ca.ca_cert_pem)),
-        root_rotation_in_progress: Some(false),
+        root_rotation_in_progress: Some(c.root_ca.root_rotation.is_some()),
         data_path_port: Some(c.network_bootstrap.data_path_port),
         default_addr_pool: Some(c.network_bootstrap.default_addr_pool.clone()),
         subnet_size: Some(c.network_bootstrap.subnet_size),
