@@ -35,6 +35,16 @@
 //! named in a vote, append or snapshot message (the vote's leader id) must be it: a member cannot
 //! speak for another.
 //!
+//! # Append timing (known limit)
+//! openraft 0.9 bounds every append round trip (send, the follower's WAL fsync, the answer) by
+//! `heartbeat_interval`, hard-coded in its replication loop; only snapshot chunks get their own
+//! timeout (`RaftConfig::install_snapshot_timeout`). A catch-up batch of up to
+//! `MAX_APPEND_BYTES` (3 MiB) therefore has to cross in one heartbeat (100 ms by default: about
+//! 30 MB/s). In unoptimised test builds on a loaded machine, batches of 100-200 KiB entries missed
+//! a 50 ms heartbeat over QUIC loopback and leaders stepped down; tests/net_raft.rs uses small
+//! entries. A byte bound derived from the heartbeat (or an openraft with a separate append
+//! timeout) is the fix; it lives in swarm-raft.
+//!
 //! # Queue bound
 //! At most [`MAX_QUEUED_PER_PEER`] (4,096) messages to one peer may be in flight or waiting; more
 //! and the peer is reported unreachable (openraft backs off and retries) instead of holding
