@@ -28,8 +28,8 @@ pub mod fuzzing;
 pub mod http_client;
 pub mod manager;
 pub mod mesh;
-pub mod net;
 pub mod metrics;
+pub mod net;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;
