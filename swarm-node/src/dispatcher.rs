@@ -54,7 +54,8 @@ pub struct DispatcherOptions {
     /// How long after its session ended (or its last heartbeat, for remote sessions) a node is
     /// marked down (15 s: three 5 s heartbeats).
     pub down_after: Duration,
-    /// The heartbeat period told to remote nodes, before the ± 10 % jitter (5 s).
+    /// The heartbeat period told to remote nodes, before the ± 10 % jitter (5 s). Keep it well
+    /// below `down_after` (SwarmKit: a third of it), or remote sessions expire between beats.
     pub heartbeat_period: Duration,
     /// Sessions one node may open within `registration_window` (3).
     pub registration_limit: usize,

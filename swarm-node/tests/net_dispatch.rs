@@ -631,3 +631,65 @@ async fn follows_the_leader_and_fails_over() {
     assert!(set.full);
     m2.dispatcher.close().await;
 }
+
+// ---- StoreDispatcher behaviour behind the wire ----
+
+/// Property: after a leader change every node without a session is UNKNOWN, then DOWN after
+/// twice the grace unless it registers; one that registers is READY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_unknown_after_a_leader_change() {
+    let cluster = Cluster::new();
+    let options = DispatcherOptions {
+        heartbeat_period: Duration::from_millis(50),
+        down_after: Duration::from_millis(600),
+        ..fast()
+    };
+    let m = cluster.manager(cluster.dispatcher(options), true);
+    let (quiet, _c1) = cluster.node().await;
+    let (back, client) = cluster.node().await;
+    assert_eq!(m.dispatcher.mark_nodes_unknown().await, 2);
+    assert_eq!(
+        cluster.node_state(quiet.node_id).map(|s| s.0),
+        Some(NodeState::Unknown)
+    );
+    let net = NetDispatcher::new(client, seeds(&m), NetDispatcherOptions::default());
+    let _session = net.open_session(back.clone()).await.expect("session");
+    cluster
+        .wait_for("the silent node down", |c| {
+            c.node_state(quiet.node_id) == Some((NodeState::Down, "heartbeat failure".into()))
+        })
+        .await;
+    assert_eq!(
+        cluster.node_state(back.node_id).map(|s| s.0),
+        Some(NodeState::Ready),
+        "a node that registered was marked down"
+    );
+    m.dispatcher.close().await;
+}
+
+/// Property: incremental sets are batched: with an endless quiet period, 5 separate commits are
+/// sent together once the 5-change limit is reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignments_are_batched_up_to_the_change_limit() {
+    let cluster = Cluster::new();
+    let options = DispatcherOptions {
+        assignment_quiet: Duration::from_secs(3600),
+        assignment_max_changes: 5,
+        ..fast()
+    };
+    let m = cluster.manager(cluster.dispatcher(options), true);
+    let (n, client) = cluster.node().await;
+    let (mut stream, _, _) = open_raw(&client, &m).await;
+    assert!(next_set(&mut stream).await.full);
+    let mut ids = BTreeSet::new();
+    for _ in 0..5 {
+        let s = fresh_secret();
+        let t = assigned_task(n.node_id, &s);
+        ids.insert(t.id);
+        cluster.assign(t, vec![s], vec![]).await;
+    }
+    let set = next_set(&mut stream).await;
+    let got: BTreeSet<Id> = set.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(got, ids, "the first incremental set must carry the whole batch");
+    m.dispatcher.close().await;
+}
