@@ -95,10 +95,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut clients = Vec::new();
     for (id, task) in &members {
-        let c = Client::bind("127.0.0.1:0".parse()?, creds(*id, Role::Worker)?, RpcConfig::default())?;
+        let c = Client::bind(
+            "127.0.0.1:0".parse()?,
+            creds(*id, Role::Worker)?,
+            RpcConfig::default(),
+        )?;
         clients.push((Arc::new(c), task.clone()));
     }
-    println!("{nodes} nodes, {reports} reports each; manager on {}", peer.addr);
+    println!(
+        "{nodes} nodes, {reports} reports each; manager on {}",
+        peer.addr
+    );
 
     // Sessions: every node opens one and reads its info and full set.
     let started = Instant::now();

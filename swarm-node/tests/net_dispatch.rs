@@ -690,6 +690,9 @@ async fn assignments_are_batched_up_to_the_change_limit() {
     }
     let set = next_set(&mut stream).await;
     let got: BTreeSet<Id> = set.tasks.iter().map(|t| t.id).collect();
-    assert_eq!(got, ids, "the first incremental set must carry the whole batch");
+    assert_eq!(
+        got, ids,
+        "the first incremental set must carry the whole batch"
+    );
     m.dispatcher.close().await;
 }
