@@ -53,6 +53,7 @@ pub fn node(n: u128) -> Node {
         },
         manager_status: None,
         role: NodeRole::Worker,
+        certificate: None,
     }
 }
 

@@ -377,6 +377,7 @@ impl Daemon {
             proposer: manager.proposer(),
             node_id,
             ports: Some(mesh.clone()),
+            raft: None,
         };
         self.set_view(SwarmState::Active, Some(access), Some(node_id));
         Running::Active(Box::new((manager, worker, mesh, net)))

@@ -12,9 +12,20 @@
 //! - **Liveness.** The in-process session carries no heartbeats: the session itself is the
 //!   heartbeat. When a node's last session ends and no new one opens within `down_after` (three
 //!   heartbeat periods, as SEMANTICS says), the node is marked `down` ("heartbeat failure"), which
-//!   makes the orchestrator reschedule its replicated tasks.
+//!   makes the orchestrator reschedule its replicated tasks. A remote session (opened with
+//!   [`StoreDispatcher::open_remote`], as the QUIC server in `net::dispatch` does) must also
+//!   [`heartbeat`](StoreDispatcher::heartbeat) every period (`heartbeat_period` ± 10 %, chosen
+//!   here and returned to the caller); when none arrives for `down_after` its session is ended
+//!   and the node marked down at once.
+//! - **Leader change.** [`StoreDispatcher::mark_nodes_unknown`] (called once this manager leads)
+//!   marks every node without a session `unknown`, then `down` if it does not register within
+//!   twice `down_after`.
+//! - **Registration.** More than `registration_limit` sessions of one node within
+//!   `registration_window` (3 in 8 s) are refused as `Unreachable` (the agent backs off).
+//! - **Assignments** are batched: a change is sent once the store has been quiet for
+//!   `assignment_quiet` (100 ms) or `assignment_max_changes` (100) changes are pending.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -23,7 +34,7 @@ use async_trait::async_trait;
 use swarm_core::dispatch::{AssignmentSet, NodeRegistration, StatusBatch};
 use swarm_core::objects::node::NodeState;
 use swarm_core::{
-    CommitError, Id, Node, Object, ObjectKind, Proposer, SharedStore, StoreError, WatchFilter,
+    CommitError, Id, Node, Object, ObjectKind, Proposer, SharedStore, StoreError, Task, WatchFilter,
 };
 use swarm_runtime::{DispatchError, Dispatcher, Session};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -40,8 +51,20 @@ pub struct DispatcherOptions {
     pub batch_interval: Duration,
     /// Pending task updates that trigger an immediate commit (10 000).
     pub batch_max: usize,
-    /// How long after its session ended a node is marked down (15 s: three 5 s heartbeats).
+    /// How long after its session ended (or its last heartbeat, for remote sessions) a node is
+    /// marked down (15 s: three 5 s heartbeats).
     pub down_after: Duration,
+    /// The heartbeat period told to remote nodes, before the ± 10 % jitter (5 s). Keep it well
+    /// below `down_after` (SwarmKit: a third of it), or remote sessions expire between beats.
+    pub heartbeat_period: Duration,
+    /// Sessions one node may open within `registration_window` (3).
+    pub registration_limit: usize,
+    /// See `registration_limit` (8 s).
+    pub registration_window: Duration,
+    /// An assignment change is sent once the store was quiet this long (100 ms)...
+    pub assignment_quiet: Duration,
+    /// ...or once this many changes are pending (100).
+    pub assignment_max_changes: usize,
 }
 
 impl Default for DispatcherOptions {
@@ -50,6 +73,11 @@ impl Default for DispatcherOptions {
             batch_interval: Duration::from_millis(100),
             batch_max: 10_000,
             down_after: Duration::from_secs(15),
+            heartbeat_period: Duration::from_secs(5),
+            registration_limit: 3,
+            registration_window: Duration::from_secs(8),
+            assignment_quiet: Duration::from_millis(100),
+            assignment_max_changes: 100,
         }
     }
 }
@@ -61,6 +89,31 @@ struct NodeEntry {
     down_timer: Option<JoinHandle<()>>,
     /// Ends the current session's streamer.
     close: Option<watch::Sender<bool>>,
+    /// When recent sessions were opened (rate limit).
+    registrations: VecDeque<tokio::time::Instant>,
+    /// Remote sessions: when the session expires without a heartbeat.
+    heartbeat_deadline: Option<tokio::time::Instant>,
+    /// Remote sessions: the task enforcing `heartbeat_deadline`.
+    expiry: Option<JoinHandle<()>>,
+}
+
+/// What [`StoreDispatcher::open_remote`] gives the network server.
+pub struct RemoteSession {
+    /// The session: its assignment sets, and `report` (as in process).
+    pub session: Arc<dyn Session>,
+    /// The session's id, to quote in heartbeats and status reports.
+    pub id: u64,
+    /// The first heartbeat period (jittered).
+    pub period: Duration,
+}
+
+impl std::fmt::Debug for RemoteSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSession")
+            .field("id", &self.id)
+            .field("period", &self.period)
+            .finish()
+    }
 }
 
 struct Inner {
@@ -160,6 +213,9 @@ impl StoreDispatcher {
             if let Some(t) = n.down_timer.take() {
                 t.abort();
             }
+            if let Some(t) = n.expiry.take() {
+                t.abort();
+            }
             if let Some(c) = n.close.take() {
                 let _ = c.send(true);
             }
@@ -245,12 +301,18 @@ impl StoreDispatcher {
             return;
         }
         entry.live = false;
+        drop(nodes);
+        self.arm_down_timer(node, generation, self.inner.options.down_after);
+    }
+
+    /// Marks `node` down after `after` unless a session of a generation other than `generation`
+    /// opened (or this one is live again) meanwhile.
+    fn arm_down_timer(&self, node: Id, generation: u64, after: Duration) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let me = self.clone();
-        let after = self.inner.options.down_after;
-        entry.down_timer = Some(rt.spawn(async move {
+        let timer = rt.spawn(async move {
             tokio::time::sleep(after).await;
             let still_gone = me
                 .nodes()
@@ -265,7 +327,14 @@ impl StoreDispatcher {
                     tracing::warn!(node = %node, error = %e, "could not mark the node down");
                 }
             }
-        }));
+        });
+        if let Some(old) = self
+            .nodes()
+            .get_mut(&node)
+            .and_then(|e| e.down_timer.replace(timer))
+        {
+            old.abort();
+        }
     }
 }
 
@@ -275,6 +344,151 @@ impl Dispatcher for StoreDispatcher {
         &self,
         registration: NodeRegistration,
     ) -> Result<Arc<dyn Session>, DispatchError> {
+        let (session, _) = self.open(registration, false).await?;
+        Ok(session)
+    }
+}
+
+impl StoreDispatcher {
+    /// Opens a session for a node across the network: as `open_session`, and the session expires
+    /// unless [`heartbeat`](Self::heartbeat) is called within `down_after` of the last one (then
+    /// the node is marked down at once). `registration.node_id` must come from the caller's
+    /// certificate.
+    pub async fn open_remote(
+        &self,
+        registration: NodeRegistration,
+    ) -> Result<RemoteSession, DispatchError> {
+        let (session, id) = self.open(registration, true).await?;
+        Ok(RemoteSession {
+            session,
+            id,
+            period: self.jittered_period(),
+        })
+    }
+
+    /// A heartbeat of `node`'s session `session`: pushes its expiry back by `down_after` and
+    /// returns the period to wait before the next one (`heartbeat_period` ± 10 %).
+    pub fn heartbeat(&self, node: Id, session: u64) -> Result<Duration, DispatchError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(DispatchError::SessionClosed);
+        }
+        {
+            let mut nodes = self.nodes();
+            let entry = nodes
+                .get_mut(&node)
+                .filter(|e| e.generation == session && e.live)
+                .ok_or(DispatchError::SessionClosed)?;
+            entry.heartbeat_deadline =
+                Some(tokio::time::Instant::now() + self.inner.options.down_after);
+        }
+        Ok(self.jittered_period())
+    }
+
+    /// Takes a status batch of `node`'s session `session`. Updates for tasks that are not
+    /// assigned to `node` in the store (unknown, or on another node) are refused: not committed,
+    /// and their ids returned so that the caller can tell the agent. The rest goes to the
+    /// committer.
+    pub fn report_remote(
+        &self,
+        node: Id,
+        session: u64,
+        batch: StatusBatch,
+    ) -> Result<Vec<Id>, DispatchError> {
+        let current = !self.inner.closed.load(Ordering::SeqCst)
+            && self
+                .nodes()
+                .get(&node)
+                .is_some_and(|n| n.generation == session && n.live);
+        if !current {
+            return Err(DispatchError::SessionClosed);
+        }
+        let (accepted, refused): (Vec<_>, Vec<_>) = self.inner.store.view(|s| {
+            batch.updates.into_iter().partition(|u| {
+                s.get::<Task>(&u.task_id)
+                    .is_some_and(|t| t.node_id == Some(node))
+            })
+        });
+        let refused: Vec<Id> = refused.into_iter().map(|u| u.task_id).collect();
+        if !refused.is_empty() {
+            tracing::warn!(node = %node, refused = refused.len(), "status updates for tasks not assigned to the node refused");
+        }
+        if !accepted.is_empty() {
+            self.send_status(
+                node,
+                StatusBatch {
+                    node_id: Some(node),
+                    updates: accepted,
+                },
+            )?;
+        }
+        Ok(refused)
+    }
+
+    /// After this manager became leader: every node without a live session here is marked
+    /// `unknown`, then `down` ("heartbeat failure") unless it registers within twice
+    /// `down_after`. Returns how many nodes were marked.
+    pub async fn mark_nodes_unknown(&self) -> usize {
+        let ids: Vec<Id> = self
+            .inner
+            .store
+            .view(|s| s.iter::<Node>().map(|n| n.id).collect());
+        let mut marked = 0;
+        for node in ids {
+            let generation = {
+                let mut nodes = self.nodes();
+                let entry = nodes.entry(node).or_default();
+                if entry.live {
+                    continue;
+                }
+                entry.generation
+            };
+            if let Err(e) = self
+                .set_node_state(
+                    node,
+                    NodeState::Unknown,
+                    "Node moved to unknown state due to leadership change in cluster",
+                    None,
+                )
+                .await
+            {
+                tracing::warn!(node = %node, error = %e, "could not mark the node unknown");
+                continue;
+            }
+            marked += 1;
+            self.arm_down_timer(node, generation, self.inner.options.down_after * 2);
+        }
+        marked
+    }
+
+    fn jittered_period(&self) -> Duration {
+        use rand_core::{OsRng, RngCore};
+        let base = self.inner.options.heartbeat_period;
+        // 0.9 .. 1.1 of the period.
+        let r = f64::from(OsRng.next_u32()) / f64::from(u32::MAX);
+        base.mul_f64(0.9 + 0.2 * r)
+    }
+
+    fn send_status(&self, node: Id, batch: StatusBatch) -> Result<(), DispatchError> {
+        crate::metrics::global().dispatcher_status_reports.inc();
+        let sent = self
+            .inner
+            .status_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|tx| tx.send(StatusMsg::Batch(node, batch)).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            Err(DispatchError::SessionClosed)
+        }
+    }
+
+    async fn open(
+        &self,
+        registration: NodeRegistration,
+        remote: bool,
+    ) -> Result<(Arc<dyn Session>, u64), DispatchError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(DispatchError::Unreachable {
                 reason: "the dispatcher is shutting down".into(),
@@ -286,6 +500,28 @@ impl Dispatcher for StoreDispatcher {
             return Err(DispatchError::Refused {
                 reason: format!("node {node} is not a member of this swarm"),
             });
+        }
+        {
+            let opts = &self.inner.options;
+            let now = tokio::time::Instant::now();
+            let mut nodes = self.nodes();
+            let entry = nodes.entry(node).or_default();
+            while entry
+                .registrations
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= opts.registration_window)
+            {
+                entry.registrations.pop_front();
+            }
+            if entry.registrations.len() >= opts.registration_limit {
+                return Err(DispatchError::Unreachable {
+                    reason: format!(
+                        "node {node} registered more than {} times in {:?}; retry later",
+                        opts.registration_limit, opts.registration_window
+                    ),
+                });
+            }
+            entry.registrations.push_back(now);
         }
         self.set_node_state(node, NodeState::Ready, "", Some(&registration))
             .await
@@ -301,31 +537,113 @@ impl Dispatcher for StoreDispatcher {
             if let Some(t) = entry.down_timer.take() {
                 t.abort();
             }
+            if let Some(t) = entry.expiry.take() {
+                t.abort();
+            }
             if let Some(old) = entry.close.replace(close_tx) {
                 let _ = old.send(true);
+            }
+            entry.heartbeat_deadline = None;
+            if remote {
+                entry.heartbeat_deadline =
+                    Some(tokio::time::Instant::now() + self.inner.options.down_after);
+                let me = self.clone();
+                let generation = entry.generation;
+                entry.expiry = Some(tokio::spawn(async move {
+                    me.enforce_heartbeats(node, generation).await
+                }));
             }
             entry.generation
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(stream(self.inner.store.clone(), node, tx, close_rx));
+        let batching = Batching {
+            quiet: self.inner.options.assignment_quiet,
+            max: self.inner.options.assignment_max_changes.max(1),
+        };
+        tokio::spawn(stream(
+            self.inner.store.clone(),
+            node,
+            tx,
+            close_rx,
+            batching,
+        ));
         let m = crate::metrics::global();
         m.dispatcher_sessions.inc();
         m.dispatcher_sessions_opened.inc();
-        Ok(Arc::new(StoreSession {
-            dispatcher: self.clone(),
-            node,
+        Ok((
+            Arc::new(StoreSession {
+                dispatcher: self.clone(),
+                node,
+                generation,
+                rx: tokio::sync::Mutex::new(rx),
+            }),
             generation,
-            rx: tokio::sync::Mutex::new(rx),
-        }))
+        ))
+    }
+
+    /// Ends a remote session whose heartbeats stopped, and marks its node down.
+    async fn enforce_heartbeats(&self, node: Id, generation: u64) {
+        loop {
+            let deadline = {
+                let nodes = self.nodes();
+                match nodes.get(&node) {
+                    Some(e) if e.generation == generation && e.live => e.heartbeat_deadline,
+                    _ => return,
+                }
+            };
+            let Some(deadline) = deadline else { return };
+            tokio::time::sleep_until(deadline).await;
+            let expired = {
+                let mut nodes = self.nodes();
+                match nodes.get_mut(&node) {
+                    Some(e) if e.generation == generation && e.live => {
+                        if e.heartbeat_deadline
+                            .is_some_and(|d| d <= tokio::time::Instant::now())
+                        {
+                            e.live = false;
+                            if let Some(c) = e.close.take() {
+                                let _ = c.send(true);
+                            }
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                    _ => return,
+                }
+            };
+            if expired {
+                if self.inner.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                tracing::info!(node = %node, "node missed its heartbeats: marking it down");
+                if let Err(e) = self
+                    .set_node_state(node, NodeState::Down, "heartbeat failure", None)
+                    .await
+                {
+                    tracing::warn!(node = %node, error = %e, "could not mark the node down");
+                }
+                return;
+            }
+        }
     }
 }
 
-/// Streams `node`'s assignments until the session or the dispatcher closes.
+/// How the streamer batches incremental sets.
+#[derive(Clone, Copy)]
+struct Batching {
+    quiet: Duration,
+    max: usize,
+}
+
+/// Streams `node`'s assignments until the session or the dispatcher closes: a full set, then
+/// incremental ones batched per `batching`.
 async fn stream(
     store: SharedStore,
     node: Id,
     tx: mpsc::UnboundedSender<AssignmentSet>,
     mut close: watch::Receiver<bool>,
+    batching: Batching,
 ) {
     let filter = || {
         WatchFilter::kinds(&[ObjectKind::Task, ObjectKind::Secret, ObjectKind::Config])
@@ -340,22 +658,51 @@ async fn stream(
     if tx.send(full).is_err() {
         return;
     }
+    // Changes handled but not sent yet, when the first of them arrived, and when to send.
+    let mut pending = 0usize;
+    let mut first_pending: Option<std::time::Instant> = None;
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
+        let quiet = async {
+            match due {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
         let events = tokio::select! {
             e = watcher.recv_many() => e,
+            _ = quiet => {
+                due = None;
+                pending = 0;
+                let seq = sequence + 1;
+                if let Some(set) = store.view(|s| a.take_delta(s, seq)) {
+                    sequence = seq;
+                    if tx.send(set).is_err() {
+                        return;
+                    }
+                    if let Some(t) = first_pending.take() {
+                        crate::metrics::global()
+                            .dispatcher_assignment_seconds
+                            .observe(t.elapsed().as_secs_f64());
+                    }
+                }
+                first_pending = None;
+                continue;
+            }
             _ = tx.closed() => return,
             _ = close.wait_for(|c| *c) => return,
         };
-        let received = std::time::Instant::now();
         match events {
             Ok(events) => {
                 let mut commit = false;
                 for e in &events {
                     a.handle_event(e);
-                    commit |= matches!(
-                        e,
-                        swarm_core::Event::Commit { .. } | swarm_core::Event::Reset { .. }
-                    );
+                    match e {
+                        swarm_core::Event::Commit { .. } | swarm_core::Event::Reset { .. } => {
+                            commit = true
+                        }
+                        _ => pending += 1,
+                    }
                 }
                 if events
                     .iter()
@@ -367,18 +714,15 @@ async fn stream(
                     if tx.send(set).is_err() {
                         return;
                     }
+                    (pending, first_pending, due) = (0, None, None);
                     continue;
                 }
                 if commit {
-                    let seq = sequence + 1;
-                    if let Some(set) = store.view(|s| a.take_delta(s, seq)) {
-                        sequence = seq;
-                        if tx.send(set).is_err() {
-                            return;
-                        }
-                        crate::metrics::global()
-                            .dispatcher_assignment_seconds
-                            .observe(received.elapsed().as_secs_f64());
+                    first_pending.get_or_insert_with(std::time::Instant::now);
+                    due = Some(tokio::time::Instant::now() + batching.quiet);
+                    if pending >= batching.max {
+                        // Send at once: the quiet branch runs on the next turn.
+                        due = Some(tokio::time::Instant::now());
                     }
                 }
             }
@@ -392,6 +736,7 @@ async fn stream(
                 if tx.send(full).is_err() {
                     return;
                 }
+                (pending, first_pending, due) = (0, None, None);
             }
         }
     }
@@ -430,20 +775,7 @@ impl Session for StoreSession {
         if !self.current() {
             return Err(DispatchError::SessionClosed);
         }
-        crate::metrics::global().dispatcher_status_reports.inc();
-        let sent = self
-            .dispatcher
-            .inner
-            .status_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|tx| tx.send(StatusMsg::Batch(self.node, batch)).is_ok());
-        if sent {
-            Ok(())
-        } else {
-            Err(DispatchError::SessionClosed)
-        }
+        self.dispatcher.send_status(self.node, batch)
     }
 }
 

@@ -76,6 +76,11 @@ pub fn request_body(data: &[u8]) -> Vec<&'static str> {
         json::decode::<swarm::InitRequestJson>(data)
             .is_ok_and(|r| swarm::init_request_in(r).is_ok()),
     );
+    note(
+        "SwarmJoinRequest",
+        json::decode::<swarm::JoinRequestJson>(data)
+            .is_ok_and(|r| swarm::join_request_in(r).is_ok()),
+    );
     ok
 }
 

@@ -5,7 +5,11 @@
 //! crate's hyper-based [`UnixClient`] with `std::io::Error`s).
 //!
 //! This is a test double, not a daemon: it exists so the API can be driven end to end by tests,
-//! benchmarks and the real `docker` CLI without the rest of swarm-node.
+//! benchmarks and the real `docker` CLI without the rest of swarm-node. For the multi-host API it
+//! can play a worker ([`TestBackend::set_worker`]: cluster reads and writes answer Docker's
+//! "not a swarm manager" 503) and carry a raft view ([`TestBackend::set_raft`] with a
+//! [`TestRaft`]); `swarm join` records the request ([`TestBackend::last_join`]) and turns it into
+//! a worker of a swarm it knows nothing of.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use rand_core::OsRng;
 use swarm_core::objects::cluster::{EncryptionKey, JoinTokens, RootCa};
 use swarm_core::objects::node::{
     EngineDescription, ManagerStatus, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
@@ -25,7 +30,10 @@ use swarm_core::{
 use swarm_runtime::LogLine;
 use swarm_secrets::UnlockKey;
 
-use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
+use crate::backend::{
+    leave_check, Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, JoinRequest,
+    LocalNodeInfo, LocalNodeState, RaftMember, RaftView, SwarmState,
+};
 use crate::control::cluster::MANAGER_SUBSYSTEM;
 use crate::http_client::UnixClient;
 
@@ -36,6 +44,56 @@ pub struct TestBackend {
     clock: ManualClock,
     state: Mutex<(SwarmState, Option<Id>)>,
     logs: Mutex<HashMap<Id, Vec<LogLine>>>,
+    multi: Mutex<MultiHost>,
+}
+
+/// The multi-host part of the double: role, raft view, the last join.
+#[derive(Default)]
+struct MultiHost {
+    worker: bool,
+    raft: Option<Arc<dyn RaftView>>,
+    last_join: Option<JoinRequest>,
+    remote_managers: Vec<(Id, String)>,
+}
+
+/// A [`RaftView`] double: members set by the test; [`RaftView::can_remove`] applies SwarmKit's
+/// rule (the reachable members left must be a majority of the members left).
+#[derive(Debug, Default)]
+pub struct TestRaft {
+    members: Mutex<Vec<RaftMember>>,
+}
+
+impl TestRaft {
+    /// A view with `members`.
+    pub fn new(members: Vec<RaftMember>) -> Arc<TestRaft> {
+        Arc::new(TestRaft {
+            members: Mutex::new(members),
+        })
+    }
+
+    /// Replaces the members.
+    pub fn set_members(&self, members: Vec<RaftMember>) {
+        *lock(&self.members) = members;
+    }
+}
+
+impl RaftView for TestRaft {
+    fn members(&self) -> Vec<RaftMember> {
+        lock(&self.members).clone()
+    }
+
+    fn can_remove(&self, raft_id: u64) -> Result<(), String> {
+        let members = lock(&self.members);
+        if !members.iter().any(|m| m.raft_id == raft_id) {
+            return Ok(());
+        }
+        let left: Vec<&RaftMember> = members.iter().filter(|m| m.raft_id != raft_id).collect();
+        let reachable = left.iter().filter(|m| m.reachable).count();
+        if reachable < left.len() / 2 + 1 {
+            return Err("this would result in a loss of quorum".into());
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for TestBackend {
@@ -60,6 +118,7 @@ impl TestBackend {
             clock,
             state: Mutex::new((SwarmState::Inactive, None)),
             logs: Mutex::new(HashMap::new()),
+            multi: Mutex::new(MultiHost::default()),
         })
     }
 
@@ -99,6 +158,27 @@ impl TestBackend {
         }
     }
 
+    /// Plays a worker (`true`: cluster reads and writes answer [`BackendError::NotAManager`],
+    /// `/info` shows no control) or a manager (`false`, the default after `init`).
+    pub fn set_worker(&self, worker: bool) {
+        lock(&self.multi).worker = worker;
+    }
+
+    /// The raft view handed to the API with the cluster (`None`: the store's manager statuses).
+    pub fn set_raft(&self, raft: Option<Arc<dyn RaftView>>) {
+        lock(&self.multi).raft = raft;
+    }
+
+    /// The managers `/info` lists as `RemoteManagers` (node id, address).
+    pub fn set_remote_managers(&self, managers: Vec<(Id, String)>) {
+        lock(&self.multi).remote_managers = managers;
+    }
+
+    /// The last request `swarm join` accepted.
+    pub fn last_join(&self) -> Option<JoinRequest> {
+        lock(&self.multi).last_join.clone()
+    }
+
     /// Lines `task_logs` answers for `task`.
     pub fn set_logs(&self, task: Id, lines: Vec<LogLine>) {
         lock(&self.logs).insert(task, lines);
@@ -116,15 +196,24 @@ impl TestBackend {
     }
 }
 
-/// `n` characters of base36 from `seed` (for fake join tokens).
-fn base36(mut n: u128, len: usize) -> String {
-    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = vec![b'0'; len];
-    for slot in out.iter_mut().rev() {
-        *slot = digits[(n % 36) as usize];
-        n /= 36;
+/// The root CA certificate the double's cluster carries (a real P-256 CA certificate, CN
+/// `swarm-ca`, from the Docker 20.10 fixtures; no key goes with it).
+pub const TEST_ROOT_CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBajCCARCgAwIBAgIUfi1zxXgLO2AEoaksRGsoFm24Ue4wCgYIKoZIzj0EAwIw\nEzERMA8GA1UEAxMIc3dhcm0tY2EwHhcNMjYxMjA2MjMzMzAwWhcNNDYxMjAxMjMz\nMzAwWjATMREwDwYDVQQDEwhzd2FybS1jYTBZMBMGByqGSM49AgEGCCqGSM49AwEH\nA0IABE1osOJ55wEGxGSxQzoumwc44+CuVKN4SCcQgjDW+/4pGYm3ZvAIWXI5mJdX\nQlLXLuFPMashRpdRGwa0P7Ih8L+jQjBAMA4GA1UdDwEB/wQEAwIBBjAPBgNVHRMB\nAf8EBTADAQH/MB0GA1UdDgQWBBRgPetgYix7zoDggB7n8J+D+fJwOTAKBggqhkjO\nPQQDAgNIADBFAiEAkXtGR94UbOs7+fierqMr3kSEGXErc6eCE+mvrCfH4FgCIFC9\nC/Sijrhbf9guhTtRebUjFVrmP+YOdAaSWf/F1OpS\n-----END CERTIFICATE-----\n";
+
+/// A root CA record for [`TEST_ROOT_CA_PEM`] with real join tokens (swarm-net's format, the
+/// digest of that PEM).
+fn test_root_ca() -> RootCa {
+    let tokens = swarm_net::JoinTokens::generate(TEST_ROOT_CA_PEM.as_bytes(), &mut OsRng);
+    let text = |role| String::from(tokens.token(role).expose_text().as_str());
+    RootCa {
+        ca_cert_pem: TEST_ROOT_CA_PEM.into(),
+        ca_cert_digest: tokens.token(swarm_net::Role::Worker).ca_digest_text(),
+        join_tokens: JoinTokens {
+            worker: text(swarm_net::Role::Worker),
+            manager: text(swarm_net::Role::Manager),
+        },
+        ..RootCa::default()
     }
-    String::from_utf8(out).unwrap_or_default()
 }
 
 #[async_trait]
@@ -134,12 +223,15 @@ impl Backend for TestBackend {
     }
 
     fn cluster(&self) -> Result<ClusterAccess, BackendError> {
+        let multi = lock(&self.multi);
         match *lock(&self.state) {
+            (SwarmState::Active, Some(_)) if multi.worker => Err(BackendError::NotAManager),
             (SwarmState::Active, Some(node_id)) => Ok(ClusterAccess {
                 store: self.store.clone(),
                 proposer: self.proposer.clone(),
                 node_id,
                 ports: None,
+                raft: multi.raft.clone(),
             }),
             (SwarmState::Locked, _) => Err(BackendError::Locked),
             _ => Err(BackendError::NotInSwarm),
@@ -163,20 +255,11 @@ impl Backend for TestBackend {
         } else {
             Vec::new()
         };
-        let digest = base36(u128::from_le_bytes([7; 16]), 50);
         let cluster = Cluster {
             id: cluster_id,
             meta: Meta::default(),
             spec,
-            root_ca: RootCa {
-                ca_cert_pem: "-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n"
-                    .into(),
-                ca_cert_digest: digest.clone(),
-                join_tokens: JoinTokens {
-                    worker: format!("SWMTKN-1-{digest}-{}", base36(1, 25)),
-                    manager: format!("SWMTKN-1-{digest}-{}", base36(2, 25)),
-                },
-            },
+            root_ca: test_root_ca(),
             unlock_keys,
             network_bootstrap: req.network_bootstrap.clone(),
         };
@@ -221,6 +304,7 @@ impl Backend for TestBackend {
                 reachability: Reachability::Reachable,
             }),
             role: NodeRole::Manager,
+            certificate: None,
         };
         self.proposer.propose_now(vec![
             StoreAction::Create(cluster.into()),
@@ -248,19 +332,90 @@ impl Backend for TestBackend {
         Ok(())
     }
 
-    async fn leave(&self, force: bool) -> Result<(), BackendError> {
-        if lock(&self.state).0 == SwarmState::Inactive {
-            return Err(BackendError::NotInSwarm);
+    async fn join(&self, req: JoinRequest) -> Result<(), BackendError> {
+        if lock(&self.state).0 != SwarmState::Inactive {
+            return Err(BackendError::AlreadyInSwarm);
         }
-        if !force {
-            return Err(BackendError::LeaveRefused);
+        swarm_net::JoinToken::parse(&req.join_token)
+            .map_err(|e| BackendError::JoinFailed(format!("invalid join token: {e}")))?;
+        let manager = (
+            crate::control::new_id(),
+            req.remote_addrs.first().cloned().unwrap_or_default(),
+        );
+        {
+            let mut multi = lock(&self.multi);
+            multi.worker = true;
+            multi.remote_managers = vec![manager];
+            multi.last_join = Some(req);
+        }
+        *lock(&self.state) = (SwarmState::Active, Some(crate::control::new_id()));
+        Ok(())
+    }
+
+    async fn leave(&self, force: bool) -> Result<(), BackendError> {
+        let (state, me) = *lock(&self.state);
+        match state {
+            SwarmState::Inactive => return Err(BackendError::NotInSwarm),
+            SwarmState::Locked if !force => return Err(BackendError::LeaveLocked),
+            _ => {}
+        }
+        let (worker, raft) = {
+            let m = lock(&self.multi);
+            (m.worker, m.raft.clone())
+        };
+        if !force && !worker {
+            // (reachable, unreachable, this node reachable), from raft or the store.
+            let (reachable, unreachable, mine) = match raft {
+                Some(r) => {
+                    let members = r.members();
+                    let reachable = members.iter().filter(|m| m.reachable).count();
+                    let mine = members
+                        .iter()
+                        .any(|m| m.reachable && m.node_id.is_some() && m.node_id == me);
+                    (reachable, members.len() - reachable, mine)
+                }
+                None => self.store.view(|s| {
+                    let (mut r, mut u, mut mine) = (0, 0, false);
+                    for n in s.iter::<Node>() {
+                        match n.manager_status.as_ref().map(|m| m.reachability) {
+                            Some(Reachability::Reachable) => {
+                                r += 1;
+                                mine |= Some(n.id) == me;
+                            }
+                            Some(Reachability::Unreachable) => u += 1,
+                            _ => {}
+                        }
+                    }
+                    (r, u, mine)
+                }),
+            };
+            return Err(leave_check(reachable, unreachable, mine));
         }
         self.store.restore(StoreSnapshot {
             format: swarm_core::store::SNAPSHOT_FORMAT,
             ..Default::default()
         });
         *lock(&self.state) = (SwarmState::Inactive, None);
+        *lock(&self.multi) = MultiHost::default();
         Ok(())
+    }
+
+    fn local_node(&self) -> LocalNodeInfo {
+        let (state, node_id) = *lock(&self.state);
+        let multi = lock(&self.multi);
+        let state = match state {
+            SwarmState::Inactive => LocalNodeState::Inactive,
+            SwarmState::Locked => LocalNodeState::Locked,
+            SwarmState::Active => LocalNodeState::Active,
+        };
+        LocalNodeInfo {
+            node_id,
+            node_addr: String::new(),
+            state,
+            control_available: state == LocalNodeState::Active && !multi.worker,
+            error: String::new(),
+            remote_managers: multi.remote_managers.clone(),
+        }
     }
 
     async fn task_logs(

@@ -34,6 +34,7 @@ fn worker(n: u128, host: &str, state: NodeState, labels: &[(&str, &str)]) -> Nod
         },
         manager_status: None,
         role: NodeRole::Worker,
+        certificate: None,
     }
 }
 

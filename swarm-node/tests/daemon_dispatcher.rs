@@ -35,6 +35,7 @@ fn fixture() -> Fixture {
         batch_interval: Duration::from_millis(10),
         batch_max: 10_000,
         down_after: Duration::from_millis(50),
+        ..DispatcherOptions::default()
     };
     let dispatcher = StoreDispatcher::new(store.clone(), proposer.clone(), options);
     Fixture {

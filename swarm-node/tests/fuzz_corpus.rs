@@ -45,7 +45,7 @@ fn request_body_corpus() {
     }
     // The well-formed seeds decode, convert and validate as the type they were written for (and
     // the refused ones do not), so the replay exercises the whole path, not only the JSON parser.
-    let expect: [(&str, &str, bool); 12] = [
+    let expect: [(&str, &str, bool); 14] = [
         ("service_full", "ServiceSpec", true),
         ("service_lowercase_job", "ServiceSpec", true),
         ("service_huge_replicas", "ServiceSpec", false),
@@ -57,6 +57,8 @@ fn request_body_corpus() {
         ("network", "NetworkCreateRequest", true),
         ("node_spec", "NodeSpec", true),
         ("swarm_init", "SwarmInitRequest", true),
+        ("swarm_join", "SwarmJoinRequest", true),
+        ("swarm_join_bad_addr", "SwarmJoinRequest", false),
         ("unlock", "SwarmUnlockRequest", true),
     ];
     for (file, kind, ok) in expect {

@@ -26,6 +26,13 @@ pub struct RaftConfig {
     pub keep_logs_after_snapshot: u64,
     /// Largest snapshot chunk sent in one message.
     pub snapshot_chunk_bytes: u64,
+    /// How long the leader waits for a follower to take one snapshot chunk (openraft's
+    /// `install_snapshot_timeout`, per chunk, 200 ms by default there). A chunk is up to
+    /// `snapshot_chunk_bytes` (3 MiB) and the last one also installs the snapshot into the
+    /// follower's store, so the default, 10 s, lets a 3 MiB chunk cross a ~2.5 Mbit/s link or a
+    /// loaded manager install a large store; a timed-out chunk is retried, so too short a value
+    /// means a snapshot that never arrives, too long only a slower retry on a dead follower.
+    pub install_snapshot_timeout: Duration,
     /// Largest number of entries in one append message.
     pub max_payload_entries: u64,
     /// How long a proposal may wait for a leader and a quorum before failing with `NoQuorum`.
@@ -52,6 +59,7 @@ impl Default for RaftConfig {
             snapshot_every: 10_000,
             keep_logs_after_snapshot: 500,
             snapshot_chunk_bytes: 3 * 1024 * 1024,
+            install_snapshot_timeout: Duration::from_secs(10),
             max_payload_entries: 300,
             propose_timeout: Duration::from_secs(10),
             step_down_after: Duration::from_millis(2100),
@@ -86,6 +94,7 @@ impl RaftConfig {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: self.keep_logs_after_snapshot,
             snapshot_max_chunk_size: self.snapshot_chunk_bytes,
+            install_snapshot_timeout: ms(self.install_snapshot_timeout).max(1),
             max_payload_entries: self.max_payload_entries,
             ..Default::default()
         };

@@ -101,6 +101,7 @@ fn node(n: u128, zone: &str, cpus: i64) -> Node {
         },
         manager_status: None,
         role: NodeRole::Worker,
+        certificate: None,
     }
 }
 

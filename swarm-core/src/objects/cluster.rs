@@ -216,6 +216,28 @@ pub struct RootCa {
     pub ca_cert_digest: String,
     /// Join tokens.
     pub join_tokens: JoinTokens,
+    /// The root's signing key (PKCS#8 DER). It lives only in the raft log and snapshots, which are
+    /// sealed on disk; `None` when this cluster's CA cannot sign (an external CA).
+    #[serde(default)]
+    pub ca_key: Option<SecretData>,
+    /// A root rotation in progress (`docker swarm ca --rotate`).
+    #[serde(default)]
+    pub root_rotation: Option<RootRotation>,
+    /// The `spec.ca.force_rotate` value the last rotation was started for.
+    #[serde(default)]
+    pub last_forced_rotation: u64,
+}
+
+/// A root CA rotation in progress: the new root, its key, and the new root cross-signed by the old
+/// one (the intermediate of every chain issued until the rotation ends).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootRotation {
+    /// The new root certificate, PEM.
+    pub ca_cert_pem: String,
+    /// The new root's key (PKCS#8 DER).
+    pub ca_key: SecretData,
+    /// The new root certificate signed by the old root, PEM.
+    pub cross_signed_ca_cert_pem: String,
 }
 
 /// Join tokens. Not secret data in the sense of [`SecretData`], but shown to managers only.

@@ -25,6 +25,56 @@ pub struct Node {
     pub manager_status: Option<ManagerStatus>,
     /// The role the node currently holds (it lags `spec.desired_role` during promotion/demotion).
     pub role: NodeRole,
+    /// The node's TLS certificate as the cluster CA tracks it (SwarmKit's `Node.Certificate`);
+    /// `None` for a node the CA has no record of.
+    #[serde(default)]
+    pub certificate: Option<NodeCertificate>,
+}
+
+/// A node's certificate record: the CSR the CA signs, where issuance is, and the chain issued.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCertificate {
+    /// The role the certificate states (its OU).
+    pub role: NodeRole,
+    /// The certificate signing request (DER) the next certificate is issued for.
+    pub csr: Vec<u8>,
+    /// Where issuance is.
+    pub state: IssuanceState,
+    /// Why signing failed, while [`IssuanceState::Failed`]; empty otherwise.
+    pub error: String,
+    /// The last chain issued (DER, leaf first; the cross-signed root follows during a rotation).
+    pub chain: Vec<Vec<u8>>,
+    /// The certificate's common name: the node id.
+    pub cn: String,
+}
+
+/// Where a node certificate's issuance is (SwarmKit's `IssuanceState`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IssuanceState {
+    /// A joiner's CSR waits for the signer.
+    #[default]
+    Pending,
+    /// A renewal CSR waits for the signer.
+    Renew,
+    /// The chain is issued.
+    Issued,
+    /// Signing failed; the signer retries.
+    Failed,
+    /// A root rotation asked the node to renew now.
+    Rotate,
+}
+
+impl IssuanceState {
+    /// Docker's spelling (`pending`, `renew`, `issued`, `failed`, `rotate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuanceState::Pending => "pending",
+            IssuanceState::Renew => "renew",
+            IssuanceState::Issued => "issued",
+            IssuanceState::Failed => "failed",
+            IssuanceState::Rotate => "rotate",
+        }
+    }
 }
 
 /// Operator-controlled node settings.
@@ -255,6 +305,7 @@ mod tests {
             },
             manager_status: None,
             role: NodeRole::Manager,
+            certificate: None,
         };
         n.spec.annotations.labels.insert("rack".into(), "A".into());
         let cases = [

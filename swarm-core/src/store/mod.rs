@@ -111,8 +111,10 @@ pub enum StoreError {
 /// Format version of [`StoreSnapshot`]. 2: the objects carry the Docker API fields added for
 /// issue 18 (container security and resolver options, ulimits, generic resources, cluster
 /// network bootstrap, ...). bincode has a fixed layout, so a format-1 snapshot cannot be read
-/// with format-2 types; [`StoreSnapshot::decode`] refuses it by name.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+/// with format-2 types; [`StoreSnapshot::decode`] refuses it by name. 3: nodes carry their
+/// certificate record and the cluster's root CA its key, rotation state and last forced rotation
+/// (issue 15); format 2 is refused by name.
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// Every object of a store at one index. Encoding it (bincode) is deterministic: equal stores give
 /// equal bytes.
@@ -161,6 +163,13 @@ impl StoreSnapshot {
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         {
             Some(SNAPSHOT_FORMAT) | None => {}
+            Some(2) => {
+                return Err(StoreError::Snapshot(
+                    "format 2 (written before nodes and the root CA gained their certificate \
+                     fields) is no longer read; move the data directory away and rejoin this manager"
+                        .into(),
+                ))
+            }
             Some(1) => {
                 return Err(StoreError::Snapshot(
                     "format 1 (written before the objects gained the full Docker API fields) is \

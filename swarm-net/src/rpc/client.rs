@@ -262,7 +262,12 @@ impl Client {
             .endpoint
             .connect_with(self.quic.clone(), peer.addr, "swarm")
             .map_err(|e| RpcError::Endpoint(format!("cannot connect to {}: {e}", peer.addr)))?;
-        let conn = connecting.await?;
+        let conn = connecting.await.map_err(|e| match RpcError::from(e) {
+            RpcError::ProtocolVersion { .. } => RpcError::ProtocolVersion {
+                ours: String::from_utf8_lossy(&self.config.alpn_protocol).into_owned(),
+            },
+            other => other,
+        })?;
         let info = match PeerInfo::of(&conn) {
             Ok(Some(info)) => info,
             Ok(None) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
-use crate::rpc::tls::{TlsError, TlsState};
+use crate::rpc::tls::{TlsError, TlsState, ALPN};
 
 /// Transport settings shared by servers and clients.
 #[derive(Debug, Clone)]
@@ -34,6 +34,12 @@ pub struct RpcConfig {
     /// thousands of workers; Linux's default (208 KiB) dropped datagrams in the 10,000-connection
     /// benchmark until handshakes timed out.
     pub socket_buffer: usize,
+    /// The application protocol (TLS ALPN) this node speaks and accepts, [`ALPN`] (`swarm/1`) by
+    /// default. An embedder whose messages depend on its own encodings (swarm-node: the store and
+    /// raft formats) puts their versions here, so that two nodes that could not understand each
+    /// other refuse each other at the handshake ([`crate::rpc::RpcError::ProtocolVersion`])
+    /// instead of failing to decode later.
+    pub alpn_protocol: Vec<u8>,
 }
 
 impl Default for RpcConfig {
@@ -46,6 +52,7 @@ impl Default for RpcConfig {
             backoff_max: Duration::from_secs(5),
             max_concurrent_calls: 128,
             socket_buffer: 4 << 20,
+            alpn_protocol: ALPN.to_vec(),
         }
     }
 }
@@ -66,7 +73,9 @@ impl RpcConfig {
 
     /// The quinn server configuration for a node with credentials `tls`.
     pub fn server_config(&self, tls: &Arc<TlsState>) -> Result<quinn::ServerConfig, TlsError> {
-        let crypto = QuicServerConfig::try_from(tls.server_config()?)?;
+        let mut tls_config = tls.server_config()?;
+        tls_config.alpn_protocols = vec![self.alpn_protocol.clone()];
+        let crypto = QuicServerConfig::try_from(tls_config)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(self.transport());
         Ok(config)
@@ -74,7 +83,9 @@ impl RpcConfig {
 
     /// The quinn client configuration for a node with credentials `tls`.
     pub fn client_config(&self, tls: &Arc<TlsState>) -> Result<quinn::ClientConfig, TlsError> {
-        let crypto = QuicClientConfig::try_from(tls.client_config()?)?;
+        let mut tls_config = tls.client_config()?;
+        tls_config.alpn_protocols = vec![self.alpn_protocol.clone()];
+        let crypto = QuicClientConfig::try_from(tls_config)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(self.transport());
         Ok(config)

@@ -24,6 +24,16 @@ pub enum RpcError {
         /// What the certificate says.
         found: NodeIdentity,
     },
+    /// The peer does not speak our protocol version (TLS ALPN, [`crate::rpc::RpcConfig::alpn_protocol`]):
+    /// it runs a release whose wire or store encodings differ. Not retried: upgrade one side.
+    #[error(
+        "the peer speaks a different protocol version: we offered {ours:?} and it accepts none of \
+         it (nodes of different releases or store encodings cannot work together)"
+    )]
+    ProtocolVersion {
+        /// The protocol version this node offered.
+        ours: String,
+    },
     /// The caller's role may not call this method.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
@@ -86,6 +96,10 @@ impl From<Status> for RpcError {
     }
 }
 
+/// The QUIC CRYPTO_ERROR of TLS alert `no_application_protocol` (120): the server accepts none of
+/// the ALPN protocols the client offered.
+const NO_APPLICATION_PROTOCOL: u64 = 0x100 + 120;
+
 /// Is `code` a QUIC CRYPTO_ERROR (0x100..=0x1ff: a TLS alert)?
 fn is_tls_alert(code: u64) -> bool {
     (0x100..=0x1ff).contains(&code)
@@ -95,6 +109,11 @@ impl From<&quinn::ConnectionError> for RpcError {
     fn from(e: &quinn::ConnectionError) -> Self {
         use quinn::ConnectionError as E;
         match e {
+            E::ConnectionClosed(c) if u64::from(c.error_code) == NO_APPLICATION_PROTOCOL => {
+                RpcError::ProtocolVersion {
+                    ours: "(unknown)".into(),
+                }
+            }
             E::TransportError(t) if is_tls_alert(u64::from(t.code)) => {
                 RpcError::Authentication(format!("we refused the peer's certificate: {t}"))
             }

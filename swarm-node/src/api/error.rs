@@ -103,7 +103,14 @@ impl From<BackendError> for ApiError {
             BackendError::NotInSwarm
             | BackendError::Locked
             | BackendError::AlreadyInSwarm
-            | BackendError::LeaveRefused => StatusCode::SERVICE_UNAVAILABLE,
+            | BackendError::LeaveRefused
+            | BackendError::LeaveLosesQuorum { .. }
+            | BackendError::LeaveManager
+            | BackendError::LeaveLocked
+            | BackendError::NotAManager
+            | BackendError::JoinPending => StatusCode::SERVICE_UNAVAILABLE,
+            BackendError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            BackendError::JoinFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             BackendError::InvalidUnlockKey => StatusCode::UNAUTHORIZED,
             BackendError::MalformedUnlockKey(_) => StatusCode::BAD_REQUEST,
             BackendError::NotLocked => StatusCode::CONFLICT,

@@ -7,9 +7,11 @@
 
 use std::sync::Arc;
 
-use swarm_core::objects::cluster::{ClusterSpec, EncryptionKey, DEFAULT_CLUSTER_NAME};
-use swarm_core::validate::validate_cluster_spec;
+use rand_core::OsRng;
+use swarm_core::objects::cluster::{ClusterSpec, EncryptionKey, RootCa, DEFAULT_CLUSTER_NAME};
+use swarm_core::validate::{validate_cluster_spec, MIN_NODE_CERT_EXPIRY};
 use swarm_core::{Cluster, SecretData, Version};
+use swarm_net::JoinToken;
 use swarm_secrets::UnlockKey;
 use zeroize::Zeroizing;
 
@@ -47,12 +49,13 @@ impl Control {
         spec: ClusterSpec,
         rotation: Rotation,
     ) -> Result<(), ControlError> {
-        validate_cluster_spec(&spec)?;
-        if rotation.worker_token || rotation.manager_token {
-            return Err(ControlError::Unimplemented(
-                "rotating join tokens is not supported yet by this daemon; leave the tokens as they are".into(),
+        if spec.ca.node_cert_expiry < MIN_NODE_CERT_EXPIRY {
+            // SwarmKit's wording (Go's spelling of one hour).
+            return Err(ControlError::InvalidArgument(
+                "minimum certificate expiry time is: 1h0m0s".into(),
             ));
         }
+        validate_cluster_spec(&spec)?;
         self.commit(|tx| {
             let cur = tx
                 .committed()
@@ -66,6 +69,12 @@ impl Control {
             }
             let mut c = (*cur).clone();
             c.spec = spec;
+            if rotation.worker_token {
+                c.root_ca.join_tokens.worker = new_join_token(&cur.root_ca)?;
+            }
+            if rotation.manager_token {
+                c.root_ca.join_tokens.manager = new_join_token(&cur.root_ca)?;
+            }
             c.unlock_keys = next_unlock_keys(
                 &cur.unlock_keys,
                 c.spec.encryption.auto_lock_managers,
@@ -91,6 +100,20 @@ impl Control {
             .find(|k| k.subsystem == MANAGER_SUBSYSTEM)
             .and_then(|k| format_unlock_key(&k.key)))
     }
+}
+
+/// A fresh join token for the cluster's root CA: a new random secret, the digest of the root CA
+/// bundle (the same digest the current tokens carry while the root is unchanged).
+fn new_join_token(root: &RootCa) -> Result<String, ControlError> {
+    if root.ca_cert_pem.trim().is_empty() {
+        return Err(ControlError::Internal(
+            "cannot rotate the join token: the cluster has no root CA certificate yet".into(),
+        ));
+    }
+    let token = JoinToken::generate(root.ca_cert_pem.as_bytes(), &mut OsRng);
+    // A String is what the cluster object stores; the temporary text is wiped on drop.
+    let text = token.expose_text();
+    Ok(String::from(text.as_str()))
 }
 
 /// SwarmKit's rule: without autolock no manager key is kept; with autolock a missing key is
@@ -135,6 +158,27 @@ pub(crate) fn format_unlock_key(key: &SecretData) -> Option<Zeroizing<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn join_tokens_need_a_root_ca_and_keep_its_digest() {
+        let empty = RootCa::default();
+        assert!(matches!(
+            new_join_token(&empty),
+            Err(ControlError::Internal(m)) if m.contains("no root CA certificate")
+        ));
+        let root = RootCa {
+            ca_cert_pem: "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n".into(),
+            ..Default::default()
+        };
+        let a = JoinToken::parse(&new_join_token(&root).unwrap()).unwrap();
+        let b = JoinToken::parse(&new_join_token(&root).unwrap()).unwrap();
+        assert_eq!(a.ca_digest(), b.ca_digest());
+        assert_eq!(
+            a.ca_digest(),
+            &swarm_net::token::ca_digest(root.ca_cert_pem.as_bytes())
+        );
+        assert_ne!(*a.expose_text(), *b.expose_text());
+    }
 
     #[test]
     fn unlock_key_lifecycle() {

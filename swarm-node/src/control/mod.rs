@@ -31,7 +31,7 @@ use rand_core::{OsRng, RngCore};
 use swarm_core::validate::ServiceLimits;
 use swarm_core::{Clock, Id, SharedStore, Timestamp, Tx};
 
-use crate::backend::ClusterAccess;
+use crate::backend::{ClusterAccess, RaftView};
 pub use cluster::Rotation;
 pub use error::ControlError;
 pub use secret::Blob;
@@ -93,6 +93,11 @@ impl Control {
     /// The store (read it with [`SharedStore::view`]).
     pub fn store(&self) -> &SharedStore {
         &self.access.store
+    }
+
+    /// The raft membership view, when the daemon provides one (multi-host managers).
+    pub fn raft(&self) -> Option<&Arc<dyn RaftView>> {
+        self.access.raft.as_ref()
     }
 
     /// This node's id.

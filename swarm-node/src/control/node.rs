@@ -4,6 +4,11 @@
 //! quorum of reachable managers, is refused; a manager must be demoted before removal; a node that
 //! is not down is removed only with `force`. Removal orphans the node's unfinished tasks in the same
 //! transaction, as SwarmKit does.
+//!
+//! With a [`RaftView`] (multi-host daemon) the raft membership decides, as in SwarmKit: a demotion
+//! asks [`RaftView::can_remove`] for the node's member, and a node is "a member of the raft
+//! cluster" when a member names it. Without one (single host, tests) the store's `role` and
+//! `manager_status` stand in.
 
 use std::sync::Arc;
 
@@ -12,6 +17,7 @@ use swarm_core::{Node, ObjectKind, TaskState, TaskStatus, Version};
 
 use super::resolve::resolve;
 use super::{Control, ControlError};
+use crate::backend::RaftView;
 
 impl Control {
     /// `docker node update`: replaces the node's spec (name, labels, role, availability).
@@ -21,10 +27,11 @@ impl Control {
         version: u64,
         spec: NodeSpec,
     ) -> Result<(), ControlError> {
+        let raft = self.access.raft.clone();
         self.commit(|tx| {
             let cur = resolve::<Node>(tx.committed(), input)?;
             if cur.spec.desired_role == NodeRole::Manager && spec.desired_role == NodeRole::Worker {
-                check_demotion(&tx.list::<Node>(), &cur)?;
+                check_demotion(&tx.list::<Node>(), &cur, raft.as_deref())?;
             }
             let mut n = (*cur).clone();
             n.spec = spec;
@@ -38,9 +45,14 @@ impl Control {
     /// `docker node rm [--force]`.
     pub async fn remove_node(&self, input: &str, force: bool) -> Result<(), ControlError> {
         let now = self.now();
+        let raft = self.access.raft.clone();
         self.commit(|tx| {
             let cur = resolve::<Node>(tx.committed(), input)?;
-            if cur.spec.desired_role == NodeRole::Manager || cur.role == NodeRole::Manager {
+            let member = match raft.as_deref() {
+                Some(r) => r.members().iter().any(|m| m.node_id == Some(cur.id)),
+                None => cur.spec.desired_role == NodeRole::Manager || cur.role == NodeRole::Manager,
+            };
+            if member {
                 return Err(ControlError::FailedPrecondition(format!(
                     "node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
                     cur.id
@@ -71,8 +83,13 @@ impl Control {
     }
 }
 
-/// Refuses to demote the last manager, or one whose loss leaves too few reachable managers.
-fn check_demotion(nodes: &[Arc<Node>], target: &Node) -> Result<(), ControlError> {
+/// Refuses to demote the last manager, or one whose loss leaves too few reachable managers (asked
+/// of `raft` when there is one, judged from the store's manager statuses otherwise).
+fn check_demotion(
+    nodes: &[Arc<Node>],
+    target: &Node,
+    raft: Option<&dyn RaftView>,
+) -> Result<(), ControlError> {
     let managers: Vec<&Arc<Node>> = nodes
         .iter()
         .filter(|n| n.spec.desired_role == NodeRole::Manager)
@@ -81,6 +98,20 @@ fn check_demotion(nodes: &[Arc<Node>], target: &Node) -> Result<(), ControlError
         return Err(ControlError::FailedPrecondition(
             "attempting to demote the last manager of the swarm".into(),
         ));
+    }
+    if let Some(raft) = raft {
+        let member = raft
+            .members()
+            .into_iter()
+            .find(|m| m.node_id == Some(target.id));
+        if let Some(m) = member {
+            raft.can_remove(m.raft_id).map_err(|reason| {
+                ControlError::FailedPrecondition(format!(
+                    "can't remove member from the raft: {reason}"
+                ))
+            })?;
+        }
+        return Ok(());
     }
     let unreachable = |n: &Node| {
         n.manager_status
@@ -120,15 +151,15 @@ mod tests {
     #[test]
     fn demotion_rules() {
         let one = vec![manager(1, Reachability::Reachable)];
-        assert!(check_demotion(&one, &one[0]).is_err());
+        assert!(check_demotion(&one, &one[0], None).is_err());
         let three = vec![
             manager(1, Reachability::Reachable),
             manager(2, Reachability::Reachable),
             manager(3, Reachability::Unreachable),
         ];
         // Demoting 1 leaves {2 reachable, 3 unreachable}: quorum of 2 is 2, only 1 reachable.
-        assert!(check_demotion(&three, &three[0]).is_err());
+        assert!(check_demotion(&three, &three[0], None).is_err());
         // Demoting the unreachable one leaves two reachable managers.
-        assert!(check_demotion(&three, &three[2]).is_ok());
+        assert!(check_demotion(&three, &three[2], None).is_ok());
     }
 }

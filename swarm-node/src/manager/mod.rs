@@ -256,6 +256,7 @@ impl Manager {
                     reachability: Reachability::Reachable,
                 }),
                 role: NodeRole::Manager,
+                certificate: None,
             };
             raft.propose(vec![
                 StoreAction::Create(cluster.into()),

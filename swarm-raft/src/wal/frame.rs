@@ -4,7 +4,7 @@
 //! ```text
 //! segment header (32 bytes, little-endian):
 //!   0   8  magic "SWRMWAL\0"
-//!   8   4  format version = 3
+//!   8   4  format version = 4
 //!   12  8  first_index: log index of the first record this segment may hold
 //!   20  8  prev_index: index of the last entry before this segment when it was created
 //!          (u64::MAX = none); lets open detect a missing segment file
@@ -35,8 +35,9 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"SWRMWAL\0";
 /// Segment format version (2: frames carry a header checksum over the length; version 1 segments,
 /// whose torn-tail detection trusted an unchecked length, are refused by name. 3: entries hold
 /// swarm-core objects of snapshot format 2, whose bincode layout differs; version 2 segments are
-/// refused by name).
-pub const SEGMENT_VERSION: u32 = 3;
+/// refused by name. 4: entries hold swarm-core objects of snapshot format 3 (node certificates,
+/// root CA key and rotation); version 3 segments are refused by name).
+pub const SEGMENT_VERSION: u32 = 4;
 /// Length of the segment header.
 pub const HEADER_LEN: usize = 32;
 /// Length of a frame header (length + body checksum + header checksum).
@@ -88,6 +89,9 @@ impl SegmentHeader {
         }
         if version == 2 {
             return Err("segment format version 2 holds store objects of an earlier layout (before the full Docker API fields) and is no longer read; move the data directory away and rejoin this manager");
+        }
+        if version == 3 {
+            return Err("segment format version 3 holds store objects of an earlier layout (before node certificates and the root CA key) and is no longer read; move the data directory away and rejoin this manager");
         }
         if version != SEGMENT_VERSION {
             return Err("unknown segment format version");
@@ -425,5 +429,9 @@ mod tests {
         let crc = crc32c::crc32c(&b[0..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());
         assert!(SegmentHeader::decode(&b).unwrap_err().contains("version 2"));
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32c::crc32c(&b[0..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert!(SegmentHeader::decode(&b).unwrap_err().contains("version 3"));
     }
 }

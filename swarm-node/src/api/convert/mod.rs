@@ -12,6 +12,7 @@ pub(crate) mod secret;
 pub(crate) mod service;
 pub(crate) mod swarm;
 pub(crate) mod task;
+pub(crate) mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -5,6 +5,7 @@ use swarm_core::objects::node::{NodeAvailability, NodeRole, NodeSpec, NodeState,
 use swarm_core::{Annotations, Node};
 
 use super::{labels_in, labels_out, non_empty, ts, version, Result};
+use crate::backend::RaftMember;
 
 /// Docker's role name.
 pub(crate) fn role_out(r: NodeRole) -> models::NodeSpecRoleEnum {
@@ -46,8 +47,52 @@ pub(crate) fn node_spec_in(s: models::NodeSpec, current: &NodeSpec) -> Result<No
     })
 }
 
+/// What a node's answer needs besides the node: the raft membership when the daemon has a
+/// [`crate::backend::RaftView`] (it decides `ManagerStatus`; otherwise the store's
+/// `manager_status` is shown) and the cluster's `TLSInfo` (the issuer of every node certificate).
+#[derive(Default)]
+pub(crate) struct NodeContext {
+    /// Raft members, when known.
+    pub(crate) raft: Option<Vec<RaftMember>>,
+    /// The root CA as `TLSInfo`.
+    pub(crate) tls: Option<models::TlsInfo>,
+}
+
+fn reachability_out(r: Reachability) -> models::Reachability {
+    match r {
+        Reachability::Unknown => models::Reachability::UNKNOWN,
+        Reachability::Unreachable => models::Reachability::UNREACHABLE,
+        Reachability::Reachable => models::Reachability::REACHABLE,
+    }
+}
+
+fn manager_status_out(n: &Node, ctx: &NodeContext) -> Option<models::ManagerStatus> {
+    let from_store = || {
+        n.manager_status.as_ref().map(|m| models::ManagerStatus {
+            leader: m.leader.then_some(true),
+            reachability: Some(reachability_out(m.reachability)),
+            addr: Some(m.addr.clone()),
+        })
+    };
+    let Some(members) = &ctx.raft else {
+        return from_store();
+    };
+    members
+        .iter()
+        .find(|m| m.node_id == Some(n.id))
+        .map(|m| models::ManagerStatus {
+            leader: m.leader.then_some(true),
+            reachability: Some(if m.reachable {
+                models::Reachability::REACHABLE
+            } else {
+                models::Reachability::UNREACHABLE
+            }),
+            addr: Some(m.addr.clone()),
+        })
+}
+
 /// A node as `docker node inspect` shows it.
-pub(crate) fn node_out(n: &Node) -> models::Node {
+pub(crate) fn node_out(n: &Node, ctx: &NodeContext) -> models::Node {
     models::Node {
         id: Some(n.id.to_string()),
         version: version(&n.meta),
@@ -75,7 +120,7 @@ pub(crate) fn node_out(n: &Node) -> models::Node {
                 labels: labels_out(&d.engine.labels),
                 plugins: None,
             }),
-            tls_info: None,
+            tls_info: ctx.tls.clone(),
         }),
         status: Some(models::NodeStatus {
             state: Some(match n.status.state {
@@ -87,14 +132,6 @@ pub(crate) fn node_out(n: &Node) -> models::Node {
             message: non_empty(n.status.message.clone()),
             addr: Some(n.status.addr.clone()),
         }),
-        manager_status: n.manager_status.as_ref().map(|m| models::ManagerStatus {
-            leader: m.leader.then_some(true),
-            reachability: Some(match m.reachability {
-                Reachability::Unknown => models::Reachability::UNKNOWN,
-                Reachability::Unreachable => models::Reachability::UNREACHABLE,
-                Reachability::Reachable => models::Reachability::REACHABLE,
-            }),
-            addr: Some(m.addr.clone()),
-        }),
+        manager_status: manager_status_out(n, ctx),
     }
 }

@@ -9,10 +9,12 @@ use swarm_core::objects::node::NodeRole;
 use swarm_core::Node;
 
 use super::{body, empty, ok, ok_list, PathId};
-use crate::api::convert::node::{node_out, node_spec_in};
+use crate::api::convert::node::{node_out, node_spec_in, NodeContext};
+use crate::api::convert::tls::tls_info_out;
 use crate::api::error::ApiError;
 use crate::api::query::Query;
 use crate::api::AppState;
+use crate::control::Control;
 
 const FILTERS: &[&str] = &["id", "name", "label", "role", "membership", "node.label"];
 
@@ -48,6 +50,7 @@ pub(crate) async fn list(
         }
     }
     let membership_ok = accepted.is_empty() || accepted.contains(&true);
+    let nctx = node_context(&ctl);
     let nodes: Vec<models::Node> = ctl.store().view(|s| {
         s.iter::<Node>()
             .filter(|n| {
@@ -64,7 +67,7 @@ pub(crate) async fn list(
                     )
                     && f.labels_match("node.label", &n.spec.annotations.labels)
             })
-            .map(|n| node_out(n))
+            .map(|n| node_out(n, &nctx))
             .collect()
     });
     Ok(ok_list(&nodes, 1024))
@@ -75,8 +78,20 @@ pub(crate) async fn inspect(
     State(st): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let node = st.control()?.get::<Node>(&id)?;
-    Ok(ok(&node_out(&node)))
+    let ctl = st.control()?;
+    let node = ctl.get::<Node>(&id)?;
+    Ok(ok(&node_out(&node, &node_context(&ctl))))
+}
+
+/// The raft membership (when the daemon has a raft view) and the root CA's `TLSInfo`.
+fn node_context(ctl: &Control) -> NodeContext {
+    NodeContext {
+        raft: ctl.raft().map(|r| r.members()),
+        tls: ctl
+            .cluster()
+            .ok()
+            .map(|c| tls_info_out(&c.root_ca.ca_cert_pem)),
+    }
 }
 
 /// `POST /nodes/{id}/update?version=`.

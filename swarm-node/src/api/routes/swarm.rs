@@ -2,17 +2,21 @@
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bollard::models::{SwarmSpec, SwarmUnlockRequest};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{body, empty, ok};
-use crate::api::convert::swarm::{cluster_spec_merge, init_request_in, swarm_out, InitRequestJson};
+use crate::api::convert::swarm::{
+    cluster_spec_merge, init_request_in, join_request_in, swarm_out, InitRequestJson,
+    JoinRequestJson,
+};
 use crate::api::error::ApiError;
 use crate::api::query::Query;
 use crate::api::AppState;
+use crate::backend::{BackendError, SwarmState};
 use crate::control::Rotation;
 
 /// `GET /swarm`.
@@ -32,12 +36,19 @@ pub(crate) async fn init(
     Ok(ok(&id.to_string()))
 }
 
-/// `POST /swarm/join`: joining goes through `swarm-node join`, not this API.
-pub(crate) async fn join() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "joining a swarm through the Docker API is not supported yet: use `swarm-node join`",
-    )
+/// `POST /swarm/join`: validated (400), then [`crate::backend::Backend::join`] (503 when already
+/// in a swarm). A node already in a swarm is refused before the request is validated, as Docker does.
+pub(crate) async fn join(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    let req: JoinRequestJson = body(&headers, b).await?;
+    if st.backend.swarm_state() != SwarmState::Inactive {
+        return Err(BackendError::AlreadyInSwarm.into());
+    }
+    st.backend.join(join_request_in(req)?).await?;
+    Ok(empty())
 }
 
 /// `POST /swarm/leave?force=`.

@@ -10,14 +10,21 @@ use super::{ok, PathId};
 use crate::api::convert::swarm::{info_out, swarm_info_out, version_out};
 use crate::api::error::ApiError;
 use crate::api::AppState;
-use crate::backend::SwarmState;
+use crate::backend::LocalNodeState;
 
 /// `GET|HEAD /_ping`: `OK` with the negotiation headers and the node's swarm state.
 pub(crate) async fn ping(State(st): State<AppState>) -> Response {
-    let swarm = match st.backend.swarm_state() {
-        SwarmState::Inactive => "inactive",
-        SwarmState::Locked => "locked",
-        SwarmState::Active => "active/manager",
+    // Docker: `<LocalNodeState>/<manager|worker>` once in a swarm.
+    let local = st.backend.local_node();
+    let swarm = match (local.state, local.control_available) {
+        (LocalNodeState::Inactive, _) => "inactive",
+        (LocalNodeState::Locked, _) => "locked",
+        (LocalNodeState::Pending, true) => "pending/manager",
+        (LocalNodeState::Pending, false) => "pending/worker",
+        (LocalNodeState::Error, true) => "error/manager",
+        (LocalNodeState::Error, false) => "error/worker",
+        (LocalNodeState::Active, true) => "active/manager",
+        (LocalNodeState::Active, false) => "active/worker",
     };
     let mut resp = (StatusCode::OK, "OK").into_response();
     let h = resp.headers_mut();
@@ -39,29 +46,33 @@ pub(crate) async fn version(State(st): State<AppState>) -> Response {
     ok(&version_out(&st.backend.info()))
 }
 
-/// `GET /info`, with the `Swarm` section (cluster details only when active).
+/// `GET /info`, with the `Swarm` section from [`crate::backend::Backend::local_node`] (cluster
+/// details only on a manager with control available).
 pub(crate) async fn info(State(st): State<AppState>) -> Response {
     let mut daemon = st.backend.info();
-    let state = st.backend.swarm_state();
-    if state == SwarmState::Locked {
+    let mut local = st.backend.local_node();
+    if local.state == LocalNodeState::Locked {
         // A locked node shows nothing of the swarm, its own id included.
         daemon.node_id = None;
+        local.node_id = None;
     }
-    let swarm = match (state, st.control()) {
-        (SwarmState::Active, Ok(ctl)) => {
-            let node_id = Some(ctl.node_id().to_string());
-            let found = ctl.store().view(|s| {
-                let nodes: Vec<_> = s.iter::<Node>().cloned().collect();
-                s.cluster().cloned().map(|c| (c, nodes))
-            });
-            match &found {
-                Some((cluster, nodes)) => swarm_info_out(state, node_id, Some((cluster, nodes))),
-                None => swarm_info_out(state, node_id, None),
-            }
-        }
-        (SwarmState::Locked, _) => swarm_info_out(state, None, None),
-        _ => swarm_info_out(state, daemon.node_id.map(|n| n.to_string()), None),
+    let control = match local.control_available {
+        true => st.control().ok(),
+        false => None,
     };
+    let found = control.as_ref().and_then(|ctl| {
+        let raft = ctl.raft().map(|r| r.members());
+        ctl.store().view(|s| {
+            let nodes: Vec<_> = s.iter::<Node>().cloned().collect();
+            s.cluster().cloned().map(|c| (c, nodes, raft))
+        })
+    });
+    let swarm = swarm_info_out(
+        &local,
+        found
+            .as_ref()
+            .map(|(c, nodes, raft)| (&**c, &nodes[..], raft.as_deref())),
+    );
     ok(&info_out(&daemon, swarm))
 }
 

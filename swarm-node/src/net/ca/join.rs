@@ -1,0 +1,388 @@
+//! The node's side: joining with a token ([`join()`]), renewing with the current certificate
+//! ([`renew`]), and the renewal loop ([`run_renewal`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::RngCore;
+use swarm_core::objects::node::{IssuanceState, NodeAvailability};
+use swarm_core::{Id, Timestamp};
+use swarm_net::pki::{
+    accept_issued, make_csr, verify_chain, CertInfo, PrivateKey, RenewalSchedule, TlsMaterial,
+};
+use swarm_net::rpc::{Client, Code, Peer, RpcConfig, RpcError, TlsError, TlsState};
+use swarm_net::{JoinToken, Role};
+use tokio::sync::watch;
+
+use super::{
+    IssueRequest, StatusAnswer, StatusRequest, GET_ROOT_CA, ISSUE_NODE_CERTIFICATE,
+    NODE_CERTIFICATE_STATUS,
+};
+
+/// Timeout of one root CA fetch.
+pub const ROOT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Root CA fetch attempts.
+pub const ROOT_FETCH_TRIES: u32 = 5;
+/// Pause between root CA fetch attempts.
+pub const ROOT_FETCH_PAUSE: Duration = Duration::from_secs(2);
+/// Timeout of one issue or status call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// First backoff after a failed status call.
+pub const STATUS_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest backoff between failed status calls.
+pub const STATUS_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long a node waits for its certificate before giving up (no leader to sign, for example).
+pub const ISSUE_DEADLINE: Duration = Duration::from_secs(120);
+/// How often the renewal loop asks the manager about its certificate (root rotation, role change).
+pub const RENEWAL_CHECK: Duration = Duration::from_secs(10);
+
+/// What a successful join gives the node.
+#[derive(Clone, Debug)]
+pub struct Joined {
+    /// Certificate chain, key (redacted in Debug) and the roots to trust.
+    pub material: TlsMaterial,
+    /// The node id the CA chose.
+    pub node_id: Id,
+    /// The role the token granted.
+    pub role: Role,
+    /// The roots trusted, PEM.
+    pub roots_pem: String,
+}
+
+/// Why joining or renewing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The join token is malformed.
+    #[error(transparent)]
+    Token(swarm_net::Error),
+    /// No answer from the manager.
+    #[error("cannot reach the manager at {addr}: {error}")]
+    Unreachable {
+        /// The manager address.
+        addr: SocketAddr,
+        /// The last error.
+        error: String,
+    },
+    /// The manager's root CA does not match the join token: nothing was sent to it.
+    #[error(transparent)]
+    CaMismatch(swarm_net::Error),
+    /// The manager refused the request (invalid or rotated token, removed node...).
+    #[error("the manager refused: {0}")]
+    Refused(String),
+    /// The CA could not sign the certificate.
+    #[error("the manager could not issue a certificate: {0}")]
+    SigningFailed(String),
+    /// No certificate within [`ISSUE_DEADLINE`].
+    #[error("no certificate was issued within {0:?}; the swarm may have no leader")]
+    Timeout(Duration),
+    /// The certificate received, or a key, was refused locally.
+    #[error(transparent)]
+    Pki(swarm_net::Error),
+    /// The local endpoint or TLS configuration failed.
+    #[error(transparent)]
+    Rpc(RpcError),
+}
+
+impl From<TlsError> for JoinError {
+    fn from(e: TlsError) -> Self {
+        JoinError::Rpc(RpcError::Tls(e))
+    }
+}
+
+fn refused_or_rpc(e: RpcError) -> JoinError {
+    match e {
+        RpcError::Status(s)
+            if matches!(
+                s.code,
+                Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition
+            ) =>
+        {
+            JoinError::Refused(s.message)
+        }
+        RpcError::PermissionDenied(m) | RpcError::Authentication(m) => JoinError::Refused(m),
+        other => JoinError::Rpc(other),
+    }
+}
+
+/// Joins the swarm of the manager at `manager` with `token`, from a UDP socket bound to `bind`:
+/// fetches the root CA unverified (5 s per try, 5 tries 2 s apart), pins it against the token's
+/// digest (refusing before any CSR is sent), asks for a certificate with a fresh key, then polls
+/// its status until issued and accepts only a chain for its own key under the pinned root.
+/// `now` is the clock certificates are checked against.
+pub async fn join(
+    bind: SocketAddr,
+    manager: SocketAddr,
+    token: &str,
+    availability: NodeAvailability,
+    now: impl Fn() -> Timestamp,
+) -> Result<Joined, JoinError> {
+    let token = JoinToken::parse(token).map_err(JoinError::Token)?;
+    let peer = Peer {
+        addr: manager,
+        role: Role::Manager,
+        node_id: None,
+    };
+    let bundle = fetch_root(bind, &peer).await?;
+    let pinned = token
+        .pin_bundle(bundle.as_bytes())
+        .map_err(JoinError::CaMismatch)?;
+    let client = Client::bind(bind, TlsState::joining(&pinned)?, RpcConfig::default())
+        .map_err(JoinError::Rpc)?;
+    let result = async {
+        let key = PrivateKey::generate().map_err(JoinError::Pki)?;
+        let csr = make_csr(&key).map_err(JoinError::Pki)?;
+        let text = token.expose_text();
+        let request = IssueRequest {
+            csr,
+            token: Some(text.to_string()),
+            availability,
+        };
+        let answer = client
+            .unary(&peer, &ISSUE_NODE_CERTIFICATE, &request, CALL_TIMEOUT)
+            .await
+            .map_err(refused_or_rpc)?;
+        let material = wait_issued(&client, &peer, answer.node_id, key, &pinned, &now).await?;
+        let identity = material.identity();
+        Ok(Joined {
+            roots_pem: swarm_net::pki::bundle::to_pem(material.roots()),
+            node_id: identity.node_id,
+            role: identity.role,
+            material,
+        })
+    }
+    .await;
+    client.endpoint().close(0u32.into(), b"joined");
+    result
+}
+
+async fn fetch_root(bind: SocketAddr, peer: &Peer) -> Result<String, JoinError> {
+    let client = Client::bind(bind, TlsState::unverified()?, RpcConfig::default())
+        .map_err(JoinError::Rpc)?;
+    let mut last = String::new();
+    for attempt in 0..ROOT_FETCH_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(ROOT_FETCH_PAUSE).await;
+        }
+        match client
+            .unary(peer, &GET_ROOT_CA, &(), ROOT_FETCH_TIMEOUT)
+            .await
+        {
+            Ok(answer) => {
+                client.endpoint().close(0u32.into(), b"fetched");
+                return Ok(answer.bundle_pem);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    client.endpoint().close(0u32.into(), b"unreachable");
+    Err(JoinError::Unreachable {
+        addr: peer.addr,
+        error: last,
+    })
+}
+
+/// Polls the certificate status of `node_id` until a chain for `key` is issued, and accepts it
+/// against `pinned` (the roots the node already trusts). The roots the server announces (both
+/// roots during a root rotation) become the material's roots once the chain verifies under them.
+async fn wait_issued(
+    client: &Client,
+    peer: &Peer,
+    node_id: Id,
+    key: PrivateKey,
+    pinned: &[Vec<u8>],
+    now: &impl Fn() -> Timestamp,
+) -> Result<TlsMaterial, JoinError> {
+    let ours = key.public_key_der().map_err(JoinError::Pki)?;
+    let deadline = tokio::time::Instant::now() + ISSUE_DEADLINE;
+    let mut backoff = STATUS_BACKOFF_MIN;
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(JoinError::Timeout(ISSUE_DEADLINE));
+        }
+        let request = StatusRequest { node_id };
+        match client
+            .unary(peer, &NODE_CERTIFICATE_STATUS, &request, CALL_TIMEOUT)
+            .await
+        {
+            Ok(answer) => {
+                if answer.state == IssuanceState::Failed {
+                    return Err(JoinError::SigningFailed(answer.error));
+                }
+                if matches!(answer.state, IssuanceState::Issued | IssuanceState::Rotate) {
+                    if leaf_key(&answer).as_deref() == Some(ours.as_slice()) {
+                        return accept(answer, key, pinned, now());
+                    }
+                    // Final but not ours yet (an older chain): ask again shortly.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(STATUS_BACKOFF_MAX);
+                    continue;
+                }
+                backoff = STATUS_BACKOFF_MIN;
+            }
+            Err(e @ (RpcError::Unavailable(_) | RpcError::DeadlineExceeded)) => {
+                tracing::debug!(error = %e, "certificate status call failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(STATUS_BACKOFF_MAX);
+            }
+            Err(e) => return Err(refused_or_rpc(e)),
+        }
+    }
+}
+
+fn leaf_key(answer: &StatusAnswer) -> Option<Vec<u8>> {
+    let leaf = answer.chain.first()?;
+    CertInfo::parse(leaf).ok().map(|i| i.public_key_der)
+}
+
+fn accept(
+    answer: StatusAnswer,
+    key: PrivateKey,
+    pinned: &[Vec<u8>],
+    now: Timestamp,
+) -> Result<TlsMaterial, JoinError> {
+    let material =
+        accept_issued(answer.chain, key, pinned.to_vec(), now).map_err(JoinError::Pki)?;
+    if !answer.roots.is_empty()
+        && answer.roots != pinned
+        && verify_chain(material.chain(), &answer.roots, now).is_ok()
+    {
+        return material.with_roots(answer.roots).map_err(JoinError::Pki);
+    }
+    Ok(material)
+}
+
+/// Renews the certificate in `current` through `client` (whose TLS state presents `current`, so
+/// the manager sees a renewal, not a join): a fresh key and CSR, then the status poll as in a
+/// join. The node's role is the one the manager holds for it (a promotion or demotion shows here).
+pub async fn renew(
+    client: &Client,
+    manager: &Peer,
+    current: &TlsMaterial,
+    now: impl Fn() -> Timestamp,
+) -> Result<TlsMaterial, JoinError> {
+    let key = PrivateKey::generate().map_err(JoinError::Pki)?;
+    let csr = make_csr(&key).map_err(JoinError::Pki)?;
+    let request = IssueRequest {
+        csr,
+        token: None,
+        availability: NodeAvailability::Active,
+    };
+    let answer = client
+        .unary(manager, &ISSUE_NODE_CERTIFICATE, &request, CALL_TIMEOUT)
+        .await
+        .map_err(refused_or_rpc)?;
+    let me = current.identity().node_id;
+    if answer.node_id != me {
+        return Err(JoinError::Refused(format!(
+            "the manager answered for node {} instead of {me}",
+            answer.node_id
+        )));
+    }
+    wait_issued(client, manager, me, key, current.roots(), &now).await
+}
+
+/// Where a node renews: its RPC client (presenting its certificate), the TLS state that client and
+/// the node's server share (renewed material is installed there), and a manager to ask.
+#[derive(Clone)]
+pub struct RenewalTarget {
+    /// The node's client.
+    pub client: Arc<Client>,
+    /// The node's TLS state.
+    pub tls: Arc<TlsState>,
+    /// The manager to call.
+    pub manager: Peer,
+}
+
+impl std::fmt::Debug for RenewalTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenewalTarget")
+            .field("tls", &self.tls)
+            .field("manager", &self.manager)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps a node's certificate fresh until `stop` turns true: renews at the random point
+/// [`RenewalSchedule`] picks (50-80 % of the lifetime; failures back off 5 s steps up to 1 h), at
+/// once when the manager marks it for rotation, and adopts a chain reissued for its own key (role
+/// change). Every new material is installed in the target's TLS state and handed to `on_renewed`
+/// (to store it with [`super::CertDir::save`]).
+pub async fn run_renewal(
+    target: RenewalTarget,
+    mut material: TlsMaterial,
+    mut stop: watch::Receiver<bool>,
+    now: impl Fn() -> Timestamp + Send,
+    mut rng: impl RngCore + Send,
+    mut on_renewed: impl FnMut(&TlsMaterial) + Send,
+) {
+    let RenewalTarget {
+        client,
+        tls,
+        manager,
+    } = target;
+    let window = |m: &TlsMaterial| {
+        CertInfo::parse(m.leaf())
+            .map(|i| (i.not_before, i.not_after))
+            .unwrap_or((Timestamp::ZERO, Timestamp::ZERO))
+    };
+    let (nb, na) = window(&material);
+    let mut schedule = RenewalSchedule::new(nb, na, &mut rng);
+    loop {
+        let wait = schedule.next_attempt().since(now()).min(RENEWAL_CHECK);
+        tokio::select! {
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let node_id = material.identity().node_id;
+        let status = client
+            .unary(
+                &manager,
+                &NODE_CERTIFICATE_STATUS,
+                &StatusRequest { node_id },
+                CALL_TIMEOUT,
+            )
+            .await;
+        let mut next = None;
+        if let Ok(answer) = &status {
+            if answer.state == IssuanceState::Rotate {
+                schedule.handle_rotate(now());
+            } else if answer.state == IssuanceState::Issued
+                && answer.chain.first().map(Vec::as_slice) != Some(material.leaf())
+                && leaf_key(answer).as_deref() == material.key().public_key_der().ok().as_deref()
+            {
+                // Reissued for our key (role change): adopt it.
+                next = accept(
+                    answer.clone(),
+                    material.key().clone(),
+                    material.roots(),
+                    now(),
+                )
+                .ok();
+            }
+        }
+        if next.is_none() && schedule.is_due(now()) {
+            match renew(&client, &manager, &material, &now).await {
+                Ok(m) => next = Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "certificate renewal failed; backing off");
+                    schedule.handle_failure(now());
+                }
+            }
+        }
+        if let Some(m) = next {
+            if let Err(e) = tls.update(&m) {
+                tracing::warn!(error = %e, "installing the renewed certificate failed");
+                schedule.handle_failure(now());
+                continue;
+            }
+            let (nb, na) = window(&m);
+            schedule.handle_renewed(nb, na, &mut rng);
+            on_renewed(&m);
+            material = m;
+        }
+    }
+}
