@@ -35,9 +35,15 @@ use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitReque
 use crate::config::{create_data_dir, resolve_runtime, DaemonConfig, DataDirLock};
 use crate::manager::host::describe_host;
 use crate::manager::identity::TRANSITION_FILE;
-use crate::manager::{Manager, ManagerConfig, ManagerError, NoPeers, NodeIdentity};
+use crate::backend::{JoinRequest, LocalNodeInfo, LocalNodeState};
+use crate::manager::agent_dispatch::AgentDispatcher;
+use crate::manager::identity::{KnownManager, LocalRole};
+use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
 use crate::mesh::{MeshConfig, RoutingMesh};
+use crate::net::node::{load_material, rpc_config, save_material, ManagerNet, StoreMembers, WorkerNet};
+use crate::net::raft::{QuicTransport, RaftTarget};
 use crate::net::stack::{ManagerSlot, NetStack};
+use swarm_net::rpc::{Client, TlsState};
 use crate::worker::{make_runtime, Worker, WorkerError};
 
 /// Default `--advertise-addr` shown for a single-host swarm.
@@ -84,12 +90,18 @@ pub enum DaemonError {
 
 /// A manager node's running parts: the manager, its worker, the routing mesh and the swarm
 /// listener (absent when it could not bind).
-type ActiveParts = (Manager, Worker, Arc<RoutingMesh>, Option<NetStack>);
+type ActiveParts = (Manager, Worker, Arc<RoutingMesh>, Option<ManagerNet>);
+
+/// A worker node's running parts: its worker (agent), its network side and identity.
+type WorkerParts = (Worker, WorkerNet, NodeIdentity);
 
 enum Running {
     Inactive,
     Locked(NodeIdentity),
     Active(Box<ActiveParts>),
+    /// A worker: no store, no routing mesh (the mesh routes from the store's services and tasks,
+    /// which only managers hold; a worker's published ports are not served in this version).
+    Worker(Box<WorkerParts>),
 }
 
 #[derive(Clone)]
@@ -97,6 +109,8 @@ struct View {
     state: SwarmState,
     access: Option<ClusterAccess>,
     node_id: Option<Id>,
+    /// The identity while in a swarm (role, address, known managers).
+    identity: Option<NodeIdentity>,
 }
 
 /// The swarm daemon. See the module docs. Call [`Daemon::shutdown`] before dropping it: raft,
@@ -109,6 +123,12 @@ pub struct Daemon {
     view: RwLock<View>,
     /// The running manager, for the listener's routes.
     slot: ManagerSlot,
+    /// Raft ids <-> node ids for the raft transport.
+    members: Arc<StoreMembers>,
+    /// The raft node the listener serves.
+    raft_target: RaftTarget,
+    /// This daemon, for the tasks that change its role (a worker promoted).
+    me: std::sync::OnceLock<std::sync::Weak<Daemon>>,
     /// The data directory's lock, held from the start until [`Daemon::shutdown`].
     lock: std::sync::Mutex<Option<DataDirLock>>,
 }
@@ -207,6 +227,7 @@ impl Daemon {
             }
         };
         let host = describe_host(config.hostname.as_deref());
+        let slot = ManagerSlot::default();
         let daemon = Arc::new(Daemon {
             config,
             runtime,
@@ -216,10 +237,15 @@ impl Daemon {
                 state: SwarmState::Inactive,
                 access: None,
                 node_id: None,
+                identity: None,
             }),
-            slot: ManagerSlot::default(),
+            members: Arc::new(StoreMembers::new(slot.clone())),
+            raft_target: RaftTarget::new(Arc::new(StoreMembers::new(slot.clone()))),
+            slot,
             lock: std::sync::Mutex::new(Some(lock)),
+            me: std::sync::OnceLock::new(),
         });
+        let _ = daemon.me.set(Arc::downgrade(&daemon));
         match NodeIdentity::load(&daemon.config.data_dir)? {
             None => {
                 clear_interrupted_transition(&daemon.config.data_dir, &daemon.config.raft_dir())?;
@@ -235,19 +261,30 @@ impl Daemon {
                 // completed.
                 end_transition(&daemon.config.data_dir)?;
                 let mut running = daemon.running.lock().await;
+                if identity.role == LocalRole::Worker {
+                    *running = daemon
+                        .start_worker(identity)
+                        .await
+                        .map_err(|e| DaemonError::Manager(ManagerError::Storage(e)))?;
+                    drop(running);
+                    return Ok(daemon);
+                }
+                let (tls, client) = daemon
+                    .credentials(&identity)
+                    .map_err(|e| DaemonError::Manager(ManagerError::Storage(e)))?;
                 let opened = Manager::open(
                     &daemon.manager_config(),
                     &identity,
                     None,
                     false,
-                    daemon.transport(),
+                    daemon.transport(&client),
                 )
                 .await;
                 match opened {
-                    Ok(manager) => *running = daemon.activate(manager).await,
+                    Ok(manager) => *running = daemon.activate(manager, tls, client, None).await,
                     Err(ManagerError::Locked) => {
                         tracing::warn!("autolock is on: the swarm stays locked until `swarm-node unlock` (or `docker swarm unlock`)");
-                        daemon.set_view(SwarmState::Locked, None, Some(identity.node_id));
+                        daemon.set_view(SwarmState::Locked, None, Some(identity.clone()));
                         *running = Running::Locked(identity);
                     }
                     Err(e) => return Err(e.into()),
@@ -292,9 +329,10 @@ impl Daemon {
         }
     }
 
-    /// How raft reaches the other managers.
-    fn transport(&self) -> Arc<dyn swarm_raft::Transport> {
-        Arc::new(NoPeers)
+    /// How raft reaches the other managers: QUIC through `client`, peers checked against the
+    /// node ids the store records for them.
+    fn transport(&self, client: &Arc<Client>) -> Arc<dyn swarm_raft::Transport> {
+        Arc::new(QuicTransport::new(client.clone(), self.members.clone()))
     }
 
     /// The address the listener binds for `identity` (its recorded one, else the daemon's).
@@ -306,43 +344,29 @@ impl Daemon {
             .unwrap_or(self.config.listen_addr)
     }
 
-    /// Starts the swarm listener for a manager. Single host for now (no cluster CA yet): the
-    /// credentials are a provisional root and certificate made in memory for this start.
-    fn start_listener(&self, manager: &Manager) -> Option<NetStack> {
-        let identity = manager.identity();
-        let listen = self.listen_addr(identity);
-        let config = swarm_net::rpc::RpcConfig::default();
-        let started = provisional_credentials(identity).and_then(|tls| {
-            let router = crate::net::membership::membership_routes(
-                swarm_net::rpc::Router::new(),
-                self.slot.clone(),
-            );
-            let client =
-                NetStack::client(tls.clone(), &config, listen.ip()).map_err(|e| e.to_string())?;
-            NetStack::start(
-                listen,
-                tls,
-                client,
-                &config,
-                router,
-                swarm_net::rpc::ServerOptions::default(),
-            )
-            .map_err(|e| e.to_string())
-        });
-        match started {
-            Ok(net) => Some(net),
-            Err(e) => {
-                tracing::warn!(%listen, error = %e, "the swarm listener did not start: other nodes cannot reach this one");
-                None
-            }
-        }
+    /// A manager's credentials (its stored certificate; a swarm made before the cluster CA has
+    /// none and gets provisional ones for this start) and the client it calls with.
+    fn credentials(&self, identity: &NodeIdentity) -> Result<(Arc<TlsState>, Arc<Client>), String> {
+        let tls = match load_material(&self.config.data_dir).map_err(|e| e.to_string())? {
+            Some(m) => TlsState::new(&m).map_err(|e| e.to_string())?,
+            None => provisional_credentials(identity)?,
+        };
+        let client = NetStack::client(tls.clone(), &rpc_config(), self.listen_addr(identity).ip())
+            .map_err(|e| e.to_string())?;
+        Ok((tls, client))
     }
 
-    fn set_view(&self, state: SwarmState, access: Option<ClusterAccess>, node_id: Option<Id>) {
+    fn set_view(
+        &self,
+        state: SwarmState,
+        access: Option<ClusterAccess>,
+        identity: Option<NodeIdentity>,
+    ) {
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = View {
             state,
             access,
-            node_id,
+            node_id: identity.as_ref().map(|i| i.node_id),
+            identity,
         };
     }
 
@@ -350,17 +374,61 @@ impl Daemon {
         self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Starts the listener, the worker and the routing mesh next to a running manager and
-    /// publishes the active view.
-    async fn activate(&self, manager: Manager) -> Running {
-        let node_id = manager.identity().node_id;
+    /// Starts the listener (unless `net` is already serving, as for a manager that joined), the
+    /// worker and the routing mesh next to a running manager and publishes the active view.
+    async fn activate(
+        &self,
+        manager: Manager,
+        tls: Arc<TlsState>,
+        client: Arc<Client>,
+        net: Option<ManagerNet>,
+    ) -> Running {
+        let identity = manager.identity().clone();
+        let node_id = identity.node_id;
         self.slot.set(Some(manager.handle()));
-        let net = self.start_listener(&manager);
+        self.members.set_joining_store(None);
+        let listen = self.listen_addr(&identity);
+        let mut net = match net {
+            Some(n) => Some(n),
+            None => match ManagerNet::start(
+                listen,
+                tls,
+                client.clone(),
+                manager.raft().clone(),
+                manager.store().clone(),
+                self.slot.clone(),
+                self.raft_target.clone(),
+            ) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::warn!(%listen, error = %e, "the swarm listener did not start: other nodes cannot reach this one");
+                    None
+                }
+            },
+        };
+        // The agent: in-process while this manager leads, the leader's dispatcher otherwise.
+        let remote = net.as_mut().map(|n| {
+            n.serve_dispatcher(
+                manager.dispatcher().clone(),
+                manager.raft().clone(),
+                manager.store().clone(),
+            );
+            let seeds = crate::net::node::store_managers(manager.store());
+            crate::net::dispatch::NetDispatcher::new(
+                client.clone(),
+                seeds,
+                crate::net::dispatch::NetDispatcherOptions::default(),
+            )
+        });
         let worker = Worker::start(
             node_id,
             self.host.clone(),
             self.runtime.clone(),
-            Arc::new(manager.dispatcher().clone()),
+            Arc::new(AgentDispatcher::new(
+                manager.dispatcher().clone(),
+                remote,
+                manager.raft().clone(),
+            )),
         )
         .await;
         let mesh = RoutingMesh::start(
@@ -377,10 +445,66 @@ impl Daemon {
             proposer: manager.proposer(),
             node_id,
             ports: Some(mesh.clone()),
-            raft: None,
+            raft: Some(Arc::new(manager.raft_members())),
         };
-        self.set_view(SwarmState::Active, Some(access), Some(node_id));
+        self.set_view(SwarmState::Active, Some(access), Some(identity));
         Running::Active(Box::new((manager, worker, mesh, net)))
+    }
+
+    /// Starts a worker node: its agent talks to the managers through the networked dispatcher.
+    async fn start_worker(&self, identity: NodeIdentity) -> Result<Running, String> {
+        let material = load_material(&self.config.data_dir)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "{} names this node a worker but it has no certificate; leave the swarm (`docker swarm leave`) and join again",
+                    crate::manager::identity::IDENTITY_FILE
+                )
+            })?;
+        let tls = TlsState::new(&material).map_err(|e| e.to_string())?;
+        let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let client = NetStack::client(tls.clone(), &rpc_config(), any).map_err(|e| e.to_string())?;
+        let net = WorkerNet::start(
+            &identity,
+            material,
+            tls,
+            client,
+            self.config.data_dir.clone(),
+        );
+        let worker = Worker::start(
+            identity.node_id,
+            self.host.clone(),
+            self.runtime.clone(),
+            Arc::new(net.dispatcher().clone()),
+        )
+        .await;
+        tracing::info!(node = %identity.node_id, "worker started");
+        // Promotion: the CA reissues this node's certificate with the manager role; the renewal
+        // loop adopts it, and the node restarts as a manager (as SwarmKit's agent does).
+        let mut role = net.role();
+        let me = self.me.get().cloned();
+        tokio::spawn(async move {
+            if role
+                .wait_for(|r| *r == swarm_net::Role::Manager)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            if let Some(d) = me.and_then(|w| w.upgrade()) {
+                d.promote_self().await;
+            }
+        });
+        self.set_view(SwarmState::Active, None, Some(identity.clone()));
+        Ok(Running::Worker(Box::new((worker, net, identity))))
+    }
+
+    /// Stops a worker node: its agent (tasks stopped, last statuses reported), then its network
+    /// side.
+    async fn stop_worker(&self, parts: Box<WorkerParts>) {
+        let (worker, net, _) = *parts;
+        worker.stop().await;
+        bounded("stopping the worker's network side", STOP_STEP, net.stop()).await;
     }
 
     /// Stops the swarm listener, the routing mesh (listeners and proxied connections), the loops,
@@ -395,7 +519,7 @@ impl Daemon {
         let (mut manager, worker, mesh, net) = *mw;
         self.slot.set(None);
         if let Some(net) = net {
-            net.stop().await;
+            bounded("stopping the swarm listener", STOP_STEP, net.stop()).await;
         }
         bounded("stopping the routing mesh", STOP_STEP, mesh.stop()).await;
         bounded(
@@ -417,8 +541,10 @@ impl Daemon {
     /// The data directory can then be opened by another daemon.
     pub async fn shutdown(&self) {
         let mut running = self.running.lock().await;
-        if let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive) {
-            self.stop_active(mw).await;
+        match std::mem::replace(&mut *running, Running::Inactive) {
+            Running::Active(mw) => self.stop_active(mw).await,
+            Running::Worker(w) => self.stop_worker(w).await,
+            _ => {}
         }
         self.set_view(SwarmState::Inactive, None, None);
         // The directory is free for another daemon, a backup or a restore.
@@ -438,7 +564,121 @@ impl Backend for Daemon {
         match v.state {
             SwarmState::Inactive => Err(BackendError::NotInSwarm),
             SwarmState::Locked => Err(BackendError::Locked),
-            SwarmState::Active => v.access.ok_or(BackendError::NotInSwarm),
+            SwarmState::Active => match v.access {
+                Some(a) => Ok(a),
+                None if v.identity.is_some_and(|i| i.role == LocalRole::Worker) => {
+                    Err(BackendError::NotAManager)
+                }
+                None => Err(BackendError::NotInSwarm),
+            },
+        }
+    }
+
+    fn local_node(&self) -> LocalNodeInfo {
+        let v = self.view();
+        let state = match v.state {
+            SwarmState::Inactive => LocalNodeState::Inactive,
+            SwarmState::Locked => LocalNodeState::Locked,
+            SwarmState::Active => LocalNodeState::Active,
+        };
+        let identity = v.identity.as_ref();
+        LocalNodeInfo {
+            node_id: v.node_id,
+            node_addr: identity
+                .map(|i| crate::manager::host_of(&i.addr))
+                .unwrap_or_default(),
+            state,
+            control_available: v.access.is_some(),
+            error: String::new(),
+            remote_managers: identity
+                .map(|i| {
+                    i.managers
+                        .iter()
+                        .filter_map(|m| Some((m.node_id?, m.addr.clone())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn join(&self, req: JoinRequest) -> Result<(), BackendError> {
+        let mut running = self.running.lock().await;
+        if !matches!(&*running, Running::Inactive) {
+            return Err(BackendError::AlreadyInSwarm);
+        }
+        let failed = |e: String| BackendError::JoinFailed(e);
+        let remote = req
+            .remote_addrs
+            .iter()
+            .find_map(|a| resolve(a).ok())
+            .ok_or_else(|| failed(format!("cannot resolve any of {:?}", req.remote_addrs)))?;
+        let listen: std::net::SocketAddr = if req.listen_addr.is_empty() {
+            self.config.listen_addr
+        } else {
+            resolve(&req.listen_addr).map_err(failed)?
+        };
+        let advertise = self.advertise_addr(&req.advertise_addr, listen, Some(remote));
+        let availability = req
+            .availability
+            .unwrap_or(swarm_core::objects::node::NodeAvailability::Active);
+        let bind = std::net::SocketAddr::new(
+            match remote.ip() {
+                std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            },
+            0,
+        );
+        let started = std::time::Instant::now();
+        let joined = crate::net::ca::join(
+            bind,
+            remote,
+            &req.join_token,
+            availability,
+            crate::net::node::now,
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+        let cert = joined.material.identity();
+        let role = if cert.role == swarm_net::Role::Manager {
+            LocalRole::Manager
+        } else {
+            LocalRole::Worker
+        };
+        let mut identity = NodeIdentity {
+            node_id: joined.node_id,
+            raft_id: 0,
+            cluster_id: cert.cluster_id,
+            addr: advertise,
+            role,
+            listen_addr: Some(listen.to_string()),
+            managers: vec![KnownManager {
+                node_id: None,
+                addr: remote.to_string(),
+            }],
+        };
+        begin_transition(&self.config.data_dir).map_err(internal)?;
+        save_material(&self.config.data_dir, &joined.material).map_err(internal)?;
+        let result = match role {
+            LocalRole::Worker => {
+                identity.store(&self.config.data_dir).map_err(internal)?;
+                self.start_worker(identity.clone()).await.map_err(failed)
+            }
+            LocalRole::Manager => self.join_as_manager(&mut identity, joined.material).await,
+        };
+        match result {
+            Ok(r) => {
+                end_transition(&self.config.data_dir).map_err(internal)?;
+                tracing::info!(node = %identity.node_id, role = ?role, elapsed = ?started.elapsed(), "joined the swarm");
+                *running = r;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = NodeIdentity::remove(&self.config.data_dir);
+                let _ = remove_dir_if_present(&self.config.raft_dir());
+                let _ = remove_dir_if_present(crate::net::node::cert_dir(&self.config.data_dir).path());
+                let _ = end_transition(&self.config.data_dir);
+                Err(e)
+            }
         }
     }
 
@@ -457,44 +697,60 @@ impl Backend for Daemon {
                 };
                 self.set_view(SwarmState::Inactive, None, None);
                 self.stop_active(mw).await;
+                let (tls, client) = self.credentials(&identity).map_err(internal)?;
                 let manager = Manager::open(
                     &self.manager_config(),
                     &identity,
                     None,
                     true,
-                    self.transport(),
+                    self.transport(&client),
                 )
                 .await
                 .map_err(internal)?;
                 tracing::warn!(node = %identity.node_id, "force-new-cluster: this manager now forms a cluster of one, every object kept");
-                *running = self.activate(manager).await;
+                *running = self.activate(manager, tls, client, None).await;
                 return Ok(identity.node_id);
             }
-            Running::Active(_) => return Err(BackendError::AlreadyInSwarm),
+            Running::Active(_) | Running::Worker(_) => return Err(BackendError::AlreadyInSwarm),
             Running::Locked(_) if req.force_new_cluster => return Err(BackendError::Locked),
             Running::Locked(_) => return Err(BackendError::AlreadyInSwarm),
             Running::Inactive => {}
         }
-        let identity = NodeIdentity::new_manager(
+        let listen: std::net::SocketAddr = if req.listen_addr.is_empty() {
+            self.config.listen_addr
+        } else {
+            resolve(&req.listen_addr).map_err(|e| BackendError::Internal(e))?
+        };
+        let mut identity = NodeIdentity::new_manager(
             Id::generate(&mut OsRng),
             OsRng.next_u64().max(1),
             Id::generate(&mut OsRng),
-            if req.advertise_addr.is_empty() {
-                DEFAULT_ADDR.to_string()
-            } else {
-                req.advertise_addr.clone()
-            },
+            self.advertise_addr(&req.advertise_addr, listen, None),
         );
+        identity.listen_addr = Some(listen.to_string());
+        // The cluster CA: its root and tokens go into the cluster object, this manager's
+        // certificate onto disk.
+        let ca = crate::net::ca::new_cluster_ca(
+            identity.cluster_id,
+            identity.node_id,
+            crate::net::node::now(),
+            &mut OsRng,
+        )
+        .map_err(internal)?;
         let raft_dir = self.config.raft_dir();
         begin_transition(&self.config.data_dir).map_err(internal)?;
         remove_dir_if_present(&raft_dir).map_err(internal)?;
+        save_material(&self.config.data_dir, &ca.material).map_err(internal)?;
+        let tls = TlsState::new(&ca.material).map_err(internal)?;
+        let client = NetStack::client(tls.clone(), &rpc_config(), listen.ip()).map_err(internal)?;
         let manager = Manager::init(
             &self.manager_config(),
             &identity,
             self.host.clone(),
             &req,
-            swarm_core::objects::cluster::RootCa::default(),
-            self.transport(),
+            ca.root_ca,
+            Some(ca.certificate),
+            self.transport(&client),
         )
         .await
         .map_err(|e| match e {
@@ -515,7 +771,7 @@ impl Backend for Daemon {
         }
         end_transition(&self.config.data_dir).map_err(internal)?;
         tracing::info!(node = %identity.node_id, autolock = req.autolock, "swarm initialised");
-        *running = self.activate(manager).await;
+        *running = self.activate(manager, tls, client, None).await;
         Ok(identity.node_id)
     }
 
@@ -523,23 +779,24 @@ impl Backend for Daemon {
         let mut running = self.running.lock().await;
         let identity = match &*running {
             Running::Inactive => return Err(BackendError::NotInSwarm),
-            Running::Active(_) => return Err(BackendError::NotLocked),
+            Running::Active(_) | Running::Worker(_) => return Err(BackendError::NotLocked),
             Running::Locked(identity) => identity.clone(),
         };
         let key =
             UnlockKey::parse(key).map_err(|e| BackendError::MalformedUnlockKey(e.to_string()))?;
+        let (tls, client) = self.credentials(&identity).map_err(internal)?;
         match Manager::open(
             &self.manager_config(),
             &identity,
             Some(&key),
             false,
-            self.transport(),
+            self.transport(&client),
         )
         .await
         {
             Ok(manager) => {
                 tracing::info!("swarm unlocked");
-                *running = self.activate(manager).await;
+                *running = self.activate(manager, tls, client, None).await;
                 Ok(())
             }
             Err(ManagerError::InvalidUnlockKey) | Err(ManagerError::Locked) => {
@@ -551,20 +808,34 @@ impl Backend for Daemon {
 
     async fn leave(&self, force: bool) -> Result<(), BackendError> {
         let mut running = self.running.lock().await;
-        if matches!(&*running, Running::Inactive) {
-            return Err(BackendError::NotInSwarm);
+        match &*running {
+            Running::Inactive => return Err(BackendError::NotInSwarm),
+            Running::Locked(_) if !force => return Err(BackendError::LeaveLocked),
+            Running::Active(mw) if !force => {
+                let members = mw.0.raft_members().members();
+                let me = mw.0.identity().raft_id;
+                let reachable = members.iter().filter(|m| m.reachable).count();
+                let self_reachable = members.iter().any(|m| m.raft_id == me && m.reachable);
+                return Err(crate::backend::leave_check(
+                    reachable,
+                    members.len() - reachable,
+                    self_reachable,
+                ));
+            }
+            _ => {}
         }
-        if !force {
-            return Err(BackendError::LeaveRefused);
-        }
-        if let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive) {
-            self.stop_active(mw).await;
+        match std::mem::replace(&mut *running, Running::Inactive) {
+            Running::Active(mw) => self.stop_active(mw).await,
+            Running::Worker(w) => self.stop_worker(w).await,
+            _ => {}
         }
         self.set_view(SwarmState::Inactive, None, None);
         // The marker goes first: with it, a leftover raft directory is debris removed at start.
         begin_transition(&self.config.data_dir).map_err(internal)?;
         NodeIdentity::remove(&self.config.data_dir).map_err(internal)?;
         remove_dir_if_present(&self.config.raft_dir()).map_err(internal)?;
+        remove_dir_if_present(crate::net::node::cert_dir(&self.config.data_dir).path())
+            .map_err(internal)?;
         end_transition(&self.config.data_dir).map_err(internal)?;
         tracing::info!("left the swarm; its state was removed");
         Ok(())
@@ -580,6 +851,7 @@ impl Backend for Daemon {
             Running::Inactive => return Err(BackendError::NotInSwarm),
             Running::Locked(_) => return Err(BackendError::Locked),
             Running::Active(mw) => &mw.1,
+            Running::Worker(w) => &w.0,
         };
         match worker.logs(&task.id, tail).await {
             Ok(lines) => Ok(lines),
@@ -603,6 +875,7 @@ impl Backend for Daemon {
             Running::Inactive => return Err(BackendError::NotInSwarm),
             Running::Locked(_) => return Err(BackendError::Locked),
             Running::Active(mw) => &mw.1,
+            Running::Worker(w) => &w.0,
         };
         match worker.log_stream(&task.id, opts).await {
             Ok(lines) => Ok(lines),
@@ -647,4 +920,164 @@ fn provisional_credentials(
     let material =
         TlsMaterial::new(issued.chain, key, vec![root.cert_der().to_vec()]).map_err(e)?;
     swarm_net::rpc::TlsState::new(&material).map_err(|e| e.to_string())
+}
+
+/// `host:port` to a socket address (a host name through the system resolver).
+fn resolve(addr: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .map_err(|e| format!("address {addr:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("address {addr:?} resolves to nothing"))
+}
+
+/// The local address the kernel would use to reach `remote` (no packet is sent).
+fn local_ip_towards(remote: std::net::SocketAddr) -> Option<std::net::IpAddr> {
+    let any: std::net::SocketAddr = match remote {
+        std::net::SocketAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect(remote).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+impl Daemon {
+    /// The address this node advertises: the request's, else `--advertise-addr`, else the
+    /// listen address when it names one host, else the local address towards `remote` (the
+    /// manager joined), else [`DEFAULT_ADDR`]. Port 2377 (the listen port) when none is given.
+    fn advertise_addr(
+        &self,
+        requested: &str,
+        listen: std::net::SocketAddr,
+        remote: Option<std::net::SocketAddr>,
+    ) -> String {
+        let with_port = |a: &str| {
+            if a.parse::<std::net::SocketAddr>().is_ok() {
+                a.to_string()
+            } else if a.parse::<std::net::IpAddr>().is_ok() || !a.contains(':') {
+                format!("{a}:{}", listen.port())
+            } else {
+                a.to_string()
+            }
+        };
+        if !requested.is_empty() {
+            return with_port(requested);
+        }
+        if let Some(a) = self.config.advertise_addr.as_deref().filter(|a| !a.is_empty()) {
+            return with_port(a);
+        }
+        if !listen.ip().is_unspecified() {
+            return listen.to_string();
+        }
+        if let Some(ip) = remote.and_then(local_ip_towards) {
+            return std::net::SocketAddr::new(ip, listen.port()).to_string();
+        }
+        DEFAULT_ADDR.to_string()
+    }
+
+    /// A worker whose certificate now says manager: stops the worker and joins raft through
+    /// the managers it knows. On failure it runs as a worker again.
+    /// (Boxed: it starts a worker again, whose start spawns the promotion watch.)
+    fn promote_self(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+        let mut running = self.running.lock().await;
+        let Running::Worker(parts) = std::mem::replace(&mut *running, Running::Inactive) else {
+            return;
+        };
+        let mut identity = parts.2.clone();
+        tracing::info!(node = %identity.node_id, "promoted: restarting as a manager");
+        self.stop_worker(parts).await;
+        let material = match load_material(&self.config.data_dir) {
+            Ok(Some(m)) => m,
+            other => {
+                tracing::warn!(?other, "promotion: no certificate to restart with");
+                return;
+            }
+        };
+        identity.role = LocalRole::Manager;
+        match self.join_as_manager(&mut identity, material).await {
+            Ok(r) => *running = r,
+            Err(e) => {
+                tracing::warn!(error = %e, "promotion failed; running as a worker again");
+                identity.role = LocalRole::Worker;
+                let _ = identity.store(&self.config.data_dir);
+                match self.start_worker(identity).await {
+                    Ok(r) => *running = r,
+                    Err(e) => tracing::warn!(error = %e, "the worker did not restart"),
+                }
+            }
+        }
+        })
+    }
+
+    /// Joins raft as a manager: starts raft with an empty log behind a listener serving it,
+    /// asks the managers to add it, and runs once the cluster's state arrived.
+    async fn join_as_manager(
+        &self,
+        identity: &mut NodeIdentity,
+        material: swarm_net::pki::TlsMaterial,
+    ) -> Result<Running, BackendError> {
+        let failed = |e: String| BackendError::JoinFailed(e);
+        let tls = TlsState::new(&material).map_err(|e| failed(e.to_string()))?;
+        let listen = self.listen_addr(identity);
+        let client = NetStack::client(tls.clone(), &rpc_config(), listen.ip())
+            .map_err(|e| failed(e.to_string()))?;
+        remove_dir_if_present(&self.config.raft_dir()).map_err(internal)?;
+        let seeds = identity.managers.clone();
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            identity.raft_id = OsRng.next_u64().max(1);
+            identity.store(&self.config.data_dir).map_err(internal)?;
+            let net_cell: Arc<std::sync::Mutex<Option<ManagerNet>>> = Default::default();
+            let cell = net_cell.clone();
+            let (tls2, client2) = (tls.clone(), client.clone());
+            let (slot, target, members) =
+                (self.slot.clone(), self.raft_target.clone(), self.members.clone());
+            let id = identity.clone();
+            let seeds = seeds.clone();
+            let joined = Manager::join(
+                &self.manager_config(),
+                identity,
+                self.transport(&client),
+                move |raft, store| async move {
+                    members.set_joining_store(Some(store.clone()));
+                    let net = ManagerNet::start(listen, tls2, client2.clone(), raft, store, slot, target)?;
+                    let peers = crate::net::membership::join_raft(
+                        &client2,
+                        &seeds,
+                        id.raft_id,
+                        &id.addr,
+                        crate::manager::JOIN_TIMEOUT,
+                    )
+                    .await;
+                    *cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(net);
+                    for p in peers.map_err(|e| e.to_string())? {
+                        members.learn(p.raft_id, p.node_id);
+                    }
+                    Ok(())
+                },
+            )
+            .await;
+            let net = net_cell.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match joined {
+                Ok(manager) => {
+                    identity.managers.clear();
+                    identity.store(&self.config.data_dir).map_err(internal)?;
+                    return Ok(self.activate(manager, tls, client, net).await);
+                }
+                Err(e) => {
+                    if let Some(n) = net {
+                        n.stop().await;
+                    }
+                    remove_dir_if_present(&self.config.raft_dir()).map_err(internal)?;
+                    last = e.to_string();
+                    if !last.contains("already used") {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(failed(last))
+    }
 }

@@ -50,6 +50,7 @@ fn node(id: Id, role: NodeRole) -> Node {
         },
         manager_status: None,
         role,
+        certificate: None,
     }
 }
 
@@ -146,6 +147,7 @@ async fn managers_join_get_status_demote_promote_and_force_a_new_cluster() {
         describe_host(Some("a")),
         &InitRequest::default(),
         RootCa::default(),
+        None,
         router.endpoint(1),
     )
     .await

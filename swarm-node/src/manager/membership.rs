@@ -148,6 +148,25 @@ pub struct MemberView {
     pub leader: bool,
 }
 
+impl crate::backend::RaftView for RaftMembers {
+    fn members(&self) -> Vec<crate::backend::RaftMember> {
+        RaftMembers::members(self)
+            .into_iter()
+            .map(|m| crate::backend::RaftMember {
+                raft_id: m.raft_id,
+                node_id: m.node_id,
+                addr: m.addr,
+                reachable: m.reachable,
+                leader: m.leader,
+            })
+            .collect()
+    }
+
+    fn can_remove(&self, raft_id: u64) -> Result<(), String> {
+        RaftMembers::can_remove(self, raft_id)
+    }
+}
+
 /// Raft facts for reads and checks, over this manager's raft node and store.
 #[derive(Clone)]
 pub struct RaftMembers {

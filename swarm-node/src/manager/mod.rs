@@ -23,6 +23,7 @@
 //! - [`assign`]: what one node is told (used by [`crate::dispatcher`]); `status`: the dispatcher's
 //!   batched status committer.
 
+pub mod agent_dispatch;
 pub mod assign;
 pub mod host;
 pub mod identity;
@@ -176,8 +177,10 @@ impl Manager {
         let mut nc = NodeConfig::new(identity.raft_id, identity.addr.clone(), &config.raft_dir);
         nc.raft = config.raft.clone();
         nc.kdf = config.kdf;
-        let raft = RaftNode::start(nc, store, transport, opts).await?;
-        Ok(raft.with_clock(Arc::new(SystemClock)))
+        // Stamped with the system clock (RaftNode's default). Not `with_clock`: it rebuilds the
+        // node's shared state, which orphans the election and step-down watchdog RaftNode::start
+        // spawned (it holds a weak reference to the state it was started with).
+        Ok(RaftNode::start(nc, store, transport, opts).await?)
     }
 
     /// Waits until this manager leads and has applied its whole log (so the store is current
@@ -198,13 +201,15 @@ impl Manager {
     }
 
     /// Creates a new single-manager swarm in `config.raft_dir` (which must hold no raft state).
-    /// `root_ca` is the cluster's CA (certificate, key, join tokens) when there is one.
+    /// `root_ca` is the cluster's CA (certificate, key, join tokens) when there is one, and
+    /// `certificate` this manager's certificate record.
     pub async fn init(
         config: &ManagerConfig,
         identity: &NodeIdentity,
         description: NodeDescription,
         req: &InitRequest,
         root_ca: RootCa,
+        certificate: Option<swarm_core::objects::node::NodeCertificate>,
         transport: Arc<dyn Transport>,
     ) -> Result<Manager, ManagerError> {
         let store = SharedStore::default();
@@ -256,7 +261,7 @@ impl Manager {
                     reachability: Reachability::Reachable,
                 }),
                 role: NodeRole::Manager,
-                certificate: None,
+                certificate,
             };
             raft.propose(vec![
                 StoreAction::Create(cluster.into()),

@@ -130,7 +130,6 @@ impl NetStack {
 
     /// Closes every connection and stops accepting, waiting at most [`LISTENER_STOP`].
     pub async fn stop(self) {
-        self.client.endpoint().close(0u32.into(), b"node stopping");
         self.server.shutdown(LISTENER_STOP).await;
         tracing::info!(local = %self.local, "swarm listener stopped");
     }
