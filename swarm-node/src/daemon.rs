@@ -719,7 +719,7 @@ impl Backend for Daemon {
         let listen: std::net::SocketAddr = if req.listen_addr.is_empty() {
             self.config.listen_addr
         } else {
-            resolve(&req.listen_addr).map_err(|e| BackendError::Internal(e))?
+            resolve(&req.listen_addr).map_err(BackendError::Internal)?
         };
         let mut identity = NodeIdentity::new_manager(
             Id::generate(&mut OsRng),
