@@ -32,19 +32,21 @@ use swarm_secrets::UnlockKey;
 use thiserror::Error;
 
 use crate::backend::{Backend, BackendError, ClusterAccess, DaemonInfo, InitRequest, SwarmState};
+use crate::backend::{JoinRequest, LocalNodeInfo, LocalNodeState};
 use crate::config::{create_data_dir, resolve_runtime, DaemonConfig, DataDirLock};
+use crate::manager::agent_dispatch::AgentDispatcher;
 use crate::manager::host::describe_host;
 use crate::manager::identity::TRANSITION_FILE;
-use crate::backend::{JoinRequest, LocalNodeInfo, LocalNodeState};
-use crate::manager::agent_dispatch::AgentDispatcher;
 use crate::manager::identity::{KnownManager, LocalRole};
 use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
 use crate::mesh::{MeshConfig, RoutingMesh};
-use crate::net::node::{load_material, rpc_config, save_material, ManagerNet, StoreMembers, WorkerNet};
+use crate::net::node::{
+    load_material, rpc_config, save_material, ManagerNet, StoreMembers, WorkerNet,
+};
 use crate::net::raft::{QuicTransport, RaftTarget};
 use crate::net::stack::{ManagerSlot, NetStack};
-use swarm_net::rpc::{Client, TlsState};
 use crate::worker::{make_runtime, Worker, WorkerError};
+use swarm_net::rpc::{Client, TlsState};
 
 /// Default `--advertise-addr` shown for a single-host swarm.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:2377";
@@ -463,7 +465,8 @@ impl Daemon {
             })?;
         let tls = TlsState::new(&material).map_err(|e| e.to_string())?;
         let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-        let client = NetStack::client(tls.clone(), &rpc_config(), any).map_err(|e| e.to_string())?;
+        let client =
+            NetStack::client(tls.clone(), &rpc_config(), any).map_err(|e| e.to_string())?;
         let net = WorkerNet::start(
             &identity,
             material,
@@ -675,7 +678,8 @@ impl Backend for Daemon {
             Err(e) => {
                 let _ = NodeIdentity::remove(&self.config.data_dir);
                 let _ = remove_dir_if_present(&self.config.raft_dir());
-                let _ = remove_dir_if_present(crate::net::node::cert_dir(&self.config.data_dir).path());
+                let _ =
+                    remove_dir_if_present(crate::net::node::cert_dir(&self.config.data_dir).path());
                 let _ = end_transition(&self.config.data_dir);
                 Err(e)
             }
@@ -964,7 +968,12 @@ impl Daemon {
         if !requested.is_empty() {
             return with_port(requested);
         }
-        if let Some(a) = self.config.advertise_addr.as_deref().filter(|a| !a.is_empty()) {
+        if let Some(a) = self
+            .config
+            .advertise_addr
+            .as_deref()
+            .filter(|a| !a.is_empty())
+        {
             return with_port(a);
         }
         if !listen.ip().is_unspecified() {
@@ -981,33 +990,33 @@ impl Daemon {
     /// (Boxed: it starts a worker again, whose start spawns the promotion watch.)
     fn promote_self(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-        let mut running = self.running.lock().await;
-        let Running::Worker(parts) = std::mem::replace(&mut *running, Running::Inactive) else {
-            return;
-        };
-        let mut identity = parts.2.clone();
-        tracing::info!(node = %identity.node_id, "promoted: restarting as a manager");
-        self.stop_worker(parts).await;
-        let material = match load_material(&self.config.data_dir) {
-            Ok(Some(m)) => m,
-            other => {
-                tracing::warn!(?other, "promotion: no certificate to restart with");
+            let mut running = self.running.lock().await;
+            let Running::Worker(parts) = std::mem::replace(&mut *running, Running::Inactive) else {
                 return;
-            }
-        };
-        identity.role = LocalRole::Manager;
-        match self.join_as_manager(&mut identity, material).await {
-            Ok(r) => *running = r,
-            Err(e) => {
-                tracing::warn!(error = %e, "promotion failed; running as a worker again");
-                identity.role = LocalRole::Worker;
-                let _ = identity.store(&self.config.data_dir);
-                match self.start_worker(identity).await {
-                    Ok(r) => *running = r,
-                    Err(e) => tracing::warn!(error = %e, "the worker did not restart"),
+            };
+            let mut identity = parts.2.clone();
+            tracing::info!(node = %identity.node_id, "promoted: restarting as a manager");
+            self.stop_worker(parts).await;
+            let material = match load_material(&self.config.data_dir) {
+                Ok(Some(m)) => m,
+                other => {
+                    tracing::warn!(?other, "promotion: no certificate to restart with");
+                    return;
+                }
+            };
+            identity.role = LocalRole::Manager;
+            match self.join_as_manager(&mut identity, material).await {
+                Ok(r) => *running = r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "promotion failed; running as a worker again");
+                    identity.role = LocalRole::Worker;
+                    let _ = identity.store(&self.config.data_dir);
+                    match self.start_worker(identity).await {
+                        Ok(r) => *running = r,
+                        Err(e) => tracing::warn!(error = %e, "the worker did not restart"),
+                    }
                 }
             }
-        }
         })
     }
 
@@ -1032,8 +1041,11 @@ impl Daemon {
             let net_cell: Arc<std::sync::Mutex<Option<ManagerNet>>> = Default::default();
             let cell = net_cell.clone();
             let (tls2, client2) = (tls.clone(), client.clone());
-            let (slot, target, members) =
-                (self.slot.clone(), self.raft_target.clone(), self.members.clone());
+            let (slot, target, members) = (
+                self.slot.clone(),
+                self.raft_target.clone(),
+                self.members.clone(),
+            );
             let id = identity.clone();
             let seeds = seeds.clone();
             let joined = Manager::join(
@@ -1042,7 +1054,15 @@ impl Daemon {
                 self.transport(&client),
                 move |raft, store| async move {
                     members.set_joining_store(Some(store.clone()));
-                    let net = ManagerNet::start(listen, tls2, client2.clone(), raft, store, slot, target)?;
+                    let net = ManagerNet::start(
+                        listen,
+                        tls2,
+                        client2.clone(),
+                        raft,
+                        store,
+                        slot,
+                        target,
+                    )?;
                     let peers = crate::net::membership::join_raft(
                         &client2,
                         &seeds,

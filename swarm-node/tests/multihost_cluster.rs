@@ -10,6 +10,13 @@
 //!   leader Unreachable; after a second manager is killed (quorum lost),
 //!   `swarm init --force-new-cluster` on the survivor keeps the service, and the workers' tasks
 //!   keep running under it.
+//! - `promote_and_demote_...`: `docker node promote` turns a worker host into a manager (the CA
+//!   reissues its certificate with the manager role, the node restarts as a manager and joins
+//!   raft: its socket then serves cluster reads); `docker node demote` takes a manager out of raft
+//!   (the leader lists it without manager status).
+//!
+//! The tests print a few timings (`FIGURE ...`, not asserted): join latency (token to Ready)
+//! and leader failover across processes (SIGKILL of the leader to a successful write elsewhere).
 
 mod multihost_support;
 
@@ -74,7 +81,21 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
         join(c.host(i), &manager_token, h0).await;
     }
     for i in [3, 4] {
+        let t = std::time::Instant::now();
         join(c.host(i), &worker_token, h0).await;
+        let joined = t.elapsed();
+        let name = format!("host{i} Ready");
+        c.host(0)
+            .wait_for(
+                "the worker ready",
+                &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+                |out| out.lines().any(|l| l == name),
+            )
+            .await;
+        eprintln!(
+            "FIGURE join latency (worker, token to Ready): {:?} (join call {joined:?})",
+            t.elapsed()
+        );
     }
     // Every host is listed, Ready; one leader and two reachable managers.
     let ls = c
@@ -255,4 +276,79 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
         )
         .await;
     c.host(1).wait_replicas("after", "2/2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_and_demote_change_roles_across_hosts() {
+    let Some(mut c) = Cluster::new(4, Runtime::Sim) else {
+        return;
+    };
+    c.start_all().await;
+    let h0 = c.host(0);
+    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
+    let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
+    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
+    join(c.host(1), &manager_token, h0).await;
+    join(c.host(2), &manager_token, h0).await;
+    join(c.host(3), &worker_token, h0).await;
+    c.host(0)
+        .wait_for(
+            "4 ready nodes, 3 managers",
+            &[
+                "node",
+                "ls",
+                "--format",
+                "{{.Hostname}} {{.Status}} {{.ManagerStatus}}",
+            ],
+            |out| {
+                out.lines().filter(|l| l.contains(" Ready")).count() == 4
+                    && out
+                        .lines()
+                        .filter(|l| l.ends_with("Leader") || l.ends_with("Reachable"))
+                        .count()
+                        == 3
+            },
+        )
+        .await;
+    // A worker's socket cannot read the cluster...
+    c.host(3).fails(&["node", "ls"]).await;
+    // ...until it is promoted: it restarts as a manager and joins raft.
+    c.host(0).ok(&["node", "promote", "host3"]).await;
+    c.host(0)
+        .wait_for(
+            "host3 a reachable manager",
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+            |out| out.lines().any(|l| l == "host3 Reachable"),
+        )
+        .await;
+    let seen = c
+        .host(3)
+        .wait_for(
+            "host3 serving cluster reads",
+            &["node", "ls", "--format", "{{.Hostname}}"],
+            |out| out.lines().count() == 4,
+        )
+        .await;
+    assert!(seen.contains("host0"), "{seen}");
+    // Demote a manager: the leader takes it out of raft and lists it as a worker.
+    c.host(0).ok(&["node", "demote", "host2"]).await;
+    c.host(0)
+        .wait_for(
+            "host2 no longer a manager",
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+            |out| {
+                out.lines().any(|l| l.trim() == "host2")
+                    && out
+                        .lines()
+                        .filter(|l| l.ends_with("Leader") || l.ends_with("Reachable"))
+                        .count()
+                        == 3
+            },
+        )
+        .await;
+    let role = c
+        .host(0)
+        .ok(&["node", "inspect", "host2", "--format", "{{.Spec.Role}}"])
+        .await;
+    assert_eq!(role, "worker");
 }

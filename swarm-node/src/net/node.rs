@@ -51,9 +51,18 @@ pub fn cert_dir(data_dir: &Path) -> CertDir {
     CertDir::new(data_dir)
 }
 
+/// The certificate directory is owner-only, like the data directory (it holds the KEK file).
+fn owner_only(dir: &CertDir) -> Result<(), CertStoreError> {
+    crate::config::create_data_dir(dir.path()).map_err(|source| CertStoreError::Read {
+        path: dir.path().to_path_buf(),
+        source,
+    })
+}
+
 /// Writes `material` under `data_dir` (key sealed with the node-local KEK).
 pub fn save_material(data_dir: &Path, material: &TlsMaterial) -> Result<(), CertStoreError> {
     let dir = cert_dir(data_dir);
+    owner_only(&dir)?;
     let kek = dir.local_kek(&mut OsRng)?;
     dir.save(material, &kek, &mut OsRng)
 }
@@ -61,6 +70,10 @@ pub fn save_material(data_dir: &Path, material: &TlsMaterial) -> Result<(), Cert
 /// Reads the node's certificate, `None` when it has none (a swarm made before there was a CA).
 pub fn load_material(data_dir: &Path) -> Result<Option<TlsMaterial>, CertStoreError> {
     let dir = cert_dir(data_dir);
+    if !dir.path().exists() {
+        return Ok(None);
+    }
+    owner_only(&dir)?;
     let kek = dir.local_kek(&mut OsRng)?;
     dir.load(&kek)
 }
@@ -91,7 +104,10 @@ impl StoreMembers {
 
     /// The store of a manager still joining (before it is in the slot).
     pub fn set_joining_store(&self, store: Option<SharedStore>) {
-        *self.joining_store.write().unwrap_or_else(|e| e.into_inner()) = store;
+        *self
+            .joining_store
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = store;
     }
 
     fn store(&self) -> Option<SharedStore> {
@@ -215,8 +231,7 @@ impl ManagerNet {
         );
         tasks.push(ca.spawn(stop_rx.clone()));
         // The dispatcher's inputs: leadership (set once the manager runs) and the cluster view.
-        let (leadership, leadership_rx) =
-            watch::channel(Leadership::Follower { leader: None });
+        let (leadership, leadership_rx) = watch::channel(Leadership::Follower { leader: None });
         let (view_tx, view_rx) = watch::channel(ClusterView::default());
         {
             let store = store.clone();
@@ -243,10 +258,8 @@ impl ManagerNet {
             }));
         }
         raft_target.set(Some(raft));
-        let router = dispatcher_routes(
-            Router::new(),
-            DispatcherTarget::new(leadership_rx, view_rx),
-        );
+        let router =
+            dispatcher_routes(Router::new(), DispatcherTarget::new(leadership_rx, view_rx));
         let router = ca.routes(router);
         let router = membership_routes(router, slot);
         let router = raft_routes(router, raft_target.clone());
@@ -276,7 +289,12 @@ impl ManagerNet {
 
     /// Serves dispatcher sessions from `dispatcher` while `raft` leads; otherwise sends callers
     /// to the leader (its address from `store`).
-    pub fn serve_dispatcher(&mut self, dispatcher: StoreDispatcher, raft: RaftNode, store: SharedStore) {
+    pub fn serve_dispatcher(
+        &mut self,
+        dispatcher: StoreDispatcher,
+        raft: RaftNode,
+        store: SharedStore,
+    ) {
         let tx = self.leadership.clone();
         let mut stop = self.stop.subscribe();
         self.tasks.push(tokio::spawn(async move {
@@ -294,7 +312,10 @@ impl ManagerNet {
                         let d = dispatcher.clone();
                         tokio::spawn(async move {
                             let n = d.mark_nodes_unknown().await;
-                            tracing::info!(nodes = n, "this manager leads: nodes without a session here marked unknown");
+                            tracing::info!(
+                                nodes = n,
+                                "this manager leads: nodes without a session here marked unknown"
+                            );
                         });
                     }
                     let l = if st.leads() {
@@ -393,8 +414,7 @@ impl WorkerNet {
                 })
             })
             .collect();
-        let dispatcher =
-            NetDispatcher::new(client.clone(), seeds, NetDispatcherOptions::default());
+        let dispatcher = NetDispatcher::new(client.clone(), seeds, NetDispatcherOptions::default());
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         // Persist the manager list each session brings.
