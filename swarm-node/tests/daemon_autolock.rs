@@ -150,9 +150,10 @@ async fn a_locked_swarm_can_be_left_with_force() {
     .unwrap();
     let d = restart(d, dir.path()).await;
     assert_eq!(d.swarm_state(), SwarmState::Locked);
+    // Docker: "Swarm is encrypted and locked. Please unlock it first or use `--force` ..."
     assert_eq!(
         d.leave(false).await.unwrap_err(),
-        BackendError::LeaveRefused
+        BackendError::LeaveLocked
     );
     d.leave(true).await.unwrap();
     assert_eq!(d.swarm_state(), SwarmState::Inactive);
