@@ -151,10 +151,7 @@ async fn a_locked_swarm_can_be_left_with_force() {
     let d = restart(d, dir.path()).await;
     assert_eq!(d.swarm_state(), SwarmState::Locked);
     // Docker: "Swarm is encrypted and locked. Please unlock it first or use `--force` ..."
-    assert_eq!(
-        d.leave(false).await.unwrap_err(),
-        BackendError::LeaveLocked
-    );
+    assert_eq!(d.leave(false).await.unwrap_err(), BackendError::LeaveLocked);
     d.leave(true).await.unwrap();
     assert_eq!(d.swarm_state(), SwarmState::Inactive);
     d.init(InitRequest::default()).await.unwrap();

@@ -14,6 +14,10 @@
 //!   reissues its certificate with the manager role, the node restarts as a manager and joins
 //!   raft: its socket then serves cluster reads); `docker node demote` takes a manager out of raft
 //!   (the leader lists it without manager status).
+//! - `a_partitioned_worker_...`: a worker cut off the network (iptables in its namespace) is
+//!   marked down once its heartbeats stop and its tasks are replaced on the other hosts; after
+//!   the partition heals it is Ready again and the service still has exactly its replicas
+//!   running (none duplicated).
 //!
 //! The tests print a few timings (`FIGURE ...`, not asserted): join latency (token to Ready)
 //! and leader failover across processes (SIGKILL of the leader to a successful write elsewhere).
@@ -195,6 +199,7 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
         .await;
 
     // The leader's process dies: a write succeeds through another manager.
+    let t = std::time::Instant::now();
     c.host_mut(0).kill().await;
     c.host(1)
         .wait_for(
@@ -203,6 +208,10 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
             |_| true,
         )
         .await;
+    eprintln!(
+        "FIGURE leader failover (SIGKILL to a successful write through another manager; CLI polled every 200 ms): {:?}",
+        t.elapsed()
+    );
     c.host(1)
         .wait_for(
             "host0 unreachable, a new leader",
@@ -351,4 +360,95 @@ async fn promote_and_demote_change_roles_across_hosts() {
         .ok(&["node", "inspect", "host2", "--format", "{{.Spec.Role}}"])
         .await;
     assert_eq!(role, "worker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_worker_is_replaced_and_not_duplicated_after_heal() {
+    let Some(mut c) = Cluster::new(3, Runtime::Sim) else {
+        return;
+    };
+    c.start_all().await;
+    let h0 = c.host(0);
+    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
+    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
+    join(c.host(1), &worker_token, h0).await;
+    join(c.host(2), &worker_token, h0).await;
+    c.host(0)
+        .wait_for(
+            "3 ready nodes",
+            &["node", "ls", "--format", "{{.Status}}"],
+            |out| out.lines().filter(|l| *l == "Ready").count() == 3,
+        )
+        .await;
+    c.host(0)
+        .ok(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "6",
+            "busybox",
+            "sleep",
+            "3600",
+        ])
+        .await;
+    c.host(0).wait_replicas("web", "6/6").await;
+    let placed = running_on(c.host(0), "web").await;
+    assert!(placed.iter().any(|(n, _)| n == "host2"), "{placed:?}");
+
+    let t = std::time::Instant::now();
+    c.host_mut(2).partition();
+    c.host(0)
+        .wait_for(
+            "host2 down",
+            &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            |out| out.lines().any(|l| l == "host2 Down"),
+        )
+        .await;
+    c.host(0)
+        .wait_for(
+            "6 replicas running off host2",
+            &[
+                "service",
+                "ps",
+                "web",
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.Node}} {{.CurrentState}}",
+            ],
+            |out| {
+                let running: Vec<&str> = out.lines().filter(|l| l.contains(" Running")).collect();
+                running.len() == 6 && !running.iter().any(|l| l.starts_with("host2 "))
+            },
+        )
+        .await;
+    eprintln!(
+        "FIGURE node failure to replacement running (partitioned worker, 5 s heartbeats): {:?}",
+        t.elapsed()
+    );
+    c.host_mut(2).heal();
+    c.host(0)
+        .wait_for(
+            "host2 ready again",
+            &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            |out| out.lines().any(|l| l == "host2 Ready"),
+        )
+        .await;
+    // Exactly the replicas run: the healed worker's old tasks are not running beside their
+    // replacements.
+    c.host(0).wait_replicas("web", "6/6").await;
+    let running = c
+        .host(0)
+        .ok(&[
+            "service",
+            "ps",
+            "web",
+            "--format",
+            "{{.Node}} {{.CurrentState}}",
+        ])
+        .await;
+    let n = running.lines().filter(|l| l.contains(" Running")).count();
+    assert_eq!(n, 6, "{running}");
 }
