@@ -1,24 +1,41 @@
 //! [`Daemon`]: a [`Manager`] and a [`Worker`] composed into one node, implementing [`Backend`] for
 //! the Docker API layer.
 //!
-//! States: **inactive** (no swarm: only `swarm init` works), **locked** (a swarm whose manager
-//! keys are wrapped by the unlock key and no key given since the start: every swarm call answers
-//! [`BackendError::Locked`] until `swarm unlock`), **active** (manager, worker and routing mesh
-//! running). The routing mesh ([`crate::mesh`]) starts with the worker and stops first, when the
-//! daemon stops or leaves; it answers the control layer's port checks
-//! ([`ClusterAccess::ports`]).
+//! States: **inactive** (no swarm: only `swarm init` and `swarm join` work), **locked** (a swarm
+//! whose manager keys are wrapped by the unlock key and no key given since the start: every swarm
+//! call answers [`BackendError::Locked`] until `swarm unlock`), **active manager** (manager,
+//! worker and routing mesh running), **worker** (a node joined with a worker token: its agent and
+//! runtime only; cluster reads and writes answer [`BackendError::NotAManager`], `info` and
+//! `swarm leave` work). The routing mesh ([`crate::mesh`]) starts with a manager's worker and
+//! stops first; it answers the control layer's port checks ([`ClusterAccess::ports`]). A worker
+//! runs no routing mesh: the mesh routes from the services and tasks of the store, which only
+//! managers hold (published ports are served by the managers' meshes in this version).
 //!
-//! Network: while in a swarm the node serves the swarm protocol (raft, membership, CA,
-//! dispatcher) on one QUIC listener ([`crate::net::stack`]) bound to `--listen-addr` (or the init
-//! request's), started with the manager and stopped first. The routes find the running manager
-//! through a [`ManagerSlot`] filled while one runs. A single-manager swarm whose listener cannot
-//! bind keeps working (other nodes cannot join it; the reason is logged).
+//! Network ([`crate::net`]): a manager serves the swarm protocol (raft, membership, CA,
+//! dispatcher) on one QUIC listener bound to `--listen-addr` (or the init/join request's),
+//! started with the manager and stopped first (`net::node::ManagerNet`); raft reaches the other
+//! managers through `net::raft::QuicTransport`, checking each peer's certificate against the node
+//! id the store records for that raft member. `swarm init` creates the cluster CA
+//! (`net::ca::new_cluster_ca`: root and join tokens in the cluster object, this manager's
+//! certificate in `certificates/`). `swarm join` gets a certificate by token (`net::ca::join`);
+//! a worker then runs its agent over `net::dispatch::NetDispatcher` (its manager list persisted
+//! in `node.json`, its certificate renewed), a manager starts raft with an empty log behind its
+//! listener and asks the leader to add it (`net::membership`). A promoted worker (its renewed
+//! certificate says manager) restarts as a manager. A manager's own agent talks to the
+//! in-process dispatcher while it leads and to the leader's otherwise
+//! (`manager::agent_dispatch`). A single-manager swarm whose listener cannot bind keeps working
+//! (other nodes cannot join it; the reason is logged).
 //!
-//! Data directory: `node.json` (identity, present while in a swarm), `raft/` (log, snapshots and
-//! key file), the API socket (the binary's) and `daemon.lock`, whose `flock` the daemon holds from
+//! `swarm init --force-new-cluster` on an active manager of a multi-member cluster restarts its
+//! raft as the only voter, keeping every object; the other managers are demoted in the store, and
+//! workers' sessions fail over to it.
+//!
+//! Data directory: `node.json` (identity and role, present while in a swarm), `raft/` (log,
+//! snapshots and key file; managers), `certificates/` (chain, roots, sealed key and its KEK
+//! file), the API socket (the binary's) and `daemon.lock`, whose `flock` the daemon holds from
 //! start to shutdown (a second daemon, a backup or a restore on the directory is refused).
-//! Transitions (init, unlock, leave, shutdown) are serialised; [`Backend::swarm_state`] and
-//! [`Backend::cluster`] read a cached view and never wait.
+//! Transitions (init, join, unlock, leave, promotion, shutdown) are serialised;
+//! [`Backend::swarm_state`] and [`Backend::cluster`] read a cached view and never wait.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};

@@ -14,7 +14,7 @@
 //! 4. otherwise the leader records `manager_status {raft_id, addr}` on the node object (so every
 //!    manager's transport can check the peer's certificate against it), removes the node's
 //!    previous raft member if it had one (its data was lost), and adds the new member as a learner
-//!    then a voter ([`RaftNode::add_manager`]) in a background task: the reply comes at once with
+//!    then a voter (`RaftNode::add_manager`) in a background task: the reply comes at once with
 //!    the current members, and the joiner waits until its own raft node counts it as a voter.
 //!
 //! A raft id already used by another member is refused with `AlreadyExists`; the joiner draws
