@@ -36,9 +36,21 @@ use crate::net::stack::{ManagerSlot, NetStack};
 /// How often the cluster view (managers, root CA) sessions carry is recomputed.
 const VIEW_EVERY: Duration = Duration::from_secs(1);
 
-/// The RPC settings every node of the cluster uses.
+/// How long a silent connection lives: a manager killed without closing its connections is
+/// noticed by its peers after this (a call forwarded to it fails then), so it bounds leader
+/// failover; swarm-net's default is 6 s.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The RPC settings every node of the cluster uses: swarm-net's, with [`IDLE_TIMEOUT`] (and a
+/// keep-alive a third of it, so one lost packet does not close a healthy connection). The
+/// protocol (ALPN) stays swarm-net's default: `net::ca::join` calls with the default settings,
+/// so a node-specific version would refuse every join.
 pub fn rpc_config() -> RpcConfig {
-    RpcConfig::default()
+    RpcConfig {
+        idle_timeout: IDLE_TIMEOUT,
+        keep_alive: IDLE_TIMEOUT / 3,
+        ..RpcConfig::default()
+    }
 }
 
 /// The wall clock as a [`Timestamp`].
