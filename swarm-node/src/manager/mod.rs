@@ -63,6 +63,9 @@ use keys::Wrapped;
 /// How long starting waits for this manager to become leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest the dispatcher may take to commit its last statuses when the manager stops.
+const DISPATCHER_CLOSE: Duration = Duration::from_secs(5);
+
 /// How long a joining manager waits to become a voter with the cluster's state applied.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -604,7 +607,17 @@ impl Manager {
     /// autolock watcher, then raft. The data directory can be reopened.
     pub async fn shutdown(mut self) {
         self.stop_loops().await;
-        self.dispatcher.close().await;
+        // Bounded: without a quorum the last statuses never commit, and raft must still be shut
+        // down (a raft left running on the directory would race the next start on it, as
+        // force-new-cluster does at once).
+        if tokio::time::timeout(DISPATCHER_CLOSE, self.dispatcher.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the dispatcher's last statuses were not committed within {DISPATCHER_CLOSE:?} (no quorum?); closing raft anyway"
+            );
+        }
         let _ = self.stop_keys.send(true);
         if let Some(h) = self.keys.take() {
             let _ = h.await;

@@ -266,6 +266,17 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.logs());
+            // Keep every log of a failed test (the temporary directories go with the drop).
+            let keep = std::env::temp_dir().join(format!("swarm-multihost-failed-{}", self.hub));
+            for h in &self.hosts {
+                let to = keep.join(format!("host{}", h.index));
+                if std::fs::create_dir_all(&to).is_ok() {
+                    for n in 1..=h.starts {
+                        let _ = std::fs::copy(h.log_path(n), to.join(format!("daemon-{n}.log")));
+                    }
+                }
+            }
+            eprintln!("daemon logs kept in {}", keep.display());
         }
         for h in &mut self.hosts {
             h.cleanup();
