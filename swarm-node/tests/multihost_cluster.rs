@@ -17,7 +17,7 @@
 //! - `a_partitioned_worker_...`: a worker cut off the network (iptables in its namespace) is
 //!   marked down once its heartbeats stop and its tasks are replaced on the other hosts; after
 //!   the partition heals it is Ready again and the service still has exactly its replicas
-//!   running (none duplicated).
+//!   running (none duplicated); a worker killed and started again rejoins as the same node.
 //!
 //! The tests print a few timings (`FIGURE ...`, not asserted): join latency (token to Ready)
 //! and leader failover across processes (SIGKILL of the leader to a successful write elsewhere).
@@ -451,4 +451,27 @@ async fn a_partitioned_worker_is_replaced_and_not_duplicated_after_heal() {
         .await;
     let n = running.lines().filter(|l| l.contains(" Running")).count();
     assert_eq!(n, 6, "{running}");
+
+    // A worker restarted (crash) comes back as the same node through the managers it recorded.
+    let id = c.host(1).node_id().await;
+    let recorded = std::fs::read_to_string(c.host(1).data_dir().join("node.json")).unwrap();
+    assert!(recorded.contains("\"worker\""), "{recorded}");
+    c.host_mut(1).kill().await;
+    c.host(0)
+        .wait_for(
+            "host1 down",
+            &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            |out| out.lines().any(|l| l == "host1 Down"),
+        )
+        .await;
+    c.host_mut(1).start().await;
+    assert_eq!(c.host(1).node_id().await, id);
+    c.host(0)
+        .wait_for(
+            "host1 ready again",
+            &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            |out| out.lines().any(|l| l == "host1 Ready"),
+        )
+        .await;
+    c.host(0).wait_replicas("web", "6/6").await;
 }
