@@ -466,6 +466,7 @@ impl Daemon {
             ports: Some(mesh.clone()),
             raft: Some(Arc::new(manager.raft_members())),
         };
+        self.watch_demotion(&manager);
         self.set_view(SwarmState::Active, Some(access), Some(identity));
         Running::Active(Box::new((manager, worker, mesh, net)))
     }
@@ -501,15 +502,19 @@ impl Daemon {
         tracing::info!(node = %identity.node_id, "worker started");
         // Promotion: the CA reissues this node's certificate with the manager role; the renewal
         // loop adopts it, and the node restarts as a manager (as SwarmKit's agent does).
+        // A change to the manager role, not the role the node starts with (a demoted manager
+        // runs as a worker on its manager certificate until the CA reissues it).
         let mut role = net.role();
+        role.borrow_and_update();
         let me = self.me.get().cloned();
         tokio::spawn(async move {
-            if role
-                .wait_for(|r| *r == swarm_net::Role::Manager)
-                .await
-                .is_err()
-            {
-                return;
+            loop {
+                if role.changed().await.is_err() {
+                    return;
+                }
+                if *role.borrow_and_update() == swarm_net::Role::Manager {
+                    break;
+                }
             }
             if let Some(d) = me.and_then(|w| w.upgrade()) {
                 d.promote_self().await;
@@ -1000,6 +1005,78 @@ impl Daemon {
             return std::net::SocketAddr::new(ip, listen.port()).to_string();
         }
         DEFAULT_ADDR.to_string()
+    }
+
+    /// Watches this manager's raft membership: once it was a voter and no longer is (the leader
+    /// demoted it, SwarmKit's role manager), the node restarts as a worker.
+    fn watch_demotion(&self, manager: &Manager) {
+        let raft = manager.raft().clone();
+        let me_raft = manager.identity().raft_id;
+        let me = self.me.get().cloned();
+        tokio::spawn(async move {
+            let mut status = raft.watch_status();
+            let mut was_voter = false;
+            loop {
+                let st = status.current();
+                if st.voters.contains(&me_raft) {
+                    was_voter = true;
+                } else if was_voter && !st.voters.is_empty() {
+                    break;
+                }
+                if !status.changed().await {
+                    return;
+                }
+            }
+            if let Some(d) = me.and_then(|w| w.upgrade()) {
+                d.demote_self(me_raft).await;
+            }
+        });
+    }
+
+    /// A manager taken out of raft: stops the manager and runs as a worker, following the
+    /// managers its store knew. (Boxed, as [`Daemon::promote_self`].)
+    fn demote_self(
+        &self,
+        raft_id: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let mut running = self.running.lock().await;
+            let current =
+                matches!(&*running, Running::Active(mw) if mw.0.identity().raft_id == raft_id);
+            if !current {
+                return;
+            }
+            let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive) else {
+                return;
+            };
+            let mut identity = mw.0.identity().clone();
+            let me = identity.node_id;
+            identity.managers = crate::net::node::store_managers(mw.0.store())
+                .into_iter()
+                .filter(|m| m.node_id != Some(me))
+                .map(|m| KnownManager {
+                    node_id: m.node_id,
+                    addr: m.addr.to_string(),
+                })
+                .collect();
+            tracing::info!(node = %me, "demoted: this node leaves raft and runs as a worker");
+            self.set_view(SwarmState::Inactive, None, None);
+            self.stop_active(mw).await;
+            identity.role = LocalRole::Worker;
+            identity.raft_id = 0;
+            let stored = begin_transition(&self.config.data_dir)
+                .and_then(|()| identity.store(&self.config.data_dir))
+                .and_then(|()| remove_dir_if_present(&self.config.raft_dir()))
+                .and_then(|()| end_transition(&self.config.data_dir));
+            if let Err(e) = stored {
+                tracing::warn!(error = %e, "demotion: the data directory could not be updated");
+                return;
+            }
+            match self.start_worker(identity).await {
+                Ok(r) => *running = r,
+                Err(e) => tracing::warn!(error = %e, "demotion: the worker did not start"),
+            }
+        })
     }
 
     /// A worker whose certificate now says manager: stops the worker and joins raft through

@@ -13,7 +13,7 @@
 //! - `promote_and_demote_...`: `docker node promote` turns a worker host into a manager (the CA
 //!   reissues its certificate with the manager role, the node restarts as a manager and joins
 //!   raft: its socket then serves cluster reads); `docker node demote` takes a manager out of raft
-//!   (the leader lists it without manager status).
+//!   (the leader lists it without manager status) and that node restarts as a worker.
 //! - `a_partitioned_worker_...`: a worker cut off the network (iptables in its namespace) is
 //!   marked down once its heartbeats stop and its tasks are replaced on the other hosts; after
 //!   the partition heals it is Ready again and the service still has exactly its replicas
@@ -360,6 +360,27 @@ async fn promote_and_demote_change_roles_across_hosts() {
         .ok(&["node", "inspect", "host2", "--format", "{{.Spec.Role}}"])
         .await;
     assert_eq!(role, "worker");
+    // The demoted node runs as a worker: its socket refuses cluster reads, its info says so.
+    c.host(2)
+        .wait_for(
+            "host2 a worker",
+            &[
+                "info",
+                "--format",
+                "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+            ],
+            |out| out == "active false",
+        )
+        .await;
+    let e = c.host(2).fails(&["node", "ls"]).await;
+    assert!(e.contains("This node is not a swarm manager"), "{e}");
+    c.host(0)
+        .wait_for(
+            "host2 ready as a worker",
+            &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            |out| out.lines().any(|l| l == "host2 Ready"),
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
