@@ -3,13 +3,15 @@
 //! 1. SwarmKit's scheduler benchmark shapes (`manager/scheduler/scheduler_test.go`): N nodes, M
 //!    pending tasks, every task its own service (so batching cannot help). Timed like SwarmKit's
 //!    `benchScheduler` (its timer starts before the transaction creating nodes and tasks commits):
-//!    from a scheduler watching the empty store, through the commits creating the nodes, the
-//!    services and the tasks (`Store::apply` in batches of 200, events queued), to "every
+//!    from a scheduler watching a store that holds only the services, through the commits creating
+//!    the nodes and the tasks (`Store::apply` in batches of 200, events queued), to "every
 //!    assignment committed": the scheduler handles the creation events, places, its actions are
 //!    applied to the `Store` in batches of 200 and the resulting events are fed back
-//!    (`Harness::settle`). Only building the objects in memory is setup. The `third` shape puts a
-//!    constraint on every task that only every third node satisfies (SwarmKit uses a network
-//!    plugin filter for the same effect).
+//!    (`Harness::settle`). Setup is building the objects in memory (as `Object`s, as SwarmKit
+//!    builds its objects before its timer starts) and committing the services: SwarmKit's shape
+//!    has no service objects at all (its tasks name no service), so their commits are not part of
+//!    its timed region either. The `third` shape puts a constraint on every task that only every
+//!    third node satisfies (SwarmKit uses a network plugin filter for the same effect).
 //! 2. `spread`: one service, 100 000 tasks onto 10 000 nodes with 2 constraints and a 2-level
 //!    spread, timed the same way.
 //! 3. `node_down`: 1 000 nodes running 10 000 tasks; one node goes down. `full` times the
@@ -18,21 +20,29 @@
 //!
 //! Run: `cargo bench -p swarm-benches --bench sched_scheduler` (a filter such as `swarmkit/1k_nodes`
 //! runs one group). Big shapes use 10 flat samples and short warm-ups.
+//!
+//! The binary uses mimalloc as its global allocator (the libraries choose none): the timed regions
+//! allocate and free a few objects per task, and with glibc's malloc the cost per task grew with
+//! the heap (its free-chunk consolidation and first-touch faults). `swarm-sched`'s example
+//! `sched_profile` (glibc) and `sched_profile_mimalloc` measure the same region with each allocator.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use swarm_core::objects::node::NodeState;
-use swarm_core::{Event, Node, Object, Service, StoreAction, Task};
+use swarm_core::{Event, Node, Object, Service, StoreAction};
 use swarm_sched::orchestrator::sim::{Sim, SimRng};
 use swarm_sched::testing::{id, labeled_node, node, service, task, tasks, Harness};
 use swarm_sched::{Orchestrator, Scheduler};
 
 /// N nodes, M single-task services and their tasks, built in memory but not committed yet.
 struct SwarmkitShape {
-    nodes: Vec<Node>,
-    services: Vec<Service>,
-    tasks: Vec<Task>,
+    nodes: Vec<Object>,
+    services: Vec<Object>,
+    tasks: Vec<Object>,
 }
 
 fn swarmkit_shape(nodes: usize, count: usize, third: bool) -> SwarmkitShape {
@@ -57,23 +67,31 @@ fn swarmkit_shape(nodes: usize, count: usize, third: bool) -> SwarmkitShape {
     let tasks = services
         .iter()
         .enumerate()
-        .map(|(i, svc)| task(svc, 1, 10_000_000 + i as u128))
+        .map(|(i, svc)| task(svc, 1, 10_000_000 + i as u128).into())
         .collect();
     SwarmkitShape {
-        nodes,
-        services,
+        nodes: nodes.into_iter().map(Object::from).collect(),
+        services: services.into_iter().map(Object::from).collect(),
         tasks,
     }
 }
 
-/// The timed region: commit the shape to a store a fresh scheduler watches, then settle.
-fn commit_and_schedule(shape: SwarmkitShape) -> (Harness, Scheduler) {
+/// Setup: the services committed, a fresh scheduler watching; nodes and tasks still in memory.
+fn prepare(shape: SwarmkitShape) -> (Harness, Scheduler, Vec<Object>, Vec<Object>) {
     let mut h = Harness::new();
+    h.create(shape.services);
+    h.events();
     let mut s = Scheduler::new();
     s.handle_reset(&h.store);
-    h.create(shape.nodes);
-    h.create(shape.services);
-    h.create(shape.tasks);
+    (h, s, shape.nodes, shape.tasks)
+}
+
+/// The timed region: commit nodes and tasks to the store the scheduler watches, then settle.
+fn commit_and_schedule(
+    (mut h, s, nodes, tasks): (Harness, Scheduler, Vec<Object>, Vec<Object>),
+) -> (Harness, Scheduler) {
+    h.create(nodes);
+    h.create(tasks);
     schedule_all((h, s))
 }
 
@@ -101,7 +119,7 @@ fn swarmkit(c: &mut Criterion) {
         g.throughput(Throughput::Elements(count as u64));
         g.bench_function(name, |b| {
             b.iter_batched(
-                || swarmkit_shape(nodes, count, third),
+                || prepare(swarmkit_shape(nodes, count, third)),
                 commit_and_schedule,
                 BatchSize::PerIteration,
             )

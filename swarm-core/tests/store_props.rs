@@ -1,5 +1,5 @@
 //! Property tests of the store: determinism, snapshot round trips, indexes against brute force,
-//! monotonic versions, and atomicity of failed batches.
+//! monotonic versions, atomicity of failed batches, and refused batches given back unchanged.
 //!
 //! Random operation sequences run over a small id and name space so that conflicts (duplicate ids,
 //! taken names, stale versions, secrets in use, states going backwards) are common: the properties
@@ -256,7 +256,16 @@ proptest! {
             let before_versions = versions(&a);
             let before_index = a.index();
             let ra = a.apply(batch.clone());
-            let rb = b.apply(batch);
+            // The other replica applies through `apply_or_give_back`: same outcome, and a refused
+            // batch comes back exactly as proposed.
+            let proposed = batch.actions.clone();
+            let rb = match b.apply_or_give_back(batch) {
+                Ok(()) => Ok(()),
+                Err(r) => {
+                    prop_assert_eq!(&r.actions, &proposed, "refused actions given back as proposed");
+                    Err(r.error)
+                }
+            };
             prop_assert_eq!(&ra, &rb, "same input, same outcome");
             match ra {
                 Err(_) => {

@@ -137,7 +137,8 @@ impl Harness {
     /// Commits `actions` as the driver proposes them (batches of at most
     /// `MAX_ACTIONS_PER_BATCH` actions and `MAX_PROPOSAL_BYTES` bytes, see
     /// [`split_into_batches`]), stamped `now`. Stops at the first refused batch and returns it with
-    /// the error.
+    /// the error. The actions are handed to the store without a copy (see
+    /// [`Store::apply_or_give_back`]).
     pub fn commit(
         &mut self,
         actions: Vec<StoreAction>,
@@ -146,10 +147,10 @@ impl Harness {
             let batch = Batch {
                 index: self.store.index() + 1,
                 timestamp: self.now,
-                actions: chunk.clone(),
+                actions: chunk,
             };
-            if let Err(e) = self.store.apply(batch) {
-                return Err((chunk, e));
+            if let Err(r) = self.store.apply_or_give_back(batch) {
+                return Err((r.actions, r.error));
             }
         }
         Ok(())

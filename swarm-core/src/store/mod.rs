@@ -199,9 +199,24 @@ impl StoreSnapshot {
     }
 }
 
+/// How to take back one applied action, and how to give it back to the caller as it was proposed.
 enum Undo {
-    Delete(ObjectRef),
-    Put(Object),
+    /// A create: delete the object; the caller had given it `meta`.
+    Created(ObjectRef, Meta),
+    /// An update: put `old` back; the caller had given the new object `given`.
+    Replaced { old: Object, given: Meta },
+    /// A remove: put `old` back.
+    Removed(Object),
+}
+
+/// A batch the store refused: the error, and its actions given back as proposed (same objects,
+/// same order), so that a caller need not keep a copy of what it proposes.
+#[derive(Debug)]
+pub struct Refused {
+    /// Why the batch was refused.
+    pub error: StoreError,
+    /// The batch's actions, unchanged.
+    pub actions: Vec<StoreAction>,
 }
 
 /// The in-memory store. See the module docs.
@@ -386,10 +401,23 @@ impl Store {
     /// `version = batch.index`, the store's index becomes `batch.index`, and watchers receive one event
     /// per action followed by [`Event::Commit`]. On error nothing changed and nothing was published.
     pub fn apply(&mut self, batch: Batch) -> Result<(), StoreError> {
+        self.apply_or_give_back(batch).map_err(|r| r.error)
+    }
+
+    /// [`Store::apply`], giving the actions back when the batch is refused.
+    ///
+    /// The store writes `meta` into every object it applies; an object whose `Arc` the caller
+    /// still shares must be copied first. A caller that keeps a clone of its proposal only to learn
+    /// what was refused (a retry, a scheduler re-reading its tasks) can use this instead and hand
+    /// its only reference over, so the objects are stored without a copy.
+    pub fn apply_or_give_back(&mut self, batch: Batch) -> Result<(), Refused> {
         if batch.index <= self.index {
-            return Err(StoreError::StaleIndex {
-                current: self.index,
-                given: batch.index,
+            return Err(Refused {
+                error: StoreError::StaleIndex {
+                    current: self.index,
+                    given: batch.index,
+                },
+                actions: batch.actions,
             });
         }
         let publish = !self.subscriptions.is_empty();
@@ -399,16 +427,25 @@ impl Store {
         } else {
             Vec::new()
         };
-        for action in batch.actions {
-            if let Err(e) = self.apply_one(
+        let mut actions = batch.actions.into_iter();
+        while let Some(action) = actions.next() {
+            if let Err((error, action)) = self.apply_one(
                 action,
                 batch.index,
                 batch.timestamp,
                 &mut undo,
                 publish.then_some(&mut events),
             ) {
-                self.rollback(undo);
-                return Err(e);
+                // The events hold clones of the written objects: drop them so the rollback can
+                // give the objects back without copying them.
+                drop(events);
+                let mut given = self.rollback(undo);
+                given.push(action);
+                given.extend(actions);
+                return Err(Refused {
+                    error,
+                    actions: given,
+                });
             }
         }
         self.index = batch.index;
@@ -426,14 +463,20 @@ impl Store {
         ts: Timestamp,
         undo: &mut Vec<Undo>,
         events: Option<&mut Vec<Event>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), (StoreError, StoreAction)> {
         match action {
             StoreAction::Create(obj) => {
                 let (kind, id) = (obj.kind(), obj.id());
                 if self.tables.get_object(kind, &id).is_some() {
-                    return Err(StoreError::AlreadyExists { kind, id });
+                    return Err((
+                        StoreError::AlreadyExists { kind, id },
+                        StoreAction::Create(obj),
+                    ));
                 }
-                self.check_name_free(&obj, None)?;
+                if let Err(e) = self.check_name_free(&obj, None) {
+                    return Err((e, StoreAction::Create(obj)));
+                }
+                let given = obj.meta().clone();
                 let meta = Meta {
                     version: Version(index),
                     created_at: ts,
@@ -444,32 +487,37 @@ impl Store {
                     ev.push(Event::Created(obj.clone()));
                 }
                 self.tables.put(obj);
-                undo.push(Undo::Delete(ObjectRef { kind, id }));
+                undo.push(Undo::Created(ObjectRef { kind, id }, given));
             }
             StoreAction::Update(obj) => {
                 let (kind, id) = (obj.kind(), obj.id());
                 let Some(old) = self.tables.get_object(kind, &id) else {
-                    return Err(StoreError::NotFound { kind, id });
+                    return Err((StoreError::NotFound { kind, id }, StoreAction::Update(obj)));
                 };
                 let (current, given) = (old.meta().version.0, obj.meta().version.0);
                 if current != given {
-                    return Err(StoreError::VersionConflict {
+                    let e = StoreError::VersionConflict {
                         kind,
                         id,
                         current,
                         given,
-                    });
+                    };
+                    return Err((e, StoreAction::Update(obj)));
                 }
                 if let (Object::Task(o), Object::Task(n)) = (&old, &obj) {
                     if !o.status.state.can_transition_to(n.status.state) {
-                        return Err(StoreError::StateRegression {
+                        let e = StoreError::StateRegression {
                             id,
                             from: o.status.state,
                             to: n.status.state,
-                        });
+                        };
+                        return Err((e, StoreAction::Update(obj)));
                     }
                 }
-                self.check_name_free(&obj, Some(&old))?;
+                if let Err(e) = self.check_name_free(&obj, Some(&old)) {
+                    return Err((e, StoreAction::Update(obj)));
+                }
+                let given = obj.meta().clone();
                 let meta = Meta {
                     version: Version(index),
                     created_at: old.meta().created_at,
@@ -483,37 +531,54 @@ impl Store {
                     });
                 }
                 self.tables.put(obj);
-                undo.push(Undo::Put(old));
+                undo.push(Undo::Replaced { old, given });
             }
             StoreAction::Remove(r) => {
                 let Some(old) = self.tables.get_object(r.kind, &r.id) else {
-                    return Err(StoreError::NotFound {
+                    let e = StoreError::NotFound {
                         kind: r.kind,
                         id: r.id,
-                    });
+                    };
+                    return Err((e, StoreAction::Remove(r)));
                 };
-                self.check_not_in_use(&old)?;
+                if let Err(e) = self.check_not_in_use(&old) {
+                    return Err((e, StoreAction::Remove(r)));
+                }
                 self.tables.delete(r.kind, &r.id);
                 if let Some(ev) = events {
                     ev.push(Event::Removed(old.clone()));
                 }
-                undo.push(Undo::Put(old));
+                undo.push(Undo::Removed(old));
             }
         }
         Ok(())
     }
 
-    fn rollback(&mut self, undo: Vec<Undo>) {
+    /// Takes back the applied actions (newest first) and returns them as they were proposed, in
+    /// proposal order.
+    fn rollback(&mut self, undo: Vec<Undo>) -> Vec<StoreAction> {
+        let mut given = Vec::with_capacity(undo.len());
         for u in undo.into_iter().rev() {
             match u {
-                Undo::Delete(r) => {
-                    self.tables.delete(r.kind, &r.id);
+                Undo::Created(r, meta) => {
+                    if let Some(o) = self.tables.delete(r.kind, &r.id) {
+                        given.push(StoreAction::Create(o.with_meta(meta)));
+                    }
                 }
-                Undo::Put(o) => {
-                    self.tables.put(o);
+                Undo::Replaced { old, given: meta } => {
+                    if let Some(o) = self.tables.put(old) {
+                        given.push(StoreAction::Update(o.with_meta(meta)));
+                    }
+                }
+                Undo::Removed(old) => {
+                    let r = old.object_ref();
+                    self.tables.put(old);
+                    given.push(StoreAction::Remove(r));
                 }
             }
         }
+        given.reverse();
+        given
     }
 
     /// Fails if `obj`'s name is held by another object of its kind (`old` is the object being

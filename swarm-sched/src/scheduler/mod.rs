@@ -40,10 +40,85 @@ pub const CONFIRMED_MESSAGE: &str = "scheduler confirmed task can run on preassi
 /// Tasks of one service at one spec version: identical for every filter, placed together.
 type BatchKey = (IdKey, Version);
 
+/// Tasks of one batch by id, in id order. Most batches hold one task (a single-replica service, a
+/// replacement): those live in a small sorted vector, so queueing a task does not allocate a B-tree
+/// leaf; batches that grow past [`TaskSet::SMALL`] move to a B-tree.
+#[derive(Debug)]
+enum TaskSet {
+    Small(Vec<(Id, Arc<Task>)>),
+    Large(BTreeMap<Id, Arc<Task>>),
+}
+
+impl Default for TaskSet {
+    fn default() -> Self {
+        TaskSet::Small(Vec::new())
+    }
+}
+
+impl TaskSet {
+    /// Largest size kept in the sorted vector.
+    const SMALL: usize = 16;
+
+    fn insert(&mut self, id: Id, t: Arc<Task>) {
+        match self {
+            TaskSet::Small(v) => match v.binary_search_by(|(k, _)| k.cmp(&id)) {
+                Ok(i) => v[i].1 = t,
+                Err(i) if v.len() < Self::SMALL => v.insert(i, (id, t)),
+                Err(_) => {
+                    let mut m: BTreeMap<Id, Arc<Task>> = std::mem::take(v).into_iter().collect();
+                    m.insert(id, t);
+                    *self = TaskSet::Large(m);
+                }
+            },
+            TaskSet::Large(m) => {
+                m.insert(id, t);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &Id) {
+        match self {
+            TaskSet::Small(v) => {
+                if let Ok(i) = v.binary_search_by(|(k, _)| k.cmp(id)) {
+                    v.remove(i);
+                }
+            }
+            TaskSet::Large(m) => {
+                m.remove(id);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            TaskSet::Small(v) => v.is_empty(),
+            TaskSet::Large(m) => m.is_empty(),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<Task>> {
+        let (small, large) = match self {
+            TaskSet::Small(v) => (Some(v), None),
+            TaskSet::Large(m) => (None, Some(m)),
+        };
+        let small = small.into_iter().flat_map(|v| v.iter().map(|(_, t)| t));
+        small.chain(large.into_iter().flat_map(|m| m.values()))
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Arc<Task>> {
+        let (small, large) = match self {
+            TaskSet::Small(v) => (Some(v), None),
+            TaskSet::Large(m) => (None, Some(m)),
+        };
+        let small = small.into_iter().flat_map(|v| v.iter_mut().map(|(_, t)| t));
+        small.chain(large.into_iter().flat_map(|m| m.values_mut()))
+    }
+}
+
 /// Unassigned tasks of one batch waiting for a node.
 #[derive(Debug, Default)]
 struct Pending {
-    tasks: BTreeMap<Id, Arc<Task>>,
+    tasks: TaskSet,
     /// Set when no node could take the batch's tasks: the capacity generation and the error.
     blocked: Option<(u64, String)>,
 }
@@ -362,9 +437,10 @@ impl Scheduler {
     }
 
     fn enqueue(&mut self, t: &Arc<Task>) {
+        use std::collections::hash_map::Entry;
         let key = (IdKey::of(&t.service_id), t.spec_version);
-        match self.queued.get(&t.id) {
-            Some(k) if *k == key => {
+        match self.queued.entry(t.id) {
+            Entry::Occupied(k) if *k.get() == key => {
                 // Already waiting (typically our own status write coming back): refresh the copy
                 // so the next write carries the current version, without marking work.
                 if let Some(p) = self.queue.get_mut(&key) {
@@ -372,15 +448,19 @@ impl Scheduler {
                 }
                 return;
             }
-            Some(_) => self.dequeue(&t.id),
-            None => {}
+            Entry::Occupied(_) => {
+                self.dequeue(&t.id);
+                self.queued.insert(t.id, key);
+            }
+            Entry::Vacant(v) => {
+                v.insert(key);
+            }
         }
         self.queue
             .entry(key)
             .or_default()
             .tasks
             .insert(t.id, t.clone());
-        self.queued.insert(t.id, key);
         self.dirty.insert(key);
     }
 

@@ -82,7 +82,7 @@ pub(crate) struct NodeSet {
     by_id: FxMap<Id, NodeIdx>,
     occupants: FxMap<Id, Occupant>,
     node_tasks: FxMap<Id, FxSet<Id>>,
-    service_nodes: FxMap<Id, FxMap<NodeIdx, u32>>,
+    service_nodes: FxMap<Id, NodeCounts>,
     indexes: Indexes,
     /// Bumped whenever capacity may have grown (a node changed or appeared, a task left a node or
     /// stopped counting): unschedulable tasks are retried only after it moves.
@@ -134,15 +134,11 @@ impl NodeSet {
 
     /// Active tasks of `service` on node `idx`.
     pub(crate) fn service_count(&self, service: &Id, idx: NodeIdx) -> u32 {
-        self.service_nodes
-            .get(service)
-            .and_then(|m| m.get(&idx))
-            .copied()
-            .unwrap_or(0)
+        self.service_nodes.get(service).map_or(0, |m| m.get(idx))
     }
 
     /// Nodes running active tasks of `service`, with their counts.
-    pub(crate) fn service_nodes(&self, service: &Id) -> Option<&FxMap<NodeIdx, u32>> {
+    pub(crate) fn service_nodes(&self, service: &Id) -> Option<&NodeCounts> {
         self.service_nodes.get(service)
     }
 
@@ -211,8 +207,7 @@ impl NodeSet {
         for t in self.node_tasks.get(id).into_iter().flatten() {
             if let Some(o) = self.occupants.get(t) {
                 if let Some(m) = self.service_nodes.get_mut(&o.service) {
-                    m.remove(&idx);
-                    if m.is_empty() {
+                    if m.remove(idx) {
                         self.service_nodes.remove(&o.service);
                     }
                 }
@@ -304,17 +299,99 @@ impl NodeSet {
         info.active = new;
         let key = info.key;
         self.indexes.active_changed(idx, key, old, new);
-        let per_node = self.service_nodes.entry(*service).or_default();
-        let c = per_node.entry(idx).or_insert(0);
-        *c = if up {
-            c.saturating_add(1)
-        } else {
-            c.saturating_sub(1)
+        let emptied = match self.service_nodes.get_mut(service) {
+            Some(m) => m.shift(idx, up),
+            None if up => {
+                self.service_nodes.insert(*service, NodeCounts::One(idx, 1));
+                false
+            }
+            None => false,
         };
-        if *c == 0 {
-            per_node.remove(&idx);
-            if per_node.is_empty() {
-                self.service_nodes.remove(service);
+        if emptied {
+            self.service_nodes.remove(service);
+        }
+    }
+}
+
+/// Active tasks of one service per node. Most services run on one node (single-replica services,
+/// one-task batches): those keep their count inline instead of in a map of their own.
+#[derive(Clone, Debug)]
+pub(crate) enum NodeCounts {
+    /// One node with a positive count.
+    One(NodeIdx, u32),
+    /// Any number of nodes, each with a positive count.
+    Many(FxMap<NodeIdx, u32>),
+}
+
+impl NodeCounts {
+    /// The count on node `idx` (0 if none).
+    pub(crate) fn get(&self, idx: NodeIdx) -> u32 {
+        match self {
+            NodeCounts::One(i, c) => {
+                if *i == idx {
+                    *c
+                } else {
+                    0
+                }
+            }
+            NodeCounts::Many(m) => m.get(&idx).copied().unwrap_or(0),
+        }
+    }
+
+    /// The counts as a map (for a batch to keep current while it places).
+    pub(crate) fn to_map(&self) -> FxMap<NodeIdx, u32> {
+        match self {
+            NodeCounts::One(i, c) => {
+                let mut m = FxMap::default();
+                m.insert(*i, *c);
+                m
+            }
+            NodeCounts::Many(m) => m.clone(),
+        }
+    }
+
+    /// One more (`up`) or one fewer on node `idx`; returns whether no node has any left.
+    fn shift(&mut self, idx: NodeIdx, up: bool) -> bool {
+        match self {
+            NodeCounts::One(i, c) if *i == idx => {
+                *c = if up {
+                    c.saturating_add(1)
+                } else {
+                    c.saturating_sub(1)
+                };
+                *c == 0
+            }
+            NodeCounts::One(i, c) => {
+                if up {
+                    let mut m = FxMap::default();
+                    m.insert(*i, *c);
+                    m.insert(idx, 1);
+                    *self = NodeCounts::Many(m);
+                }
+                false
+            }
+            NodeCounts::Many(m) => {
+                if up {
+                    let c = m.entry(idx).or_insert(0);
+                    *c = c.saturating_add(1);
+                } else if let Some(c) = m.get_mut(&idx) {
+                    *c = c.saturating_sub(1);
+                    if *c == 0 {
+                        m.remove(&idx);
+                    }
+                }
+                m.is_empty()
+            }
+        }
+    }
+
+    /// Forgets node `idx`; returns whether no node has any left.
+    fn remove(&mut self, idx: NodeIdx) -> bool {
+        match self {
+            NodeCounts::One(i, _) => *i == idx,
+            NodeCounts::Many(m) => {
+                m.remove(&idx);
+                m.is_empty()
             }
         }
     }

@@ -49,7 +49,7 @@ pub(crate) fn place(nodes: &mut NodeSet, batch: &Batch<'_>) -> Vec<NodeIdx> {
     // A copy (a flat memcpy for this map of integers) that the batch keeps current as it places.
     let counts = nodes
         .service_nodes(&batch.filter.service)
-        .cloned()
+        .map(|c| c.to_map())
         .unwrap_or_default();
     let mut p = Placer {
         nodes,

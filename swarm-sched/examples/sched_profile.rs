@@ -1,0 +1,104 @@
+//! Standalone copy of the `swarmkit/*` timed region of `benches/benches/sched_scheduler.rs`, for
+//! profiling (`perf record`) and for measuring thread CPU time and page faults per phase when the
+//! machine is shared (wall clock is meaningless under load).
+//!
+//! Run: `cargo run --release -p swarm-sched --features testing --example sched_profile -- NODES TASKS [ROUNDS] [third]`
+//! Prints, per round, thread CPU µs per task for: the services commit (setup in the bench, shown
+//! for reference), the nodes commit, the tasks commit, settle (events + placement + assignment
+//! commits) and the bench's timed region (nodes + tasks + settle); and the region's minor page
+//! faults.
+
+use std::time::Instant;
+
+use swarm_core::{Node, Object, Service};
+use swarm_sched::testing::{labeled_node, node, service, task, Harness};
+use swarm_sched::Scheduler;
+
+fn thread_cpu_ns() -> u128 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+fn minor_faults() -> u64 {
+    let s = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // Field 10 (1-based) is minflt; the command name in field 2 has no spaces here.
+    s.split_whitespace()
+        .nth(9)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn shape(nodes: usize, count: usize, third: bool) -> (Vec<Object>, Vec<Object>, Vec<Object>) {
+    let nodes: Vec<Node> = (0..nodes)
+        .map(|i| {
+            if third && i % 3 == 0 {
+                labeled_node(i as u128 + 1, &[("net", "special")])
+            } else {
+                node(i as u128 + 1)
+            }
+        })
+        .collect();
+    let services: Vec<Service> = (0..count)
+        .map(|i| {
+            let mut svc = service(1_000_000 + i as u128, 1);
+            if third {
+                svc.spec.task.placement.constraints = vec!["node.labels.net==special".into()];
+            }
+            svc
+        })
+        .collect();
+    let tasks = services
+        .iter()
+        .enumerate()
+        .map(|(i, svc)| task(svc, 1, 10_000_000 + i as u128).into())
+        .collect();
+    (
+        nodes.into_iter().map(Object::from).collect(),
+        services.into_iter().map(Object::from).collect(),
+        tasks,
+    )
+}
+
+pub fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let nodes: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000);
+    let count: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let rounds: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let third = args.get(4).is_some_and(|a| a == "third");
+    for round in 0..rounds {
+        let (n, s, t) = shape(nodes, count, third);
+        let mut h = Harness::new();
+        let c0 = thread_cpu_ns();
+        h.create(s);
+        let c1 = thread_cpu_ns();
+        h.events();
+        let mut sched = Scheduler::new();
+        sched.handle_reset(&h.store);
+        let wall = Instant::now();
+        let f0 = minor_faults();
+        let c2 = thread_cpu_ns();
+        h.create(n);
+        let c3 = thread_cpu_ns();
+        h.create(t);
+        let c4 = thread_cpu_ns();
+        let placed = h.settle(&mut sched);
+        let c5 = thread_cpu_ns();
+        let f1 = minor_faults();
+        let wall = wall.elapsed();
+        assert!(placed > 0 && sched.stats().unassigned == 0);
+        let per = |ns: u128| ns as f64 / count as f64 / 1000.0;
+        println!(
+            "round {round} {nodes}x{count}: (services {:.2}) nodes {:.2} tasks {:.2} settle {:.2} region {:.2} us/task (region cpu {:.1} ms, wall {:.1} ms, faults {})",
+            per(c1 - c0),
+            per(c3 - c2),
+            per(c4 - c3),
+            per(c5 - c4),
+            per(c5 - c2),
+            (c5 - c2) as f64 / 1e6,
+            wall.as_secs_f64() * 1e3,
+            f1 - f0
+        );
+        drop(h);
+        drop(sched);
+    }
+}

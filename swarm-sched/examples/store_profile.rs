@@ -1,0 +1,66 @@
+//! Standalone copy of the `store_scale` regions of `benches/benches/core_store.rs` (fill: create
+//! batches of 200 typical tasks applied to an empty store; restore: decode a snapshot and rebuild
+//! every index), measured in thread CPU time so that the per-task figures can be compared on a
+//! shared machine. It lives here because swarm-sched's dev-dependencies already carry the clock
+//! and the allocator it needs.
+//!
+//! Run: `cargo run --release -p swarm-sched --features testing --example store_profile -- [ROUNDS]`
+//! (`store_profile_mimalloc` measures the same with mimalloc). Needs about 4 GiB for the 1M rows.
+
+use swarm_core::testing::{id, typical_task};
+use swarm_core::{Batch, Store, StoreAction, StoreSnapshot, Timestamp};
+
+fn thread_cpu_ns() -> u128 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
+}
+
+fn create_batches(n: u128) -> Vec<Batch> {
+    let svc = id(7);
+    let mut out = Vec::new();
+    let mut actions = Vec::with_capacity(200);
+    for k in 0..n {
+        actions.push(StoreAction::Create(
+            typical_task(1 + k, svc, Some(id(10_000 + k % 1000))).into(),
+        ));
+        if actions.len() == 200 || k + 1 == n {
+            let index = out.len() as u64 + 1;
+            out.push(Batch {
+                index,
+                timestamp: Timestamp::from_secs(index),
+                actions: std::mem::take(&mut actions),
+            });
+        }
+    }
+    out
+}
+
+pub fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
+    for round in 0..rounds {
+        for n in [10_000u128, 100_000, 1_000_000] {
+            let batches = create_batches(n);
+            let mut st = Store::new();
+            let c0 = thread_cpu_ns();
+            for b in batches {
+                st.apply(b).expect("fixture applies");
+            }
+            let c1 = thread_cpu_ns();
+            let bytes = st.snapshot().encode();
+            drop(st);
+            let mut fresh = Store::new();
+            let c2 = thread_cpu_ns();
+            let snap = StoreSnapshot::decode(&bytes, 1 << 36).expect("decodes");
+            fresh.restore(snap);
+            let c3 = thread_cpu_ns();
+            println!(
+                "round {round} n={n}: fill {:.0} ns/task restore {:.0} ns/task",
+                (c1 - c0) as f64 / n as f64,
+                (c3 - c2) as f64 / n as f64
+            );
+        }
+    }
+}
