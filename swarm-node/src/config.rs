@@ -103,6 +103,11 @@ pub struct DaemonConfig {
     /// any free port. [`DaemonConfig::new`] sets `127.0.0.1:0` (embedders and tests of one
     /// host); `swarm-node run` defaults to [`DEFAULT_LISTEN_ADDR`].
     pub listen_addr: SocketAddr,
+    /// Whether `listen_addr` was fixed by the operator (`--listen-addr`): then a request's
+    /// `ListenAddr` equal to Docker's default (`0.0.0.0:2377`, sent by `docker swarm init/join`
+    /// when its own `--listen-addr` is not given) does not override it. [`DaemonConfig::new`]
+    /// sets it (the loopback default is for embedders and tests).
+    pub listen_addr_fixed: bool,
     /// The address other nodes reach this one on (`host:port`), when the operator fixes it at
     /// start (`--advertise-addr`); a request's `AdvertiseAddr` overrides it.
     pub advertise_addr: Option<String>,
@@ -124,6 +129,7 @@ impl DaemonConfig {
             mesh_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             supervisor: None,
             listen_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            listen_addr_fixed: true,
             advertise_addr: None,
         }
     }

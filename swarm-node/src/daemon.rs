@@ -637,11 +637,7 @@ impl Backend for Daemon {
             .iter()
             .find_map(|a| resolve(a).ok())
             .ok_or_else(|| failed(format!("cannot resolve any of {:?}", req.remote_addrs)))?;
-        let listen: std::net::SocketAddr = if req.listen_addr.is_empty() {
-            self.config.listen_addr
-        } else {
-            resolve(&req.listen_addr).map_err(failed)?
-        };
+        let listen = self.requested_listen(&req.listen_addr).map_err(failed)?;
         let advertise = self.advertise_addr(&req.advertise_addr, listen, Some(remote));
         let availability = req
             .availability
@@ -742,11 +738,9 @@ impl Backend for Daemon {
             Running::Locked(_) => return Err(BackendError::AlreadyInSwarm),
             Running::Inactive => {}
         }
-        let listen: std::net::SocketAddr = if req.listen_addr.is_empty() {
-            self.config.listen_addr
-        } else {
-            resolve(&req.listen_addr).map_err(BackendError::Internal)?
-        };
+        let listen = self
+            .requested_listen(&req.listen_addr)
+            .map_err(BackendError::Internal)?;
         let mut identity = NodeIdentity::new_manager(
             Id::generate(&mut OsRng),
             OsRng.next_u64().max(1),
@@ -969,6 +963,16 @@ fn local_ip_towards(remote: std::net::SocketAddr) -> Option<std::net::IpAddr> {
 }
 
 impl Daemon {
+    /// Where the listener binds for an init or join request's `ListenAddr` (see
+    /// [`DaemonConfig::listen_addr_fixed`]).
+    fn requested_listen(&self, requested: &str) -> Result<std::net::SocketAddr, String> {
+        let docker_default = requested == crate::config::DEFAULT_LISTEN_ADDR.to_string();
+        if requested.is_empty() || (docker_default && self.config.listen_addr_fixed) {
+            return Ok(self.config.listen_addr);
+        }
+        resolve(requested)
+    }
+
     /// The address this node advertises: the request's, else `--advertise-addr`, else the
     /// listen address when it names one host, else the local address towards `remote` (the
     /// manager joined), else [`DEFAULT_ADDR`]. Port 2377 (the listen port) when none is given.
@@ -978,11 +982,16 @@ impl Daemon {
         listen: std::net::SocketAddr,
         remote: Option<std::net::SocketAddr>,
     ) -> String {
+        // A listener on any free port (tests) advertises Docker's port.
+        let port = match listen.port() {
+            0 => crate::config::DEFAULT_PORT,
+            p => p,
+        };
         let with_port = |a: &str| {
             if a.parse::<std::net::SocketAddr>().is_ok() {
                 a.to_string()
             } else if a.parse::<std::net::IpAddr>().is_ok() || !a.contains(':') {
-                format!("{a}:{}", listen.port())
+                format!("{a}:{port}")
             } else {
                 a.to_string()
             }
@@ -999,10 +1008,10 @@ impl Daemon {
             return with_port(a);
         }
         if !listen.ip().is_unspecified() {
-            return listen.to_string();
+            return std::net::SocketAddr::new(listen.ip(), port).to_string();
         }
         if let Some(ip) = remote.and_then(local_ip_towards) {
-            return std::net::SocketAddr::new(ip, listen.port()).to_string();
+            return std::net::SocketAddr::new(ip, port).to_string();
         }
         DEFAULT_ADDR.to_string()
     }

@@ -94,10 +94,11 @@ impl ApiLimits {
 /// Where this node serves the swarm protocol (QUIC: raft, CA, dispatcher) once in a swarm.
 #[derive(Args, Clone)]
 struct SwarmAddrs {
-    /// Address the swarm listener binds (as `docker swarm init --listen-addr`); a request's
-    /// ListenAddr overrides it
-    #[arg(long, value_name = "HOST:PORT", default_value_t = swarm_node::config::DEFAULT_LISTEN_ADDR)]
-    listen_addr: std::net::SocketAddr,
+    /// Address the swarm listener binds [default: 0.0.0.0:2377, or a swarm init/join request's
+    /// ListenAddr]; when given, a request's ListenAddr still overrides it unless it is Docker's
+    /// default (what `docker swarm init` sends when its --listen-addr is not given)
+    #[arg(long, value_name = "HOST:PORT")]
+    listen_addr: Option<std::net::SocketAddr>,
     /// Address other nodes reach this one on (port 2377 when only a host is given); a request's
     /// AdvertiseAddr overrides it
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -335,7 +336,10 @@ async fn run(
     swarm: SwarmAddrs,
 ) -> Result<()> {
     let mut config = DaemonConfig::new(at.data_dir());
-    config.listen_addr = swarm.listen_addr;
+    config.listen_addr = swarm
+        .listen_addr
+        .unwrap_or(swarm_node::config::DEFAULT_LISTEN_ADDR);
+    config.listen_addr_fixed = swarm.listen_addr.is_some();
     config.advertise_addr = swarm.advertise_addr;
     config.hostname = swarm.hostname;
     config.socket = at.socket();

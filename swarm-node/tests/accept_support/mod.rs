@@ -233,6 +233,8 @@ impl Node {
         }
         // Tests may only use loopback addresses: the routing mesh listens on 127.0.0.1.
         cmd.args(["--mesh-addr", "127.0.0.1"]);
+        // ...and the swarm listener on loopback (any free port).
+        cmd.args(["--listen-addr", "127.0.0.1:0"]);
         cmd.env("RUST_LOG", "info,openraft=warn")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
