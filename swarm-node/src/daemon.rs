@@ -655,6 +655,7 @@ impl Backend for Daemon {
             remote,
             &req.join_token,
             availability,
+            &rpc_config(),
             crate::net::node::now,
         )
         .await

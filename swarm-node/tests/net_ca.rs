@@ -135,6 +135,7 @@ impl Harness {
             self.addr,
             token,
             NodeAvailability::Active,
+            &RpcConfig::default(),
             now,
         )
         .await
@@ -281,6 +282,7 @@ async fn status_long_poll_returns_when_the_signer_issues() {
             addr,
             &token,
             NodeAvailability::Drain,
+            &RpcConfig::default(),
             now,
         )
         .await

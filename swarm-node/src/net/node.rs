@@ -42,13 +42,14 @@ const VIEW_EVERY: Duration = Duration::from_secs(1);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The RPC settings every node of the cluster uses: swarm-net's, with [`IDLE_TIMEOUT`] (and a
-/// keep-alive a third of it, so one lost packet does not close a healthy connection). The
-/// protocol (ALPN) stays swarm-net's default: `net::ca::join` calls with the default settings,
-/// so a node-specific version would refuse every join.
+/// keep-alive a third of it, so one lost packet does not close a healthy connection), and the
+/// protocol version [`crate::net::raft::alpn_protocol`] (store and raft encodings): nodes of
+/// releases that could not decode each other refuse at the handshake, joins included.
 pub fn rpc_config() -> RpcConfig {
     RpcConfig {
         idle_timeout: IDLE_TIMEOUT,
         keep_alive: IDLE_TIMEOUT / 3,
+        alpn_protocol: crate::net::raft::alpn_protocol(),
         ..RpcConfig::default()
     }
 }

@@ -109,12 +109,15 @@ fn refused_or_rpc(e: RpcError) -> JoinError {
 /// fetches the root CA unverified (5 s per try, 5 tries 2 s apart), pins it against the token's
 /// digest (refusing before any CSR is sent), asks for a certificate with a fresh key, then polls
 /// its status until issued and accepts only a chain for its own key under the pinned root.
-/// `now` is the clock certificates are checked against.
+/// `config` must name the protocol version the managers serve (`RpcConfig::alpn_protocol`; the
+/// daemon passes `net::node::rpc_config()`), so a node of another release is refused at the
+/// handshake. `now` is the clock certificates are checked against.
 pub async fn join(
     bind: SocketAddr,
     manager: SocketAddr,
     token: &str,
     availability: NodeAvailability,
+    config: &RpcConfig,
     now: impl Fn() -> Timestamp,
 ) -> Result<Joined, JoinError> {
     let token = JoinToken::parse(token).map_err(JoinError::Token)?;
@@ -123,12 +126,12 @@ pub async fn join(
         role: Role::Manager,
         node_id: None,
     };
-    let bundle = fetch_root(bind, &peer).await?;
+    let bundle = fetch_root(bind, &peer, config).await?;
     let pinned = token
         .pin_bundle(bundle.as_bytes())
         .map_err(JoinError::CaMismatch)?;
-    let client = Client::bind(bind, TlsState::joining(&pinned)?, RpcConfig::default())
-        .map_err(JoinError::Rpc)?;
+    let client =
+        Client::bind(bind, TlsState::joining(&pinned)?, config.clone()).map_err(JoinError::Rpc)?;
     let result = async {
         let key = PrivateKey::generate().map_err(JoinError::Pki)?;
         let csr = make_csr(&key).map_err(JoinError::Pki)?;
@@ -156,9 +159,13 @@ pub async fn join(
     result
 }
 
-async fn fetch_root(bind: SocketAddr, peer: &Peer) -> Result<String, JoinError> {
-    let client = Client::bind(bind, TlsState::unverified()?, RpcConfig::default())
-        .map_err(JoinError::Rpc)?;
+async fn fetch_root(
+    bind: SocketAddr,
+    peer: &Peer,
+    config: &RpcConfig,
+) -> Result<String, JoinError> {
+    let client =
+        Client::bind(bind, TlsState::unverified()?, config.clone()).map_err(JoinError::Rpc)?;
     let mut last = String::new();
     for attempt in 0..ROOT_FETCH_TRIES {
         if attempt > 0 {
