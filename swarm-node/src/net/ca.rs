@@ -28,7 +28,7 @@
 //! - [`signer`]: [`run_signer`], signing, role-change reissue and root rotation.
 //! - [`bootstrap`]: [`new_cluster_ca`] for `swarm init`, [`start_root_rotation`], conversions
 //!   between the store's records and swarm-net's PKI types.
-//! - [`join`]: [`join()`], [`renew`], [`run_renewal`], the node's side.
+//! - [`join`](mod@join): [`join()`], [`renew`], [`run_renewal`], the node's side.
 //! - [`storage`]: [`CertDir`], a node's certificates on disk, its key sealed.
 
 pub mod bootstrap;
