@@ -121,9 +121,15 @@ impl Client {
                 ))),
             }
         };
-        tokio::time::timeout_at(deadline, call)
-            .await
-            .unwrap_or(Err(RpcError::DeadlineExceeded))
+        match tokio::time::timeout_at(deadline, call).await {
+            Err(_) => Err(RpcError::DeadlineExceeded),
+            // The server resets the stream when the deadline we announced passes; if its reset
+            // is read before our own timer fires, the cause is still the deadline.
+            Ok(Err(RpcError::Unavailable(_))) if Instant::now() >= deadline => {
+                Err(RpcError::DeadlineExceeded)
+            }
+            Ok(result) => result,
+        }
     }
 
     /// Calls server-streaming `method` on `peer`. `timeout` (None: none) bounds the whole stream,
