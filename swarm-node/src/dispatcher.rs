@@ -23,7 +23,8 @@
 //! - **Registration.** More than `registration_limit` sessions of one node within
 //!   `registration_window` (3 in 8 s) are refused as `Unreachable` (the agent backs off).
 //! - **Assignments** are batched: a change is sent once the store has been quiet for
-//!   `assignment_quiet` (100 ms) or `assignment_max_changes` (100) changes are pending.
+//!   `assignment_quiet` (100 ms) or `assignment_max_changes` (100) of the node's tasks changed
+//!   (the secrets and configs they bring ride along; other nodes' changes never count).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,7 +64,7 @@ pub struct DispatcherOptions {
     pub registration_window: Duration,
     /// An assignment change is sent once the store was quiet this long (100 ms)...
     pub assignment_quiet: Duration,
-    /// ...or once this many changes are pending (100).
+    /// ...or once this many of the node's tasks changed since the last set (100).
     pub assignment_max_changes: usize,
 }
 
@@ -658,8 +659,7 @@ async fn stream(
     if tx.send(full).is_err() {
         return;
     }
-    // Changes handled but not sent yet, when the first of them arrived, and when to send.
-    let mut pending = 0usize;
+    // When the first change not sent yet arrived, and when to send.
     let mut first_pending: Option<std::time::Instant> = None;
     let mut due: Option<tokio::time::Instant> = None;
     loop {
@@ -673,7 +673,6 @@ async fn stream(
             e = watcher.recv_many() => e,
             _ = quiet => {
                 due = None;
-                pending = 0;
                 let seq = sequence + 1;
                 if let Some(set) = store.view(|s| a.take_delta(s, seq)) {
                     sequence = seq;
@@ -697,12 +696,10 @@ async fn stream(
                 let mut commit = false;
                 for e in &events {
                     a.handle_event(e);
-                    match e {
-                        swarm_core::Event::Commit { .. } | swarm_core::Event::Reset { .. } => {
-                            commit = true
-                        }
-                        _ => pending += 1,
-                    }
+                    commit |= matches!(
+                        e,
+                        swarm_core::Event::Commit { .. } | swarm_core::Event::Reset { .. }
+                    );
                 }
                 if events
                     .iter()
@@ -714,13 +711,13 @@ async fn stream(
                     if tx.send(set).is_err() {
                         return;
                     }
-                    (pending, first_pending, due) = (0, None, None);
+                    (first_pending, due) = (None, None);
                     continue;
                 }
                 if commit {
                     first_pending.get_or_insert_with(std::time::Instant::now);
                     due = Some(tokio::time::Instant::now() + batching.quiet);
-                    if pending >= batching.max {
+                    if a.pending_tasks() >= batching.max {
                         // Send at once: the quiet branch runs on the next turn.
                         due = Some(tokio::time::Instant::now());
                     }
@@ -736,7 +733,7 @@ async fn stream(
                 if tx.send(full).is_err() {
                     return;
                 }
-                (pending, first_pending, due) = (0, None, None);
+                (first_pending, due) = (None, None);
             }
         }
     }

@@ -137,6 +137,12 @@ impl NodeAssignments {
         }
     }
 
+    /// Tasks changed (created, updated or removed) since the last set: what the dispatcher's
+    /// batching limit counts.
+    pub fn pending_tasks(&self) -> usize {
+        self.upserts.len() + self.removed.len()
+    }
+
     /// Output: the change since the last set, or `None` if there is none.
     pub fn take_delta(&mut self, store: &Store, sequence: u64) -> Option<AssignmentSet> {
         if self.upserts.is_empty()
