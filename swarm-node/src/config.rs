@@ -222,15 +222,7 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    // /proc/self/status has "Uid: real effective saved fs".
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
+    rustix::process::geteuid().is_root()
 }
 
 /// How long `auto` waits for the Docker Engine to answer a ping.

@@ -101,14 +101,7 @@ pub fn docker_cli() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
+    rustix::process::geteuid().is_root()
 }
 
 fn which(prog: &str) -> bool {
