@@ -439,7 +439,7 @@ impl Daemon {
                 crate::net::dispatch::NetDispatcherOptions::default(),
             )
         });
-        let worker = Worker::start(
+        let mut worker = Worker::start(
             node_id,
             self.host.clone(),
             self.runtime.clone(),
@@ -450,6 +450,15 @@ impl Daemon {
             )),
         )
         .await;
+        if net.is_some() {
+            // This node's tasks' logs, for the other managers (`net::logs`).
+            let store = manager.store().clone();
+            worker.serve_logs(
+                node_id,
+                client.clone(),
+                Arc::new(move || crate::net::node::store_managers(&store)),
+            );
+        }
         let mesh = RoutingMesh::start(
             manager.store().clone(),
             MeshConfig {
@@ -489,16 +498,23 @@ impl Daemon {
             &identity,
             material,
             tls,
-            client,
+            client.clone(),
             self.config.data_dir.clone(),
         );
-        let worker = Worker::start(
+        let mut worker = Worker::start(
             identity.node_id,
             self.host.clone(),
             self.runtime.clone(),
             Arc::new(net.dispatcher().clone()),
         )
         .await;
+        // This node's tasks' logs, for every manager its sessions list (`net::logs`).
+        let dispatcher = net.dispatcher().clone();
+        worker.serve_logs(
+            identity.node_id,
+            client,
+            Arc::new(move || dispatcher.managers()),
+        );
         tracing::info!(node = %identity.node_id, "worker started");
         // Promotion: the CA reissues this node's certificate with the manager role; the renewal
         // loop adopts it, and the node restarts as a manager (as SwarmKit's agent does).
@@ -895,7 +911,29 @@ impl Backend for Daemon {
         let worker = match &*running {
             Running::Inactive => return Err(BackendError::NotInSwarm),
             Running::Locked(_) => return Err(BackendError::Locked),
-            Running::Active(mw) => &mw.1,
+            Running::Active(mw) => {
+                // A task of another node: its lines come from that node (`net::logs`).
+                let me = mw.0.identity().node_id;
+                if let (Some(node), Some(net)) = (task.node_id, mw.3.as_ref()) {
+                    if node != me {
+                        let down = mw.0.store().view(|s| {
+                            s.get::<swarm_core::Node>(&node).is_some_and(|n| {
+                                n.status.state == swarm_core::objects::node::NodeState::Down
+                            })
+                        });
+                        if down {
+                            return Ok(crate::net::logs::node_down(node, task.id));
+                        }
+                        let broker = net.logs().clone();
+                        drop(running);
+                        return broker
+                            .subscribe(node, task.id, opts)
+                            .await
+                            .map_err(|_| BackendError::NoLogs(task.id));
+                    }
+                }
+                &mw.1
+            }
             Running::Worker(w) => &w.0,
         };
         match worker.log_stream(&task.id, opts).await {

@@ -83,6 +83,8 @@ pub async fn make_runtime(
 pub struct Worker {
     agent: Agent,
     runtime: Arc<dyn Runtime>,
+    /// Serves this node's task logs to the managers (multi-host nodes only).
+    logs: Option<crate::net::logs::LogPublisher>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -106,7 +108,30 @@ impl Worker {
         // The dispatcher is in-process: reconnect quickly after a manager restart or unlock.
         config.reconnect_max = std::time::Duration::from_millis(500);
         let agent = Agent::spawn(config, runtime.clone(), dispatcher);
-        Worker { agent, runtime }
+        Worker {
+            agent,
+            runtime,
+            logs: None,
+        }
+    }
+
+    /// Serves this node's task logs to the managers `managers` lists (`crate::net::logs`),
+    /// calling with `client`: only the tasks this worker's agent controls.
+    pub fn serve_logs(
+        &mut self,
+        node_id: Id,
+        client: Arc<swarm_net::rpc::Client>,
+        managers: crate::net::logs::ManagerList,
+    ) {
+        let tasks = self.agent.tasks();
+        let source = crate::net::logs::LogSource {
+            node_id,
+            runtime: Arc::new(self.runtime.clone()),
+            owns: Arc::new(move |id: &Id| tasks.holds(id)),
+        };
+        self.logs = Some(crate::net::logs::LogPublisher::start(
+            client, source, managers,
+        ));
     }
 
     /// The agent.
@@ -137,6 +162,9 @@ impl Worker {
     /// Stops every task (stop signal, grace period, kill), reports their last status, and ends
     /// the agent.
     pub async fn stop(self) {
+        if let Some(logs) = self.logs {
+            logs.stop().await;
+        }
         self.agent.stop().await;
     }
 }

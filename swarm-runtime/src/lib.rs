@@ -44,7 +44,7 @@ pub mod template;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use agent::{Agent, AgentConfig};
+pub use agent::{Agent, AgentConfig, AgentTasks};
 pub use dispatcher::{DispatchError, Dispatcher, LocalDispatcher, Session};
 #[cfg(feature = "docker")]
 pub use docker::{DockerOptions, DockerRuntime};

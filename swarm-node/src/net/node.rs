@@ -29,6 +29,7 @@ use crate::net::dispatch::{
     dispatcher_routes, ClusterView, DispatcherTarget, Leadership, NetDispatcher,
     NetDispatcherOptions, WeightedManager,
 };
+use crate::net::logs::{logs_routes, LogBroker};
 use crate::net::membership::membership_routes;
 use crate::net::raft::{raft_routes, MemberIds, MemberMap, RaftTarget};
 use crate::net::stack::{ManagerSlot, NetStack};
@@ -194,6 +195,7 @@ pub struct ManagerNet {
     tasks: Vec<JoinHandle<()>>,
     leadership: Arc<watch::Sender<Leadership>>,
     raft_target: RaftTarget,
+    logs: LogBroker,
 }
 
 impl std::fmt::Debug for ManagerNet {
@@ -276,6 +278,8 @@ impl ManagerNet {
         let router = ca.routes(router);
         let router = membership_routes(router, slot);
         let router = raft_routes(router, raft_target.clone());
+        let logs = LogBroker::new();
+        let router = logs_routes(router, logs.clone());
         let options = ServerOptions {
             policy: ca.deny_set(),
             clock: Arc::new(swarm_net::rpc::SystemClock),
@@ -297,6 +301,7 @@ impl ManagerNet {
             tasks,
             leadership: Arc::new(leadership),
             raft_target,
+            logs,
         })
     }
 
@@ -359,6 +364,11 @@ impl ManagerNet {
                 }
             }
         }));
+    }
+
+    /// The log broker: the nodes' log streams to this manager.
+    pub fn logs(&self) -> &LogBroker {
+        &self.logs
     }
 
     /// The client this manager calls with.

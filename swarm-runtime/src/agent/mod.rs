@@ -94,6 +94,28 @@ struct Shared {
     controllers: AtomicUsize,
 }
 
+/// Which tasks an [`Agent`] controls now: a task is held from its first status on this node
+/// (preparing) until its controller has stopped and removed it. Cheap to clone; outlives the agent (then it holds nothing new).
+#[derive(Clone)]
+pub struct AgentTasks(Arc<Shared>);
+
+impl AgentTasks {
+    /// Whether the agent controls `task` (assigned to this node and not yet removed).
+    pub fn holds(&self, task: &Id) -> bool {
+        self.0
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(task)
+    }
+}
+
+impl std::fmt::Debug for AgentTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentTasks").finish_non_exhaustive()
+    }
+}
+
 /// A running agent. Dropping it aborts its loops; each task's controller, losing its agent, then
 /// stops and removes its task in the background, unawaited and unbounded. Call [`Agent::stop`]
 /// for a stop that waits, within its deadline. (To leave tasks running for the next start to
@@ -174,6 +196,12 @@ impl Agent {
             .unwrap_or_else(|e| e.into_inner())
             .get(&task)
             .cloned()
+    }
+
+    /// A cloneable view of the tasks this agent controls, for what serves them outside the
+    /// agent (a node's log publisher serves only its own tasks' logs).
+    pub fn tasks(&self) -> AgentTasks {
+        AgentTasks(self.shared.clone())
     }
 
     /// Whether a dispatcher session is open.

@@ -8,6 +8,12 @@
 //! `com.docker.swarm.node.id=..,com.docker.swarm.service.id=..,com.docker.swarm.task.id=..` and
 //! a space (the CLI's `service logs` needs it to name the task).
 //!
+//! A task on another node is read from that node (`crate::net::logs`, through the backend's
+//! `task_log_stream`). A part that cannot be read (its node down, lost during a follow, or
+//! refusing) is written as Docker writes a failure inside a log stream: a stream-3 frame
+//! `Error grabbing logs: ...`, which the CLI prints as "error from daemon in stream"; without
+//! `follow` it comes once, after every line that could be read.
+//!
 //! `since` and `until` are Unix times (`seconds[.nanoseconds]`, what the CLI sends for
 //! `--since 10m` or a date); `tail` applies per task to the lines that pass `since`.
 //!
@@ -249,6 +255,18 @@ impl Framer {
     }
 }
 
+/// Appends Docker's frame for a failure inside a log stream: stream 3 (the CLI's "error from
+/// daemon in stream"), `Error grabbing logs: ...` as moby's `WriteLogStream` writes it.
+fn error_frame(message: &str, tty: bool, out: &mut Vec<u8>) {
+    let payload = format!("Error grabbing logs: {message}\n");
+    if !tty {
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&[3, 0, 0, 0]);
+        out.extend_from_slice(&len.to_be_bytes());
+    }
+    out.extend_from_slice(payload.as_bytes());
+}
+
 async fn render(
     st: &AppState,
     tasks: &[Arc<Task>],
@@ -256,6 +274,8 @@ async fn render(
     tty: bool,
 ) -> Result<Response, ApiError> {
     let mut out: Vec<u8> = Vec::new();
+    // Parts that could not be read (a node down or lost): said once, after every line read.
+    let mut failed: Vec<String> = Vec::new();
     for task in tasks {
         let mut lines = match st.backend.task_log_stream(task, opts.runtime()).await {
             Ok(lines) => lines,
@@ -268,9 +288,23 @@ async fn render(
         while let Some(line) = lines.next().await {
             match line {
                 Ok(line) => framer.frame(&line, now, &mut out),
-                Err(e) => return Err(BackendError::Internal(e.to_string()).into()),
+                Err(e) => {
+                    failed.push(e.to_string());
+                    break;
+                }
             }
         }
+    }
+    if !failed.is_empty() {
+        error_frame(
+            &format!(
+                "warning: incomplete log stream. some logs could not be retrieved for the \
+                 following reasons: {}",
+                failed.join("; ")
+            ),
+            tty,
+            &mut out,
+        );
     }
     let mut resp = (StatusCode::OK, out).into_response();
     resp.headers_mut()
@@ -297,11 +331,12 @@ fn follow(
     resp
 }
 
-type Lines = BoxStream<'static, (Arc<Framer>, Option<LogRecord>)>;
+type Lines = BoxStream<'static, (Arc<Framer>, Result<LogRecord, String>)>;
 
-/// A task's followed lines, each with its framer; `None` items (errors) end nothing.
+/// A task's followed lines, each with its framer; an error (its node lost) is written as an error
+/// frame and ends nothing else.
 fn tagged(framer: Arc<Framer>, lines: swarm_runtime::LogRecords) -> Lines {
-    Box::pin(lines.map(move |r| (framer.clone(), r.ok())))
+    Box::pin(lines.map(move |r| (framer.clone(), r.map_err(|e| e.to_string()))))
 }
 
 /// Whether a task may have output here worth following: it was given to a node and got past
@@ -340,9 +375,11 @@ async fn follow_loop(
             } } => return,
             item = streams.next(), if !streams.is_empty() => {
                 let Some((framer, line)) = item else { continue };
-                let Some(line) = line else { continue };
                 let mut out = Vec::new();
-                framer.frame(&line, st.clock.now(), &mut out);
+                match line {
+                    Ok(line) => framer.frame(&line, st.clock.now(), &mut out),
+                    Err(e) => error_frame(&e, tty, &mut out),
+                }
                 if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
                     return;
                 }
