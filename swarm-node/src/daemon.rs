@@ -24,7 +24,9 @@
 //! certificate says manager) restarts as a manager. A manager's own agent talks to the
 //! in-process dispatcher while it leads and to the leader's otherwise
 //! (`manager::agent_dispatch`). A single-manager swarm whose listener cannot bind keeps working
-//! (other nodes cannot join it; the reason is logged).
+//! (other nodes cannot join it; the reason is logged). Task logs: every multi-host node's worker
+//! publishes its own tasks' logs to every manager (`net::logs`), and a manager reads a task of
+//! another node through its `ManagerNet`'s broker (a node the store lists down answers at once).
 //!
 //! `swarm init --force-new-cluster` on an active manager of a multi-member cluster restarts its
 //! raft as the only voter, keeping every object; the other managers are demoted in the store, and
