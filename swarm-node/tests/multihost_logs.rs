@@ -12,7 +12,8 @@
 //!   hosts over `net::logs`. Each line names its task and node (`--no-trunc` prefixes
 //!   `service.slot.taskid@hostname`, built by the CLI from the details the API sent), checked
 //!   against `service ps`. stdout and stderr arrive on their own streams; `--tail 1` keeps one
-//!   line per task; `--timestamps` prefixes the time; `docker service logs TASK` reads one task.
+//!   line per task; `--timestamps` prefixes the time; `--since` keeps the lines written after it;
+//!   `docker service logs TASK` reads one task.
 //! - `--follow` through the follower sees a line each replica writes after the follow started (the
 //!   replicas wait for a file the test creates once the follow has shown their first lines).
 //! - Killing the worker's daemon (SIGKILL) during a follow ends the follow with an error naming the
@@ -256,6 +257,10 @@ async fn logs_and_task_errors_gather_from_every_host_through_a_follower() {
         s.iter().filter(|l| l.ends_with("| hello-out")).count() == 3
     })
     .await;
+    // Every first line was written before this moment, every later line after it.
+    let before_trigger = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
     std::fs::write(&trigger, b"").expect("the trigger file");
     read_until(&mut lines, &mut seen, "every replica's later line", |s| {
         s.iter().filter(|l| l.ends_with("| later-line")).count() == 3
@@ -270,6 +275,28 @@ async fn logs_and_task_errors_gather_from_every_host_through_a_follower() {
         );
     }
     let _ = follow.kill().await;
+
+    // --since (the CLI sends a Unix time): only the lines written after it, from every host.
+    let since = format!(
+        "{}.{:09}",
+        before_trigger.as_secs(),
+        before_trigger.subsec_nanos()
+    );
+    let o = h1
+        .docker(&["service", "logs", "--no-trunc", "--since", &since, "talk"])
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stderr.trim(), "", "{}", o.stderr);
+    let later: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(later.len(), 3, "{later:?}");
+    for p in &want {
+        assert!(
+            later
+                .iter()
+                .any(|l| l.starts_with(p.as_str()) && l.ends_with("| later-line")),
+            "{p}: {later:?}"
+        );
+    }
 
     // A worker lost during a follow ends it with an error naming the node.
     let worker_id = c.host(2).node_id().await;

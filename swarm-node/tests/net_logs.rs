@@ -7,10 +7,13 @@
 //! subscription naming another node; the manager refuses a batch from a node the subscription was
 //! not sent to, or for a subscription that is not open; a node listens only on managers (a server
 //! with a worker certificate is refused before any call); a subscriber that goes away cancels the
-//! subscription; a node that goes away ends its followed part with an error naming it.
+//! subscription; a node that goes away ends its followed part with an error naming it; a
+//! subscriber that does not read stops the node from reading its runtime (bounded queues all the
+//! way), and the lines flow again once it reads.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +28,8 @@ use swarm_net::{NodeIdentity, Role};
 use swarm_node::net::dispatch::WeightedManager;
 use swarm_node::net::logs::{
     logs_routes, ListenMessage, ListenRequest, LogBroker, LogEnd, LogPublisher, LogSource,
-    LogSubscription, PublishRequest, TaskLogs, WireRecord, LISTEN, PUBLISH,
+    LogSubscription, PublishRequest, TaskLogs, WireRecord, LISTEN, MAX_BATCH_RECORDS, PUBLISH,
+    SUBSCRIPTION_BUFFER,
 };
 use swarm_runtime::testing::unique_number;
 use swarm_runtime::{LogOptions, LogRecord, LogRecords, LogStream, RuntimeError};
@@ -62,11 +66,22 @@ fn line(n: u64, text: &str) -> LogRecord {
 struct Source {
     kept: HashMap<Id, Vec<LogRecord>>,
     later: Mutex<HashMap<Id, mpsc::UnboundedReceiver<LogRecord>>>,
+    /// A task whose follow yields numbered lines without end, counting how many were read.
+    endless: Option<(Id, Arc<AtomicUsize>)>,
 }
 
 #[async_trait::async_trait]
 impl TaskLogs for Source {
     async fn log_stream(&self, task: &Id, opts: LogOptions) -> Result<LogRecords, RuntimeError> {
+        if let Some((endless, read)) = &self.endless {
+            if endless == task {
+                let read = read.clone();
+                return Ok(Box::pin(futures_util::stream::iter(0u64..).map(move |n| {
+                    read.fetch_add(1, Ordering::SeqCst);
+                    Ok(line(n, &format!("line {n}")))
+                })));
+            }
+        }
         let kept = self
             .kept
             .get(task)
@@ -256,6 +271,7 @@ async fn follow_sees_later_lines_and_a_lost_node_ends_it_with_an_error() {
     let source = Source {
         kept: HashMap::from([(task, vec![line(1, "before")])]),
         later: Mutex::new(HashMap::from([(task, later_rx)])),
+        ..Default::default()
     };
     let p = publisher(&pki, node, source, &[task], vec![m.weighted()]);
     m.wait_listening(&node).await;
@@ -294,6 +310,7 @@ async fn a_subscriber_going_away_cancels_the_subscription() {
     let source = Source {
         kept: HashMap::from([(task, vec![line(1, "x")])]),
         later: Mutex::new(HashMap::from([(task, later_rx)])),
+        ..Default::default()
     };
     let p = publisher(&pki, node, source, &[task], vec![m.weighted()]);
     m.wait_listening(&node).await;
@@ -482,4 +499,49 @@ async fn a_node_listens_only_on_managers() {
     assert_eq!(got.len(), 1);
     let e = got[0].as_ref().unwrap_err();
     assert!(e.contains("is not available"), "{e}");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_does_not_read_stops_the_node_reading() {
+    let pki = Pki::new();
+    let m = Manager::new(&pki, Role::Manager);
+    let (node, task) = (id(), id());
+    let read = Arc::new(AtomicUsize::new(0));
+    let source = Source {
+        endless: Some((task, read.clone())),
+        ..Default::default()
+    };
+    let p = publisher(&pki, node, source, &[task], vec![m.weighted()]);
+    m.wait_listening(&node).await;
+    let follow = LogOptions {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = m.broker.subscribe(node, task, follow).await.unwrap();
+    // The manager's queue fills; the node's publish call then waits, and so does its reading.
+    let queued = SUBSCRIPTION_BUFFER * MAX_BATCH_RECORDS;
+    tokio::time::timeout(T, async {
+        while read.load(Ordering::SeqCst) < queued {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the node fills the manager's queue");
+    // Room for an endless source to run away if nothing pushed back.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Queued batches, the one the stream holds, the one in the blocked publish call, the one
+    // being gathered (each at most MAX_BATCH_RECORDS).
+    let bound = (SUBSCRIPTION_BUFFER + 3) * MAX_BATCH_RECORDS;
+    let n = read.load(Ordering::SeqCst);
+    assert!(
+        n <= bound,
+        "the node read {n} lines for a subscriber that reads none"
+    );
+    // Reading again lets the lines flow, in order.
+    for want in 0..(bound as u64 + 10) {
+        let got = next(&mut lines).await.expect("a line").expect("no error");
+        assert_eq!(got.line, format!("line {want}"));
+    }
+    drop(lines);
+    p.stop().await;
 }
