@@ -34,7 +34,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{BoxStream, SelectAll};
+use futures_util::future::BoxFuture;
+use futures_util::stream::{BoxStream, FuturesUnordered, SelectAll};
 use futures_util::StreamExt;
 use swarm_core::objects::task::TaskState;
 use swarm_core::store::{Event, WatchFilter};
@@ -354,9 +355,19 @@ async fn follow_loop(
     tx: mpsc::Sender<Bytes>,
 ) {
     let mut streams: SelectAll<Lines> = SelectAll::new();
+    // Tasks whose stream is open, and those being opened: opening may wait on another node (its
+    // answer, or its listen stream), so it runs beside the lines already flowing.
     let mut opened: HashSet<Id> = HashSet::new();
+    let mut opening: FuturesUnordered<BoxFuture<'static, (Id, Option<Lines>)>> =
+        FuturesUnordered::new();
+    let mut in_flight: HashSet<Id> = HashSet::new();
+    let opener = |task: &Arc<Task>| -> BoxFuture<'static, (Id, Option<Lines>)> {
+        let framer = Arc::new(Framer::new(task, &opts, tty));
+        Box::pin(open(st.clone(), task.clone(), opts.runtime(), framer))
+    };
     for task in tasks.iter().filter(|t| has_run(t)) {
-        open(&st, task, &opts, tty, &mut streams, &mut opened).await;
+        in_flight.insert(task.id);
+        opening.push(opener(task));
     }
     let until = opts.until.map(|u| {
         let now = st.clock.now();
@@ -364,7 +375,7 @@ async fn follow_loop(
     });
     let mut watching = watcher.is_some();
     loop {
-        if streams.is_empty() && !watching {
+        if streams.is_empty() && opening.is_empty() && !watching {
             return;
         }
         tokio::select! {
@@ -373,6 +384,14 @@ async fn follow_loop(
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             } } => return,
+            done = opening.next(), if !opening.is_empty() => {
+                let Some((id, lines)) = done else { continue };
+                in_flight.remove(&id);
+                if let Some(lines) = lines {
+                    opened.insert(id);
+                    streams.push(lines);
+                }
+            }
             item = streams.next(), if !streams.is_empty() => {
                 let Some((framer, line)) = item else { continue };
                 let mut out = Vec::new();
@@ -402,42 +421,40 @@ async fn follow_loop(
                         None
                     }
                 };
-                if let Some(t) = task.filter(|t| !opened.contains(&t.id) && has_run(t)) {
-                    open(&st, &t, &opts, tty, &mut streams, &mut opened).await;
+                if let Some(t) = task.filter(|t| {
+                    has_run(t) && !opened.contains(&t.id) && !in_flight.contains(&t.id)
+                }) {
+                    in_flight.insert(t.id);
+                    opening.push(opener(&t));
                 }
             }
         }
     }
 }
 
-/// Opens a task's follow stream if this node has its logs (a task whose runtime state is not
-/// here yet is retried at its next update).
+/// Opens a task's follow stream if its logs can be read (a task whose runtime state is not there
+/// yet is retried at its next update): its id, and its tagged lines when opened.
 async fn open(
-    st: &AppState,
-    task: &Arc<Task>,
-    opts: &Wanted,
-    tty: bool,
-    streams: &mut SelectAll<Lines>,
-    opened: &mut HashSet<Id>,
-) {
+    st: AppState,
+    task: Arc<Task>,
+    opts: LogOptions,
+    framer: Arc<Framer>,
+) -> (Id, Option<Lines>) {
     // The runtime may be a moment behind the store: a task just marked running may not be
     // known to it yet. A short, bounded retry covers that; later updates retry again.
     for attempt in 0..3 {
-        match st.backend.task_log_stream(task, opts.runtime()).await {
-            Ok(lines) => {
-                opened.insert(task.id);
-                streams.push(tagged(Arc::new(Framer::new(task, opts, tty)), lines));
-                return;
-            }
+        match st.backend.task_log_stream(&task, opts).await {
+            Ok(lines) => return (task.id, Some(tagged(framer, lines))),
             Err(BackendError::NoLogs(_)) if attempt < 2 => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(e) => {
                 tracing::debug!(task = %task.id, "not following the task's logs: {e}");
-                return;
+                break;
             }
         }
     }
+    (task.id, None)
 }
 
 #[cfg(test)]
