@@ -17,7 +17,9 @@
 //! - `--follow` through the follower sees a line each replica writes after the follow started (the
 //!   replicas wait for a file the test creates once the follow has shown their first lines).
 //! - Killing the worker's daemon (SIGKILL) during a follow ends the follow with an error naming the
-//!   lost node (Docker's "error from daemon in stream"), instead of hanging.
+//!   lost node (Docker's "error from daemon in stream"), instead of hanging; once that node is
+//!   down, a plain `service logs` prints every line it can read, then says the down node's part
+//!   is missing.
 
 mod multihost_support;
 
@@ -317,6 +319,35 @@ async fn logs_and_task_errors_gather_from_every_host_through_a_follower() {
     assert!(
         stderr.contains("Error grabbing logs") && stderr.contains(&worker_id),
         "{stderr}"
+    );
+
+    // Once the worker is down, a plain `service logs` gives every line it can read and then
+    // says which part it could not (the task on the down node), as Docker does.
+    let h1 = c.host(1);
+    h1.wait_for(
+        "the worker marked down",
+        &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+        |out| out.lines().any(|l| l == "host2 Down"),
+    )
+    .await;
+    let o = h1.docker(&["service", "logs", "--no-trunc", "talk"]).await;
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    for p in want.iter().filter(|p| !p.ends_with("@host2")) {
+        assert!(
+            o.stdout
+                .lines()
+                .any(|l| l.starts_with(p.as_str()) && l.ends_with("| hello-out")),
+            "{p}: {}",
+            o.stdout
+        );
+    }
+    assert!(
+        o.stderr.contains("Error grabbing logs")
+            && o.stderr.contains("incomplete log stream")
+            && o.stderr
+                .contains(&format!("node {worker_id} is not available")),
+        "{}",
+        o.stderr
     );
     drop(scratch);
 }
