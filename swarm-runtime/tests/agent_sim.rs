@@ -426,6 +426,9 @@ async fn recovered_tasks_are_kept_when_assigned_and_removed_otherwise() {
         agent.task_status(keep.id).map(|s| s.state),
         Some(TaskState::Running)
     );
+    // The adopted task is the agent's own (a node serves its logs); the removed one is not.
+    assert!(agent.tasks().holds(&keep.id));
+    assert!(!agent.tasks().holds(&gone.id));
     assert!(d.regressions().is_empty(), "{:?}", d.regressions());
     agent.stop().await;
     assert_eq!(rt.task_count(), 0);
@@ -500,4 +503,38 @@ async fn stop_is_bounded_when_the_runtime_hangs() {
         .expect("Agent::stop returned despite the stuck runtime");
     let grace = Duration::from_secs(10);
     assert!(t0.elapsed() >= grace, "gave up before the grace period");
+}
+
+/// `Agent::tasks` holds a task from its assignment until its removal is done, and nothing once the
+/// agent has stopped.
+#[tokio::test]
+async fn agent_tasks_follow_assignment_and_removal() {
+    let (_rt, d, agent) = setup();
+    let run = sim_task(&Behaviour::RunForever);
+    let other = sim_task(&Behaviour::RunForever);
+    let held = agent.tasks();
+    d.assign(node_id(), vec![Arc::new(run.clone())], vec![], vec![]);
+    wait_state(&d, run.id, TaskState::Running).await;
+    assert!(held.holds(&run.id));
+    assert!(!held.holds(&other.id), "never assigned here");
+    d.update(
+        node_id(),
+        AssignmentSet {
+            removed_tasks: vec![run.id],
+            ..AssignmentSet::default()
+        },
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while held.holds(&run.id) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the removed task is still held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    d.assign(node_id(), vec![Arc::new(other.clone())], vec![], vec![]);
+    wait_state(&d, other.id, TaskState::Running).await;
+    assert!(held.holds(&other.id));
+    agent.stop().await;
+    assert!(!held.holds(&other.id), "a stopped agent holds nothing");
 }

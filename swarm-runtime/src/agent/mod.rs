@@ -89,30 +89,35 @@ impl AgentConfig {
 #[derive(Default)]
 struct Shared {
     statuses: StatusMap,
+    /// The tasks with a controller, from assignment until the controller has removed the task.
+    held: std::sync::Mutex<HashSet<Id>>,
     connected: AtomicBool,
     secrets: AtomicUsize,
     controllers: AtomicUsize,
 }
 
-/// Which tasks an [`Agent`] controls now: a task is held from its first status on this node
-/// (preparing) until its controller has stopped and removed it. Cheap to clone; outlives the agent (then it holds nothing new).
+/// Which tasks an [`Agent`] controls now: a task is held from the moment its controller starts
+/// (assignment, or adoption after a restart) until the controller has stopped and removed it. Cheap to clone; outlives the agent (then it holds nothing new).
 #[derive(Clone)]
 pub struct AgentTasks(Arc<Shared>);
 
 impl AgentTasks {
-    /// Whether the agent controls `task` (assigned to this node and not yet removed).
+    /// Whether the agent controls `task` (assigned to this node, or adopted from the runtime,
+    /// and not yet removed).
     pub fn holds(&self, task: &Id) -> bool {
-        self.0
-            .statuses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(task)
+        self.0.held().contains(task)
     }
 }
 
 impl std::fmt::Debug for AgentTasks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentTasks").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<Id>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -477,6 +482,7 @@ impl AgentLoop {
             drain: self.config.mesh_drain,
         };
         let join = tokio::spawn(controller.run());
+        self.shared.held().insert(task.id);
         self.controllers.insert(
             task.id,
             Handle {
@@ -491,13 +497,15 @@ impl AgentLoop {
     fn remove(&mut self, id: Id) {
         if let Some(h) = self.controllers.remove(&id) {
             let _ = h.removed.send(true);
-            let statuses = self.shared.statuses.clone();
+            let shared = self.shared.clone();
             let join = tokio::spawn(async move {
                 let _ = h.join.await;
-                statuses
+                shared
+                    .statuses
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
+                shared.held().remove(&id);
             });
             self.removing.push(Removal {
                 task: id,
@@ -527,6 +535,8 @@ impl AgentLoop {
         let budget = grace + self.config.mesh_drain + KILL_WAIT + STOP_MARGIN;
         let deadline = tokio::time::Instant::now() + budget;
         let mut late = Vec::new();
+        // The agent ends: it holds no task any more, whatever is still stopping.
+        self.shared.held().clear();
         for mut r in pending {
             if tokio::time::timeout_at(deadline, &mut r.join)
                 .await
