@@ -207,3 +207,27 @@ pub struct PublishRequest {
 /// The answer to [`PUBLISH`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublishResponse {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_cross_the_wire_with_their_stream_and_time_and_long_lines_are_cut() {
+        let r = LogRecord {
+            time: Some(Timestamp(7)),
+            stream: LogStream::Stderr,
+            line: "oops".into(),
+        };
+        assert_eq!(WireRecord::from_record(r.clone()).into_record(), r);
+        // A line over the limit is cut on a character boundary (a 3-byte character straddles it).
+        let long = format!("{}€€", "a".repeat(MAX_LINE - 1));
+        let w = WireRecord::from_record(LogRecord {
+            time: None,
+            stream: LogStream::Stdout,
+            line: long,
+        });
+        assert_eq!(w.line.len(), MAX_LINE - 1);
+        assert!(!w.stderr);
+    }
+}
