@@ -181,21 +181,24 @@ impl Drop for Serving {
     }
 }
 
+/// The first pause before reopening a listen stream.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+
 /// Keeps a listen stream open on `peer` (reopened after a pause when it breaks) and serves what it
 /// asks.
 async fn listen_loop(client: Arc<Client>, peer: Peer, source: LogSource) {
-    let mut pause = Duration::from_millis(200);
+    let mut pause = FIRST_RETRY;
     loop {
         match client
             .server_streaming(&peer, &LISTEN, &ListenRequest {}, None)
             .await
         {
             Ok(mut stream) => {
+                let opened = tokio::time::Instant::now();
                 let mut serving = Serving::default();
                 loop {
                     match stream.next().await {
                         Some(Ok(ListenMessage::Subscribe(sub))) => {
-                            pause = Duration::from_millis(200);
                             serving.0.retain(|_, t| !t.is_finished());
                             let id = sub.id;
                             let task = if serving.0.len() >= MAX_SUBSCRIPTIONS {
@@ -224,6 +227,11 @@ async fn listen_loop(client: Arc<Client>, peer: Peer, source: LogSource) {
                         }
                         None => break,
                     }
+                }
+                // A stream that lived a while broke by accident (a manager restarting): come
+                // back quickly. One refused at once keeps backing off.
+                if opened.elapsed() >= RETRY_MAX {
+                    pause = FIRST_RETRY;
                 }
             }
             Err(e) => {
