@@ -30,7 +30,7 @@ pub use failures::{FAILURE_WINDOW, MAX_FAILURES};
 use failures::Failures;
 use filter::{service_host_ports, HostPort};
 use hash::{FxMap, FxSet, IdKey};
-use nodes::{NodeSet, Occupant};
+use nodes::{NodeSet, Occupant, Queued};
 
 /// Status message of a task the scheduler placed.
 pub const ASSIGNED_MESSAGE: &str = "scheduler assigned task to node";
@@ -93,6 +93,13 @@ impl TaskSet {
         match self {
             TaskSet::Small(v) => v.is_empty(),
             TaskSet::Large(m) => m.is_empty(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            TaskSet::Small(v) => v.len(),
+            TaskSet::Large(m) => m.len(),
         }
     }
 
@@ -195,8 +202,9 @@ pub struct Scheduler {
     /// Host-mode ports of every service that publishes any.
     host_ports: FxMap<Id, Arc<[HostPort]>>,
     failures: Failures,
+    /// Waiting tasks by batch. A task is in batch `k` exactly when the node set tracks it as
+    /// `Tracked::Queued(k)`.
     queue: BTreeMap<BatchKey, Pending>,
-    queued: FxMap<Id, BatchKey>,
     /// Batches with new tasks since the last poll.
     dirty: BTreeSet<BatchKey>,
     /// Capacity generation at the last poll: when it moved, blocked batches are retried.
@@ -297,8 +305,7 @@ impl Scheduler {
                 match store.task(&t.id) {
                     Some(current) => {
                         // Forget the optimistic placement before re-reading the committed task.
-                        self.nodes.release(&t.id);
-                        self.dequeue(&t.id);
+                        self.untrack(&t.id);
                         self.track_task(current);
                     }
                     None => self.forget_task(&t.id),
@@ -326,7 +333,7 @@ impl Scheduler {
     pub fn stats(&self) -> SchedulerStats {
         SchedulerStats {
             nodes: self.nodes.len(),
-            unassigned: self.queued.len(),
+            unassigned: self.queue.values().map(|p| p.tasks.len()).sum(),
             blocked_batches: self.queue.values().filter(|p| p.blocked.is_some()).count(),
             preassigned: self.preassigned.len(),
             indexes: self.nodes.indexes().len(),
@@ -392,8 +399,11 @@ impl Scheduler {
     fn track_task(&mut self, t: &Arc<Task>) {
         match classify(t) {
             Class::OnNode { node, active } => {
-                self.dequeue(&t.id);
                 self.preassigned.remove(&t.id);
+                if self.nodes.occupies(&t.id, &node, &t.service_id, active) {
+                    // Typically our own assignment coming back: nothing changes.
+                    return;
+                }
                 let occ = Occupant {
                     node,
                     service: t.service_id,
@@ -401,16 +411,16 @@ impl Scheduler {
                     ports: self.ports_of(&t.service_id),
                     active,
                 };
-                self.nodes.occupy(t.id, occ);
+                if let Some(key) = self.nodes.occupy(t.id, occ) {
+                    self.leave_batch(key, &t.id);
+                }
             }
             Class::Unassigned => {
-                self.nodes.release(&t.id);
                 self.preassigned.remove(&t.id);
                 self.enqueue(t);
             }
             Class::Preassigned => {
-                self.nodes.release(&t.id);
-                self.dequeue(&t.id);
+                self.untrack(&t.id);
                 self.preassigned_ids.insert(t.id);
                 match self.preassigned.get_mut(&t.id) {
                     Some(p) => p.task = t.clone(),
@@ -430,17 +440,22 @@ impl Scheduler {
     }
 
     fn forget_task(&mut self, id: &Id) {
-        self.nodes.release(id);
-        self.dequeue(id);
+        self.untrack(id);
         self.preassigned.remove(id);
         self.preassigned_ids.remove(id);
     }
 
+    /// Stops following task `id` as queued or occupying (it leaves its batch or its node).
+    fn untrack(&mut self, id: &Id) {
+        if let Some(key) = self.nodes.untrack(id) {
+            self.leave_batch(key, id);
+        }
+    }
+
     fn enqueue(&mut self, t: &Arc<Task>) {
-        use std::collections::hash_map::Entry;
         let key = (IdKey::of(&t.service_id), t.spec_version);
-        match self.queued.entry(t.id) {
-            Entry::Occupied(k) if *k.get() == key => {
+        match self.nodes.queue(t.id, key) {
+            Queued::Same => {
                 // Already waiting (typically our own status write coming back): refresh the copy
                 // so the next write carries the current version, without marking work.
                 if let Some(p) = self.queue.get_mut(&key) {
@@ -448,13 +463,8 @@ impl Scheduler {
                 }
                 return;
             }
-            Entry::Occupied(_) => {
-                self.dequeue(&t.id);
-                self.queued.insert(t.id, key);
-            }
-            Entry::Vacant(v) => {
-                v.insert(key);
-            }
+            Queued::Moved(old) => self.leave_batch(old, &t.id),
+            Queued::Fresh => {}
         }
         self.queue
             .entry(key)
@@ -464,10 +474,8 @@ impl Scheduler {
         self.dirty.insert(key);
     }
 
-    fn dequeue(&mut self, id: &Id) {
-        let Some(key) = self.queued.remove(id) else {
-            return;
-        };
+    /// Takes task `id` out of batch `key` (the node set no longer tracks it as queued there).
+    fn leave_batch(&mut self, key: BatchKey, id: &Id) {
         if let Some(p) = self.queue.get_mut(&key) {
             p.tasks.remove(id);
             if p.tasks.is_empty() {
@@ -475,5 +483,131 @@ impl Scheduler {
                 self.dirty.remove(&key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use swarm_core::{Event, Id, Object, Task, TaskState, Version};
+
+    use super::nodes::Tracked;
+    use super::{BatchKey, Scheduler};
+    use crate::testing::{node, service, task};
+
+    /// The one task-keyed map and the batches agree: a task waits in batch `k` exactly when it is
+    /// tracked as `Queued(k)`; a task tracked on a node is in that node's task list.
+    fn check(s: &Scheduler) {
+        let mut queued: BTreeMap<Id, BatchKey> = BTreeMap::new();
+        for (id, t) in s.nodes.tracked() {
+            match t {
+                Tracked::Queued(k) => {
+                    queued.insert(*id, *k);
+                }
+                Tracked::OnNode(o) => {
+                    assert!(s.nodes.tasks_on(&o.node).contains(id), "{id} on {}", o.node)
+                }
+            }
+        }
+        let mut in_batches = BTreeMap::new();
+        for (k, p) in &s.queue {
+            assert!(!p.tasks.is_empty(), "no empty batch kept");
+            for t in p.tasks.values() {
+                in_batches.insert(t.id, *k);
+            }
+        }
+        assert_eq!(queued, in_batches);
+        assert_eq!(s.stats().unassigned, queued.len());
+    }
+
+    fn created(t: &Task) -> Event {
+        Event::Created(Object::Task(Arc::new(t.clone())))
+    }
+
+    fn updated(old: &Task, new: &Task) -> Event {
+        Event::Updated {
+            old: Object::Task(Arc::new(old.clone())),
+            new: Object::Task(Arc::new(new.clone())),
+        }
+    }
+
+    /// Every move between the task-keyed states, one event at a time: created (queued), moved
+    /// to another batch (new spec version), placed (on a node), its placement coming back, put
+    /// back in the queue, moved to another node, pre-assigned, removed, and a node removed.
+    #[test]
+    fn one_task_map_stays_in_step_with_the_batches() {
+        let mut s = Scheduler::new();
+        for n in 1..=2 {
+            s.handle_event(&Event::Created(Object::Node(Arc::new(node(n)))));
+        }
+        let svc = service(10, 3);
+        let tasks: Vec<Task> = (1..=3).map(|i| task(&svc, i as u64, 100 + i)).collect();
+        for t in &tasks {
+            s.handle_event(&created(t));
+            check(&s);
+        }
+        assert_eq!(s.stats().unassigned, 3);
+
+        // A new spec version moves the task to another batch.
+        let mut v2 = tasks[0].clone();
+        v2.spec_version = Version(2);
+        s.handle_event(&updated(&tasks[0], &v2));
+        check(&s);
+        assert_eq!(s.queue.len(), 2);
+
+        // Placing takes every task out of its batch and onto a node.
+        let actions = s.poll_actions(swarm_core::Timestamp::from_secs(1));
+        assert_eq!(actions.len(), 3);
+        check(&s);
+        assert_eq!(s.stats().unassigned, 0);
+        let placed: Vec<Task> = actions
+            .iter()
+            .map(|a| match a {
+                swarm_core::StoreAction::Update(Object::Task(t)) => (**t).clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        // The placements coming back change nothing.
+        for t in &placed {
+            s.handle_event(&created(t));
+            check(&s);
+        }
+
+        // Back to the queue (a task without a node again), then onto another node.
+        let mut back = placed[1].clone();
+        back.node_id = None;
+        back.status.state = TaskState::Pending;
+        s.handle_event(&updated(&placed[1], &back));
+        check(&s);
+        assert_eq!(s.stats().unassigned, 1);
+        let mut moved = placed[1].clone();
+        let other = if placed[1].node_id == Some(node(1).id) {
+            2
+        } else {
+            1
+        };
+        moved.node_id = Some(node(other).id);
+        s.handle_event(&updated(&back, &moved));
+        check(&s);
+        assert!(s.nodes.tasks_on(&node(other).id).contains(&moved.id));
+
+        // Pre-assigned (node set while new): no longer queued nor on a node.
+        let mut pre = tasks[2].clone();
+        pre.id = crate::testing::id(200);
+        pre.node_id = Some(node(1).id);
+        s.handle_event(&created(&pre));
+        check(&s);
+        assert_eq!(s.stats().preassigned, 1);
+
+        // Removed tasks and a removed node leave nothing behind.
+        for t in placed.iter().chain([&moved, &pre]) {
+            s.handle_event(&Event::Removed(Object::Task(Arc::new(t.clone()))));
+            check(&s);
+        }
+        s.handle_event(&Event::Removed(Object::Node(Arc::new(node(1)))));
+        check(&s);
+        assert_eq!(s.nodes.tracked().count(), 0);
     }
 }

@@ -111,7 +111,8 @@ impl Scheduler {
             match verdict {
                 Some(Ok(f)) => {
                     self.preassigned.remove(&id);
-                    self.nodes.occupy(
+                    // Pre-assigned tasks are not queued: nothing to take out of a batch.
+                    let _ = self.nodes.occupy(
                         id,
                         Occupant {
                             node,
@@ -195,7 +196,6 @@ impl Scheduler {
             if let Some(node) = self.nodes.get(idx).map(|i| i.node.id) {
                 out.push(assigned(t, node, now, ASSIGNED_MESSAGE));
             }
-            self.queued.remove(&t.id);
             if !all_placed {
                 pending.tasks.remove(&t.id);
             }
