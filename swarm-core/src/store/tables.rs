@@ -310,9 +310,8 @@ impl ServiceIndex {
     /// when they already are grouped) keeps each service's ids in order, and a stable sort of
     /// each service's tasks by slot keeps each slot's ids in order; every set is then built
     /// from sorted ids, and the map is sized for its services up front (no rehash).
-    fn from_ordered(tasks: &[Arc<Task>]) -> ServiceIndex {
-        let mut order: Vec<(Id, u64, Id)> =
-            tasks.iter().map(|t| (t.service_id, t.slot, t.id)).collect();
+    fn from_ordered(tasks: impl Iterator<Item = (Id, u64, Id)>) -> ServiceIndex {
+        let mut order: Vec<(Id, u64, Id)> = tasks.collect();
         order.sort_by_key(|r| r.0);
         let services = order.chunk_by(|a, b| a.0 == b.0).count();
         let mut map = HashMap::with_capacity_and_hasher(services, Default::default());
@@ -519,10 +518,17 @@ impl Tables {
             tasks.dedup_by_key(|t| t.id);
             tasks.reverse();
         }
+        // Every index key read in one pass: each task is touched once (at 1M tasks they are
+        // far outside the caches), the indexes are then built from this compact copy.
+        let keys: Vec<(Id, u64, Id, Option<Id>, TaskState)> = tasks
+            .iter()
+            .map(|t| (t.service_id, t.slot, t.id, t.node_id, t.desired_state))
+            .collect();
         let ix = &mut self.task_idx;
-        ix.by_service = ServiceIndex::from_ordered(&tasks);
-        ix.by_node = Index::from_ordered(tasks.iter().filter_map(|t| Some((t.node_id?, t.id))));
-        ix.by_desired = Index::from_ordered(tasks.iter().map(|t| (t.desired_state, t.id)));
+        ix.by_service = ServiceIndex::from_ordered(keys.iter().map(|k| (k.0, k.1, k.2)));
+        ix.by_node = Index::from_ordered(keys.iter().filter_map(|k| Some((k.3?, k.2))));
+        ix.by_desired = Index::from_ordered(keys.iter().map(|k| (k.4, k.2)));
+        drop(keys);
         self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
     }
 
@@ -716,7 +722,10 @@ mod tests {
                 v.sort_by_key(|t| t.id);
                 v
             };
-            check(&ServiceIndex::from_ordered(&tasks), &model);
+            check(
+                &ServiceIndex::from_ordered(tasks.iter().map(|t| (t.service_id, t.slot, t.id))),
+                &model,
+            );
         }
     }
 }
