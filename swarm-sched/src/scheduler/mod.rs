@@ -41,10 +41,12 @@ pub const CONFIRMED_MESSAGE: &str = "scheduler confirmed task can run on preassi
 type BatchKey = (IdKey, Version);
 
 /// Tasks of one batch by id, in id order. Most batches hold one task (a single-replica service, a
-/// replacement): those live in a small sorted vector, so queueing a task does not allocate a B-tree
-/// leaf; batches that grow past [`TaskSet::SMALL`] move to a B-tree.
+/// replacement): that one is held inline (no allocation); a few live in a small sorted vector, so
+/// queueing a task does not allocate a B-tree leaf; batches that grow past [`TaskSet::SMALL`]
+/// move to a B-tree.
 #[derive(Debug)]
 enum TaskSet {
+    One(Id, Arc<Task>),
     Small(Vec<(Id, Arc<Task>)>),
     Large(BTreeMap<Id, Arc<Task>>),
 }
@@ -61,6 +63,18 @@ impl TaskSet {
 
     fn insert(&mut self, id: Id, t: Arc<Task>) {
         match self {
+            TaskSet::One(x, cur) if *x == id => *cur = t,
+            TaskSet::One(..) => {
+                if let TaskSet::One(x, cur) = std::mem::take(self) {
+                    let v = if x < id {
+                        vec![(x, cur), (id, t)]
+                    } else {
+                        vec![(id, t), (x, cur)]
+                    };
+                    *self = TaskSet::Small(v);
+                }
+            }
+            TaskSet::Small(v) if v.is_empty() => *self = TaskSet::One(id, t),
             TaskSet::Small(v) => match v.binary_search_by(|(k, _)| k.cmp(&id)) {
                 Ok(i) => v[i].1 = t,
                 Err(i) if v.len() < Self::SMALL => v.insert(i, (id, t)),
@@ -78,6 +92,11 @@ impl TaskSet {
 
     fn remove(&mut self, id: &Id) {
         match self {
+            TaskSet::One(x, _) => {
+                if x == id {
+                    *self = TaskSet::default();
+                }
+            }
             TaskSet::Small(v) => {
                 if let Ok(i) = v.binary_search_by(|(k, _)| k.cmp(id)) {
                     v.remove(i);
@@ -90,35 +109,39 @@ impl TaskSet {
     }
 
     fn is_empty(&self) -> bool {
-        match self {
-            TaskSet::Small(v) => v.is_empty(),
-            TaskSet::Large(m) => m.is_empty(),
-        }
+        self.len() == 0
     }
 
     fn len(&self) -> usize {
         match self {
+            TaskSet::One(..) => 1,
             TaskSet::Small(v) => v.len(),
             TaskSet::Large(m) => m.len(),
         }
     }
 
     fn values(&self) -> impl Iterator<Item = &Arc<Task>> {
-        let (small, large) = match self {
-            TaskSet::Small(v) => (Some(v), None),
-            TaskSet::Large(m) => (None, Some(m)),
+        let (one, small, large) = match self {
+            TaskSet::One(_, t) => (Some(t), None, None),
+            TaskSet::Small(v) => (None, Some(v), None),
+            TaskSet::Large(m) => (None, None, Some(m)),
         };
         let small = small.into_iter().flat_map(|v| v.iter().map(|(_, t)| t));
-        small.chain(large.into_iter().flat_map(|m| m.values()))
+        one.into_iter()
+            .chain(small)
+            .chain(large.into_iter().flat_map(|m| m.values()))
     }
 
     fn values_mut(&mut self) -> impl Iterator<Item = &mut Arc<Task>> {
-        let (small, large) = match self {
-            TaskSet::Small(v) => (Some(v), None),
-            TaskSet::Large(m) => (None, Some(m)),
+        let (one, small, large) = match self {
+            TaskSet::One(_, t) => (Some(t), None, None),
+            TaskSet::Small(v) => (None, Some(v), None),
+            TaskSet::Large(m) => (None, None, Some(m)),
         };
         let small = small.into_iter().flat_map(|v| v.iter_mut().map(|(_, t)| t));
-        small.chain(large.into_iter().flat_map(|m| m.values_mut()))
+        one.into_iter()
+            .chain(small)
+            .chain(large.into_iter().flat_map(|m| m.values_mut()))
     }
 }
 
@@ -531,6 +554,43 @@ mod tests {
             old: Object::Task(Arc::new(old.clone())),
             new: Object::Task(Arc::new(new.clone())),
         }
+    }
+
+    /// A batch's task set keeps id order and every task through its three forms (one inline, a
+    /// sorted vector, a B-tree) and back.
+    #[test]
+    fn task_set_keeps_order_through_its_forms() {
+        use super::TaskSet;
+        let svc = service(1, 40);
+        let mut set = TaskSet::default();
+        let mut model: BTreeMap<Id, u64> = BTreeMap::new();
+        // Ids inserted out of order, one of them twice (a refreshed copy).
+        let order: Vec<u128> = (0..40).map(|i| (i * 17) % 40).chain([5]).collect();
+        for (k, &n) in order.iter().enumerate() {
+            let t = Arc::new(task(&svc, k as u64, 1000 + n));
+            model.insert(t.id, k as u64);
+            set.insert(t.id, t);
+            let got: Vec<(Id, u64)> = set.values().map(|t| (t.id, t.slot)).collect();
+            let want: Vec<(Id, u64)> = model.iter().map(|(i, s)| (*i, *s)).collect();
+            assert_eq!(got, want);
+            assert_eq!(set.len(), model.len());
+        }
+        for n in (0..40).rev() {
+            let id = crate::testing::id(1000 + n);
+            set.remove(&id);
+            model.remove(&id);
+            let got: Vec<Id> = set.values().map(|t| t.id).collect();
+            assert_eq!(got, model.keys().copied().collect::<Vec<_>>());
+            assert_eq!(set.is_empty(), model.is_empty());
+        }
+        // An emptied set is dropped with its batch; a fresh one holds its first task inline.
+        let mut set = TaskSet::default();
+        let one = Arc::new(task(&svc, 1, 7));
+        set.insert(one.id, one.clone());
+        assert!(matches!(set, TaskSet::One(..)));
+        assert_eq!(set.values_mut().count(), 1);
+        set.remove(&one.id);
+        assert!(set.is_empty());
     }
 
     /// Every move between the task-keyed states, one event at a time: created (queued), moved
