@@ -28,6 +28,14 @@ fn minor_faults() -> u64 {
         .unwrap_or(0)
 }
 
+/// `perf record --control fifo:CTL -D -1`: with `PERF_CTL=CTL` set, only the timed regions are
+/// recorded (the example writes `enable` / `disable` to the control fifo around them).
+fn perf_ctl(cmd: &str) {
+    if let Ok(path) = std::env::var("PERF_CTL") {
+        let _ = std::fs::write(path, format!("{cmd}\n"));
+    }
+}
+
 fn shape(nodes: usize, count: usize, third: bool) -> (Vec<Object>, Vec<Object>, Vec<Object>) {
     let nodes: Vec<Node> = (0..nodes)
         .map(|i| {
@@ -76,6 +84,7 @@ pub fn main() {
         sched.handle_reset(&h.store);
         let wall = Instant::now();
         let f0 = minor_faults();
+        perf_ctl("enable");
         let c2 = thread_cpu_ns();
         h.create(n);
         let c3 = thread_cpu_ns();
@@ -83,6 +92,7 @@ pub fn main() {
         let c4 = thread_cpu_ns();
         let placed = h.settle(&mut sched);
         let c5 = thread_cpu_ns();
+        perf_ctl("disable");
         let f1 = minor_faults();
         let wall = wall.elapsed();
         assert!(placed > 0 && sched.stats().unassigned == 0);

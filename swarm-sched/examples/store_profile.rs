@@ -4,7 +4,9 @@
 //! shared machine. It lives here because swarm-sched's dev-dependencies already carry the clock
 //! and the allocator it needs.
 //!
-//! Run: `cargo run --release -p swarm-sched --features testing --example store_profile -- [ROUNDS]`
+//! Run: `cargo run --release -p swarm-sched --features testing --example store_profile -- [ROUNDS] [SIZES...]`
+//! (sizes default to 10000 100000 1000000; `PERF_CTL=FIFO` limits `perf record --control
+//! fifo:FIFO -D -1` to the fill and restore regions)
 //! (`store_profile_mimalloc` measures the same with mimalloc). Needs about 4 GiB for the 1M rows.
 
 use swarm_core::testing::{id, typical_task};
@@ -35,27 +37,39 @@ fn create_batches(n: u128) -> Vec<Batch> {
     out
 }
 
+fn perf_ctl(cmd: &str) {
+    if let Ok(path) = std::env::var("PERF_CTL") {
+        let _ = std::fs::write(path, format!("{cmd}\n"));
+    }
+}
+
 pub fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(3);
+    let args: Vec<String> = std::env::args().collect();
+    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let mut sizes: Vec<u128> = args.iter().skip(2).filter_map(|a| a.parse().ok()).collect();
+    if sizes.is_empty() {
+        sizes = vec![10_000, 100_000, 1_000_000];
+    }
     for round in 0..rounds {
-        for n in [10_000u128, 100_000, 1_000_000] {
+        for &n in &sizes {
             let batches = create_batches(n);
             let mut st = Store::new();
+            perf_ctl("enable");
             let c0 = thread_cpu_ns();
             for b in batches {
                 st.apply(b).expect("fixture applies");
             }
             let c1 = thread_cpu_ns();
+            perf_ctl("disable");
             let bytes = st.snapshot().encode();
             drop(st);
             let mut fresh = Store::new();
+            perf_ctl("enable");
             let c2 = thread_cpu_ns();
             let snap = StoreSnapshot::decode(&bytes, 1 << 36).expect("decodes");
             fresh.restore(snap);
             let c3 = thread_cpu_ns();
+            perf_ctl("disable");
             println!(
                 "round {round} n={n}: fill {:.0} ns/task restore {:.0} ns/task",
                 (c1 - c0) as f64 / n as f64,

@@ -337,7 +337,7 @@ impl Store {
         &'a self,
         service: &Id,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.tasks_in(self.tables.task_idx.by_service.get(service))
+        self.tasks_in(self.tables.task_idx.by_service.tasks(service))
     }
 
     /// Tasks assigned to a node, ordered by id.
@@ -351,7 +351,7 @@ impl Store {
         service: &Id,
         slot: u64,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.tasks_in(self.tables.task_idx.by_slot.get(&(*service, slot)))
+        self.tasks_in(self.tables.task_idx.by_service.slot(service, slot))
     }
 
     /// Tasks with this desired state, ordered by id.
@@ -451,7 +451,7 @@ impl Store {
         self.index = batch.index;
         if publish {
             events.push(Event::Commit { index: batch.index });
-            self.publish(&events);
+            self.publish(events);
         }
         Ok(())
     }
@@ -674,7 +674,7 @@ impl Store {
         }
         self.tables = tables;
         self.index = index;
-        self.publish(&[Event::Reset { index }]);
+        self.publish(vec![Event::Reset { index }]);
     }
 
     // ---- watches ------------------------------------------------------------------------------
@@ -687,8 +687,20 @@ impl Store {
         watcher
     }
 
-    fn publish(&mut self, events: &[Event]) {
-        self.subscriptions.retain(|s| s.deliver(events));
+    /// Delivers `events` to every subscription: copies to all but the last, which takes them.
+    fn publish(&mut self, events: Vec<Event>) {
+        let last = self.subscriptions.len().saturating_sub(1);
+        let mut events = Some(events);
+        let mut i = 0;
+        self.subscriptions.retain(|s| {
+            let open = if i == last {
+                s.deliver_owned(events.take().unwrap_or_default())
+            } else {
+                s.deliver(events.as_deref().unwrap_or_default())
+            };
+            i += 1;
+            open
+        });
     }
 }
 

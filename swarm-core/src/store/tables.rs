@@ -93,6 +93,43 @@ pub(crate) enum Ids {
 }
 
 impl Ids {
+    /// Adds `id`.
+    fn add(&mut self, id: Id) {
+        match self {
+            Ids::One(x) if *x == id => {}
+            Ids::One(x) => *self = Ids::Many(Set::from([*x, id])),
+            Ids::Many(set) => {
+                set.insert(id);
+            }
+        }
+    }
+
+    /// Removes `id`; returns whether none is left.
+    fn del(&mut self, id: &Id) -> bool {
+        match self {
+            Ids::One(x) => x == id,
+            Ids::Many(set) => {
+                set.remove(id);
+                if set.len() == 1 {
+                    if let Some(&last) = set.first() {
+                        *self = Ids::One(last);
+                    }
+                }
+                set_is_empty(self)
+            }
+        }
+    }
+
+    /// Ids already in order, as one value (`One` for a single id).
+    fn from_sorted(ids: impl ExactSizeIterator<Item = Id>) -> Option<Ids> {
+        let mut ids = ids.peekable();
+        let first = ids.next()?;
+        if ids.peek().is_none() {
+            return Some(Ids::One(first));
+        }
+        Some(Ids::Many(std::iter::once(first).chain(ids).collect()))
+    }
+
     /// The ids, in order.
     fn iter(&self) -> impl Iterator<Item = Id> + '_ {
         let (one, many) = match self {
@@ -128,16 +165,7 @@ impl<K: Hash + Eq> Index<K> {
             Entry::Vacant(e) => {
                 e.insert(Ids::One(id));
             }
-            Entry::Occupied(mut e) => {
-                let ids = e.get_mut();
-                match ids {
-                    Ids::One(x) if *x == id => {}
-                    Ids::One(x) => *ids = Ids::Many(Set::from([*x, id])),
-                    Ids::Many(set) => {
-                        set.insert(id);
-                    }
-                }
-            }
+            Entry::Occupied(mut e) => e.get_mut().add(id),
         }
     }
 
@@ -145,19 +173,7 @@ impl<K: Hash + Eq> Index<K> {
         let Some(ids) = self.map.get_mut(key) else {
             return;
         };
-        let empty = match ids {
-            Ids::One(x) => x == id,
-            Ids::Many(set) => {
-                set.remove(id);
-                if set.len() == 1 {
-                    if let Some(&last) = set.first() {
-                        *ids = Ids::One(last);
-                    }
-                }
-                set_is_empty(ids)
-            }
-        };
-        if empty {
+        if ids.del(id) {
             self.map.remove(key);
         }
     }
@@ -183,6 +199,164 @@ impl<K: Hash + Eq> Index<K> {
     }
 }
 
+/// The tasks of one service, and the same tasks by slot.
+#[derive(Clone, Debug)]
+pub(crate) enum ServiceTasks {
+    /// A single task (every single-replica service): inline, no allocation.
+    One {
+        /// Its slot.
+        slot: u64,
+        /// Its id.
+        id: Id,
+    },
+    /// Two tasks or more.
+    Many {
+        /// Every task, in id order.
+        ids: Set,
+        /// The same tasks by slot (each slot's ids in order).
+        slots: BTreeMap<u64, Ids>,
+    },
+}
+
+/// The service and slot indexes in one: service -> its tasks and its slots. One hash probe per
+/// task write instead of one per index, and a service's slots stay together (a slot's lookup
+/// goes through its service, whose slots are ordered).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServiceIndex {
+    map: HashMap<Id, ServiceTasks, BuildHasherDefault<KeyHasher>>,
+}
+
+impl ServiceIndex {
+    /// The tasks of `service`, in id order.
+    pub(crate) fn tasks(&self, service: &Id) -> impl Iterator<Item = Id> + '_ {
+        let (one, many) = match self.map.get(service) {
+            Some(ServiceTasks::One { id, .. }) => (Some(*id), None),
+            Some(ServiceTasks::Many { ids, .. }) => (None, Some(ids)),
+            None => (None, None),
+        };
+        one.into_iter().chain(many.into_iter().flatten().copied())
+    }
+
+    /// The tasks of `slot` of `service`, in id order.
+    pub(crate) fn slot(&self, service: &Id, slot: u64) -> impl Iterator<Item = Id> + '_ {
+        let (one, many) = match self.map.get(service) {
+            Some(ServiceTasks::One { slot: s, id }) if *s == slot => (Some(*id), None),
+            Some(ServiceTasks::Many { slots, .. }) => (None, slots.get(&slot)),
+            _ => (None, None),
+        };
+        one.into_iter().chain(many.into_iter().flat_map(Ids::iter))
+    }
+
+    fn insert(&mut self, service: Id, slot: u64, id: Id) {
+        let tasks = match self.map.entry(service) {
+            Entry::Vacant(e) => {
+                e.insert(ServiceTasks::One { slot, id });
+                return;
+            }
+            Entry::Occupied(e) => e.into_mut(),
+        };
+        if let ServiceTasks::One { slot: s, id: x } = *tasks {
+            if (s, x) == (slot, id) {
+                return;
+            }
+            let mut slots = BTreeMap::new();
+            slots.insert(s, Ids::One(x));
+            *tasks = ServiceTasks::Many {
+                ids: Set::from([x]),
+                slots,
+            };
+        }
+        if let ServiceTasks::Many { ids, slots } = tasks {
+            ids.insert(id);
+            match slots.entry(slot) {
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(Ids::One(id));
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().add(id),
+            }
+        }
+    }
+
+    fn remove(&mut self, service: &Id, slot: u64, id: &Id) {
+        let Some(tasks) = self.map.get_mut(service) else {
+            return;
+        };
+        let (empty, collapse) = match tasks {
+            ServiceTasks::One { slot: s, id: x } => (*s == slot && x == id, None),
+            ServiceTasks::Many { ids, slots } => {
+                ids.remove(id);
+                if let Some(in_slot) = slots.get_mut(&slot) {
+                    if in_slot.del(id) {
+                        slots.remove(&slot);
+                    }
+                }
+                // Back to one task: inline again.
+                let last = match slots.iter().next() {
+                    Some((s, Ids::One(x))) if ids.len() == 1 => Some((*s, *x)),
+                    _ => None,
+                };
+                (ids.is_empty(), last)
+            }
+        };
+        if let Some((slot, id)) = collapse {
+            *tasks = ServiceTasks::One { slot, id };
+        }
+        if empty {
+            self.map.remove(service);
+        }
+    }
+
+    /// The index of `tasks`, given in id order, built in bulk: a stable sort by service (linear
+    /// when they already are grouped) keeps each service's ids in order, and a stable sort of
+    /// each service's tasks by slot keeps each slot's ids in order; every set is then built
+    /// from sorted ids, and the map is sized for its services up front (no rehash).
+    fn from_ordered(tasks: impl Iterator<Item = (Id, u64, Id)>) -> ServiceIndex {
+        let mut order: Vec<(Id, u64, Id)> = tasks.collect();
+        order.sort_by_key(|r| r.0);
+        let services = order.chunk_by(|a, b| a.0 == b.0).count();
+        let mut map = HashMap::with_capacity_and_hasher(services, Default::default());
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            let tasks = match run {
+                [(_, slot, id)] => ServiceTasks::One {
+                    slot: *slot,
+                    id: *id,
+                },
+                _ => {
+                    let mut by_slot: Vec<(u64, Id)> = run.iter().map(|r| (r.1, r.2)).collect();
+                    by_slot.sort_by_key(|p| p.0);
+                    let slots = by_slot
+                        .chunk_by(|a, b| a.0 == b.0)
+                        .filter_map(|s| Some((s[0].0, Ids::from_sorted(s.iter().map(|p| p.1))?)))
+                        .collect();
+                    ServiceTasks::Many {
+                        ids: run.iter().map(|r| r.2).collect(),
+                        slots,
+                    }
+                }
+            };
+            map.insert(run[0].0, tasks);
+        }
+        ServiceIndex { map }
+    }
+
+    /// Checks the two views agree (tests).
+    #[cfg(test)]
+    fn consistent(&self) -> bool {
+        self.map.values().all(|t| match t {
+            ServiceTasks::One { .. } => true,
+            ServiceTasks::Many { ids, slots } => {
+                let in_slots: Set = slots.values().flat_map(Ids::iter).collect();
+                ids.len() >= 2
+                    && *ids == in_slots
+                    && slots.values().map(|v| v.iter().count()).sum::<usize>() == ids.len()
+                    && slots
+                        .values()
+                        .all(|v| !matches!(v, Ids::Many(s) if s.len() < 2))
+            }
+        })
+    }
+}
+
 fn set_is_empty(ids: &Ids) -> bool {
     matches!(ids, Ids::Many(set) if set.is_empty())
 }
@@ -192,9 +366,9 @@ fn set_is_empty(ids: &Ids) -> bool {
 /// [`KeyHasher`].
 #[derive(Clone, Debug, Default)]
 pub(crate) struct TaskIndexes {
-    pub(crate) by_service: Index<Id>,
+    /// By service, and by (service, slot).
+    pub(crate) by_service: ServiceIndex,
     pub(crate) by_node: Index<Id>,
-    pub(crate) by_slot: Index<(Id, u64)>,
     pub(crate) by_desired: Index<TaskState>,
 }
 
@@ -344,17 +518,17 @@ impl Tables {
             tasks.dedup_by_key(|t| t.id);
             tasks.reverse();
         }
+        // Every index key read in one pass: each task is touched once (at 1M tasks they are
+        // far outside the caches), the indexes are then built from this compact copy.
+        let keys: Vec<(Id, u64, Id, Option<Id>, TaskState)> = tasks
+            .iter()
+            .map(|t| (t.service_id, t.slot, t.id, t.node_id, t.desired_state))
+            .collect();
         let ix = &mut self.task_idx;
-        ix.by_service = Index::from_ordered(tasks.iter().map(|t| (t.service_id, t.id)));
-        ix.by_node = Index::from_ordered(tasks.iter().filter_map(|t| Some((t.node_id?, t.id))));
-        ix.by_desired = Index::from_ordered(tasks.iter().map(|t| (t.desired_state, t.id)));
-        // Slots hold one task or a few: insert directly (grouping would allocate a vector each).
-        let mut by_slot = Index::default();
-        by_slot.map.reserve(tasks.len());
-        for t in &tasks {
-            by_slot.insert((t.service_id, t.slot), t.id);
-        }
-        ix.by_slot = by_slot;
+        ix.by_service = ServiceIndex::from_ordered(keys.iter().map(|k| (k.0, k.1, k.2)));
+        ix.by_node = Index::from_ordered(keys.iter().filter_map(|k| Some((k.3?, k.2))));
+        ix.by_desired = Index::from_ordered(keys.iter().map(|k| (k.4, k.2)));
+        drop(keys);
         self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
     }
 
@@ -404,23 +578,23 @@ impl Tables {
         let Some(id) = old.or(new).map(|t| t.id) else {
             return;
         };
-        step(
-            &mut ix.by_service,
-            id,
-            old.map(|t| t.service_id),
-            new.map(|t| t.service_id),
+        let (old_slot, new_slot) = (
+            old.map(|t| (t.service_id, t.slot)),
+            new.map(|t| (t.service_id, t.slot)),
         );
+        if old_slot != new_slot {
+            if let Some((service, slot)) = old_slot {
+                ix.by_service.remove(&service, slot, &id);
+            }
+            if let Some((service, slot)) = new_slot {
+                ix.by_service.insert(service, slot, id);
+            }
+        }
         step(
             &mut ix.by_node,
             id,
             old.and_then(|t| t.node_id),
             new.and_then(|t| t.node_id),
-        );
-        step(
-            &mut ix.by_slot,
-            id,
-            old.map(|t| (t.service_id, t.slot)),
-            new.map(|t| (t.service_id, t.slot)),
         );
         step(
             &mut ix.by_desired,
@@ -468,6 +642,90 @@ impl Tables {
         }
         for k in nn.difference(&on) {
             set_add(&mut r.by_network, k.clone(), id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{id, typical_task};
+
+    /// The model: (service, slot, id) triples.
+    fn expected(model: &BTreeSet<(Id, u64, Id)>, service: &Id, slot: Option<u64>) -> Vec<Id> {
+        let mut v: Vec<Id> = model
+            .iter()
+            .filter(|(s, sl, _)| s == service && slot.is_none_or(|x| x == *sl))
+            .map(|r| r.2)
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn check(ix: &ServiceIndex, model: &BTreeSet<(Id, u64, Id)>) {
+        assert!(ix.consistent());
+        for s in 0..4u128 {
+            let service = id(s);
+            assert_eq!(
+                ix.tasks(&service).collect::<Vec<_>>(),
+                expected(model, &service, None)
+            );
+            for slot in 0..5 {
+                assert_eq!(
+                    ix.slot(&service, slot).collect::<Vec<_>>(),
+                    expected(model, &service, Some(slot))
+                );
+            }
+        }
+        let services: BTreeSet<Id> = model.iter().map(|r| r.0).collect();
+        assert_eq!(ix.map.len(), services.len(), "no empty service kept");
+    }
+
+    /// Inserts and removes in a fixed pseudo-random order, checking the index against a model
+    /// after each step (one task, many, collapse back to one, empty), and that the bulk build
+    /// from the same tasks gives the same answers.
+    #[test]
+    fn service_index_matches_a_model() {
+        let mut ix = ServiceIndex::default();
+        let mut model = BTreeSet::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..3_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let service = id(u128::from(x % 4));
+            let slot = (x >> 8) % 5;
+            let task = id(100 + u128::from((x >> 16) % 12));
+            // A task belongs to one (service, slot) at a time, as the store guarantees.
+            let current = model.iter().find(|r: &&(Id, u64, Id)| r.2 == task).copied();
+            match current {
+                Some(r) => {
+                    ix.remove(&r.0, r.1, &r.2);
+                    model.remove(&r);
+                }
+                None => {
+                    ix.insert(service, slot, task);
+                    model.insert((service, slot, task));
+                }
+            }
+            check(&ix, &model);
+            let tasks: Vec<Arc<Task>> = {
+                let mut v: Vec<Arc<Task>> = model
+                    .iter()
+                    .map(|&(s, sl, t)| {
+                        let mut task = typical_task(0, s, None);
+                        task.id = t;
+                        task.slot = sl;
+                        Arc::new(task)
+                    })
+                    .collect();
+                v.sort_by_key(|t| t.id);
+                v
+            };
+            check(
+                &ServiceIndex::from_ordered(tasks.iter().map(|t| (t.service_id, t.slot, t.id))),
+                &model,
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 //! runtime. A watcher that falls more than its limit behind is closed with [`WatchError::Lagged`]
 //! rather than letting memory grow without bound; its owner re-reads the store and watches again.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -156,8 +157,18 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    /// Queues the matching events; returns false once the watcher is gone or closed.
+    /// Queues (copies of) the matching events; returns false once the watcher is gone or closed.
     pub(crate) fn deliver(&self, events: &[Event]) -> bool {
+        self.deliver_each(events.iter().map(Cow::Borrowed))
+    }
+
+    /// [`Subscription::deliver`] handing over the events themselves (the last subscription of a
+    /// publish takes them without a copy: no reference count touched per event).
+    pub(crate) fn deliver_owned(&self, events: Vec<Event>) -> bool {
+        self.deliver_each(events.into_iter().map(Cow::Owned))
+    }
+
+    fn deliver_each<'a>(&self, events: impl Iterator<Item = Cow<'a, Event>>) -> bool {
         if Arc::strong_count(&self.queue) == 1 {
             return false;
         }
@@ -167,16 +178,18 @@ impl Subscription {
         }
         let before = q.events.len();
         let mut only_markers = true;
+        let mut last_is_commit = false;
         for ev in events {
-            if self.filter.matches(ev) {
+            last_is_commit = matches!(*ev, Event::Commit { .. });
+            if self.filter.matches(&ev) {
                 if ev.object().is_some() {
                     only_markers = false;
                 }
-                q.events.push_back(ev.clone());
+                q.events.push_back(ev.into_owned());
             }
         }
         // A commit marker alone tells this watcher nothing: drop it to keep idle watchers cheap.
-        if only_markers && matches!(events.last(), Some(Event::Commit { .. })) {
+        if only_markers && last_is_commit {
             q.events.truncate(before);
         }
         if q.events.len() > self.filter.limit {

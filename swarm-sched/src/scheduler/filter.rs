@@ -154,8 +154,9 @@ struct PlatformReq {
     arch: String,
 }
 
-/// The filters that depend only on the node object: ready, constraints, platform.
-#[derive(Clone, Debug)]
+/// The filters that depend only on the node object: ready, constraints, platform. Equal filters
+/// have equal keys (the converse need not hold: order and duplicates differ).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StaticFilter {
     constraints: Vec<Constraint>,
     platforms: Vec<PlatformReq>,

@@ -49,6 +49,13 @@ impl Indexes {
         slots: &[Option<NodeInfo>],
     ) -> usize {
         self.clock += 1;
+        // The same filter (the common case: every batch of a shape asks for one index) is
+        // found without building its canonical key (which formats every constraint).
+        let same = |s: &Eligible| s.filter == *filter;
+        if let Some(pos) = self.sets.iter().position(same) {
+            self.sets[pos].used = self.clock;
+            return pos;
+        }
         let key = filter.key();
         if let Some(pos) = self.sets.iter().position(|s| s.key == key) {
             self.sets[pos].used = self.clock;

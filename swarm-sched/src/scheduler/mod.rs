@@ -30,7 +30,7 @@ pub use failures::{FAILURE_WINDOW, MAX_FAILURES};
 use failures::Failures;
 use filter::{service_host_ports, HostPort};
 use hash::{FxMap, FxSet, IdKey};
-use nodes::{NodeSet, Occupant};
+use nodes::{NodeSet, Occupant, Queued};
 
 /// Status message of a task the scheduler placed.
 pub const ASSIGNED_MESSAGE: &str = "scheduler assigned task to node";
@@ -41,10 +41,12 @@ pub const CONFIRMED_MESSAGE: &str = "scheduler confirmed task can run on preassi
 type BatchKey = (IdKey, Version);
 
 /// Tasks of one batch by id, in id order. Most batches hold one task (a single-replica service, a
-/// replacement): those live in a small sorted vector, so queueing a task does not allocate a B-tree
-/// leaf; batches that grow past [`TaskSet::SMALL`] move to a B-tree.
+/// replacement): that one is held inline (no allocation); a few live in a small sorted vector, so
+/// queueing a task does not allocate a B-tree leaf; batches that grow past [`TaskSet::SMALL`]
+/// move to a B-tree.
 #[derive(Debug)]
 enum TaskSet {
+    One(Id, Arc<Task>),
     Small(Vec<(Id, Arc<Task>)>),
     Large(BTreeMap<Id, Arc<Task>>),
 }
@@ -61,6 +63,18 @@ impl TaskSet {
 
     fn insert(&mut self, id: Id, t: Arc<Task>) {
         match self {
+            TaskSet::One(x, cur) if *x == id => *cur = t,
+            TaskSet::One(..) => {
+                if let TaskSet::One(x, cur) = std::mem::take(self) {
+                    let v = if x < id {
+                        vec![(x, cur), (id, t)]
+                    } else {
+                        vec![(id, t), (x, cur)]
+                    };
+                    *self = TaskSet::Small(v);
+                }
+            }
+            TaskSet::Small(v) if v.is_empty() => *self = TaskSet::One(id, t),
             TaskSet::Small(v) => match v.binary_search_by(|(k, _)| k.cmp(&id)) {
                 Ok(i) => v[i].1 = t,
                 Err(i) if v.len() < Self::SMALL => v.insert(i, (id, t)),
@@ -78,6 +92,11 @@ impl TaskSet {
 
     fn remove(&mut self, id: &Id) {
         match self {
+            TaskSet::One(x, _) => {
+                if x == id {
+                    *self = TaskSet::default();
+                }
+            }
             TaskSet::Small(v) => {
                 if let Ok(i) = v.binary_search_by(|(k, _)| k.cmp(id)) {
                     v.remove(i);
@@ -90,28 +109,39 @@ impl TaskSet {
     }
 
     fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
         match self {
-            TaskSet::Small(v) => v.is_empty(),
-            TaskSet::Large(m) => m.is_empty(),
+            TaskSet::One(..) => 1,
+            TaskSet::Small(v) => v.len(),
+            TaskSet::Large(m) => m.len(),
         }
     }
 
     fn values(&self) -> impl Iterator<Item = &Arc<Task>> {
-        let (small, large) = match self {
-            TaskSet::Small(v) => (Some(v), None),
-            TaskSet::Large(m) => (None, Some(m)),
+        let (one, small, large) = match self {
+            TaskSet::One(_, t) => (Some(t), None, None),
+            TaskSet::Small(v) => (None, Some(v), None),
+            TaskSet::Large(m) => (None, None, Some(m)),
         };
         let small = small.into_iter().flat_map(|v| v.iter().map(|(_, t)| t));
-        small.chain(large.into_iter().flat_map(|m| m.values()))
+        one.into_iter()
+            .chain(small)
+            .chain(large.into_iter().flat_map(|m| m.values()))
     }
 
     fn values_mut(&mut self) -> impl Iterator<Item = &mut Arc<Task>> {
-        let (small, large) = match self {
-            TaskSet::Small(v) => (Some(v), None),
-            TaskSet::Large(m) => (None, Some(m)),
+        let (one, small, large) = match self {
+            TaskSet::One(_, t) => (Some(t), None, None),
+            TaskSet::Small(v) => (None, Some(v), None),
+            TaskSet::Large(m) => (None, None, Some(m)),
         };
         let small = small.into_iter().flat_map(|v| v.iter_mut().map(|(_, t)| t));
-        small.chain(large.into_iter().flat_map(|m| m.values_mut()))
+        one.into_iter()
+            .chain(small)
+            .chain(large.into_iter().flat_map(|m| m.values_mut()))
     }
 }
 
@@ -195,8 +225,9 @@ pub struct Scheduler {
     /// Host-mode ports of every service that publishes any.
     host_ports: FxMap<Id, Arc<[HostPort]>>,
     failures: Failures,
+    /// Waiting tasks by batch. A task is in batch `k` exactly when the node set tracks it as
+    /// `Tracked::Queued(k)`.
     queue: BTreeMap<BatchKey, Pending>,
-    queued: FxMap<Id, BatchKey>,
     /// Batches with new tasks since the last poll.
     dirty: BTreeSet<BatchKey>,
     /// Capacity generation at the last poll: when it moved, blocked batches are retried.
@@ -297,8 +328,7 @@ impl Scheduler {
                 match store.task(&t.id) {
                     Some(current) => {
                         // Forget the optimistic placement before re-reading the committed task.
-                        self.nodes.release(&t.id);
-                        self.dequeue(&t.id);
+                        self.untrack(&t.id);
                         self.track_task(current);
                     }
                     None => self.forget_task(&t.id),
@@ -326,7 +356,7 @@ impl Scheduler {
     pub fn stats(&self) -> SchedulerStats {
         SchedulerStats {
             nodes: self.nodes.len(),
-            unassigned: self.queued.len(),
+            unassigned: self.queue.values().map(|p| p.tasks.len()).sum(),
             blocked_batches: self.queue.values().filter(|p| p.blocked.is_some()).count(),
             preassigned: self.preassigned.len(),
             indexes: self.nodes.indexes().len(),
@@ -392,8 +422,11 @@ impl Scheduler {
     fn track_task(&mut self, t: &Arc<Task>) {
         match classify(t) {
             Class::OnNode { node, active } => {
-                self.dequeue(&t.id);
                 self.preassigned.remove(&t.id);
+                if self.nodes.occupies(&t.id, &node, &t.service_id, active) {
+                    // Typically our own assignment coming back: nothing changes.
+                    return;
+                }
                 let occ = Occupant {
                     node,
                     service: t.service_id,
@@ -401,16 +434,16 @@ impl Scheduler {
                     ports: self.ports_of(&t.service_id),
                     active,
                 };
-                self.nodes.occupy(t.id, occ);
+                if let Some(key) = self.nodes.occupy(t.id, occ) {
+                    self.leave_batch(key, &t.id);
+                }
             }
             Class::Unassigned => {
-                self.nodes.release(&t.id);
                 self.preassigned.remove(&t.id);
                 self.enqueue(t);
             }
             Class::Preassigned => {
-                self.nodes.release(&t.id);
-                self.dequeue(&t.id);
+                self.untrack(&t.id);
                 self.preassigned_ids.insert(t.id);
                 match self.preassigned.get_mut(&t.id) {
                     Some(p) => p.task = t.clone(),
@@ -430,17 +463,22 @@ impl Scheduler {
     }
 
     fn forget_task(&mut self, id: &Id) {
-        self.nodes.release(id);
-        self.dequeue(id);
+        self.untrack(id);
         self.preassigned.remove(id);
         self.preassigned_ids.remove(id);
     }
 
+    /// Stops following task `id` as queued or occupying (it leaves its batch or its node).
+    fn untrack(&mut self, id: &Id) {
+        if let Some(key) = self.nodes.untrack(id) {
+            self.leave_batch(key, id);
+        }
+    }
+
     fn enqueue(&mut self, t: &Arc<Task>) {
-        use std::collections::hash_map::Entry;
         let key = (IdKey::of(&t.service_id), t.spec_version);
-        match self.queued.entry(t.id) {
-            Entry::Occupied(k) if *k.get() == key => {
+        match self.nodes.queue(t.id, key) {
+            Queued::Same => {
                 // Already waiting (typically our own status write coming back): refresh the copy
                 // so the next write carries the current version, without marking work.
                 if let Some(p) = self.queue.get_mut(&key) {
@@ -448,13 +486,8 @@ impl Scheduler {
                 }
                 return;
             }
-            Entry::Occupied(_) => {
-                self.dequeue(&t.id);
-                self.queued.insert(t.id, key);
-            }
-            Entry::Vacant(v) => {
-                v.insert(key);
-            }
+            Queued::Moved(old) => self.leave_batch(old, &t.id),
+            Queued::Fresh => {}
         }
         self.queue
             .entry(key)
@@ -464,10 +497,8 @@ impl Scheduler {
         self.dirty.insert(key);
     }
 
-    fn dequeue(&mut self, id: &Id) {
-        let Some(key) = self.queued.remove(id) else {
-            return;
-        };
+    /// Takes task `id` out of batch `key` (the node set no longer tracks it as queued there).
+    fn leave_batch(&mut self, key: BatchKey, id: &Id) {
         if let Some(p) = self.queue.get_mut(&key) {
             p.tasks.remove(id);
             if p.tasks.is_empty() {
@@ -475,5 +506,168 @@ impl Scheduler {
                 self.dirty.remove(&key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use swarm_core::{Event, Id, Object, Task, TaskState, Version};
+
+    use super::nodes::Tracked;
+    use super::{BatchKey, Scheduler};
+    use crate::testing::{node, service, task};
+
+    /// The one task-keyed map and the batches agree: a task waits in batch `k` exactly when it is
+    /// tracked as `Queued(k)`; a task tracked on a node is in that node's task list.
+    fn check(s: &Scheduler) {
+        let mut queued: BTreeMap<Id, BatchKey> = BTreeMap::new();
+        for (id, t) in s.nodes.tracked() {
+            match t {
+                Tracked::Queued(k) => {
+                    queued.insert(*id, *k);
+                }
+                Tracked::OnNode(o) => {
+                    assert!(s.nodes.tasks_on(&o.node).contains(id), "{id} on {}", o.node)
+                }
+            }
+        }
+        let mut in_batches = BTreeMap::new();
+        for (k, p) in &s.queue {
+            assert!(!p.tasks.is_empty(), "no empty batch kept");
+            for t in p.tasks.values() {
+                in_batches.insert(t.id, *k);
+            }
+        }
+        assert_eq!(queued, in_batches);
+        assert_eq!(s.stats().unassigned, queued.len());
+    }
+
+    fn created(t: &Task) -> Event {
+        Event::Created(Object::Task(Arc::new(t.clone())))
+    }
+
+    fn updated(old: &Task, new: &Task) -> Event {
+        Event::Updated {
+            old: Object::Task(Arc::new(old.clone())),
+            new: Object::Task(Arc::new(new.clone())),
+        }
+    }
+
+    /// A batch's task set keeps id order and every task through its three forms (one inline, a
+    /// sorted vector, a B-tree) and back.
+    #[test]
+    fn task_set_keeps_order_through_its_forms() {
+        use super::TaskSet;
+        let svc = service(1, 40);
+        let mut set = TaskSet::default();
+        let mut model: BTreeMap<Id, u64> = BTreeMap::new();
+        // Ids inserted out of order, one of them twice (a refreshed copy).
+        let order: Vec<u128> = (0..40).map(|i| (i * 17) % 40).chain([5]).collect();
+        for (k, &n) in order.iter().enumerate() {
+            let t = Arc::new(task(&svc, k as u64, 1000 + n));
+            model.insert(t.id, k as u64);
+            set.insert(t.id, t);
+            let got: Vec<(Id, u64)> = set.values().map(|t| (t.id, t.slot)).collect();
+            let want: Vec<(Id, u64)> = model.iter().map(|(i, s)| (*i, *s)).collect();
+            assert_eq!(got, want);
+            assert_eq!(set.len(), model.len());
+        }
+        for n in (0..40).rev() {
+            let id = crate::testing::id(1000 + n);
+            set.remove(&id);
+            model.remove(&id);
+            let got: Vec<Id> = set.values().map(|t| t.id).collect();
+            assert_eq!(got, model.keys().copied().collect::<Vec<_>>());
+            assert_eq!(set.is_empty(), model.is_empty());
+        }
+        // An emptied set is dropped with its batch; a fresh one holds its first task inline.
+        let mut set = TaskSet::default();
+        let one = Arc::new(task(&svc, 1, 7));
+        set.insert(one.id, one.clone());
+        assert!(matches!(set, TaskSet::One(..)));
+        assert_eq!(set.values_mut().count(), 1);
+        set.remove(&one.id);
+        assert!(set.is_empty());
+    }
+
+    /// Every move between the task-keyed states, one event at a time: created (queued), moved
+    /// to another batch (new spec version), placed (on a node), its placement coming back, put
+    /// back in the queue, moved to another node, pre-assigned, removed, and a node removed.
+    #[test]
+    fn one_task_map_stays_in_step_with_the_batches() {
+        let mut s = Scheduler::new();
+        for n in 1..=2 {
+            s.handle_event(&Event::Created(Object::Node(Arc::new(node(n)))));
+        }
+        let svc = service(10, 3);
+        let tasks: Vec<Task> = (1..=3).map(|i| task(&svc, i as u64, 100 + i)).collect();
+        for t in &tasks {
+            s.handle_event(&created(t));
+            check(&s);
+        }
+        assert_eq!(s.stats().unassigned, 3);
+
+        // A new spec version moves the task to another batch.
+        let mut v2 = tasks[0].clone();
+        v2.spec_version = Version(2);
+        s.handle_event(&updated(&tasks[0], &v2));
+        check(&s);
+        assert_eq!(s.queue.len(), 2);
+
+        // Placing takes every task out of its batch and onto a node.
+        let actions = s.poll_actions(swarm_core::Timestamp::from_secs(1));
+        assert_eq!(actions.len(), 3);
+        check(&s);
+        assert_eq!(s.stats().unassigned, 0);
+        let placed: Vec<Task> = actions
+            .iter()
+            .map(|a| match a {
+                swarm_core::StoreAction::Update(Object::Task(t)) => (**t).clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        // The placements coming back change nothing.
+        for t in &placed {
+            s.handle_event(&created(t));
+            check(&s);
+        }
+
+        // Back to the queue (a task without a node again), then onto another node.
+        let mut back = placed[1].clone();
+        back.node_id = None;
+        back.status.state = TaskState::Pending;
+        s.handle_event(&updated(&placed[1], &back));
+        check(&s);
+        assert_eq!(s.stats().unassigned, 1);
+        let mut moved = placed[1].clone();
+        let other = if placed[1].node_id == Some(node(1).id) {
+            2
+        } else {
+            1
+        };
+        moved.node_id = Some(node(other).id);
+        s.handle_event(&updated(&back, &moved));
+        check(&s);
+        assert!(s.nodes.tasks_on(&node(other).id).contains(&moved.id));
+
+        // Pre-assigned (node set while new): no longer queued nor on a node.
+        let mut pre = tasks[2].clone();
+        pre.id = crate::testing::id(200);
+        pre.node_id = Some(node(1).id);
+        s.handle_event(&created(&pre));
+        check(&s);
+        assert_eq!(s.stats().preassigned, 1);
+
+        // Removed tasks and a removed node leave nothing behind.
+        for t in placed.iter().chain([&moved, &pre]) {
+            s.handle_event(&Event::Removed(Object::Task(Arc::new(t.clone()))));
+            check(&s);
+        }
+        s.handle_event(&Event::Removed(Object::Node(Arc::new(node(1)))));
+        check(&s);
+        assert_eq!(s.nodes.tracked().count(), 0);
     }
 }

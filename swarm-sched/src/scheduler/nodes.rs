@@ -9,6 +9,12 @@
 //!
 //! Occupants are remembered per node id even for nodes not (or no longer) in the set, so that a node
 //! created after its tasks (as can happen when events are replayed) is accounted correctly.
+//!
+//! Every task the scheduler follows has one entry in one task-keyed map ([`Tracked`]): waiting in
+//! a batch, or occupying a node. A task moves between the two with one hash probe (queued ->
+//! placed -> its own assignment coming back as an event), instead of one probe per map.
+
+use std::collections::hash_map::Entry;
 
 use std::sync::Arc;
 
@@ -18,6 +24,7 @@ use swarm_core::Id;
 use super::filter::{HostPort, StaticFilter};
 use super::hash::{FxMap, FxSet, IdKey};
 use super::index::Indexes;
+use super::BatchKey;
 
 /// Slot of a node in the set; stable while the node exists.
 pub(crate) type NodeIdx = u32;
@@ -74,13 +81,34 @@ pub(crate) struct Occupant {
     pub(crate) active: bool,
 }
 
+/// What the scheduler knows of a task it follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Tracked {
+    /// Waiting for a node in the batch with this key.
+    Queued(BatchKey),
+    /// Occupying a node.
+    OnNode(Occupant),
+}
+
+/// How [`NodeSet::queue`] found the task.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Already waiting in the same batch.
+    Same,
+    /// It was waiting in another batch (spec version changed): take it out of that one.
+    Moved(BatchKey),
+    /// Not waiting before (unknown, or occupying a node, which it no longer does).
+    Fresh,
+}
+
 /// Every node and every occupant. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct NodeSet {
     slots: Vec<Option<NodeInfo>>,
     free: Vec<NodeIdx>,
     by_id: FxMap<Id, NodeIdx>,
-    occupants: FxMap<Id, Occupant>,
+    /// Every task followed: queued or occupying (see [`Tracked`]).
+    tasks: FxMap<Id, Tracked>,
     node_tasks: FxMap<Id, FxSet<Id>>,
     service_nodes: FxMap<Id, NodeCounts>,
     indexes: Indexes,
@@ -162,7 +190,7 @@ impl NodeSet {
             self.indexes.node_removed(idx, info);
             let mut available = Avail::of(&node);
             for t in self.node_tasks.get(&node.id).into_iter().flatten() {
-                if let Some(o) = self.occupants.get(t) {
+                if let Some(Tracked::OnNode(o)) = self.tasks.get(t) {
                     available.take(o.reservations, true);
                 }
             }
@@ -187,7 +215,7 @@ impl NodeSet {
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
         for t in tasks {
-            if let Some(o) = self.occupants.get(&t).cloned() {
+            if let Some(Tracked::OnNode(o)) = self.tasks.get(&t).cloned() {
                 self.account(idx, &o, true);
             }
         }
@@ -205,7 +233,7 @@ impl NodeSet {
             self.indexes.node_removed(idx, &info);
         }
         for t in self.node_tasks.get(id).into_iter().flatten() {
-            if let Some(o) = self.occupants.get(t) {
+            if let Some(Tracked::OnNode(o)) = self.tasks.get(t) {
                 if let Some(m) = self.service_nodes.get_mut(&o.service) {
                     if m.remove(idx) {
                         self.service_nodes.remove(&o.service);
@@ -217,38 +245,113 @@ impl NodeSet {
     }
 
     /// Records that task `task` occupies `occ.node` (replacing any earlier record). A repeat of the
-    /// current record is a no-op, so the scheduler's own assignments coming back as events cost nothing.
-    pub(crate) fn occupy(&mut self, task: Id, occ: Occupant) {
-        if let Some(cur) = self.occupants.get(&task) {
-            if cur.node == occ.node && cur.service == occ.service {
-                if cur.active != occ.active {
-                    let active = occ.active;
-                    if let Some(idx) = self.idx_of(&occ.node) {
-                        self.shift_active(idx, &occ.service, active);
+    /// current record is a no-op, so the scheduler's own assignments coming back as events cost
+    /// nothing. Returns the batch the task was waiting in, if it was (the caller takes it out).
+    pub(crate) fn occupy(&mut self, task: Id, occ: Occupant) -> Option<BatchKey> {
+        // What the accounting below needs, copied out so that `occ` moves into the map without
+        // touching its port list's reference count (a locked instruction on the hottest path).
+        let (node, service, reservations, active) =
+            (occ.node, occ.service, occ.reservations, occ.active);
+        let ports = (!occ.ports.is_empty()).then(|| occ.ports.clone());
+        let previous = match self.tasks.entry(task) {
+            Entry::Vacant(v) => {
+                v.insert(Tracked::OnNode(occ));
+                None
+            }
+            Entry::Occupied(mut o) => match o.get_mut() {
+                Tracked::OnNode(cur) if cur.node == node && cur.service == service => {
+                    if cur.active == active {
+                        return None;
+                    }
+                    cur.active = active;
+                    if let Some(idx) = self.by_id.get(&node).copied() {
+                        self.shift_active(idx, &service, active);
                     }
                     if !active {
                         self.generation += 1;
                     }
-                    if let Some(c) = self.occupants.get_mut(&task) {
-                        c.active = active;
-                    }
+                    return None;
                 }
-                return;
+                other => Some(std::mem::replace(other, Tracked::OnNode(occ))),
+            },
+        };
+        let queued = match previous {
+            Some(Tracked::OnNode(cur)) => {
+                self.vacate(&task, &cur);
+                None
             }
-            self.release(&task);
+            Some(Tracked::Queued(k)) => Some(k),
+            None => None,
+        };
+        if let Some(idx) = self.idx_of(&node) {
+            let ports = ports.as_deref().unwrap_or(&[]);
+            self.account_parts(idx, &service, reservations, ports, active, true);
         }
-        if let Some(idx) = self.idx_of(&occ.node) {
-            self.account(idx, &occ, true);
-        }
-        self.node_tasks.entry(occ.node).or_default().insert(task);
-        self.occupants.insert(task, occ);
+        self.node_tasks.entry(node).or_default().insert(task);
+        queued
     }
 
-    /// Task `task` no longer occupies any node.
-    pub(crate) fn release(&mut self, task: &Id) {
-        let Some(occ) = self.occupants.remove(task) else {
-            return;
+    /// Whether task `task` is recorded on `node` for `service` with this `active` flag already
+    /// (then [`NodeSet::occupy`] with the same facts would change nothing).
+    pub(crate) fn occupies(&self, task: &Id, node: &Id, service: &Id, active: bool) -> bool {
+        matches!(
+            self.tasks.get(task),
+            Some(Tracked::OnNode(cur))
+                if cur.node == *node && cur.service == *service && cur.active == active
+        )
+    }
+
+    /// Records that task `task` waits in batch `key` (no longer occupying any node).
+    pub(crate) fn queue(&mut self, task: Id, key: BatchKey) -> Queued {
+        let previous = match self.tasks.entry(task) {
+            Entry::Vacant(v) => {
+                v.insert(Tracked::Queued(key));
+                return Queued::Fresh;
+            }
+            Entry::Occupied(mut o) => match o.get_mut() {
+                Tracked::Queued(k) if *k == key => return Queued::Same,
+                other => std::mem::replace(other, Tracked::Queued(key)),
+            },
         };
+        match previous {
+            Tracked::Queued(k) => Queued::Moved(k),
+            Tracked::OnNode(cur) => {
+                self.vacate(&task, &cur);
+                Queued::Fresh
+            }
+        }
+    }
+
+    /// Stops following task `task`: it no longer occupies any node. Returns the batch it was
+    /// waiting in, if it was (the caller takes it out).
+    pub(crate) fn untrack(&mut self, task: &Id) -> Option<BatchKey> {
+        match self.tasks.remove(task)? {
+            Tracked::Queued(k) => Some(k),
+            Tracked::OnNode(cur) => {
+                self.vacate(task, &cur);
+                None
+            }
+        }
+    }
+
+    /// Every task followed (tests).
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> impl Iterator<Item = (&Id, &Tracked)> {
+        self.tasks.iter()
+    }
+
+    /// The tasks recorded on node `node` (tests).
+    #[cfg(test)]
+    pub(crate) fn tasks_on(&self, node: &Id) -> Vec<Id> {
+        self.node_tasks
+            .get(node)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes the footprint of `task`, which occupied `occ.node` as `occ` (its entry is already
+    /// replaced or removed).
+    fn vacate(&mut self, task: &Id, occ: &Occupant) {
         if let Some(set) = self.node_tasks.get_mut(&occ.node) {
             set.remove(task);
             if set.is_empty() {
@@ -256,18 +359,38 @@ impl NodeSet {
             }
         }
         if let Some(idx) = self.idx_of(&occ.node) {
-            self.account(idx, &occ, false);
+            self.account(idx, occ, false);
             self.generation += 1;
         }
     }
 
     /// Adds (`add`) or removes an occupant's footprint on node `idx`.
     fn account(&mut self, idx: NodeIdx, occ: &Occupant, add: bool) {
+        self.account_parts(
+            idx,
+            &occ.service,
+            occ.reservations,
+            &occ.ports,
+            occ.active,
+            add,
+        );
+    }
+
+    /// [`NodeSet::account`] from the occupant's parts.
+    fn account_parts(
+        &mut self,
+        idx: NodeIdx,
+        service: &Id,
+        reservations: Resources,
+        ports: &[HostPort],
+        active: bool,
+        add: bool,
+    ) {
         let Some(info) = self.slots.get_mut(idx as usize).and_then(Option::as_mut) else {
             return;
         };
-        info.available.take(occ.reservations, add);
-        for &p in occ.ports.iter() {
+        info.available.take(reservations, add);
+        for &p in ports {
             match info.ports.iter().position(|(q, _)| *q == p) {
                 Some(i) if add => info.ports[i].1 = info.ports[i].1.saturating_add(1),
                 Some(i) => {
@@ -280,8 +403,8 @@ impl NodeSet {
                 None => {}
             }
         }
-        if occ.active {
-            self.shift_active(idx, &occ.service, add);
+        if active {
+            self.shift_active(idx, service, add);
         }
     }
 

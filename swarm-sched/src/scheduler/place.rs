@@ -136,7 +136,8 @@ impl Placer<'_, '_> {
             return;
         };
         let f = self.batch.filter;
-        self.nodes.occupy(
+        // The task leaves its batch: the caller (placing that very batch) accounts for it.
+        let _ = self.nodes.occupy(
             task,
             Occupant {
                 node,

@@ -111,7 +111,8 @@ impl Scheduler {
             match verdict {
                 Some(Ok(f)) => {
                     self.preassigned.remove(&id);
-                    self.nodes.occupy(
+                    // Pre-assigned tasks are not queued: nothing to take out of a batch.
+                    let _ = self.nodes.occupy(
                         id,
                         Occupant {
                             node,
@@ -158,8 +159,7 @@ impl Scheduler {
                 return Some(pending);
             }
         }
-        let tasks: Vec<Arc<Task>> = pending.tasks.values().cloned().collect();
-        let first = tasks.first()?.clone();
+        let first = pending.tasks.values().next()?.clone();
         let filter = match TaskFilter::compile(&first, self.ports_of(&first.service_id)) {
             Ok(f) => f,
             Err(err) => {
@@ -182,7 +182,7 @@ impl Scheduler {
             .into_iter()
             .filter_map(|(node, n)| Some((self.nodes.idx_of(&node)?, n)))
             .collect();
-        let ids: Vec<Id> = tasks.iter().map(|t| t.id).collect();
+        let ids: Vec<Id> = pending.tasks.values().map(|t| t.id).collect();
         let batch = Batch {
             filter: &filter,
             prefs: &prefs,
@@ -190,18 +190,17 @@ impl Scheduler {
             tasks: &ids,
         };
         let chosen = place(&mut self.nodes, &batch);
-        let all_placed = chosen.len() == tasks.len();
-        for (t, &idx) in tasks.iter().zip(&chosen) {
+        // `ids` and the batch's tasks are in the same (id) order.
+        for (t, &idx) in pending.tasks.values().zip(&chosen) {
             if let Some(node) = self.nodes.get(idx).map(|i| i.node.id) {
                 out.push(assigned(t, node, now, ASSIGNED_MESSAGE));
             }
-            self.queued.remove(&t.id);
-            if !all_placed {
-                pending.tasks.remove(&t.id);
-            }
         }
-        if all_placed {
+        if chosen.len() == ids.len() {
             return None;
+        }
+        for id in &ids[..chosen.len()] {
+            pending.tasks.remove(id);
         }
         let err = self.explain(&filter);
         block(&mut pending, generation, err, now, out);
