@@ -411,7 +411,7 @@ impl Daemon {
             Some(n) => Some(n),
             None => match ManagerNet::start(
                 listen,
-                tls,
+                tls.clone(),
                 client.clone(),
                 manager.raft().clone(),
                 manager.store().clone(),
@@ -425,6 +425,9 @@ impl Daemon {
                 }
             },
         };
+        if let Some(n) = net.as_mut() {
+            n.renew_certificate(&identity, tls, self.config.data_dir.clone());
+        }
         // The agent: in-process while this manager leads, the leader's dispatcher otherwise.
         let remote = net.as_mut().map(|n| {
             n.serve_dispatcher(

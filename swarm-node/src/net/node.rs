@@ -277,7 +277,7 @@ impl ManagerNet {
         let router = membership_routes(router, slot);
         let router = raft_routes(router, raft_target.clone());
         let options = ServerOptions {
-            policy: ca.deny_set(),
+            policy: ca.policy(),
             clock: Arc::new(swarm_net::rpc::SystemClock),
         };
         let stack = match NetStack::start(listen, tls, client, &rpc_config(), router, options) {
@@ -359,6 +359,56 @@ impl ManagerNet {
                 }
             }
         }));
+    }
+
+    /// Keeps this manager's certificate fresh, as a worker's is (SwarmKit: every node renews at a
+    /// random point in 50-80 % of its validity, and at once when a root rotation marks it): the
+    /// manager renews through its own CA server at `identity.addr` (which commits the request
+    /// through raft, so the leader's signer signs it even when this manager follows), installs
+    /// the new material in `tls` (its listener and its client) and stores it under `data_dir`.
+    /// A certificate for another role (a demotion) is left for the node's restart as a worker.
+    /// Nothing to do for a manager without a stored certificate (provisional credentials).
+    pub fn renew_certificate(
+        &mut self,
+        identity: &NodeIdentity,
+        tls: Arc<TlsState>,
+        data_dir: PathBuf,
+    ) {
+        let material = match load_material(&data_dir) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "no certificate renewal: the stored certificate cannot be read");
+                return;
+            }
+        };
+        let Ok(addr) = identity.addr.parse::<SocketAddr>() else {
+            tracing::warn!(addr = %identity.addr, "no certificate renewal: the advertised address is not IP:port");
+            return;
+        };
+        let target = crate::net::ca::RenewalTarget {
+            client: self.stack.caller().clone(),
+            tls,
+            manager: Peer {
+                addr,
+                role: Role::Manager,
+                node_id: Some(identity.node_id),
+            },
+            keep_role: Some(Role::Manager),
+            speedup: crate::net::ca::renewal_speedup_from_env(),
+        };
+        self.tasks.push(tokio::spawn(crate::net::ca::run_renewal(
+            target,
+            material,
+            self.stop.subscribe(),
+            now,
+            OsRng,
+            move |m: &TlsMaterial| {
+                if let Err(e) = save_material(&data_dir, m) {
+                    tracing::warn!(error = %e, "could not store the renewed certificate");
+                }
+            },
+        )));
     }
 
     /// The client this manager calls with.
@@ -469,6 +519,8 @@ impl WorkerNet {
                 client: client.clone(),
                 tls,
                 manager: peer,
+                keep_role: None,
+                speedup: crate::net::ca::renewal_speedup_from_env(),
             };
             let dir = data_dir;
             tasks.push(tokio::spawn(crate::net::ca::run_renewal(

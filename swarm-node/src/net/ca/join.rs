@@ -289,6 +289,23 @@ pub async fn renew(
     wait_issued(client, manager, me, key, current.roots(), &now).await
 }
 
+/// **Test-only.** The environment variable that speeds up certificate renewal: an integer `N > 1`
+/// divides the wait until each scheduled renewal by `N` (a 1 h certificate, the shortest Docker
+/// allows, then renews within about `36 min / N` instead of up to 36 min), so multi-process tests
+/// see workers and managers renew. Failure backoffs are divided too, but never below 1 s.
+/// Unset, empty, unparsable or `<= 1`: no speedup. Not for production use: it only makes a node
+/// renew more often than it needs to.
+pub const RENEWAL_SPEEDUP_ENV: &str = "SWARM_NODE_TEST_RENEWAL_SPEEDUP";
+
+/// The renewal speedup [`RENEWAL_SPEEDUP_ENV`] asks for (1: none).
+pub fn renewal_speedup_from_env() -> u32 {
+    std::env::var(RENEWAL_SPEEDUP_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 1)
+        .unwrap_or(1)
+}
+
 /// Where a node renews: its RPC client (presenting its certificate), the TLS state that client and
 /// the node's server share (renewed material is installed there), and a manager to ask.
 #[derive(Clone)]
@@ -297,8 +314,15 @@ pub struct RenewalTarget {
     pub client: Arc<Client>,
     /// The node's TLS state.
     pub tls: Arc<TlsState>,
-    /// The manager to call.
+    /// The manager to call (a manager renews through its own CA server).
     pub manager: Peer,
+    /// When set, a certificate naming another role is not installed (a manager keeps its manager
+    /// certificate until the daemon restarts it as a worker after a demotion; the worker's own
+    /// renewal then adopts the reissued one).
+    pub keep_role: Option<Role>,
+    /// Divides the wait until each scheduled renewal (test-only; see [`RENEWAL_SPEEDUP_ENV`]).
+    /// 1: real time.
+    pub speedup: u32,
 }
 
 impl std::fmt::Debug for RenewalTarget {
@@ -306,8 +330,20 @@ impl std::fmt::Debug for RenewalTarget {
         f.debug_struct("RenewalTarget")
             .field("tls", &self.tls)
             .field("manager", &self.manager)
+            .field("keep_role", &self.keep_role)
+            .field("speedup", &self.speedup)
             .finish_non_exhaustive()
     }
+}
+
+/// When to try next: the schedule's time, with the wait from `now` divided by `speedup` but at
+/// least 1 s (a sped-up node never renews in a tight loop).
+fn scaled_due(schedule: &RenewalSchedule, now: Timestamp, speedup: u32) -> Timestamp {
+    let wait = schedule.next_attempt().since(now);
+    if speedup <= 1 {
+        return now.plus(wait);
+    }
+    now.plus((wait / speedup).max(Duration::from_secs(1)))
 }
 
 /// Keeps a node's certificate fresh until `stop` turns true: renews at the random point
@@ -327,6 +363,8 @@ pub async fn run_renewal(
         client,
         tls,
         manager,
+        keep_role,
+        speedup,
     } = target;
     let window = |m: &TlsMaterial| {
         CertInfo::parse(m.leaf())
@@ -335,8 +373,9 @@ pub async fn run_renewal(
     };
     let (nb, na) = window(&material);
     let mut schedule = RenewalSchedule::new(nb, na, &mut rng);
+    let mut due = scaled_due(&schedule, now(), speedup);
     loop {
-        let wait = schedule.next_attempt().since(now()).min(RENEWAL_CHECK);
+        let wait = due.since(now()).min(RENEWAL_CHECK);
         tokio::select! {
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             _ = tokio::time::sleep(wait) => {}
@@ -357,6 +396,7 @@ pub async fn run_renewal(
         if let Ok(answer) = &status {
             if answer.state == IssuanceState::Rotate {
                 schedule.handle_rotate(now());
+                due = due.min(now());
             } else if answer.state == IssuanceState::Issued
                 && answer.chain.first().map(Vec::as_slice) != Some(material.leaf())
                 && leaf_key(answer).as_deref() == material.key().public_key_der().ok().as_deref()
@@ -371,23 +411,47 @@ pub async fn run_renewal(
                 .ok();
             }
         }
-        if next.is_none() && schedule.is_due(now()) {
-            match renew(&client, &manager, &material, &now).await {
+        if next.is_none() && now() >= due {
+            let renewed = tokio::select! {
+                r = renew(&client, &manager, &material, &now) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match renewed {
                 Ok(m) => next = Some(m),
                 Err(e) => {
                     tracing::warn!(error = %e, "certificate renewal failed; backing off");
                     schedule.handle_failure(now());
+                    due = scaled_due(&schedule, now(), speedup);
                 }
             }
         }
         if let Some(m) = next {
+            if keep_role.is_some_and(|r| m.identity().role != r) {
+                // A role change (demotion): the daemon restarts the node in its new role, whose
+                // own renewal adopts the reissued certificate.
+                tracing::info!(
+                    role = ?m.identity().role,
+                    "a certificate for another role was issued; keeping the current one until the node restarts in that role"
+                );
+                schedule.handle_failure(now());
+                due = scaled_due(&schedule, now(), speedup);
+                continue;
+            }
             if let Err(e) = tls.update(&m) {
                 tracing::warn!(error = %e, "installing the renewed certificate failed");
                 schedule.handle_failure(now());
+                due = scaled_due(&schedule, now(), speedup);
                 continue;
             }
             let (nb, na) = window(&m);
             schedule.handle_renewed(nb, na, &mut rng);
+            due = scaled_due(&schedule, now(), speedup);
+            tracing::info!(
+                node = %m.identity().node_id,
+                role = ?m.identity().role,
+                next_renewal_in = ?due.since(now()),
+                "node certificate renewed"
+            );
             on_renewed(&m);
             material = m;
         }
