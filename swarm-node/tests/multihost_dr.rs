@@ -13,8 +13,8 @@
 //! - `restore_on_a_fresh_host_then_force_new_cluster`: `swarm-node backup` of a stopped manager,
 //!   `swarm-node restore` into the empty data directory of another host, started there and
 //!   `swarm init --force-new-cluster --advertise-addr` its own address: every service, secret,
-//!   config and network is there, and a worker joins the new cluster with its token and runs
-//!   tasks.
+//!   config and network is there, the manager advertises its new address, a manager joins the
+//!   new cluster (raft with the moved manager), and a worker joins with its token and runs tasks.
 
 mod multihost_support;
 
@@ -254,10 +254,10 @@ fn swarm_node(args: &[&std::ffi::OsStr]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_on_a_fresh_host_then_force_new_cluster() {
-    let Some(mut c) = Cluster::new(3, Runtime::Sim) else {
+    let Some(mut c) = Cluster::new(4, Runtime::Sim) else {
         return;
     };
-    let (source, fresh, worker) = (0, 1, 2);
+    let (source, fresh, worker, manager) = (0, 1, 2, 3);
     c.host_mut(source).start().await;
     let h = c.host(source);
     h.ok(&["swarm", "init", "--advertise-addr", h.ip()]).await;
@@ -334,6 +334,25 @@ async fn restore_on_a_fresh_host_then_force_new_cluster() {
         |out| out.lines().any(|l| l == host_name),
     )
     .await;
+    // A manager joins too: raft runs between the moved manager and it.
+    let manager_token = h.ok(&["swarm", "join-token", "-q", "manager"]).await;
+    c.host_mut(manager).start().await;
+    join(c.host(manager), &manager_token, c.host(fresh)).await;
+    let h = c.host(fresh);
+    h.wait_for(
+        "the new manager reachable",
+        &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+        |out| out.lines().any(|l| l == "host3 Reachable"),
+    )
+    .await;
+    let on_new = c
+        .host(manager)
+        .ok(&["service", "ls", "--format", "{{.Name}}"])
+        .await;
+    assert_eq!(
+        on_new, "web",
+        "the new manager replicates the restored store"
+    );
     h.ok(&["service", "scale", "--detach", "web=6"]).await;
     h.wait_replicas("web", "6/6").await;
     h.wait_for(
