@@ -6,13 +6,15 @@
 //!   runtime with a replicated service; `docker swarm ca --rotate` ends with every host's
 //!   certificate (the chain its daemon stored) issued by the new root, `swarm ca` and every
 //!   node's TLSInfo (the cluster's root, as this implementation reports it) showing the new root
-//!   on every manager, the service's tasks unchanged (same ids, still
-//!   running, none added) and a scale through every manager placing tasks on every host.
+//!   on every manager, the service's tasks unchanged (same ids, still running, none added) and a
+//!   scale through every manager placing tasks on every host.
 //! - `managers_and_workers_renew_short_lived_certificates`: `swarm update --cert-expiry 1h` and
 //!   the test-only renewal speedup (`SWARM_NODE_TEST_RENEWAL_SPEEDUP`, see
-//!   `swarm_node::net::ca::RENEWAL_SPEEDUP_ENV`): both managers and the worker replace their
-//!   certificates (new serials, 1 h validity) more than once, each daemon logs its renewals, and
-//!   the cluster keeps working (writes through either manager, tasks on every host).
+//!   `swarm_node::net::ca::RENEWAL_SPEEDUP_ENV`), 3 managers and a worker: every node replaces
+//!   its certificate (new serial, 1 h validity), and keeps doing so after the manager the worker
+//!   joined through is killed (the worker renews through the other managers); each daemon logs
+//!   its renewals and the cluster keeps working (writes through the managers left, tasks on
+//!   every live host).
 //! - `a_worker_certificate_is_refused_on_raft`: from inside the worker's namespace, a client
 //!   presenting the worker's valid cluster certificate calls `raft.v1.read_index` and
 //!   `raft.v1.propose` on the leader: `PermissionDenied`; a manager's certificate is answered,
@@ -247,12 +249,12 @@ async fn wait_leaves(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managers_and_workers_renew_short_lived_certificates() {
-    let Some(mut c) = Cluster::new(3, Runtime::Sim) else {
+    let Some(mut c) = Cluster::new(4, Runtime::Sim) else {
         return;
     };
     // A 90-day certificate renews after 45-72 days: divided by 10^6, after 4-7 s. A 1 h one
     // (backdated 1 h) renews within 36 min: then at the 1 s floor of the speedup.
-    for i in 0..3 {
+    for i in 0..4 {
         c.host_mut(i)
             .set_env(swarm_node::net::ca::RENEWAL_SPEEDUP_ENV, "1000000");
     }
@@ -271,50 +273,75 @@ async fn managers_and_workers_renew_short_lived_certificates() {
     let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
     let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
     join(c.host(1), &manager_token, h0).await;
-    join(c.host(2), &worker_token, h0).await;
-    wait_ready(h0, 3).await;
-    let first: Vec<CertInfo> = (0..3).map(|i| stored_leaf(c.host(i))).collect();
+    join(c.host(2), &manager_token, h0).await;
+    join(c.host(3), &worker_token, h0).await;
+    wait_ready(h0, 4).await;
+    let first: Vec<CertInfo> = (0..4).map(|i| stored_leaf(c.host(i))).collect();
 
     // Every node renews onto a 1 h certificate (2 h window with the backdate)...
     let hour =
         |l: &CertInfo| l.not_after.since(l.not_before) == std::time::Duration::from_secs(7200);
     let renewed = wait_leaves(
         &c,
-        &[0, 1, 2],
+        &[0, 1, 2, 3],
         "every node on a renewed 1 h certificate",
         |i, l| l.serial != first[i].serial && hour(l),
     )
     .await;
-    // ... and renews again.
-    wait_leaves(&c, &[0, 1, 2], "every node renewed once more", |i, l| {
+    // ... and keeps renewing after the manager the worker joined through (and renewed with so
+    // far) is gone: the worker turns to the managers its sessions announce.
+    c.host_mut(0).kill().await;
+    let renewed = wait_leaves(&c, &[1, 2, 3], "every node renewed once more", |i, l| {
         l.serial != renewed[i].serial && l.serial != first[i].serial && hour(l)
     })
     .await;
-
-    // The cluster keeps working: all Ready, writes through both managers, tasks on the worker.
-    wait_ready(h0, 3).await;
-    h0.ok(&[
-        "service",
-        "create",
-        "--detach",
-        "--name",
-        "after",
-        "--replicas",
-        "3",
-        "busybox",
-        "sleep",
-        "3600",
-    ])
+    wait_leaves(&c, &[1, 2, 3], "every node renewed again", |i, l| {
+        l.serial != renewed[i - 1].serial && hour(l)
+    })
     .await;
-    h0.wait_replicas("after", "3/3").await;
-    c.host(1)
+
+    // The cluster keeps working: writes through both managers left, tasks on every live host.
+    let h1 = c.host(1);
+    h1.wait_for(
+        "the live nodes ready",
+        &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+        |out| {
+            ["host1 Ready", "host2 Ready", "host3 Ready"]
+                .iter()
+                .all(|w| out.lines().any(|l| l == *w))
+        },
+    )
+    .await;
+    h1.wait_for(
+        "a write through host1",
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "after",
+            "--replicas",
+            "3",
+            "busybox",
+            "sleep",
+            "3600",
+        ],
+        |_| true,
+    )
+    .await;
+    h1.wait_replicas("after", "3/3").await;
+    c.host(2)
         .ok(&["service", "scale", "--detach", "after=6"])
         .await;
-    c.host(1).wait_replicas("after", "6/6").await;
-    let placed = running(h0, "after").await;
+    c.host(2).wait_replicas("after", "6/6").await;
+    let placed = running(h1, "after").await;
     let hosts: BTreeSet<&str> = placed.iter().map(|(_, n)| n.as_str()).collect();
-    assert_eq!(hosts.len(), 3, "tasks on every host: {placed:?}");
-    // The node is not the only one that knows: the daemons log each renewal.
+    assert_eq!(
+        hosts,
+        BTreeSet::from(["host1", "host2", "host3"]),
+        "tasks on every live host: {placed:?}"
+    );
+    // The daemons log each renewal.
     for h in c.hosts() {
         let log = std::fs::read_to_string(h.dir().join("daemon-1.log")).unwrap_or_default();
         assert!(

@@ -44,8 +44,8 @@ use swarm_net::rpc::{Access, Unary};
 
 pub use bootstrap::{new_cluster_ca, start_root_rotation, CaError, NewClusterCa};
 pub use join::{
-    join, renew, renewal_speedup_from_env, run_renewal, JoinError, Joined, RenewalTarget,
-    RENEWAL_SPEEDUP_ENV,
+    join, renew, renewal_speedup_from_env, run_renewal, JoinError, Joined, ManagerList,
+    RenewalTarget, RENEWAL_SPEEDUP_ENV,
 };
 pub use server::CaServer;
 pub use signer::run_signer;

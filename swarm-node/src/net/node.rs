@@ -396,6 +396,7 @@ impl ManagerNet {
             },
             keep_role: Some(Role::Manager),
             speedup: crate::net::ca::renewal_speedup_from_env(),
+            managers: None,
         };
         self.tasks.push(tokio::spawn(crate::net::ca::run_renewal(
             target,
@@ -521,6 +522,19 @@ impl WorkerNet {
                 manager: peer,
                 keep_role: None,
                 speedup: crate::net::ca::renewal_speedup_from_env(),
+                managers: Some({
+                    let d = dispatcher.clone();
+                    Arc::new(move || {
+                        d.managers()
+                            .iter()
+                            .map(|m| Peer {
+                                addr: m.addr,
+                                role: Role::Manager,
+                                node_id: m.node_id,
+                            })
+                            .collect()
+                    })
+                }),
             };
             let dir = data_dir;
             tasks.push(tokio::spawn(crate::net::ca::run_renewal(

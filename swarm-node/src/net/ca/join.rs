@@ -323,6 +323,23 @@ pub struct RenewalTarget {
     /// Divides the wait until each scheduled renewal (test-only; see [`RENEWAL_SPEEDUP_ENV`]).
     /// 1: real time.
     pub speedup: u32,
+    /// The managers to turn to when `manager` does not answer (a worker: the managers its
+    /// dispatcher sessions announce), tried in turn; `None`: `manager` only.
+    pub managers: Option<ManagerList>,
+}
+
+/// The managers a node knows now (see [`RenewalTarget::managers`]).
+pub type ManagerList = Arc<dyn Fn() -> Vec<Peer> + Send + Sync>;
+
+/// The manager after `current` in `list` (cyclically, by address), if the list names another.
+fn next_manager(list: &Option<ManagerList>, current: &Peer) -> Option<Peer> {
+    let peers = list.as_ref()?();
+    let at = peers.iter().position(|p| p.addr == current.addr);
+    let next = match at {
+        Some(i) => peers.get((i + 1) % peers.len())?,
+        None => peers.first()?,
+    };
+    (next.addr != current.addr).then(|| next.clone())
 }
 
 impl std::fmt::Debug for RenewalTarget {
@@ -332,6 +349,7 @@ impl std::fmt::Debug for RenewalTarget {
             .field("manager", &self.manager)
             .field("keep_role", &self.keep_role)
             .field("speedup", &self.speedup)
+            .field("managers", &self.managers.as_ref().map(|_| "..."))
             .finish_non_exhaustive()
     }
 }
@@ -365,7 +383,9 @@ pub async fn run_renewal(
         manager,
         keep_role,
         speedup,
+        managers,
     } = target;
+    let mut manager = manager;
     let window = |m: &TlsMaterial| {
         CertInfo::parse(m.leaf())
             .map(|i| (i.not_before, i.not_after))
@@ -393,6 +413,12 @@ pub async fn run_renewal(
             )
             .await;
         let mut next = None;
+        if let Err(e) = &status {
+            if let Some(other) = next_manager(&managers, &manager) {
+                tracing::info!(from = %manager.addr, to = %other.addr, error = %e, "the manager did not answer about the certificate; asking another");
+                manager = other;
+            }
+        }
         if let Ok(answer) = &status {
             if answer.state == IssuanceState::Rotate {
                 schedule.handle_rotate(now());
@@ -419,9 +445,14 @@ pub async fn run_renewal(
             match renewed {
                 Ok(m) => next = Some(m),
                 Err(e) => {
-                    tracing::warn!(error = %e, "certificate renewal failed; backing off");
+                    tracing::warn!(manager = %manager.addr, error = %e, "certificate renewal failed; backing off");
                     schedule.handle_failure(now());
                     due = scaled_due(&schedule, now(), speedup);
+                    if matches!(e, JoinError::Rpc(_) | JoinError::Timeout(_)) {
+                        if let Some(other) = next_manager(&managers, &manager) {
+                            manager = other;
+                        }
+                    }
                 }
             }
         }
