@@ -339,7 +339,7 @@ fn next_manager(list: &Option<ManagerList>, current: &Peer) -> Option<Peer> {
         Some(i) => peers.get((i + 1) % peers.len())?,
         None => peers.first()?,
     };
-    (next.addr != current.addr).then(|| next.clone())
+    (next.addr != current.addr).then_some(*next)
 }
 
 impl std::fmt::Debug for RenewalTarget {
