@@ -299,8 +299,12 @@ pub const RENEWAL_SPEEDUP_ENV: &str = "SWARM_NODE_TEST_RENEWAL_SPEEDUP";
 
 /// The renewal speedup [`RENEWAL_SPEEDUP_ENV`] asks for (1: none).
 pub fn renewal_speedup_from_env() -> u32 {
-    std::env::var(RENEWAL_SPEEDUP_ENV)
-        .ok()
+    parse_speedup(std::env::var(RENEWAL_SPEEDUP_ENV).ok().as_deref())
+}
+
+/// The speedup a value of [`RENEWAL_SPEEDUP_ENV`] names (1: none, or not a number above 1).
+fn parse_speedup(value: Option<&str>) -> u32 {
+    value
         .and_then(|v| v.trim().parse::<u32>().ok())
         .filter(|n| *n > 1)
         .unwrap_or(1)
@@ -485,6 +489,100 @@ pub async fn run_renewal(
             );
             on_renewed(&m);
             material = m;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RNG that always draws `v` (renewal at a known point of the window).
+    struct Fixed(u64);
+    impl RngCore for Fixed {
+        fn next_u32(&mut self) -> u32 {
+            self.0 as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            dest.fill(0);
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            dest.fill(0);
+            Ok(())
+        }
+    }
+
+    const HOUR: u64 = 3_600_000_000_000;
+
+    #[test]
+    fn the_speedup_divides_the_wait_with_a_one_second_floor() {
+        let start = Timestamp(10 * HOUR);
+        // Window of 2 h: the earliest renewal point (draw 0) is 1 h after not_before.
+        let schedule =
+            RenewalSchedule::new(start, start.plus(Duration::from_secs(7200)), &mut Fixed(0));
+        assert_eq!(
+            schedule.next_attempt(),
+            start.plus(Duration::from_secs(3600))
+        );
+        assert_eq!(scaled_due(&schedule, start, 1), schedule.next_attempt());
+        assert_eq!(scaled_due(&schedule, start, 0), schedule.next_attempt());
+        assert_eq!(
+            scaled_due(&schedule, start, 360),
+            start.plus(Duration::from_secs(10))
+        );
+        // Past the renewal point, or divided below 1 s: 1 s from now.
+        assert_eq!(
+            scaled_due(&schedule, start, 1_000_000),
+            start.plus(Duration::from_secs(1))
+        );
+        let late = start.plus(Duration::from_secs(5000));
+        assert_eq!(
+            scaled_due(&schedule, late, 100),
+            late.plus(Duration::from_secs(1))
+        );
+        assert_eq!(scaled_due(&schedule, late, 1), late);
+    }
+
+    fn peer(last: u8) -> Peer {
+        Peer {
+            addr: SocketAddr::from(([10, 0, 0, last], 2377)),
+            role: Role::Manager,
+            node_id: None,
+        }
+    }
+
+    #[test]
+    fn the_next_manager_cycles_through_the_list() {
+        assert_eq!(next_manager(&None, &peer(1)), None);
+        let list: ManagerList = Arc::new(|| vec![peer(1), peer(2), peer(3)]);
+        let list = Some(list);
+        assert_eq!(next_manager(&list, &peer(1)), Some(peer(2)));
+        assert_eq!(next_manager(&list, &peer(3)), Some(peer(1)));
+        // A manager the list no longer names: its first.
+        assert_eq!(next_manager(&list, &peer(9)), Some(peer(1)));
+        let alone: ManagerList = Arc::new(|| vec![peer(1)]);
+        assert_eq!(next_manager(&Some(alone), &peer(1)), None);
+        let empty: ManagerList = Arc::new(Vec::new);
+        assert_eq!(next_manager(&Some(empty), &peer(1)), None);
+    }
+
+    #[test]
+    fn the_speedup_value_is_a_number_above_one_or_none() {
+        for (value, want) in [
+            (None, 1),
+            (Some(""), 1),
+            (Some("fast"), 1),
+            (Some("-5"), 1),
+            (Some("0"), 1),
+            (Some("1"), 1),
+            (Some("2"), 2),
+            (Some(" 1000000 "), 1_000_000),
+            (Some("99999999999"), 1),
+        ] {
+            assert_eq!(parse_speedup(value), want, "{value:?}");
         }
     }
 }
