@@ -100,11 +100,6 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     found
 }
 
-async fn managers_status(h: &Host) -> String {
-    h.ok(&["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"])
-        .await
-}
-
 /// 3 managers, one leader and two reachable.
 fn all_reachable(out: &str) -> bool {
     out.lines().count() == 3
@@ -112,8 +107,7 @@ fn all_reachable(out: &str) -> bool {
         && out.lines().filter(|l| l.ends_with(" Reachable")).count() == 2
 }
 
-/// Waits until the leader lists the 3 managers reachable. (Reachability is each manager's own
-/// raft view: a follower hears from the leader only, so only the leader's list is asked.)
+/// Waits until the leader lists the 3 managers reachable.
 async fn wait_all_reachable(c: &Cluster, what: &str) {
     let deadline = tokio::time::Instant::now() + multihost_support::TIMEOUT;
     loop {
@@ -215,25 +209,30 @@ async fn autolocked_managers_restart_locked_and_unlock_one_by_one() {
         )
         .await;
         wait_all_reachable(&c, "the unlocked manager back in the cluster").await;
-        let spec = h
-            .ok(&[
+        // It catches up with the write made while it was locked (its reads are local).
+        let want_replicas = replicas.to_string();
+        h.wait_for(
+            "the write made while it was locked",
+            &[
                 "service",
                 "inspect",
                 "web",
                 "--format",
                 "{{.Spec.Mode.Replicated.Replicas}}",
-            ])
-            .await;
-        assert_eq!(
-            spec,
-            replicas.to_string(),
-            "host{i} sees the write made while it was locked"
-        );
+            ],
+            |out| out == want_replicas,
+        )
+        .await;
     }
     for h in c.hosts() {
         assert_eq!(objects(h).await, want);
-        let ls = managers_status(h).await;
-        assert_eq!(ls.lines().count(), 3, "{ls}");
+        // Every manager shows the leader's view: all three reachable, one leader.
+        h.wait_for(
+            "3 reachable managers on this manager",
+            &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
+            all_reachable,
+        )
+        .await;
     }
     c.host(0).wait_replicas("web", "5/5").await;
 }
