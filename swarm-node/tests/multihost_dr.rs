@@ -337,11 +337,12 @@ async fn restore_on_a_fresh_host_then_force_new_cluster() {
     let manager_token = h.ok(&["swarm", "join-token", "-q", "manager"]).await;
     c.host_mut(manager).start().await;
     join(c.host(manager), &manager_token, c.host(fresh)).await;
+    let joined = format!("{} Reachable", c.host(manager).node_id().await);
     let h = c.host(fresh);
     h.wait_for(
         "the new manager reachable",
-        &["node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"],
-        |out| out.lines().any(|l| l == "host3 Reachable"),
+        &["node", "ls", "--format", "{{.ID}} {{.ManagerStatus}}"],
+        |out| out.lines().any(|l| l == joined),
     )
     .await;
     let on_new = c
