@@ -213,6 +213,7 @@ impl Cluster {
                 child: None,
                 starts: 0,
                 partitioned: false,
+                env: Vec::new(),
             });
         }
         Ok(())
@@ -292,9 +293,18 @@ pub struct Host {
     child: Option<Child>,
     starts: u32,
     partitioned: bool,
+    /// Extra environment for the daemon ([`Host::set_env`]).
+    env: Vec<(String, String)>,
 }
 
 impl Host {
+    /// Sets an environment variable for the daemon's next starts (a test-only knob such as
+    /// `SWARM_NODE_TEST_RENEWAL_SPEEDUP`).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     /// The host's address (no port).
     pub fn ip(&self) -> &str {
         &self.ip
@@ -355,6 +365,7 @@ impl Host {
             .args(["--metrics-addr", &format!("0.0.0.0:{METRICS_PORT}")])
             .env("RUST_LOG", "info,openraft=warn,quinn=warn")
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -503,6 +514,45 @@ impl Host {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// `docker args` with `input` on its standard input (`docker swarm unlock` reads the key
+    /// there), which must succeed; its stdout, trimmed.
+    pub async fn ok_stdin(&self, args: &[&str], input: &[u8]) -> String {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = Command::new(docker_cli().expect("docker CLI"));
+        cmd.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.dir().join("docker-config"))
+            .env("DOCKER_CLI_HINTS", "false")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("docker runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(input)
+            .await
+            .expect("writing docker's stdin");
+        drop(stdin);
+        let out = tokio::time::timeout(CLI_TIMEOUT, child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("docker {args:?} did not finish in {CLI_TIMEOUT:?}"))
+            .expect("docker's output");
+        assert!(
+            out.status.success(),
+            "host {}: docker {args:?} failed:\n{}\n{}\n{}",
+            self.index,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// `docker args`, which must succeed; its stdout, trimmed.
