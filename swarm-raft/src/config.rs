@@ -70,6 +70,13 @@ impl Default for RaftConfig {
 }
 
 impl RaftConfig {
+    /// How long a voter refuses other candidates after it last heard from its leader (openraft's
+    /// leader lease, set to the smallest election timeout by [`RaftConfig::to_openraft`]). A
+    /// leader also refuses votes for this long after it was elected.
+    pub fn leader_lease(&self) -> Duration {
+        self.election_timeout_min
+    }
+
     /// openraft's configuration for these settings.
     pub fn to_openraft(&self) -> Result<openraft::Config, StartError> {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);

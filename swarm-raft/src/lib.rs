@@ -65,7 +65,7 @@ pub mod wal;
 pub use config::{NodeConfig, RaftConfig};
 pub use error::{KeyChangeError, MembershipError, StartError, StorageFault, WaitError};
 pub use keyring::Keyring;
-pub use network::{RaftReply, RaftRpc, Transport, TransportError};
+pub use network::{RaftReply, RaftRpc, TimeoutNow, Transport, TransportError};
 pub use node::{NodeStatus, RaftNode, StartOptions, StatusWatch, SystemClock};
 #[cfg(feature = "testing")]
 pub use router::Router;

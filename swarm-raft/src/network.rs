@@ -42,6 +42,22 @@ pub enum RaftRpc {
     Propose(Vec<StoreAction>),
     /// A follower asks the leader for a read index (linearizable reads).
     ReadIndex,
+    /// The leader hands its leadership to the receiver: start an election now (raft's
+    /// TimeoutNow, see [`crate::RaftNode::transfer_leadership`]).
+    TimeoutNow(TimeoutNow),
+}
+
+/// The leader's side of a leadership transfer: who sends it, in which term, and the last log
+/// index the receiver must hold. The receiver starts an election only if it still follows that
+/// leader in that term and holds that index (so a late or stale message starts nothing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutNow {
+    /// The leader handing over.
+    pub leader: NodeId,
+    /// Its term.
+    pub term: u64,
+    /// Its last log index when it asked.
+    pub last_log_index: u64,
 }
 
 /// The answer to a [`RaftRpc`], same variant.
@@ -57,6 +73,8 @@ pub enum RaftReply {
     Propose(Result<u64, CommitError>),
     /// The leader's read index.
     ReadIndex(Result<u64, CommitError>),
+    /// Whether the receiver started an election.
+    TimeoutNow(bool),
 }
 
 /// Why a transport could not deliver a request.
