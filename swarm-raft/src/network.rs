@@ -111,6 +111,8 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub struct PeerHealth {
     last_ok: Mutex<HashMap<NodeId, Instant>>,
+    /// When a voter last refused our candidacy because its log is longer than ours.
+    longer_log: Mutex<Option<Instant>>,
 }
 
 impl PeerHealth {
@@ -127,6 +129,16 @@ impl PeerHealth {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&peer)
+            .is_some_and(|t| t.elapsed() <= within)
+    }
+
+    /// Whether a voter refused this node's candidacy for its shorter log within `within`: this
+    /// node cannot win until it catches up, so its election timer backs off (openraft's own
+    /// timer does the same with its `smaller_log_timeout`; swarm-raft's watchdog replaces it).
+    pub fn longer_log_seen(&self, within: Duration) -> bool {
+        self.longer_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .is_some_and(|t| t.elapsed() <= within)
     }
 }
@@ -259,11 +271,21 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        let ours = rpc.last_log_id;
         match self
             .call(RPCTypes::Vote, RaftRpc::Vote(rpc), option.hard_ttl())
             .await?
         {
-            RaftReply::Vote(r) => r.map_err(|e| self.remote(e)),
+            RaftReply::Vote(r) => {
+                if matches!(&r, Ok(v) if !v.vote_granted && v.last_log_id > ours) {
+                    *self
+                        .health
+                        .longer_log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
+                r.map_err(|e| self.remote(e))
+            }
             _ => Err(self.bad_reply()),
         }
     }
