@@ -84,6 +84,9 @@ pub(crate) struct Inner {
     pub(crate) contact: std::sync::Mutex<std::time::Instant>,
     /// Since when (term, instant) the watchdog has seen this node lead; `None` while it does not.
     pub(crate) led_since: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// The highest term of a candidate this node refused for its shorter log (see the
+    /// watchdog: the next election here starts above it).
+    pub(crate) refused_term: std::sync::atomic::AtomicU64,
     /// Set while this leader hands its leadership over: new proposals wait (see
     /// [`RaftNode::transfer_leadership`]).
     pub(crate) transferring: tokio::sync::watch::Sender<bool>,
@@ -247,6 +250,7 @@ impl RaftNode {
                 report,
                 contact: std::sync::Mutex::new(std::time::Instant::now()),
                 led_since: std::sync::Mutex::new(None),
+                refused_term: std::sync::atomic::AtomicU64::new(0),
                 transferring: tokio::sync::watch::channel(false).0,
                 watchdog: std::sync::Mutex::new(None),
             }),
@@ -598,9 +602,19 @@ impl RaftNode {
                 RaftReply::AppendEntries(resp)
             }
             RaftRpc::Vote(r) => {
+                let (term, theirs) = (r.vote.leader_id().term, r.last_log_id);
                 let resp = raft.vote(r).await;
-                if matches!(&resp, Ok(v) if v.vote_granted) {
-                    self.touch();
+                match &resp {
+                    Ok(v) if v.vote_granted => self.touch(),
+                    // Refused for its shorter log, in a term above ours: openraft keeps our
+                    // term (Raft would adopt theirs); the watchdog's next election here starts
+                    // above it instead of colliding with that candidate's own vote.
+                    Ok(v) if term > v.vote.leader_id().term && v.last_log_id > theirs => {
+                        self.inner
+                            .refused_term
+                            .fetch_max(term, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
                 RaftReply::Vote(resp)
             }
