@@ -295,6 +295,11 @@ pub struct Host {
 }
 
 impl Host {
+    /// The host's index in its cluster (its hostname is `host<index>`).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// The host's address (no port).
     pub fn ip(&self) -> &str {
         &self.ip
