@@ -212,7 +212,7 @@ async fn failover() {
     }
     times.sort();
     println!(
-        "failover: 3 managers, heartbeat 100 ms, election 1-2 s, 20 trials: p50 {:?}, p99 (max of 20) {:?}",
+        "failover: 3 managers, default timing (heartbeat 100 ms, election 600-1200 ms), 20 trials: p50 {:?}, p99 (max of 20) {:?}",
         times[10], times[19]
     );
 }

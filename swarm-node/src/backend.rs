@@ -282,6 +282,11 @@ pub enum BackendError {
     /// The change was not committed.
     #[error(transparent)]
     Commit(#[from] CommitError),
+    /// `swarm init` could not bind its listen address (taken, or not an address of this host):
+    /// the init failed and left no state behind. Docker's wording (SwarmKit's manager wraps the
+    /// listener's error the same way), status 500.
+    #[error("manager stopped: failed to listen on remote API address: {0}")]
+    ListenFailed(String),
     /// The daemon failed (storage, runtime); the message says what to look at.
     #[error("{0}")]
     Internal(String),

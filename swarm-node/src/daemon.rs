@@ -23,10 +23,13 @@
 //! listener and asks the leader to add it (`net::membership`). A promoted worker (its renewed
 //! certificate says manager) restarts as a manager. A manager's own agent talks to the
 //! in-process dispatcher while it leads and to the leader's otherwise
-//! (`manager::agent_dispatch`). A single-manager swarm whose listener cannot bind keeps working
-//! (other nodes cannot join it; the reason is logged). Task logs: every multi-host node's worker
-//! publishes its own tasks' logs to every manager (`net::logs`), and a manager reads a task of
-//! another node through its `ManagerNet`'s broker (a node the store lists down answers at once).
+//! (`manager::agent_dispatch`). `swarm init` binds the listener before it reports success: an
+//! address that cannot be bound fails the init with Docker's "failed to listen on remote API
+//! address" and leaves no state behind. A manager restarted from its data directory whose
+//! listener cannot bind keeps working alone (other nodes cannot reach it; the reason is logged).
+//! Task logs: every multi-host node's worker publishes its own tasks' logs to every manager
+//! (`net::logs`), and a manager reads a task of another node through its `ManagerNet`'s broker
+//! (a node the store lists down answers at once).
 //!
 //! `swarm init --force-new-cluster` on an active manager of a multi-member cluster restarts its
 //! raft as the only voter, keeping every object; the other managers are demoted in the store, and
@@ -813,21 +816,47 @@ impl Backend for Daemon {
             ManagerError::Commit(c) => BackendError::Commit(c),
             other => internal(other),
         });
+        // A failed init leaves nothing behind: no raft state, no certificate, no marker.
+        let undo = || {
+            let _ = remove_dir_if_present(&raft_dir);
+            let _ = remove_dir_if_present(crate::net::node::cert_dir(&self.config.data_dir).path());
+            let _ = end_transition(&self.config.data_dir);
+        };
         let manager = match manager {
             Ok(m) => m,
             Err(e) => {
-                let _ = remove_dir_if_present(&raft_dir);
+                undo();
                 return Err(e);
             }
         };
+        // The swarm listener binds now, before the init is reported done: an address that cannot
+        // be bound fails the init, as Docker's does (instead of a manager nobody can join).
+        let net = match ManagerNet::start(
+            listen,
+            tls.clone(),
+            client.clone(),
+            manager.raft().clone(),
+            manager.store().clone(),
+            self.slot.clone(),
+            self.raft_target.clone(),
+        ) {
+            Ok(n) => n,
+            Err(e) => {
+                manager.shutdown().await;
+                undo();
+                tracing::warn!(%listen, error = %e, "swarm init failed: the listen address cannot be bound");
+                return Err(BackendError::ListenFailed(e));
+            }
+        };
         if let Err(e) = identity.store(&self.config.data_dir) {
+            net.stop().await;
             manager.shutdown().await;
-            let _ = remove_dir_if_present(&raft_dir);
+            undo();
             return Err(internal(e));
         }
         end_transition(&self.config.data_dir).map_err(internal)?;
         tracing::info!(node = %identity.node_id, autolock = req.autolock, "swarm initialised");
-        *running = self.activate(manager, tls, client, None).await;
+        *running = self.activate(manager, tls, client, Some(net)).await;
         Ok(identity.node_id)
     }
 

@@ -2,7 +2,8 @@
 //! the join itself through `net::membership::handle_join`, the leader side of the
 //! `raft.v1.join` RPC): a manager joins with an empty log and receives the state, the leader's
 //! loop keeps `manager_status` current, refuses bad joins, demotes and promotes by
-//! `spec.desired_role`, and force-new-cluster keeps every object with one manager left.
+//! `spec.desired_role`, and force-new-cluster keeps every object with one manager left; a leader
+//! to be demoted hands its leadership over first and is then demoted by its successor.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -325,5 +326,81 @@ async fn managers_join_get_status_demote_promote_and_force_a_new_cluster() {
         .await
         .expect("a write after force-new-cluster");
     a.shutdown().await;
+    drop((jb, jc));
+}
+
+/// Property: demoting the leader hands leadership to another manager through one election
+/// started at once (raft's TimeoutNow: the term goes up by exactly one, so no election timeout
+/// ran and no second round was needed), and the successor then takes the old leader out of raft
+/// and makes it a worker; writes go on through any manager. Setup: 3 managers in one process
+/// over the in-memory router; the leader's node gets `desired_role = worker` (what
+/// `docker node demote` writes). Before the transfer existed the leader never demoted itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demoting_the_leader_hands_leadership_to_a_caught_up_manager_first() {
+    let router = swarm_raft::Router::new();
+    let dir_a = tempfile::tempdir().unwrap();
+    let cluster = Id::generate(&mut rand_core::OsRng);
+    let a_id = NodeIdentity::new_manager(
+        Id::generate(&mut rand_core::OsRng),
+        1,
+        cluster,
+        "m1:2377".into(),
+    );
+    let a = Manager::init(
+        &config(dir_a.path()),
+        &a_id,
+        describe_host(Some("a")),
+        &InitRequest::default(),
+        RootCa::default(),
+        None,
+        router.endpoint(1),
+    )
+    .await
+    .expect("init");
+    router.register(a.raft().clone());
+    let (b, jb) = join(&router, &a, cluster, 2).await;
+    let (c, jc) = join(&router, &a, cluster, 3).await;
+    wait_raft("3 voters", &a, |s| s.voters.len() == 3).await;
+    assert!(a.raft().status().leads());
+    let term = a.raft().status().term;
+
+    swarm_core::update(a.store(), a.proposer().as_ref(), |tx| {
+        let mut n = (*tx.get::<Node>(&a_id.node_id).unwrap()).clone();
+        n.spec.desired_role = NodeRole::Worker;
+        tx.update(n)
+    })
+    .await
+    .unwrap();
+    // Another manager leads, elected in the very next term.
+    wait_raft("another leader", &b, |s| s.leader.is_some_and(|l| l != 1)).await;
+    let st = b.raft().status();
+    let successor = st.leader.unwrap();
+    assert!([2, 3].contains(&successor), "{st:?}");
+    assert_eq!(st.term, term + 1, "one election, started at once and won");
+    // The successor demotes the old leader: out of raft, then a worker.
+    let new = if successor == 2 { &b } else { &c };
+    wait_raft("the old leader out of raft", new, |s| {
+        s.voters.len() == 2 && !s.voters.contains(&1) && !s.learners.contains(&1)
+    })
+    .await;
+    let aid = a_id.node_id;
+    wait_store("the old leader demoted", new.store(), |s| {
+        s.get::<Node>(&aid)
+            .is_some_and(|n| n.role == NodeRole::Worker && n.manager_status.is_none())
+    })
+    .await;
+    // Writes through either remaining manager commit.
+    for m in [&b, &c] {
+        m.proposer()
+            .propose(vec![StoreAction::Create(
+                node(Id::generate(&mut rand_core::OsRng), NodeRole::Worker).into(),
+            )])
+            .await
+            .expect("a write after the demotion");
+    }
+    for (id, m) in [(1, a), (2, b), (3, c)] {
+        router.unregister(id);
+        m.shutdown().await;
+    }
     drop((jb, jc));
 }

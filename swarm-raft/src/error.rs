@@ -157,6 +157,17 @@ pub enum MembershipError {
     /// A voter must be demoted before it is removed.
     #[error("node {0} is a manager (voter); demote it before removing it")]
     StillVoter(u64),
+    /// No other voter is reachable and caught up with the log, so leadership cannot be handed
+    /// over.
+    #[error("no other manager is reachable and caught up to take over leadership from manager {0}; bring the other managers back first")]
+    NoSuccessor(u64),
+    /// Leadership was not handed over in time (the successor's election did not win); this node
+    /// may still lead.
+    #[error("leadership was not handed over within {timeout_ms} ms; retry, or check that the other managers are online")]
+    TransferTimeout {
+        /// How long we tried.
+        timeout_ms: u64,
+    },
     /// No quorum answered in time.
     #[error("the membership change did not commit within {timeout_ms} ms; check that a quorum of managers is online")]
     Timeout {

@@ -28,7 +28,7 @@
 //!   `testing`): the in-memory transport with fault injection.
 //! - [`node`]: [`RaftNode`] (start, propose, reads, RPC handling); `batcher`: group commit of
 //!   concurrent proposals into shared entries; [`membership`]: add, demote, remove,
-//!   force-new-cluster, leader step-down.
+//!   force-new-cluster, the election and step-down watchdog; [`transfer`]: leadership transfer.
 //! - [`config`], [`error`], `fuzzing` (feature `fuzzing`: the fuzz targets' entry points),
 //!   `testing` (feature `testing`: an in-process cluster harness).
 //!
@@ -59,13 +59,14 @@ pub mod snapshot;
 pub mod state_machine;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transfer;
 pub mod types;
 pub mod wal;
 
 pub use config::{NodeConfig, RaftConfig};
 pub use error::{KeyChangeError, MembershipError, StartError, StorageFault, WaitError};
 pub use keyring::Keyring;
-pub use network::{RaftReply, RaftRpc, Transport, TransportError};
+pub use network::{RaftReply, RaftRpc, TimeoutNow, Transport, TransportError};
 pub use node::{NodeStatus, RaftNode, StartOptions, StatusWatch, SystemClock};
 #[cfg(feature = "testing")]
 pub use router::Router;

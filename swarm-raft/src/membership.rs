@@ -1,10 +1,11 @@
 //! Membership: adding a manager (learner first, voter once caught up), demoting and removing one
 //! (refused when it would leave no reachable quorum or no manager), force-new-cluster, and the
-//! leader watchdog that makes an isolated leader step down.
+//! leader watchdog that times elections and makes an isolated leader step down. Handing
+//! leadership to another voter is in [`crate::transfer`].
 
 use std::collections::BTreeSet;
 use std::sync::Weak;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::raft::VoteRequest;
@@ -18,7 +19,7 @@ use crate::types::{Entry, ManagerNode, NodeId, Vote};
 use crate::wal::{log_id, Done};
 
 impl RaftNode {
-    fn ensure_leader(&self) -> Result<(), MembershipError> {
+    pub(crate) fn ensure_leader(&self) -> Result<(), MembershipError> {
         let st = self.status();
         if st.state == ServerState::Leader {
             Ok(())
@@ -27,7 +28,7 @@ impl RaftNode {
         }
     }
 
-    fn membership_timeout(&self) -> Duration {
+    pub(crate) fn membership_timeout(&self) -> Duration {
         self.inner.config.raft.propose_timeout
     }
 
@@ -183,24 +184,49 @@ pub(crate) async fn rewrite_as_single_voter(
 }
 
 /// Runs while the node lives: a leader that has not heard from a quorum for `step_down_after`
-/// steps down. openraft 0.9 has no call for that, so the watchdog hands the leader a vote request
+/// (counted from its election at the earliest) steps down. openraft 0.9 has no call for that, so the watchdog hands the leader a vote request
 /// of a higher term from a non-member carrying the leader's own last log id; granting it makes
 /// the leader a follower (the vote is persisted like any vote and burns one term, as a normal
 /// election would).
 ///
 /// It also times elections (openraft's own election timer is off, see [`crate::RaftConfig`]): a
 /// voter that has not heard from a leader for a timeout drawn uniformly from
-/// `[election_timeout_min, election_timeout_max)` starts an election, and draws a new timeout.
+/// `[election_timeout_min, election_timeout_max)` starts an election, and draws a new timeout;
+/// a candidate whose election did not end (a split vote) runs again after a wait drawn from
+/// `[2 heartbeats, election_timeout_min)`: nobody leads then, so no lease has to run out. A
+/// node that a voter refused for its shorter log within the last `election_timeout_max` waits
+/// `election_timeout_max` longer (a manager restarted just before the leader died would
+/// otherwise keep running in the same terms as the up-to-date survivor and split its votes), and
+/// the survivor that refused it runs above that candidate's term ([`adopt_refused_term`]).
 pub(crate) async fn watchdog(node: Weak<Inner>) {
-    let mut timeout = None;
+    let (mut timeout, mut retry) = (None, None);
     loop {
         let Some(inner) = node.upgrade() else { return };
         let tick = inner.config.raft.heartbeat;
         let limit =
             u64::try_from(inner.config.raft.step_down_after.as_millis()).unwrap_or(u64::MAX);
         let m = inner.raft.metrics().borrow().clone();
+        // How long this node has led in its current term (zero when it does not lead).
+        let led_for = {
+            let mut led = inner.led_since.lock().unwrap_or_else(|e| e.into_inner());
+            match (m.state == ServerState::Leader, *led) {
+                (true, Some((term, at))) if term == m.current_term => at.elapsed(),
+                (true, _) => {
+                    *led = Some((m.current_term, Instant::now()));
+                    Duration::ZERO
+                }
+                (false, _) => {
+                    *led = None;
+                    Duration::ZERO
+                }
+            }
+        };
         let voters = m.membership_config.membership().voter_ids().count();
-        let stale = !matches!(m.millis_since_quorum_ack, Some(ms) if ms <= limit);
+        // A leader just elected has no quorum acknowledgement of its term yet (or only a stale
+        // one from an earlier term it led): it gets `step_down_after` from its election before
+        // the lack of one counts.
+        let stale = !matches!(m.millis_since_quorum_ack, Some(ms) if ms <= limit)
+            && led_for >= inner.config.raft.step_down_after;
         if m.state == ServerState::Leader && voters > 1 && stale {
             tracing::warn!(
                 id = m.id,
@@ -219,6 +245,20 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
         let cfg = &inner.config.raft;
         let t = *timeout
             .get_or_insert_with(|| draw(cfg.election_timeout_min, cfg.election_timeout_max));
+        // A candidate (its election split or failed: nobody leads, no lease holds anyone) runs
+        // again sooner, after a shorter random wait that still spans many round trips.
+        let t = if m.state == ServerState::Candidate {
+            *retry.get_or_insert_with(|| draw(cfg.heartbeat * 2, cfg.election_timeout_min))
+        } else {
+            t
+        };
+        // A voter with a longer log refused us lately: let the others (who may hold that log)
+        // run first instead of splitting their votes with a candidacy that cannot win.
+        let t = if inner.health.longer_log_seen(cfg.election_timeout_max) {
+            t + cfg.election_timeout_max
+        } else {
+            t
+        };
         let is_voter = m
             .membership_config
             .membership()
@@ -240,6 +280,8 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
                 *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) =
                     std::time::Instant::now();
                 timeout = Some(draw(cfg.election_timeout_min, cfg.election_timeout_max));
+                retry = None;
+                adopt_refused_term(&inner, m.current_term).await;
                 if let Err(e) = inner.raft.trigger().elect().await {
                     tracing::warn!(error = %e, "could not start an election");
                 }
@@ -249,6 +291,29 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
         }
         drop(inner);
         tokio::time::sleep(tick.clamp(Duration::from_millis(5), Duration::from_millis(20))).await;
+    }
+}
+
+/// Before an election: if this node refused a shorter-log candidate of a term above `current`
+/// (it cannot win, but it voted for itself in that term), move to that term first by a vote for
+/// the non-member [`GHOST`] (as the step-down does), so the election that follows runs one term
+/// above it, where that candidate can grant its vote. Raft adopts a higher term on any request;
+/// openraft does not when it refuses by log, and two survivors then kept starting elections in
+/// the same terms (seen as 1-2 s of extra failover). Only called when no leader contacted this
+/// node for an election timeout, so no live leader's term is skipped.
+async fn adopt_refused_term(inner: &Inner, current: u64) {
+    let seen = inner
+        .refused_term
+        .swap(0, std::sync::atomic::Ordering::Relaxed);
+    if seen <= current {
+        return;
+    }
+    let req = VoteRequest {
+        vote: Vote::new(seen, GHOST),
+        last_log_id: inner.log.wal().log_state().1,
+    };
+    if let Err(e) = inner.raft.vote(req).await {
+        tracing::warn!(error = %e, "could not move to the term of a refused candidate");
     }
 }
 

@@ -42,6 +42,22 @@ pub enum RaftRpc {
     Propose(Vec<StoreAction>),
     /// A follower asks the leader for a read index (linearizable reads).
     ReadIndex,
+    /// The leader hands its leadership to the receiver: start an election now (raft's
+    /// TimeoutNow, see [`crate::RaftNode::transfer_leadership`]).
+    TimeoutNow(TimeoutNow),
+}
+
+/// The leader's side of a leadership transfer: who sends it, in which term, and the last log
+/// index the receiver must hold. The receiver starts an election only if it still follows that
+/// leader in that term and holds that index (so a late or stale message starts nothing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutNow {
+    /// The leader handing over.
+    pub leader: NodeId,
+    /// Its term.
+    pub term: u64,
+    /// Its last log index when it asked.
+    pub last_log_index: u64,
 }
 
 /// The answer to a [`RaftRpc`], same variant.
@@ -57,6 +73,8 @@ pub enum RaftReply {
     Propose(Result<u64, CommitError>),
     /// The leader's read index.
     ReadIndex(Result<u64, CommitError>),
+    /// Whether the receiver started an election.
+    TimeoutNow(bool),
 }
 
 /// Why a transport could not deliver a request.
@@ -93,6 +111,8 @@ pub trait Transport: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub struct PeerHealth {
     last_ok: Mutex<HashMap<NodeId, Instant>>,
+    /// When a voter last refused our candidacy because its log is longer than ours.
+    longer_log: Mutex<Option<Instant>>,
 }
 
 impl PeerHealth {
@@ -109,6 +129,16 @@ impl PeerHealth {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&peer)
+            .is_some_and(|t| t.elapsed() <= within)
+    }
+
+    /// Whether a voter refused this node's candidacy for its shorter log within `within`: this
+    /// node cannot win until it catches up, so its election timer backs off (openraft's own
+    /// timer does the same with its `smaller_log_timeout`; swarm-raft's watchdog replaces it).
+    pub fn longer_log_seen(&self, within: Duration) -> bool {
+        self.longer_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             .is_some_and(|t| t.elapsed() <= within)
     }
 }
@@ -241,11 +271,21 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        let ours = rpc.last_log_id;
         match self
             .call(RPCTypes::Vote, RaftRpc::Vote(rpc), option.hard_ttl())
             .await?
         {
-            RaftReply::Vote(r) => r.map_err(|e| self.remote(e)),
+            RaftReply::Vote(r) => {
+                if matches!(&r, Ok(v) if !v.vote_granted && v.last_log_id > ours) {
+                    *self
+                        .health
+                        .longer_log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
+                r.map_err(|e| self.remote(e))
+            }
             _ => Err(self.bad_reply()),
         }
     }

@@ -45,6 +45,16 @@ impl Clock for SystemClock {
     }
 }
 
+/// The clock proposals are stamped with, replaceable while the node runs
+/// ([`RaftNode::with_clock`]): the batcher holds this and reads the current clock at each entry.
+struct SwapClock(std::sync::RwLock<Arc<dyn Clock>>);
+
+impl Clock for SwapClock {
+    fn now(&self) -> Timestamp {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).now()
+    }
+}
+
 /// How to open the data directory.
 #[derive(Default)]
 pub struct StartOptions<'a> {
@@ -67,9 +77,19 @@ pub(crate) struct Inner {
     pub(crate) health: Arc<PeerHealth>,
     /// Merges concurrent proposals into shared entries (group commit).
     batcher: Arc<Batcher>,
+    /// The clock the batcher stamps entries with.
+    clock: Arc<SwapClock>,
     report: OpenReport,
     /// Last time a leader (or a candidate we voted for) reached us; drives elections.
     pub(crate) contact: std::sync::Mutex<std::time::Instant>,
+    /// Since when (term, instant) the watchdog has seen this node lead; `None` while it does not.
+    pub(crate) led_since: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    /// The highest term of a candidate this node refused for its shorter log (see the
+    /// watchdog: the next election here starts above it).
+    pub(crate) refused_term: std::sync::atomic::AtomicU64,
+    /// Set while this leader hands its leadership over: new proposals wait (see
+    /// [`RaftNode::transfer_leadership`]).
+    pub(crate) transferring: tokio::sync::watch::Sender<bool>,
     watchdog: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -208,9 +228,10 @@ impl RaftNode {
         let raft = Raft::new(config.id, raft_config, network, log.clone(), sm.clone())
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        let clock = Arc::new(SwapClock(std::sync::RwLock::new(Arc::new(SystemClock))));
         let batcher = Batcher::new(
             raft.clone(),
-            Arc::new(SystemClock),
+            clock.clone(),
             config.raft.proposal_pipeline,
             config.raft.propose_timeout,
         );
@@ -225,8 +246,12 @@ impl RaftNode {
                 transport,
                 health,
                 batcher,
+                clock,
                 report,
                 contact: std::sync::Mutex::new(std::time::Instant::now()),
+                led_since: std::sync::Mutex::new(None),
+                refused_term: std::sync::atomic::AtomicU64::new(0),
+                transferring: tokio::sync::watch::channel(false).0,
                 watchdog: std::sync::Mutex::new(None),
             }),
         };
@@ -239,22 +264,17 @@ impl RaftNode {
         Ok(node)
     }
 
-    /// Replaces the clock used to stamp proposals (tests, simulations).
+    /// Replaces the clock used to stamp proposals (tests, simulations), for every handle of this
+    /// node. Nothing else changes: the node keeps running, its watchdog (elections, step-down)
+    /// included.
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> RaftNode {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.batcher = Batcher::new(
-                    inner.raft.clone(),
-                    clock,
-                    inner.config.raft.proposal_pipeline,
-                    inner.config.raft.propose_timeout,
-                );
-                RaftNode {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(inner) => RaftNode { inner },
-        }
+        *self
+            .inner
+            .clock
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = clock;
+        self
     }
 
     /// This node's id.
@@ -418,6 +438,20 @@ impl RaftNode {
         if let Some(msg) = fault.borrow_and_update().clone() {
             return Err(CommitError::Storage(msg));
         }
+        // A leadership transfer is under way: hold the proposal until it ends, so the successor
+        // has the whole log when it asks for votes; then commit here if this node still leads,
+        // else send the caller to the new leader.
+        let mut transferring = self.inner.transferring.subscribe();
+        if *transferring.borrow_and_update() {
+            let t = self.inner.config.raft.propose_timeout;
+            let _ = tokio::time::timeout(t, transferring.wait_for(|busy| !*busy)).await;
+            let st = self.status();
+            if !st.leads() {
+                return Err(CommitError::NotLeader {
+                    leader: self.leader_hint(st.leader),
+                });
+            }
+        }
         let bytes = bincode::serialized_size(&actions).unwrap_or(u64::MAX);
         let answer = tokio::time::timeout(
             self.inner.config.raft.propose_timeout,
@@ -464,11 +498,23 @@ impl RaftNode {
             })
     }
 
+    /// Sends `rpc` to `leader` and waits for its answer, at most the propose timeout, and only as
+    /// long as this node still follows `leader`.
+    ///
+    /// A leader that died (killed, host lost) does not close its connections, so a call to it
+    /// would only fail when the transport gives up on the silent peer (QUIC's idle timeout) or
+    /// at the propose timeout. Raft notices sooner: once this node starts an election, votes for
+    /// another candidate or hears from a new leader, its `current_leader` is no longer `leader`,
+    /// and the call is abandoned then (`NotLeader`), so [`Proposer::propose`] re-routes the
+    /// proposal to the next leader as soon as one is known.
+    ///
+    /// Abandoning is no different from a timed-out call: the proposal may still have reached the
+    /// old leader and be committed by its successor, as with any raft client retrying after a
+    /// lost answer (an update's retry then carries a stale version and is refused by the store
+    /// rather than applied twice).
     async fn forward(&self, leader: NodeId, rpc: RaftRpc) -> Result<RaftReply, CommitError> {
-        let node = self
-            .inner
-            .raft
-            .metrics()
+        let mut metrics = self.inner.raft.metrics();
+        let node = metrics
             .borrow()
             .membership_config
             .membership()
@@ -478,11 +524,18 @@ impl RaftNode {
             leader: Some(leader.to_string()),
         })?;
         let call = self.inner.transport.call(leader, &node, rpc);
-        match tokio::time::timeout(self.inner.config.raft.propose_timeout, call).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) | Err(_) => Err(CommitError::NoQuorum {
-                timeout_ms: self.timeout_ms(),
-            }),
+        let moved = async move {
+            // A closed channel means raft stopped: give up the call too.
+            let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
+        };
+        tokio::select! {
+            r = tokio::time::timeout(self.inner.config.raft.propose_timeout, call) => match r {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(_)) | Err(_) => Err(CommitError::NoQuorum {
+                    timeout_ms: self.timeout_ms(),
+                }),
+            },
+            () = moved => Err(CommitError::NotLeader { leader: None }),
         }
     }
 
@@ -549,9 +602,19 @@ impl RaftNode {
                 RaftReply::AppendEntries(resp)
             }
             RaftRpc::Vote(r) => {
+                let (term, theirs) = (r.vote.leader_id().term, r.last_log_id);
                 let resp = raft.vote(r).await;
-                if matches!(&resp, Ok(v) if v.vote_granted) {
-                    self.touch();
+                match &resp {
+                    Ok(v) if v.vote_granted => self.touch(),
+                    // Refused for its shorter log, in a term above ours: openraft keeps our
+                    // term (Raft would adopt theirs); the watchdog's next election here starts
+                    // above it instead of colliding with that candidate's own vote.
+                    Ok(v) if term > v.vote.leader_id().term && v.last_log_id > theirs => {
+                        self.inner
+                            .refused_term
+                            .fetch_max(term, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
                 RaftReply::Vote(resp)
             }
@@ -570,10 +633,11 @@ impl RaftNode {
                 RaftReply::Propose(r)
             }
             RaftRpc::ReadIndex => RaftReply::ReadIndex(self.local_read_index().await),
+            RaftRpc::TimeoutNow(t) => RaftReply::TimeoutNow(self.timeout_now(&t)),
         }
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         *self.inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
     }
 

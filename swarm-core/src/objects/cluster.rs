@@ -115,7 +115,7 @@ impl Default for OrchestrationConfig {
 }
 
 /// Raft settings as Docker shows them (SwarmKit's defaults). swarm-raft's own timers are finer-grained
-/// (100 ms heartbeat, 1-2 s election timeout) and configured there.
+/// (100 ms heartbeat, 600-1200 ms election timeout) and configured there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaftConfig {
     /// Entries between snapshots (10 000).

@@ -116,7 +116,9 @@ impl From<BackendError> for ApiError {
             BackendError::NotLocked => StatusCode::CONFLICT,
             BackendError::NoLogs(_) => StatusCode::NOT_FOUND,
             BackendError::Commit(c) => return ControlError::from(c.clone()).into(),
-            BackendError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            BackendError::ListenFailed(_) | BackendError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError::new(status, e.to_string())
     }

@@ -10,8 +10,10 @@
 //! - **demotion**: a node whose desired role is worker and whose role is manager is first taken
 //!   out of raft (demoted from voter, refused while the voters left that this leader reaches
 //!   would not be a quorum: then retried at the next pass; then removed), and only then gets
-//!   `role = worker` and no `manager_status`. The leader does not demote itself: openraft 0.9 has
-//!   no leadership transfer, so the demotion waits (with a warning) until another manager leads.
+//!   `role = worker` and no `manager_status`. A leader to be demoted first hands its leadership
+//!   to a caught-up voter ([`RaftNode::transfer_leadership`]: raft's TimeoutNow, so writes see
+//!   no election-timeout gap); the new leader's loop then demotes it as any other manager. While
+//!   no successor can take over, the demotion waits (with a warning) and is retried each pass.
 //! - **manager status**: each member's `manager_status.leader` and `reachability` (from
 //!   [`RaftNode::peer_reachable`], the reachability the quorum checks count) are kept current;
 //!   a node is written only when one of them changes.
@@ -57,11 +59,18 @@ pub(crate) async fn reconcile_once(raft: &RaftNode, store: &SharedStore, warned_
         if n.spec.desired_role == NodeRole::Worker && n.role == NodeRole::Manager {
             if let Some(r) = n.manager_status.as_ref().map(|m| m.raft_id) {
                 if r == raft.id() {
-                    if !*warned_self {
-                        tracing::warn!(node = %n.id, "this leader is to be demoted: waiting until another manager leads (no leadership transfer)");
-                        *warned_self = true;
+                    match raft.transfer_leadership(None).await {
+                        Ok(to) => {
+                            tracing::info!(node = %n.id, successor = to, "this leader is to be demoted: leadership handed over, the new leader demotes it")
+                        }
+                        Err(e) if !*warned_self => {
+                            tracing::warn!(node = %n.id, error = %e, "this leader is to be demoted but could not hand its leadership over; retrying");
+                            *warned_self = true;
+                        }
+                        Err(_) => {}
                     }
-                    continue;
+                    // No longer the leader (or the transfer failed): the next pass decides.
+                    return;
                 }
                 if let Err(e) = leave_raft(raft, r).await {
                     tracing::warn!(node = %n.id, raft_id = r, error = %e, "demotion postponed");

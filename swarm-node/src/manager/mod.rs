@@ -180,9 +180,7 @@ impl Manager {
         let mut nc = NodeConfig::new(identity.raft_id, identity.addr.clone(), &config.raft_dir);
         nc.raft = config.raft.clone();
         nc.kdf = config.kdf;
-        // Stamped with the system clock (RaftNode's default). Not `with_clock`: it rebuilds the
-        // node's shared state, which orphans the election and step-down watchdog RaftNode::start
-        // spawned (it holds a weak reference to the state it was started with).
+        // Stamped with the system clock (RaftNode's default).
         Ok(RaftNode::start(nc, store, transport, opts).await?)
     }
 

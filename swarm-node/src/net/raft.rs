@@ -116,6 +116,14 @@ pub const READ_INDEX: Unary<RaftRpc, RaftReply> = Unary::new(
     MAX_SMALL_MESSAGE,
 );
 
+/// The leader hands its leadership to the receiver (raft's TimeoutNow).
+pub const TIMEOUT_NOW: Unary<RaftRpc, RaftReply> = Unary::new(
+    "raft.v1.timeout_now",
+    Access::Manager,
+    MAX_SMALL_MESSAGE,
+    MAX_SMALL_MESSAGE,
+);
+
 /// The protocol version a manager speaks: swarm-net's [`ALPN`] plus the versions of the
 /// encodings raft carries (`store`: the snapshot and store format, `raft`: the raft messages).
 /// Put it in `RpcConfig::alpn_protocol` of every node of the cluster (workers included: one
@@ -132,7 +140,7 @@ pub fn alpn_protocol() -> Vec<u8> {
 
 /// Version of the raft messages' encoding ([`RaftRpc`] / [`RaftReply`] under bincode, openraft
 /// 0.9's types). Bump it with any change to them.
-pub const RAFT_WIRE_VERSION: u32 = 1;
+pub const RAFT_WIRE_VERSION: u32 = 2;
 
 /// Which swarm node (certificate node id) is which raft member. swarm-node backs it with the store
 /// (`Node.manager_status.raft_id`) plus an explicit map of managers being added; tests use
@@ -287,6 +295,7 @@ fn method_of(rpc: &RaftRpc) -> &'static Unary<RaftRpc, RaftReply> {
         RaftRpc::InstallSnapshot(_) => &INSTALL_SNAPSHOT,
         RaftRpc::Propose(_) => &PROPOSE,
         RaftRpc::ReadIndex => &READ_INDEX,
+        RaftRpc::TimeoutNow(_) => &TIMEOUT_NOW,
     }
 }
 
@@ -298,6 +307,7 @@ fn same_variant(rpc: &RaftRpc, reply: &RaftReply) -> bool {
             | (RaftRpc::InstallSnapshot(_), RaftReply::InstallSnapshot(_))
             | (RaftRpc::Propose(_), RaftReply::Propose(_))
             | (RaftRpc::ReadIndex, RaftReply::ReadIndex(_))
+            | (RaftRpc::TimeoutNow(_), RaftReply::TimeoutNow(_))
     )
 }
 
@@ -418,6 +428,7 @@ fn claimed_sender(rpc: &RaftRpc) -> Option<NodeId> {
         RaftRpc::AppendEntries(r) => Some(r.vote.leader_id().node_id),
         RaftRpc::Vote(r) => Some(r.vote.leader_id().node_id),
         RaftRpc::InstallSnapshot(r) => Some(r.vote.leader_id().node_id),
+        RaftRpc::TimeoutNow(t) => Some(t.leader),
         RaftRpc::Propose(_) | RaftRpc::ReadIndex => None,
     }
 }
@@ -457,7 +468,14 @@ async fn serve(
 /// `Unavailable`).
 pub fn raft_routes(router: Router, target: RaftTarget) -> Router {
     let mut router = router;
-    for method in [&APPEND, &VOTE, &INSTALL_SNAPSHOT, &PROPOSE, &READ_INDEX] {
+    for method in [
+        &APPEND,
+        &VOTE,
+        &INSTALL_SNAPSHOT,
+        &PROPOSE,
+        &READ_INDEX,
+        &TIMEOUT_NOW,
+    ] {
         let target = target.clone();
         router = router.unary(method, move |ctx, rpc| {
             serve(target.clone(), method, ctx, rpc)

@@ -305,6 +305,11 @@ impl Host {
         self.env.push((key.to_string(), value.to_string()));
     }
 
+    /// The host's index in its cluster (its hostname is `host<index>`).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// The host's address (no port).
     pub fn ip(&self) -> &str {
         &self.ip
