@@ -16,7 +16,10 @@ use swarm_node::net::raft::{
     alpn_protocol, raft_routes, MemberMap, QuicTransport, RaftTarget, READ_INDEX, VOTE,
 };
 use swarm_raft::testing::{fast_config, test_kdf};
-use swarm_raft::{NodeConfig, RaftConfig, RaftNode, RaftRpc, StartOptions};
+use swarm_raft::types::ManagerNode;
+use swarm_raft::{
+    NodeConfig, RaftConfig, RaftNode, RaftReply, RaftRpc, StartOptions, Transport, TransportError,
+};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -30,6 +33,36 @@ fn rpc_config() -> RpcConfig {
     RpcConfig {
         alpn_protocol: alpn_protocol(),
         ..RpcConfig::default()
+    }
+}
+
+/// Entries of the catch-up test: 100 KiB secrets.
+const LARGE_ENTRY: usize = 100 * 1024;
+
+/// The QUIC transport, with an optional slow link to one member (`slow`: raft id, bytes per
+/// second): an append to it waits the time its entries (counted as [`LARGE_ENTRY`] bytes each)
+/// take at that rate before it is sent.
+struct SlowLink {
+    quic: Arc<QuicTransport>,
+    slow: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
+}
+
+#[async_trait::async_trait]
+impl Transport for SlowLink {
+    async fn call(
+        &self,
+        target: u64,
+        node: &ManagerNode,
+        rpc: RaftRpc,
+    ) -> Result<RaftReply, TransportError> {
+        let slow = *self.slow.lock().unwrap();
+        if let (RaftRpc::AppendEntries(req), Some((to, bytes_per_sec))) = (&rpc, slow) {
+            if to == target {
+                let bytes = (req.entries.len() * LARGE_ENTRY) as u64;
+                tokio::time::sleep(Duration::from_micros(bytes * 1_000_000 / bytes_per_sec)).await;
+            }
+        }
+        self.quic.call(target, node, rpc).await
     }
 }
 
@@ -48,6 +81,8 @@ struct Net {
     managers: BTreeMap<u64, Manager>,
     cfg: RaftConfig,
     dir: tempfile::TempDir,
+    /// Appends to this raft member cross a [`SlowLink`] of this many bytes per second.
+    slow_link: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl Net {
@@ -58,6 +93,7 @@ impl Net {
             managers: BTreeMap::new(),
             cfg,
             dir: tempfile::tempdir().unwrap(),
+            slow_link: Arc::default(),
         };
         for id in 1..=n {
             net.listen(id);
@@ -112,10 +148,14 @@ impl Net {
             NodeConfig::new(id, m.addr.to_string(), self.dir.path().join(id.to_string()));
         config.raft = self.cfg.clone();
         config.kdf = test_kdf();
+        let transport = Arc::new(SlowLink {
+            quic: m.transport.clone(),
+            slow: self.slow_link.clone(),
+        });
         let node = RaftNode::start(
             config,
             SharedStore::default(),
-            m.transport.clone(),
+            transport,
             StartOptions::default(),
         )
         .await
@@ -387,5 +427,58 @@ async fn a_lagging_follower_receives_a_multi_chunk_snapshot() {
         m.snapshot.is_some(),
         "the follower caught up without a snapshot"
     );
+    net.shutdown().await;
+}
+
+/// Property: a follower catching up on large entries over QUIC, while the leader depends on it
+/// for its quorum, catches up without the leader stepping down (its term never changes) and a
+/// proposal made meanwhile commits. Setup: 50 secrets of 100 KiB (5 MB) committed while one
+/// follower is stopped; then the other is stopped and the first restarted, the leader reaching
+/// it over a 2 MB/s link ([`SlowLink`], real QUIC behind it). Heartbeat 1 s (so openraft gives each append 1 s; the
+/// long heartbeat keeps unoptimised builds on a loaded machine well inside it for one entry), a
+/// leader without a quorum ack for 11 s steps down. A 3 MiB batch (`MAX_APPEND_BYTES`, 31
+/// entries) takes 1.5 s on that link, so without swarm-raft's byte budget per append (network.rs)
+/// every catch-up append times out and the follower never catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_on_large_entries_without_the_leader_stepping_down() {
+    let cfg = RaftConfig {
+        heartbeat: Duration::from_secs(1),
+        election_timeout_min: Duration::from_secs(5),
+        election_timeout_max: Duration::from_secs(10),
+        step_down_after: Duration::from_secs(11),
+        propose_timeout: Duration::from_secs(60),
+        snapshot_every: 100_000, // catch up by appends, not by a snapshot
+        ..RaftConfig::default()
+    };
+    let mut net = Net::new(3, cfg).await;
+    let leader = net.wait_leader(&net.ids()).await;
+    let mut followers = net.ids().into_iter().filter(|i| *i != leader);
+    let (helper, lagger) = (followers.next().unwrap(), followers.next().unwrap());
+    net.stop_raft(lagger).await;
+    const SECRETS: u128 = 50;
+    for n in 0..SECRETS {
+        net.node(leader)
+            .propose(create(n, LARGE_ENTRY))
+            .await
+            .unwrap_or_else(|e| panic!("proposal {n}: {e}"));
+    }
+    let term = net.node(leader).raft().metrics().borrow().current_term;
+    net.stop_raft(helper).await;
+    *net.slow_link.lock().unwrap() = Some((lagger, 2_000_000));
+    net.start(lagger).await;
+    // Commits only once the restarted follower holds every entry before it.
+    let index = net
+        .node(leader)
+        .propose(create(1000, 16))
+        .await
+        .expect("a proposal while the follower catches up");
+    net.wait_applied(&[lagger], index).await;
+    assert_eq!(net.count(lagger), SECRETS as usize + 1);
+    let now = net.node(leader).raft().metrics().borrow().current_term;
+    assert_eq!(
+        now, term,
+        "the leader stepped down (or an election happened) during the catch-up"
+    );
+    assert!(net.node(leader).status().leads());
     net.shutdown().await;
 }

@@ -17,6 +17,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     options().serialize(value).unwrap_or_default()
 }
 
+/// The length [`encode`] would produce, without encoding (`u64::MAX` if it cannot be encoded).
+pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> u64 {
+    options().serialized_size(value).unwrap_or(u64::MAX)
+}
+
 /// Decodes untrusted bytes, refusing to allocate more than `limit` bytes.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], limit: u64) -> Result<T, String> {
     options()

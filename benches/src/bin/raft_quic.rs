@@ -81,7 +81,15 @@ async fn wait_leader(n: &RaftNode) -> Result<(), Fail> {
     Ok(())
 }
 
-async fn run(label: &str, leader: RaftNode, clients: usize, rounds: usize) -> Result<(), Fail> {
+async fn run(
+    label: &str,
+    leader: RaftNode,
+    followers: &[RaftNode],
+    clients: usize,
+    rounds: usize,
+) -> Result<(), Fail> {
+    let before = leader.wal_stats();
+    let follower_before = followers.first().map(|f| f.wal_stats());
     let start = Instant::now();
     let mut handles = Vec::new();
     for client in 0..clients {
@@ -114,6 +122,24 @@ async fn run(label: &str, leader: RaftNode, clients: usize, rounds: usize) -> Re
         p(0.5),
         p(0.99),
     );
+    // How group commit packed the run: proposals per log entry, entries and fsyncs per second.
+    let secs = took.as_secs_f64();
+    let after = leader.wal_stats();
+    let (entries, fsyncs) = (after.entries - before.entries, after.fsyncs - before.fsyncs);
+    println!(
+        "  leader WAL: {:.1} actions/entry, {:.0} entries/s, {:.0} fsyncs/s",
+        (after.actions - before.actions) as f64 / entries.max(1) as f64,
+        entries as f64 / secs,
+        fsyncs as f64 / secs,
+    );
+    if let (Some(f), Some(b)) = (followers.first(), follower_before) {
+        let a = f.wal_stats();
+        println!(
+            "  follower WAL: {:.0} entries/s, {:.0} fsyncs/s",
+            (a.entries - b.entries) as f64 / secs,
+            (a.fsyncs - b.fsyncs) as f64 / secs,
+        );
+    }
     Ok(())
 }
 
@@ -126,9 +152,16 @@ async fn main() -> Result<(), Fail> {
     if mode == "memory" || mode == "both" {
         let c = TestCluster::new(3, RaftConfig::default()).await;
         let leader = c.wait_leader(&c.ids(), Duration::from_secs(20)).await;
+        let followers: Vec<RaftNode> = c
+            .ids()
+            .into_iter()
+            .filter(|id| *id != leader)
+            .map(|id| c.node(id).clone())
+            .collect();
         run(
             &format!("in-memory router, 3 managers, {clients} clients x {rounds}"),
             c.node(leader).clone(),
+            &followers,
             clients,
             rounds,
         )
@@ -141,6 +174,7 @@ async fn main() -> Result<(), Fail> {
         run(
             &format!("QUIC loopback, 3 managers, {clients} clients x {rounds}"),
             nodes[0].clone(),
+            &nodes[1..],
             clients,
             rounds,
         )

@@ -35,15 +35,16 @@
 //! named in a vote, append or snapshot message (the vote's leader id) must be it: a member cannot
 //! speak for another.
 //!
-//! # Append timing (known limit)
+//! # Append timing
 //! openraft 0.9 bounds every append round trip (send, the follower's WAL fsync, the answer) by
 //! `heartbeat_interval`, hard-coded in its replication loop; only snapshot chunks get their own
-//! timeout (`RaftConfig::install_snapshot_timeout`). A catch-up batch of up to
-//! `MAX_APPEND_BYTES` (3 MiB) therefore has to cross in one heartbeat (100 ms by default: about
-//! 30 MB/s). In unoptimised test builds on a loaded machine, batches of 100-200 KiB entries missed
-//! a 50 ms heartbeat over QUIC loopback and leaders stepped down; tests/net_raft.rs uses small
-//! entries. A byte bound derived from the heartbeat (or an openraft with a separate append
-//! timeout) is the fix; it lives in swarm-raft.
+//! timeout (`RaftConfig::install_snapshot_timeout`). So swarm-raft bounds each append by bytes,
+//! per peer, below `MAX_APPEND_BYTES` (swarm-raft `network::AppendBudgets`): the budget starts
+//! at what one heartbeat carries at 8 MB/s, halves after an append that timed out and grows
+//! while appends answer quickly; openraft is told to send fewer entries with `PayloadTooLarge`
+//! hints. One entry is always sent whole: an entry that cannot cross in one heartbeat (a 1.5 MiB
+//! proposal over a slow link, or a 100 KiB entry in an unoptimised build on a loaded machine)
+//! still cannot be replicated, and a longer heartbeat is then the only remedy.
 //!
 //! # Queue bound
 //! At most [`MAX_QUEUED_PER_PEER`] (4,096) messages to one peer may be in flight or waiting; more
