@@ -279,6 +279,7 @@ impl ManagerNet {
         let options = ServerOptions {
             policy: ca.deny_set(),
             clock: Arc::new(swarm_net::rpc::SystemClock),
+            ..ServerOptions::default()
         };
         let stack = match NetStack::start(listen, tls, client, &rpc_config(), router, options) {
             Ok(s) => s,
