@@ -197,3 +197,49 @@ async fn crashed_peer_is_noticed_through_a_stateless_reset() {
     second.shutdown(T).await;
     first.shutdown(T).await;
 }
+
+/// With one handshake slot, many clients connecting at once are served one handshake after
+/// another, and every one of them gets its call answered; a connection attempt that waited past
+/// the queue timeout (here: any wait at all) is dropped unanswered, so its client's handshake
+/// times out rather than being served late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_take_turns_and_stale_attempts_are_dropped() {
+    let (mut pki, _, m) = worker_and_manager(9);
+    let one_at_a_time = ServerOptions {
+        max_handshakes: 1,
+        ..ServerOptions::default()
+    };
+    let (taking_turns, _, peer) = server(&m, one_at_a_time);
+    let clients: Vec<_> = (0..20)
+        .map(|_| client(&pki.node(swarm_net::Role::Worker)).0)
+        .collect();
+    let reqs: Vec<Vec<u8>> = (0..clients.len() as u8).map(|n| vec![n]).collect();
+    let calls = clients
+        .iter()
+        .zip(&reqs)
+        .map(|(c, r)| c.unary(&peer, &ECHO, r, T));
+    for (n, got) in futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(got.unwrap(), vec![n as u8]);
+    }
+    taking_turns.shutdown(T).await;
+
+    let impatient = ServerOptions {
+        handshake_queue_timeout: Duration::ZERO,
+        ..ServerOptions::default()
+    };
+    let (server, _, peer) = server(&m, impatient);
+    let (c, _) = client(&pki.node(swarm_net::Role::Worker));
+    match c
+        .unary(&peer, &ECHO, &vec![1], Duration::from_secs(2))
+        .await
+    {
+        Err(RpcError::DeadlineExceeded) => {}
+        other => panic!("a dropped connection attempt was answered: {other:?}"),
+    }
+    assert_eq!(server.open_connections(), 0);
+    server.shutdown(T).await;
+}

@@ -16,7 +16,8 @@
 //!   [`StoreDispatcher::open_remote`], as the QUIC server in `net::dispatch` does) must also
 //!   [`heartbeat`](StoreDispatcher::heartbeat) every period (`heartbeat_period` ± 10 %, chosen
 //!   here and returned to the caller); when none arrives for `down_after` its session is ended
-//!   and the node marked down at once.
+//!   and the node marked down at once. If its session ends first (the connection lost), the node
+//!   is still marked down when the heartbeat is overdue, not `down_after` after the end.
 //! - **Leader change.** [`StoreDispatcher::mark_nodes_unknown`] (called once this manager leads)
 //!   marks every node without a session `unknown`, then `down` if it does not register within
 //!   twice `down_after`.
@@ -302,8 +303,16 @@ impl StoreDispatcher {
             return;
         }
         entry.live = false;
+        // A remote node is down once its heartbeats are overdue: its session ending (the
+        // connection lost, noticed only at the idle timeout) does not restart the clock. A local
+        // session is its own heartbeat: down `down_after` after it ended.
+        let after = entry
+            .heartbeat_deadline
+            .map_or(self.inner.options.down_after, |d| {
+                d.saturating_duration_since(tokio::time::Instant::now())
+            });
         drop(nodes);
-        self.arm_down_timer(node, generation, self.inner.options.down_after);
+        self.arm_down_timer(node, generation, after);
     }
 
     /// Marks `node` down after `after` unless a session of a generation other than `generation`

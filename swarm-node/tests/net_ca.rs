@@ -85,7 +85,11 @@ impl Harness {
             manager_tls.clone(),
             &RpcConfig::default(),
             server_ca.routes(Router::new()),
-            ServerOptions { policy, clock },
+            ServerOptions {
+                policy,
+                clock,
+                ..ServerOptions::default()
+            },
         )
         .unwrap();
         let addr = server.local_addr().unwrap();

@@ -473,7 +473,8 @@ async fn status_for_another_nodes_task_is_refused() {
 }
 
 /// Property: a node whose heartbeats stop (its session stream still open) is marked down with
-/// "heartbeat failure" and its session ended, while a heartbeating NetDispatcher node stays ready.
+/// "heartbeat failure" (not before the grace) and its session ended, while a heartbeating
+/// NetDispatcher node stays ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_node_is_marked_down() {
     let cluster = Cluster::new();
@@ -487,6 +488,7 @@ async fn silent_node_is_marked_down() {
     let (alive, client_a) = cluster.node().await;
     let net = NetDispatcher::new(client_a, seeds(&m), NetDispatcherOptions::default());
     let session = net.open_session(alive.clone()).await.expect("session");
+    let opened = std::time::Instant::now();
     let (mut stream, _, _) = open_raw(&client_s, &m).await;
     let first = next_set(&mut stream).await;
     assert!(first.full);
@@ -496,6 +498,12 @@ async fn silent_node_is_marked_down() {
             c.node_state(silent.node_id) == Some((NodeState::Down, "heartbeat failure".into()))
         })
         .await;
+    // Not before the grace: a lower bound, which load can only lengthen.
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "marked down {:?} after its session opened, before the 1 s grace",
+        opened.elapsed()
+    );
     match tokio::time::timeout(T, stream.next()).await {
         Ok(Some(Err(_)) | None) => {}
         other => panic!("the expired session was not ended: {other:?}"),
@@ -635,7 +643,7 @@ async fn follows_the_leader_and_fails_over() {
 // ---- StoreDispatcher behaviour behind the wire ----
 
 /// Property: after a leader change every node without a session is UNKNOWN, then DOWN after
-/// twice the grace unless it registers; one that registers is READY.
+/// twice the grace (not before) unless it registers; one that registers is READY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_are_unknown_after_a_leader_change() {
     let cluster = Cluster::new();
@@ -647,6 +655,7 @@ async fn nodes_are_unknown_after_a_leader_change() {
     let m = cluster.manager(cluster.dispatcher(options), true);
     let (quiet, _c1) = cluster.node().await;
     let (back, client) = cluster.node().await;
+    let led = std::time::Instant::now();
     assert_eq!(m.dispatcher.mark_nodes_unknown().await, 2);
     assert_eq!(
         cluster.node_state(quiet.node_id).map(|s| s.0),
@@ -659,6 +668,12 @@ async fn nodes_are_unknown_after_a_leader_change() {
             c.node_state(quiet.node_id) == Some((NodeState::Down, "heartbeat failure".into()))
         })
         .await;
+    // Twice the grace, not once: a lower bound, which load can only lengthen.
+    assert!(
+        led.elapsed() >= Duration::from_millis(1200),
+        "marked down {:?} after the leader change, before twice the 600 ms grace",
+        led.elapsed()
+    );
     assert_eq!(
         cluster.node_state(back.node_id).map(|s| s.0),
         Some(NodeState::Ready),

@@ -36,6 +36,9 @@ pub use config::RpcConfig;
 pub use error::RpcError;
 pub use method::{Access, CallKind, MethodDescriptor, ServerStreaming, Unary};
 pub use peer::{AdmitAll, PeerInfo, PeerPolicy, SystemClock};
-pub use server::{CallContext, ItemSender, Router, Server, ServerOptions};
+pub use server::{
+    CallContext, ItemSender, Router, Server, ServerOptions, DEFAULT_HANDSHAKE_QUEUE_TIMEOUT,
+    DEFAULT_MAX_HANDSHAKES,
+};
 pub use status::{Code, Status};
 pub use tls::{TlsError, TlsState, ALPN};

@@ -17,6 +17,7 @@ use std::time::Duration;
 use quinn::{RecvStream, SendStream};
 use serde::{de::DeserializeOwned, Serialize};
 use swarm_core::Clock;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::rpc::config::RpcConfig;
@@ -230,13 +231,32 @@ pub struct ServerOptions {
     pub policy: Arc<dyn PeerPolicy>,
     /// Clock for certificate-expiry checks on open connections.
     pub clock: Arc<dyn Clock>,
+    /// Handshakes run at once ([`DEFAULT_MAX_HANDSHAKES`]); later connection attempts wait their
+    /// turn in arrival order. Without a bound a herd of clients (every worker of a cluster
+    /// reconnecting to a new leader) makes every handshake progress at once, each slower than the
+    /// clients' handshake timeout and the connections' idle timeout, and the server ends up
+    /// dropping connections its clients already use (they see "reset by peer").
+    pub max_handshakes: usize,
+    /// A connection attempt that waited this long for its turn is dropped unanswered
+    /// ([`DEFAULT_HANDSHAKE_QUEUE_TIMEOUT`], a client's default handshake timeout): its client has
+    /// given up on it, so answering would only spend the server's time. A client still trying
+    /// retransmits, and its retransmission queues afresh.
+    pub handshake_queue_timeout: Duration,
 }
+
+/// Default of [`ServerOptions::max_handshakes`].
+pub const DEFAULT_MAX_HANDSHAKES: usize = 32;
+/// Default of [`ServerOptions::handshake_queue_timeout`]: [`RpcConfig`]'s default
+/// `connect_timeout`.
+pub const DEFAULT_HANDSHAKE_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             policy: Arc::new(AdmitAll),
             clock: Arc::new(SystemClock),
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            handshake_queue_timeout: DEFAULT_HANDSHAKE_QUEUE_TIMEOUT,
         }
     }
 }
@@ -275,9 +295,24 @@ impl Server {
             tls,
         });
         let ep = endpoint.clone();
+        let handshakes = Arc::new(Semaphore::new(options.max_handshakes.max(1)));
+        let queue_timeout = options.handshake_queue_timeout;
         let accept = tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
-                tokio::spawn(serve_connection(shared.clone(), incoming));
+                let arrived = tokio::time::Instant::now();
+                let (shared, handshakes) = (shared.clone(), handshakes.clone());
+                tokio::spawn(async move {
+                    // The semaphore is fair: attempts take their turn in arrival order.
+                    let Ok(permit) = handshakes.acquire_owned().await else {
+                        return;
+                    };
+                    if arrived.elapsed() >= queue_timeout {
+                        tracing::debug!(remote = %incoming.remote_address(), "connection attempt waited too long for a handshake slot; dropped");
+                        incoming.ignore();
+                        return;
+                    }
+                    serve_connection(shared, incoming, permit).await;
+                });
             }
         });
         Server { endpoint, accept }
@@ -310,9 +345,17 @@ impl Server {
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+/// Completes `incoming`'s handshake holding `slot` (one of the server's handshake slots), then
+/// serves the connection's calls.
+async fn serve_connection(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    slot: OwnedSemaphorePermit,
+) {
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
+    let handshake = incoming.await;
+    drop(slot);
+    let conn = match handshake {
         Ok(conn) => conn,
         Err(e) => {
             tracing::debug!(%remote, error = %e, "handshake refused");

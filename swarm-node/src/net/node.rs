@@ -283,6 +283,7 @@ impl ManagerNet {
         let options = ServerOptions {
             policy: ca.policy(),
             clock: Arc::new(swarm_net::rpc::SystemClock),
+            ..ServerOptions::default()
         };
         let stack = match NetStack::start(listen, tls, client, &rpc_config(), router, options) {
             Ok(s) => s,

@@ -19,6 +19,7 @@
 //! <tmp>/s.sock --runtime <r> --listen-addr 0.0.0.0:2377 --advertise-addr <ip>:2377`, and waits
 //! for its `export DOCKER_HOST=` line. The API socket is a file, so the `docker` CLI (run in the
 //! root namespace, `DOCKER_HOST=unix://<socket>` and a private `DOCKER_CONFIG`) reaches it.
+//! `SWARM_NODE_BIN=<path>` runs another `swarm-node` build (a release one, for figures).
 //!
 //! # Faults
 //! [`Host::kill`] (SIGKILL), [`Host::stop`] (SIGTERM), [`Host::partition`] / [`Host::heal`]
@@ -98,6 +99,14 @@ pub fn docker_cli() -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join("docker"))
         .find(|p| p.is_file())
+}
+
+/// The daemon the hosts run: `$SWARM_NODE_BIN` when set (a release build, for the figures of
+/// `multihost_figures`), else the debug binary cargo built beside the test.
+pub fn swarm_node_bin() -> PathBuf {
+    std::env::var_os("SWARM_NODE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_swarm-node")))
 }
 
 fn is_root() -> bool {
@@ -356,7 +365,7 @@ impl Host {
         let log = std::fs::File::create(self.log_path(self.starts)).expect("daemon log");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns])
-            .arg(env!("CARGO_BIN_EXE_swarm-node"))
+            .arg(swarm_node_bin())
             .arg("run")
             .arg("--data-dir")
             .arg(self.data_dir())
