@@ -12,7 +12,7 @@
 //!
 //! `#[ignore]`: a measurement of a few minutes, run on purpose:
 //! `FAILOVER_SAMPLES=20 cargo test -p swarm-node --test multihost_failover -- --ignored --nocapture`
-//! (needs root, `ip` and the docker CLI, like every `multihost_*` test).
+//! (`SWARM_NODE_BIN=$PWD/target/release/swarm-node` runs a release daemon; needs root, `ip` and the docker CLI, like every `multihost_*` test).
 
 mod multihost_support;
 
@@ -139,8 +139,13 @@ async fn leader_failover_across_processes() {
     }
     times.sort();
     eprintln!(
-        "FIGURE leader failover (SIGKILL of the leader to a successful write through another manager, {} samples, debug build): p50 {:?}, p99 {:?}, min {:?}, max {:?}",
+        "FIGURE leader failover (SIGKILL of the leader to a successful write through another manager, {} samples, {}): p50 {:?}, p99 {:?}, min {:?}, max {:?}",
         times.len(),
+        if std::env::var_os("SWARM_NODE_BIN").is_some() {
+            "daemon from SWARM_NODE_BIN"
+        } else {
+            "debug build"
+        },
         percentile(&times, 50.0),
         percentile(&times, 99.0),
         times[0],
