@@ -20,6 +20,7 @@
 //! for its `export DOCKER_HOST=` line. The API socket is a file, so the `docker` CLI (run in the
 //! root namespace, `DOCKER_HOST=unix://<socket>` and a private `DOCKER_CONFIG`) reaches it.
 //! `SWARM_NODE_BIN=<path>` runs another `swarm-node` build (a release one, for figures).
+//! `MULTIHOST_RUST_LOG=<filter>` replaces the daemons' log filter (default `info,openraft=warn,quinn=warn`).
 //!
 //! # Faults
 //! [`Host::kill`] (SIGKILL), [`Host::stop`] (SIGTERM), [`Host::partition`] / [`Host::heal`]
@@ -377,7 +378,11 @@ impl Host {
             .args(["--hostname", &format!("host{}", self.index)])
             // Namespace-local: a plain HTTP endpoint the harness's own checks can reach.
             .args(["--metrics-addr", &format!("0.0.0.0:{METRICS_PORT}")])
-            .env("RUST_LOG", "info,openraft=warn,quinn=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("MULTIHOST_RUST_LOG")
+                    .unwrap_or_else(|_| "info,openraft=warn,quinn=warn".to_string()),
+            )
             .env("NO_COLOR", "1")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
