@@ -158,13 +158,39 @@ fn check_replicated(store: &Store) -> Result<(), String> {
     else {
         return Err("mode changed".into());
     };
-    let on_up_nodes = store.tasks_by_service(&id(REP)).filter(|t| live(t)).count() as u64;
-    if on_up_nodes != replicas {
+    // Settled, every slot has one live task, except a start-first update whose replacement
+    // cannot be placed (no ready, active node): the old task keeps serving beside the pending new
+    // one, as in SwarmKit. Two tasks of a slot on nodes at once is never settled, and neither is
+    // a pending replacement beside a pending old task (nothing serving: replace it outright).
+    let mut slots: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
+    for t in store.tasks_by_service(&id(REP)).filter(|t| live(t)) {
+        let e = slots.entry(t.slot).or_default();
+        e.0 += 1;
+        if t.status.state >= TaskState::Assigned {
+            e.1 += 1;
+        }
+    }
+    if slots.len() as u64 != replicas {
         return Err(format!(
-            "{on_up_nodes} live replicated tasks, want {replicas}"
+            "{} slots with live replicated tasks, want {replicas}",
+            slots.len()
         ));
     }
+    for (slot, (live, placed)) in slots {
+        if live > 2 || placed > 1 || (live == 2 && (placed == 0 || placeable(store))) {
+            return Err(format!(
+                "slot {slot} has {live} live tasks, {placed} of them placed"
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Whether some node could take a replicated task: ready and active.
+fn placeable(store: &Store) -> bool {
+    store.iter::<swarm_core::Node>().any(|n| {
+        n.status.state == NodeState::Ready && n.spec.availability == NodeAvailability::Active
+    })
 }
 
 fn check_monotonic(events: &[Event]) -> Result<(), String> {

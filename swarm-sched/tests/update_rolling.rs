@@ -160,6 +160,55 @@ fn order_table() {
     }
 }
 
+#[test]
+fn start_first_replaces_tasks_that_never_reached_a_node_outright() {
+    let mut c = cfg(2, 0, 0);
+    c.order = UpdateOrder::StartFirst;
+    // No node can take a task: the three replicas wait pending.
+    let mut sim = Sim::new(11);
+    sim.create((1..=2).map(|n| {
+        let mut n = node(n);
+        n.spec.availability = swarm_core::objects::node::NodeAvailability::Pause;
+        n
+    }));
+    let mut s = service(SVC, 3);
+    s.spec.task.container.image = "v1".into();
+    s.spec.update = c;
+    sim.create([s]);
+    let live = |sim: &Sim| {
+        let live = sim.live_tasks(&id(SVC));
+        let v2 = live
+            .iter()
+            .filter(|t| t.spec.container.image == "v2")
+            .count();
+        (live.len(), v2)
+    };
+    sim.advance(Duration::from_secs(5));
+    assert_eq!(live(&sim), (3, 0));
+    to_v2(&mut sim);
+    sim.advance(Duration::from_secs(30));
+    // Nothing was serving, so nothing is kept up: the two lanes each replaced a pending task
+    // (and wait, as SwarmKit's workers do, for their v2 task to run); no slot holds old and new.
+    assert_eq!(live(&sim), (3, 2));
+}
+
+#[test]
+fn start_first_keeps_a_running_task_while_its_replacement_cannot_be_placed() {
+    let mut c = cfg(2, 0, 0);
+    c.order = UpdateOrder::StartFirst;
+    let mut sim = cluster(2, 3, c);
+    for n in 1..=2 {
+        sim.update_node(&id(n), |n| {
+            n.spec.availability = swarm_core::objects::node::NodeAvailability::Pause
+        });
+    }
+    to_v2(&mut sim);
+    sim.advance(Duration::from_secs(30));
+    // Two lanes each started a v2 task that waits for a node; the v1 tasks keep running.
+    assert_eq!(image_counts(&sim), (3, 0));
+    assert_eq!(sim.live_tasks(&id(SVC)).len(), 5);
+}
+
 fn failing_v2(sim: &mut Sim) {
     sim.on_start(|t: &Task| (t.spec.container.image == "v2").then_some(TaskState::Failed));
 }

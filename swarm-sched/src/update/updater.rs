@@ -450,7 +450,11 @@ impl Updater {
             SlotKey::Slot(n) => (n, None),
             SlotKey::Node(n) => (0, Some(n)),
         };
-        let start_first = self.config.order == UpdateOrder::StartFirst;
+        // Start-first keeps the old task serving until its replacement runs; when no old task has
+        // reached a node yet (all pending: nothing to place them on), there is nothing to keep up,
+        // and starting first would only pile a second pending task into the slot.
+        let start_first = self.config.order == UpdateOrder::StartFirst
+            && tasks.iter().any(|t| t.status.state >= TaskState::Assigned);
         let desired = if start_first {
             TaskState::Running
         } else {
