@@ -416,7 +416,7 @@ impl Daemon {
             Some(n) => Some(n),
             None => match ManagerNet::start(
                 listen,
-                tls,
+                tls.clone(),
                 client.clone(),
                 manager.raft().clone(),
                 manager.store().clone(),
@@ -430,6 +430,9 @@ impl Daemon {
                 }
             },
         };
+        if let Some(n) = net.as_mut() {
+            n.renew_certificate(&identity, tls, self.config.data_dir.clone());
+        }
         // The agent: in-process while this manager leads, the leader's dispatcher otherwise.
         let remote = net.as_mut().map(|n| {
             n.serve_dispatcher(
@@ -730,17 +733,31 @@ impl Backend for Daemon {
         let mut running = self.running.lock().await;
         match &*running {
             Running::Active(mw) if req.force_new_cluster => {
-                if mw.0.raft().status().voters.len() <= 1 {
+                let mut identity = mw.0.identity().clone();
+                // `--advertise-addr` moves the manager (a data directory restored on another
+                // host): the new address goes into node.json and, through the forced restart,
+                // into this node's manager status, which workers and managers dial.
+                let moved = (!req.advertise_addr.is_empty())
+                    .then(|| {
+                        let listen = self.listen_addr(&identity);
+                        self.advertise_addr(&req.advertise_addr, listen, None)
+                    })
+                    .filter(|a| *a != identity.addr);
+                if mw.0.raft().status().voters.len() <= 1 && moved.is_none() {
                     // Already the only manager: nothing to force.
                     return Ok(mw.0.identity().node_id);
                 }
-                let identity = mw.0.identity().clone();
                 let Running::Active(mw) = std::mem::replace(&mut *running, Running::Inactive)
                 else {
                     unreachable!("matched Active above");
                 };
                 self.set_view(SwarmState::Inactive, None, None);
                 self.stop_active(mw).await;
+                if let Some(addr) = moved {
+                    tracing::warn!(from = %identity.addr, to = %addr, "force-new-cluster: this manager now advertises another address");
+                    identity.addr = addr;
+                    identity.store(&self.config.data_dir).map_err(internal)?;
+                }
                 let (tls, client) = self.credentials(&identity).map_err(internal)?;
                 let manager = Manager::open(
                     &self.manager_config(),

@@ -151,7 +151,9 @@ pub struct MemberView {
     pub node_id: Option<Id>,
     /// Its address (from the store, else raft's membership).
     pub addr: String,
-    /// Whether this manager heard from it recently (always true for itself).
+    /// Whether it is reachable: on the leader, whether it answered the leader recently (always
+    /// true for itself); on a follower that knows its leader, what the leader recorded in the
+    /// member's `manager_status` (its own record when nothing is, or when no leader is known).
     pub reachable: bool,
     /// Whether it is the leader this manager knows.
     pub leader: bool,
@@ -204,22 +206,34 @@ impl RaftMembers {
             .chain(st.learners.iter())
             .copied()
             .collect();
-        let by_raft: Vec<(u64, Id, String)> = self.store.view(|s| {
+        let by_raft: Vec<(u64, Id, String, Reachability)> = self.store.view(|s| {
             s.iter::<Node>()
                 .filter_map(|n| {
                     let m = n.manager_status.as_ref()?;
-                    Some((m.raft_id, n.id, m.addr.clone()))
+                    Some((m.raft_id, n.id, m.addr.clone(), m.reachability))
                 })
                 .collect()
         });
+        let me = self.raft.id();
         ids.into_iter()
             .map(|r| {
-                let known = by_raft.iter().find(|(id, _, _)| *id == r);
+                let known = by_raft.iter().find(|k| k.0 == r);
+                // A follower calls nobody in steady state (it only answers the leader), so its
+                // own record of who answered says little: while it follows a leader, it shows the
+                // reachability that leader recorded in the store (as Docker shows the leader's
+                // view everywhere); without a leader, its own.
+                let own_view = st.leads() || r == me || st.leader.is_none();
+                let recorded = known.map(|k| k.3).unwrap_or(Reachability::Unknown);
+                let reachable = match recorded {
+                    Reachability::Reachable if !own_view => true,
+                    Reachability::Unreachable if !own_view => false,
+                    _ => self.raft.peer_reachable(r),
+                };
                 MemberView {
                     raft_id: r,
                     node_id: known.map(|k| k.1),
                     addr: known.map(|k| k.2.clone()).unwrap_or_default(),
-                    reachable: self.raft.peer_reachable(r),
+                    reachable,
                     leader: st.leader == Some(r),
                 }
             })

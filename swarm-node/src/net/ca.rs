@@ -43,7 +43,10 @@ use swarm_core::Id;
 use swarm_net::rpc::{Access, Unary};
 
 pub use bootstrap::{new_cluster_ca, start_root_rotation, CaError, NewClusterCa};
-pub use join::{join, renew, run_renewal, JoinError, Joined, RenewalTarget};
+pub use join::{
+    join, renew, renewal_speedup_from_env, run_renewal, JoinError, Joined, ManagerList,
+    RenewalTarget, RENEWAL_SPEEDUP_ENV,
+};
 pub use server::CaServer;
 pub use signer::run_signer;
 pub use storage::{CertDir, CertStoreError};

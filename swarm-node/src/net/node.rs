@@ -281,7 +281,7 @@ impl ManagerNet {
         let logs = LogBroker::new();
         let router = logs_routes(router, logs.clone());
         let options = ServerOptions {
-            policy: ca.deny_set(),
+            policy: ca.policy(),
             clock: Arc::new(swarm_net::rpc::SystemClock),
             ..ServerOptions::default()
         };
@@ -365,6 +365,57 @@ impl ManagerNet {
                 }
             }
         }));
+    }
+
+    /// Keeps this manager's certificate fresh, as a worker's is (SwarmKit: every node renews at a
+    /// random point in 50-80 % of its validity, and at once when a root rotation marks it): the
+    /// manager renews through its own CA server at `identity.addr` (which commits the request
+    /// through raft, so the leader's signer signs it even when this manager follows), installs
+    /// the new material in `tls` (its listener and its client) and stores it under `data_dir`.
+    /// A certificate for another role (a demotion) is left for the node's restart as a worker.
+    /// Nothing to do for a manager without a stored certificate (provisional credentials).
+    pub fn renew_certificate(
+        &mut self,
+        identity: &NodeIdentity,
+        tls: Arc<TlsState>,
+        data_dir: PathBuf,
+    ) {
+        let material = match load_material(&data_dir) {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "no certificate renewal: the stored certificate cannot be read");
+                return;
+            }
+        };
+        let Ok(addr) = identity.addr.parse::<SocketAddr>() else {
+            tracing::warn!(addr = %identity.addr, "no certificate renewal: the advertised address is not IP:port");
+            return;
+        };
+        let target = crate::net::ca::RenewalTarget {
+            client: self.stack.caller().clone(),
+            tls,
+            manager: Peer {
+                addr,
+                role: Role::Manager,
+                node_id: Some(identity.node_id),
+            },
+            keep_role: Some(Role::Manager),
+            speedup: crate::net::ca::renewal_speedup_from_env(),
+            managers: None,
+        };
+        self.tasks.push(tokio::spawn(crate::net::ca::run_renewal(
+            target,
+            material,
+            self.stop.subscribe(),
+            now,
+            OsRng,
+            move |m: &TlsMaterial| {
+                if let Err(e) = save_material(&data_dir, m) {
+                    tracing::warn!(error = %e, "could not store the renewed certificate");
+                }
+            },
+        )));
     }
 
     /// The log broker: the nodes' log streams to this manager.
@@ -480,6 +531,21 @@ impl WorkerNet {
                 client: client.clone(),
                 tls,
                 manager: peer,
+                keep_role: None,
+                speedup: crate::net::ca::renewal_speedup_from_env(),
+                managers: Some({
+                    let d = dispatcher.clone();
+                    Arc::new(move || {
+                        d.managers()
+                            .iter()
+                            .map(|m| Peer {
+                                addr: m.addr,
+                                role: Role::Manager,
+                                node_id: m.node_id,
+                            })
+                            .collect()
+                    })
+                }),
             };
             let dir = data_dir;
             tasks.push(tokio::spawn(crate::net::ca::run_renewal(

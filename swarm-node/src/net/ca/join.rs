@@ -289,6 +289,27 @@ pub async fn renew(
     wait_issued(client, manager, me, key, current.roots(), &now).await
 }
 
+/// **Test-only.** The environment variable that speeds up certificate renewal: an integer `N > 1`
+/// divides the wait until each scheduled renewal by `N` (a 1 h certificate, the shortest Docker
+/// allows, then renews within about `36 min / N` instead of up to 36 min), so multi-process tests
+/// see workers and managers renew. Failure backoffs are divided too, but never below 1 s.
+/// Unset, empty, unparsable or `<= 1`: no speedup. Not for production use: it only makes a node
+/// renew more often than it needs to.
+pub const RENEWAL_SPEEDUP_ENV: &str = "SWARM_NODE_TEST_RENEWAL_SPEEDUP";
+
+/// The renewal speedup [`RENEWAL_SPEEDUP_ENV`] asks for (1: none).
+pub fn renewal_speedup_from_env() -> u32 {
+    parse_speedup(std::env::var(RENEWAL_SPEEDUP_ENV).ok().as_deref())
+}
+
+/// The speedup a value of [`RENEWAL_SPEEDUP_ENV`] names (1: none, or not a number above 1).
+fn parse_speedup(value: Option<&str>) -> u32 {
+    value
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n > 1)
+        .unwrap_or(1)
+}
+
 /// Where a node renews: its RPC client (presenting its certificate), the TLS state that client and
 /// the node's server share (renewed material is installed there), and a manager to ask.
 #[derive(Clone)]
@@ -297,8 +318,32 @@ pub struct RenewalTarget {
     pub client: Arc<Client>,
     /// The node's TLS state.
     pub tls: Arc<TlsState>,
-    /// The manager to call.
+    /// The manager to call (a manager renews through its own CA server).
     pub manager: Peer,
+    /// When set, a certificate naming another role is not installed (a manager keeps its manager
+    /// certificate until the daemon restarts it as a worker after a demotion; the worker's own
+    /// renewal then adopts the reissued one).
+    pub keep_role: Option<Role>,
+    /// Divides the wait until each scheduled renewal (test-only; see [`RENEWAL_SPEEDUP_ENV`]).
+    /// 1: real time.
+    pub speedup: u32,
+    /// The managers to turn to when `manager` does not answer (a worker: the managers its
+    /// dispatcher sessions announce), tried in turn; `None`: `manager` only.
+    pub managers: Option<ManagerList>,
+}
+
+/// The managers a node knows now (see [`RenewalTarget::managers`]).
+pub type ManagerList = Arc<dyn Fn() -> Vec<Peer> + Send + Sync>;
+
+/// The manager after `current` in `list` (cyclically, by address), if the list names another.
+fn next_manager(list: &Option<ManagerList>, current: &Peer) -> Option<Peer> {
+    let peers = list.as_ref()?();
+    let at = peers.iter().position(|p| p.addr == current.addr);
+    let next = match at {
+        Some(i) => peers.get((i + 1) % peers.len())?,
+        None => peers.first()?,
+    };
+    (next.addr != current.addr).then_some(*next)
 }
 
 impl std::fmt::Debug for RenewalTarget {
@@ -306,8 +351,21 @@ impl std::fmt::Debug for RenewalTarget {
         f.debug_struct("RenewalTarget")
             .field("tls", &self.tls)
             .field("manager", &self.manager)
+            .field("keep_role", &self.keep_role)
+            .field("speedup", &self.speedup)
+            .field("managers", &self.managers.as_ref().map(|_| "..."))
             .finish_non_exhaustive()
     }
+}
+
+/// When to try next: the schedule's time, with the wait from `now` divided by `speedup` but at
+/// least 1 s (a sped-up node never renews in a tight loop).
+fn scaled_due(schedule: &RenewalSchedule, now: Timestamp, speedup: u32) -> Timestamp {
+    let wait = schedule.next_attempt().since(now);
+    if speedup <= 1 {
+        return now.plus(wait);
+    }
+    now.plus((wait / speedup).max(Duration::from_secs(1)))
 }
 
 /// Keeps a node's certificate fresh until `stop` turns true: renews at the random point
@@ -327,7 +385,11 @@ pub async fn run_renewal(
         client,
         tls,
         manager,
+        keep_role,
+        speedup,
+        managers,
     } = target;
+    let mut manager = manager;
     let window = |m: &TlsMaterial| {
         CertInfo::parse(m.leaf())
             .map(|i| (i.not_before, i.not_after))
@@ -335,8 +397,9 @@ pub async fn run_renewal(
     };
     let (nb, na) = window(&material);
     let mut schedule = RenewalSchedule::new(nb, na, &mut rng);
+    let mut due = scaled_due(&schedule, now(), speedup);
     loop {
-        let wait = schedule.next_attempt().since(now()).min(RENEWAL_CHECK);
+        let wait = due.since(now()).min(RENEWAL_CHECK);
         tokio::select! {
             r = stop.changed() => if r.is_err() || *stop.borrow() { return },
             _ = tokio::time::sleep(wait) => {}
@@ -354,9 +417,16 @@ pub async fn run_renewal(
             )
             .await;
         let mut next = None;
+        if let Err(e) = &status {
+            if let Some(other) = next_manager(&managers, &manager) {
+                tracing::info!(from = %manager.addr, to = %other.addr, error = %e, "the manager did not answer about the certificate; asking another");
+                manager = other;
+            }
+        }
         if let Ok(answer) = &status {
             if answer.state == IssuanceState::Rotate {
                 schedule.handle_rotate(now());
+                due = due.min(now());
             } else if answer.state == IssuanceState::Issued
                 && answer.chain.first().map(Vec::as_slice) != Some(material.leaf())
                 && leaf_key(answer).as_deref() == material.key().public_key_der().ok().as_deref()
@@ -371,25 +441,148 @@ pub async fn run_renewal(
                 .ok();
             }
         }
-        if next.is_none() && schedule.is_due(now()) {
-            match renew(&client, &manager, &material, &now).await {
+        if next.is_none() && now() >= due {
+            let renewed = tokio::select! {
+                r = renew(&client, &manager, &material, &now) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match renewed {
                 Ok(m) => next = Some(m),
                 Err(e) => {
-                    tracing::warn!(error = %e, "certificate renewal failed; backing off");
+                    tracing::warn!(manager = %manager.addr, error = %e, "certificate renewal failed; backing off");
                     schedule.handle_failure(now());
+                    due = scaled_due(&schedule, now(), speedup);
+                    if matches!(e, JoinError::Rpc(_) | JoinError::Timeout(_)) {
+                        if let Some(other) = next_manager(&managers, &manager) {
+                            manager = other;
+                        }
+                    }
                 }
             }
         }
         if let Some(m) = next {
+            if keep_role.is_some_and(|r| m.identity().role != r) {
+                // A role change (demotion): the daemon restarts the node in its new role, whose
+                // own renewal adopts the reissued certificate.
+                tracing::info!(
+                    role = ?m.identity().role,
+                    "a certificate for another role was issued; keeping the current one until the node restarts in that role"
+                );
+                schedule.handle_failure(now());
+                due = scaled_due(&schedule, now(), speedup);
+                continue;
+            }
             if let Err(e) = tls.update(&m) {
                 tracing::warn!(error = %e, "installing the renewed certificate failed");
                 schedule.handle_failure(now());
+                due = scaled_due(&schedule, now(), speedup);
                 continue;
             }
             let (nb, na) = window(&m);
             schedule.handle_renewed(nb, na, &mut rng);
+            due = scaled_due(&schedule, now(), speedup);
+            tracing::info!(
+                node = %m.identity().node_id,
+                role = ?m.identity().role,
+                next_renewal_in = ?due.since(now()),
+                "node certificate renewed"
+            );
             on_renewed(&m);
             material = m;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RNG that always draws `v` (renewal at a known point of the window).
+    struct Fixed(u64);
+    impl RngCore for Fixed {
+        fn next_u32(&mut self) -> u32 {
+            self.0 as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            dest.fill(0);
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            dest.fill(0);
+            Ok(())
+        }
+    }
+
+    const HOUR: u64 = 3_600_000_000_000;
+
+    #[test]
+    fn the_speedup_divides_the_wait_with_a_one_second_floor() {
+        let start = Timestamp(10 * HOUR);
+        // Window of 2 h: the earliest renewal point (draw 0) is 1 h after not_before.
+        let schedule =
+            RenewalSchedule::new(start, start.plus(Duration::from_secs(7200)), &mut Fixed(0));
+        assert_eq!(
+            schedule.next_attempt(),
+            start.plus(Duration::from_secs(3600))
+        );
+        assert_eq!(scaled_due(&schedule, start, 1), schedule.next_attempt());
+        assert_eq!(scaled_due(&schedule, start, 0), schedule.next_attempt());
+        assert_eq!(
+            scaled_due(&schedule, start, 360),
+            start.plus(Duration::from_secs(10))
+        );
+        // Past the renewal point, or divided below 1 s: 1 s from now.
+        assert_eq!(
+            scaled_due(&schedule, start, 1_000_000),
+            start.plus(Duration::from_secs(1))
+        );
+        let late = start.plus(Duration::from_secs(5000));
+        assert_eq!(
+            scaled_due(&schedule, late, 100),
+            late.plus(Duration::from_secs(1))
+        );
+        assert_eq!(scaled_due(&schedule, late, 1), late);
+    }
+
+    fn peer(last: u8) -> Peer {
+        Peer {
+            addr: SocketAddr::from(([10, 0, 0, last], 2377)),
+            role: Role::Manager,
+            node_id: None,
+        }
+    }
+
+    #[test]
+    fn the_next_manager_cycles_through_the_list() {
+        assert_eq!(next_manager(&None, &peer(1)), None);
+        let list: ManagerList = Arc::new(|| vec![peer(1), peer(2), peer(3)]);
+        let list = Some(list);
+        assert_eq!(next_manager(&list, &peer(1)), Some(peer(2)));
+        assert_eq!(next_manager(&list, &peer(3)), Some(peer(1)));
+        // A manager the list no longer names: its first.
+        assert_eq!(next_manager(&list, &peer(9)), Some(peer(1)));
+        let alone: ManagerList = Arc::new(|| vec![peer(1)]);
+        assert_eq!(next_manager(&Some(alone), &peer(1)), None);
+        let empty: ManagerList = Arc::new(Vec::new);
+        assert_eq!(next_manager(&Some(empty), &peer(1)), None);
+    }
+
+    #[test]
+    fn the_speedup_value_is_a_number_above_one_or_none() {
+        for (value, want) in [
+            (None, 1),
+            (Some(""), 1),
+            (Some("fast"), 1),
+            (Some("-5"), 1),
+            (Some("0"), 1),
+            (Some("1"), 1),
+            (Some("2"), 2),
+            (Some(" 1000000 "), 1_000_000),
+            (Some("99999999999"), 1),
+        ] {
+            assert_eq!(parse_speedup(value), want, "{value:?}");
         }
     }
 }

@@ -15,7 +15,7 @@ use swarm_core::{
     StoreError, Timestamp, WatchFilter,
 };
 use swarm_net::pki::{CertInfo, DenySet, NODE_ID_ATTEMPTS};
-use swarm_net::rpc::{CallContext, Code, Router, Status};
+use swarm_net::rpc::{CallContext, Code, PeerInfo, PeerPolicy, Router, Status};
 use swarm_net::JoinToken;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -78,6 +78,21 @@ impl CaServer {
     /// implements `PeerPolicy`) so a removed node's certificate is refused on every call.
     pub fn deny_set(&self) -> Arc<RwLock<DenySet>> {
         self.deny.clone()
+    }
+
+    /// The admission rule to pass as the RPC server's `ServerOptions::policy`: a removed node is
+    /// refused on every call, by the deny set (removals seen while this manager runs) and by the
+    /// store, so that the refusal survives a restart of every manager: a worker certificate
+    /// whose node id has no node object in a store that holds the cluster is a removed node's
+    /// (`docker node rm` deletes the object; a joining node's object is committed before its
+    /// certificate is signed). Manager certificates are left to the deny set and to raft's
+    /// membership check (a manager is demoted before it can be removed, and a manager that is
+    /// still joining has an empty store).
+    pub fn policy(self: &Arc<Self>) -> Arc<dyn PeerPolicy> {
+        Arc::new(RemovedNodes {
+            deny: self.deny.clone(),
+            store: self.store.clone(),
+        })
     }
 
     /// Adds the CA methods to `router`.
@@ -329,6 +344,33 @@ impl CaServer {
                 Ok(Ok(_)) => answer = self.store.view(|s| answer_for(s, &id)),
             }
         }
+    }
+}
+
+/// [`CaServer::policy`].
+struct RemovedNodes {
+    deny: Arc<RwLock<DenySet>>,
+    store: SharedStore,
+}
+
+impl PeerPolicy for RemovedNodes {
+    fn check(&self, peer: &PeerInfo, now: Timestamp) -> Result<(), Status> {
+        self.deny.check(peer, now)?;
+        let who = &peer.identity;
+        if who.role != swarm_net::Role::Worker {
+            return Ok(());
+        }
+        let removed = self.store.view(|s| {
+            s.cluster().is_some_and(|c| c.id == who.cluster_id)
+                && s.get::<Node>(&who.node_id).is_none()
+        });
+        if removed {
+            return Err(status(
+                Code::Unauthenticated,
+                format!("node {} was removed from the swarm", who.node_id),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -4,11 +4,17 @@
 //! - `swarm-root-ca.crt`: the trusted roots, PEM (public).
 //! - `swarm-node.key.sealed`: the node's private key, sealed with a KEK ([`PrivateKey::wrap`],
 //!   XChaCha20-Poly1305 bound to the TLS-key purpose); never written in plaintext.
-//! - `swarm-node.kek` (workers, and managers whose caller passes no raft KEK): the 32-byte KEK,
-//!   mode 0600. SwarmKit keeps a worker's TLS key unencrypted in a 0600 file when autolock is off;
-//!   keeping the KEK in a 0600 file next to a sealed key is equivalent against other users and
-//!   keeps one on-disk format for workers and managers (a manager with autolock passes its raft
-//!   keyring's KEK instead, so a stolen disk yields nothing without the unlock key).
+//! - `swarm-node.kek`: the 32-byte KEK, mode 0600. SwarmKit keeps a worker's TLS key unencrypted
+//!   in a 0600 file when autolock is off; keeping the KEK in a 0600 file next to a sealed key is
+//!   equivalent against other users and keeps one on-disk format for workers and managers.
+//!
+//! **Known gap (autolock):** the daemon (`net::node::save_material` / `load_material`) seals
+//! every node's key with this local KEK, managers with autolock included. Autolock therefore
+//! covers the raft log and snapshots (the store, the root CA key in the cluster object, secrets)
+//! but not the manager's own TLS key: a stolen disk yields that key, not the cluster's data.
+//! SwarmKit seals a manager's TLS key with the unlock key; doing so here needs the key loaded
+//! after `swarm unlock` and re-sealed on `--autolock` changes and unlock-key rotation.
+//! [`CertDir::save`] and [`CertDir::load`] already take the KEK as an argument for that.
 //!
 //! Every file is written with [`swarm_raft::files::atomic_write`] (temporary file, fsync, rename,
 //! directory fsync; mode 0600).
