@@ -436,6 +436,7 @@ impl Daemon {
         // The agent: in-process while this manager leads, the leader's dispatcher otherwise.
         let remote = net.as_mut().map(|n| {
             n.serve_dispatcher(
+                node_id,
                 manager.dispatcher().clone(),
                 manager.raft().clone(),
                 manager.store().clone(),

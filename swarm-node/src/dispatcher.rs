@@ -434,14 +434,16 @@ impl StoreDispatcher {
         Ok(refused)
     }
 
-    /// After this manager became leader: every node without a live session here is marked
-    /// `unknown`, then `down` ("heartbeat failure") unless it registers within twice
+    /// After this manager became leader: every node without a live session here (but `except`)
+    /// is marked `unknown`, then `down` ("heartbeat failure") unless it registers within twice
     /// `down_after`. Returns how many nodes were marked.
-    pub async fn mark_nodes_unknown(&self) -> usize {
-        let ids: Vec<Id> = self
-            .inner
-            .store
-            .view(|s| s.iter::<Node>().map(|n| n.id).collect());
+    pub async fn mark_nodes_unknown(&self, except: Option<Id>) -> usize {
+        let ids: Vec<Id> = self.inner.store.view(|s| {
+            s.iter::<Node>()
+                .map(|n| n.id)
+                .filter(|id| Some(*id) != except)
+                .collect()
+        });
         let mut marked = 0;
         for node in ids {
             let generation = {

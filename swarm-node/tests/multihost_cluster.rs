@@ -248,6 +248,20 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
         )
         .await;
     assert!(ls.lines().count() >= 6, "every node kept: {ls}");
+    // The dead managers' sessions died with the old cluster: the new one marks them unknown
+    // (then down), so nothing is scheduled on them. Their last heartbeats were recent enough
+    // that no heartbeat timer of the old cluster had marked them down yet.
+    c.host(1)
+        .wait_for(
+            "the dead managers no longer ready",
+            &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+            |out| {
+                out.lines()
+                    .filter(|l| l.starts_with("host0 ") || l.starts_with("host2 "))
+                    .all(|l| !l.ends_with(" Ready"))
+            },
+        )
+        .await;
     let replicas = c
         .host(1)
         .ok(&[
@@ -264,6 +278,7 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
         .ok(&[
             "service",
             "create",
+            "--detach",
             "--name",
             "after",
             "--replicas",
@@ -281,6 +296,24 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
                 ["host3 Ready", "host4 Ready", "host5 Ready"]
                     .iter()
                     .all(|w| out.lines().any(|l| l == *w))
+            },
+        )
+        .await;
+    c.host(1)
+        .wait_for(
+            "both tasks of `after` running",
+            &[
+                "service",
+                "ps",
+                "after",
+                "--format",
+                "{{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+            ],
+            |out| {
+                out.lines()
+                    .filter(|l| l.contains(" Running Running"))
+                    .count()
+                    == 2
             },
         )
         .await;

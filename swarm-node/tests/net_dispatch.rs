@@ -656,7 +656,7 @@ async fn nodes_are_unknown_after_a_leader_change() {
     let (quiet, _c1) = cluster.node().await;
     let (back, client) = cluster.node().await;
     let led = std::time::Instant::now();
-    assert_eq!(m.dispatcher.mark_nodes_unknown().await, 2);
+    assert_eq!(m.dispatcher.mark_nodes_unknown(None).await, 2);
     assert_eq!(
         cluster.node_state(quiet.node_id).map(|s| s.0),
         Some(NodeState::Unknown)

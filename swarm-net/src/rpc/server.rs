@@ -363,7 +363,10 @@ async fn serve_connection(
         }
     };
     let peer = match PeerInfo::of(&conn) {
-        Ok(peer) => peer,
+        Ok(peer) => {
+            tracing::trace!(%remote, node = ?peer.map(|p| p.identity.node_id), "connection accepted");
+            peer
+        }
         Err(reason) => {
             tracing::debug!(%remote, %reason, "unreadable peer certificate");
             conn.close(REFUSED.into(), b"unreadable certificate");

@@ -514,6 +514,7 @@ impl NetDispatcher {
         }
         let id = info.session_id;
         let period = info.heartbeat_period;
+        tracing::debug!(manager = %m.addr, session = id, "dispatcher session opened");
         self.inner.learn(info);
         let (dead_tx, dead) = watch::channel(None);
         let dead_tx = Arc::new(dead_tx);

@@ -308,8 +308,15 @@ impl ManagerNet {
 
     /// Serves dispatcher sessions from `dispatcher` while `raft` leads; otherwise sends callers
     /// to the leader (its address from `store`).
+    ///
+    /// Whenever this manager starts leading, nodes without a session here are marked unknown
+    /// (then down unless they come back): on a change of leader, and also when raft already
+    /// leads as this starts (`swarm init --force-new-cluster`, a lone manager restarted), since
+    /// every session was then held by another manager or by this node's previous process. In
+    /// the second case this node itself (`me`) is left alone: its own agent starts with it.
     pub fn serve_dispatcher(
         &mut self,
+        me: Id,
         dispatcher: StoreDispatcher,
         raft: RaftNode,
         store: SharedStore,
@@ -323,14 +330,16 @@ impl ManagerNet {
                 let st = status.current();
                 let key = (st.leads(), st.leader);
                 if last != Some(key) {
-                    let became_leader = st.leads() && last.is_some_and(|(led, _)| !led);
+                    let first = last.is_none();
+                    let became_leader = st.leads() && last.is_none_or(|(led, _)| !led);
                     last = Some(key);
                     if became_leader {
-                        // Nodes whose sessions were with the old leader: unknown, then down
-                        // unless they come back.
+                        // Nodes whose sessions were with the old leader (or this node's previous
+                        // process): unknown, then down unless they come back.
                         let d = dispatcher.clone();
+                        let except = first.then_some(me);
                         tokio::spawn(async move {
-                            let n = d.mark_nodes_unknown().await;
+                            let n = d.mark_nodes_unknown(except).await;
                             tracing::info!(
                                 nodes = n,
                                 "this manager leads: nodes without a session here marked unknown"

@@ -21,6 +21,8 @@
 //! root namespace, `DOCKER_HOST=unix://<socket>` and a private `DOCKER_CONFIG`) reaches it.
 //! `SWARM_NODE_BIN=<path>` runs another `swarm-node` build (a release one, for figures).
 //! `MULTIHOST_RUST_LOG=<filter>` replaces the daemons' log filter (default `info,openraft=warn,quinn=warn`).
+//! Daemon logs of a failed test are kept in `$TMPDIR/swarm-multihost-failed-<hub>/`;
+//! `MULTIHOST_KEEP_LOGS=1` keeps those of passing tests too (`swarm-multihost-passed-<hub>/`).
 //!
 //! # Faults
 //! [`Host::kill`] (SIGKILL), [`Host::stop`] (SIGTERM), [`Host::partition`] / [`Host::heal`]
@@ -268,10 +270,14 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.logs());
+        let failed = std::thread::panicking();
+        if failed || std::env::var_os("MULTIHOST_KEEP_LOGS").is_some() {
+            if failed {
+                eprintln!("{}", self.logs());
+            }
             // Keep every log of a failed test (the temporary directories go with the drop).
-            let keep = std::env::temp_dir().join(format!("swarm-multihost-failed-{}", self.hub));
+            let outcome = if failed { "failed" } else { "passed" };
+            let keep = std::env::temp_dir().join(format!("swarm-multihost-{outcome}-{}", self.hub));
             for h in &self.hosts {
                 let to = keep.join(format!("host{}", h.index));
                 if std::fs::create_dir_all(&to).is_ok() {
