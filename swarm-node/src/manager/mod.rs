@@ -65,6 +65,19 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest the dispatcher may take to commit its last statuses when the manager stops.
 const DISPATCHER_CLOSE: Duration = Duration::from_secs(5);
+/// How long a loop told to stop may take to finish what it does (a proposal without a quorum
+/// waits up to its own timeout) before it is aborted: a loop left running would keep proposing
+/// and scheduling beside the next manager opened on the same directory (force-new-cluster).
+const LOOPS_STOP: Duration = Duration::from_secs(2);
+
+/// Waits up to `limit` for `h` to finish, then aborts it (and waits for the abort).
+async fn stop_within(mut h: JoinHandle<()>, limit: Duration) {
+    if tokio::time::timeout(limit, &mut h).await.is_err() {
+        tracing::warn!("a manager loop did not stop within {limit:?}; aborting it");
+        h.abort();
+        let _ = h.await;
+    }
+}
 
 /// How long a joining manager waits to become a voter with the cluster's state applied.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -593,11 +606,11 @@ impl Manager {
     /// Stops the orchestrator and the scheduler (no new decisions); the dispatcher keeps serving.
     pub async fn stop_loops(&mut self) {
         let _ = self.stop_loops.send(true);
-        if let Some(h) = self.loops.take() {
-            let _ = h.await;
-        }
-        if let Some(h) = self.membership.take() {
-            let _ = h.await;
+        for h in [self.loops.take(), self.membership.take()]
+            .into_iter()
+            .flatten()
+        {
+            stop_within(h, LOOPS_STOP).await;
         }
     }
 
