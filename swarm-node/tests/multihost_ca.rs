@@ -57,21 +57,6 @@ fn root_key_id(pem: &str) -> Vec<u8> {
         .expect("a subject key id")
 }
 
-async fn join(h: &Host, token: &str, manager: &Host) {
-    h.ok(&["swarm", "join", "--token", token, &manager.addr()])
-        .await;
-}
-
-/// `docker node ls` until `n` nodes are Ready.
-async fn wait_ready(h: &Host, n: usize) {
-    h.wait_for(
-        &format!("{n} ready nodes"),
-        &["node", "ls", "--format", "{{.Status}}"],
-        |out| out.lines().filter(|l| *l == "Ready").count() == n,
-    )
-    .await;
-}
-
 /// The ids of every task of `service` (history included).
 async fn task_ids(h: &Host, service: &str) -> BTreeSet<String> {
     h.ok(&["service", "ps", service, "-q", "--no-trunc"])
@@ -81,50 +66,13 @@ async fn task_ids(h: &Host, service: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// `id node` of the tasks of `service` that run.
-async fn running(h: &Host, service: &str) -> Vec<(String, String)> {
-    h.ok(&[
-        "service",
-        "ps",
-        service,
-        "--no-trunc",
-        "--filter",
-        "desired-state=running",
-        "--format",
-        "{{.ID}} {{.Node}} {{.CurrentState}}",
-    ])
-    .await
-    .lines()
-    .filter(|l| l.contains(" Running"))
-    .filter_map(|l| {
-        let mut it = l.split(' ');
-        Some((it.next()?.to_string(), it.next()?.to_string()))
-    })
-    .collect()
-}
-
-/// Forms 3 managers (hosts 0-2) and `workers` workers (the next hosts).
-async fn form(c: &Cluster, workers: usize) {
-    let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
-    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    for i in 1..3 {
-        join(c.host(i), &manager_token, h0).await;
-    }
-    for i in 3..3 + workers {
-        join(c.host(i), &worker_token, h0).await;
-    }
-    wait_ready(h0, 3 + workers).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_rotation_converges_with_services_running() {
     let Some(mut c) = Cluster::new(5, Runtime::Process) else {
         return;
     };
     c.start_all().await;
-    form(&c, 2).await;
+    c.form(2, 2).await;
     let h0 = c.host(0);
     h0.ok(&[
         "service",
@@ -141,7 +89,8 @@ async fn root_rotation_converges_with_services_running() {
     .await;
     h0.wait_replicas("web", "5/5").await;
     let before = task_ids(h0, "web").await;
-    let running_before: BTreeSet<String> = running(h0, "web")
+    let running_before: BTreeSet<String> = h0
+        .running_tasks("web")
         .await
         .into_iter()
         .map(|(id, _)| id)
@@ -197,7 +146,8 @@ async fn root_rotation_converges_with_services_running() {
     }
     // The service was not touched: the same tasks, all still running, none added.
     assert_eq!(task_ids(h0, "web").await, before);
-    let running_after: BTreeSet<String> = running(h0, "web")
+    let running_after: BTreeSet<String> = h0
+        .running_tasks("web")
         .await
         .into_iter()
         .map(|(id, _)| id)
@@ -213,7 +163,7 @@ async fn root_rotation_converges_with_services_running() {
             .wait_replicas("web", &format!("{replicas}/{replicas}"))
             .await;
     }
-    let placed = running(h0, "web").await;
+    let placed = h0.running_tasks("web").await;
     let hosts: BTreeSet<&str> = placed.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(
         hosts.len(),
@@ -260,7 +210,7 @@ async fn managers_and_workers_renew_short_lived_certificates() {
     }
     c.start_all().await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
+    let tokens = h0.init(&[]).await;
     h0.ok(&["swarm", "update", "--cert-expiry", "1h"]).await;
     let expiry = h0
         .ok(&[
@@ -270,12 +220,10 @@ async fn managers_and_workers_renew_short_lived_certificates() {
         ])
         .await;
     assert_eq!(expiry, "1h0m0s");
-    let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
-    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    join(c.host(1), &manager_token, h0).await;
-    join(c.host(2), &manager_token, h0).await;
-    join(c.host(3), &worker_token, h0).await;
-    wait_ready(h0, 4).await;
+    c.host(1).join(&tokens.manager, h0).await;
+    c.host(2).join(&tokens.manager, h0).await;
+    c.host(3).join(&tokens.worker, h0).await;
+    h0.wait_ready(4).await;
     let first: Vec<CertInfo> = (0..4).map(|i| stored_leaf(c.host(i))).collect();
 
     // Every node renews onto a 1 h certificate (2 h window with the backdate)...
@@ -334,7 +282,7 @@ async fn managers_and_workers_renew_short_lived_certificates() {
         .ok(&["service", "scale", "--detach", "after=6"])
         .await;
     c.host(2).wait_replicas("after", "6/6").await;
-    let placed = running(h1, "after").await;
+    let placed = h1.running_tasks("after").await;
     let hosts: BTreeSet<&str> = placed.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(
         hosts,
@@ -470,13 +418,8 @@ async fn a_worker_certificate_is_refused_on_raft() {
         return;
     };
     c.start_all().await;
+    c.form(1, 1).await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
-    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    join(c.host(1), &manager_token, h0).await;
-    join(c.host(2), &worker_token, h0).await;
-    wait_ready(h0, 3).await;
     let (worker, manager) = (c.host(2), c.host(1));
     assert_eq!(leaf_role(worker).await, "worker");
     for call in ["read_index", "propose"] {
@@ -521,13 +464,8 @@ async fn node_rm_force_refuses_the_removed_certificates_also_after_a_restart() {
         return;
     };
     c.start_all().await;
+    c.form(0, 3).await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    for i in 1..4 {
-        join(c.host(i), &worker_token, h0).await;
-    }
-    wait_ready(h0, 4).await;
     let down_id = c.host(1).node_id().await;
     let ready_id = c.host(2).node_id().await;
     h0.ok(&[
@@ -544,7 +482,7 @@ async fn node_rm_force_refuses_the_removed_certificates_also_after_a_restart() {
     ])
     .await;
     h0.wait_replicas("web", "8/8").await;
-    let placed = running(h0, "web").await;
+    let placed = h0.running_tasks("web").await;
     for host in ["host1", "host2"] {
         assert!(
             placed.iter().any(|(_, n)| n == host),
@@ -613,7 +551,7 @@ async fn node_rm_force_refuses_the_removed_certificates_also_after_a_restart() {
     c.host_mut(0).stop().await;
     c.host_mut(0).start().await;
     let h0 = c.host(0);
-    wait_ready(h0, 2).await;
+    h0.wait_ready(2).await;
     for i in [1, 2] {
         let h = c.host(i);
         let got = probe(h, &h.data_dir(), h0, "heartbeat").await;

@@ -24,7 +24,7 @@
 
 mod multihost_support;
 
-use multihost_support::{Cluster, Host, Runtime};
+use multihost_support::{Cluster, Host, Runtime, Tokens};
 
 /// `docker node ls` as `hostname status manager-status` lines.
 async fn node_ls(h: &Host) -> Vec<String> {
@@ -42,11 +42,6 @@ async fn node_ls(h: &Host) -> Vec<String> {
 
 fn count(lines: &[String], pred: impl Fn(&str) -> bool) -> usize {
     lines.iter().filter(|l| pred(l)).count()
-}
-
-async fn join(h: &Host, token: &str, manager: &Host) {
-    h.ok(&["swarm", "join", "--token", token, &manager.addr()])
-        .await;
 }
 
 /// `service ps` of `service` as `node state` lines of the tasks meant to run.
@@ -77,16 +72,17 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
     };
     c.start_all().await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
-    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
+    let Tokens {
+        manager: manager_token,
+        worker: worker_token,
+    } = h0.init(&[]).await;
     assert!(manager_token.starts_with("SWMTKN-1-"), "{manager_token}");
     for i in [1, 2] {
-        join(c.host(i), &manager_token, h0).await;
+        c.host(i).join(&manager_token, h0).await;
     }
     for i in [3, 4] {
         let t = std::time::Instant::now();
-        join(c.host(i), &worker_token, h0).await;
+        c.host(i).join(&worker_token, h0).await;
         let joined = t.elapsed();
         let name = format!("host{i} Ready");
         c.host(0)
@@ -189,7 +185,7 @@ async fn tokens_form_a_swarm_that_survives_its_leader_and_recovers_from_quorum_l
         e.to_lowercase().contains("token"),
         "the refusal names the token: {e}"
     );
-    join(c.host(5), &rotated, c.host(1)).await;
+    c.host(5).join(&rotated, c.host(1)).await;
     c.host(0)
         .wait_for(
             "6 ready nodes",
@@ -327,12 +323,10 @@ async fn promote_and_demote_change_roles_across_hosts() {
     };
     c.start_all().await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
-    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    join(c.host(1), &manager_token, h0).await;
-    join(c.host(2), &manager_token, h0).await;
-    join(c.host(3), &worker_token, h0).await;
+    let tokens = h0.init(&[]).await;
+    c.host(1).join(&tokens.manager, h0).await;
+    c.host(2).join(&tokens.manager, h0).await;
+    c.host(3).join(&tokens.worker, h0).await;
     c.host(0)
         .wait_for(
             "4 ready nodes, 3 managers",
@@ -422,18 +416,7 @@ async fn a_partitioned_worker_is_replaced_and_not_duplicated_after_heal() {
         return;
     };
     c.start_all().await;
-    let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    join(c.host(1), &worker_token, h0).await;
-    join(c.host(2), &worker_token, h0).await;
-    c.host(0)
-        .wait_for(
-            "3 ready nodes",
-            &["node", "ls", "--format", "{{.Status}}"],
-            |out| out.lines().filter(|l| *l == "Ready").count() == 3,
-        )
-        .await;
+    c.form(0, 2).await;
     c.host(0)
         .ok(&[
             "service",

@@ -25,11 +25,6 @@ use multihost_support::{Cluster, Host, Runtime};
 const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used.";
 const SECRET_VALUE: &str = "dr-secret-value-4f1c9a";
 
-async fn join(h: &Host, token: &str, manager: &Host) {
-    h.ok(&["swarm", "join", "--token", token, &manager.addr()])
-        .await;
-}
-
 /// `name` of every object `docker KIND ls` lists (with `extra` arguments).
 async fn names(h: &Host, kind: &str, extra: &[&str]) -> Vec<String> {
     let mut args = vec![kind, "ls", "--format", "{{.Name}}"];
@@ -144,8 +139,8 @@ async fn autolocked_managers_restart_locked_and_unlock_one_by_one() {
     let key = h0.ok(&["swarm", "unlock-key", "-q"]).await;
     assert!(key.starts_with("SWMKEY-1-"), "{key}");
     let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
-    join(c.host(1), &manager_token, h0).await;
-    join(c.host(2), &manager_token, h0).await;
+    c.host(1).join(&manager_token, h0).await;
+    c.host(2).join(&manager_token, h0).await;
     wait_all_reachable(&c, "3 managers").await;
     let h0 = c.host(0);
     populate(h0).await;
@@ -324,7 +319,7 @@ async fn restore_on_a_fresh_host_then_force_new_cluster() {
     // (The restored CA is the old cluster's: its token pins the same root.)
     assert_eq!(token, old_token);
     c.host_mut(worker).start().await;
-    join(c.host(worker), &token, c.host(fresh)).await;
+    c.host(worker).join(&token, c.host(fresh)).await;
     let h = c.host(fresh);
     let host_name = "host2 Ready";
     h.wait_for(
@@ -336,7 +331,7 @@ async fn restore_on_a_fresh_host_then_force_new_cluster() {
     // A manager joins too: raft runs between the moved manager and it.
     let manager_token = h.ok(&["swarm", "join-token", "-q", "manager"]).await;
     c.host_mut(manager).start().await;
-    join(c.host(manager), &manager_token, c.host(fresh)).await;
+    c.host(manager).join(&manager_token, c.host(fresh)).await;
     let joined = format!("{} Reachable", c.host(manager).node_id().await);
     let h = c.host(fresh);
     h.wait_for(

@@ -78,13 +78,9 @@ async fn leader_failover_across_processes() {
         return;
     };
     c.start_all().await;
-    let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
+    let token = c.host(0).init(&[]).await.manager;
     for i in 1..MANAGERS {
-        c.host(i)
-            .ok(&["swarm", "join", "--token", &token, &c.host(0).addr()])
-            .await;
+        c.host(i).join(&token, c.host(0)).await;
     }
     let mut times = Vec::with_capacity(samples);
     let mut leader = leader_index(&c).await;

@@ -65,14 +65,11 @@ async fn join_latency_token_to_ready_over_ten_joins() {
     };
     c.start_all().await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
+    let token = h0.init(&[]).await.worker;
     let mut samples = Vec::new();
     for i in 1..c.len() {
         let t = Instant::now();
-        c.host(i)
-            .ok(&["swarm", "join", "--token", &token, &h0.addr()])
-            .await;
+        c.host(i).join(&token, h0).await;
         let want = format!("host{i} Ready");
         h0.wait_for(
             "the worker ready",
@@ -100,20 +97,8 @@ async fn hundred_replicas_over_five_hosts_then_a_host_lost() {
         return;
     };
     c.start_all().await;
+    c.form(0, 4).await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    for i in 1..5 {
-        c.host(i)
-            .ok(&["swarm", "join", "--token", &token, &h0.addr()])
-            .await;
-    }
-    h0.wait_for(
-        "5 ready nodes",
-        &["node", "ls", "--format", "{{.Status}}"],
-        |out| out.lines().filter(|l| *l == "Ready").count() == 5,
-    )
-    .await;
 
     let t = Instant::now();
     h0.ok(&[

@@ -93,16 +93,8 @@ async fn logs_and_task_errors_gather_from_every_host_through_a_follower() {
         return;
     };
     c.start_all().await;
+    c.form(1, 1).await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let manager_token = h0.ok(&["swarm", "join-token", "-q", "manager"]).await;
-    let worker_token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    c.host(1)
-        .ok(&["swarm", "join", "--token", &manager_token, &h0.addr()])
-        .await;
-    c.host(2)
-        .ok(&["swarm", "join", "--token", &worker_token, &h0.addr()])
-        .await;
     let h1 = c.host(1);
     h1.wait_for(
         "3 ready nodes seen by the follower",

@@ -57,20 +57,8 @@ async fn replicas_spread_evenly_over_hosts_and_by_rack_label_within_constraints(
         return;
     };
     c.start_all().await;
+    c.form(0, 4).await;
     let h0 = c.host(0);
-    h0.ok(&["swarm", "init", "--advertise-addr", h0.ip()]).await;
-    let token = h0.ok(&["swarm", "join-token", "-q", "worker"]).await;
-    for i in 1..5 {
-        c.host(i)
-            .ok(&["swarm", "join", "--token", &token, &h0.addr()])
-            .await;
-    }
-    h0.wait_for(
-        "5 ready nodes",
-        &["node", "ls", "--format", "{{.Status}}"],
-        |out| out.lines().filter(|l| *l == "Ready").count() == 5,
-    )
-    .await;
 
     // Plain replicas: an equal share on every host.
     h0.ok(&[

@@ -310,10 +310,13 @@ impl ManagerNet {
     /// to the leader (its address from `store`).
     ///
     /// Whenever this manager starts leading, nodes without a session here are marked unknown
-    /// (then down unless they come back): on a change of leader, and also when raft already
-    /// leads as this starts (`swarm init --force-new-cluster`, a lone manager restarted), since
-    /// every session was then held by another manager or by this node's previous process. In
-    /// the second case this node itself (`me`) is left alone: its own agent starts with it.
+    /// (then down unless they come back) **before** sessions are served here, as SwarmKit's
+    /// dispatcher does on start: on a change of leader, and also when raft already leads as this
+    /// starts (`swarm init --force-new-cluster`, a lone manager restarted), since every session
+    /// was then held by another manager or by this node's previous process. A session opened
+    /// while the marking ran could otherwise be overwritten by it (Ready, then Unknown with a
+    /// live session: never Ready again). This node itself (`me`) is never marked: its agent runs
+    /// in this process and talks to the dispatcher directly.
     pub fn serve_dispatcher(
         &mut self,
         me: Id,
@@ -330,22 +333,21 @@ impl ManagerNet {
                 let st = status.current();
                 let key = (st.leads(), st.leader);
                 if last != Some(key) {
-                    let first = last.is_none();
                     let became_leader = st.leads() && last.is_none_or(|(led, _)| !led);
-                    last = Some(key);
                     if became_leader {
                         // Nodes whose sessions were with the old leader (or this node's previous
                         // process): unknown, then down unless they come back.
-                        let d = dispatcher.clone();
-                        let except = first.then_some(me);
-                        tokio::spawn(async move {
-                            let n = d.mark_nodes_unknown(except).await;
-                            tracing::info!(
+                        tokio::select! {
+                            n = dispatcher.mark_nodes_unknown(Some(me)) => tracing::info!(
                                 nodes = n,
                                 "this manager leads: nodes without a session here marked unknown"
-                            );
-                        });
+                            ),
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
                     }
+                    // Raft may have moved on while the marking ran: publish what holds now.
+                    let st = status.current();
+                    last = Some((st.leads(), st.leader));
                     let l = if st.leads() {
                         Leadership::Leader(dispatcher.clone())
                     } else {

@@ -747,3 +747,80 @@ impl Host {
         .await;
     }
 }
+
+/// A swarm's join tokens.
+pub struct Tokens {
+    /// `docker swarm join-token -q manager`.
+    pub manager: String,
+    /// `docker swarm join-token -q worker`.
+    pub worker: String,
+}
+
+impl Host {
+    /// `docker swarm init [extra...] --advertise-addr <this host>`; returns the join tokens.
+    pub async fn init(&self, extra: &[&str]) -> Tokens {
+        let mut args = vec!["swarm", "init"];
+        args.extend_from_slice(extra);
+        args.extend(["--advertise-addr", self.ip()]);
+        self.ok(&args).await;
+        Tokens {
+            manager: self.ok(&["swarm", "join-token", "-q", "manager"]).await,
+            worker: self.ok(&["swarm", "join-token", "-q", "worker"]).await,
+        }
+    }
+
+    /// `docker swarm join --token <token> <manager's address>`.
+    pub async fn join(&self, token: &str, manager: &Host) {
+        self.ok(&["swarm", "join", "--token", token, &manager.addr()])
+            .await;
+    }
+
+    /// Waits until `docker node ls` here shows `n` Ready nodes.
+    pub async fn wait_ready(&self, n: usize) {
+        self.wait_for(
+            &format!("{n} ready nodes"),
+            &["node", "ls", "--format", "{{.Status}}"],
+            |out| out.lines().filter(|l| *l == "Ready").count() == n,
+        )
+        .await;
+    }
+
+    /// `(task id, node)` of the tasks of `service` desired running that run.
+    pub async fn running_tasks(&self, service: &str) -> Vec<(String, String)> {
+        self.ok(&[
+            "service",
+            "ps",
+            service,
+            "--no-trunc",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.ID}} {{.Node}} {{.CurrentState}}",
+        ])
+        .await
+        .lines()
+        .filter(|l| l.contains(" Running"))
+        .filter_map(|l| {
+            let mut it = l.split(' ');
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .collect()
+    }
+}
+
+impl Cluster {
+    /// Host 0 runs `swarm init`; the next `managers` hosts join as managers and the `workers`
+    /// after them as workers; waits until host 0 sees every one of them Ready.
+    pub async fn form(&self, managers: usize, workers: usize) -> Tokens {
+        let h0 = self.host(0);
+        let tokens = h0.init(&[]).await;
+        for i in 1..=managers {
+            self.host(i).join(&tokens.manager, h0).await;
+        }
+        for i in managers + 1..=managers + workers {
+            self.host(i).join(&tokens.worker, h0).await;
+        }
+        h0.wait_ready(1 + managers + workers).await;
+        tokens
+    }
+}
