@@ -66,7 +66,9 @@ fn full_task(n: u128, spec: &Arc<swarm_core::TaskSpec>) -> swarm_core::Task {
     use swarm_core::{TaskState, Version};
     let mut t = typical_task(n, id(7), Some(id(9)));
     t.spec = spec.clone();
-    t.service_annotations.labels.insert("tier".into(), "front".into());
+    t.service_annotations
+        .labels
+        .insert("tier".into(), "front".into());
     t.status.state = TaskState::Running;
     t.status.message = "started".into();
     t.status.err = "none yet".into();
@@ -113,7 +115,10 @@ fn encoded_size_is_bincodes_size_of_every_action() {
         }),
     ];
     for a in &actions {
-        assert_eq!(encoded_size(a), encode_actions(std::slice::from_ref(a)).len() as u64 - 8);
+        assert_eq!(
+            encoded_size(a),
+            encode_actions(std::slice::from_ref(a)).len() as u64 - 8
+        );
     }
     // Within one split the spec of a task after one sharing it is not walked again: the sizes
     // must still add up to the encoded proposals.
@@ -140,14 +145,21 @@ fn tasks_sharing_a_large_spec_still_respect_the_size_limit() {
         .collect();
     let batches = split_into_batches(actions.clone());
     // ~20 KiB per task: about 75 per proposal, far fewer than 200.
-    assert!((4..=5).contains(&batches.len()), "{} proposals", batches.len());
+    assert!(
+        (4..=5).contains(&batches.len()),
+        "{} proposals",
+        batches.len()
+    );
     for (i, b) in batches.iter().enumerate() {
         assert!(encode_actions(b).len() <= MAX_PROPOSAL_BYTES);
         // Each proposal but the last is full: the next action would not have fit.
         if let Some(next) = batches.get(i + 1) {
             let mut more = b.clone();
             more.push(next[0].clone());
-            assert!(encode_actions(&more).len() > MAX_PROPOSAL_BYTES, "proposal {i} not full");
+            assert!(
+                encode_actions(&more).len() > MAX_PROPOSAL_BYTES,
+                "proposal {i} not full"
+            );
         }
     }
     assert_eq!(batches.concat(), actions);

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use swarm_core::{Node, Object, Service};
-use swarm_sched::testing::{labeled_node, node, service, tasks, Harness};
+use swarm_sched::testing::{labeled_node, node, service, task, tasks, Harness};
 use swarm_sched::Scheduler;
 
 fn thread_cpu_ns() -> u128 {
@@ -65,7 +65,14 @@ fn shape(
     let tasks = services
         .iter()
         .enumerate()
-        .flat_map(|(i, svc)| tasks(svc, 10_000_000 + (i * per) as u128, per as u64))
+        .flat_map(|(i, svc)| {
+            if per == 1 {
+                // SwarmKit's shape, built exactly as the bench builds it.
+                vec![task(svc, 1, 10_000_000 + i as u128)]
+            } else {
+                tasks(svc, 10_000_000 + (i * per) as u128, per as u64)
+            }
+        })
         .take(count)
         .map(Object::from)
         .collect();
