@@ -354,12 +354,26 @@ impl Store {
         self.tasks_in(self.tables.task_idx.by_service.slot(service, slot))
     }
 
-    /// Tasks with this desired state, ordered by id.
+    /// Tasks with this desired state, ordered by id. Every state is indexed but `running` (the
+    /// state of nearly every live task), which is listed by filtering all tasks.
     pub fn tasks_by_desired_state(
         &self,
         state: TaskState,
     ) -> impl Iterator<Item = &Arc<Task>> + '_ {
-        self.tasks_in(self.tables.task_idx.by_desired.get(&state))
+        let unindexed = state == tables::UNINDEXED_DESIRED;
+        let indexed =
+            (!unindexed).then(|| self.tasks_in(self.tables.task_idx.by_desired.get(&state)));
+        let scanned = unindexed.then(|| {
+            self.tables
+                .tasks
+                .by_id
+                .values()
+                .filter(move |t| t.desired_state == state)
+        });
+        indexed
+            .into_iter()
+            .flatten()
+            .chain(scanned.into_iter().flatten())
     }
 
     fn services_in<'a>(

@@ -386,7 +386,20 @@ pub(crate) struct TaskIndexes {
     /// By service, and by (service, slot).
     pub(crate) by_service: ServiceIndex,
     pub(crate) by_node: Index<Id>,
+    /// By desired state, every state but [`UNINDEXED_DESIRED`].
     pub(crate) by_desired: Index<TaskState>,
+}
+
+/// The desired state the task indexes leave out: `running`, the state of nearly every live task.
+/// Its set would hold about as many ids as the task table and cost a B-tree insertion (the
+/// largest set's) per task created and a removal per task stopped; listing it filters the table
+/// instead, which costs about as much as walking such a set would. No component lists it (the
+/// restart supervisor lists `ready`, the reaper `remove`).
+pub(crate) const UNINDEXED_DESIRED: TaskState = TaskState::Running;
+
+/// The index key of desired state `state` (`None` for [`UNINDEXED_DESIRED`]).
+fn desired_key(state: TaskState) -> Option<TaskState> {
+    (state != UNINDEXED_DESIRED).then_some(state)
 }
 
 /// Reverse references from services to the secrets, configs and networks they use.
@@ -606,7 +619,8 @@ impl Tables {
         let ix = &mut self.task_idx;
         ix.by_service = ServiceIndex::from_ordered(keys.iter().map(|k| (k.0, k.1, k.2)));
         ix.by_node = Index::from_ordered(keys.iter().filter_map(|k| Some((k.3?, k.2))));
-        ix.by_desired = Index::from_ordered(keys.iter().map(|k| (k.4, k.2)));
+        ix.by_desired =
+            Index::from_ordered(keys.iter().filter_map(|k| Some((desired_key(k.4)?, k.2))));
         drop(keys);
         self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
     }
@@ -678,8 +692,8 @@ impl Tables {
         step(
             &mut ix.by_desired,
             id,
-            old.map(|t| t.desired_state),
-            new.map(|t| t.desired_state),
+            old.and_then(|t| desired_key(t.desired_state)),
+            new.and_then(|t| desired_key(t.desired_state)),
         );
     }
 
