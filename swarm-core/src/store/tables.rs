@@ -1,5 +1,6 @@
-//! The store's tables and secondary indexes. Every write goes through [`Tables::put`] and
-//! [`Tables::delete`], which keep all indexes in step; nothing else mutates a table.
+//! The store's tables and secondary indexes. Every write goes through [`Tables::put`],
+//! [`Tables::write`] and [`Tables::delete`], which keep all indexes in step; nothing else
+//! mutates a table.
 
 use std::collections::hash_map::Entry;
 use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
