@@ -56,3 +56,39 @@ fn an_action_over_the_limit_alone_gets_its_own_proposal() {
     let sizes: Vec<usize> = split_into_batches(actions).iter().map(Vec::len).collect();
     assert_eq!(sizes, vec![1, 1, 2]);
 }
+
+/// Tasks sharing one large spec (the orchestrators' output for a big service): every proposal
+/// respects the byte limit and is full (the next action would not have fit).
+#[test]
+fn tasks_sharing_a_large_spec_still_respect_the_size_limit() {
+    let mut s = service(1, "web", 300);
+    s.spec.task.container.env = vec![format!("PAD={}", "x".repeat(20 * 1024))];
+    let spec = Arc::new(s.spec.task.clone());
+    let actions: Vec<StoreAction> = (0..300u128)
+        .map(|i| {
+            let mut t = task(100 + i, &s, i as u64 + 1);
+            t.spec = spec.clone();
+            StoreAction::Create(Object::Task(Arc::new(t)))
+        })
+        .collect();
+    let batches = split_into_batches(actions.clone());
+    // ~20 KiB per task: about 75 per proposal, far fewer than 200.
+    assert!(
+        (4..=5).contains(&batches.len()),
+        "{} proposals",
+        batches.len()
+    );
+    for (i, b) in batches.iter().enumerate() {
+        assert!(encode_actions(b).len() <= MAX_PROPOSAL_BYTES);
+        // Each proposal but the last is full: the next action would not have fit.
+        if let Some(next) = batches.get(i + 1) {
+            let mut more = b.clone();
+            more.push(next[0].clone());
+            assert!(
+                encode_actions(&more).len() > MAX_PROPOSAL_BYTES,
+                "proposal {i} not full"
+            );
+        }
+    }
+    assert_eq!(batches.concat(), actions);
+}

@@ -2,7 +2,9 @@
 //! profiling (`perf record`) and for measuring thread CPU time and page faults per phase when the
 //! machine is shared (wall clock is meaningless under load).
 //!
-//! Run: `cargo run --release -p swarm-sched --features testing --example sched_profile -- NODES TASKS [ROUNDS] [third]`
+//! Run: `cargo run --release -p swarm-sched --features testing --example sched_profile -- NODES TASKS [ROUNDS] [third] [per=K]`
+//! (`per=K`: K tasks per service, sharing their spec as the orchestrators' tasks do; default 1,
+//! SwarmKit's shape)
 //! Prints, per round, thread CPU µs per task for: the services commit (setup in the bench, shown
 //! for reference), the nodes commit, the tasks commit, settle (events + placement + assignment
 //! commits) and the bench's timed region (nodes + tasks + settle); and the region's minor page
@@ -11,7 +13,7 @@
 use std::time::Instant;
 
 use swarm_core::{Node, Object, Service};
-use swarm_sched::testing::{labeled_node, node, service, task, Harness};
+use swarm_sched::testing::{labeled_node, node, service, task, tasks, Harness};
 use swarm_sched::Scheduler;
 
 fn thread_cpu_ns() -> u128 {
@@ -36,7 +38,12 @@ fn perf_ctl(cmd: &str) {
     }
 }
 
-fn shape(nodes: usize, count: usize, third: bool) -> (Vec<Object>, Vec<Object>, Vec<Object>) {
+fn shape(
+    nodes: usize,
+    count: usize,
+    third: bool,
+    per: usize,
+) -> (Vec<Object>, Vec<Object>, Vec<Object>) {
     let nodes: Vec<Node> = (0..nodes)
         .map(|i| {
             if third && i % 3 == 0 {
@@ -46,9 +53,9 @@ fn shape(nodes: usize, count: usize, third: bool) -> (Vec<Object>, Vec<Object>, 
             }
         })
         .collect();
-    let services: Vec<Service> = (0..count)
+    let services: Vec<Service> = (0..count.div_ceil(per))
         .map(|i| {
-            let mut svc = service(1_000_000 + i as u128, 1);
+            let mut svc = service(1_000_000 + i as u128, per as u64);
             if third {
                 svc.spec.task.placement.constraints = vec!["node.labels.net==special".into()];
             }
@@ -58,7 +65,16 @@ fn shape(nodes: usize, count: usize, third: bool) -> (Vec<Object>, Vec<Object>, 
     let tasks = services
         .iter()
         .enumerate()
-        .map(|(i, svc)| task(svc, 1, 10_000_000 + i as u128).into())
+        .flat_map(|(i, svc)| {
+            if per == 1 {
+                // SwarmKit's shape, built exactly as the bench builds it.
+                vec![task(svc, 1, 10_000_000 + i as u128)]
+            } else {
+                tasks(svc, 10_000_000 + (i * per) as u128, per as u64)
+            }
+        })
+        .take(count)
+        .map(Object::from)
         .collect();
     (
         nodes.into_iter().map(Object::from).collect(),
@@ -72,9 +88,14 @@ pub fn main() {
     let nodes: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1_000);
     let count: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let rounds: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let third = args.get(4).is_some_and(|a| a == "third");
+    let third = args.iter().any(|a| a == "third");
+    let per: usize = args
+        .iter()
+        .find_map(|a| a.strip_prefix("per=")?.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     for round in 0..rounds {
-        let (n, s, t) = shape(nodes, count, third);
+        let (n, s, t) = shape(nodes, count, third, per);
         let mut h = Harness::new();
         let c0 = thread_cpu_ns();
         h.create(s);

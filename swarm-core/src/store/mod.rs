@@ -354,12 +354,26 @@ impl Store {
         self.tasks_in(self.tables.task_idx.by_service.slot(service, slot))
     }
 
-    /// Tasks with this desired state, ordered by id.
+    /// Tasks with this desired state, ordered by id. Every state is indexed but `running` (the
+    /// state of nearly every live task), which is listed by filtering all tasks.
     pub fn tasks_by_desired_state(
         &self,
         state: TaskState,
     ) -> impl Iterator<Item = &Arc<Task>> + '_ {
-        self.tasks_in(self.tables.task_idx.by_desired.get(&state))
+        let unindexed = state == tables::UNINDEXED_DESIRED;
+        let indexed =
+            (!unindexed).then(|| self.tasks_in(self.tables.task_idx.by_desired.get(&state)));
+        let scanned = unindexed.then(|| {
+            self.tables
+                .tasks
+                .by_id
+                .values()
+                .filter(move |t| t.desired_state == state)
+        });
+        indexed
+            .into_iter()
+            .flatten()
+            .chain(scanned.into_iter().flatten())
     }
 
     fn services_in<'a>(
@@ -467,71 +481,89 @@ impl Store {
         match action {
             StoreAction::Create(obj) => {
                 let (kind, id) = (obj.kind(), obj.id());
-                if self.tables.get_object(kind, &id).is_some() {
-                    return Err((
-                        StoreError::AlreadyExists { kind, id },
-                        StoreAction::Create(obj),
-                    ));
-                }
-                if let Err(e) = self.check_name_free(&obj, None) {
-                    return Err((e, StoreAction::Create(obj)));
-                }
+                let name_taken = self.name_taken(&obj);
                 let given = obj.meta().clone();
-                let meta = Meta {
-                    version: Version(index),
-                    created_at: ts,
-                    updated_at: ts,
-                };
-                let obj = obj.with_meta(meta);
-                if let Some(ev) = events {
-                    ev.push(Event::Created(obj.clone()));
+                // One descent of the table: the existence check and the insertion share it.
+                let written = self.tables.write(obj, |old| {
+                    if old.is_some() {
+                        return Err(StoreError::AlreadyExists { kind, id });
+                    }
+                    if let Some(e) = name_taken {
+                        return Err(e);
+                    }
+                    Ok(Meta {
+                        version: Version(index),
+                        created_at: ts,
+                        updated_at: ts,
+                    })
+                });
+                match written {
+                    Ok((obj, _)) => {
+                        if let Some(ev) = events {
+                            ev.push(Event::Created(obj));
+                        }
+                        undo.push(Undo::Created(ObjectRef { kind, id }, given));
+                    }
+                    Err((e, obj)) => return Err((e, StoreAction::Create(obj))),
                 }
-                self.tables.put(obj);
-                undo.push(Undo::Created(ObjectRef { kind, id }, given));
             }
             StoreAction::Update(obj) => {
                 let (kind, id) = (obj.kind(), obj.id());
-                let Some(old) = self.tables.get_object(kind, &id) else {
-                    return Err((StoreError::NotFound { kind, id }, StoreAction::Update(obj)));
-                };
-                let (current, given) = (old.meta().version.0, obj.meta().version.0);
-                if current != given {
-                    let e = StoreError::VersionConflict {
-                        kind,
-                        id,
-                        current,
-                        given,
-                    };
-                    return Err((e, StoreAction::Update(obj)));
-                }
-                if let (Object::Task(o), Object::Task(n)) = (&old, &obj) {
-                    if !o.status.state.can_transition_to(n.status.state) {
-                        let e = StoreError::StateRegression {
-                            id,
-                            from: o.status.state,
-                            to: n.status.state,
-                        };
-                        return Err((e, StoreAction::Update(obj)));
-                    }
-                }
-                if let Err(e) = self.check_name_free(&obj, Some(&old)) {
-                    return Err((e, StoreAction::Update(obj)));
-                }
+                let name_taken = self.name_taken(&obj);
                 let given = obj.meta().clone();
-                let meta = Meta {
-                    version: Version(index),
-                    created_at: old.meta().created_at,
-                    updated_at: ts,
+                let state = match &obj {
+                    Object::Task(t) => Some(t.status.state),
+                    _ => None,
                 };
-                let obj = obj.with_meta(meta);
-                if let Some(ev) = events {
-                    ev.push(Event::Updated {
-                        old: old.clone(),
-                        new: obj.clone(),
-                    });
+                // One descent of the table: the checks against the stored object and the
+                // replacement share it. The checks run in the order `Tx::update` runs them.
+                let written = self.tables.write(obj, |old| {
+                    let Some(old) = old else {
+                        return Err(StoreError::NotFound { kind, id });
+                    };
+                    let current = old.meta().version.0;
+                    if current != given.version.0 {
+                        return Err(StoreError::VersionConflict {
+                            kind,
+                            id,
+                            current,
+                            given: given.version.0,
+                        });
+                    }
+                    if let (Object::Task(o), Some(to)) = (old, state) {
+                        if !o.status.state.can_transition_to(to) {
+                            return Err(StoreError::StateRegression {
+                                id,
+                                from: o.status.state,
+                                to,
+                            });
+                        }
+                    }
+                    if let Some(e) = name_taken {
+                        return Err(e);
+                    }
+                    Ok(Meta {
+                        version: Version(index),
+                        created_at: old.meta().created_at,
+                        updated_at: ts,
+                    })
+                });
+                match written {
+                    Ok((new, old)) => {
+                        let Some(old) = old else {
+                            // `write` hands back the replaced object of every update it accepts.
+                            return Ok(());
+                        };
+                        if let Some(ev) = events {
+                            ev.push(Event::Updated {
+                                old: old.clone(),
+                                new,
+                            });
+                        }
+                        undo.push(Undo::Replaced { old, given });
+                    }
+                    Err((e, obj)) => return Err((e, StoreAction::Update(obj))),
                 }
-                self.tables.put(obj);
-                undo.push(Undo::Replaced { old, given });
             }
             StoreAction::Remove(r) => {
                 let Some(old) = self.tables.get_object(r.kind, &r.id) else {
@@ -581,19 +613,19 @@ impl Store {
         given
     }
 
-    /// Fails if `obj`'s name is held by another object of its kind (`old` is the object being
-    /// replaced, whose own name does not count).
-    fn check_name_free(&self, obj: &Object, old: Option<&Object>) -> Result<(), StoreError> {
+    /// The refusal to give if `obj` is written: its name is held by another object of its kind
+    /// (an object's own name, held under its own id, does not count).
+    fn name_taken(&self, obj: &Object) -> Option<StoreError> {
         let kind = obj.kind();
         if !kind.has_unique_names() {
-            return Ok(());
+            return None;
         }
         match self.tables.id_by_name(kind, obj.name()) {
-            Some(holder) if Some(holder) != old.map(Object::id) => Err(StoreError::NameConflict {
+            Some(holder) if holder != obj.id() => Some(StoreError::NameConflict {
                 kind,
                 name: obj.name().to_string(),
             }),
-            _ => Ok(()),
+            _ => None,
         }
     }
 

@@ -1,12 +1,15 @@
-//! The store's tables and secondary indexes. Every write goes through [`Tables::put`] and
-//! [`Tables::delete`], which keep all indexes in step; nothing else mutates a table.
+//! The store's tables and secondary indexes. Every write goes through [`Tables::put`],
+//! [`Tables::write`] and [`Tables::delete`], which keep all indexes in step; nothing else
+//! mutates a table.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
+use super::StoreError;
 use crate::id::Id;
+use crate::meta::Meta;
 use crate::object::{Object, ObjectKind, StoreObject};
 use crate::objects::cluster::Cluster;
 use crate::objects::network::Network;
@@ -29,6 +32,21 @@ impl<T> Default for Table<T> {
         Table {
             by_id: BTreeMap::new(),
             by_name: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T: StoreObject> Table<T> {
+    /// Keeps the name index in step after `new` replaced `old` in `by_id` (kinds with unique
+    /// names only).
+    fn rename(&mut self, old: Option<&T>, new: &T) {
+        if T::KIND.has_unique_names() {
+            if let Some(old) = old {
+                if old.index_name() != new.index_name() {
+                    self.by_name.remove(&name_key(old.index_name()));
+                }
+            }
+            self.by_name.insert(name_key(new.index_name()), new.id());
         }
     }
 }
@@ -369,7 +387,20 @@ pub(crate) struct TaskIndexes {
     /// By service, and by (service, slot).
     pub(crate) by_service: ServiceIndex,
     pub(crate) by_node: Index<Id>,
+    /// By desired state, every state but [`UNINDEXED_DESIRED`].
     pub(crate) by_desired: Index<TaskState>,
+}
+
+/// The desired state the task indexes leave out: `running`, the state of nearly every live task.
+/// Its set would hold about as many ids as the task table and cost a B-tree insertion (the
+/// largest set's) per task created and a removal per task stopped; listing it filters the table
+/// instead, which costs about as much as walking such a set would. No component lists it (the
+/// restart supervisor lists `ready`, the reaper `remove`).
+pub(crate) const UNINDEXED_DESIRED: TaskState = TaskState::Running;
+
+/// The index key of desired state `state` (`None` for [`UNINDEXED_DESIRED`]).
+fn desired_key(state: TaskState) -> Option<TaskState> {
+    (state != UNINDEXED_DESIRED).then_some(state)
 }
 
 /// Reverse references from services to the secrets, configs and networks they use.
@@ -477,14 +508,7 @@ impl Tables {
         fn put_in<T: StoreObject>(t: &mut Tables, o: Arc<T>) -> Option<Arc<T>> {
             let table = T::table_mut(t);
             let old = table.by_id.insert(o.id(), o.clone());
-            if T::KIND.has_unique_names() {
-                if let Some(old) = &old {
-                    if old.index_name() != o.index_name() {
-                        table.by_name.remove(&name_key(old.index_name()));
-                    }
-                }
-                table.by_name.insert(name_key(o.index_name()), o.id());
-            }
+            table.rename(old.as_deref(), &o);
             old
         }
         match obj {
@@ -503,6 +527,75 @@ impl Tables {
             Object::Secret(o) => put_in(self, o).map(Object::Secret),
             Object::Config(o) => put_in(self, o).map(Object::Config),
             Object::Network(o) => put_in(self, o).map(Object::Network),
+        }
+    }
+
+    /// Writes `obj` (a create or an update) with one descent of its table's `by_id`:
+    /// `decide` sees the stored object with that id, if any, and returns the meta to stamp on
+    /// `obj`, or refuses (then nothing changed and `obj` comes back as given). Returns the object
+    /// as written and the one it replaced; every index is kept in step, as by [`Tables::put`].
+    /// The caller has already checked that the name is free (`decide` reports it in its turn).
+    pub(crate) fn write(
+        &mut self,
+        obj: Object,
+        decide: impl FnOnce(Option<&Object>) -> Result<Meta, StoreError>,
+    ) -> Result<(Object, Option<Object>), (StoreError, Object)> {
+        type Written<T> = Result<(Arc<T>, Option<Arc<T>>), (StoreError, Arc<T>)>;
+        fn write_in<T: StoreObject>(
+            t: &mut Tables,
+            mut o: Arc<T>,
+            decide: impl FnOnce(Option<&Object>) -> Result<Meta, StoreError>,
+        ) -> Written<T> {
+            let table = T::table_mut(t);
+            let old = match table.by_id.entry(o.id()) {
+                btree_map::Entry::Vacant(e) => {
+                    match decide(None) {
+                        Ok(meta) => *Arc::make_mut(&mut o).meta_mut() = meta,
+                        Err(err) => return Err((err, o)),
+                    }
+                    e.insert(o.clone());
+                    None
+                }
+                btree_map::Entry::Occupied(mut e) => {
+                    let old = e.get().clone().into_object();
+                    match decide(Some(&old)) {
+                        Ok(meta) => *Arc::make_mut(&mut o).meta_mut() = meta,
+                        Err(err) => return Err((err, o)),
+                    }
+                    Some(e.insert(o.clone()))
+                }
+            };
+            table.rename(old.as_deref(), &o);
+            Ok((o, old))
+        }
+        macro_rules! plain {
+            ($kind:ident, $o:expr) => {
+                match write_in(self, $o, decide) {
+                    Ok((new, old)) => Ok((Object::$kind(new), old.map(Object::$kind))),
+                    Err((e, o)) => Err((e, Object::$kind(o))),
+                }
+            };
+        }
+        match obj {
+            Object::Task(t) => match write_in(self, t, decide) {
+                Ok((new, old)) => {
+                    self.reindex_task(old.as_deref(), Some(&new));
+                    Ok((Object::Task(new), old.map(Object::Task)))
+                }
+                Err((e, t)) => Err((e, Object::Task(t))),
+            },
+            Object::Service(s) => match write_in(self, s, decide) {
+                Ok((new, old)) => {
+                    self.reindex_service(old.as_deref(), Some(&new));
+                    Ok((Object::Service(new), old.map(Object::Service)))
+                }
+                Err((e, s)) => Err((e, Object::Service(s))),
+            },
+            Object::Cluster(o) => plain!(Cluster, o),
+            Object::Node(o) => plain!(Node, o),
+            Object::Secret(o) => plain!(Secret, o),
+            Object::Config(o) => plain!(Config, o),
+            Object::Network(o) => plain!(Network, o),
         }
     }
 
@@ -527,7 +620,8 @@ impl Tables {
         let ix = &mut self.task_idx;
         ix.by_service = ServiceIndex::from_ordered(keys.iter().map(|k| (k.0, k.1, k.2)));
         ix.by_node = Index::from_ordered(keys.iter().filter_map(|k| Some((k.3?, k.2))));
-        ix.by_desired = Index::from_ordered(keys.iter().map(|k| (k.4, k.2)));
+        ix.by_desired =
+            Index::from_ordered(keys.iter().filter_map(|k| Some((desired_key(k.4)?, k.2))));
         drop(keys);
         self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
     }
@@ -599,8 +693,8 @@ impl Tables {
         step(
             &mut ix.by_desired,
             id,
-            old.map(|t| t.desired_state),
-            new.map(|t| t.desired_state),
+            old.and_then(|t| desired_key(t.desired_state)),
+            new.and_then(|t| desired_key(t.desired_state)),
         );
     }
 

@@ -5,6 +5,7 @@
 //! that was blocked before capacity last changed, in (service id, spec version) order so the
 //! result is deterministic.
 
+use std::collections::btree_map::Entry;
 use std::sync::Arc;
 
 use swarm_core::placement::SpreadPreference;
@@ -57,17 +58,26 @@ impl Scheduler {
         self.polled_generation = generation;
         self.poll_preassigned(moved, now, &mut out);
         // Take the batches out of the queue while working on them; leftovers go back.
-        let work: Vec<(BatchKey, Pending)> = if moved {
-            self.dirty.clear();
+        // Every batch when capacity moved, or when every batch is dirty anyway (the whole map
+        // at once, instead of one B-tree removal per batch); else the dirty ones, in key order.
+        let everything = moved || self.dirty_batches == self.queue.len();
+        let mut keys = std::mem::take(&mut self.dirty);
+        self.dirty_batches = 0;
+        let work: Vec<(BatchKey, Pending)> = if everything {
             std::mem::take(&mut self.queue).into_iter().collect()
         } else {
-            let keys = std::mem::take(&mut self.dirty);
+            keys.sort_unstable();
+            keys.dedup();
             keys.into_iter()
-                .filter_map(|k| self.queue.remove(&k).map(|p| (k, p)))
+                .filter_map(|k| match self.queue.entry(k) {
+                    Entry::Occupied(e) if e.get().dirty => Some(e.remove_entry()),
+                    _ => None,
+                })
                 .collect()
         };
         for (key, pending) in work {
-            if let Some(rest) = self.schedule_batch(pending, now, &mut out) {
+            if let Some(mut rest) = self.schedule_batch(pending, now, &mut out) {
+                rest.dirty = false;
                 self.queue.insert(key, rest);
             }
         }
