@@ -33,6 +33,9 @@ fn open(dir: &Path, seg: u64) -> Result<(Wal, swarm_raft::OpenReport), StorageFa
         keys(dir),
         WalOptions {
             segment_bytes: seg,
+            // These cases cut and measure files at their last record (preallocated space:
+            // wal_prealloc.rs).
+            prealloc_bytes: 0,
             ..WalOptions::default()
         },
         None,
@@ -247,6 +250,7 @@ async fn truncate_and_purge_survive_reopen() {
         keys(d.path()),
         WalOptions {
             segment_bytes: 300,
+            prealloc_bytes: 0,
             ..WalOptions::default()
         },
         purged,
