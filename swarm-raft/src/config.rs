@@ -55,7 +55,7 @@ pub struct RaftConfig {
     pub segment_bytes: u64,
     /// How far ahead of its write position the WAL extends its active segment with written zeros,
     /// so that commit fsyncs overwrite allocated blocks (see [`crate::WalOptions::prealloc_bytes`];
-    /// default 4 MiB, 0 turns it off).
+    /// default 1 MiB, 0 turns it off).
     pub wal_prealloc_bytes: u64,
     /// Group commit on the leader: at most this many log entries of proposals are in flight at
     /// once; proposals arriving meanwhile are merged into the next entry (one append, one fsync,

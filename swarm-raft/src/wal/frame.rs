@@ -37,6 +37,7 @@
 //!   durable, so the damaged one was too. (An unsynced batch whose middle sectors were lost while
 //!   later ones landed also reads this way: the open is refused rather than guessing.)
 //! * a frame that verifies but has the wrong index is corruption, as before.
+//!
 //! A damaged *last* frame is therefore cut like a torn write; what protects committed entries is
 //! the `committed` file ([`super::committed`]), which refuses the open when the log ends before it.
 //!

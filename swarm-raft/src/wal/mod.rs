@@ -63,7 +63,7 @@ use crate::types::{Entry, LogId};
 pub const MAX_ENTRY_BYTES: u64 = frame::MAX_FRAME_BODY as u64;
 
 /// Default of [`WalOptions::prealloc_bytes`].
-pub const DEFAULT_PREALLOC_BYTES: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_PREALLOC_BYTES: u64 = 1024 * 1024;
 
 /// Tunables of the log.
 #[derive(Clone, Debug)]
@@ -72,7 +72,7 @@ pub struct WalOptions {
     pub segment_bytes: u64,
     /// The active segment is extended with written zeros this far ahead of its write position
     /// (in chunks of this size, at most the segment size rounded up to 4 KiB), so a commit's
-    /// fsync overwrites allocated blocks instead of growing the file (default 4 MiB; 0: never,
+    /// fsync overwrites allocated blocks instead of growing the file (default 1 MiB; 0: never,
     /// the file grows with each append).
     pub prealloc_bytes: u64,
     /// The data directory already held raft state, so the `committed` file must exist: when it
