@@ -80,13 +80,7 @@ async fn start_with(dir: &Path, raft: RaftConfig) -> Result<RaftNode, StartError
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    v.sort();
-    v
+    swarm_raft::testing::wal_segment_files(dir)
 }
 
 /// What a start on a damaged copy must do: refuse naming the damaged file and a byte offset, or

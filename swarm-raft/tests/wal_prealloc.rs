@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use swarm_core::{StoreAction, Timestamp};
-use swarm_raft::testing::test_kdf;
+use swarm_raft::testing::{append_durably, test_kdf, wal_segment_files};
 use swarm_raft::types::Entry;
 use swarm_raft::wal::frame::{scan_segment, ScanEnd, SegmentHeader, HEADER_LEN};
 use swarm_raft::{Keyring, Proposal, StorageFault, Wal, WalOptions};
@@ -59,19 +59,11 @@ fn open(dir: &Path) -> Result<(Wal, swarm_raft::OpenReport), StorageFault> {
 }
 
 async fn append(wal: &Wal, entries: Vec<Entry>) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    wal.append_for_test(entries, tx).unwrap();
-    rx.await.unwrap().unwrap();
+    append_durably(wal, entries).await;
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    v.sort();
-    v
+    wal_segment_files(dir)
 }
 
 fn indexes(wal: &Wal) -> Vec<u64> {

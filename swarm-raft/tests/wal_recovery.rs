@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use swarm_core::{StoreAction, Timestamp};
-use swarm_raft::testing::test_kdf;
+use swarm_raft::testing::{append_durably, test_kdf, wal_segment_files};
 use swarm_raft::types::Entry;
 use swarm_raft::{Keyring, Proposal, StorageFault, Wal, WalOptions};
 
@@ -43,19 +43,11 @@ fn open(dir: &Path, seg: u64) -> Result<(Wal, swarm_raft::OpenReport), StorageFa
 }
 
 async fn append(wal: &Wal, entries: Vec<Entry>) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    wal.append_for_test(entries, tx).unwrap();
-    rx.await.unwrap().unwrap();
+    append_durably(wal, entries).await;
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    v.sort();
-    v
+    wal_segment_files(dir)
 }
 
 /// Recomputes both checksums of the frame at `at` (after a test edited it on purpose).
