@@ -53,6 +53,10 @@ pub struct RaftConfig {
     pub step_down_after: Duration,
     /// Size at which the WAL starts a new segment.
     pub segment_bytes: u64,
+    /// How far ahead of its write position the WAL extends its active segment with written zeros,
+    /// so that commit fsyncs overwrite allocated blocks (see [`crate::WalOptions::prealloc_bytes`];
+    /// default 1 MiB, 0 turns it off).
+    pub wal_prealloc_bytes: u64,
     /// Group commit on the leader: at most this many log entries of proposals are in flight at
     /// once; proposals arriving meanwhile are merged into the next entry (one append, one fsync,
     /// one replication message for all of them). 1 packs the most per entry; 2 (the default)
@@ -74,6 +78,7 @@ impl Default for RaftConfig {
             propose_timeout: Duration::from_secs(10),
             step_down_after: Duration::from_millis(1300),
             segment_bytes: 64 * 1024 * 1024,
+            wal_prealloc_bytes: crate::wal::DEFAULT_PREALLOC_BYTES,
             proposal_pipeline: 2,
         }
     }

@@ -202,11 +202,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut entries: Vec<Entry> = entries.into_iter().collect();
         let mut done = Done::Raft(callback);
         let mut backoff = std::time::Duration::from_millis(10);
         loop {
-            match self.inner.wal.append(&entries, done) {
+            match self.inner.wal.append(entries, done) {
                 Ok(()) => {
                     self.inner.wal.set_fault(None);
                     return Ok(());
@@ -216,6 +216,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .wal
                         .set_fault(Some(Wal::describe_fault(&f.fault)));
                     done = f.done;
+                    entries = f.entries;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
                 }

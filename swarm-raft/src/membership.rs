@@ -164,7 +164,7 @@ pub(crate) async fn rewrite_as_single_voter(
         payload: EntryPayload::Membership(single_voter(id, addr)),
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    wal.append(&[entry], Done::Barrier(tx))
+    wal.append(vec![entry], Done::Barrier(tx))
         .map_err(|f| f.fault)?;
     match rx.await {
         Ok(Ok(())) => {}

@@ -208,6 +208,7 @@ impl RaftNode {
         let state = RaftStateFile::load(&dir)?;
         let wal_opts = WalOptions {
             segment_bytes: config.raft.segment_bytes,
+            prealloc_bytes: config.raft.wal_prealloc_bytes,
             expect_committed: had_state,
         };
         let (wal, report) = Wal::open(&dir.join("wal"), keys.clone(), wal_opts, state.last_purged)?;

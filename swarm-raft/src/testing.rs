@@ -212,3 +212,28 @@ impl TestCluster {
         }
     }
 }
+
+/// The WAL segment files of the data directory `dir` (`dir/wal/*.wal`), in log order; empty if
+/// there is no log.
+pub fn wal_segment_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Appends `entries` to `wal` and waits until they are durable; panics on failure (tests).
+pub async fn append_durably(wal: &crate::Wal, entries: Vec<crate::types::Entry>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if let Err(e) = wal.append_for_test(entries, tx) {
+        panic!("append failed: {e}");
+    }
+    match rx.await {
+        Ok(Ok(())) => {}
+        other => panic!("append did not become durable: {other:?}"),
+    }
+}

@@ -172,8 +172,8 @@ async fn wait_leader(node: &RaftNode) {
 }
 
 /// Property: the same on a real filesystem that fills up. Setup (root only): a 4 MiB tmpfs holds
-/// the data directory; after a few commits a filler file takes every free byte; a 16 KiB proposal
-/// must fail naming the disk, and a snapshot asked for then must wait (its write attempted) without
+/// the data directory; after a few commits a filler file takes every free byte; 16 KiB proposals
+/// fill what the WAL preallocated, then one must fail naming the disk, and a snapshot asked for then must wait (its write attempted) without
 /// stopping raft; the filler is removed; proposals commit again and the snapshot is written; after
 /// a restart on the same tmpfs every acknowledged create is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,12 +225,21 @@ async fn run_on_tmpfs() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    match node.propose(create(100, &big)).await {
-        Err(CommitError::Storage(msg)) => {
-            assert!(msg.contains("no space left on device"), "{msg}");
-            assert!(msg.contains(&dir.display().to_string()), "{msg}");
+    // The log's preallocated space (at most one 1 MiB chunk) still takes entries; once it is used
+    // up, a proposal fails naming the disk.
+    let mut n = 100;
+    loop {
+        match node.propose(create(n, &big)).await {
+            Ok(index) => acked.push(index),
+            Err(CommitError::Storage(msg)) => {
+                assert!(msg.contains("no space left on device"), "{msg}");
+                assert!(msg.contains(&dir.display().to_string()), "{msg}");
+                break;
+            }
+            other => panic!("expected a disk error, got {other:?}"),
         }
-        other => panic!("expected a disk error, got {other:?}"),
+        n += 1;
+        assert!(n < 100 + 128, "the full disk never failed a proposal");
     }
     assert!(node.stopped_by().is_none());
     // A snapshot asked for now cannot be written either; it must wait, not stop raft.
@@ -245,7 +254,7 @@ async fn run_on_tmpfs() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     fs::remove_file(&filler).unwrap();
-    acked.push(propose_until_committed(&node, 101, &big).await);
+    acked.push(propose_until_committed(&node, 1000, &big).await);
     node.raft()
         .wait(Some(T))
         .metrics(

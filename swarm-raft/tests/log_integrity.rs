@@ -12,7 +12,8 @@ use swarm_core::testing::secret;
 use swarm_core::{Proposer, Secret, SharedStore, StoreAction};
 use swarm_raft::testing::{fast_config, TestCluster};
 use swarm_raft::wal::committed;
-use swarm_raft::{RaftNode, Router, StartError, StartOptions, StorageFault};
+use swarm_raft::wal::frame::{scan_segment, ScanEnd};
+use swarm_raft::{RaftConfig, RaftNode, Router, StartError, StartOptions, StorageFault};
 
 fn create(n: u128) -> Vec<StoreAction> {
     vec![StoreAction::Create(
@@ -46,7 +47,11 @@ fn restore_dir(dir: &Path, files: &BTreeMap<PathBuf, Vec<u8>>, from: &Path) {
 /// A single manager that committed `n` creates, stopped. Returns the cluster (owning the data
 /// directory) and the acknowledged indexes.
 async fn small_log(n: u128) -> (TestCluster, Vec<u64>) {
-    let mut c = TestCluster::new(1, fast_config()).await;
+    small_log_with(n, fast_config()).await
+}
+
+async fn small_log_with(n: u128, config: RaftConfig) -> (TestCluster, Vec<u64>) {
+    let mut c = TestCluster::new(1, config).await;
     let mut acked = Vec::new();
     for i in 0..n {
         acked.push(c.node(1).propose(create(i)).await.unwrap());
@@ -57,8 +62,12 @@ async fn small_log(n: u128) -> (TestCluster, Vec<u64>) {
 
 /// Starts a node on `dir` alone (no peers), as a restart would.
 async fn start_at(dir: &Path) -> Result<RaftNode, StartError> {
+    start_with(dir, fast_config()).await
+}
+
+async fn start_with(dir: &Path, raft: RaftConfig) -> Result<RaftNode, StartError> {
     let mut config = swarm_raft::NodeConfig::new(1, "node-1".to_string(), dir);
-    config.raft = fast_config();
+    config.raft = raft;
     config.kdf = swarm_raft::testing::test_kdf();
     let router = Router::new();
     RaftNode::start(
@@ -71,19 +80,20 @@ async fn start_at(dir: &Path) -> Result<RaftNode, StartError> {
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    v.sort();
-    v
+    swarm_raft::testing::wal_segment_files(dir)
 }
 
 /// What a start on a damaged copy must do: refuse naming the damaged file and a byte offset, or
 /// start with every acknowledged create applied (a repaired torn tail).
-async fn check_start(dir: &Path, damaged: &Path, acked: usize, must_refuse: bool, case: &str) {
-    match start_at(dir).await {
+async fn check_start(
+    config: &RaftConfig,
+    dir: &Path,
+    damaged: &Path,
+    acked: usize,
+    must_refuse: bool,
+    case: &str,
+) {
+    match start_with(dir, config.clone()).await {
         Ok(node) => {
             assert!(
                 !must_refuse,
@@ -125,10 +135,31 @@ async fn check_start(dir: &Path, damaged: &Path, acked: usize, must_refuse: bool
 /// creates (each acknowledged after commit and apply), stops; then for every byte of every WAL
 /// segment (flipped) and every truncation length, a fresh copy of the data directory is started
 /// and must refuse naming the file (and offset), or recover a torn tail keeping every
-/// acknowledged create.
+/// acknowledged create. Without preallocation (the file ends at its last record).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flipped_byte_and_every_truncation_refuses_or_loses_nothing() {
-    let (c, acked) = small_log(8).await;
+    let config = RaftConfig {
+        wal_prealloc_bytes: 0,
+        ..fast_config()
+    };
+    every_flipped_byte_and_every_truncation(config).await;
+}
+
+/// The same property with the WAL's preallocated space after the last record (1 KiB chunks here):
+/// a flipped byte inside a record must refuse the start; one in the zeros after the records is
+/// what a write that never reached the disk leaves there, so the start may go on, but never
+/// without an acknowledged create.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_preallocated_space_every_flipped_byte_and_truncation_refuses_or_loses_nothing() {
+    let config = RaftConfig {
+        wal_prealloc_bytes: 1024,
+        ..fast_config()
+    };
+    every_flipped_byte_and_every_truncation(config).await;
+}
+
+async fn every_flipped_byte_and_every_truncation(config: RaftConfig) {
+    let (c, acked) = small_log_with(8, config.clone()).await;
     let src = c.data_dir(1);
     let saved = committed::decode(&fs::read(src.join("wal").join("committed")).unwrap())
         .unwrap()
@@ -146,17 +177,30 @@ async fn every_flipped_byte_and_every_truncation_refuses_or_loses_nothing() {
     for seg in segment_files(&src) {
         let bytes = original[&seg].clone();
         let target = dir.join(seg.strip_prefix(&src).unwrap());
+        // Where the records end: preallocated zeros may follow.
+        let records_end = match scan_segment(&bytes).unwrap().end {
+            ScanEnd::Clean => bytes.len(),
+            ScanEnd::Preallocated { offset } => offset as usize,
+            other => panic!("the stopped node's log does not end cleanly: {other:?}"),
+        };
+        let preallocated = config.wal_prealloc_bytes > 0;
+        assert_eq!(
+            records_end < bytes.len(),
+            preallocated,
+            "preallocated space after the records only when asked for"
+        );
         for at in 0..bytes.len() {
             restore_dir(&dir, &original, &src);
             let mut b = bytes.clone();
             b[at] ^= 0x5A;
             fs::write(&target, &b).unwrap();
-            // No flipped byte is a torn tail: every one must refuse.
+            // No flipped byte of a record is a torn tail: every one must refuse.
             check_start(
+                &config,
                 &dir,
                 &target,
                 acked.len(),
-                true,
+                at < records_end,
                 &format!("byte {at} flipped"),
             )
             .await;
@@ -166,6 +210,7 @@ async fn every_flipped_byte_and_every_truncation_refuses_or_loses_nothing() {
             restore_dir(&dir, &original, &src);
             fs::write(&target, &bytes[..len]).unwrap();
             check_start(
+                &config,
                 &dir,
                 &target,
                 acked.len(),

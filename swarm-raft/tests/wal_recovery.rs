@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 use swarm_core::{StoreAction, Timestamp};
-use swarm_raft::testing::test_kdf;
+use swarm_raft::testing::{append_durably, test_kdf, wal_segment_files};
 use swarm_raft::types::Entry;
 use swarm_raft::{Keyring, Proposal, StorageFault, Wal, WalOptions};
 
@@ -33,6 +33,9 @@ fn open(dir: &Path, seg: u64) -> Result<(Wal, swarm_raft::OpenReport), StorageFa
         keys(dir),
         WalOptions {
             segment_bytes: seg,
+            // These cases cut and measure files at their last record (preallocated space:
+            // wal_prealloc.rs).
+            prealloc_bytes: 0,
             ..WalOptions::default()
         },
         None,
@@ -40,19 +43,11 @@ fn open(dir: &Path, seg: u64) -> Result<(Wal, swarm_raft::OpenReport), StorageFa
 }
 
 async fn append(wal: &Wal, entries: Vec<Entry>) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    wal.append_for_test(entries, tx).unwrap();
-    rx.await.unwrap().unwrap();
+    append_durably(wal, entries).await;
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .collect();
-    v.sort();
-    v
+    wal_segment_files(dir)
 }
 
 /// Recomputes both checksums of the frame at `at` (after a test edited it on purpose).
@@ -247,6 +242,7 @@ async fn truncate_and_purge_survive_reopen() {
         keys(d.path()),
         WalOptions {
             segment_bytes: 300,
+            prealloc_bytes: 0,
             ..WalOptions::default()
         },
         purged,

@@ -179,6 +179,11 @@ impl DiskFaults {
         }
     }
 
+    /// Whether injected write failures are armed (checked without using one up).
+    pub(crate) fn writes_failing(&self) -> bool {
+        self.writes.load(Ordering::SeqCst) > 0
+    }
+
     pub(crate) fn check_write(&self) -> io::Result<()> {
         self.take(&self.writes)
     }

@@ -7,10 +7,19 @@
 //!   `RecordPlace::LogEntry { index, term }`, framed, and written with one positional write; the
 //!   entries are readable at once. Durability is reported later by the flusher thread (group commit:
 //!   appends queued during an fsync share the next one).
-//! * Open: every segment is scanned and checksummed. A torn tail of the *last* segment (the file
-//!   ends inside its last record, see [`frame`]) is truncated at the last good record and reported
-//!   in [`OpenReport`]; any complete record that fails its checksum, a missing segment or entries
-//!   out of order refuse the open with [`StorageFault::Corrupt`] naming the file and offset.
+//! * Preallocation (segment format 5): before an append that would pass the end of the active
+//!   segment's file, the file is extended with written zeros to the next multiple of
+//!   [`WalOptions::prealloc_bytes`] (not synced there: the next group commit's fsync makes the new
+//!   length durable once, and later commits overwrite allocated blocks, which on ext4 needs no
+//!   journal commit). A full segment is trimmed to its records before the next one starts.
+//! * Open: every segment is scanned and checksummed. A torn tail of the *last* segment (see
+//!   [`frame`] for what a torn write may leave, with and without preallocated space) is truncated
+//!   at the last good record and reported in [`OpenReport`]; zeros after the records are
+//!   preallocated space, kept; a damaged record that cannot be a torn write, a missing segment or
+//!   entries out of order refuse the open with [`StorageFault::Corrupt`] naming the file and
+//!   offset.
+//! * Cache: the newest entries appended are kept decoded ([`cache`], bounded by bytes); reads of
+//!   a range they cover (a leader replicating what it just wrote) are answered from it.
 //! * Committed index: `committed` ([`committed`]) holds the highest committed log id, written by
 //!   a thread of its own once the flusher made the entries it covers durable (never on the
 //!   append's fsync path); the caller refuses to start when the log ends before it.
@@ -22,6 +31,7 @@
 //! * Truncate removes a conflicting suffix; purge forgets a prefix (whole segments are deleted; the
 //!   purge point itself is persisted by the caller in `raft-state` first).
 
+mod cache;
 pub mod committed;
 mod flush;
 pub mod frame;
@@ -52,11 +62,19 @@ use crate::types::{Entry, LogId};
 /// Largest decoded entry accepted (bincode limit): a maximal proposal plus room.
 pub const MAX_ENTRY_BYTES: u64 = frame::MAX_FRAME_BODY as u64;
 
+/// Default of [`WalOptions::prealloc_bytes`].
+pub const DEFAULT_PREALLOC_BYTES: u64 = 1024 * 1024;
+
 /// Tunables of the log.
 #[derive(Clone, Debug)]
 pub struct WalOptions {
     /// A new segment starts once the active one is larger than this (default 64 MiB).
     pub segment_bytes: u64,
+    /// The active segment is extended with written zeros this far ahead of its write position
+    /// (in chunks of this size, at most the segment size rounded up to 4 KiB), so a commit's
+    /// fsync overwrites allocated blocks instead of growing the file (default 1 MiB; 0: never,
+    /// the file grows with each append).
+    pub prealloc_bytes: u64,
     /// The data directory already held raft state, so the `committed` file must exist: when it
     /// is missing the open is refused (and nothing is created) instead of starting from "nothing
     /// committed".
@@ -67,6 +85,7 @@ impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: 64 * 1024 * 1024,
+            prealloc_bytes: DEFAULT_PREALLOC_BYTES,
             expect_committed: false,
         }
     }
@@ -107,6 +126,8 @@ pub struct WalStats {
 /// An append that could not be written; nothing of it is in the log (a partial write was cut).
 pub(crate) struct AppendFailed {
     pub(crate) fault: StorageFault,
+    /// The entries, handed back for a retry.
+    pub(crate) entries: Vec<Entry>,
     /// Whether the failure is a disk fault worth retrying (full disk, quota, I/O error).
     pub(crate) retry: bool,
     pub(crate) done: Done,
@@ -124,7 +145,14 @@ struct Segment {
     path: PathBuf,
     header: SegmentHeader,
     file: Arc<SegFile>,
+    /// Where the frames end (the next append's offset).
     len: u64,
+    /// The file's length: `len` plus preallocated zeros.
+    alloc: u64,
+    /// The segment's format ([`frame::SEGMENT_VERSION`] or 4, which is never preallocated).
+    version: u32,
+    /// A preallocation failed (a full disk): this segment grows with its appends from then on.
+    prealloc_failed: bool,
     locs: Vec<Loc>,
 }
 
@@ -145,6 +173,8 @@ impl Segment {
 struct State {
     segments: Vec<Segment>,
     last_purged: Option<LogId>,
+    /// The newest entries, decoded (see [`cache`]); changed with the log, under this lock.
+    cache: cache::EntryCache,
 }
 
 impl State {
@@ -292,20 +322,23 @@ impl Wal {
     /// Seals and writes `entries` (consecutive indexes). They are readable when this returns;
     /// `done` completes once they are durable. On failure nothing was added to the log and `done`
     /// is handed back, so the caller may retry.
-    pub(crate) fn append(&self, entries: &[Entry], done: Done) -> Result<(), Box<AppendFailed>> {
-        let fail = |fault: StorageFault, done: Done| {
-            Box::new(AppendFailed {
-                retry: matches!(&fault, StorageFault::Io { source, .. } if is_disk_fault(source)),
-                fault,
-                done,
-            })
-        };
+    pub(crate) fn append(&self, entries: Vec<Entry>, done: Done) -> Result<(), Box<AppendFailed>> {
         // Entries at or below the purge point are already covered by a snapshot: nothing to keep.
         let skip = match self.read_state().last_purged {
             Some(p) => entries.partition_point(|e| e.log_id.index <= p.index),
             None => 0,
         };
-        let entries = &entries[skip..];
+        let mut owned = entries;
+        owned.drain(..skip);
+        let entries = &owned[..];
+        let fail = |fault: StorageFault, done: Done| {
+            Box::new(AppendFailed {
+                retry: matches!(&fault, StorageFault::Io { source, .. } if is_disk_fault(source)),
+                fault,
+                entries: owned.clone(),
+                done,
+            })
+        };
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             self.flusher.push(None, None, None, done);
             return Ok(());
@@ -371,7 +404,15 @@ impl Wal {
             Some(s) => s.next_index() != first || s.len >= self.opts.segment_bytes,
         };
         if need_new {
-            if let Some(s) = st.segments.last() {
+            if let Some(s) = st.segments.last_mut() {
+                if s.alloc > s.len {
+                    // The old segment keeps no preallocated space (synced just below).
+                    if let Err(e) = s.file.file.set_len(s.len) {
+                        tracing::warn!(file = %s.path.display(), error = %e, "could not trim the preallocated space of a full raft log segment");
+                    } else {
+                        s.alloc = s.len;
+                    }
+                }
                 let synced = self
                     .flusher
                     .faults()
@@ -393,6 +434,10 @@ impl Wal {
         let Some(seg) = st.segments.last_mut() else {
             return Err(fail(StorageFault::Closed, done));
         };
+        let end = seg.len + buf.len() as u64;
+        if end > seg.alloc && seg.version == frame::SEGMENT_VERSION {
+            self.preallocate(seg, end);
+        }
         let written = self
             .flusher
             .faults()
@@ -400,11 +445,14 @@ impl Wal {
             .and_then(|()| seg.file.file.write_all_at(&buf, seg.len));
         if let Err(e) = written {
             // Cut whatever part of the batch reached the file, so a retry writes at the same place
-            // and a restart never finds half a frame before later ones.
+            // and a restart never finds half a frame before later ones (nor stale bytes after).
             let _ = seg.file.file.set_len(seg.len);
+            seg.alloc = seg.len;
             return Err(fail(StorageFault::io("write", &seg.path, e), done));
         }
+        seg.alloc = seg.alloc.max(end);
         let base = seg.len;
+        let sizes: Vec<u32> = locs.iter().map(|l| l.len).collect();
         seg.locs.extend(locs.into_iter().map(|l| Loc {
             offset: l.offset + base,
             ..l
@@ -422,6 +470,8 @@ impl Wal {
             });
             self.actions_written.fetch_add(actions.sum(), Relaxed);
         }
+        let last = entries.last().map(|e| e.log_id.index);
+        st.cache.appended(owned.into_iter().zip(sizes));
         drop(st);
         // Queued before the writer lock is released: the flusher's fault recovery, which holds
         // that lock, then sees every write that reached the file.
@@ -429,7 +479,6 @@ impl Wal {
             offset: base,
             bytes: Arc::new(buf),
         };
-        let last = entries.last().map(|e| e.log_id.index);
         self.flusher.push(Some(file), Some(written), last, done);
         drop(rng);
         Ok(())
@@ -470,8 +519,54 @@ impl Wal {
             header,
             file: Arc::new(SegFile { file, path }),
             len: HEADER_LEN as u64,
+            alloc: HEADER_LEN as u64,
+            version: frame::SEGMENT_VERSION,
+            prealloc_failed: false,
             locs: Vec::new(),
         })
+    }
+
+    /// Extends `seg` with written zeros to cover `end`, rounded up to the preallocation chunk. Not
+    /// synced here: the next group commit's fsync makes the new length durable, and later ones
+    /// then overwrite allocated blocks. A failure (a full disk) only means no preallocation: what
+    /// it wrote is given back (so it never takes the last free space from the vote or a
+    /// snapshot), the append then grows the file as format 4 did, and this segment is not
+    /// preallocated again.
+    fn preallocate(&self, seg: &mut Segment, end: u64) {
+        if seg.prealloc_failed {
+            return;
+        }
+        let chunk = self
+            .opts
+            .prealloc_bytes
+            .min(self.opts.segment_bytes.div_ceil(4096).max(1) * 4096);
+        if chunk == 0 {
+            return;
+        }
+        let target = end.div_ceil(chunk) * chunk;
+        let zeros = vec![0u8; 64 * 1024];
+        let mut at = seg.alloc.max(seg.len);
+        while at < target {
+            let n = (target - at).min(zeros.len() as u64) as usize;
+            // An injected full disk fails this too, without using up a failure meant for appends.
+            let written = if self.flusher.faults().writes_failing() {
+                Err(std::io::Error::from_raw_os_error(28))
+            } else {
+                seg.file.file.write_all_at(&zeros[..n], at)
+            };
+            if let Err(e) = written {
+                tracing::debug!(file = %seg.path.display(), error = %e, "could not preallocate raft log space; the segment grows with each append instead");
+                seg.prealloc_failed = true;
+                let keep = seg.alloc.max(seg.len);
+                if seg.file.file.set_len(keep).is_err() {
+                    // Zeros (or part of them) stay after the records: harmless, only not given back.
+                    seg.alloc = at;
+                }
+                return;
+            }
+            at += n as u64;
+        }
+        seg.alloc = at;
     }
 
     /// Appends `entries` and signals `durable` once they are fsynced (tests, benchmarks, tools;
@@ -481,7 +576,7 @@ impl Wal {
         entries: Vec<Entry>,
         durable: tokio::sync::oneshot::Sender<std::io::Result<()>>,
     ) -> Result<(), StorageFault> {
-        self.append(&entries, Done::Barrier(durable))
+        self.append(entries, Done::Barrier(durable))
             .map_err(|f| f.fault)
     }
 
@@ -499,6 +594,7 @@ impl Wal {
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         self.flusher.truncated(index);
         let mut st = self.write_state();
+        st.cache.truncated(index);
         let mut removed_files = false;
         while let Some(seg) = st.segments.last() {
             if seg.first() < index {
@@ -518,6 +614,7 @@ impl Wal {
                     .file
                     .set_len(new_len)
                     .map_err(|e| StorageFault::io("truncate", &seg.path, e))?;
+                seg.alloc = new_len;
                 seg.file
                     .file
                     .sync_all()
@@ -543,6 +640,7 @@ impl Wal {
         if !matches!(st.last_purged, Some(p) if p.index >= upto.index) {
             st.last_purged = Some(upto);
         }
+        st.cache.purged(upto.index);
         let mut removed = false;
         loop {
             let n = st.segments.len();
@@ -569,6 +667,10 @@ impl Wal {
     pub fn entries(&self, range: Range<u64>) -> Result<Vec<Entry>, StorageFault> {
         let st = self.read_state();
         let floor = range.start.max(st.first_readable());
+        let end = st.last_log_id().map_or(0, |l| l.index + 1);
+        if let Some(hit) = st.cache.get(floor..range.end.min(end).max(floor)) {
+            return Ok(hit);
+        }
         let mut out = Vec::new();
         for seg in &st.segments {
             let lo = floor.max(seg.first());

@@ -105,13 +105,18 @@ impl Wal {
                 path: path.clone(),
             });
             let mut len = bytes.len() as u64;
+            let mut alloc = len;
             match scan.end {
                 ScanEnd::Clean => {}
+                // Zeros after the frames: preallocated space (or appends that never reached the
+                // disk, which lose nothing that was durable). The next append writes at `offset`.
+                ScanEnd::Preallocated { offset } => len = offset,
                 ScanEnd::Corrupt { offset, reason } => {
                     return Err(StorageFault::corrupt(&path, offset, reason))
                 }
                 ScanEnd::TornTail { offset, reason } if is_last => {
                     len = offset;
+                    alloc = offset;
                     report.truncated_tail = Some((path.clone(), offset, reason));
                     repair = Some(Repair::Cut(file.clone(), offset));
                 }
@@ -140,6 +145,9 @@ impl Wal {
                 header: scan.header,
                 file,
                 len,
+                alloc,
+                version: scan.version,
+                prealloc_failed: false,
                 locs,
             });
         }
@@ -192,6 +200,7 @@ impl Wal {
             state: RwLock::new(State {
                 segments,
                 last_purged,
+                cache: super::cache::EntryCache::new(super::cache::DEFAULT_CACHE_BYTES),
             }),
             writer,
             flusher,
