@@ -348,6 +348,15 @@ async fn restore_on_a_fresh_host_then_force_new_cluster() {
         on_new, "web",
         "the new manager replicates the restored store"
     );
+    // Two voters now: on a loaded machine the join can cost the leader its quorum for a moment,
+    // and a re-elected leader marks the worker unknown until its session comes back. The scale
+    // must see it ready, or its tasks go to the managers only (swarm never rebalances).
+    h.wait_for(
+        "the worker ready again",
+        &["node", "ls", "--format", "{{.Hostname}} {{.Status}}"],
+        |out| out.lines().any(|l| l == host_name),
+    )
+    .await;
     h.ok(&["service", "scale", "--detach", "web=6"]).await;
     h.wait_replicas("web", "6/6").await;
     h.wait_for(
