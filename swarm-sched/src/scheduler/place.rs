@@ -148,6 +148,11 @@ impl Placer<'_, '_> {
             },
         );
         self.out.push(idx);
+        if self.done() {
+            // Nothing reads the batch's counts after its last task (and a one-task batch, every
+            // task in SwarmKit's benchmark shapes, then never fills its map).
+            return;
+        }
         let c = self.counts.entry(idx).or_insert(0);
         *c = c.saturating_add(1);
     }
@@ -218,7 +223,9 @@ impl Placer<'_, '_> {
                 },
             };
             self.assign(idx);
-            self.push_if_fits(&mut heap, idx);
+            if !self.done() {
+                self.push_if_fits(&mut heap, idx);
+            }
         }
     }
 
@@ -297,7 +304,9 @@ impl Placer<'_, '_> {
                 };
                 self.assign(idx);
                 placed += 1;
-                self.push_if_fits(&mut branch.heap, idx);
+                if !self.done() {
+                    self.push_if_fits(&mut branch.heap, idx);
+                }
             }
             return placed;
         }
