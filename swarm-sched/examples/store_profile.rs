@@ -4,9 +4,10 @@
 //! shared machine. It lives here because swarm-sched's dev-dependencies already carry the clock
 //! and the allocator it needs.
 //!
-//! Run: `cargo run --release -p swarm-sched --features testing --example store_profile -- [ROUNDS] [SIZES...]`
-//! (sizes default to 10000 100000 1000000; `PERF_CTL=FIFO` limits `perf record --control
-//! fifo:FIFO -D -1` to the fill and restore regions)
+//! Run: `cargo run --release -p swarm-sched --features testing --example store_profile -- [ROUNDS] [SIZES...] [shuffled]`
+//! (sizes default to 10000 100000 1000000; `shuffled`: task ids in scattered order, as minted
+//! at random in a live cluster, instead of increasing; `PERF_CTL=FIFO` limits `perf record
+//! --control fifo:FIFO -D -1` to the fill and restore regions)
 //! (`store_profile_mimalloc` measures the same with mimalloc). Needs about 4 GiB for the 1M rows.
 
 use swarm_core::testing::{id, typical_task};
@@ -17,13 +18,19 @@ fn thread_cpu_ns() -> u128 {
     ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
 }
 
-fn create_batches(n: u128) -> Vec<Batch> {
+fn create_batches(n: u128, shuffled: bool) -> Vec<Batch> {
     let svc = id(7);
     let mut out = Vec::new();
     let mut actions = Vec::with_capacity(200);
     for k in 0..n {
+        // An odd multiplier permutes the 32-bit numbers: distinct ids, scattered order.
+        let task = if shuffled {
+            1 + (k * 2_654_435_761) % (1 << 32)
+        } else {
+            1 + k
+        };
         actions.push(StoreAction::Create(
-            typical_task(1 + k, svc, Some(id(10_000 + k % 1000))).into(),
+            typical_task(task, svc, Some(id(10_000 + k % 1000))).into(),
         ));
         if actions.len() == 200 || k + 1 == n {
             let index = out.len() as u64 + 1;
@@ -47,12 +54,13 @@ pub fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
     let mut sizes: Vec<u128> = args.iter().skip(2).filter_map(|a| a.parse().ok()).collect();
+    let shuffled = args.iter().any(|a| a == "shuffled");
     if sizes.is_empty() {
         sizes = vec![10_000, 100_000, 1_000_000];
     }
     for round in 0..rounds {
         for &n in &sizes {
-            let batches = create_batches(n);
+            let batches = create_batches(n, shuffled);
             let mut st = Store::new();
             perf_ctl("enable");
             let c0 = thread_cpu_ns();
