@@ -18,7 +18,7 @@
 //!   preallocated space, kept; a damaged record that cannot be a torn write, a missing segment or
 //!   entries out of order refuse the open with [`StorageFault::Corrupt`] naming the file and
 //!   offset.
-//! * Cache: the newest entries appended are kept decoded ([`cache`], bounded by bytes); reads of
+//! * Cache: the newest entries appended are kept decoded (`cache`, bounded by bytes); reads of
 //!   a range they cover (a leader replicating what it just wrote) are answered from it.
 //! * Committed index: `committed` ([`committed`]) holds the highest committed log id, written by
 //!   a thread of its own once the flusher made the entries it covers durable (never on the
