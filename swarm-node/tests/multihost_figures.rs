@@ -20,7 +20,7 @@ mod multihost_support;
 
 use std::time::{Duration, Instant};
 
-use multihost_support::{Cluster, Host, Runtime};
+use multihost_support::{Cluster, Runtime};
 
 /// The `p`-th percentile (nearest rank) of `samples`.
 fn percentile(samples: &[Duration], p: f64) -> Duration {
@@ -37,24 +37,6 @@ fn build() -> &'static str {
     } else {
         "debug build"
     }
-}
-
-/// Running tasks of `service` per host name.
-async fn running(h: &Host, service: &str) -> Vec<String> {
-    h.ok(&[
-        "service",
-        "ps",
-        service,
-        "--filter",
-        "desired-state=running",
-        "--format",
-        "{{.Node}} {{.CurrentState}}",
-    ])
-    .await
-    .lines()
-    .filter(|l| l.contains(" Running"))
-    .map(|l| l.split(' ').next().unwrap_or_default().to_string())
-    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +98,12 @@ async fn hundred_replicas_over_five_hosts_then_a_host_lost() {
     .await;
     h0.wait_replicas("hundred", "100/100").await;
     let created = t.elapsed();
-    let on = running(h0, "hundred").await;
+    let on: Vec<String> = h0
+        .running_tasks("hundred")
+        .await
+        .into_iter()
+        .map(|(_, node)| node)
+        .collect();
     assert_eq!(on.len(), 100);
     for i in 0..5 {
         let name = format!("host{i}");
