@@ -17,7 +17,8 @@ impl RaftNode {
         // Stretching the key (argon2id, ~200 ms) and the fsync of the key file block: keep them off
         // the async runtime's worker threads.
         let (keys, key, kdf) = (self.inner.keys.clone(), key.clone(), self.inner.config.kdf);
-        tokio::task::spawn_blocking(move || keys.set_unlock_key(&key, kdf))
+        let disk = keys.disk().clone();
+        crate::state_machine::off_thread(disk, move || keys.set_unlock_key(&key, kdf))
             .await
             .map_err(|e| KeyChangeError::Interrupted(e.to_string()))??;
         self.rotate_dek_if_requested().await
@@ -26,7 +27,7 @@ impl RaftNode {
     /// Turns autolock off: the KEK is stored in the key file again.
     pub async fn disable_autolock(&self) -> Result<(), KeyChangeError> {
         let keys = self.inner.keys.clone();
-        tokio::task::spawn_blocking(move || keys.disable_autolock())
+        crate::state_machine::off_thread(keys.disk().clone(), move || keys.disable_autolock())
             .await
             .map_err(|e| KeyChangeError::Interrupted(e.to_string()))?
     }

@@ -2,10 +2,12 @@
 //! the faster timing of this project (SEMANTICS.md, "Raft defaults").
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_secrets::KdfParams;
 
+use crate::disk::Disk;
 use crate::error::StartError;
 use crate::types::NodeId;
 
@@ -62,6 +64,9 @@ pub struct RaftConfig {
     /// one replication message for all of them). 1 packs the most per entry; 2 (the default)
     /// keeps the log busy while answers travel back. At least 1.
     pub proposal_pipeline: usize,
+    /// Where the data directory's files are: the real filesystem ([`crate::disk::OsDisk`], the
+    /// default) or, in simulation tests, a `SimDisk` (feature `sim`).
+    pub disk: Arc<dyn Disk>,
 }
 
 impl Default for RaftConfig {
@@ -80,6 +85,7 @@ impl Default for RaftConfig {
             segment_bytes: 64 * 1024 * 1024,
             wal_prealloc_bytes: crate::wal::DEFAULT_PREALLOC_BYTES,
             proposal_pipeline: 2,
+            disk: crate::disk::os(),
         }
     }
 }

@@ -5,13 +5,12 @@
 //! existed with wider modes (they are tightened when opened): the key file may hold the KEK and the
 //! log's clear fields tell who wrote what when.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
+use crate::disk::{Disk, OpenMode, OsDisk};
 use crate::error::StorageFault;
 use crate::types::{LogId, Vote};
 
@@ -20,26 +19,29 @@ pub const RAFT_STATE_FILE: &str = "raft-state";
 const STATE_MAGIC: [u8; 8] = *b"SWRMSTA1";
 
 /// Replaces `path` with `bytes` atomically and durably: after a crash the file holds either the old
-/// or the new content, never a mix.
+/// or the new content, never a mix. On the real filesystem ([`atomic_write_on`] for any disk).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageFault> {
+    atomic_write_on(&OsDisk, path, bytes)
+}
+
+/// [`atomic_write`] on `disk`.
+pub fn atomic_write_on(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<(), StorageFault> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tmp_path(path);
-    let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    // Owner-only: the key file may hold the KEK (autolock off); nothing here is for other users.
-    create_mode_0600(&mut opts);
-    let mut f = opts
-        .open(&tmp)
+    // Owner-only (0600): the key file may hold the KEK (autolock off).
+    let f = disk
+        .open(&tmp, OpenMode::CreateTruncate { read: false })
         .map_err(|e| StorageFault::io("create", &tmp, e))?;
-    f.write_all(bytes)
+    f.write_all_at(bytes, 0)
         .map_err(|e| StorageFault::io("write", &tmp, e))?;
     f.sync_all()
         .map_err(|e| StorageFault::io("fsync", &tmp, e))?;
     drop(f);
     // A leftover temporary file from an earlier crash keeps its mode when reopened: tighten it.
-    tighten(&tmp, 0o600)?;
-    fs::rename(&tmp, path).map_err(|e| StorageFault::io("rename", path, e))?;
-    sync_dir(dir)
+    tighten_on(disk, &tmp, 0o600)?;
+    disk.rename(&tmp, path)
+        .map_err(|e| StorageFault::io("rename", path, e))?;
+    sync_dir_on(disk, dir)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -53,45 +55,55 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// Makes a directory's entries (created, renamed, removed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<(), StorageFault> {
-    let d = File::open(dir).map_err(|e| StorageFault::io("open directory", dir, e))?;
-    d.sync_all()
-        .map_err(|e| StorageFault::io("fsync directory", dir, e))
+    sync_dir_on(&OsDisk, dir)
+}
+
+/// [`sync_dir`] on `disk`.
+pub fn sync_dir_on(disk: &dyn Disk, dir: &Path) -> Result<(), StorageFault> {
+    disk.sync_dir(dir)
+        .map_err(|(op, e)| StorageFault::io(op, dir, e))
 }
 
 /// Creates a directory (and missing parents) owner-only, and tightens it to 0700 if it existed.
 pub fn ensure_dir(dir: &Path) -> Result<(), StorageFault> {
-    let mut b = fs::DirBuilder::new();
-    b.recursive(true);
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
+    ensure_dir_on(&OsDisk, dir)
+}
+
+/// [`ensure_dir`] on `disk`.
+pub fn ensure_dir_on(disk: &dyn Disk, dir: &Path) -> Result<(), StorageFault> {
+    disk.create_dir_all(dir, 0o700)
         .map_err(|e| StorageFault::io("create directory", dir, e))?;
-    tighten(dir, 0o700)
+    tighten_on(disk, dir, 0o700)
 }
 
 /// Sets `path`'s permission bits to `mode` unless they already are (files 0600, directories 0700).
 /// A missing path is left alone.
 pub fn tighten(path: &Path, mode: u32) -> Result<(), StorageFault> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = match fs::metadata(path) {
+    tighten_on(&OsDisk, path, mode)
+}
+
+/// [`tighten`] on `disk`.
+pub fn tighten_on(disk: &dyn Disk, path: &Path, mode: u32) -> Result<(), StorageFault> {
+    let current = match disk.mode(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StorageFault::io("stat", path, e)),
     };
-    if meta.permissions().mode() & 0o7777 == mode {
+    if current == mode {
         return Ok(());
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+    disk.set_mode(path, mode)
         .map_err(|e| StorageFault::io("restrict the permissions of", path, e))
-}
-
-/// Makes files created through `opts` owner-only (0600).
-pub(crate) fn create_mode_0600(opts: &mut OpenOptions) {
-    std::os::unix::fs::OpenOptionsExt::mode(opts, 0o600);
 }
 
 /// Reads a whole file; `Ok(None)` if it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageFault> {
-    match fs::read(path) {
+    read_optional_on(&OsDisk, path)
+}
+
+/// [`read_optional`] on `disk`.
+pub fn read_optional_on(disk: &dyn Disk, path: &Path) -> Result<Option<Vec<u8>>, StorageFault> {
+    match disk.read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StorageFault::io("read", path, e)),
@@ -144,8 +156,13 @@ impl RaftStateFile {
 
     /// Loads from `dir`, or the default if the file does not exist.
     pub fn load(dir: &Path) -> Result<RaftStateFile, StorageFault> {
+        RaftStateFile::load_on(&OsDisk, dir)
+    }
+
+    /// [`RaftStateFile::load`] from `disk`.
+    pub fn load_on(disk: &dyn Disk, dir: &Path) -> Result<RaftStateFile, StorageFault> {
         let path = dir.join(RAFT_STATE_FILE);
-        match read_optional(&path)? {
+        match read_optional_on(disk, &path)? {
             None => Ok(RaftStateFile::default()),
             Some(b) => {
                 RaftStateFile::decode(&b).map_err(|(o, r)| StorageFault::corrupt(&path, o, r))
@@ -155,13 +172,19 @@ impl RaftStateFile {
 
     /// Writes atomically into `dir`.
     pub fn store(&self, dir: &Path) -> Result<(), StorageFault> {
-        atomic_write(&dir.join(RAFT_STATE_FILE), &self.encode())
+        self.store_on(&OsDisk, dir)
+    }
+
+    /// [`RaftStateFile::store`] on `disk`.
+    pub fn store_on(&self, disk: &dyn Disk, dir: &Path) -> Result<(), StorageFault> {
+        atomic_write_on(disk, &dir.join(RAFT_STATE_FILE), &self.encode())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn state_file_round_trips_and_detects_damage() {

@@ -5,25 +5,29 @@
 
 use std::path::Path;
 
+use crate::disk::{exists, Disk};
 use crate::error::StorageFault;
-use crate::files::{tighten, RaftStateFile, RAFT_STATE_FILE};
+use crate::files::{tighten_on, RaftStateFile, RAFT_STATE_FILE};
 use crate::state_machine::StateMachine;
 use crate::wal::{OpenReport, Wal};
 
 /// Refuses a data directory whose key file is gone while raft state exists, and tightens the
 /// modes of existing files. Returns whether the directory held raft state.
-pub(crate) fn check_before_open(dir: &Path) -> Result<bool, StorageFault> {
+pub(crate) fn check_before_open(disk: &dyn Disk, dir: &Path) -> Result<bool, StorageFault> {
     let wal_dir = dir.join("wal");
-    let has_segments = std::fs::read_dir(&wal_dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .any(|e| e.path().extension().is_some_and(|x| x == "wal"))
+    let has_segments = disk
+        .list_dir(&wal_dir)
+        .map(|paths| {
+            paths
+                .iter()
+                .any(|p| p.extension().is_some_and(|x| x == "wal"))
         })
         .unwrap_or(false);
     let snapshot = dir.join("snap").join(crate::state_machine::SNAPSHOT_FILE);
-    let had_state = has_segments || dir.join(RAFT_STATE_FILE).exists() || snapshot.exists();
+    let had_state =
+        has_segments || exists(disk, &dir.join(RAFT_STATE_FILE)) || exists(disk, &snapshot);
     let keys = dir.join(crate::keyring::KEY_FILE);
-    if had_state && !keys.exists() {
+    if had_state && !exists(disk, &keys) {
         return Err(StorageFault::Missing {
             path: keys,
             what:
@@ -32,7 +36,7 @@ pub(crate) fn check_before_open(dir: &Path) -> Result<bool, StorageFault> {
         });
     }
     for f in [keys, dir.join(RAFT_STATE_FILE), snapshot] {
-        tighten(&f, 0o600)?;
+        tighten_on(disk, &f, 0o600)?;
     }
     Ok(had_state)
 }

@@ -7,7 +7,7 @@
 //! [`StartError::WrongUnlockKey`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -15,8 +15,9 @@ use swarm_secrets::{
     KdfParams, KeyFile, KeyManager, KeyStatus, NewKek, RecordPlace, SecretBytes, Startup, UnlockKey,
 };
 
+use crate::disk::{Disk, OsDisk};
 use crate::error::{KeyChangeError, StartError, StorageFault};
-use crate::files::{atomic_write, read_optional};
+use crate::files::{atomic_write_on, read_optional_on};
 
 /// Name of the key file in the data directory.
 pub const KEY_FILE: &str = "keys";
@@ -27,6 +28,7 @@ pub struct Keyring {
     manager: RwLock<KeyManager>,
     path: PathBuf,
     rng: Mutex<StdRng>,
+    disk: Arc<dyn Disk>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -49,13 +51,24 @@ impl Keyring {
         create_with: Option<&UnlockKey>,
         kdf: KdfParams,
     ) -> Result<Keyring, StartError> {
+        Keyring::load_on(Arc::new(OsDisk), dir, unlock, create_with, kdf)
+    }
+
+    /// [`Keyring::load`] on `disk` (the key file is written there too).
+    pub fn load_on(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        unlock: Option<&UnlockKey>,
+        create_with: Option<&UnlockKey>,
+        kdf: KdfParams,
+    ) -> Result<Keyring, StartError> {
         let path = dir.join(KEY_FILE);
         let mut rng = StdRng::from_entropy();
         let keys_err = |source| StorageFault::Keys {
             file: path.clone(),
             source,
         };
-        let manager = match read_optional(&path)? {
+        let manager = match read_optional_on(&*disk, &path)? {
             Some(bytes) => {
                 let file = KeyFile::decode(&bytes).map_err(keys_err)?;
                 match KeyManager::restart(file).map_err(keys_err)? {
@@ -72,7 +85,7 @@ impl Keyring {
                     None => NewKek::Stored,
                 };
                 let (mut m, file) = KeyManager::new(kek, &mut rng).map_err(keys_err)?;
-                write_key_file(&path, &file)?;
+                write_key_file(&*disk, &path, &file)?;
                 m.handle_persisted(file.generation);
                 m
             }
@@ -81,6 +94,7 @@ impl Keyring {
             manager: RwLock::new(manager),
             path,
             rng: Mutex::new(rng),
+            disk,
         })
     }
 
@@ -107,6 +121,11 @@ impl Keyring {
         self.read().open(place, record)
     }
 
+    /// The disk the key file is on.
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
+    }
+
     /// A summary for status output and tests (ids only, no key material).
     pub fn status(&self) -> KeyStatus {
         self.read().status()
@@ -120,7 +139,7 @@ impl Keyring {
         let mut m = self.manager.write().unwrap_or_else(|e| e.into_inner());
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(file) = f(&mut m, &mut rng)? {
-            write_key_file(&self.path, &file)?;
+            write_key_file(&*self.disk, &self.path, &file)?;
             m.handle_persisted(file.generation);
         }
         Ok(())
@@ -159,10 +178,10 @@ impl Keyring {
     }
 }
 
-fn write_key_file(path: &Path, file: &KeyFile) -> Result<(), StorageFault> {
+fn write_key_file(disk: &dyn Disk, path: &Path, file: &KeyFile) -> Result<(), StorageFault> {
     let bytes = file.encode().map_err(|source| StorageFault::Keys {
         file: path.to_path_buf(),
         source,
     })?;
-    atomic_write(path, &bytes)
+    atomic_write_on(disk, path, &bytes)
 }

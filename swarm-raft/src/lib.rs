@@ -43,6 +43,7 @@ pub mod autolock;
 mod batcher;
 mod codec;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod files;
 #[cfg(feature = "fuzzing")]

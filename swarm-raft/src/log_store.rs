@@ -93,7 +93,7 @@ impl LogStore {
         let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = st.clone();
         f(&mut next);
-        next.store(&self.inner.dir)?;
+        next.store_on(&**self.inner.wal.disk(), &self.inner.dir)?;
         *st = next;
         Ok(())
     }

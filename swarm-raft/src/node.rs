@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::batcher::{leader_hint, Batcher};
 use crate::config::NodeConfig;
 use crate::error::{StartError, WaitError};
-use crate::files::{ensure_dir, RaftStateFile};
+use crate::files::{ensure_dir_on, RaftStateFile};
 use crate::keyring::Keyring;
 use crate::log_store::LogStore;
 use crate::network::{NetworkFactory, PeerHealth, RaftReply, RaftRpc, Transport};
@@ -194,28 +194,41 @@ impl RaftNode {
     ) -> Result<RaftNode, StartError> {
         let raft_config = Arc::new(config.raft.to_openraft()?);
         let dir = config.data_dir.clone();
-        ensure_dir(&dir)?;
-        let had_state = crate::integrity::check_before_open(&dir)?;
+        let disk = config.raft.disk.clone();
+        ensure_dir_on(&*disk, &dir)?;
+        let had_state = crate::integrity::check_before_open(&*disk, &dir)?;
         // Stretching an unlock key (argon2id, ~200 ms) blocks: do it off the async worker threads.
         let (unlock, create_with) = (opts.unlock_key.cloned(), opts.autolock_new.cloned());
-        let (key_dir, kdf) = (dir.clone(), config.kdf);
-        let keys = tokio::task::spawn_blocking(move || {
-            Keyring::load(&key_dir, unlock.as_ref(), create_with.as_ref(), kdf)
+        let (key_dir, kdf, key_disk) = (dir.clone(), config.kdf, disk.clone());
+        let keys = crate::state_machine::off_thread(disk.clone(), move || {
+            Keyring::load_on(
+                key_disk,
+                &key_dir,
+                unlock.as_ref(),
+                create_with.as_ref(),
+                kdf,
+            )
         })
         .await
         .map_err(|e| StartError::Raft(format!("opening the key file was interrupted: {e}")))??;
         let keys = Arc::new(keys);
-        let state = RaftStateFile::load(&dir)?;
+        let state = RaftStateFile::load_on(&*disk, &dir)?;
         let wal_opts = WalOptions {
             segment_bytes: config.raft.segment_bytes,
             prealloc_bytes: config.raft.wal_prealloc_bytes,
             expect_committed: had_state,
         };
-        let (wal, report) = Wal::open(&dir.join("wal"), keys.clone(), wal_opts, state.last_purged)?;
+        let (wal, report) = Wal::open_on(
+            disk.clone(),
+            &dir.join("wal"),
+            keys.clone(),
+            wal_opts,
+            state.last_purged,
+        )?;
         if let Some((file, offset, reason)) = &report.truncated_tail {
             tracing::warn!(file = %file.display(), offset, %reason, "raft log had a torn tail; it was truncated");
         }
-        let sm = StateMachine::open(&dir.join("snap"), keys.clone(), store.clone())?;
+        let sm = StateMachine::open_on(disk, &dir.join("snap"), keys.clone(), store.clone())?;
         crate::integrity::check_nothing_lost(&dir, &wal, &report, &state, &sm)?;
         // Authenticate every entry that will be replayed, so tampering refuses the start.
         let from = sm.applied().0.map_or(0, |l| l.index + 1);

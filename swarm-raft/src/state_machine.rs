@@ -17,8 +17,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use swarm_core::{Batch, SharedStore};
 
+use crate::disk::{Disk, OsDisk};
 use crate::error::StorageFault;
-use crate::files::{atomic_write, ensure_dir, read_optional};
+use crate::files::{atomic_write_on, ensure_dir_on, read_optional_on};
 use crate::keyring::Keyring;
 use crate::log_store::fault_to_storage;
 use crate::snapshot::{decode_file, encode_file, SnapshotFileError, SnapshotPayload};
@@ -32,6 +33,7 @@ pub const SNAPSHOT_FILE: &str = "snapshot.snap";
 struct Inner {
     store: SharedStore,
     dir: PathBuf,
+    disk: Arc<dyn Disk>,
     keys: Arc<Keyring>,
     applied: Mutex<(Option<LogId>, StoredMembership)>,
     current: Mutex<Option<SnapshotMeta>>,
@@ -62,11 +64,21 @@ impl StateMachine {
         keys: Arc<Keyring>,
         store: SharedStore,
     ) -> Result<StateMachine, StorageFault> {
-        ensure_dir(dir)?;
+        StateMachine::open_on(Arc::new(OsDisk), dir, keys, store)
+    }
+
+    /// [`StateMachine::open`] on `disk` (snapshots are written there too).
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        keys: Arc<Keyring>,
+        store: SharedStore,
+    ) -> Result<StateMachine, StorageFault> {
+        ensure_dir_on(&*disk, dir)?;
         let path = dir.join(SNAPSHOT_FILE);
         let mut applied = (None, StoredMembership::default());
         let mut current = None;
-        if let Some(bytes) = read_optional(&path)? {
+        if let Some(bytes) = read_optional_on(&*disk, &path)? {
             let payload = read_snapshot_file(&path, &bytes, &keys)?;
             applied = (
                 payload.meta.last_log_id,
@@ -79,6 +91,7 @@ impl StateMachine {
             inner: Arc::new(Inner {
                 store,
                 dir: dir.to_path_buf(),
+                disk,
                 keys,
                 applied: Mutex::new(applied),
                 current: Mutex::new(current),
@@ -126,6 +139,10 @@ impl StateMachine {
     /// stops for good on a snapshot error, and a snapshot that is not written yet only delays the
     /// purge of the log it covers (openraft purges only after the build is reported).
     fn write_file_retrying(&self, meta: &SnapshotMeta, plain: &[u8]) -> Result<(), StorageFault> {
+        if self.inner.disk.inline() {
+            // No thread to block: a full disk fails the snapshot (see `Disk::inline`).
+            return self.write_file(meta, plain);
+        }
         let mut backoff = std::time::Duration::from_millis(10);
         loop {
             match self.write_file(meta, plain) {
@@ -155,9 +172,22 @@ impl StateMachine {
                 file: path.clone(),
                 source,
             })?;
-        atomic_write(&path, &image)?;
+        atomic_write_on(&*self.inner.disk, &path, &image)?;
         *self.inner.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(meta.clone());
         Ok(())
+    }
+}
+
+/// Runs blocking file work `f` on tokio's blocking pool, or right here when the disk runs
+/// inline (deterministic simulation: no thread of tokio's pool may decide the schedule).
+pub(crate) async fn off_thread<T: Send + 'static>(
+    disk: Arc<dyn Disk>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    if disk.inline() {
+        Ok(f())
+    } else {
+        tokio::task::spawn_blocking(f).await
     }
 }
 
@@ -199,7 +229,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let sm = self.sm.clone();
         let meta = payload.meta.clone();
-        let join = tokio::task::spawn_blocking(move || {
+        let join = off_thread(self.sm.inner.disk.clone(), move || {
             let plain = payload.encode();
             sm.write_file_retrying(&payload.meta, &plain)
                 .map(|()| plain)
@@ -309,7 +339,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let sm = self.clone();
         let want = meta.clone();
-        let join = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let join = off_thread(self.inner.disk.clone(), move || -> Result<(), String> {
             let plain = swarm_secrets::SecretBytes::new(snapshot.into_inner());
             let payload = SnapshotPayload::decode(plain.expose())?;
             if payload.meta.last_log_id != want.last_log_id
@@ -348,23 +378,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let sm = self.clone();
         let sig = meta.signature();
-        let join = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, StorageFault> {
-            let path = sm.path();
-            let bytes = read_optional(&path)?
-                .ok_or_else(|| StorageFault::corrupt(&path, 0, "snapshot file disappeared"))?;
-            let (_, plain) =
-                decode_file(&bytes, |p, b| sm.inner.keys.open(p, b)).map_err(|e| match e {
-                    SnapshotFileError::Corrupt { offset, reason } => {
-                        StorageFault::corrupt(&path, offset, reason)
-                    }
-                    SnapshotFileError::Tampered { offset, source } => StorageFault::Tampered {
-                        file: path.clone(),
-                        offset,
-                        source,
-                    },
-                })?;
-            Ok(plain)
-        })
+        let join = off_thread(
+            self.inner.disk.clone(),
+            move || -> Result<Vec<u8>, StorageFault> {
+                let path = sm.path();
+                let bytes = read_optional_on(&*sm.inner.disk, &path)?
+                    .ok_or_else(|| StorageFault::corrupt(&path, 0, "snapshot file disappeared"))?;
+                let (_, plain) =
+                    decode_file(&bytes, |p, b| sm.inner.keys.open(p, b)).map_err(|e| match e {
+                        SnapshotFileError::Corrupt { offset, reason } => {
+                            StorageFault::corrupt(&path, offset, reason)
+                        }
+                        SnapshotFileError::Tampered { offset, source } => StorageFault::Tampered {
+                            file: path.clone(),
+                            offset,
+                            source,
+                        },
+                    })?;
+                Ok(plain)
+            },
+        )
         .await;
         match join {
             Ok(Ok(plain)) => Ok(Some(openraft::Snapshot {

@@ -17,8 +17,11 @@
 //! [`super::committed`]) at most every 50 ms and always before the log closes. That write and its
 //! fsync never delay an append's fsync. When nothing is queued, every appended entry is durable, so
 //! an idle flusher hands the latest saved index at once.
+//!
+//! # Inline mode
+//! On a disk that asks for it ([`crate::disk::Disk::inline`], deterministic simulation) there
+//! are no threads: see [`inline`].
 
-use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
@@ -30,6 +33,8 @@ use openraft::storage::LogFlushed;
 use rand::rngs::StdRng;
 
 use super::committed::CommittedFile;
+
+mod inline;
 use crate::types::{LogId, TypeConfig};
 
 /// The committed index is persisted at most this often (plus at close), so its fsyncs stay few;
@@ -46,7 +51,7 @@ pub(crate) enum Done {
 
 /// An open segment file and its path (for error messages).
 pub(crate) struct SegFile {
-    pub(crate) file: File,
+    pub(crate) file: Box<dyn crate::disk::DiskFile>,
     pub(crate) path: PathBuf,
 }
 
@@ -84,6 +89,28 @@ struct Shared {
     faults: Arc<DiskFaults>,
     /// Committed indexes whose entries are durable, for the committed-index thread.
     handoff: Handoff,
+}
+
+impl Shared {
+    fn new(initial: Option<LogId>, faults: Arc<DiskFaults>) -> Shared {
+        Shared {
+            queue: Mutex::new(Queue {
+                committed: initial,
+                ..Queue::default()
+            }),
+            wake: Condvar::new(),
+            tainted: std::sync::atomic::AtomicBool::new(false),
+            fault: tokio::sync::watch::channel(None).0,
+            faults,
+            handoff: Handoff {
+                state: Mutex::new(HandoffState {
+                    durable: initial,
+                    closed: false,
+                }),
+                wake: Condvar::new(),
+            },
+        }
+    }
 }
 
 /// Hands durable committed indexes from the flusher to the thread that persists them.
@@ -227,32 +254,39 @@ pub(crate) struct Flusher {
     thread: Option<JoinHandle<()>>,
     /// Persists the committed index (see the module docs).
     committed_thread: Option<JoinHandle<()>>,
+    /// Inline mode (no threads; see [`inline`]): `Some`, and both threads are `None`.
+    inline: Option<Arc<inline::Inline>>,
 }
 
 impl Flusher {
+    /// Starts the flusher: with `inline`, without threads (see [`inline`]).
     pub(crate) fn start(
         writer: Arc<Mutex<StdRng>>,
         committed: CommittedFile,
         initial: Option<LogId>,
         faults: Arc<DiskFaults>,
+        inline: bool,
     ) -> io::Result<Flusher> {
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                committed: initial,
-                ..Queue::default()
-            }),
-            wake: Condvar::new(),
-            tainted: std::sync::atomic::AtomicBool::new(false),
-            fault: tokio::sync::watch::channel(None).0,
-            faults,
-            handoff: Handoff {
-                state: Mutex::new(HandoffState {
-                    durable: initial,
-                    closed: false,
-                }),
-                wake: Condvar::new(),
-            },
-        });
+        if inline {
+            let shared = Arc::new(Shared::new(initial, faults));
+            let inline = inline::Inline::new(writer, committed, initial);
+            return Ok(Flusher {
+                shared,
+                thread: None,
+                committed_thread: None,
+                inline: Some(Arc::new(inline)),
+            });
+        }
+        Flusher::start_threads(writer, committed, initial, faults)
+    }
+
+    fn start_threads(
+        writer: Arc<Mutex<StdRng>>,
+        committed: CommittedFile,
+        initial: Option<LogId>,
+        faults: Arc<DiskFaults>,
+    ) -> io::Result<Flusher> {
+        let shared = Arc::new(Shared::new(initial, faults));
         let s = shared.clone();
         let committed_thread = std::thread::Builder::new()
             .name("swarm-wal-committed".into())
@@ -273,7 +307,24 @@ impl Flusher {
             shared,
             thread: Some(thread),
             committed_thread: Some(committed_thread),
+            inline: None,
         })
+    }
+
+    /// Inline mode: makes everything queued durable now and completes it. The caller holds the
+    /// WAL's writer lock. No-op with threads.
+    pub(crate) fn drain_held(&self) {
+        if let Some(i) = &self.inline {
+            inline::drain(&self.shared, i);
+        }
+    }
+
+    /// Inline mode: [`Self::drain_held`], taking the writer lock. No-op with threads.
+    pub(crate) fn kick(&self) {
+        if let Some(i) = &self.inline {
+            let _w = i.writer.lock().unwrap_or_else(|e| e.into_inner());
+            inline::drain(&self.shared, i);
+        }
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -382,6 +433,10 @@ fn set_fault(shared: &Shared, fault: Option<String>) {
 impl Drop for Flusher {
     fn drop(&mut self) {
         self.queue().closed = true;
+        if let Some(i) = self.inline.take() {
+            inline::close(&self.shared, &i);
+            return;
+        }
         self.shared.wake.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -418,9 +473,11 @@ fn sync_files(shared: &Shared, items: &[Item]) -> Result<u64, String> {
 fn rewrite_and_sync(shared: &Shared, items: &[Item]) -> Result<u64, String> {
     for item in items {
         if let (Some(f), Some(w)) = (&item.file, &item.written) {
-            if let Err(e) = shared.faults.check_write().and_then(|()| {
-                std::os::unix::fs::FileExt::write_all_at(&f.file, &w.bytes, w.offset)
-            }) {
+            if let Err(e) = shared
+                .faults
+                .check_write()
+                .and_then(|()| f.file.write_all_at(&w.bytes, w.offset))
+            {
                 return Err(disk_fault_message("write", &f.path, &e));
             }
         }

@@ -37,9 +37,7 @@ mod flush;
 pub mod frame;
 mod open;
 
-use std::fs::{self, OpenOptions};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -54,8 +52,9 @@ use flush::{disk_fault_message, Flusher, SegFile, Written};
 use frame::{decode_frame, encode_frame, FrameResult, SegmentHeader, HEADER_LEN};
 
 use crate::codec;
+use crate::disk::{Disk, OpenMode};
 use crate::error::StorageFault;
-use crate::files::{create_mode_0600, sync_dir};
+use crate::files::sync_dir_on;
 use crate::keyring::Keyring;
 use crate::types::{Entry, LogId};
 
@@ -207,6 +206,8 @@ impl State {
 /// The write-ahead log. Writes are serialized internally; reads may run concurrently.
 pub struct Wal {
     dir: PathBuf,
+    /// Where the files are (the real filesystem in production).
+    disk: Arc<dyn Disk>,
     keys: Arc<Keyring>,
     opts: WalOptions,
     state: RwLock<State>,
@@ -286,6 +287,7 @@ impl Wal {
     /// Records the committed log id (persisted once the entries up to it are durable).
     pub fn save_committed(&self, committed: Option<LogId>) {
         self.flusher.save_committed(committed);
+        self.flusher.kick();
     }
 
     /// The committed log id last saved (or read at open).
@@ -341,6 +343,7 @@ impl Wal {
         };
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             self.flusher.push(None, None, None, done);
+            self.flusher.kick();
             return Ok(());
         };
         let mut rng = self.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -480,6 +483,8 @@ impl Wal {
             bytes: Arc::new(buf),
         };
         self.flusher.push(Some(file), Some(written), last, done);
+        // Inline mode: made durable here, under the writer lock (no-op with threads).
+        self.flusher.drain_held();
         drop(rng);
         Ok(())
     }
@@ -498,11 +503,9 @@ impl Wal {
             first_index: first,
             prev_index: prev,
         };
-        let mut opts = OpenOptions::new();
-        opts.read(true).write(true).create(true).truncate(true);
-        create_mode_0600(&mut opts);
-        let file = opts
-            .open(&path)
+        let file = self
+            .disk
+            .open(&path, OpenMode::CreateTruncate { read: true })
             .map_err(|e| StorageFault::io("create", &path, e))?;
         let faults = self.flusher.faults();
         faults
@@ -513,7 +516,7 @@ impl Wal {
             .check_fsync()
             .and_then(|()| file.sync_all())
             .map_err(|e| StorageFault::io("fsync", &path, e))?;
-        sync_dir(&self.dir)?;
+        sync_dir_on(&*self.disk, &self.dir)?;
         Ok(Segment {
             path: path.clone(),
             header,
@@ -585,6 +588,7 @@ impl Wal {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let file = self.read_state().segments.last().map(|s| s.file.clone());
         self.flusher.push(file, None, None, Done::Barrier(tx));
+        self.flusher.kick();
         rx
     }
 
@@ -601,7 +605,9 @@ impl Wal {
                 break;
             }
             let path = seg.path.clone();
-            fs::remove_file(&path).map_err(|e| StorageFault::io("remove", &path, e))?;
+            self.disk
+                .remove_file(&path)
+                .map_err(|e| StorageFault::io("remove", &path, e))?;
             st.segments.pop();
             removed_files = true;
         }
@@ -623,7 +629,7 @@ impl Wal {
             }
         }
         if removed_files {
-            sync_dir(&self.dir)?;
+            sync_dir_on(&*self.disk, &self.dir)?;
         }
         Ok(())
     }
@@ -653,12 +659,14 @@ impl Wal {
                 break;
             }
             let path = seg.path.clone();
-            fs::remove_file(&path).map_err(|e| StorageFault::io("remove", &path, e))?;
+            self.disk
+                .remove_file(&path)
+                .map_err(|e| StorageFault::io("remove", &path, e))?;
             st.segments.remove(0);
             removed = true;
         }
         if removed {
-            sync_dir(&self.dir)?;
+            sync_dir_on(&*self.disk, &self.dir)?;
         }
         Ok(())
     }
@@ -781,6 +789,11 @@ impl Wal {
     /// The directory of the log.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The disk the log is on.
+    pub fn disk(&self) -> &Arc<dyn Disk> {
+        &self.disk
     }
 }
 

@@ -1,7 +1,6 @@
 //! Opening the log: scan and check every segment, decide the repair of a torn tail, refuse it if
 //! it would lose committed entries, then repair and start the flusher.
 
-use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -11,8 +10,9 @@ use rand::SeedableRng;
 use super::flush::{DiskFaults, Flusher, SegFile};
 use super::frame::{scan_segment, ScanEnd, HEADER_LEN};
 use super::{committed, Loc, OpenReport, Segment, State, Wal, WalOptions};
+use crate::disk::{Disk, OpenMode, OsDisk};
 use crate::error::StorageFault;
-use crate::files::{ensure_dir, sync_dir, tighten};
+use crate::files::{ensure_dir_on, sync_dir_on, tighten_on};
 use crate::keyring::Keyring;
 use crate::types::LogId;
 
@@ -26,19 +26,31 @@ enum Repair {
 }
 
 impl Wal {
-    /// Opens (or creates) the log in `dir`. `last_purged` is the purge point persisted by the caller.
+    /// Opens (or creates) the log in `dir` on the real filesystem. `last_purged` is the purge
+    /// point persisted by the caller.
     pub fn open(
         dir: &Path,
         keys: Arc<Keyring>,
         opts: WalOptions,
         last_purged: Option<LogId>,
     ) -> Result<(Wal, OpenReport), StorageFault> {
-        ensure_dir(dir)?;
+        Wal::open_on(Arc::new(OsDisk), dir, keys, opts, last_purged)
+    }
+
+    /// [`Wal::open`] on `disk`.
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        keys: Arc<Keyring>,
+        opts: WalOptions,
+        last_purged: Option<LogId>,
+    ) -> Result<(Wal, OpenReport), StorageFault> {
+        ensure_dir_on(&*disk, dir)?;
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        let rd = fs::read_dir(dir).map_err(|e| StorageFault::io("list", dir, e))?;
-        for ent in rd {
-            let ent = ent.map_err(|e| StorageFault::io("list", dir, e))?;
-            let path = ent.path();
+        let listed = disk
+            .list_dir(dir)
+            .map_err(|e| StorageFault::io("list", dir, e))?;
+        for path in listed {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -51,7 +63,7 @@ impl Wal {
         }
         names.sort();
         let (committed_file, committed, found) =
-            committed::CommittedFile::open(dir, !opts.expect_committed)?;
+            committed::CommittedFile::open(&*disk, dir, !opts.expect_committed)?;
         let mut report = OpenReport {
             committed,
             committed_file_found: found,
@@ -62,7 +74,9 @@ impl Wal {
         let count = names.len();
         for (k, (first, path)) in names.into_iter().enumerate() {
             let is_last = k + 1 == count;
-            let bytes = fs::read(&path).map_err(|e| StorageFault::io("read", &path, e))?;
+            let bytes = disk
+                .read(&path)
+                .map_err(|e| StorageFault::io("read", &path, e))?;
             let scan = match scan_segment(&bytes) {
                 Ok(s) => s,
                 Err((_, reason)) if is_last && bytes.len() < HEADER_LEN => {
@@ -73,7 +87,7 @@ impl Wal {
                 }
                 Err((offset, reason)) => return Err(StorageFault::corrupt(&path, offset, reason)),
             };
-            tighten(&path, 0o600)?;
+            tighten_on(&*disk, &path, 0o600)?;
             if scan.header.first_index != first {
                 return Err(StorageFault::corrupt(
                     &path,
@@ -95,10 +109,8 @@ impl Wal {
                     ));
                 }
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
+            let file = disk
+                .open(&path, OpenMode::ReadWrite)
                 .map_err(|e| StorageFault::io("open", &path, e))?;
             let file = Arc::new(SegFile {
                 file,
@@ -171,8 +183,9 @@ impl Wal {
             }
             match repair {
                 Repair::Remove(path) => {
-                    fs::remove_file(&path).map_err(|e| StorageFault::io("remove", &path, e))?;
-                    sync_dir(dir)?;
+                    disk.remove_file(&path)
+                        .map_err(|e| StorageFault::io("remove", &path, e))?;
+                    sync_dir_on(&*disk, dir)?;
                 }
                 Repair::Cut(f, offset) => {
                     tracing::warn!(file = %f.path.display(), offset, "truncating torn tail of the raft log");
@@ -191,10 +204,12 @@ impl Wal {
             committed_file,
             committed,
             Arc::new(DiskFaults::default()),
+            disk.inline(),
         )
         .map_err(|e| StorageFault::io("start flusher thread for", dir, e))?;
         let wal = Wal {
             dir: dir.to_path_buf(),
+            disk,
             keys,
             opts,
             state: RwLock::new(State {
