@@ -1,6 +1,9 @@
 //! Small durable files: atomic replacement (write a temporary file, fsync it, rename it over the
 //! old one, fsync the directory) and the `raft-state` file that holds the vote and the purge point.
 //!
+//! Each function has an `_on` variant that works on any [`Disk`]; the plain ones use the real
+//! filesystem ([`OsDisk`]; swarm-node's own files use them).
+//!
 //! **Every file swarm-raft writes is 0600 and every directory 0700**, including ones that already
 //! existed with wider modes (they are tightened when opened): the key file may hold the KEK and the
 //! log's clear fields tell who wrote what when.

@@ -12,7 +12,7 @@
 //! keys          swarm-secrets key file (DEKs wrapped by the KEK; the KEK too unless autolock)
 //! raft-state    vote + last purged log id (CRC-checked, replaced atomically)
 //! wal/*.wal     log segments (see wal::frame for the format)
-//! wal/committed the highest committed log id (see wal::committed)
+//! wal/committed the highest committed log id, two alternating slots (see wal::committed)
 //! snap/snapshot.snap   the current snapshot, sealed in chunks (see snapshot)
 //! ```
 //!
@@ -29,12 +29,15 @@
 //! - [`node`]: [`RaftNode`] (start, propose, reads, RPC handling); `batcher`: group commit of
 //!   concurrent proposals into shared entries; [`membership`]: add, demote, remove,
 //!   force-new-cluster, the election and step-down watchdog; [`transfer`]: leadership transfer.
+//! - [`disk`]: the storage seam every file of the data directory goes through ([`disk::OsDisk`]
+//!   in production; `SimDisk`, feature `sim`, for crash tests and simulation).
 //! - [`config`], [`error`], `fuzzing` (feature `fuzzing`: the fuzz targets' entry points),
 //!   `testing` (feature `testing`: an in-process cluster harness).
 //!
 //! # Features
 //! - `testing`: `testing::TestCluster`, the in-memory `Router` transport, and `RaftNode::raft`
 //!   (the raw openraft handle) for tests and benchmarks.
+//! - `sim`: `disk::SimDisk`, an in-memory disk with a crash model (implied by `testing`).
 //! - `fuzzing`: the entry points the fuzz targets and the corpus replay test call.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]

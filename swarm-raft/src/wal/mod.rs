@@ -33,6 +33,7 @@
 
 mod cache;
 pub mod committed;
+mod faults;
 mod flush;
 pub mod frame;
 mod open;
@@ -45,7 +46,7 @@ use openraft::CommittedLeaderId;
 use rand::rngs::StdRng;
 use swarm_secrets::RecordPlace;
 
-pub use flush::DiskFaults;
+pub use faults::DiskFaults;
 pub(crate) use flush::Done;
 pub(crate) use flush::{disk_fault_message as flush_message, is_disk_fault};
 use flush::{disk_fault_message, Flusher, SegFile, Written};

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::flush::{DiskFaults, Flusher, SegFile};
+use super::faults::DiskFaults;
+use super::flush::{Flusher, SegFile};
 use super::frame::{scan_segment, ScanEnd, HEADER_LEN};
 use super::{committed, Loc, OpenReport, Segment, State, Wal, WalOptions};
 use crate::disk::{Disk, OpenMode, OsDisk};

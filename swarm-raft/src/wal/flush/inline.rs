@@ -147,8 +147,8 @@ fn schedule_retry(shared: &Arc<Shared>, inline: &Arc<Inline>) {
             }
             let left = {
                 let _w = inline.writer.lock().unwrap_or_else(|e| e.into_inner());
-                // `drain` would schedule another retry: this one is still running.
-                drain_no_reschedule(&shared, &inline)
+                // `retrying` is still set, so a failed drain does not spawn a second task.
+                drain(&shared, &inline)
             };
             if !left {
                 break;
@@ -156,11 +156,6 @@ fn schedule_retry(shared: &Arc<Shared>, inline: &Arc<Inline>) {
         }
         inline.retrying.store(false, Ordering::SeqCst);
     });
-}
-
-fn drain_no_reschedule(shared: &Arc<Shared>, inline: &Arc<Inline>) -> bool {
-    // `retrying` is set, so a failed drain does not spawn a second task.
-    drain(shared, inline)
 }
 
 /// Closing: a last drain (taking the writer lock); what still cannot be made durable is

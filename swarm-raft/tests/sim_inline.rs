@@ -1,0 +1,98 @@
+//! The storage's inline mode (swarm_raft::disk::Disk::inline, for deterministic simulation): on
+//! an inline disk the WAL starts no thread of its own, an append is durable when it returns, the
+//! committed index is persisted without a thread, and a failing fsync is retried by a task on the
+//! caller's runtime. In a test binary of its own, so no other test's WAL threads are counted.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::{CommittedLeaderId, EntryPayload, LogId};
+use swarm_core::{StoreAction, Timestamp};
+use swarm_raft::disk::{Disk, SimDisk};
+use swarm_raft::testing::test_kdf;
+use swarm_raft::types::Entry;
+use swarm_raft::{Keyring, Proposal, Wal, WalOptions};
+
+fn entry(index: u64) -> Entry {
+    let secret = swarm_core::testing::secret(u128::from(index), &format!("s{index}"), b"payload");
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Proposal {
+            timestamp: Timestamp(index),
+            actions: vec![StoreAction::Create(secret.into())],
+        }),
+    }
+}
+
+/// Names of this process's threads that belong to the WAL.
+fn wal_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("swarm-wal"))
+        .collect()
+}
+
+fn open(disk: &SimDisk, dir: &Path) -> Wal {
+    disk.create_dir_all(dir, 0o700).unwrap();
+    let d: Arc<dyn Disk> = Arc::new(disk.clone());
+    let keys = Arc::new(Keyring::load_on(d.clone(), dir, None, None, test_kdf()).unwrap());
+    Wal::open_on(d, &dir.join("wal"), keys, WalOptions::default(), None)
+        .unwrap()
+        .0
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_inline_disk_runs_the_wal_without_threads_and_retries_failed_fsyncs_on_a_task() {
+    let dir = PathBuf::from("/sim/inline");
+    // The check can fail: a threaded disk has the WAL's threads.
+    let threaded = open(&SimDisk::new(), &dir);
+    assert!(
+        !wal_threads().is_empty(),
+        "the threaded WAL's threads are visible"
+    );
+    drop(threaded);
+    assert!(wal_threads().is_empty(), "{:?}", wal_threads());
+
+    let disk = SimDisk::inline();
+    let wal = open(&disk, &dir);
+    assert!(wal_threads().is_empty(), "{:?}", wal_threads());
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    wal.append_for_test(vec![entry(1)], tx).unwrap();
+    assert!(
+        matches!(rx.try_recv(), Ok(Ok(()))),
+        "durable when the append returns"
+    );
+    wal.save_committed(Some(entry(1).log_id));
+    let committed = swarm_raft::wal::committed::decode(
+        &disk.durable_content(&dir.join("wal/committed")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        committed,
+        Some(entry(1).log_id),
+        "persisted without a thread"
+    );
+
+    // More failing fsyncs than the immediate retries: the append is answered by the retry task,
+    // and the fault is shown meanwhile.
+    disk.fail_fsyncs(6, 5);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    wal.append_for_test(vec![entry(2)], tx).unwrap();
+    assert!(wal.fault().borrow().is_some(), "the failing fsync is shown");
+    rx.await.unwrap().unwrap();
+    assert!(wal.fault().borrow().is_none());
+    assert_eq!(wal.durable_index(), Some(2));
+    assert!(wal_threads().is_empty(), "{:?}", wal_threads());
+    // The entry written before the failures and the one rewritten after them are durable.
+    let seg = disk
+        .list_dir(&dir.join("wal"))
+        .unwrap()
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|x| x == "wal"))
+        .unwrap();
+    let durable = disk.durable_content(&seg).unwrap();
+    let scan = swarm_raft::wal::frame::scan_segment(&durable).unwrap();
+    assert_eq!(scan.frames.len(), 2);
+}
