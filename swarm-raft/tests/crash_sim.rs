@@ -95,10 +95,17 @@ async fn round(
     n: u64,
     snapshot: bool,
     crash: (u64, u64, CrashOptions),
+    fault: Fault,
 ) -> (SimDisk, Vec<u64>) {
     let (crash_after, seed, opts) = crash;
     let crash_op = disk.ops() + crash_after;
     disk.arm_crash(crash_after, seed, opts);
+    match fault {
+        Fault::None => {}
+        Fault::Fsyncs(k) => disk.fail_fsyncs(k, 5),
+        Fault::Writes(k) => disk.fail_writes(k, 5),
+        Fault::Full(room) => disk.set_quota(Some(disk.used_bytes() + room)),
+    }
     // (proposal, disk operations done when its answer was seen)
     let acked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -116,6 +123,14 @@ async fn round(
         if snapshot && k == next + n / 2 {
             let _ = node.raft().trigger().snapshot().await;
         }
+    }
+    if fault != Fault::None {
+        // The disk recovers while proposals wait (they retry; none is acknowledged meanwhile
+        // unless it became durable).
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        disk.fail_fsyncs(0, 0);
+        disk.fail_writes(0, 0);
+        disk.set_quota(None);
     }
     for t in tasks {
         let _ = tokio::time::timeout(T, t).await;
@@ -141,7 +156,30 @@ async fn round(
 }
 
 /// Runs rounds of proposals and crashes; panics (with the seed) on a violated property.
-async fn crash_and_check(inline: bool, rounds: Vec<(u64, u64, bool, u64)>, opts: CrashOptions) {
+/// A disk fault during a round (cleared 5 ms into it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// The next k fsyncs fail with EIO.
+    Fsyncs(u64),
+    /// The next k writes fail with EIO.
+    Writes(u64),
+    /// The disk fills up after this many more bytes (ENOSPC).
+    Full(u64),
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    prop_oneof![
+        2 => Just(Fault::None),
+        1 => (1u64..8).prop_map(Fault::Fsyncs),
+        1 => (1u64..8).prop_map(Fault::Writes),
+        1 => (0u64..8192).prop_map(Fault::Full),
+    ]
+}
+
+type Round = (u64, u64, bool, u64, Fault);
+
+async fn crash_and_check(inline: bool, rounds: Vec<Round>, opts: CrashOptions) {
     let mut disk = if inline {
         SimDisk::inline()
     } else {
@@ -154,9 +192,17 @@ async fn crash_and_check(inline: bool, rounds: Vec<(u64, u64, bool, u64)>, opts:
     let mut led_with = vote(&node);
     let mut acked_all: Vec<u64> = Vec::new();
     let mut next = 0;
-    for (r, (n, crash_after, snapshot, seed)) in rounds.into_iter().enumerate() {
-        let (image, acked) =
-            round(&node, &disk, next, n, snapshot, (crash_after, seed, opts)).await;
+    for (r, (n, crash_after, snapshot, seed, fault)) in rounds.into_iter().enumerate() {
+        let (image, acked) = round(
+            &node,
+            &disk,
+            next,
+            n,
+            snapshot,
+            (crash_after, seed, opts),
+            fault,
+        )
+        .await;
         next += n;
         acked_all.extend(acked);
         router.unregister(1);
@@ -169,6 +215,8 @@ async fn crash_and_check(inline: bool, rounds: Vec<(u64, u64, bool, u64)>, opts:
             durable_vote >= led_with,
             "round {r} seed {seed}: durable vote {durable_vote:?} is behind {led_with:?}"
         );
+        // The image keeps the quota it was taken with; the disk recovered since.
+        image.set_quota(None);
         disk = image;
         node = match start(&router, &disk).await {
             Ok(n) => n,
@@ -203,6 +251,14 @@ async fn crash_and_check(inline: bool, rounds: Vec<(u64, u64, bool, u64)>, opts:
     node.shutdown().await;
 }
 
+/// 48 cases (about 5 s), or `PROPTEST_CASES`.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48)
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -211,13 +267,13 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Property: see the module docs (in-order write-back crash images).
     #[test]
     fn acknowledged_proposals_and_the_vote_survive_any_crash(
         inline in any::<bool>(),
-        rounds in prop::collection::vec((1u64..24, 0u64..48, any::<bool>(), any::<u64>()), 1..5),
+        rounds in prop::collection::vec((1u64..24, 0u64..48, any::<bool>(), any::<u64>(), fault()), 1..5),
     ) {
         rt().block_on(crash_and_check(inline, rounds, CrashOptions { in_order: true }));
     }
@@ -245,6 +301,7 @@ fn independent_loss_refusals_concern_only_unsynced_bytes() {
                 16,
                 false,
                 (seed * 7 % 40, seed, CrashOptions::default()),
+                Fault::None,
             )
             .await;
             let durable: Vec<(PathBuf, Vec<u8>)> = wal_files(&image)
