@@ -139,27 +139,71 @@ impl StateMachine {
     /// stops for good on a snapshot error, and a snapshot that is not written yet only delays the
     /// purge of the log it covers (openraft purges only after the build is reported).
     fn write_file_retrying(&self, meta: &SnapshotMeta, plain: &[u8]) -> Result<(), StorageFault> {
-        if self.inner.disk.inline() {
-            // No thread to block: a full disk fails the snapshot (see `Disk::inline`).
-            return self.write_file(meta, plain);
-        }
         let mut backoff = std::time::Duration::from_millis(10);
         loop {
-            match self.write_file(meta, plain) {
-                Err(StorageFault::Io { source, path, op })
-                    if crate::wal::is_disk_fault(&source)
-                        && !self
-                            .inner
-                            .stopping
-                            .load(std::sync::atomic::Ordering::SeqCst) =>
-                {
-                    tracing::error!(file = %path.display(), error = %source, op, "cannot write the snapshot; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
-                }
-                other => return other,
+            if let Some(done) = self.write_attempt(meta, plain) {
+                return done;
             }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
         }
+    }
+
+    /// [`Self::write_file_retrying`] for a disk that runs inline ([`Disk::inline`]): on the
+    /// calling task, waiting with tokio's timer instead of blocking a thread.
+    async fn write_file_waiting(
+        &self,
+        meta: &SnapshotMeta,
+        plain: &[u8],
+    ) -> Result<(), StorageFault> {
+        let mut backoff = std::time::Duration::from_millis(10);
+        loop {
+            if let Some(done) = self.write_attempt(meta, plain) {
+                return done;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// One write of the snapshot file: `Some(result)` when done, `None` to retry after a backoff
+    /// (a disk fault while the node is not stopping).
+    fn write_attempt(&self, meta: &SnapshotMeta, plain: &[u8]) -> Option<Result<(), StorageFault>> {
+        match self.write_file(meta, plain) {
+            Err(StorageFault::Io { source, path, op })
+                if crate::wal::is_disk_fault(&source)
+                    && !self
+                        .inner
+                        .stopping
+                        .load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                tracing::error!(file = %path.display(), error = %source, op, "cannot write the snapshot; retrying");
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Checks a received snapshot against its metadata (the first half of an install).
+    fn check_received(
+        want: &SnapshotMeta,
+        bytes: Vec<u8>,
+    ) -> Result<(swarm_secrets::SecretBytes, SnapshotPayload), String> {
+        let plain = swarm_secrets::SecretBytes::new(bytes);
+        let payload = SnapshotPayload::decode(plain.expose())?;
+        if payload.meta.last_log_id != want.last_log_id
+            || payload.meta.last_membership != want.last_membership
+        {
+            return Err("snapshot data does not match its metadata".into());
+        }
+        Ok((plain, payload))
+    }
+
+    /// Replaces the store with an installed snapshot's (once its file is written).
+    fn finish_install(&self, want: &SnapshotMeta, payload: SnapshotPayload) {
+        self.inner.store.restore(payload.store);
+        *self.inner.applied.lock().unwrap_or_else(|e| e.into_inner()) =
+            (want.last_log_id, want.last_membership.clone());
     }
 
     /// Seals and writes `plain` as the current snapshot file (blocking).
@@ -229,12 +273,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let sm = self.sm.clone();
         let meta = payload.meta.clone();
-        let join = off_thread(self.sm.inner.disk.clone(), move || {
+        let join = if sm.inner.disk.inline() {
             let plain = payload.encode();
-            sm.write_file_retrying(&payload.meta, &plain)
-                .map(|()| plain)
-        })
-        .await;
+            let written = sm.write_file_waiting(&payload.meta, &plain).await;
+            Ok(written.map(|()| plain))
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let plain = payload.encode();
+                sm.write_file_retrying(&payload.meta, &plain)
+                    .map(|()| plain)
+            })
+            .await
+        };
         let plain = match join {
             Ok(Ok(p)) => p,
             Ok(Err(fault)) => {
@@ -339,22 +389,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let sm = self.clone();
         let want = meta.clone();
-        let join = off_thread(self.inner.disk.clone(), move || -> Result<(), String> {
-            let plain = swarm_secrets::SecretBytes::new(snapshot.into_inner());
-            let payload = SnapshotPayload::decode(plain.expose())?;
-            if payload.meta.last_log_id != want.last_log_id
-                || payload.meta.last_membership != want.last_membership
-            {
-                return Err("snapshot data does not match its metadata".into());
-            }
-            sm.write_file_retrying(&want, plain.expose())
-                .map_err(|e| e.to_string())?;
-            sm.inner.store.restore(payload.store);
-            *sm.inner.applied.lock().unwrap_or_else(|e| e.into_inner()) =
-                (want.last_log_id, want.last_membership.clone());
-            Ok(())
-        })
-        .await;
+        let join = if sm.inner.disk.inline() {
+            let install = async {
+                let (plain, payload) = StateMachine::check_received(&want, snapshot.into_inner())?;
+                sm.write_file_waiting(&want, plain.expose())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sm.finish_install(&want, payload);
+                Ok::<(), String>(())
+            };
+            Ok(install.await)
+        } else {
+            tokio::task::spawn_blocking(move || -> Result<(), String> {
+                let (plain, payload) = StateMachine::check_received(&want, snapshot.into_inner())?;
+                sm.write_file_retrying(&want, plain.expose())
+                    .map_err(|e| e.to_string())?;
+                sm.finish_install(&want, payload);
+                Ok(())
+            })
+            .await
+        };
         match join {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(StorageIOError::write_snapshot(

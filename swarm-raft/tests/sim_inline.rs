@@ -96,3 +96,67 @@ async fn an_inline_disk_runs_the_wal_without_threads_and_retries_failed_fsyncs_o
     let scan = swarm_raft::wal::frame::scan_segment(&durable).unwrap();
     assert_eq!(scan.frames.len(), 2);
 }
+
+/// On an inline disk a snapshot that meets a full disk waits on the runtime's timer (no thread to
+/// block) instead of failing, which would stop raft for good; it is written once space returns.
+#[tokio::test(flavor = "current_thread")]
+async fn a_snapshot_on_a_full_inline_disk_waits_for_space() {
+    use std::time::Duration;
+    use swarm_core::{Proposer, SharedStore};
+    use swarm_raft::{NodeConfig, RaftConfig, RaftNode, Router, StartOptions};
+
+    let disk = SimDisk::inline();
+    let dir = PathBuf::from("/sim/snapshot-full");
+    let mut c = NodeConfig::new(1, "node-1", dir.clone());
+    c.raft = RaftConfig {
+        heartbeat: Duration::from_millis(20),
+        election_timeout_min: Duration::from_millis(100),
+        election_timeout_max: Duration::from_millis(200),
+        step_down_after: Duration::from_millis(250),
+        disk: Arc::new(disk.clone()),
+        ..RaftConfig::default()
+    };
+    c.kdf = test_kdf();
+    let router = Router::new();
+    let node = RaftNode::start(
+        c,
+        SharedStore::default(),
+        router.endpoint(1),
+        StartOptions::default(),
+    )
+    .await
+    .unwrap();
+    router.register(node.clone());
+    node.bootstrap().await.unwrap();
+    node.wait_until(Duration::from_secs(20), "leadership", |s| s.leads())
+        .await
+        .unwrap();
+    let create = |n: u64| {
+        vec![StoreAction::Create(
+            swarm_core::testing::secret(u128::from(n), &format!("s{n}"), b"v").into(),
+        )]
+    };
+    node.propose(create(1)).await.unwrap();
+    let snap = dir
+        .join("snap")
+        .join(swarm_raft::state_machine::SNAPSHOT_FILE);
+    assert!(disk.read(&snap).is_err(), "no snapshot yet");
+    disk.set_quota(Some(disk.used_bytes()));
+    node.raft().trigger().snapshot().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(node.stopped_by().is_none(), "{:?}", node.stopped_by());
+    assert!(disk.read(&snap).is_err(), "the disk is full");
+    disk.set_quota(None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while disk.read(&snap).is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "snapshot never written"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    node.propose(create(2)).await.unwrap();
+    assert!(node.stopped_by().is_none());
+    router.unregister(1);
+    node.shutdown().await;
+}
