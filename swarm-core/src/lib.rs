@@ -16,6 +16,7 @@
 //! - [`duration`], [`constraint`], [`placement`]: parsers for Go durations, placement constraints and
 //!   spread preferences.
 //! - [`validate`]: spec validation with typed errors.
+//! - [`ipam`]: network subnets and service virtual IPs (pure allocation over what the store holds).
 //! - [`action`]: [`StoreAction`] and [`Batch`], what raft replicates.
 //! - [`store`]: [`Store`], [`SharedStore`], transactions ([`Tx`]) and watches ([`Watcher`]).
 //! - [`proposer`]: the [`Proposer`] trait, [`LocalProposer`] and the [`update`] helper.
@@ -31,6 +32,7 @@ pub mod constraint;
 pub mod dispatch;
 pub mod duration;
 pub mod id;
+pub mod ipam;
 pub mod meta;
 pub mod object;
 pub mod objects;

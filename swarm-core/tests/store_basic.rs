@@ -365,6 +365,7 @@ fn snapshot_restore_round_trip_rebuilds_indexes() {
     for (format, want) in [
         (1u32, "format 1 (written before"),
         (2, "format 2 (written before"),
+        (3, "format 3 (written before"),
         (9, "format 9 is not supported"),
     ] {
         let mut old = bytes.clone();

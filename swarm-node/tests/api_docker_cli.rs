@@ -277,3 +277,27 @@ async fn docker_cli_drives_secrets_services_and_nodes() {
     ok(&env, c, &["network", "rm", "backend"]).await;
     assert_eq!(ok(&env, c, &["service", "ls", "-q"]).await, "");
 }
+
+/// A list long enough to be streamed (chunked, converted as it is sent) reads back whole in the
+/// CLI: `docker service ls` and `docker node ls` through the streamed answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_cli_reads_streamed_lists_whole() {
+    if docker_binary().is_none() {
+        skip::skip("no docker CLI on PATH");
+        return;
+    }
+    let mut env = Env::active().await;
+    let cfg = tempfile::tempdir().expect("tempdir");
+    let c = cfg.path();
+    let n = 600;
+    for i in 0..n {
+        env.service(&format!("svc-{i:04}"), 1).await;
+    }
+    let names = ok(&env, c, &["service", "ls", "--format", "{{.Name}}"]).await;
+    let mut got: Vec<&str> = names.lines().collect();
+    got.sort_unstable();
+    let want: Vec<String> = (0..n).map(|i| format!("svc-{i:04}")).collect();
+    assert_eq!(got, want.iter().map(String::as_str).collect::<Vec<_>>());
+    let nodes = ok(&env, c, &["node", "ls", "-q"]).await;
+    assert_eq!(nodes.lines().count(), 1, "{nodes}");
+}

@@ -37,8 +37,6 @@ const IGNORED: &[&str] = &[
     // Overlay allocations the engine adds to a network (VXLAN ids, IPAM serial allocation).
     "Options.com.docker.network.driver.overlay.vxlanid_list",
     "IPAM.Options.com.docker.network.ipam.serial",
-    // Virtual IPs come from the engine's IPAM; swarm-node has no data plane.
-    "Endpoint.VirtualIPs",
     // When the job last started.
     "JobStatus.LastExecution",
     "JobStatus.JobIteration.Index",

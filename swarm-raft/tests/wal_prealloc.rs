@@ -1,4 +1,4 @@
-//! The write-ahead log with preallocated space (segment format 5): the active segment holds
+//! The write-ahead log with preallocated space (segment format 5, and 6 with the same frames): the active segment holds
 //! written zeros ahead of its last record, and what a crash leaves there is told apart from
 //! damage to durable records. Each case writes a real log, edits its last segment the way a torn
 //! write (or a crash at a given point) would, and reopens it:
@@ -8,7 +8,7 @@
 //! * a record that does not verify followed by one that does refuses the open (file, offset);
 //! * segments roll over with preallocation (full segments keep no zeros) and reopen whole;
 //! * a crash right after preallocating (zeros, no record yet), in a fresh segment too, loses
-//!   nothing; format-4 segments are still read and appended to, without preallocation.
+//!   nothing; segments of formats 4 and 5 (store format 3) are refused by name.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -295,40 +295,32 @@ async fn segments_roll_over_with_preallocation_and_reopen_whole() {
     assert_eq!(indexes(&wal), (1..=41).collect::<Vec<_>>());
 }
 
+/// Segments of formats 4 and 5 hold store objects of snapshot format 3, which no longer decode:
+/// the open refuses them by name (file, version), before reading any entry.
 #[tokio::test]
-async fn format_4_segments_are_read_and_appended_to_without_preallocation() {
-    let d = tempfile::tempdir().unwrap();
-    {
-        let (wal, _) = open_with(d.path(), 1 << 20, 0).unwrap();
-        append(&wal, (1..=3).map(entry).collect()).await;
+async fn segments_of_the_previous_store_format_are_refused_by_name() {
+    for version in [4u32, 5] {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = open_with(d.path(), 1 << 20, 0).unwrap();
+            append(&wal, (1..=3).map(entry).collect()).await;
+        }
+        let seg = segments(d.path()).remove(0);
+        edit(&seg, |b| {
+            let header = SegmentHeader::decode(b).unwrap();
+            b[..HEADER_LEN].copy_from_slice(&header.encode_version(version));
+        });
+        match open(d.path()) {
+            Err(StorageFault::Corrupt { reason, .. }) => assert!(
+                reason.contains(&format!(
+                    "segment format version {version} holds store objects of an earlier layout"
+                )),
+                "{reason}"
+            ),
+            Err(other) => panic!("format {version}: {other}"),
+            Ok(_) => panic!("format {version}: opened"),
+        }
     }
-    let seg = segments(d.path()).remove(0);
-    edit(&seg, |b| {
-        let header = SegmentHeader::decode(b).unwrap();
-        b[..HEADER_LEN].copy_from_slice(&header.encode_version(4));
-    });
-    {
-        let (wal, report) = open(d.path()).unwrap();
-        assert_eq!(report.truncated_tail, None);
-        assert_eq!(indexes(&wal), vec![1, 2, 3]);
-        append(&wal, vec![entry(4)]).await;
-    }
-    let bytes = fs::read(&seg).unwrap();
-    let scan = scan_segment(&bytes).unwrap();
-    assert_eq!((scan.version, scan.frames.len()), (4, 4));
-    assert_eq!(
-        scan.end,
-        ScanEnd::Clean,
-        "no zeros were added to a format-4 segment"
-    );
-    // Format 4 keeps its rule: a damaged last record followed by zeros is corruption there.
-    edit(&seg, |b| {
-        let last = scan.frames[3].offset as usize;
-        b[last + 100..].fill(0);
-        b.extend_from_slice(&[0; 100]);
-        b[last + 20] ^= 1;
-    });
-    assert!(matches!(open(d.path()), Err(StorageFault::Corrupt { .. })));
 }
 
 /// The leader's cache of recent entries answers like the disk, and stays right across truncate

@@ -115,6 +115,7 @@ impl Cleanup {
                 annotations: Annotations::named(format!("{name}{}", suffix())),
                 ..NetworkSpec::default()
             },
+            ipam: None,
         };
         self.networks.push(n.id);
         Arc::new(n)

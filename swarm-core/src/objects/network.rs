@@ -17,6 +17,10 @@ pub struct Network {
     pub meta: Meta,
     /// What the operator asked for.
     pub spec: NetworkSpec,
+    /// Its address management as allocated ([`crate::ipam`]): the spec's pools with their
+    /// gateways, or a subnet from the cluster's default address pool. `None` only for a network
+    /// stored without going through allocation (fixtures).
+    pub ipam: Option<Ipam>,
 }
 
 /// What an operator gives to create a network.

@@ -759,6 +759,18 @@ pub struct Endpoint {
     pub spec: EndpointSpec,
     /// Ports with published ports assigned.
     pub ports: Vec<PortConfig>,
+    /// The service's virtual IP on each network it is attached to (endpoint mode `vip`), kept
+    /// across updates while it stays attached.
+    pub virtual_ips: Vec<VirtualIp>,
+}
+
+/// A service's virtual IP on one network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualIp {
+    /// The network.
+    pub network_id: Id,
+    /// The address with the network's prefix length, as Docker writes it (`10.0.1.2/24`).
+    pub addr: String,
 }
 
 /// State of a rolling update or rollback.

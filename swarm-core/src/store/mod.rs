@@ -113,8 +113,9 @@ pub enum StoreError {
 /// network bootstrap, ...). bincode has a fixed layout, so a format-1 snapshot cannot be read
 /// with format-2 types; [`StoreSnapshot::decode`] refuses it by name. 3: nodes carry their
 /// certificate record and the cluster's root CA its key, rotation state and last forced rotation
-/// (issue 15); format 2 is refused by name.
-pub const SNAPSHOT_FORMAT: u32 = 3;
+/// (issue 15); format 2 is refused by name. 4: networks carry their allocated IPAM and service
+/// endpoints their virtual IPs (issue 16); format 3 is refused by name.
+pub const SNAPSHOT_FORMAT: u32 = 4;
 
 /// Every object of a store at one index. Encoding it (bincode) is deterministic: equal stores give
 /// equal bytes.
@@ -163,6 +164,14 @@ impl StoreSnapshot {
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         {
             Some(SNAPSHOT_FORMAT) | None => {}
+            Some(3) => {
+                return Err(StoreError::Snapshot(
+                    "format 3 (written before networks and services gained their allocated \
+                     addresses) is no longer read; move the data directory away and rejoin this \
+                     manager"
+                        .into(),
+                ))
+            }
             Some(2) => {
                 return Err(StoreError::Snapshot(
                     "format 2 (written before nodes and the root CA gained their certificate \

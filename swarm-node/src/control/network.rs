@@ -1,10 +1,12 @@
-//! Swarm-scoped networks: objects only (no data plane), enough for services and `docker stack`.
+//! Swarm-scoped networks: objects and their address allocation (subnets here, service virtual IPs
+//! in `service.rs`), enough for services and `docker stack`; the data plane is the runtime's.
 
 use std::net::IpAddr;
 
-use swarm_core::objects::network::NetworkSpec;
+use swarm_core::ipam::{self, UsedSubnet};
+use swarm_core::objects::network::{Ipam, NetworkSpec};
 use swarm_core::validate::validate_network_spec;
-use swarm_core::{Id, Meta, Network, ObjectKind, Service};
+use swarm_core::{Cluster, Id, Meta, Network, ObjectKind, Service, Tx};
 
 use super::resolve::resolve;
 use super::{new_id, Control, ControlError};
@@ -50,10 +52,12 @@ impl Control {
                     spec.annotations.name
                 )));
             }
+            let ipam = allocate_ipam(tx, &spec)?;
             tx.create(Network {
                 id,
                 meta: Meta::default(),
                 spec,
+                ipam: Some(ipam),
             })?;
             Ok(id)
         })
@@ -81,6 +85,42 @@ impl Control {
         })
         .await
     }
+}
+
+/// The network's IPAM ([`swarm_core::ipam::allocate_network`]): its own pools, which may not
+/// overlap another network's subnets, or a subnet from the cluster's default address pool.
+fn allocate_ipam(tx: &Tx<'_>, spec: &NetworkSpec) -> Result<Ipam, ControlError> {
+    let used: Vec<UsedSubnet> = tx
+        .list::<Network>()
+        .iter()
+        .flat_map(|n| {
+            let configs = n.ipam.as_ref().unwrap_or(&n.spec.ipam).configs.clone();
+            let name = n.spec.annotations.name.clone();
+            configs.into_iter().filter_map(move |c| {
+                Some(UsedSubnet {
+                    subnet: c.subnet.parse().ok()?,
+                    network: name.clone(),
+                })
+            })
+        })
+        .collect();
+    let bootstrap = tx
+        .list::<Cluster>()
+        .first()
+        .map(|c| c.network_bootstrap.clone())
+        .unwrap_or_default();
+    ipam::allocate_network(
+        &spec.ipam,
+        &bootstrap.default_addr_pool,
+        bootstrap.subnet_size,
+        &used,
+    )
+    .map_err(|e| match e {
+        ipam::IpamError::Overlap { .. } | ipam::IpamError::InvalidCidr(_) => {
+            ControlError::InvalidArgument(format!("ipam configuration: {e}"))
+        }
+        _ => ControlError::FailedPrecondition(format!("cannot allocate the network's subnet: {e}")),
+    })
 }
 
 /// Checks one IPAM pool as SwarmKit does: a CIDR subnet, and a range and gateway inside it.

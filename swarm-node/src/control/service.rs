@@ -5,11 +5,14 @@
 //! that writes the service, so a reference can never point at an object removed meanwhile. Network
 //! attachments are resolved the same way (id, name or id prefix) and stored by id.
 
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use swarm_core::ipam;
 use swarm_core::objects::service::{
     ConfigReference, Endpoint, EndpointMode, FileTarget, JobStatus, PortConfig, PublishMode,
-    SecretReference,
+    SecretReference, VirtualIp,
 };
 use swarm_core::validate::{
     validate_service_spec, validate_service_update, validate_task_counts, ServiceLimits, SpecError,
@@ -220,6 +223,7 @@ impl Control {
         Ok(Endpoint {
             spec: spec.endpoint.clone(),
             ports,
+            virtual_ips: allocate_vips(tx, spec, service, prev)?,
         })
     }
 
@@ -273,6 +277,63 @@ pub fn service_status(store: &swarm_core::Store, service: &Service) -> ServiceSt
         }
     }
     st
+}
+
+/// The virtual IPs `spec` gets (endpoint mode `vip`; none for `dnsrr`): one on each network it
+/// is attached to, the one `prev` holds on that network if any (a service keeps its VIP across
+/// updates and rollbacks while it stays attached), else the lowest free address of the network's
+/// first pool ([`swarm_core::ipam`]) among the other services' VIPs there. A network stored
+/// without an allocation gives no VIP.
+fn allocate_vips(
+    tx: &Tx<'_>,
+    spec: &ServiceSpec,
+    service: Option<Id>,
+    prev: &Endpoint,
+) -> Result<Vec<VirtualIp>, ControlError> {
+    if spec.endpoint.mode != EndpointMode::Vip {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<VirtualIp> = Vec::with_capacity(spec.task.networks.len());
+    for att in &spec.task.networks {
+        // `prepare_spec` resolved every target to a network id.
+        let Ok(network_id) = att.target.parse::<Id>() else {
+            continue;
+        };
+        if out.iter().any(|v| v.network_id == network_id) {
+            continue;
+        }
+        if let Some(v) = prev.virtual_ips.iter().find(|v| v.network_id == network_id) {
+            out.push(v.clone());
+            continue;
+        }
+        let Some(net) = tx.get::<Network>(&network_id) else {
+            continue;
+        };
+        let Some(config) = net.ipam.as_ref().and_then(|i| i.configs.first()) else {
+            continue;
+        };
+        let bad = |e: ipam::IpamError| {
+            ControlError::FailedPrecondition(format!(
+                "cannot allocate a virtual IP on network {}: {e}",
+                net.spec.annotations.name
+            ))
+        };
+        let pool = ipam::Pool::parse(config).map_err(bad)?;
+        let used: BTreeSet<IpAddr> = tx
+            .list::<Service>()
+            .iter()
+            .filter(|s| Some(s.id) != service)
+            .flat_map(|s| s.endpoint.virtual_ips.iter())
+            .filter(|v| v.network_id == network_id)
+            .filter_map(|v| v.addr.split('/').next()?.parse().ok())
+            .collect();
+        let addr = pool.allocate(&used).map_err(bad)?;
+        out.push(VirtualIp {
+            network_id,
+            addr: pool.subnet.with_host(addr),
+        });
+    }
+    Ok(out)
 }
 
 /// Resolves references and networks, then validates the spec.

@@ -428,6 +428,7 @@ mod tests {
             id: swarm_core::testing::id(77),
             meta: Default::default(),
             spec: Default::default(),
+            ipam: None,
         };
         t.networks = vec![swarm_core::objects::task::NetworkAttachment {
             network: Arc::new(net),

@@ -59,10 +59,16 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"SWRMWAL\0";
 /// root CA key and rotation); version 3 segments are refused by name. 5: the same frames, but the
 /// file may hold preallocated zeros after them, and a damaged frame followed by nothing that
 /// verifies is a torn write (see the module docs); version 4 segments are still read, with their
-/// stricter rule, and are never preallocated).
-pub const SEGMENT_VERSION: u32 = 5;
-/// The previous segment format, still read (and appended to, without preallocation).
+/// stricter rule, and are never preallocated). 6: the frames of 5, whose entries hold store
+/// objects of snapshot format 4 (network IPAM, service virtual IPs). This module still scans the
+/// framing of 4 and 5, but their entries cannot be decoded any more: opening a WAL refuses them by
+/// name ([`STORE_FORMAT_3_VERSIONS`]).
+pub const SEGMENT_VERSION: u32 = 6;
+/// The strict-torn-tail framing (format 4), still scanned by this module.
 pub const SEGMENT_VERSION_4: u32 = 4;
+/// Segment formats whose entries hold store objects of snapshot format 3: the WAL refuses them by
+/// name when it opens.
+pub const STORE_FORMAT_3_VERSIONS: [u32; 2] = [4, 5];
 /// Length of the segment header.
 pub const HEADER_LEN: usize = 32;
 /// Length of a frame header (length + body checksum + header checksum).
@@ -111,7 +117,8 @@ impl SegmentHeader {
         out
     }
 
-    /// Decodes a header and its format version ([`SEGMENT_VERSION`] or [`SEGMENT_VERSION_4`]).
+    /// Decodes a header and its format version ([`SEGMENT_VERSION`] or one of
+    /// [`STORE_FORMAT_3_VERSIONS`], whose framing is still scanned).
     pub fn decode_versioned(bytes: &[u8]) -> Result<(SegmentHeader, u32), &'static str> {
         if bytes.len() < HEADER_LEN {
             return Err("shorter than a segment header");
@@ -132,7 +139,7 @@ impl SegmentHeader {
         if version == 3 {
             return Err("segment format version 3 holds store objects of an earlier layout (before node certificates and the root CA key) and is no longer read; move the data directory away and rejoin this manager");
         }
-        if version != SEGMENT_VERSION && version != SEGMENT_VERSION_4 {
+        if version != SEGMENT_VERSION && !STORE_FORMAT_3_VERSIONS.contains(&version) {
             return Err("unknown segment format version");
         }
         let first_index = le_u64(&bytes[12..20]);

@@ -9,7 +9,7 @@ use rand::SeedableRng;
 
 use super::faults::DiskFaults;
 use super::flush::{Flusher, SegFile};
-use super::frame::{scan_segment, ScanEnd, HEADER_LEN};
+use super::frame::{self, scan_segment, ScanEnd, HEADER_LEN};
 use super::{committed, Loc, OpenReport, Segment, State, Wal, WalOptions};
 use crate::disk::{Disk, OpenMode, OsDisk};
 use crate::error::StorageFault;
@@ -89,6 +89,18 @@ impl Wal {
                 Err((offset, reason)) => return Err(StorageFault::corrupt(&path, offset, reason)),
             };
             tighten_on(&*disk, &path, 0o600)?;
+            if frame::STORE_FORMAT_3_VERSIONS.contains(&scan.version) {
+                return Err(StorageFault::corrupt(
+                    &path,
+                    8,
+                    format!(
+                        "segment format version {} holds store objects of an earlier layout \
+                         (before network IPAM and service virtual IPs) and is no longer read; \
+                         move the data directory away and rejoin this manager",
+                        scan.version
+                    ),
+                ));
+            }
             if scan.header.first_index != first {
                 return Err(StorageFault::corrupt(
                     &path,

@@ -303,6 +303,7 @@ mod tests {
             id: Id::from_u128(0xdead_beef_1234_5678_9abc),
             meta: Default::default(),
             spec,
+            ipam: None,
         }
     }
 

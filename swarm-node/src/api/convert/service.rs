@@ -391,7 +391,16 @@ pub(crate) fn service_out(
             }),
             ports: (!s.endpoint.ports.is_empty())
                 .then(|| s.endpoint.ports.iter().map(port_out).collect()),
-            virtual_ips: None,
+            virtual_ips: (!s.endpoint.virtual_ips.is_empty()).then(|| {
+                s.endpoint
+                    .virtual_ips
+                    .iter()
+                    .map(|v| models::ServiceEndpointVirtualIps {
+                        network_id: Some(v.network_id.to_string()),
+                        addr: Some(v.addr.clone()),
+                    })
+                    .collect()
+            }),
         }),
         update_status: s
             .update_status

@@ -135,6 +135,62 @@ pub(crate) fn ok_list<T: Serialize>(items: &[T], per_item: usize) -> Response {
     )
 }
 
+/// Items per chunk of a streamed list, and the length from which a list is streamed.
+const STREAM_CHUNK: usize = 256;
+
+/// A 200 JSON list of `items`, each converted by `convert` only when the client reads that far: a
+/// list of [`STREAM_CHUNK`] items or more is sent chunked, [`STREAM_CHUNK`] items at a time, so
+/// the answer is never whole in memory (a million tasks would be about 1.5 GB of JSON). Shorter
+/// lists are sent in one piece, as [`ok_list`]. The bytes are the same either way.
+pub(crate) fn ok_streamed_list<A, T, F>(items: Vec<A>, convert: F) -> Response
+where
+    A: Send + 'static,
+    T: Serialize,
+    F: Fn(&A) -> T + Send + 'static,
+{
+    if items.len() < STREAM_CHUNK {
+        let out: Vec<T> = items.iter().map(&convert).collect();
+        return ok_list(&out, 1024);
+    }
+    let total = items.len();
+    let state = (items, 0usize, convert);
+    let chunks = futures_util::stream::unfold(state, move |(items, at, convert)| async move {
+        if at > total {
+            return None;
+        }
+        let end = (at + STREAM_CHUNK).min(total);
+        let mut buf = Vec::with_capacity((end - at) * 1024 + 2);
+        if at == 0 {
+            buf.push(b'[');
+        }
+        for (i, item) in items[at..end].iter().enumerate() {
+            if at + i > 0 {
+                buf.push(b',');
+            }
+            if let Err(e) = serde_json::to_writer(&mut buf, &convert(item)) {
+                // Nothing here fails to encode; if it did, the client sees a cut answer, not a
+                // wrong one.
+                let err = std::io::Error::other(format!("could not encode the answer: {e}"));
+                return Some((Err(err), (items, total + 1, convert)));
+            }
+        }
+        // After the last chunk, `total + 1` ends the stream.
+        let next = if end == total {
+            buf.push(b']');
+            total + 1
+        } else {
+            end
+        };
+        Some((Ok::<_, std::io::Error>(buf), (items, next, convert)))
+    });
+    let mut resp = (StatusCode::OK, Body::from_stream(chunks)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// A 200 JSON answer.
 pub(crate) fn ok<T: Serialize>(value: &T) -> Response {
     reply(StatusCode::OK, value)
@@ -167,4 +223,38 @@ pub(crate) async fn body<T: DeserializeOwned>(
         )
     })?;
     json::decode(&bytes)
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    async fn body_of(resp: Response) -> (bool, Vec<u8>) {
+        let sized = resp.headers().contains_key(header::CONTENT_LENGTH)
+            || axum::body::HttpBody::size_hint(resp.body())
+                .exact()
+                .is_some();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (sized, bytes.to_vec())
+    }
+
+    /// A streamed list is byte for byte the JSON of the whole list, for lengths around every
+    /// chunk boundary; short lists go out in one sized piece.
+    #[tokio::test]
+    async fn streamed_lists_are_the_same_json_as_whole_ones() {
+        for n in [0, 1, 255, 256, 257, 511, 512, 513, 1000] {
+            let items: Vec<u64> = (0..n).collect();
+            let want = serde_json::to_vec(&items.iter().map(|i| i * 3).collect::<Vec<_>>())
+                .expect("encode");
+            let (sized, got) = body_of(ok_streamed_list(items, |i: &u64| i * 3)).await;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{n} items"
+            );
+            assert_eq!(sized, (n as usize) < STREAM_CHUNK, "{n} items");
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! `/networks`: swarm-scoped networks as objects (no data plane): list (filters id, name, label,
+//! `/networks`: swarm-scoped networks (their objects, allocated IPAM, peers and service VIPs;
+//! the data plane is the runtime's): list (filters id, name, label,
 //! driver, scope, type, dangling), create (201 `{"Id", "Warning"}`), inspect, remove, prune.
 
 use axum::body::Body;
@@ -10,7 +11,7 @@ use serde_json::json;
 use swarm_core::Network;
 
 use super::{body, empty, ok, reply, PathId};
-use crate::api::convert::network::{network_out, network_spec_in};
+use crate::api::convert::network::{network_inspect, network_out, network_spec_in};
 use crate::api::error::ApiError;
 use crate::api::query::Query;
 use crate::api::AppState;
@@ -85,7 +86,9 @@ pub(crate) async fn inspect(
         )));
     }
     let net = ctl.get::<Network>(&id)?;
-    Ok(ok(&network_out(&net)))
+    let verbose = matches!(q.get("verbose"), Some("1" | "true"));
+    let view = ctl.store().view(|s| network_inspect(&net, s, verbose));
+    Ok(ok(&view))
 }
 
 /// `DELETE /networks/{id}`.

@@ -1,5 +1,7 @@
 //! `/nodes`: list (filters id, name, role, membership, label, node.label), inspect, update, remove.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -8,7 +10,7 @@ use bollard::models;
 use swarm_core::objects::node::NodeRole;
 use swarm_core::Node;
 
-use super::{body, empty, ok, ok_list, PathId};
+use super::{body, empty, ok, ok_streamed_list, PathId};
 use crate::api::convert::node::{node_out, node_spec_in, NodeContext};
 use crate::api::convert::tls::tls_info_out;
 use crate::api::error::ApiError;
@@ -51,7 +53,8 @@ pub(crate) async fn list(
     }
     let membership_ok = accepted.is_empty() || accepted.contains(&true);
     let nctx = node_context(&ctl);
-    let nodes: Vec<models::Node> = ctl.store().view(|s| {
+    // Hold the store's read lock only to pick the nodes; convert as the answer is sent.
+    let picked: Vec<Arc<Node>> = ctl.store().view(|s| {
         s.iter::<Node>()
             .filter(|n| {
                 membership_ok
@@ -67,10 +70,12 @@ pub(crate) async fn list(
                     )
                     && f.labels_match("node.label", &n.spec.annotations.labels)
             })
-            .map(|n| node_out(n, &nctx))
+            .cloned()
             .collect()
     });
-    Ok(ok_list(&nodes, 1024))
+    Ok(ok_streamed_list(picked, move |n: &Arc<Node>| {
+        node_out(n, &nctx)
+    }))
 }
 
 /// `GET /nodes/{id}` (id, hostname or id prefix).

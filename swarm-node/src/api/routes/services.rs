@@ -11,8 +11,8 @@ use bollard::models;
 use serde_json::json;
 use swarm_core::Service;
 
-use super::{body, empty, ok, ok_list, reply, PathId};
-use crate::api::convert::service::{service_out, service_spec_in, ServiceJson};
+use super::{body, empty, ok, ok_streamed_list, reply, PathId};
+use crate::api::convert::service::{service_out, service_spec_in};
 use crate::api::error::ApiError;
 use crate::api::query::Query;
 use crate::api::AppState;
@@ -52,18 +52,14 @@ pub(crate) async fn list(
             .collect()
     });
     let host = st.backend.runtime_capabilities().host_network;
-    let services: Vec<ServiceJson> = picked
-        .iter()
-        .map(|(svc, status)| {
-            let out = service_out(svc, *status, false);
-            if host {
-                out.on_host_network()
-            } else {
-                out
-            }
-        })
-        .collect();
-    Ok(ok_list(&services, 1024))
+    Ok(ok_streamed_list(picked, move |(svc, status)| {
+        let out = service_out(svc, *status, false);
+        if host {
+            out.on_host_network()
+        } else {
+            out
+        }
+    }))
 }
 
 /// The base64url JSON in `X-Registry-Auth`, passed on as given.

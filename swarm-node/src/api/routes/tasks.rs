@@ -12,8 +12,8 @@ use axum::response::Response;
 use swarm_core::{Id, Node, Service, Store, StoreObject, Task, TaskState};
 use swarm_sched::is_task_dirty;
 
-use super::{ok, ok_list, PathId};
-use crate::api::convert::task::{task_out, TaskJson};
+use super::{ok, ok_streamed_list, PathId};
+use crate::api::convert::task::task_out;
 use crate::api::error::ApiError;
 use crate::api::query::{Filters, Query};
 use crate::api::AppState;
@@ -76,8 +76,7 @@ pub(crate) async fn list(
             .cloned()
             .collect()
     });
-    let tasks: Vec<TaskJson> = picked.iter().map(|t| task_out(t)).collect();
-    Ok(ok_list(&tasks, 1024))
+    Ok(ok_streamed_list(picked, |t: &Arc<Task>| task_out(t)))
 }
 
 fn matches(f: &Filters, t: &Task) -> bool {
