@@ -55,6 +55,7 @@ mod route;
 mod table;
 mod tcp;
 mod udp;
+mod view;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -63,16 +64,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use swarm_core::objects::service::{PortConfig, Protocol, PublishMode};
-use swarm_core::SharedStore;
+use swarm_core::{Id, SharedStore};
+use swarm_net::rpc::{Client, ItemSender, Peer, RecvStream, SendStream, Status};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backend::PortCheck;
+use crate::net::mesh::MeshPeers;
 use route::Route;
 pub use table::backend_addr;
+pub use view::{Backend, MeshView, ViewUpdate, MESH_ADDR_LABEL};
 
 /// A published port: its number and protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct PortKey {
     /// The published port.
     pub port: u16,
@@ -124,6 +131,39 @@ impl Default for MeshConfig {
     }
 }
 
+/// Where a node's mesh learns the published ports and their backends.
+pub enum MeshSource {
+    /// A store (a manager's, or a single host's): the mesh computes the view itself, and serves
+    /// it to the other nodes (`mesh.v1.routes`).
+    Store(SharedStore),
+    /// The managers (a worker): the mesh subscribes to one of them at a time, failing over to
+    /// the next when the stream breaks.
+    Managers {
+        /// The client the subscription uses.
+        client: Arc<Client>,
+        /// The managers known now.
+        managers: Arc<dyn Fn() -> Vec<Peer> + Send + Sync>,
+    },
+}
+
+impl std::fmt::Debug for MeshSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MeshSource::Store(_) => f.write_str("MeshSource::Store"),
+            MeshSource::Managers { .. } => f.write_str("MeshSource::Managers"),
+        }
+    }
+}
+
+/// A node of a multi-host swarm: who it is and how it reaches the other nodes' tasks.
+#[derive(Debug, Clone)]
+pub struct MeshNode {
+    /// This node's id: backends on other nodes are reached through `peers`.
+    pub id: Id,
+    /// Streams to the other nodes.
+    pub peers: Arc<MeshPeers>,
+}
+
 /// What the driver, the listeners and the mesh handle share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -131,6 +171,19 @@ pub(crate) struct Shared {
     routes: Mutex<BTreeMap<PortKey, Arc<Route>>>,
     /// Set once: the driver closes every listener, every proxied connection ends.
     stop: watch::Sender<bool>,
+    /// This node (None: a single host, every backend is local).
+    node: Option<Id>,
+    /// Streams to the other nodes' tasks.
+    peers: Option<Arc<MeshPeers>>,
+    /// The view the listeners route by, as the driver last applied it.
+    view: watch::Sender<Arc<MeshView>>,
+    /// Whether the view comes from a store (only then is it served to other nodes).
+    from_store: bool,
+}
+
+/// Whether `backend` runs on `node` (a single host, `None`, has only local backends).
+pub(crate) fn is_local(node: Option<Id>, backend: &Backend) -> bool {
+    node.is_none() || backend.node.is_none() || backend.node == node
 }
 
 impl Shared {
@@ -153,19 +206,104 @@ pub struct RoutingMesh {
 }
 
 impl RoutingMesh {
-    /// Starts watching `store` and publishing its services' ingress ports. Panics outside a
-    /// tokio runtime.
+    /// Starts watching `store` and publishing its services' ingress ports, every backend
+    /// local (a single host). Panics outside a tokio runtime.
     pub fn start(store: SharedStore, config: MeshConfig) -> Arc<RoutingMesh> {
+        RoutingMesh::start_node(MeshSource::Store(store), config, None)
+    }
+
+    /// Starts the mesh of a node fed from `source`; with `node`, backends on other nodes are
+    /// reached through streams to them. Panics outside a tokio runtime.
+    pub fn start_node(
+        source: MeshSource,
+        config: MeshConfig,
+        node: Option<MeshNode>,
+    ) -> Arc<RoutingMesh> {
         let shared = Arc::new(Shared {
             config,
             routes: Mutex::new(BTreeMap::new()),
             stop: watch::channel(false).0,
+            node: node.as_ref().map(|n| n.id),
+            peers: node.map(|n| n.peers),
+            view: watch::channel(Arc::new(MeshView::new())).0,
+            from_store: matches!(source, MeshSource::Store(_)),
         });
-        let driver = tokio::spawn(driver::run(shared.clone(), store));
+        let driver = match source {
+            MeshSource::Store(store) => tokio::spawn(driver::run(shared.clone(), store)),
+            MeshSource::Managers { client, managers } => {
+                tokio::spawn(driver::run_remote(shared.clone(), client, managers))
+            }
+        };
         Arc::new(RoutingMesh {
             shared,
             driver: Mutex::new(Some(driver)),
         })
+    }
+
+    /// The view the listeners route by now, and its changes.
+    pub fn view(&self) -> watch::Receiver<Arc<MeshView>> {
+        self.shared.view.subscribe()
+    }
+
+    /// Sends this node's view to a subscriber (`mesh.v1.routes`): the full view, then every
+    /// change, until the subscriber leaves or the mesh stops. Only a mesh fed from a store
+    /// serves its view (a worker's is second-hand).
+    pub async fn serve_view(&self, mut out: ItemSender<ViewUpdate>) -> Result<(), Status> {
+        use swarm_net::rpc::Code;
+        if !self.shared.from_store {
+            return Err(Status::new(
+                Code::Unavailable,
+                "this node is no manager: its mesh view is not served",
+            ));
+        }
+        let mut stop = self.shared.stop.subscribe();
+        let mut rx = self.shared.view.subscribe();
+        let mut last = rx.borrow_and_update().clone();
+        out.send(&view::full(&last)).await?;
+        loop {
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break },
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let new = rx.borrow_and_update().clone();
+            if let Some(update) = view::diff(&last, &new) {
+                out.send(&update).await?;
+            }
+            last = new;
+        }
+        Err(Status::new(Code::Unavailable, "the routing mesh stopped"))
+    }
+
+    /// The backend of `task` behind `key` if it runs on this node, for a stream from another
+    /// node; else why not.
+    pub fn local_backend(&self, key: PortKey, task: &Id) -> Result<Backend, String> {
+        let route = self
+            .shared
+            .lock_routes()
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| format!("port {key} is not published here"))?;
+        let b = route
+            .backend_of(task)
+            .ok_or_else(|| format!("task {task} is no running backend of port {key}"))?;
+        if self.shared.node.is_some() && b.node != self.shared.node {
+            return Err(format!("task {task} does not run on this node"));
+        }
+        Ok(b)
+    }
+
+    /// Copies bytes between a local task's connection and a mesh stream until both sides are
+    /// done, an error, or the mesh stops.
+    pub async fn pipe_stream(&self, task: TcpStream, send: SendStream, recv: RecvStream) {
+        let mut stop = self.shared.stop.subscribe();
+        tokio::select! {
+            r = tcp::pipe(task, send, recv, self.shared.config.copy_buffer) => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, "routing mesh: stream ended");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => {}
+        }
     }
 
     /// Closes every listener and every proxied connection; returns once the listeners' sockets
@@ -201,12 +339,13 @@ impl RoutingMesh {
             .is_some_and(|r| r.is_bound())
     }
 
-    /// The backends `key` forwards to now (`None` if it is not published).
+    /// The addresses of the backends `key` forwards to now (`None` if it is not published),
+    /// as their own nodes reach them.
     pub fn backends(&self, key: PortKey) -> Option<Vec<SocketAddr>> {
         self.shared
             .lock_routes()
             .get(&key)
-            .map(|r| r.backends().to_vec())
+            .map(|r| r.backends().iter().map(|b| b.addr).collect())
     }
 }
 
