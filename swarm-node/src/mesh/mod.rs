@@ -1,12 +1,19 @@
-//! The routing mesh: Docker's ingress publishing for a single host, as a userspace TCP/UDP
-//! proxy.
+//! The routing mesh: Docker's ingress publishing, as a userspace TCP/UDP proxy on every node,
+//! across hosts over the node-to-node QUIC connections.
 //!
 //! # What it does
-//! For every port a service publishes in ingress mode (`--publish 8080:80`), the mesh listens on
-//! `<mesh addr>:8080` ([`MeshConfig::addr`], `--mesh-addr`, default `0.0.0.0`) and forwards each
-//! connection (TCP) or client flow (UDP) to one of the service's tasks on its target port (80).
-//! It watches the store: a listener opens when a service starts publishing a port and closes
-//! when none does; the backends behind it follow task and service events as they are committed.
+//! For every port a service publishes in ingress mode (`--publish 8080:80`), the mesh of every
+//! node listens on `<mesh addr>:8080` ([`MeshConfig::addr`], `--mesh-addr`, default `0.0.0.0`)
+//! and forwards each connection (TCP) or client flow (UDP) to one of the service's tasks on its
+//! target port (80): a task on this node directly, a task on another node through a
+//! `mesh.v1.connect` stream to that node ([`crate::net::mesh`]), which connects to its task.
+//!
+//! Where the view comes from ([`MeshSource`]): a manager (and a single host) watches its store:
+//! a listener opens when a service starts publishing a port and closes when none does; the
+//! backends behind it follow task, service and node events as they are committed. A worker has
+//! no store: it subscribes to one manager's view (`mesh.v1.routes`, the full view then the
+//! changed ports, [`ViewUpdate`]), moving to the next manager its dispatcher knows when the
+//! stream breaks; while none answers, its last view keeps serving.
 //!
 //! # Policy
 //! - **Backends** of a service: its tasks with desired state running (or earlier), observed
@@ -14,21 +21,31 @@
 //!   unhealthy, gets no traffic), and an address. The address is the task's first one on a
 //!   swarm network it is attached to, else its first one ([`backend_addr`]). A task leaves the
 //!   set as soon as its desired state moves past running is committed, before it is stopped:
-//!   the agent waits `mesh_drain` between the two, so no new connection reaches a stopping task.
-//! - **TCP**: round robin over the current backends; a backend that refuses or does not answer
-//!   within [`MeshConfig::connect_timeout`] is skipped and the next one tried, each at most once;
-//!   if none answers the client connection is closed. Then bytes are copied both ways with
-//!   half-close passed on and `TCP_NODELAY` on both sides. A backend that dies ends only its own
-//!   connections. Existing connections survive backend-set changes (they end with their task)
-//!   and the closing of their listener; they are closed when the mesh stops. At most
-//!   [`MeshConfig::max_connections`] connections per port at once: beyond that, new ones wait in
-//!   the listen backlog. Accept errors (EMFILE...) never end a listener: it backs off briefly.
-//! - **UDP**: per client address a session, a socket connected to a backend chosen round robin,
-//!   relaying datagrams both ways; it expires after [`MeshConfig::udp_idle_timeout`] idle, when its
-//!   backend leaves the set or answers "port unreachable". At most
-//!   [`MeshConfig::max_udp_sessions`] per port; datagrams of new clients beyond that are dropped.
-//!   Replies leave from the published socket: with a wildcard mesh address on a multi-homed host
-//!   the kernel picks their source address.
+//!   the agent waits `mesh_drain` between the two, so no new connection reaches a stopping task,
+//!   on any node (the change reaches the workers' views within the drain).
+//! - Each [`Backend`] names its node and where that node's swarm listener is reached (the
+//!   node's [`MESH_ADDR_LABEL`] engine label, which workers report; a manager's raft address).
+//! - **TCP**: round robin over all current backends, local and remote alike (no preference for
+//!   local tasks: every node spreads evenly); a backend that refuses or does not answer within
+//!   [`MeshConfig::connect_timeout`] is skipped and the next one tried, each at most once. For
+//!   a remote backend "refuses" includes its node refusing the stream: the receiving node
+//!   accepts only a task that is, in its own view, a running backend of that port on itself
+//!   (so a connection racing a task's drain moves on to another task). If none answers the
+//!   client connection is closed. Then bytes are copied both ways with half-close passed on and
+//!   `TCP_NODELAY` on both sides. A backend that dies ends only its own connections; a node
+//!   lost mid-connection (its QUIC connection closes, at most the RPC idle timeout later) ends
+//!   only the connections through it. Existing connections survive backend-set changes (they
+//!   end with their task) and the closing of their listener; they are closed when the mesh
+//!   stops. At most [`MeshConfig::max_connections`] connections per port at once: beyond that,
+//!   new ones wait in the listen backlog; at most [`crate::net::mesh::DEFAULT_MAX_STREAMS`]
+//!   streams to one peer node at once. Accept errors (EMFILE...) never end a listener: it
+//!   backs off briefly.
+//! - **UDP**: per client address a session, a socket connected to a backend chosen round robin
+//!   among **this node's** tasks, relaying datagrams both ways; it expires after
+//!   [`MeshConfig::udp_idle_timeout`] idle, when its backend leaves the set or answers "port
+//!   unreachable". At most [`MeshConfig::max_udp_sessions`] per port; datagrams of new clients
+//!   beyond that are dropped. Replies leave from the published socket: with a wildcard mesh
+//!   address on a multi-homed host the kernel picks their source address.
 //! - **SCTP** ingress ports are not served (a warning is logged once per port).
 //! - A port that cannot be bound when it is published (another program took it after the
 //!   check) is logged and retried every [`MeshConfig::rebind_interval`].
@@ -37,18 +54,22 @@
 //!   [`RoutingMesh::check`](PortCheck::check)).
 //!
 //! # What it does not do
-//! No virtual IPs, no IPVS, no iptables/nftables rules, no overlay network: this is one host, and
-//! the backends are the tasks whose addresses this node can reach (the docker runtime's container
-//! IPs, the process runtime's loopback). Client source addresses are not preserved (backends see
-//! the mesh's address), as with Docker's ingress SNAT. Service-to-service VIPs and DNS are not
-//! provided here.
+//! - No UDP across hosts: a UDP port answers only on nodes running one of its tasks (datagrams
+//!   are not framed over streams yet).
+//! - No kernel fast path (IPVS, nftables/iptables DNAT): every byte goes through this process,
+//!   also locally. No virtual IPs or service DNS (issue 16's deliverable 2), no overlay network.
+//! - No preference for local tasks, no weighting by node load.
+//! - Client source addresses are not preserved (backends see the mesh's address, or the task's
+//!   node's for remote connections), as with Docker's ingress SNAT.
 //!
 //! # Layout
 //! - `table.rs`: the route table, a state machine without I/O (store events in, listener changes
 //!   out);
-//! - `driver.rs`: the task feeding it and opening/closing listeners;
+//! - `view.rs`: the view other nodes receive ([`Backend`], [`ViewUpdate`]; full view and diffs);
+//! - `driver.rs`: the task feeding it (from the store, or from a manager's view stream) and
+//!   opening/closing listeners;
 //! - `route.rs`: one published port's live backend list, shared with its listener;
-//! - `tcp.rs`, `udp.rs`: the proxies.
+//! - `tcp.rs`, `udp.rs`: the proxies (`tcp::pipe`: a TCP connection over a mesh stream).
 
 mod driver;
 mod route;
