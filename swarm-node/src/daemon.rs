@@ -8,8 +8,9 @@
 //! runtime only; cluster reads and writes answer [`BackendError::NotAManager`], `info` and
 //! `swarm leave` work). The routing mesh ([`crate::mesh`]) starts with a manager's worker and
 //! stops first; it answers the control layer's port checks ([`ClusterAccess::ports`]). A worker
-//! runs no routing mesh: the mesh routes from the services and tasks of the store, which only
-//! managers hold (published ports are served by the managers' meshes in this version).
+//! runs one too, fed from a manager's mesh view (`net::mesh`), and a listener on its listen
+//! address serving only the mesh's streams, its address reported to the managers in its node
+//! description ([`crate::mesh::MESH_ADDR_LABEL`]).
 //!
 //! Network ([`crate::net`]): a manager serves the swarm protocol (raft, membership, CA,
 //! dispatcher) on one QUIC listener bound to `--listen-addr` (or the init/join request's),
@@ -61,7 +62,8 @@ use crate::manager::host::describe_host;
 use crate::manager::identity::TRANSITION_FILE;
 use crate::manager::identity::{KnownManager, LocalRole};
 use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
-use crate::mesh::{MeshConfig, RoutingMesh};
+use crate::mesh::{MeshConfig, MeshNode, MeshSource, RoutingMesh, MESH_ADDR_LABEL};
+use crate::net::mesh::{MeshPeers, MeshSlot, WorkerMesh, DEFAULT_MAX_STREAMS};
 use crate::net::node::{
     load_material, rpc_config, save_material, ManagerNet, StoreMembers, WorkerNet,
 };
@@ -116,15 +118,22 @@ pub enum DaemonError {
 /// listener (absent when it could not bind).
 type ActiveParts = (Manager, Worker, Arc<RoutingMesh>, Option<ManagerNet>);
 
-/// A worker node's running parts: its worker (agent), its network side and identity.
-type WorkerParts = (Worker, WorkerNet, NodeIdentity);
+/// A worker node's running parts: its worker (agent), its network side and identity, its
+/// routing mesh and the listener other nodes' mesh streams reach it on (absent when it could
+/// not bind).
+type WorkerParts = (
+    Worker,
+    WorkerNet,
+    NodeIdentity,
+    Arc<RoutingMesh>,
+    Option<NetStack>,
+);
 
 enum Running {
     Inactive,
     Locked(NodeIdentity),
     Active(Box<ActiveParts>),
-    /// A worker: no store, no routing mesh (the mesh routes from the store's services and tasks,
-    /// which only managers hold; a worker's published ports are not served in this version).
+    /// A worker: no store; its routing mesh follows a manager's view (`net::mesh`).
     Worker(Box<WorkerParts>),
 }
 
@@ -151,6 +160,8 @@ pub struct Daemon {
     members: Arc<StoreMembers>,
     /// The raft node the listener serves.
     raft_target: RaftTarget,
+    /// The routing mesh the listener's mesh methods serve.
+    mesh_slot: MeshSlot,
     /// This daemon, for the tasks that change its role (a worker promoted).
     me: std::sync::OnceLock<std::sync::Weak<Daemon>>,
     /// The data directory's lock, held from the start until [`Daemon::shutdown`].
@@ -266,6 +277,7 @@ impl Daemon {
             members: Arc::new(StoreMembers::new(slot.clone())),
             raft_target: RaftTarget::new(Arc::new(StoreMembers::new(slot.clone()))),
             slot,
+            mesh_slot: MeshSlot::default(),
             lock: std::sync::Mutex::new(Some(lock)),
             me: std::sync::OnceLock::new(),
         });
@@ -336,10 +348,12 @@ impl Daemon {
         }
     }
 
-    /// The routing mesh while the swarm is active (tests, embedders).
+    /// The routing mesh while the swarm is active, on a manager or a worker (tests,
+    /// embedders).
     pub async fn mesh(&self) -> Option<Arc<RoutingMesh>> {
         match &*self.running.lock().await {
             Running::Active(mw) => Some(mw.2.clone()),
+            Running::Worker(w) => Some(w.3.clone()),
             _ => None,
         }
     }
@@ -422,6 +436,7 @@ impl Daemon {
                 manager.store().clone(),
                 self.slot.clone(),
                 self.raft_target.clone(),
+                self.mesh_slot.clone(),
             ) {
                 Ok(n) => Some(n),
                 Err(e) => {
@@ -468,15 +483,17 @@ impl Daemon {
                 Arc::new(move || crate::net::node::store_managers(&store)),
             );
         }
-        let mesh = RoutingMesh::start(
-            manager.store().clone(),
-            MeshConfig {
-                addr: self.config.mesh_addr,
-                // Tasks on the host network (process runtime) listen on the host's ports.
-                shared_host_network: self.runtime.capabilities().host_network,
-                ..MeshConfig::default()
-            },
+        // With a listener the mesh forwards to the other nodes' tasks (and they to this one's).
+        let mesh_node = net.as_ref().map(|_| MeshNode {
+            id: node_id,
+            peers: Arc::new(MeshPeers::new(client.clone(), DEFAULT_MAX_STREAMS)),
+        });
+        let mesh = RoutingMesh::start_node(
+            MeshSource::Store(manager.store().clone()),
+            self.mesh_config(),
+            mesh_node,
         );
+        self.mesh_slot.set(Some(mesh.clone()));
         let access = ClusterAccess {
             store: manager.store().clone(),
             proposer: manager.proposer(),
@@ -506,13 +523,29 @@ impl Daemon {
         let net = WorkerNet::start(
             &identity,
             material,
-            tls,
+            tls.clone(),
             client.clone(),
             self.config.data_dir.clone(),
         );
+        // The mesh: the view from the managers; a listener for the other nodes' streams to
+        // this node's tasks, its address reported in the node description.
+        let (mesh, stack, reachable) = WorkerMesh {
+            listen: self.listen_addr(&identity),
+            advertised: &identity.addr,
+            node: identity.node_id,
+            config: self.mesh_config(),
+            slot: self.mesh_slot.clone(),
+        }
+        .start(tls, client.clone(), net.dispatcher().clone());
+        let mut host = self.host.clone();
+        if let Some(addr) = reachable {
+            host.engine
+                .labels
+                .insert(MESH_ADDR_LABEL.to_string(), addr.to_string());
+        }
         let mut worker = Worker::start(
             identity.node_id,
-            self.host.clone(),
+            host,
             self.runtime.clone(),
             Arc::new(net.dispatcher().clone()),
         )
@@ -546,13 +579,30 @@ impl Daemon {
             }
         });
         self.set_view(SwarmState::Active, None, Some(identity.clone()));
-        Ok(Running::Worker(Box::new((worker, net, identity))))
+        Ok(Running::Worker(Box::new((
+            worker, net, identity, mesh, stack,
+        ))))
+    }
+
+    /// The routing mesh's settings on this node.
+    fn mesh_config(&self) -> MeshConfig {
+        MeshConfig {
+            addr: self.config.mesh_addr,
+            // Tasks on the host network (process runtime) listen on the host's ports.
+            shared_host_network: self.runtime.capabilities().host_network,
+            ..MeshConfig::default()
+        }
     }
 
     /// Stops a worker node: its agent (tasks stopped, last statuses reported), then its network
     /// side.
     async fn stop_worker(&self, parts: Box<WorkerParts>) {
-        let (worker, net, _) = *parts;
+        let (worker, net, _, mesh, stack) = *parts;
+        self.mesh_slot.set(None);
+        if let Some(stack) = stack {
+            bounded("stopping the swarm listener", STOP_STEP, stack.stop()).await;
+        }
+        bounded("stopping the routing mesh", STOP_STEP, mesh.stop()).await;
         worker.stop().await;
         bounded("stopping the worker's network side", STOP_STEP, net.stop()).await;
     }
@@ -568,6 +618,7 @@ impl Daemon {
     async fn stop_active(&self, mw: Box<ActiveParts>) {
         let (mut manager, worker, mesh, net) = *mw;
         self.slot.set(None);
+        self.mesh_slot.set(None);
         if let Some(net) = net {
             bounded("stopping the swarm listener", STOP_STEP, net.stop()).await;
         }
@@ -840,6 +891,7 @@ impl Backend for Daemon {
             manager.store().clone(),
             self.slot.clone(),
             self.raft_target.clone(),
+            self.mesh_slot.clone(),
         ) {
             Ok(n) => n,
             Err(e) => {
@@ -1232,10 +1284,11 @@ impl Daemon {
             let net_cell: Arc<std::sync::Mutex<Option<ManagerNet>>> = Default::default();
             let cell = net_cell.clone();
             let (tls2, client2) = (tls.clone(), client.clone());
-            let (slot, target, members) = (
+            let (slot, target, members, mesh_slot) = (
                 self.slot.clone(),
                 self.raft_target.clone(),
                 self.members.clone(),
+                self.mesh_slot.clone(),
             );
             let id = identity.clone();
             let seeds = seeds.clone();
@@ -1253,6 +1306,7 @@ impl Daemon {
                         store,
                         slot,
                         target,
+                        mesh_slot,
                     )?;
                     let peers = crate::net::membership::join_raft(
                         &client2,

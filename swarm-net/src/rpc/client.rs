@@ -164,8 +164,7 @@ impl Client {
         })
     }
 
-    /// Encodes the request (refusing it locally if over the limit), gets a connection, opens a
-    /// stream and sends head and request.
+    /// [`Client::open_stream`], the sending half guarded: dropped unfinished, it cancels the call.
     async fn start<Req: Serialize>(
         &self,
         peer: &Peer,
@@ -173,6 +172,19 @@ impl Client {
         request: &Req,
         deadline: Option<Instant>,
     ) -> Result<(CallGuard, RecvStream), RpcError> {
+        let (send, recv) = self.open_stream(peer, desc, request, deadline).await?;
+        Ok((CallGuard { send, done: false }, recv))
+    }
+
+    /// Encodes the request (refusing it locally if over the limit), gets a connection, opens a
+    /// stream and sends head and request.
+    pub(crate) async fn open_stream<Req: Serialize>(
+        &self,
+        peer: &Peer,
+        desc: &MethodDescriptor,
+        request: &Req,
+        deadline: Option<Instant>,
+    ) -> Result<(SendStream, RecvStream), RpcError> {
         let head = frame::encode(
             wire::HEAD,
             &RequestHead {
@@ -197,16 +209,17 @@ impl Client {
                 Err(e) => return Err(e.into()),
             }
         };
-        let mut call = CallGuard { send, done: false };
+        let mut send = send;
         let mut bytes = head;
         bytes.extend_from_slice(&body);
-        call.send.write_all(&bytes).await.map_err(|e| {
-            from_stream(frame::FrameError::Io {
+        if let Err(e) = send.write_all(&bytes).await {
+            let _ = send.reset(CANCELLED.into());
+            return Err(from_stream(frame::FrameError::Io {
                 kind: desc.name,
                 source: e.into(),
-            })
-        })?;
-        Ok((call, recv))
+            }));
+        }
+        Ok((send, recv))
     }
 
     fn slot(&self, peer: &Peer) -> Arc<tokio::sync::Mutex<Slot>> {

@@ -33,6 +33,8 @@ pub enum CallKind {
     Unary,
     /// One request, any number of responses, then the end (or an error).
     ServerStreaming,
+    /// One typed header, an accept (or a refusal), then raw bytes both ways ([`Duplex`]).
+    Duplex,
 }
 
 /// Everything the transport knows about a method.
@@ -47,7 +49,8 @@ pub struct MethodDescriptor {
     pub access: Access,
     /// Largest encoded request accepted, in bytes.
     pub max_request: u32,
-    /// Largest encoded response (each stream item for streams) accepted, in bytes.
+    /// Largest encoded response (each stream item for streams; the accept frame for duplex
+    /// calls) accepted, in bytes.
     pub max_response: u32,
 }
 
@@ -64,6 +67,35 @@ pub struct Unary<Req, Resp> {
 pub struct ServerStreaming<Req, Item> {
     desc: MethodDescriptor,
     _types: PhantomData<fn(Req) -> Item>,
+}
+
+/// A bidirectional byte-stream method opened with a typed header `Req` (encoded with bincode):
+/// once the server accepts, both sides exchange raw bytes until each finishes (or resets) its
+/// half. See [`crate::rpc::duplex`].
+pub struct Duplex<Req> {
+    desc: MethodDescriptor,
+    _types: PhantomData<fn(Req)>,
+}
+
+impl<Req> Duplex<Req> {
+    /// Declares a duplex method; `max_header` limits the encoded header.
+    pub const fn new(name: &'static str, access: Access, max_header: u32) -> Self {
+        Duplex {
+            desc: MethodDescriptor {
+                name,
+                kind: CallKind::Duplex,
+                access,
+                max_request: max_header,
+                max_response: 0,
+            },
+            _types: PhantomData,
+        }
+    }
+
+    /// The method's descriptor.
+    pub const fn descriptor(&self) -> &MethodDescriptor {
+        &self.desc
+    }
 }
 
 impl<Req, Resp> Unary<Req, Resp> {

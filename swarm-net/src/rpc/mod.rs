@@ -1,4 +1,5 @@
-//! QUIC RPC between swarm nodes: typed unary and server-streaming calls over quinn with mutual TLS.
+//! QUIC RPC between swarm nodes: typed unary and server-streaming calls, and bidirectional byte
+//! streams, over quinn with mutual TLS.
 //!
 //! # Layout
 //! - [`frame`]: `u32` length + bincode frames, size-limited per kind before allocating.
@@ -9,6 +10,7 @@
 //! - [`peer`]: the peer's identity from its certificate, and the embedder's admission hook.
 //! - [`config`]: timeouts, keep-alive, backoff.
 //! - [`server`]: [`Router`] and [`Server`].
+//! - [`duplex`]: bidirectional byte streams ([`Duplex`] methods), both sides.
 //! - [`client`]: [`Client`], its connection pool, deadlines and cancellation.
 //!
 //! swarm-net declares no service. An embedder declares its methods as constants, for example
@@ -22,6 +24,7 @@
 
 pub mod client;
 pub mod config;
+pub mod duplex;
 mod error;
 pub mod frame;
 pub mod method;
@@ -33,9 +36,12 @@ mod wire;
 
 pub use client::{Client, Peer, Streaming};
 pub use config::RpcConfig;
+pub use duplex::DuplexCall;
 pub use error::RpcError;
-pub use method::{Access, CallKind, MethodDescriptor, ServerStreaming, Unary};
+pub use method::{Access, CallKind, Duplex, MethodDescriptor, ServerStreaming, Unary};
 pub use peer::{AdmitAll, PeerInfo, PeerPolicy, SystemClock};
+/// The halves of a duplex call (quinn's streams: tokio `AsyncWrite` / `AsyncRead`).
+pub use quinn::{RecvStream, SendStream};
 pub use server::{
     CallContext, ItemSender, Router, Server, ServerOptions, DEFAULT_HANDSHAKE_QUEUE_TIMEOUT,
     DEFAULT_MAX_HANDSHAKES,

@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::rpc::config::RpcConfig;
+use crate::rpc::duplex::DuplexCall;
 use crate::rpc::error::RpcError;
 use crate::rpc::frame::{self, FrameKind};
 use crate::rpc::method::{authorize, MethodDescriptor, ServerStreaming, Unary};
@@ -29,8 +30,17 @@ use crate::rpc::status::{Code, Status};
 use crate::rpc::tls::TlsState;
 use crate::rpc::wire::{self, RequestHead, CANCELLED, REFUSED, SHUTDOWN};
 
-type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-type Handler = Arc<dyn Fn(CallContext, Vec<u8>, Responder) -> BoxFuture + Send + Sync>;
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type CallHandler = Arc<dyn Fn(CallContext, Vec<u8>, Responder) -> BoxFuture + Send + Sync>;
+pub(crate) type DuplexHandler =
+    Arc<dyn Fn(CallContext, Vec<u8>, DuplexCall) -> BoxFuture + Send + Sync>;
+
+/// A registered handler: calls answer through a [`Responder`]; duplex calls own their streams.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    Call(CallHandler),
+    Duplex(DuplexHandler),
+}
 
 /// What a handler knows about its call.
 #[derive(Debug, Clone)]
@@ -46,7 +56,7 @@ pub struct CallContext {
 /// The methods a server serves.
 #[derive(Default, Clone)]
 pub struct Router {
-    routes: HashMap<&'static str, (MethodDescriptor, Handler)>,
+    pub(crate) routes: HashMap<&'static str, (MethodDescriptor, Handler)>,
 }
 
 impl Router {
@@ -65,7 +75,7 @@ impl Router {
     {
         let desc = *method.descriptor();
         let handler = Arc::new(handler);
-        let erased: Handler = Arc::new(move |ctx, payload, mut out| {
+        let erased: CallHandler = Arc::new(move |ctx, payload, mut out| {
             let handler = handler.clone();
             Box::pin(async move {
                 let reply = match frame::decode_payload::<Req>(wire::request_kind(&desc), &payload)
@@ -76,7 +86,7 @@ impl Router {
                 out.reply(&reply).await;
             })
         });
-        self.routes.insert(desc.name, (desc, erased));
+        self.routes.insert(desc.name, (desc, Handler::Call(erased)));
         self
     }
 
@@ -95,7 +105,7 @@ impl Router {
     {
         let desc = *method.descriptor();
         let handler = Arc::new(handler);
-        let erased: Handler = Arc::new(move |ctx, payload, out| {
+        let erased: CallHandler = Arc::new(move |ctx, payload, out| {
             let handler = handler.clone();
             Box::pin(async move {
                 let req = match frame::decode_payload::<Req>(wire::request_kind(&desc), &payload) {
@@ -120,7 +130,7 @@ impl Router {
                 }
             })
         });
-        self.routes.insert(desc.name, (desc, erased));
+        self.routes.insert(desc.name, (desc, Handler::Call(erased)));
         self
     }
 }
@@ -399,6 +409,21 @@ async fn serve_call(
         out.reply(&Err::<(), Status>(status)).await;
         return;
     };
+    let handler = match handler {
+        Handler::Call(h) => h,
+        Handler::Duplex(h) => {
+            // A duplex call has no deadline: the handler owns both halves and sees a reset or a
+            // lost connection in its own reads and writes.
+            let call = DuplexCall::new(desc, send, recv);
+            let ctx = CallContext {
+                peer,
+                remote,
+                method: desc.name,
+            };
+            serve_duplex(&shared, desc, h, ctx, call).await;
+            return;
+        }
+    };
     let mut out = Responder {
         send,
         kind: wire::response_kind(desc),
@@ -433,6 +458,24 @@ async fn serve_call(
     }
 }
 
+/// Admits a duplex call, reads its header and hands it to `handler`.
+async fn serve_duplex(
+    shared: &Shared,
+    desc: &MethodDescriptor,
+    handler: &DuplexHandler,
+    ctx: CallContext,
+    mut call: DuplexCall,
+) {
+    if let Err(status) = admit(shared, desc, ctx.peer.as_ref()) {
+        call.refuse(status).await;
+        return;
+    }
+    match read_payload(call.recv_mut(), wire::request_kind(desc)).await {
+        Ok(payload) => handler(ctx, payload, call).await,
+        Err(status) => call.refuse(status).await,
+    }
+}
+
 fn refuse(send: SendStream, recv: &mut RecvStream) -> Responder {
     let _ = recv.stop(REFUSED.into());
     Responder {
@@ -463,7 +506,10 @@ fn admit(shared: &Shared, desc: &MethodDescriptor, peer: Option<&PeerInfo>) -> R
 
 /// Reads the request payload as raw bytes (decoded by the typed handler); the limit is checked on
 /// the prefix before the buffer is allocated.
-async fn read_payload(recv: &mut RecvStream, kind: FrameKind) -> Result<Vec<u8>, Status> {
+pub(crate) async fn read_payload(
+    recv: &mut RecvStream,
+    kind: FrameKind,
+) -> Result<Vec<u8>, Status> {
     let mut prefix = [0u8; frame::PREFIX_LEN];
     recv.read_exact(&mut prefix)
         .await

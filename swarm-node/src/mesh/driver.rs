@@ -1,7 +1,8 @@
 //! The mesh's driver task: feeds store events to the [`RouteTable`] and turns its changes into
-//! listeners (opened, re-pointed, closed).
+//! listeners (opened, re-pointed, closed); or, on a node without a store, the same from a
+//! manager's view stream ([`run_remote`]).
 //!
-//! 1. `view_and_watch` services and tasks; under that view, reset the table;
+//! 1. `view_and_watch` services, tasks and nodes; under that view, reset the table;
 //! 2. apply the table's changes, wait for events, feed them in order, repeat;
 //! 3. on `Reset` or a lagged watch, resubscribe and reset (ports no longer published close);
 //! 4. on stop (or when the store is dropped), close every listener and wait until each socket is
@@ -9,18 +10,27 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use swarm_core::objects::service::Protocol;
 use swarm_core::store::WatchError;
 use swarm_core::{Event, ObjectKind, SharedStore, WatchFilter};
+use swarm_net::rpc::{Client, Peer};
 use tokio::task::JoinHandle;
 
 use super::route::Route;
 use super::table::{RouteChange, RouteTable};
+use super::view::{self, MeshView};
 use super::{tcp, udp, PortKey, Shared};
+use crate::net::mesh::MESH_ROUTES;
+
+/// First wait before subscribing again after a view stream failed; doubled up to
+/// [`RESUBSCRIBE_MAX`].
+const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(200);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(3);
 
 fn filter() -> WatchFilter {
-    WatchFilter::kinds(&[ObjectKind::Service, ObjectKind::Task])
+    WatchFilter::kinds(&[ObjectKind::Service, ObjectKind::Task, ObjectKind::Node])
 }
 
 /// Runs until `shared.stop` is set or the store is dropped.
@@ -28,9 +38,12 @@ pub(crate) async fn run(shared: Arc<Shared>, store: SharedStore) {
     let mut stop = shared.stop.subscribe();
     let mut table = RouteTable::new();
     let mut listeners: HashMap<PortKey, JoinHandle<()>> = HashMap::new();
+    let mut current = MeshView::new();
     let ((), mut watcher) = store.view_and_watch(filter(), |s| table.handle_reset(s));
     loop {
-        apply(&shared, &mut listeners, table.poll_changes()).await;
+        let changes = table.poll_changes();
+        publish(&shared, &mut current, &changes);
+        apply(&shared, &mut listeners, changes).await;
         let events = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
@@ -50,11 +63,81 @@ pub(crate) async fn run(shared: Arc<Shared>, store: SharedStore) {
             Err(WatchError::Closed) => break,
         }
     }
+    close_all(&shared, listeners).await;
+}
+
+/// Closes every listener and waits until each socket is closed.
+async fn close_all(shared: &Shared, listeners: HashMap<PortKey, JoinHandle<()>>) {
     shared.lock_routes().clear();
     for (_, h) in listeners {
         h.abort();
         let _ = h.await;
     }
+}
+
+/// Records `changes` in the view other nodes subscribe to and the connect handler reads.
+fn publish(shared: &Shared, current: &mut MeshView, changes: &[RouteChange]) {
+    if changes.is_empty() {
+        return;
+    }
+    view::apply_changes(current, changes);
+    shared.view.send_replace(Arc::new(current.clone()));
+}
+
+/// A node without a store: subscribes to one manager's view at a time (`managers()` in turn,
+/// moving on when a stream fails or ends) and applies it like the store driver. While no
+/// manager answers, the last view keeps serving. Runs until `shared.stop` is set.
+pub(crate) async fn run_remote(
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+    managers: Arc<dyn Fn() -> Vec<Peer> + Send + Sync>,
+) {
+    let mut stop = shared.stop.subscribe();
+    let mut listeners: HashMap<PortKey, JoinHandle<()>> = HashMap::new();
+    let mut current = MeshView::new();
+    let mut next = 0usize;
+    let mut wait = RESUBSCRIBE_FIRST;
+    'subscribe: loop {
+        let peers = managers();
+        if let Some(peer) = peers.get(next % peers.len().max(1)).copied() {
+            next = next.wrapping_add(1);
+            let call = client.server_streaming(&peer, &MESH_ROUTES, &(), None);
+            let stream = tokio::select! {
+                s = call => s,
+                _ = stop.wait_for(|s| *s) => break 'subscribe,
+            };
+            match stream {
+                Ok(mut stream) => loop {
+                    let item = tokio::select! {
+                        i = stream.next() => i,
+                        _ = stop.wait_for(|s| *s) => break 'subscribe,
+                    };
+                    match item {
+                        Some(Ok(update)) => {
+                            wait = RESUBSCRIBE_FIRST;
+                            let changes = view::receive(&mut current, update);
+                            shared.view.send_replace(Arc::new(current.clone()));
+                            apply(&shared, &mut listeners, changes).await;
+                        }
+                        Some(Err(e)) => {
+                            tracing::debug!(manager = %peer.addr, error = %e, "routing mesh: view stream failed; subscribing to another manager");
+                            break;
+                        }
+                        None => break,
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(manager = %peer.addr, error = %e, "routing mesh: view subscription refused; trying another manager");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        wait = (wait * 2).min(RESUBSCRIBE_MAX);
+    }
+    close_all(&shared, listeners).await;
 }
 
 async fn apply(

@@ -1,12 +1,19 @@
-//! The routing mesh: Docker's ingress publishing for a single host, as a userspace TCP/UDP
-//! proxy.
+//! The routing mesh: Docker's ingress publishing, as a userspace TCP/UDP proxy on every node,
+//! across hosts over the node-to-node QUIC connections.
 //!
 //! # What it does
-//! For every port a service publishes in ingress mode (`--publish 8080:80`), the mesh listens on
-//! `<mesh addr>:8080` ([`MeshConfig::addr`], `--mesh-addr`, default `0.0.0.0`) and forwards each
-//! connection (TCP) or client flow (UDP) to one of the service's tasks on its target port (80).
-//! It watches the store: a listener opens when a service starts publishing a port and closes
-//! when none does; the backends behind it follow task and service events as they are committed.
+//! For every port a service publishes in ingress mode (`--publish 8080:80`), the mesh of every
+//! node listens on `<mesh addr>:8080` ([`MeshConfig::addr`], `--mesh-addr`, default `0.0.0.0`)
+//! and forwards each connection (TCP) or client flow (UDP) to one of the service's tasks on its
+//! target port (80): a task on this node directly, a task on another node through a
+//! `mesh.v1.connect` stream to that node ([`crate::net::mesh`]), which connects to its task.
+//!
+//! Where the view comes from ([`MeshSource`]): a manager (and a single host) watches its store:
+//! a listener opens when a service starts publishing a port and closes when none does; the
+//! backends behind it follow task, service and node events as they are committed. A worker has
+//! no store: it subscribes to one manager's view (`mesh.v1.routes`, the full view then the
+//! changed ports, [`ViewUpdate`]), moving to the next manager its dispatcher knows when the
+//! stream breaks; while none answers, its last view keeps serving.
 //!
 //! # Policy
 //! - **Backends** of a service: its tasks with desired state running (or earlier), observed
@@ -14,21 +21,31 @@
 //!   unhealthy, gets no traffic), and an address. The address is the task's first one on a
 //!   swarm network it is attached to, else its first one ([`backend_addr`]). A task leaves the
 //!   set as soon as its desired state moves past running is committed, before it is stopped:
-//!   the agent waits `mesh_drain` between the two, so no new connection reaches a stopping task.
-//! - **TCP**: round robin over the current backends; a backend that refuses or does not answer
-//!   within [`MeshConfig::connect_timeout`] is skipped and the next one tried, each at most once;
-//!   if none answers the client connection is closed. Then bytes are copied both ways with
-//!   half-close passed on and `TCP_NODELAY` on both sides. A backend that dies ends only its own
-//!   connections. Existing connections survive backend-set changes (they end with their task)
-//!   and the closing of their listener; they are closed when the mesh stops. At most
-//!   [`MeshConfig::max_connections`] connections per port at once: beyond that, new ones wait in
-//!   the listen backlog. Accept errors (EMFILE...) never end a listener: it backs off briefly.
-//! - **UDP**: per client address a session, a socket connected to a backend chosen round robin,
-//!   relaying datagrams both ways; it expires after [`MeshConfig::udp_idle_timeout`] idle, when its
-//!   backend leaves the set or answers "port unreachable". At most
-//!   [`MeshConfig::max_udp_sessions`] per port; datagrams of new clients beyond that are dropped.
-//!   Replies leave from the published socket: with a wildcard mesh address on a multi-homed host
-//!   the kernel picks their source address.
+//!   the agent waits `mesh_drain` between the two, so no new connection reaches a stopping task,
+//!   on any node (the change reaches the workers' views within the drain).
+//! - Each [`Backend`] names its node and where that node's swarm listener is reached (the
+//!   node's [`MESH_ADDR_LABEL`] engine label, which workers report; a manager's raft address).
+//! - **TCP**: round robin over all current backends, local and remote alike (no preference for
+//!   local tasks: every node spreads evenly); a backend that refuses or does not answer within
+//!   [`MeshConfig::connect_timeout`] is skipped and the next one tried, each at most once. For
+//!   a remote backend "refuses" includes its node refusing the stream: the receiving node
+//!   accepts only a task that is, in its own view, a running backend of that port on itself
+//!   (so a connection racing a task's drain moves on to another task). If none answers the
+//!   client connection is closed. Then bytes are copied both ways with half-close passed on and
+//!   `TCP_NODELAY` on both sides. A backend that dies ends only its own connections; a node
+//!   lost mid-connection (its QUIC connection closes, at most the RPC idle timeout later) ends
+//!   only the connections through it. Existing connections survive backend-set changes (they
+//!   end with their task) and the closing of their listener; they are closed when the mesh
+//!   stops. At most [`MeshConfig::max_connections`] connections per port at once: beyond that,
+//!   new ones wait in the listen backlog; at most [`crate::net::mesh::DEFAULT_MAX_STREAMS`]
+//!   streams to one peer node at once. Accept errors (EMFILE...) never end a listener: it
+//!   backs off briefly.
+//! - **UDP**: per client address a session, a socket connected to a backend chosen round robin
+//!   among **this node's** tasks, relaying datagrams both ways; it expires after
+//!   [`MeshConfig::udp_idle_timeout`] idle, when its backend leaves the set or answers "port
+//!   unreachable". At most [`MeshConfig::max_udp_sessions`] per port; datagrams of new clients
+//!   beyond that are dropped. Replies leave from the published socket: with a wildcard mesh
+//!   address on a multi-homed host the kernel picks their source address.
 //! - **SCTP** ingress ports are not served (a warning is logged once per port).
 //! - A port that cannot be bound when it is published (another program took it after the
 //!   check) is logged and retried every [`MeshConfig::rebind_interval`].
@@ -37,24 +54,29 @@
 //!   [`RoutingMesh::check`](PortCheck::check)).
 //!
 //! # What it does not do
-//! No virtual IPs, no IPVS, no iptables/nftables rules, no overlay network: this is one host, and
-//! the backends are the tasks whose addresses this node can reach (the docker runtime's container
-//! IPs, the process runtime's loopback). Client source addresses are not preserved (backends see
-//! the mesh's address), as with Docker's ingress SNAT. Service-to-service VIPs and DNS are not
-//! provided here.
+//! - No UDP across hosts: a UDP port answers only on nodes running one of its tasks (datagrams
+//!   are not framed over streams yet).
+//! - No kernel fast path (IPVS, nftables/iptables DNAT): every byte goes through this process,
+//!   also locally. No virtual IPs or service DNS (issue 16's deliverable 2), no overlay network.
+//! - No preference for local tasks, no weighting by node load.
+//! - Client source addresses are not preserved (backends see the mesh's address, or the task's
+//!   node's for remote connections), as with Docker's ingress SNAT.
 //!
 //! # Layout
 //! - `table.rs`: the route table, a state machine without I/O (store events in, listener changes
 //!   out);
-//! - `driver.rs`: the task feeding it and opening/closing listeners;
+//! - `view.rs`: the view other nodes receive ([`Backend`], [`ViewUpdate`]; full view and diffs);
+//! - `driver.rs`: the task feeding it (from the store, or from a manager's view stream) and
+//!   opening/closing listeners;
 //! - `route.rs`: one published port's live backend list, shared with its listener;
-//! - `tcp.rs`, `udp.rs`: the proxies.
+//! - `tcp.rs`, `udp.rs`: the proxies (`tcp::pipe`: a TCP connection over a mesh stream).
 
 mod driver;
 mod route;
 mod table;
 mod tcp;
 mod udp;
+mod view;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -63,16 +85,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use swarm_core::objects::service::{PortConfig, Protocol, PublishMode};
-use swarm_core::SharedStore;
+use swarm_core::{Id, SharedStore};
+use swarm_net::rpc::{Client, ItemSender, Peer, RecvStream, SendStream, Status};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backend::PortCheck;
+use crate::net::mesh::MeshPeers;
 use route::Route;
 pub use table::backend_addr;
+pub use view::{Backend, MeshView, ViewUpdate, MESH_ADDR_LABEL};
 
 /// A published port: its number and protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct PortKey {
     /// The published port.
     pub port: u16,
@@ -124,6 +152,39 @@ impl Default for MeshConfig {
     }
 }
 
+/// Where a node's mesh learns the published ports and their backends.
+pub enum MeshSource {
+    /// A store (a manager's, or a single host's): the mesh computes the view itself, and serves
+    /// it to the other nodes (`mesh.v1.routes`).
+    Store(SharedStore),
+    /// The managers (a worker): the mesh subscribes to one of them at a time, failing over to
+    /// the next when the stream breaks.
+    Managers {
+        /// The client the subscription uses.
+        client: Arc<Client>,
+        /// The managers known now.
+        managers: Arc<dyn Fn() -> Vec<Peer> + Send + Sync>,
+    },
+}
+
+impl std::fmt::Debug for MeshSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MeshSource::Store(_) => f.write_str("MeshSource::Store"),
+            MeshSource::Managers { .. } => f.write_str("MeshSource::Managers"),
+        }
+    }
+}
+
+/// A node of a multi-host swarm: who it is and how it reaches the other nodes' tasks.
+#[derive(Debug, Clone)]
+pub struct MeshNode {
+    /// This node's id: backends on other nodes are reached through `peers`.
+    pub id: Id,
+    /// Streams to the other nodes.
+    pub peers: Arc<MeshPeers>,
+}
+
 /// What the driver, the listeners and the mesh handle share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -131,6 +192,19 @@ pub(crate) struct Shared {
     routes: Mutex<BTreeMap<PortKey, Arc<Route>>>,
     /// Set once: the driver closes every listener, every proxied connection ends.
     stop: watch::Sender<bool>,
+    /// This node (None: a single host, every backend is local).
+    node: Option<Id>,
+    /// Streams to the other nodes' tasks.
+    peers: Option<Arc<MeshPeers>>,
+    /// The view the listeners route by, as the driver last applied it.
+    view: watch::Sender<Arc<MeshView>>,
+    /// Whether the view comes from a store (only then is it served to other nodes).
+    from_store: bool,
+}
+
+/// Whether `backend` runs on `node` (a single host, `None`, has only local backends).
+pub(crate) fn is_local(node: Option<Id>, backend: &Backend) -> bool {
+    node.is_none() || backend.node.is_none() || backend.node == node
 }
 
 impl Shared {
@@ -153,19 +227,104 @@ pub struct RoutingMesh {
 }
 
 impl RoutingMesh {
-    /// Starts watching `store` and publishing its services' ingress ports. Panics outside a
-    /// tokio runtime.
+    /// Starts watching `store` and publishing its services' ingress ports, every backend
+    /// local (a single host). Panics outside a tokio runtime.
     pub fn start(store: SharedStore, config: MeshConfig) -> Arc<RoutingMesh> {
+        RoutingMesh::start_node(MeshSource::Store(store), config, None)
+    }
+
+    /// Starts the mesh of a node fed from `source`; with `node`, backends on other nodes are
+    /// reached through streams to them. Panics outside a tokio runtime.
+    pub fn start_node(
+        source: MeshSource,
+        config: MeshConfig,
+        node: Option<MeshNode>,
+    ) -> Arc<RoutingMesh> {
         let shared = Arc::new(Shared {
             config,
             routes: Mutex::new(BTreeMap::new()),
             stop: watch::channel(false).0,
+            node: node.as_ref().map(|n| n.id),
+            peers: node.map(|n| n.peers),
+            view: watch::channel(Arc::new(MeshView::new())).0,
+            from_store: matches!(source, MeshSource::Store(_)),
         });
-        let driver = tokio::spawn(driver::run(shared.clone(), store));
+        let driver = match source {
+            MeshSource::Store(store) => tokio::spawn(driver::run(shared.clone(), store)),
+            MeshSource::Managers { client, managers } => {
+                tokio::spawn(driver::run_remote(shared.clone(), client, managers))
+            }
+        };
         Arc::new(RoutingMesh {
             shared,
             driver: Mutex::new(Some(driver)),
         })
+    }
+
+    /// The view the listeners route by now, and its changes.
+    pub fn view(&self) -> watch::Receiver<Arc<MeshView>> {
+        self.shared.view.subscribe()
+    }
+
+    /// Sends this node's view to a subscriber (`mesh.v1.routes`): the full view, then every
+    /// change, until the subscriber leaves or the mesh stops. Only a mesh fed from a store
+    /// serves its view (a worker's is second-hand).
+    pub async fn serve_view(&self, mut out: ItemSender<ViewUpdate>) -> Result<(), Status> {
+        use swarm_net::rpc::Code;
+        if !self.shared.from_store {
+            return Err(Status::new(
+                Code::Unavailable,
+                "this node is no manager: its mesh view is not served",
+            ));
+        }
+        let mut stop = self.shared.stop.subscribe();
+        let mut rx = self.shared.view.subscribe();
+        let mut last = rx.borrow_and_update().clone();
+        out.send(&view::full(&last)).await?;
+        loop {
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { break },
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            let new = rx.borrow_and_update().clone();
+            if let Some(update) = view::diff(&last, &new) {
+                out.send(&update).await?;
+            }
+            last = new;
+        }
+        Err(Status::new(Code::Unavailable, "the routing mesh stopped"))
+    }
+
+    /// The backend of `task` behind `key` if it runs on this node, for a stream from another
+    /// node; else why not.
+    pub fn local_backend(&self, key: PortKey, task: &Id) -> Result<Backend, String> {
+        let route = self
+            .shared
+            .lock_routes()
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| format!("port {key} is not published here"))?;
+        let b = route
+            .backend_of(task)
+            .ok_or_else(|| format!("task {task} is no running backend of port {key}"))?;
+        if self.shared.node.is_some() && b.node != self.shared.node {
+            return Err(format!("task {task} does not run on this node"));
+        }
+        Ok(b)
+    }
+
+    /// Copies bytes between a local task's connection and a mesh stream until both sides are
+    /// done, an error, or the mesh stops.
+    pub async fn pipe_stream(&self, task: TcpStream, send: SendStream, recv: RecvStream) {
+        let mut stop = self.shared.stop.subscribe();
+        tokio::select! {
+            r = tcp::pipe(task, send, recv, self.shared.config.copy_buffer) => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, "routing mesh: stream ended");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => {}
+        }
     }
 
     /// Closes every listener and every proxied connection; returns once the listeners' sockets
@@ -201,12 +360,13 @@ impl RoutingMesh {
             .is_some_and(|r| r.is_bound())
     }
 
-    /// The backends `key` forwards to now (`None` if it is not published).
+    /// The addresses of the backends `key` forwards to now (`None` if it is not published),
+    /// as their own nodes reach them.
     pub fn backends(&self, key: PortKey) -> Option<Vec<SocketAddr>> {
         self.shared
             .lock_routes()
             .get(&key)
-            .map(|r| r.backends().to_vec())
+            .map(|r| r.backends().iter().map(|b| b.addr).collect())
     }
 }
 

@@ -2,10 +2,10 @@
 //! whole by the driver, read per connection or UDP session by the listener) and whether the
 //! listener is bound.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::view::Backend;
 use super::PortKey;
 
 /// One published port. Shared by the driver (writes backends), its listener (reads them) and
@@ -13,7 +13,7 @@ use super::PortKey;
 #[derive(Debug)]
 pub(crate) struct Route {
     pub(crate) key: PortKey,
-    backends: RwLock<Arc<[SocketAddr]>>,
+    backends: RwLock<Arc<[Backend]>>,
     /// Bumped on every backend change, so UDP sessions notice cheaply that theirs may be gone.
     generation: AtomicU64,
     /// Round-robin cursor.
@@ -22,7 +22,7 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    pub(crate) fn new(key: PortKey, backends: Vec<SocketAddr>) -> Route {
+    pub(crate) fn new(key: PortKey, backends: Vec<Backend>) -> Route {
         Route {
             key,
             backends: RwLock::new(backends.into()),
@@ -33,7 +33,7 @@ impl Route {
     }
 
     /// Replaces the backends (no-op when equal, so sessions are not disturbed for nothing).
-    pub(crate) fn set_backends(&self, backends: Vec<SocketAddr>) {
+    pub(crate) fn set_backends(&self, backends: Vec<Backend>) {
         let mut cur = self.backends.write().unwrap_or_else(|e| e.into_inner());
         if **cur != *backends {
             *cur = backends.into();
@@ -42,7 +42,7 @@ impl Route {
     }
 
     /// The current backends.
-    pub(crate) fn backends(&self) -> Arc<[SocketAddr]> {
+    pub(crate) fn backends(&self) -> Arc<[Backend]> {
         self.backends
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -53,9 +53,15 @@ impl Route {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// The backend of `task` on this route, if it is one now (a stream from another node names
+    /// the task it chose; the answer also says where the task is reached).
+    pub(crate) fn backend_of(&self, task: &swarm_core::Id) -> Option<Backend> {
+        self.backends().iter().find(|b| b.task == *task).copied()
+    }
+
     /// The current backends in the order to try them: round robin over successive calls, each
     /// backend once.
-    pub(crate) fn candidates(&self) -> impl Iterator<Item = SocketAddr> {
+    pub(crate) fn candidates(&self) -> impl Iterator<Item = Backend> {
         let list = self.backends();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = list.len();
@@ -74,13 +80,19 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use swarm_core::objects::service::Protocol;
 
     #[test]
     fn round_robin_tries_each_backend_once() {
-        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let c: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        let backend = |n: u16| Backend {
+            task: swarm_core::Id::from_u128(u128::from(n)),
+            node: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], n)),
+            node_addr: None,
+            node_manager: false,
+        };
+        let (a, b, c) = (backend(1), backend(2), backend(3));
         let r = Route::new(
             PortKey {
                 port: 80,
@@ -98,5 +110,8 @@ mod tests {
         assert_eq!(r.candidates().collect::<Vec<_>>(), vec![c]);
         r.set_backends(vec![]);
         assert_eq!(r.candidates().count(), 0);
+        r.set_backends(vec![a, b]);
+        assert_eq!(r.backend_of(&b.task), Some(b));
+        assert_eq!(r.backend_of(&c.task), None);
     }
 }

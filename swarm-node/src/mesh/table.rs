@@ -15,10 +15,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
+use swarm_core::objects::node::NodeRole;
 use swarm_core::objects::service::{Protocol, PublishMode};
 use swarm_core::objects::task::{Health, TaskState};
-use swarm_core::{Event, Id, Object, Service, Store, Task};
+use swarm_core::{Event, Id, Node, Object, Service, Store, Task};
 
+use super::view::{Backend, MESH_ADDR_LABEL};
 use super::PortKey;
 
 /// What the listeners must become.
@@ -29,7 +31,7 @@ pub(crate) enum RouteChange {
         /// Port and protocol.
         key: PortKey,
         /// Where connections go, in a stable order (services, then task ids).
-        backends: Vec<SocketAddr>,
+        backends: Vec<Backend>,
     },
     /// No service publishes `key` any more: close its listener.
     Unpublish {
@@ -45,15 +47,40 @@ struct Route {
     target_port: u16,
 }
 
+/// What the table knows of a node: where its swarm listener is reached and its role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct NodeRoute {
+    addr: Option<SocketAddr>,
+    manager: bool,
+}
+
+impl NodeRoute {
+    /// The address the node reports under [`MESH_ADDR_LABEL`], else its raft address.
+    fn of(n: &Node) -> NodeRoute {
+        let label = n
+            .description
+            .as_ref()
+            .and_then(|d| d.engine.labels.get(MESH_ADDR_LABEL))
+            .and_then(|a| a.parse().ok());
+        let raft = n.manager_status.as_ref().and_then(|m| m.addr.parse().ok());
+        NodeRoute {
+            addr: label.or(raft),
+            manager: n.role == NodeRole::Manager,
+        }
+    }
+}
+
 /// See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct RouteTable {
     /// Ingress routes of each service that has some.
     routes: HashMap<Id, Vec<Route>>,
-    /// Every task that is a backend now: its service and address.
-    backends: HashMap<Id, (Id, IpAddr)>,
+    /// Every task that is a backend now: its service, address and node.
+    backends: HashMap<Id, (Id, IpAddr, Option<Id>)>,
     /// The same, by service (ordered by task id, so backend lists are stable).
-    by_service: HashMap<Id, BTreeMap<Id, IpAddr>>,
+    by_service: HashMap<Id, BTreeMap<Id, (IpAddr, Option<Id>)>>,
+    /// Each node's swarm address and whether it is a manager.
+    nodes: HashMap<Id, NodeRoute>,
     /// Services publishing each port.
     ports: BTreeMap<PortKey, BTreeSet<Id>>,
     /// Ports returned by the last polls as published.
@@ -100,8 +127,12 @@ impl RouteTable {
         self.routes.clear();
         self.backends.clear();
         self.by_service.clear();
+        self.nodes.clear();
         self.ports.clear();
         self.dirty.extend(self.published.iter().copied());
+        for n in store.iter::<Node>() {
+            self.nodes.insert(n.id, NodeRoute::of(n));
+        }
         for s in store.iter::<Service>() {
             self.upsert_service(s);
         }
@@ -116,11 +147,13 @@ impl RouteTable {
             Event::Created(o) | Event::Updated { new: o, .. } => match o {
                 Object::Service(s) => self.upsert_service(s),
                 Object::Task(t) => self.upsert_task(t),
+                Object::Node(n) => self.upsert_node(n.id, Some(NodeRoute::of(n))),
                 _ => {}
             },
             Event::Removed(o) => match o {
                 Object::Service(s) => self.remove_service(&s.id),
                 Object::Task(t) => self.remove_task(&t.id),
+                Object::Node(n) => self.upsert_node(n.id, None),
                 _ => {}
             },
             Event::Commit { .. } | Event::Reset { .. } => {}
@@ -145,11 +178,18 @@ impl RouteTable {
                             continue;
                         };
                         if let Some(tasks) = self.by_service.get(svc) {
-                            backends.extend(
-                                tasks
-                                    .values()
-                                    .map(|ip| SocketAddr::new(*ip, route.target_port)),
-                            );
+                            backends.extend(tasks.iter().map(|(task, (ip, node))| {
+                                let n = node
+                                    .and_then(|n| self.nodes.get(&n).copied())
+                                    .unwrap_or_default();
+                                Backend {
+                                    task: *task,
+                                    node: *node,
+                                    addr: SocketAddr::new(*ip, route.target_port),
+                                    node_addr: n.addr,
+                                    node_manager: n.manager,
+                                }
+                            }));
                         }
                     }
                     self.published.insert(key);
@@ -246,26 +286,47 @@ impl RouteTable {
     }
 
     fn upsert_task(&mut self, t: &Task) {
+        let node = t.node_id;
         let new = backend_addr(t);
         let old = self.backends.get(&t.id).copied();
-        if old == new.map(|ip| (t.service_id, ip)) {
+        if old == new.map(|ip| (t.service_id, ip, node)) {
             return;
         }
         if old.is_some() {
             self.remove_task(&t.id);
         }
         if let Some(ip) = new {
-            self.backends.insert(t.id, (t.service_id, ip));
+            self.backends.insert(t.id, (t.service_id, ip, node));
             self.by_service
                 .entry(t.service_id)
                 .or_default()
-                .insert(t.id, ip);
+                .insert(t.id, (ip, node));
             self.mark_service(&t.service_id);
         }
     }
 
+    /// A node's address or role changed (or it left, `None`): the ports with its tasks change.
+    fn upsert_node(&mut self, id: Id, route: Option<NodeRoute>) {
+        let old = match route {
+            Some(r) => self.nodes.insert(id, r),
+            None => self.nodes.remove(&id),
+        };
+        if old == route {
+            return;
+        }
+        let services: BTreeSet<Id> = self
+            .backends
+            .values()
+            .filter(|(_, _, n)| *n == Some(id))
+            .map(|(s, _, _)| *s)
+            .collect();
+        for s in services {
+            self.mark_service(&s);
+        }
+    }
+
     fn remove_task(&mut self, id: &Id) {
-        let Some((service, _)) = self.backends.remove(id) else {
+        let Some((service, _, _)) = self.backends.remove(id) else {
             return;
         };
         if let Some(tasks) = self.by_service.get_mut(&service) {
@@ -305,6 +366,7 @@ mod tests {
 
     fn running(n: u128, s: &Service, last_octet: u8) -> Task {
         let mut t = task(n, s, n as u64);
+        t.node_id = Some(node_id());
         t.status.state = TaskState::Running;
         t.status.addresses = vec![TaskAddress {
             network_id: None,
@@ -324,8 +386,81 @@ mod tests {
         }
     }
 
-    fn addr(last_octet: u8, port: u16) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last_octet)), port)
+    /// The node every test task runs on.
+    fn node_id() -> Id {
+        swarm_core::testing::id(100)
+    }
+
+    /// Task `n` (address 10.0.0.n) as a backend on `port`, on a node with no known address.
+    fn addr(n: u8, port: u16) -> Backend {
+        Backend {
+            task: swarm_core::testing::id(u128::from(n)),
+            node: Some(node_id()),
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)), port),
+            node_addr: None,
+            node_manager: false,
+        }
+    }
+
+    /// A node's address (label, else raft address) and role reach its tasks' backends.
+    #[test]
+    fn backends_carry_their_node_address_and_role() {
+        let s = web(&[(8080, 80, Protocol::Tcp)]);
+        let mut table = RouteTable::new();
+        table.handle_event(&created(Object::Service(Arc::new(s.clone()))));
+        table.handle_event(&created(Object::Task(Arc::new(running(1, &s, 1)))));
+        assert_eq!(
+            table.poll_changes(),
+            vec![RouteChange::Publish {
+                key: tcp(8080),
+                backends: vec![addr(1, 80)]
+            }]
+        );
+        let mut node = swarm_core::testing::node(100);
+        node.role = NodeRole::Manager;
+        node.manager_status = Some(swarm_core::objects::node::ManagerStatus {
+            raft_id: 1,
+            addr: "10.1.0.1:2377".into(),
+            ..Default::default()
+        });
+        table.handle_event(&created(Object::Node(Arc::new(node.clone()))));
+        let want = |a: &str| {
+            vec![RouteChange::Publish {
+                key: tcp(8080),
+                backends: vec![Backend {
+                    node_addr: Some(a.parse().unwrap()),
+                    node_manager: true,
+                    ..addr(1, 80)
+                }],
+            }]
+        };
+        assert_eq!(table.poll_changes(), want("10.1.0.1:2377"));
+        let mut labelled = node.clone();
+        labelled
+            .description
+            .get_or_insert_with(Default::default)
+            .engine
+            .labels
+            .insert(MESH_ADDR_LABEL.into(), "10.2.0.1:4000".into());
+        table.handle_event(&Event::Updated {
+            old: Object::Node(Arc::new(node)),
+            new: Object::Node(Arc::new(labelled.clone())),
+        });
+        assert_eq!(table.poll_changes(), want("10.2.0.1:4000"));
+        // The same node again: nothing to do.
+        table.handle_event(&Event::Updated {
+            old: Object::Node(Arc::new(labelled.clone())),
+            new: Object::Node(Arc::new(labelled.clone())),
+        });
+        assert_eq!(table.poll_changes(), vec![]);
+        table.handle_event(&Event::Removed(Object::Node(Arc::new(labelled))));
+        assert_eq!(
+            table.poll_changes(),
+            vec![RouteChange::Publish {
+                key: tcp(8080),
+                backends: vec![addr(1, 80)]
+            }]
+        );
     }
 
     #[test]

@@ -1,16 +1,21 @@
 //! The TCP side of the mesh: one accept loop per published port, one task per proxied
-//! connection.
+//! connection, to a local task directly or through a stream to the task's node.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use swarm_net::rpc::{RecvStream, SendStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use super::route::Route;
-use super::{bind_retrying, Shared};
+use super::{bind_retrying, is_local, Shared};
+
+/// Stream error code sent when the client side of a piped connection failed (reset).
+const ABORTED: u32 = 1;
 
 /// Listen backlog: a burst of 1 000 simultaneous connects must not overflow it (the kernel caps
 /// it at `net.core.somaxconn`).
@@ -70,8 +75,7 @@ pub(crate) async fn serve(route: Arc<Route>, shared: Arc<Shared>) {
                 tokio::spawn(proxy(
                     client,
                     route.clone(),
-                    shared.config.connect_timeout,
-                    shared.config.copy_buffer,
+                    shared.clone(),
                     shared.stop.subscribe(),
                     permit,
                 ));
@@ -98,21 +102,45 @@ fn per_connection(e: &io::Error) -> bool {
     )
 }
 
-/// Connects `client` to the first backend that answers (round robin, each at most once), then
-/// copies both ways until both sides closed (half-close passed on), an error, or the mesh stops.
+/// Where a connection goes: a local task, or a stream to another node.
+enum Upstream {
+    Local(TcpStream),
+    Remote(SendStream, RecvStream, OwnedSemaphorePermit),
+}
+
+/// Connects `client` to the first backend that answers (round robin, each at most once; a
+/// backend on another node through a stream to it), then copies both ways until both sides
+/// closed (half-close passed on), an error, or the mesh stops.
 async fn proxy(
     mut client: TcpStream,
     route: Arc<Route>,
-    connect_timeout: Duration,
-    buffer: usize,
+    shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
+    let connect_timeout = shared.config.connect_timeout;
+    let buffer = shared.config.copy_buffer;
     let mut server = None;
-    for backend in route.candidates() {
+    for b in route.candidates() {
+        if !is_local(shared.node, &b) {
+            let Some(peers) = &shared.peers else {
+                continue;
+            };
+            match peers.open(route.key, &b, connect_timeout).await {
+                Ok((send, recv, slot)) => {
+                    server = Some(Upstream::Remote(send, recv, slot));
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(port = route.key.port, task = %b.task, error = %e, "routing mesh: remote backend unusable; trying the next");
+                    continue;
+                }
+            }
+        }
+        let backend = b.addr;
         match tokio::time::timeout(connect_timeout, TcpStream::connect(backend)).await {
             Ok(Ok(s)) => {
-                server = Some(s);
+                server = Some(Upstream::Local(s));
                 break;
             }
             Ok(Err(e)) => {
@@ -123,21 +151,72 @@ async fn proxy(
             }
         }
     }
-    let Some(mut server) = server else {
+    let Some(server) = server else {
         tracing::debug!(
             port = route.key.port,
             "routing mesh: no backend accepted the connection; closing it"
         );
         return;
     };
-    let _ = server.set_nodelay(true);
+    let copy = async {
+        match server {
+            Upstream::Local(mut server) => {
+                let _ = server.set_nodelay(true);
+                tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, buffer, buffer)
+                    .await
+                    .map(drop)
+            }
+            Upstream::Remote(send, recv, _slot) => pipe(client, send, recv, buffer).await,
+        }
+    };
     tokio::select! {
         biased;
-        r = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, buffer, buffer) => {
+        r = copy => {
             if let Err(e) = r {
                 tracing::trace!(port = route.key.port, error = %e, "routing mesh: connection ended");
             }
         }
         _ = stop.wait_for(|s| *s) => {}
     }
+}
+
+/// Copies bytes between `tcp` and a mesh stream both ways until both directions ended: the TCP
+/// side's end of input finishes the stream, the stream's finish shuts the TCP side's writing
+/// down. An error either way ends both: the stream is reset, the TCP connection closed.
+pub(crate) async fn pipe(
+    tcp: TcpStream,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    buffer: usize,
+) -> io::Result<()> {
+    let (mut r, mut w) = tcp.into_split();
+    let up = async {
+        let mut buf = vec![0u8; buffer.max(1024)];
+        loop {
+            let n = r.read(&mut buf).await?;
+            if n == 0 {
+                send.finish().map_err(io::Error::other)?;
+                return Ok::<(), io::Error>(());
+            }
+            send.write_all(&buf[..n]).await.map_err(io::Error::other)?;
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; buffer.max(1024)];
+        loop {
+            match recv.read(&mut buf).await.map_err(io::Error::other)? {
+                Some(n) => w.write_all(&buf[..n]).await?,
+                None => {
+                    w.shutdown().await?;
+                    return Ok::<(), io::Error>(());
+                }
+            }
+        }
+    };
+    let r = tokio::try_join!(up, down).map(drop);
+    if r.is_err() {
+        let _ = send.reset(ABORTED.into());
+        let _ = recv.stop(ABORTED.into());
+    }
+    r
 }

@@ -6,6 +6,9 @@
 //! another backend), or when its backend leaves the route. At most
 //! [`super::MeshConfig::max_udp_sessions`] live at once per port; datagrams from new clients
 //! beyond that are dropped (UDP may drop) until sessions expire.
+//!
+//! Only this node's own tasks are UDP backends: datagrams are not carried to other nodes yet
+//! (a UDP port answers on the nodes running one of its tasks).
 
 use std::collections::HashMap;
 use std::io;
@@ -18,7 +21,7 @@ use tokio::net::UdpSocket;
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::route::Route;
-use super::{bind_retrying, Shared};
+use super::{bind_retrying, is_local, Shared};
 
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
@@ -48,6 +51,8 @@ struct Relay {
     epoch: Instant,
     sessions: HashMap<SocketAddr, Session>,
     tasks: JoinSet<()>,
+    /// This node: only its own tasks are UDP backends.
+    node: Option<swarm_core::Id>,
 }
 
 /// Relays datagrams on `route`'s port until aborted (which ends every session with it).
@@ -62,6 +67,7 @@ pub(crate) async fn serve(route: Arc<Route>, shared: Arc<Shared>) {
         epoch: Instant::now(),
         sessions: HashMap::new(),
         tasks: JoinSet::new(),
+        node: shared.node,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -90,7 +96,7 @@ impl Relay {
         if let Some(s) = self.sessions.get_mut(&client) {
             let mut keep = !s.task.is_finished();
             if keep && s.generation != generation {
-                keep = self.route.backends().contains(&s.backend);
+                keep = self.route.backends().iter().any(|b| b.addr == s.backend);
                 s.generation = generation;
             }
             if keep {
@@ -129,7 +135,9 @@ impl Relay {
 
     /// A session to the next backend that a socket can be connected to.
     fn open(&mut self, client: SocketAddr, generation: u64) -> Option<Session> {
-        for backend in self.route.candidates() {
+        let node = self.node;
+        for backend in self.route.candidates().filter(|b| is_local(node, b)) {
+            let backend = backend.addr;
             let local = match backend.ip() {
                 IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
                 IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),

@@ -8,6 +8,8 @@
 //! - [`dispatch`]: the dispatcher over QUIC (sessions, heartbeats, assignments, status) and the
 //!   worker's `Dispatcher` client with manager failover.
 //! - [`logs`]: task logs across hosts (nodes publish their tasks' lines to the managers that ask).
+//! - [`mesh`]: the routing mesh across hosts (the mesh view stream, byte streams to remote
+//!   tasks).
 //! - [`membership`]: a manager joining the raft cluster (SwarmKit's `RaftMembership.Join`).
 //! - [`node`]: a manager's and a worker's network roles composed from the above.
 //! - [`stack`]: the node's one listener and client, and the slot routes find the manager in.
@@ -15,6 +17,7 @@ pub mod ca;
 pub mod dispatch;
 pub mod logs;
 pub mod membership;
+pub mod mesh;
 pub mod node;
 pub mod raft;
 pub mod stack;

@@ -31,6 +31,7 @@ use crate::net::dispatch::{
 };
 use crate::net::logs::{logs_routes, LogBroker};
 use crate::net::membership::membership_routes;
+use crate::net::mesh::{mesh_routes, MeshSlot};
 use crate::net::raft::{raft_routes, MemberIds, MemberMap, RaftTarget};
 use crate::net::stack::{ManagerSlot, NetStack};
 
@@ -207,8 +208,9 @@ impl std::fmt::Debug for ManagerNet {
 }
 
 impl ManagerNet {
-    /// Serves raft (`raft_target` set to `raft`), membership (`slot`), the CA over `store` and the
-    /// dispatcher (once [`ManagerNet::serve_dispatcher`] is called) on `listen`.
+    /// Serves raft (`raft_target` set to `raft`), membership (`slot`), the CA over `store`, the
+    /// routing mesh's methods (the mesh in `mesh`) and the dispatcher (once
+    /// [`ManagerNet::serve_dispatcher`] is called) on `listen`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         listen: SocketAddr,
@@ -218,6 +220,7 @@ impl ManagerNet {
         store: SharedStore,
         slot: ManagerSlot,
         raft_target: RaftTarget,
+        mesh: MeshSlot,
     ) -> Result<ManagerNet, String> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -280,6 +283,7 @@ impl ManagerNet {
         let router = raft_routes(router, raft_target.clone());
         let logs = LogBroker::new();
         let router = logs_routes(router, logs.clone());
+        let router = mesh_routes(router, mesh);
         let options = ServerOptions {
             policy: ca.policy(),
             clock: Arc::new(swarm_net::rpc::SystemClock),
@@ -432,6 +436,11 @@ impl ManagerNet {
     /// The log broker: the nodes' log streams to this manager.
     pub fn logs(&self) -> &LogBroker {
         &self.logs
+    }
+
+    /// The address the swarm listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stack.local_addr()
     }
 
     /// The client this manager calls with.
