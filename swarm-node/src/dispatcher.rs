@@ -2,10 +2,11 @@
 //! implemented by reading the replicated store and proposing through raft.
 //!
 //! - **Sessions.** `open_session` checks that the node is a member (its node object exists), marks
-//!   it `ready` with the description it registered, and starts a streamer: a `view_and_watch` of
-//!   the node's tasks and of secrets and configs, turned into a full [`AssignmentSet`] and then
-//!   incremental ones on each commit marker (see [`crate::manager::assign`] for what is sent). A
-//!   newer session of the same node ends the older one.
+//!   it `ready` with the description it registered, and starts a streamer: the node's tasks read
+//!   from the store as a full [`AssignmentSet`], then incremental ones from the commits touching
+//!   the node, which the dispatcher's one store watch routes to it (`manager::feed`; see
+//!   [`crate::manager::assign`] for what is sent). A newer session of the same node ends the
+//!   older one.
 //! - **Status.** `report` hands each [`StatusBatch`] to the status committer (see
 //!   `manager::status`), which commits them as task updates every `batch_interval` or
 //!   `batch_max` tasks, dropping updates that would move a task backwards.
@@ -17,7 +18,9 @@
 //!   [`heartbeat`](StoreDispatcher::heartbeat) every period (`heartbeat_period` ± 10 %, chosen
 //!   here and returned to the caller); when none arrives for `down_after` its session is ended
 //!   and the node marked down at once. If its session ends first (the connection lost), the node
-//!   is still marked down when the heartbeat is overdue, not `down_after` after the end.
+//!   is still marked down when the heartbeat is overdue, not `down_after` after the end. Every
+//!   node's deadlines are enforced by one sweeper task over a min-heap (`manager::deadlines`),
+//!   not by a task per node; a heartbeat only moves the node's deadline in the node table.
 //! - **Leader change.** [`StoreDispatcher::mark_nodes_unknown`] (called once this manager leads)
 //!   marks every node without a session `unknown`, then `down` if it does not register within
 //!   twice `down_after`.
@@ -35,14 +38,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use swarm_core::dispatch::{AssignmentSet, NodeRegistration, StatusBatch};
 use swarm_core::objects::node::NodeState;
-use swarm_core::{
-    CommitError, Id, Node, Object, ObjectKind, Proposer, SharedStore, StoreError, Task, WatchFilter,
-};
+use swarm_core::{CommitError, Id, Node, ObjectKind, Proposer, SharedStore, StoreError, Task};
 use swarm_runtime::{DispatchError, Dispatcher, Session};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::manager::assign::NodeAssignments;
+use crate::manager::deadlines::{Deadline, DeadlineKind, Deadlines};
+use crate::manager::feed::{stream, AssignmentFeed, Batching};
 pub use crate::manager::status::StatusStats;
 use crate::manager::status::{Committer, StatusMsg};
 
@@ -88,15 +90,14 @@ impl Default for DispatcherOptions {
 struct NodeEntry {
     generation: u64,
     live: bool,
-    down_timer: Option<JoinHandle<()>>,
+    /// When the node is to be marked down (no session), if it is.
+    down_at: Option<tokio::time::Instant>,
     /// Ends the current session's streamer.
     close: Option<watch::Sender<bool>>,
     /// When recent sessions were opened (rate limit).
     registrations: VecDeque<tokio::time::Instant>,
     /// Remote sessions: when the session expires without a heartbeat.
     heartbeat_deadline: Option<tokio::time::Instant>,
-    /// Remote sessions: the task enforcing `heartbeat_deadline`.
-    expiry: Option<JoinHandle<()>>,
 }
 
 /// What [`StoreDispatcher::open_remote`] gives the network server.
@@ -127,6 +128,20 @@ struct Inner {
     stats: Arc<StatusStats>,
     closed: AtomicBool,
     committer: Mutex<Option<JoinHandle<()>>>,
+    /// The one store watch every session's streamer is fed from.
+    feed: AssignmentFeed,
+    feed_stop: watch::Sender<bool>,
+    /// Every node's liveness deadlines, enforced by one sweeper task.
+    deadlines: Mutex<Deadlines>,
+    /// Wakes the sweeper (an earlier deadline, the close, the drop).
+    sweeper: Arc<Notify>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The sweeper holds only a weak reference: let it see that this is gone.
+        self.sweeper.notify_one();
+    }
 }
 
 /// The store-backed dispatcher. Cheap to clone. See the module docs.
@@ -163,7 +178,9 @@ impl StoreDispatcher {
             rx,
         };
         let handle = tokio::spawn(committer.run());
-        StoreDispatcher {
+        let (feed_stop, feed_stop_rx) = watch::channel(false);
+        let (feed, _) = AssignmentFeed::start(store.clone(), feed_stop_rx);
+        let d = StoreDispatcher {
             inner: Arc::new(Inner {
                 store,
                 proposer,
@@ -173,8 +190,14 @@ impl StoreDispatcher {
                 stats,
                 closed: AtomicBool::new(false),
                 committer: Mutex::new(Some(handle)),
+                feed,
+                feed_stop,
+                deadlines: Mutex::new(Deadlines::default()),
+                sweeper: Arc::new(Notify::new()),
             }),
-        }
+        };
+        tokio::spawn(sweep(Arc::downgrade(&d.inner), d.inner.sweeper.clone()));
+        d
     }
 
     fn nodes(&self) -> MutexGuard<'_, HashMap<Id, NodeEntry>> {
@@ -212,16 +235,12 @@ impl StoreDispatcher {
         self.inner.closed.store(true, Ordering::SeqCst);
         for (_, mut n) in self.nodes().drain() {
             n.live = false;
-            if let Some(t) = n.down_timer.take() {
-                t.abort();
-            }
-            if let Some(t) = n.expiry.take() {
-                t.abort();
-            }
             if let Some(c) = n.close.take() {
                 let _ = c.send(true);
             }
         }
+        self.inner.feed_stop.send_replace(true);
+        self.inner.sweeper.notify_one();
         self.inner
             .status_tx
             .lock()
@@ -306,44 +325,137 @@ impl StoreDispatcher {
         // A remote node is down once its heartbeats are overdue: its session ending (the
         // connection lost, noticed only at the idle timeout) does not restart the clock. A local
         // session is its own heartbeat: down `down_after` after it ended.
-        let after = entry
+        let at = entry
             .heartbeat_deadline
-            .map_or(self.inner.options.down_after, |d| {
-                d.saturating_duration_since(tokio::time::Instant::now())
-            });
-        drop(nodes);
-        self.arm_down_timer(node, generation, after);
+            .unwrap_or_else(|| tokio::time::Instant::now() + self.inner.options.down_after);
+        self.arm_down(&mut nodes, node, generation, at);
     }
 
-    /// Marks `node` down after `after` unless a session of a generation other than `generation`
-    /// opened (or this one is live again) meanwhile.
-    fn arm_down_timer(&self, node: Id, generation: u64, after: Duration) {
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let me = self.clone();
-        let timer = rt.spawn(async move {
-            tokio::time::sleep(after).await;
-            let still_gone = me
-                .nodes()
-                .get(&node)
-                .is_some_and(|n| n.generation == generation && !n.live);
-            if still_gone && !me.inner.closed.load(Ordering::SeqCst) {
-                tracing::info!(node = %node, "node missed its heartbeats: marking it down");
-                if let Err(e) = me
-                    .set_node_state(node, NodeState::Down, "heartbeat failure", None)
-                    .await
-                {
-                    tracing::warn!(node = %node, error = %e, "could not mark the node down");
+    /// Marks `node` down at `at` unless a session of a generation other than `generation`
+    /// opened (or this one is live again) meanwhile. Takes the node table's lock guard.
+    fn arm_down(
+        &self,
+        nodes: &mut HashMap<Id, NodeEntry>,
+        node: Id,
+        generation: u64,
+        at: tokio::time::Instant,
+    ) {
+        if let Some(e) = nodes.get_mut(&node) {
+            e.down_at = Some(at);
+        }
+        self.push_deadline(Deadline {
+            at,
+            node,
+            generation,
+            kind: DeadlineKind::Down,
+        });
+    }
+
+    fn push_deadline(&self, d: Deadline) {
+        let earliest = self
+            .inner
+            .deadlines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(d);
+        if earliest {
+            self.inner.sweeper.notify_one();
+        }
+    }
+
+    /// Marks each of `nodes` down ("heartbeat failure"), one node after the other.
+    async fn mark_down(&self, nodes: Vec<Id>) {
+        for node in nodes {
+            if self.inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            tracing::info!(node = %node, "node missed its heartbeats: marking it down");
+            if let Err(e) = self
+                .set_node_state(node, NodeState::Down, "heartbeat failure", None)
+                .await
+            {
+                tracing::warn!(node = %node, error = %e, "could not mark the node down");
+            }
+        }
+    }
+
+    /// The deadlines due at `now`: ends the sessions whose heartbeats are overdue and returns
+    /// the nodes to mark down; re-files heartbeat deadlines that heartbeats moved.
+    fn take_due(&self, now: tokio::time::Instant) -> Vec<Id> {
+        let mut down = Vec::new();
+        let mut nodes = self.nodes();
+        let mut deadlines = self
+            .inner
+            .deadlines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        while let Some(d) = deadlines.pop_due(now) {
+            let Some(e) = nodes.get_mut(&d.node) else {
+                continue;
+            };
+            if e.generation != d.generation {
+                continue;
+            }
+            match d.kind {
+                DeadlineKind::Heartbeat if e.live => match e.heartbeat_deadline {
+                    Some(at) if at <= now => {
+                        e.live = false;
+                        if let Some(c) = e.close.take() {
+                            let _ = c.send(true);
+                        }
+                        down.push(d.node);
+                    }
+                    Some(at) => {
+                        deadlines.push(Deadline { at, ..d });
+                    }
+                    None => {}
+                },
+                DeadlineKind::Heartbeat => {}
+                DeadlineKind::Down => {
+                    if !e.live && e.down_at == Some(d.at) {
+                        e.down_at = None;
+                        down.push(d.node);
+                    }
                 }
             }
-        });
-        if let Some(old) = self
-            .nodes()
-            .get_mut(&node)
-            .and_then(|e| e.down_timer.replace(timer))
-        {
-            old.abort();
+        }
+        down
+    }
+}
+
+/// The sweeper: enforces every deadline of the dispatcher `inner` until it closes or is gone.
+async fn sweep(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(inner) = inner.upgrade() else { return };
+            let me = StoreDispatcher { inner };
+            if me.inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let down = me.take_due(tokio::time::Instant::now());
+            if !down.is_empty() {
+                let m = me.clone();
+                tokio::spawn(async move { m.mark_down(down).await });
+            }
+            // A push after this read still wakes the sleep below: `notify_one` keeps a permit.
+            let next = me
+                .inner
+                .deadlines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .next();
+            drop(me);
+            next
+        };
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {}
+            _ = wake.notified() => {}
         }
     }
 }
@@ -467,7 +579,8 @@ impl StoreDispatcher {
                 continue;
             }
             marked += 1;
-            self.arm_down_timer(node, generation, self.inner.options.down_after * 2);
+            let at = tokio::time::Instant::now() + self.inner.options.down_after * 2;
+            self.arm_down(&mut self.nodes(), node, generation, at);
         }
         marked
     }
@@ -546,24 +659,20 @@ impl StoreDispatcher {
             let entry = nodes.entry(node).or_default();
             entry.generation += 1;
             entry.live = true;
-            if let Some(t) = entry.down_timer.take() {
-                t.abort();
-            }
-            if let Some(t) = entry.expiry.take() {
-                t.abort();
-            }
+            entry.down_at = None;
             if let Some(old) = entry.close.replace(close_tx) {
                 let _ = old.send(true);
             }
             entry.heartbeat_deadline = None;
             if remote {
-                entry.heartbeat_deadline =
-                    Some(tokio::time::Instant::now() + self.inner.options.down_after);
-                let me = self.clone();
-                let generation = entry.generation;
-                entry.expiry = Some(tokio::spawn(async move {
-                    me.enforce_heartbeats(node, generation).await
-                }));
+                let at = tokio::time::Instant::now() + self.inner.options.down_after;
+                entry.heartbeat_deadline = Some(at);
+                self.push_deadline(Deadline {
+                    at,
+                    node,
+                    generation: entry.generation,
+                    kind: DeadlineKind::Heartbeat,
+                });
             }
             entry.generation
         };
@@ -572,8 +681,11 @@ impl StoreDispatcher {
             quiet: self.inner.options.assignment_quiet,
             max: self.inner.options.assignment_max_changes.max(1),
         };
+        // Registered before the streamer reads its full set (see `manager::feed`).
+        let registration = self.inner.feed.register(node);
         tokio::spawn(stream(
             self.inner.store.clone(),
+            registration,
             node,
             tx,
             close_rx,
@@ -591,162 +703,6 @@ impl StoreDispatcher {
             }),
             generation,
         ))
-    }
-
-    /// Ends a remote session whose heartbeats stopped, and marks its node down.
-    async fn enforce_heartbeats(&self, node: Id, generation: u64) {
-        loop {
-            let deadline = {
-                let nodes = self.nodes();
-                match nodes.get(&node) {
-                    Some(e) if e.generation == generation && e.live => e.heartbeat_deadline,
-                    _ => return,
-                }
-            };
-            let Some(deadline) = deadline else { return };
-            tokio::time::sleep_until(deadline).await;
-            let expired = {
-                let mut nodes = self.nodes();
-                match nodes.get_mut(&node) {
-                    Some(e) if e.generation == generation && e.live => {
-                        if e.heartbeat_deadline
-                            .is_some_and(|d| d <= tokio::time::Instant::now())
-                        {
-                            e.live = false;
-                            if let Some(c) = e.close.take() {
-                                let _ = c.send(true);
-                            }
-                            true
-                        } else {
-                            false
-                        }
-                    }
-                    _ => return,
-                }
-            };
-            if expired {
-                if self.inner.closed.load(Ordering::SeqCst) {
-                    return;
-                }
-                tracing::info!(node = %node, "node missed its heartbeats: marking it down");
-                if let Err(e) = self
-                    .set_node_state(node, NodeState::Down, "heartbeat failure", None)
-                    .await
-                {
-                    tracing::warn!(node = %node, error = %e, "could not mark the node down");
-                }
-                return;
-            }
-        }
-    }
-}
-
-/// How the streamer batches incremental sets.
-#[derive(Clone, Copy)]
-struct Batching {
-    quiet: Duration,
-    max: usize,
-}
-
-/// Streams `node`'s assignments until the session or the dispatcher closes: a full set, then
-/// incremental ones batched per `batching`.
-async fn stream(
-    store: SharedStore,
-    node: Id,
-    tx: mpsc::UnboundedSender<AssignmentSet>,
-    mut close: watch::Receiver<bool>,
-    batching: Batching,
-) {
-    let filter = || {
-        WatchFilter::kinds(&[ObjectKind::Task, ObjectKind::Secret, ObjectKind::Config])
-            .with_predicate(move |o| match o {
-                Object::Task(t) => t.node_id == Some(node),
-                _ => true,
-            })
-    };
-    let mut a = NodeAssignments::new(node);
-    let mut sequence = 1;
-    let (full, mut watcher) = store.view_and_watch(filter(), |s| a.full(s, sequence));
-    if tx.send(full).is_err() {
-        return;
-    }
-    // When the first change not sent yet arrived, and when to send.
-    let mut first_pending: Option<std::time::Instant> = None;
-    let mut due: Option<tokio::time::Instant> = None;
-    loop {
-        let quiet = async {
-            match due {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        let events = tokio::select! {
-            e = watcher.recv_many() => e,
-            _ = quiet => {
-                due = None;
-                let seq = sequence + 1;
-                if let Some(set) = store.view(|s| a.take_delta(s, seq)) {
-                    sequence = seq;
-                    if tx.send(set).is_err() {
-                        return;
-                    }
-                    if let Some(t) = first_pending.take() {
-                        crate::metrics::global()
-                            .dispatcher_assignment_seconds
-                            .observe(t.elapsed().as_secs_f64());
-                    }
-                }
-                first_pending = None;
-                continue;
-            }
-            _ = tx.closed() => return,
-            _ = close.wait_for(|c| *c) => return,
-        };
-        match events {
-            Ok(events) => {
-                let mut commit = false;
-                for e in &events {
-                    a.handle_event(e);
-                    commit |= matches!(
-                        e,
-                        swarm_core::Event::Commit { .. } | swarm_core::Event::Reset { .. }
-                    );
-                }
-                if events
-                    .iter()
-                    .any(|e| matches!(e, swarm_core::Event::Reset { .. }))
-                {
-                    sequence += 1;
-                    let seq = sequence;
-                    let set = store.view(|s| a.full(s, seq));
-                    if tx.send(set).is_err() {
-                        return;
-                    }
-                    (first_pending, due) = (None, None);
-                    continue;
-                }
-                if commit {
-                    first_pending.get_or_insert_with(std::time::Instant::now);
-                    due = Some(tokio::time::Instant::now() + batching.quiet);
-                    if a.pending_tasks() >= batching.max {
-                        // Send at once: the quiet branch runs on the next turn.
-                        due = Some(tokio::time::Instant::now());
-                    }
-                }
-            }
-            Err(e) => {
-                // Lagged: resynchronise with a fresh full set on a fresh watch.
-                tracing::debug!(node = %node, error = %e, "assignment watch restarted");
-                sequence += 1;
-                let seq = sequence;
-                let (full, w) = store.view_and_watch(filter(), |s| a.full(s, seq));
-                watcher = w;
-                if tx.send(full).is_err() {
-                    return;
-                }
-                (first_pending, due) = (None, None);
-            }
-        }
     }
 }
 

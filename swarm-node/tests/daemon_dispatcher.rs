@@ -300,3 +300,63 @@ async fn unknown_nodes_are_refused_and_dead_sessions_mark_the_node_down() {
     assert!(s1.report(StatusBatch::default()).await.is_err());
     f.dispatcher.close().await;
 }
+
+/// Remote sessions' deadlines are enforced by one sweeper: heartbeats keep a session alive
+/// across many `down_after` periods (each re-filed deadline checked again), and once they stop
+/// the session ends and the node is marked down; another node's live session is untouched.
+#[tokio::test]
+async fn heartbeats_keep_remote_sessions_alive_until_they_stop() {
+    let store = SharedStore::default();
+    let proposer: Arc<dyn Proposer> = Arc::new(LocalProposer::new(
+        store.clone(),
+        Arc::new(ManualClock::new(Default::default())),
+    ));
+    // Generous against a loaded machine: a heartbeat every 100 ms, expiry after 2 s.
+    let options = DispatcherOptions {
+        batch_interval: Duration::from_millis(10),
+        down_after: Duration::from_secs(2),
+        heartbeat_period: Duration::from_millis(100),
+        ..DispatcherOptions::default()
+    };
+    let d = StoreDispatcher::new(store.clone(), proposer.clone(), options);
+    proposer
+        .propose(vec![
+            swarm_core::StoreAction::Create(node(1).into()),
+            swarm_core::StoreAction::Create(node(2).into()),
+        ])
+        .await
+        .expect("committed");
+    let s1 = d.open_remote(registration(1)).await.expect("session 1");
+    let s2 = d.open_remote(registration(2)).await.expect("session 2");
+    let _ = next(&s1.session).await;
+    let _ = next(&s2.session).await;
+    // Both beat for three expiry periods.
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    while tokio::time::Instant::now() < until {
+        d.heartbeat(id(1), s1.id).expect("session 1 alive");
+        d.heartbeat(id(2), s2.id).expect("session 2 alive");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(d.is_connected(id(1)) && d.is_connected(id(2)));
+    // Node 1 stops; node 2 goes on until node 1 is down.
+    let down = async {
+        loop {
+            d.heartbeat(id(2), s2.id).expect("session 2 alive");
+            if store.view(|st| st.get::<Node>(&id(1)).unwrap().status.state == NodeState::Down) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), down)
+        .await
+        .expect("node 1 marked down");
+    assert!(!d.is_connected(id(1)));
+    assert!(d.heartbeat(id(1), s1.id).is_err(), "its session ended");
+    assert!(d.is_connected(id(2)));
+    assert_eq!(
+        store.view(|st| st.get::<Node>(&id(2)).unwrap().status.state),
+        NodeState::Ready
+    );
+    d.close().await;
+}

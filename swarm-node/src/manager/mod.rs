@@ -20,11 +20,15 @@
 //! # Layout
 //! - [`identity`]: `node.json`, this node's ids. [`host`]: what the host reports.
 //! - `loops`: the orchestrator and scheduler driver. `keys`: autolock reactions.
-//! - [`assign`]: what one node is told (used by [`crate::dispatcher`]); `status`: the dispatcher's
+//! - [`assign`]: what one node is told (used by [`crate::dispatcher`]); [`feed`]: the one store
+//!   watch routed to every session, and the session streamer; [`deadlines`]: the min-heap of
+//!   liveness deadlines the dispatcher's one sweeper enforces; `status`: the dispatcher's
 //!   batched status committer.
 
 pub mod agent_dispatch;
 pub mod assign;
+pub mod deadlines;
+pub mod feed;
 pub mod host;
 pub mod identity;
 mod keys;
