@@ -1,0 +1,53 @@
+//! Liveness after healing: once every fault is healed, every service converges to its spec within
+//! a bound of virtual time: as many tasks desired running and running as it has replicas, each
+//! on a node that is ready, and no other task of it desired running.
+//!
+//! Input: the leader's store, polled by the healing phase until [`pending`] finds nothing or the
+//! bound passes; what is still pending then is the violation.
+
+use swarm_core::objects::node::NodeState;
+use swarm_core::{Node, Service, ServiceMode, Store, TaskState};
+
+/// What keeps `store` from being converged: one line per service (or node) not there yet; empty
+/// when converged.
+pub fn pending(store: &Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in store.iter::<Service>() {
+        let ServiceMode::Replicated { replicas } = s.spec.mode else {
+            continue;
+        };
+        let mut running = 0u64;
+        let mut desired = 0u64;
+        for t in store.tasks_by_service(&s.id) {
+            if t.desired_state > TaskState::Running {
+                continue;
+            }
+            desired += 1;
+            let on_ready_node = t.node_id.is_some_and(|n| {
+                store
+                    .get::<Node>(&n)
+                    .is_some_and(|n| n.status.state == NodeState::Ready)
+            });
+            if t.status.state == TaskState::Running && on_ready_node {
+                running += 1;
+            }
+        }
+        if running != replicas || desired != replicas {
+            out.push(format!(
+                "service {:?}: {replicas} replicas wanted, {desired} tasks desired running, {running} running on ready nodes",
+                s.spec.annotations.name
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_store_is_converged() {
+        assert!(pending(&Store::new()).is_empty());
+    }
+}
