@@ -104,7 +104,7 @@ impl RpcConfig {
     /// [`RpcConfig::endpoint`] with an endpoint configuration, normally
     /// [`TlsState::endpoint_config`] (keys that survive a restart). With feature `turmoil`, called
     /// inside a turmoil simulation it binds the current simulated host's UDP instead
-    /// ([`crate::sim::endpoint_at`]); outside one it binds a real socket, as without the feature.
+    /// (`sim::endpoint_at`); outside one it binds a real socket, as without the feature.
     pub fn endpoint_with(
         &self,
         addr: SocketAddr,

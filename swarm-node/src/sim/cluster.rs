@@ -145,6 +145,7 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
         .simulation_duration(config.max_virtual)
+        .tick_duration(config.tick)
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(MAX_LATENCY)
         .build();

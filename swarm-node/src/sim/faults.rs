@@ -33,7 +33,7 @@ impl Default for FaultConfig {
             oneway: true,
             crashes: true,
             loss: 0.05,
-            every: Duration::from_secs(15),
+            every: Duration::from_secs(8),
         }
     }
 }

@@ -63,6 +63,8 @@ pub struct SimConfig {
     pub max_virtual: Duration,
     /// Print every trace event to stderr as it happens.
     pub echo: bool,
+    /// turmoil's step: how much virtual time each step of the simulation advances every host.
+    pub tick: Duration,
 }
 
 impl SimConfig {
@@ -73,11 +75,15 @@ impl SimConfig {
             managers: 3,
             workers: 2,
             data_root: data_root.into(),
-            operations: 12,
+            operations: 24,
             faults: FaultConfig::default(),
             heal_bound: Duration::from_secs(180),
             max_virtual: Duration::from_secs(3600),
             echo: std::env::var_os("SWARM_SIM_TRACE").is_some(),
+            tick: std::env::var("SWARM_SIM_TICK_MS")
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .map_or(Duration::from_millis(1), Duration::from_millis),
         }
     }
 }

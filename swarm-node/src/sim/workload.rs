@@ -66,11 +66,14 @@ pub(crate) async fn drive(shared: Arc<Shared>, config: SimConfig) {
         stopped,
     ));
     let mut names: Vec<String> = Vec::new();
+    let mut created = 0;
     for _ in 0..config.operations {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(500..5_000))).await;
-        let op = next_op(&mut rng, &mut names);
+        let op = next_op(&mut rng, &mut names, &mut created);
         let target = shared.managers[rng.gen_range(0..shared.managers.len())].clone();
-        run_op(&shared, &target, op).await;
+        if run_op(&shared, &target, op.clone()).await && matches!(op, Op::Remove { .. }) {
+            names.retain(|n| n != op.name());
+        }
     }
     let _ = stop.send(true);
     let _ = faults.await;
@@ -168,10 +171,12 @@ async fn form(shared: &Arc<Shared>) -> Result<(), String> {
     }
 }
 
-/// Draws the next operation; `names` are the services created so far (by this workload).
-fn next_op(rng: &mut ChaCha8Rng, names: &mut Vec<String>) -> Op {
+/// Draws the next operation; `names` are the services created and not removed so far (by this
+/// workload), `created` how many were created (names are never reused).
+fn next_op(rng: &mut ChaCha8Rng, names: &mut Vec<String>, created: &mut usize) -> Op {
     if names.is_empty() || (names.len() < 4 && rng.gen_bool(0.3)) {
-        let name = format!("svc{}", names.len());
+        let name = format!("svc{created}");
+        *created += 1;
         names.push(name.clone());
         return Op::Create {
             name,
@@ -204,8 +209,8 @@ fn spec(name: &str, replicas: u64) -> ServiceSpec {
     }
 }
 
-/// Runs `op` on `target`'s control layer and records its outcome.
-async fn run_op(shared: &Arc<Shared>, target: &str, op: Op) {
+/// Runs `op` on `target`'s control layer and records its outcome; true if it was acknowledged.
+async fn run_op(shared: &Arc<Shared>, target: &str, op: Op) -> bool {
     shared.event("driver", &format!("{op:?} via {target}"));
     let name = op.name().to_string();
     let attempted: Option<u64> = match &op {
@@ -231,10 +236,16 @@ async fn run_op(shared: &Arc<Shared>, target: &str, op: Op) {
     shared.event("driver", &format!("{name}: {text}"));
     let mut checks = lock(&shared.checks);
     match got {
-        Some(Ok(outcome)) => checks.acked.record(&name, outcome, true),
+        Some(Ok(outcome)) => {
+            checks.acked.record(&name, outcome, true);
+            true
+        }
         // An update leaves the replica count it found: nothing new is possible.
-        _ if !removal && attempted.is_none() => {}
-        _ => checks.acked.record(&name, attempted, false),
+        _ if !removal && attempted.is_none() => false,
+        _ => {
+            checks.acked.record(&name, attempted, false);
+            false
+        }
     }
 }
 
