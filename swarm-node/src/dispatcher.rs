@@ -671,7 +671,7 @@ async fn stream(
         return;
     }
     // When the first change not sent yet arrived, and when to send.
-    let mut first_pending: Option<std::time::Instant> = None;
+    let mut first_pending: Option<tokio::time::Instant> = None;
     let mut due: Option<tokio::time::Instant> = None;
     loop {
         let quiet = async {
@@ -726,7 +726,7 @@ async fn stream(
                     continue;
                 }
                 if commit {
-                    first_pending.get_or_insert_with(std::time::Instant::now);
+                    first_pending.get_or_insert_with(tokio::time::Instant::now);
                     due = Some(tokio::time::Instant::now() + batching.quiet);
                     if a.pending_tasks() >= batching.max {
                         // Send at once: the quiet branch runs on the next turn.

@@ -136,7 +136,11 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
             t.echo = config.echo;
             t
         }),
-        checks: Mutex::new(Checks::default()),
+        checks: Mutex::new({
+            let mut c = Checks::default();
+            c.leaders.strict = config.strict_terms;
+            c
+        }),
         requests: Mutex::new(Vec::new()),
         mailboxes,
         managers: managers.clone(),
@@ -207,6 +211,10 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
         virtual_elapsed,
         acked: checks.acked.acked(),
         attempted: checks.acked.attempted(),
+        leader_terms: checks.leaders.terms(),
+        compared_states: checks.stores.compared(),
+        shared_terms: checks.leaders.shared_terms(),
+        notes: checks.notes.clone(),
     }
 }
 

@@ -1,8 +1,9 @@
 //! Whole swarm clusters on turmoil's virtual time and network (feature `sim`).
 //!
-//! [`run`] starts `managers` + `workers` turmoil hosts, each running the real [`Daemon`] (the
-//! `Manager` with raft over QUIC, the dispatcher, the CA server and the leader loops on a manager;
-//! `WorkerNet` and the `Agent` on a worker) with swarm-runtime's sim runtime. QUIC runs over
+//! [`run`] starts `managers` + `workers` turmoil hosts, each running the real
+//! [`Daemon`](crate::daemon::Daemon) (the `Manager` with raft over QUIC, the dispatcher, the CA
+//! server and the leader loops on a manager; `WorkerNet` and the `Agent` on a worker) with
+//! swarm-runtime's sim runtime. QUIC runs over
 //! turmoil's simulated UDP: inside a simulation swarm-net's `RpcConfig::endpoint_with` binds the
 //! simulated host's socket, so the daemon's own binds (`Server::bind`, `Client::bind`) take that
 //! path unchanged. A driver (a turmoil client) forms the cluster with join tokens as `docker swarm
@@ -65,6 +66,9 @@ pub struct SimConfig {
     pub echo: bool,
     /// turmoil's step: how much virtual time each step of the simulation advances every host.
     pub tick: Duration,
+    /// A term led by two members is a violation (`invariants::leader_per_term`'s strict mode);
+    /// otherwise it is reported in [`SimReport::notes`].
+    pub strict_terms: bool,
 }
 
 impl SimConfig {
@@ -84,6 +88,7 @@ impl SimConfig {
                 .ok()
                 .and_then(|t| t.parse().ok())
                 .map_or(Duration::from_millis(1), Duration::from_millis),
+            strict_terms: std::env::var_os("SWARM_SIM_STRICT_TERMS").is_some(),
         }
     }
 }
@@ -101,10 +106,18 @@ pub struct SimReport {
     pub events: usize,
     /// Virtual time simulated.
     pub virtual_elapsed: Duration,
-    /// Workload operations acknowledged / attempted.
+    /// Workload operations acknowledged.
     pub acked: usize,
     /// Workload operations attempted.
     pub attempted: usize,
+    /// Terms a leader was seen in (`leader_per_term`'s input).
+    pub leader_terms: usize,
+    /// Store samples compared with another manager's at the same index (`stores_agree`).
+    pub compared_states: usize,
+    /// Terms led by two members (see `invariants::leader_per_term`).
+    pub shared_terms: usize,
+    /// Findings that are not violations in this configuration, with their virtual time.
+    pub notes: Vec<String>,
 }
 
 impl SimReport {

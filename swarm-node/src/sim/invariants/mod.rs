@@ -44,13 +44,23 @@ pub struct Checks {
     pub acked: acked_writes::AckedWrites,
     /// Violations, each `"<virtual seconds> <invariant>: <what>"`.
     pub violations: Vec<String>,
+    /// Findings that are not violations in this configuration (a term shared by two leaders
+    /// outside strict mode), same format.
+    pub notes: Vec<String>,
 }
 
 impl Checks {
     /// Feeds one manager sample to the running invariants.
     pub fn on_sample(&mut self, s: &ManagerSample<'_>) {
         let mut found = Vec::new();
-        found.extend(self.leaders.observe(s));
+        if let Some(shared) = self.leaders.observe(s) {
+            if self.leaders.is_violation() {
+                found.push(shared);
+            } else {
+                self.notes
+                    .push(format!("{:.3}s {shared}", s.at.as_secs_f64()));
+            }
+        }
         found.extend(self.stores.observe(s));
         found.extend(self.tasks.observe(s));
         for v in found {
