@@ -50,4 +50,21 @@ mod tests {
     fn an_empty_store_is_converged() {
         assert!(pending(&Store::new()).is_empty());
     }
+
+    #[test]
+    fn a_service_without_its_tasks_is_pending() {
+        let mut store = Store::new();
+        store
+            .apply(swarm_core::Batch {
+                index: 1,
+                timestamp: swarm_core::Timestamp(1),
+                actions: vec![swarm_core::StoreAction::Create(
+                    swarm_core::testing::service(1, "web", 2).into(),
+                )],
+            })
+            .unwrap();
+        let p = pending(&store);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("2 replicas wanted, 0 tasks"), "{p:?}");
+    }
 }

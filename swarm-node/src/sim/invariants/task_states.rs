@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use swarm_core::{Id, Task, TaskState};
+use swarm_core::{Id, Store, Task, TaskState};
 
 use super::ManagerSample;
 
@@ -27,18 +27,23 @@ impl TaskStates {
 
     /// Checks one sample; the violations it shows.
     pub fn observe(&mut self, s: &ManagerSample<'_>) -> Vec<String> {
-        let seen = self.seen.entry(s.host.to_string()).or_default();
+        self.store(s.host, s.store)
+    }
+
+    /// Checks `host`'s `store`; see [`TaskStates::observe`].
+    pub fn store(&mut self, host: &str, store: &Store) -> Vec<String> {
+        let seen = self.seen.entry(host.to_string()).or_default();
         let mut found = Vec::new();
         let mut now = BTreeMap::new();
-        for t in s.store.iter::<Task>() {
+        for t in store.iter::<Task>() {
             let state = t.status.state;
             if let Some(before) = seen.get(&t.id) {
                 if state < *before {
                     found.push(format!(
                         "task_states: on {} task {} went back from {before:?} to {state:?} (store index {})",
-                        s.host,
+                        host,
                         t.id,
-                        s.store.index()
+                        store.index()
                     ));
                 }
             }
@@ -46,5 +51,50 @@ impl TaskStates {
         }
         *seen = now;
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_core::testing::{service, task};
+    use swarm_core::{Batch, StoreAction, Timestamp};
+
+    fn put(store: &mut Store, index: u64, t: Task, create: bool) {
+        let action = if create {
+            StoreAction::Create(t.into())
+        } else {
+            StoreAction::Update(t.into())
+        };
+        store
+            .apply(Batch {
+                index,
+                timestamp: Timestamp(index),
+                actions: vec![action],
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn a_state_seen_earlier_than_before_is_reported_unless_restarted() {
+        let svc = service(1, "web", 1);
+        let mut t = task(2, &svc, 1);
+        t.status.state = TaskState::Running;
+        let mut running = Store::new();
+        put(&mut running, 1, t.clone(), true);
+        let mut pending = Store::new();
+        t.status.state = TaskState::Pending;
+        put(&mut pending, 1, t, true);
+
+        let mut states = TaskStates::default();
+        assert!(states.store("m0", &pending).is_empty());
+        assert!(states.store("m0", &running).is_empty(), "forward");
+        let v = states.store("m0", &pending);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("went back"), "{v:?}");
+        // Another manager, or m0 after a restart (replaying its log), starts afresh.
+        assert!(states.store("m1", &pending).is_empty());
+        states.restarted("m0");
+        assert!(states.store("m0", &pending).is_empty());
     }
 }
