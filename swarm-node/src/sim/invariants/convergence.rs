@@ -3,7 +3,8 @@
 //! on a node that is ready, and no other task of it desired running.
 //!
 //! Input: the leader's store, polled by the healing phase until [`pending`] finds nothing or the
-//! bound passes; what is still pending then is the violation.
+//! bound passes; what is still pending then is the violation, with the tasks of each pending
+//! service counted by state and node state, and every node's state and availability.
 
 use swarm_core::objects::node::NodeState;
 use swarm_core::{Node, Service, ServiceMode, Store, TaskState};
@@ -18,11 +19,23 @@ pub fn pending(store: &Store) -> Vec<String> {
         };
         let mut running = 0u64;
         let mut desired = 0u64;
+        let mut states = std::collections::BTreeMap::new();
         for t in store.tasks_by_service(&s.id) {
             if t.desired_state > TaskState::Running {
                 continue;
             }
             desired += 1;
+            let node = t
+                .node_id
+                .and_then(|n| store.get::<Node>(&n))
+                .map(|n| format!("{:?}", n.status.state));
+            *states
+                .entry(format!(
+                    "{:?} on {}",
+                    t.status.state,
+                    node.as_deref().unwrap_or("no node")
+                ))
+                .or_insert(0) += 1;
             let on_ready_node = t.node_id.is_some_and(|n| {
                 store
                     .get::<Node>(&n)
@@ -34,10 +47,24 @@ pub fn pending(store: &Store) -> Vec<String> {
         }
         if running != replicas || desired != replicas {
             out.push(format!(
-                "service {:?}: {replicas} replicas wanted, {desired} tasks desired running, {running} running on ready nodes",
+                "service {:?}: {replicas} replicas wanted, {desired} tasks desired running, {running} running on ready nodes ({states:?})",
                 s.spec.annotations.name
             ));
         }
+    }
+    if !out.is_empty() {
+        let nodes: Vec<String> = store
+            .iter::<Node>()
+            .map(|n| {
+                format!(
+                    "{} {:?} {:?}",
+                    n.hostname(),
+                    n.status.state,
+                    n.spec.availability
+                )
+            })
+            .collect();
+        out.push(format!("nodes: {}", nodes.join(", ")));
     }
     out
 }
@@ -64,7 +91,7 @@ mod tests {
             })
             .unwrap();
         let p = pending(&store);
-        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p.len(), 2, "the service and the node list: {p:?}");
         assert!(p[0].contains("2 replicas wanted, 0 tasks"), "{p:?}");
     }
 }
