@@ -125,9 +125,37 @@ pub async fn endpoint(
     port: u16,
     server: Option<quinn::ServerConfig>,
 ) -> io::Result<quinn::Endpoint> {
-    let socket = turmoil::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).await?;
-    quinn::Endpoint::new_with_abstract_socket(
+    endpoint_at(
+        (Ipv4Addr::UNSPECIFIED, port).into(),
+        server,
         quinn::EndpointConfig::default(),
+    )
+}
+
+/// A quinn endpoint bound to `addr` (the unspecified address or the host's own, port 0 for an
+/// ephemeral one) of the current turmoil host, with `endpoint_config`. Synchronous, so the
+/// production binds ([`crate::rpc::RpcConfig::endpoint_with`], hence `Server::bind` and
+/// `Client::bind`) can take this path unchanged when they run inside a simulation. Panics
+/// (turmoil's) when called outside a simulation host.
+pub fn endpoint_at(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    endpoint_config: quinn::EndpointConfig,
+) -> io::Result<quinn::Endpoint> {
+    // turmoil's bind is an `async fn` that never waits (it registers the port in the simulated
+    // world and returns): one poll completes it.
+    let mut bind = std::pin::pin!(turmoil::net::UdpSocket::bind(addr));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let socket = match bind.as_mut().poll(&mut cx) {
+        Poll::Ready(socket) => socket?,
+        Poll::Pending => {
+            return Err(io::Error::other(
+                "turmoil's UDP bind did not complete at once",
+            ))
+        }
+    };
+    quinn::Endpoint::new_with_abstract_socket(
+        endpoint_config,
         server,
         Arc::new(TurmoilUdp::new(socket)),
         Arc::new(quinn::TokioRuntime),

@@ -15,6 +15,8 @@
 //! - [`worker`]: the agent and its runtime; [`config`]: daemon settings and defaults.
 //! - [`backup`]: offline backup and restore of a node's data directory.
 //! - `fuzzing` (feature `fuzzing`): the request-body fuzz target's entry point.
+//! - `sim` (feature `sim`): whole clusters on turmoil's virtual time with injected faults and
+//!   invariant checks.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -32,6 +34,8 @@ pub mod manager;
 pub mod mesh;
 pub mod metrics;
 pub mod net;
+#[cfg(feature = "sim")]
+pub mod sim;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::raft::VoteRequest;
@@ -277,8 +279,7 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
                     ?since,
                     "no leader contact: starting an election"
                 );
-                *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) =
-                    std::time::Instant::now();
+                *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                 timeout = Some(draw(cfg.election_timeout_min, cfg.election_timeout_max));
                 retry = None;
                 adopt_refused_term(&inner, m.current_term).await;
@@ -287,7 +288,7 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
                 }
             }
         } else {
-            *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+            *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
         }
         drop(inner);
         tokio::time::sleep(tick.clamp(Duration::from_millis(5), Duration::from_millis(20))).await;

@@ -81,9 +81,9 @@ pub(crate) struct Inner {
     clock: Arc<SwapClock>,
     report: OpenReport,
     /// Last time a leader (or a candidate we voted for) reached us; drives elections.
-    pub(crate) contact: std::sync::Mutex<std::time::Instant>,
+    pub(crate) contact: std::sync::Mutex<tokio::time::Instant>,
     /// Since when (term, instant) the watchdog has seen this node lead; `None` while it does not.
-    pub(crate) led_since: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
+    pub(crate) led_since: std::sync::Mutex<Option<(u64, tokio::time::Instant)>>,
     /// The highest term of a candidate this node refused for its shorter log (see the
     /// watchdog: the next election here starts above it).
     pub(crate) refused_term: std::sync::atomic::AtomicU64,
@@ -262,7 +262,7 @@ impl RaftNode {
                 batcher,
                 clock,
                 report,
-                contact: std::sync::Mutex::new(std::time::Instant::now()),
+                contact: std::sync::Mutex::new(tokio::time::Instant::now()),
                 led_since: std::sync::Mutex::new(None),
                 refused_term: std::sync::atomic::AtomicU64::new(0),
                 transferring: tokio::sync::watch::channel(false).0,
@@ -652,7 +652,7 @@ impl RaftNode {
     }
 
     pub(crate) fn touch(&self) {
-        *self.inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        *self.inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
     }
 
     pub(crate) fn fault(&self) -> Option<String> {

@@ -4,7 +4,9 @@
 //! election-timeout gap.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use openraft::ServerState;
 

@@ -102,13 +102,21 @@ impl RpcConfig {
     }
 
     /// [`RpcConfig::endpoint`] with an endpoint configuration, normally
-    /// [`TlsState::endpoint_config`] (keys that survive a restart).
+    /// [`TlsState::endpoint_config`] (keys that survive a restart). With feature `turmoil`, called
+    /// inside a turmoil simulation it binds the current simulated host's UDP instead
+    /// (`sim::endpoint_at`); outside one it binds a real socket, as without the feature.
     pub fn endpoint_with(
         &self,
         addr: SocketAddr,
         server: Option<quinn::ServerConfig>,
         endpoint_config: quinn::EndpointConfig,
     ) -> std::io::Result<quinn::Endpoint> {
+        // Inside a turmoil simulation (feature `turmoil`), the socket is the simulated host's:
+        // the same code path then runs on virtual time and the simulated network.
+        #[cfg(feature = "turmoil")]
+        if turmoil::in_simulation() {
+            return crate::sim::endpoint_at(addr, server, endpoint_config);
+        }
         let socket = std::net::UdpSocket::bind(addr)?;
         let state = quinn::udp::UdpSocketState::new((&socket).into())?;
         // Best effort: a smaller buffer than asked for is still a working socket.

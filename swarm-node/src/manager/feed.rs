@@ -233,7 +233,7 @@ pub async fn stream(
         return;
     }
     // When the first change not sent yet arrived, and when to send.
-    let mut first_pending: Option<std::time::Instant> = None;
+    let mut first_pending: Option<tokio::time::Instant> = None;
     let mut due: Option<tokio::time::Instant> = None;
     loop {
         let quiet = async {
@@ -274,7 +274,7 @@ pub async fn stream(
                 for e in &events {
                     a.handle_event(e);
                 }
-                first_pending.get_or_insert_with(std::time::Instant::now);
+                first_pending.get_or_insert_with(tokio::time::Instant::now);
                 due = Some(tokio::time::Instant::now() + batching.quiet);
                 if a.pending_tasks() >= batching.max {
                     // Send at once: the quiet branch runs on the next turn.

@@ -1,0 +1,251 @@
+//! The simulated cluster: one turmoil host per node running a real [`Daemon`] on the sim runtime,
+//! the state the hosts, the driver and the stepping loop share, and the mailbox through which the
+//! driver runs code on a node (as a client of that node's API would).
+//!
+//! A host's software starts the daemon on its data directory (`<root>/<host>`, kept across
+//! crashes), starts the observer on a manager, then runs the commands of its mailbox on its own
+//! runtime, so everything a command does (raft proposals, forwarding, QUIC) happens on that
+//! host's network. Commands queued while the host was down are dropped at its restart (their
+//! callers have given up).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use swarm_runtime::SimRuntime;
+use swarm_secrets::KdfParams;
+use tokio::sync::{mpsc, oneshot};
+
+use super::faults::{HostRequest, MAX_LATENCY};
+use super::invariants::Checks;
+use super::trace::{self, Trace};
+use super::{SimConfig, SimReport};
+use crate::config::{DaemonConfig, RuntimeKind};
+use crate::daemon::Daemon;
+
+/// The swarm port every simulated node listens on.
+pub(crate) const PORT: u16 = 2377;
+
+/// A node's disk: where its data directory lives. Today a real directory; the slot where a
+/// simulated disk (crash model, torn writes, slow fsyncs) plugs in later.
+#[derive(Clone, Debug)]
+pub enum NodeDisk {
+    /// A directory of the real filesystem, kept across the node's crashes.
+    Dir(PathBuf),
+}
+
+type Command = Box<dyn FnOnce(Arc<Daemon>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// One node's mailbox: the driver sends, the host's current process receives.
+struct Mailbox {
+    tx: mpsc::UnboundedSender<Command>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Command>>>,
+}
+
+/// What the hosts, the driver and the stepping loop share.
+pub(crate) struct Shared {
+    pub(crate) trace: Mutex<Trace>,
+    pub(crate) checks: Mutex<Checks>,
+    pub(crate) requests: Mutex<Vec<HostRequest>>,
+    mailboxes: BTreeMap<String, Mailbox>,
+    pub(crate) managers: Vec<String>,
+    pub(crate) workers: Vec<String>,
+}
+
+impl Shared {
+    /// Records an event at the current virtual time.
+    pub(crate) fn event(&self, host: &str, what: &str) {
+        lock(&self.trace).record(trace::now(), host, what);
+    }
+
+    /// Records a violation at the current virtual time.
+    pub(crate) fn violation(&self, what: &str) {
+        self.event("check", what);
+        lock(&self.checks).violation(trace::now(), what);
+    }
+
+    /// Asks the stepping loop to change the simulation.
+    pub(crate) fn request(&self, r: HostRequest) {
+        lock(&self.requests).push(r);
+    }
+
+    /// Runs `f` on `host`'s daemon, on that host's runtime; `None` if it did not answer within
+    /// `timeout` of virtual time (down, crashed meanwhile, or too slow).
+    pub(crate) async fn call<T, F, Fut>(&self, host: &str, timeout: Duration, f: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Daemon>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let command: Command = Box::new(move |d| {
+            Box::pin(async move {
+                let _ = tx.send(f(d).await);
+            })
+        });
+        self.mailboxes.get(host)?.tx.send(command).ok()?;
+        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+    }
+
+    /// Every host name, managers first.
+    pub(crate) fn hosts(&self) -> Vec<String> {
+        self.managers.iter().chain(&self.workers).cloned().collect()
+    }
+}
+
+/// Locks a std mutex, taking over a poisoned one (a panicking host already fails the run).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The daemon configuration of simulated host `name` (its address fixed by turmoil).
+fn daemon_config(disk: &NodeDisk, name: &str, ip: std::net::IpAddr) -> DaemonConfig {
+    let NodeDisk::Dir(dir) = disk;
+    let mut c = DaemonConfig::new(dir);
+    c.runtime = RuntimeKind::Sim;
+    // Cheap key stretching: the simulation never uses an unlock key.
+    c.kdf = KdfParams::new(64, 1, 1).unwrap_or(KdfParams::RECOMMENDED);
+    c.hostname = Some(name.to_string());
+    c.listen_addr =
+        std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), PORT);
+    c.advertise_addr = Some(format!("{ip}:{PORT}"));
+    c
+}
+
+/// Runs one simulation; see [`super::run`].
+pub(crate) fn run(config: &SimConfig) -> SimReport {
+    let managers: Vec<String> = (0..config.managers).map(|i| format!("m{i}")).collect();
+    let workers: Vec<String> = (0..config.workers).map(|i| format!("w{i}")).collect();
+    let mut mailboxes = BTreeMap::new();
+    for h in managers.iter().chain(&workers) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        mailboxes.insert(
+            h.clone(),
+            Mailbox {
+                tx,
+                rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            },
+        );
+    }
+    let shared = Arc::new(Shared {
+        trace: Mutex::new({
+            let mut t = Trace::default();
+            t.echo = config.echo;
+            t
+        }),
+        checks: Mutex::new({
+            let mut c = Checks::default();
+            c.leaders.strict = config.strict_terms;
+            c
+        }),
+        requests: Mutex::new(Vec::new()),
+        mailboxes,
+        managers: managers.clone(),
+        workers: workers.clone(),
+    });
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(config.seed)
+        .simulation_duration(config.max_virtual)
+        .tick_duration(config.tick)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(MAX_LATENCY)
+        .build();
+    for name in managers.iter().chain(&workers) {
+        let manager = managers.contains(name);
+        let disk = NodeDisk::Dir(config.data_root.join(name));
+        let shared = shared.clone();
+        let name = name.clone();
+        sim.host(name.clone(), move || {
+            host(shared.clone(), name.clone(), disk.clone(), manager)
+        });
+    }
+    {
+        let shared = shared.clone();
+        let config = config.clone();
+        sim.client("driver", async move {
+            super::workload::drive(shared, config).await;
+            Ok(())
+        });
+    }
+    let outcome = loop {
+        let requests = std::mem::take(&mut *lock(&shared.requests));
+        for r in requests {
+            match r {
+                HostRequest::Crash(h) => sim.crash(h),
+                HostRequest::Restart(h) => sim.bounce(h),
+                HostRequest::Network {
+                    fail_rate,
+                    max_latency,
+                } => {
+                    sim.set_fail_rate(fail_rate);
+                    sim.set_max_message_latency(max_latency);
+                }
+            }
+        }
+        match sim.step() {
+            Ok(true) => break Ok(()),
+            Ok(false) => {}
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let virtual_elapsed = sim.elapsed();
+    drop(sim);
+    let mut checks = lock(&shared.checks);
+    if let Err(e) = outcome {
+        checks.violation(virtual_elapsed, &format!("simulation: {e}"));
+    }
+    let trace = lock(&shared.trace);
+    let mut violations = checks.violations.clone();
+    if !violations.is_empty() {
+        violations.push("last events:".into());
+        violations.extend(trace.tail().map(str::to_string));
+    }
+    SimReport {
+        seed: config.seed,
+        violations,
+        trace_hash: trace.hash(),
+        events: trace.events(),
+        virtual_elapsed,
+        acked: checks.acked.acked(),
+        attempted: checks.acked.attempted(),
+        leader_terms: checks.leaders.terms(),
+        compared_states: checks.stores.compared(),
+        shared_terms: checks.leaders.shared_terms(),
+        notes: checks.notes.clone(),
+    }
+}
+
+/// One start of a host's software: the daemon, the observer (managers), then the mailbox.
+async fn host(shared: Arc<Shared>, name: String, disk: NodeDisk, manager: bool) -> turmoil::Result {
+    let ip = turmoil::lookup(name.as_str());
+    let config = daemon_config(&disk, &name, ip);
+    shared.event(&name, "start");
+    let daemon = match Daemon::start_with_runtime(config, Arc::new(SimRuntime::new())).await {
+        Ok(d) => d,
+        Err(e) => {
+            shared.violation(&format!("restart: {name} did not start: {e}"));
+            return Err(e.into());
+        }
+    };
+    if manager {
+        lock(&shared.checks).restarted(&name);
+        tokio::task::spawn_local(super::observe::observe(
+            daemon.clone(),
+            shared.clone(),
+            name.clone(),
+        ));
+    }
+    let Some(mailbox) = shared.mailboxes.get(&name) else {
+        return Ok(());
+    };
+    let mut rx = mailbox.rx.lock().await;
+    // Commands sent while this host was down: their callers gave up.
+    while rx.try_recv().is_ok() {}
+    while let Some(command) = rx.recv().await {
+        tokio::task::spawn_local(command(daemon.clone()));
+    }
+    Ok(())
+}

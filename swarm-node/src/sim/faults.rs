@@ -1,0 +1,126 @@
+//! The fault schedule of a run: which fault comes next, drawn from the run's seeded RNG, and how
+//! it is undone. One fault is active at a time in this slice; it lasts a drawn duration and is
+//! then healed, and the final healing phase undoes whatever is left.
+//!
+//! Partitions are applied by the driver itself (turmoil's in-simulation `partition`,
+//! `partition_oneway` and `repair`); crashes, restarts and network-wide loss and delay change the
+//! simulation itself, so the driver hands them to the loop that steps it ([`HostRequest`]).
+
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Which faults a run may inject.
+#[derive(Clone, Debug)]
+pub struct FaultConfig {
+    /// Partitions between one host and every other host, both ways.
+    pub partitions: bool,
+    /// One-way partitions (a host can send but not receive, or the reverse).
+    pub oneway: bool,
+    /// Crash and restart of a manager or a worker (data directory kept).
+    pub crashes: bool,
+    /// Periods of message loss (this fraction of datagrams dropped) and extra delay.
+    pub loss: f64,
+    /// Mean wait between two faults.
+    pub every: Duration,
+}
+
+impl Default for FaultConfig {
+    fn default() -> FaultConfig {
+        FaultConfig {
+            partitions: true,
+            oneway: true,
+            crashes: true,
+            loss: 0.05,
+            every: Duration::from_secs(8),
+        }
+    }
+}
+
+impl FaultConfig {
+    /// No faults at all (a baseline run).
+    pub fn none() -> FaultConfig {
+        FaultConfig {
+            partitions: false,
+            oneway: false,
+            crashes: false,
+            loss: 0.0,
+            every: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A fault, on named hosts.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Fault {
+    /// `host` cut off from every other host, both ways.
+    Isolate(String),
+    /// Nothing from `from` reaches the others (it still hears them).
+    MuteOutgoing(String),
+    /// Nothing reaches `to` (it can still send).
+    DeafIncoming(String),
+    /// The host's software crashes; restarted when the fault heals.
+    Crash(String),
+    /// This fraction of all datagrams lost, and message latency up to 200 ms.
+    Lossy(f64),
+}
+
+/// What the driver asks of the loop that steps the simulation.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum HostRequest {
+    /// `Sim::crash`.
+    Crash(String),
+    /// `Sim::bounce` (restart the software; the data directory is kept).
+    Restart(String),
+    /// `Sim::set_fail_rate` and `Sim::set_max_message_latency`.
+    Network {
+        /// Fraction of datagrams dropped.
+        fail_rate: f64,
+        /// Largest message latency.
+        max_latency: Duration,
+    },
+}
+
+/// The usual largest message latency (the builder's setting, restored when a lossy period ends).
+pub(crate) const MAX_LATENCY: Duration = Duration::from_millis(20);
+
+impl FaultConfig {
+    /// Draws the next fault over `hosts`, if any kind is enabled.
+    pub(crate) fn draw(&self, rng: &mut ChaCha8Rng, hosts: &[String]) -> Option<Fault> {
+        let mut kinds = Vec::new();
+        if self.partitions {
+            kinds.push(0);
+        }
+        if self.oneway {
+            kinds.extend([1, 2]);
+        }
+        if self.crashes {
+            kinds.push(3);
+        }
+        if self.loss > 0.0 {
+            kinds.push(4);
+        }
+        if kinds.is_empty() || hosts.is_empty() {
+            return None;
+        }
+        let host = hosts[rng.gen_range(0..hosts.len())].clone();
+        Some(match kinds[rng.gen_range(0..kinds.len())] {
+            0 => Fault::Isolate(host),
+            1 => Fault::MuteOutgoing(host),
+            2 => Fault::DeafIncoming(host),
+            3 => Fault::Crash(host),
+            _ => Fault::Lossy(self.loss),
+        })
+    }
+
+    /// Draws how long until the next fault (uniform in [0.5, 1.5] of `every`).
+    pub(crate) fn gap(&self, rng: &mut ChaCha8Rng) -> Duration {
+        self.every.mul_f64(rng.gen_range(0.5..1.5))
+    }
+}
+
+/// Draws how long a fault lasts: 2 to 25 s of virtual time.
+pub(crate) fn duration(rng: &mut ChaCha8Rng) -> Duration {
+    Duration::from_millis(rng.gen_range(2_000..25_000))
+}
