@@ -127,6 +127,9 @@ struct Inner {
     status_tx: Mutex<Option<mpsc::UnboundedSender<StatusMsg>>>,
     stats: Arc<StatusStats>,
     closed: AtomicBool,
+    /// Whether this dispatcher's manager leads ([`StoreDispatcher::set_leading`]): only then are
+    /// nodes marked down.
+    leading: AtomicBool,
     committer: Mutex<Option<JoinHandle<()>>>,
     /// The one store watch every session's streamer is fed from.
     feed: AssignmentFeed,
@@ -189,6 +192,7 @@ impl StoreDispatcher {
                 status_tx: Mutex::new(Some(tx)),
                 stats,
                 closed: AtomicBool::new(false),
+                leading: AtomicBool::new(true),
                 committer: Mutex::new(Some(handle)),
                 feed,
                 feed_stop,
@@ -363,10 +367,27 @@ impl StoreDispatcher {
         }
     }
 
-    /// Marks each of `nodes` down ("heartbeat failure"), one node after the other.
+    /// Tells the dispatcher whether its manager leads (a dispatcher starts leading: in-process
+    /// and single-manager use). A manager that lost the leadership keeps its dispatcher, whose
+    /// sessions then end; it must not mark their nodes down, since they are registering with
+    /// the new leader meanwhile and a forwarded "down" would land after their "ready" (found by
+    /// the cluster simulation: every node stayed down with live sessions). So while not leading,
+    /// due deadlines are dropped and no node is marked down; the next leadership marks every
+    /// node without a session unknown anyway ([`Self::mark_nodes_unknown`]).
+    pub fn set_leading(&self, leading: bool) {
+        self.inner.leading.store(leading, Ordering::SeqCst);
+        if leading {
+            self.inner.sweeper.notify_one();
+        }
+    }
+
+    /// Marks each of `nodes` down ("heartbeat failure"), one node after the other, while this
+    /// manager leads.
     async fn mark_down(&self, nodes: Vec<Id>) {
         for node in nodes {
-            if self.inner.closed.load(Ordering::SeqCst) {
+            if self.inner.closed.load(Ordering::SeqCst)
+                || !self.inner.leading.load(Ordering::SeqCst)
+            {
                 return;
             }
             tracing::info!(node = %node, "node missed its heartbeats: marking it down");
@@ -389,10 +410,26 @@ impl StoreDispatcher {
             .deadlines
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let leading = self.inner.leading.load(Ordering::SeqCst);
         while let Some(d) = deadlines.pop_due(now) {
             let Some(e) = nodes.get_mut(&d.node) else {
                 continue;
             };
+            if !leading {
+                // Not this manager's nodes to judge any more (see `set_leading`); a heartbeat
+                // deadline still ends its session here.
+                if d.kind == DeadlineKind::Heartbeat
+                    && e.generation == d.generation
+                    && e.live
+                    && e.heartbeat_deadline.is_some_and(|at| at <= now)
+                {
+                    e.live = false;
+                    if let Some(c) = e.close.take() {
+                        let _ = c.send(true);
+                    }
+                }
+                continue;
+            }
             if e.generation != d.generation {
                 continue;
             }

@@ -360,3 +360,39 @@ async fn heartbeats_keep_remote_sessions_alive_until_they_stop() {
     );
     d.close().await;
 }
+
+/// A dispatcher whose manager no longer leads marks no node down when its sessions end: the
+/// nodes are registering with the new leader meanwhile, and a forwarded "down" landing after
+/// their "ready" left every node down with live sessions (found by the cluster simulation,
+/// `sim_cluster::partitions_only`). Once leading again, a dead session marks its node down.
+#[tokio::test]
+async fn a_dispatcher_that_does_not_lead_marks_no_node_down() {
+    let f = fixture();
+    propose(&f, vec![swarm_core::StoreAction::Create(node(1).into())]).await;
+    let s = f.dispatcher.open_session(registration(1)).await.unwrap();
+    let _ = next(&s).await;
+    f.dispatcher.set_leading(false);
+    drop(s);
+    // Twenty times `down_after`: long past the moment a leading dispatcher marks it down.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let state = |f: &Fixture| {
+        f.store
+            .view(|st| st.get::<Node>(&id(1)).unwrap().status.state)
+    };
+    assert_eq!(state(&f), NodeState::Ready);
+
+    f.dispatcher.set_leading(true);
+    let s = f.dispatcher.open_session(registration(1)).await.unwrap();
+    let _ = next(&s).await;
+    drop(s);
+    let watcher = f.store.watch(WatchFilter::all());
+    let down = async {
+        while state(&f) != NodeState::Down {
+            if watcher.recv_many().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, down).await.expect("marked down");
+    f.dispatcher.close().await;
+}

@@ -338,6 +338,8 @@ impl ManagerNet {
                 let key = (st.leads(), st.leader);
                 if last != Some(key) {
                     let became_leader = st.leads() && last.is_none_or(|(led, _)| !led);
+                    // A manager that does not lead marks no node down (see `set_leading`).
+                    dispatcher.set_leading(st.leads());
                     if became_leader {
                         // Nodes whose sessions were with the old leader (or this node's previous
                         // process): unknown, then down unless they come back.
@@ -351,6 +353,7 @@ impl ManagerNet {
                     }
                     // Raft may have moved on while the marking ran: publish what holds now.
                     let st = status.current();
+                    dispatcher.set_leading(st.leads());
                     last = Some((st.leads(), st.leader));
                     let l = if st.leads() {
                         Leadership::Leader(dispatcher.clone())
