@@ -48,6 +48,12 @@ async fn an_inline_disk_runs_the_wal_without_threads_and_retries_failed_fsyncs_o
     let dir = PathBuf::from("/sim/inline");
     // The check can fail: a threaded disk has the WAL's threads.
     let threaded = open(&SimDisk::new(), &dir);
+    // A thread names itself once it runs (Rust sets the name from inside the new thread), so
+    // its name may show a moment after the spawn returned: wait for it, bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while wal_threads().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert!(
         !wal_threads().is_empty(),
         "the threaded WAL's threads are visible"
