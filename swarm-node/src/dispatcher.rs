@@ -415,24 +415,11 @@ impl StoreDispatcher {
             let Some(e) = nodes.get_mut(&d.node) else {
                 continue;
             };
-            if !leading {
-                // Not this manager's nodes to judge any more (see `set_leading`); a heartbeat
-                // deadline still ends its session here.
-                if d.kind == DeadlineKind::Heartbeat
-                    && e.generation == d.generation
-                    && e.live
-                    && e.heartbeat_deadline.is_some_and(|at| at <= now)
-                {
-                    e.live = false;
-                    if let Some(c) = e.close.take() {
-                        let _ = c.send(true);
-                    }
-                }
-                continue;
-            }
             if e.generation != d.generation {
                 continue;
             }
+            // A manager that does not lead still ends overdue sessions but marks no node down:
+            // they are not its nodes to judge any more (see `set_leading`).
             match d.kind {
                 DeadlineKind::Heartbeat if e.live => match e.heartbeat_deadline {
                     Some(at) if at <= now => {
@@ -440,7 +427,9 @@ impl StoreDispatcher {
                         if let Some(c) = e.close.take() {
                             let _ = c.send(true);
                         }
-                        down.push(d.node);
+                        if leading {
+                            down.push(d.node);
+                        }
                     }
                     Some(at) => {
                         deadlines.push(Deadline { at, ..d });
@@ -449,7 +438,7 @@ impl StoreDispatcher {
                 },
                 DeadlineKind::Heartbeat => {}
                 DeadlineKind::Down => {
-                    if !e.live && e.down_at == Some(d.at) {
+                    if leading && !e.live && e.down_at == Some(d.at) {
                         e.down_at = None;
                         down.push(d.node);
                     }

@@ -90,16 +90,15 @@ impl Control {
 /// The network's IPAM ([`swarm_core::ipam::allocate_network`]): its own pools, which may not
 /// overlap another network's subnets, or a subnet from the cluster's default address pool.
 fn allocate_ipam(tx: &Tx<'_>, spec: &NetworkSpec) -> Result<Ipam, ControlError> {
-    let used: Vec<UsedSubnet> = tx
-        .list::<Network>()
+    let networks = tx.list::<Network>();
+    let used: Vec<UsedSubnet> = networks
         .iter()
         .flat_map(|n| {
-            let configs = n.ipam.as_ref().unwrap_or(&n.spec.ipam).configs.clone();
-            let name = n.spec.annotations.name.clone();
-            configs.into_iter().filter_map(move |c| {
+            let ipam = n.ipam.as_ref().unwrap_or(&n.spec.ipam);
+            ipam.configs.iter().filter_map(|c| {
                 Some(UsedSubnet {
                     subnet: c.subnet.parse().ok()?,
-                    network: name.clone(),
+                    network: n.spec.annotations.name.clone(),
                 })
             })
         })

@@ -444,6 +444,20 @@ impl NetDispatcher {
         self.inner.managers().clone()
     }
 
+    /// The managers it knows, as RPC peers (the certificate renewal and the mesh view follow
+    /// them).
+    pub fn manager_peers(&self) -> Vec<Peer> {
+        self.inner
+            .managers()
+            .iter()
+            .map(|m| Peer {
+                addr: m.addr,
+                role: Role::Manager,
+                node_id: m.node_id,
+            })
+            .collect()
+    }
+
     fn pick(&self, tried: &HashSet<SocketAddr>) -> Option<WeightedManager> {
         use rand_core::{OsRng, RngCore};
         let ms = self.inner.managers();

@@ -277,17 +277,7 @@ impl WorkerMesh<'_> {
         let reachable = stack
             .as_ref()
             .map(|s| reachable_addr(s.local_addr(), self.advertised));
-        let managers = Arc::new(move || {
-            dispatcher
-                .managers()
-                .iter()
-                .map(|m| Peer {
-                    addr: m.addr,
-                    role: Role::Manager,
-                    node_id: m.node_id,
-                })
-                .collect()
-        });
+        let managers = Arc::new(move || dispatcher.manager_peers());
         let mesh = RoutingMesh::start_node(
             MeshSource::Managers {
                 client: client.clone(),

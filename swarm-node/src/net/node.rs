@@ -558,16 +558,7 @@ impl WorkerNet {
                 speedup: crate::net::ca::renewal_speedup_from_env(),
                 managers: Some({
                     let d = dispatcher.clone();
-                    Arc::new(move || {
-                        d.managers()
-                            .iter()
-                            .map(|m| Peer {
-                                addr: m.addr,
-                                role: Role::Manager,
-                                node_id: m.node_id,
-                            })
-                            .collect()
-                    })
+                    Arc::new(move || d.manager_peers())
                 }),
             };
             let dir = data_dir;
