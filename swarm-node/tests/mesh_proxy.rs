@@ -497,6 +497,42 @@ async fn udp_round_trip_and_spread() {
     f.mesh.stop().await;
 }
 
+/// A flow's first datagram reaches its backend (no resend): a one-datagram exchange such as a
+/// DNS query works. A session's socket is new when that datagram is relayed, and tokio's
+/// `try_send` on a socket its reactor has not yet seen writable drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_the_first_datagram_of_each_flow_is_relayed() {
+    let f = Fixture::new();
+    let (target, _b) = udp_backends(2).await;
+    let published = free_port();
+    let s = f.publish(1, Protocol::Udp, published, target).await;
+    for n in 1..=2u8 {
+        f.run_task(u128::from(n) + 10, &s, lo(n + 1)).await;
+    }
+    let all: Vec<_> = (2..=3).map(|n| SocketAddr::new(lo(n), target)).collect();
+    f.wait_backends(udp(published), &all).await;
+    // The listener is bound once its backends are known; a first flow, with resends, makes
+    // sure it is.
+    let warm = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp_ask(&warm, published, "warm").await;
+    for i in 0..6 {
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let msg = format!("once{i}");
+        client
+            .send_to(msg.as_bytes(), SocketAddr::new(lo(1), published))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let n = tokio::time::timeout(DEADLINE, client.recv(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("flow {i}: its only datagram got no answer"))
+            .unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(reply.ends_with(&format!(":{msg}")), "flow {i}: {reply}");
+    }
+    f.mesh.stop().await;
+}
+
 /// Removing the only service publishing a port closes its listener (connect refused);
 /// publishing it again re-opens it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,8 @@
 //! Properties:
 //! - a published port answers on every host, from a task pinned to another host: host0's port
 //!   reaches host1's task and host1's (a worker, which has no store) reaches host0's;
+//! - the same for UDP: a datagram to a published UDP port on one host is answered by the task on
+//!   the other, small and near the largest size a frame carries;
 //! - killing a host mid-stream ends the connections through it and only those: a client on
 //!   host0 holding one connection to host1's task and one to host0's own sees the first end and
 //!   the second keep echoing.
@@ -43,6 +45,37 @@ def serve(c):
 while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A UDP echo server: `udp_echo.py <port> <tag>` answers every datagram with `<tag>:<datagram>`.
+const UDP_ECHO: &str = r#"
+import socket, sys
+port, tag = int(sys.argv[1]), sys.argv[2].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", port))
+while True:
+    d, a = s.recvfrom(65536)
+    s.sendto(tag + b":" + d, a)
+"#;
+
+/// A UDP client: `udp_client.py <port> <size>` sends `ping` (size 0) or `size` bytes of `x` to
+/// the port and prints `<port> <reply>` (for `ping`) or `<port> <tag> len=<n>`, or
+/// `<port> timeout` when nothing came back within 2 s.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+port, size = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(b"x" * size if size else b"ping", ("127.0.0.1", port))
+try:
+    r = s.recv(65536)
+    if size:
+        tag, _, body = r.partition(b":")
+        print(port, tag.decode(), "len=%d" % len(body) if body == b"x" * size else "garbled")
+    else:
+        print(port, r.decode())
+except socket.timeout:
+    print(port, "timeout")
 "#;
 
 /// A client: `client.py hold|once <port>...` connects to each port, sends `ping`, prints
@@ -107,14 +140,17 @@ fn scripts(dir: &std::path::Path) -> (String, String) {
     std::fs::write(&echo, ECHO).unwrap();
     std::fs::write(&client, CLIENT).unwrap();
     std::fs::write(dir.join("loop.py"), LOOP).unwrap();
+    std::fs::write(dir.join("udp_echo.py"), UDP_ECHO).unwrap();
+    std::fs::write(dir.join("udp_client.py"), UDP_CLIENT).unwrap();
     (
         echo.to_str().unwrap().to_string(),
         client.to_str().unwrap().to_string(),
     )
 }
 
-/// Creates an echo service pinned to `on` (tagged with its hostname), publishing `published`.
-async fn echo_service(h0: &Host, name: &str, on: &str, published: u16, echo: &str) {
+/// Creates an echo service pinned to `on` (tagged with its hostname), publishing `published`
+/// (TCP, or `proto` `/udp`) on target port `published + 100`.
+async fn echo_service(h0: &Host, name: &str, on: &str, published: u16, proto: &str, echo: &str) {
     let target = (published + 100).to_string();
     h0.ok(&[
         "service",
@@ -125,7 +161,7 @@ async fn echo_service(h0: &Host, name: &str, on: &str, published: u16, echo: &st
         "--constraint",
         &format!("node.hostname=={on}"),
         "--publish",
-        &format!("{published}:{target}"),
+        &format!("{published}:{target}{proto}"),
         "python",
         "/usr/bin/python3",
         echo,
@@ -138,12 +174,26 @@ async fn echo_service(h0: &Host, name: &str, on: &str, published: u16, echo: &st
 /// Runs the client once on `h` against `port` until it gets `want` (the mesh view reaches
 /// every host a moment after the task runs).
 async fn wait_reply(h: &Host, client: &str, port: u16, want: &str) {
+    wait_output(h, &[client, "once", &port.to_string()], port, want).await
+}
+
+/// Runs the UDP client on `h` (`size` 0: `ping`) until it prints `<port> <want>`.
+async fn wait_datagram(h: &Host, dir: &std::path::Path, port: u16, size: usize, want: &str) {
+    let client = dir.join("udp_client.py");
+    let args = [
+        client.to_str().unwrap(),
+        &port.to_string(),
+        &size.to_string(),
+    ];
+    wait_output(h, &args, port, want).await
+}
+
+/// Runs `python3 args` on `h` until it prints `<port> <want>`.
+async fn wait_output(h: &Host, args: &[&str], port: u16, want: &str) {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let expect = format!("{port} {want}");
     loop {
-        let out = h
-            .exec("/usr/bin/python3", &[client, "once", &port.to_string()])
-            .await;
+        let out = h.exec("/usr/bin/python3", args).await;
         if out.stdout.trim() == expect {
             return;
         }
@@ -168,10 +218,21 @@ async fn published_ports_answer_across_hosts_and_a_lost_host_ends_only_its_conne
     let dir = tempfile::tempdir().unwrap();
     let (echo, client) = scripts(dir.path());
     let h0 = c.host(0);
-    echo_service(h0, "on1", "host1", 18_100, &echo).await;
-    echo_service(h0, "on0", "host0", 18_101, &echo).await;
-    h0.wait_replicas("on1", "1/1").await;
-    h0.wait_replicas("on0", "1/1").await;
+    let udp_echo = dir.path().join("udp_echo.py");
+    let udp_echo = udp_echo.to_str().unwrap();
+    echo_service(h0, "on1", "host1", 18_100, "", &echo).await;
+    echo_service(h0, "on0", "host0", 18_101, "", &echo).await;
+    echo_service(h0, "udp1", "host1", 18_110, "/udp", udp_echo).await;
+    echo_service(h0, "udp0", "host0", 18_111, "/udp", udp_echo).await;
+    for s in ["on1", "on0", "udp1", "udp0"] {
+        h0.wait_replicas(s, "1/1").await;
+    }
+
+    // UDP the same way, both directions, and a datagram near the largest a frame carries.
+    wait_datagram(h0, dir.path(), 18_110, 0, "host1:ping").await;
+    wait_datagram(c.host(1), dir.path(), 18_111, 0, "host0:ping").await;
+    wait_datagram(h0, dir.path(), 18_110, 60_000, "host1 len=60000").await;
+    wait_datagram(c.host(1), dir.path(), 18_110, 0, "host1:ping").await;
 
     // Every host answers on every published port, from the task wherever it runs.
     wait_reply(h0, &client, 18_100, "host1:ping").await;

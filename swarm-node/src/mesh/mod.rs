@@ -40,8 +40,12 @@
 //!   new ones wait in the listen backlog; at most [`crate::net::mesh::DEFAULT_MAX_STREAMS`]
 //!   streams to one peer node at once. Accept errors (EMFILE...) never end a listener: it
 //!   backs off briefly.
-//! - **UDP**: per client address a session, a socket connected to a backend chosen round robin
-//!   among **this node's** tasks, relaying datagrams both ways; it expires after
+//! - **UDP**: per client address a session to a backend chosen round robin among all current
+//!   backends, local and remote alike: a socket connected to a task on this node, or one
+//!   `mesh.v1.connect` stream per flow to the task's node, each datagram a frame (`datagram.rs`);
+//!   datagrams arriving while that stream opens are queued (at most 256, beyond dropped), and a
+//!   stream that cannot be opened loses them (the next datagram tries the next backend). Both
+//!   ends relay datagrams both ways; a session expires after
 //!   [`MeshConfig::udp_idle_timeout`] idle, when its backend leaves the set or answers "port
 //!   unreachable". At most [`MeshConfig::max_udp_sessions`] per port; datagrams of new clients
 //!   beyond that are dropped. Replies leave from the published socket: with a wildcard mesh
@@ -54,8 +58,6 @@
 //!   [`RoutingMesh::check`](PortCheck::check)).
 //!
 //! # What it does not do
-//! - No UDP across hosts: a UDP port answers only on nodes running one of its tasks (datagrams
-//!   are not framed over streams yet).
 //! - No kernel fast path (IPVS, nftables/iptables DNAT): every byte goes through this process,
 //!   also locally. No virtual IPs or service DNS (issue 16's deliverable 2), no overlay network.
 //! - No preference for local tasks, no weighting by node load.
@@ -69,8 +71,10 @@
 //! - `driver.rs`: the task feeding it (from the store, or from a manager's view stream) and
 //!   opening/closing listeners;
 //! - `route.rs`: one published port's live backend list, shared with its listener;
-//! - `tcp.rs`, `udp.rs`: the proxies (`tcp::pipe`: a TCP connection over a mesh stream).
+//! - `tcp.rs`, `udp.rs`: the proxies (`tcp::pipe`: a TCP connection over a mesh stream);
+//!   `datagram.rs`: a UDP flow over a mesh stream.
 
+mod datagram;
 mod driver;
 mod route;
 mod table;
@@ -87,7 +91,7 @@ use std::time::Duration;
 use swarm_core::objects::service::{PortConfig, Protocol, PublishMode};
 use swarm_core::{Id, SharedStore};
 use swarm_net::rpc::{Client, ItemSender, Peer, RecvStream, SendStream, Status};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -95,6 +99,7 @@ use crate::backend::PortCheck;
 use crate::net::mesh::MeshPeers;
 use route::Route;
 pub use table::backend_addr;
+pub(crate) use udp::connected as connect_udp;
 pub use view::{Backend, MeshView, ViewUpdate, MESH_ADDR_LABEL};
 
 /// A published port: its number and protocol.
@@ -323,6 +328,17 @@ impl RoutingMesh {
                     tracing::trace!(error = %e, "routing mesh: stream ended");
                 }
             }
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+
+    /// Relays datagrams between a local task (`task`, a socket connected to it) and a mesh
+    /// stream carrying one client flow from another node, until the flow idles out, either side
+    /// ends, or the mesh stops.
+    pub async fn pipe_datagrams(&self, task: UdpSocket, send: SendStream, recv: RecvStream) {
+        let mut stop = self.shared.stop.subscribe();
+        tokio::select! {
+            () = datagram::task_side(task, send, recv, self.shared.config.udp_idle_timeout) => {}
             _ = stop.wait_for(|s| *s) => {}
         }
     }

@@ -7,20 +7,23 @@
 //! [`super::MeshConfig::max_udp_sessions`] live at once per port; datagrams from new clients
 //! beyond that are dropped (UDP may drop) until sessions expire.
 //!
-//! Only this node's own tasks are UDP backends: datagrams are not carried to other nodes yet
-//! (a UDP port answers on the nodes running one of its tasks).
+//! A backend on another node is reached through a `mesh.v1.connect` stream to that node, one
+//! per client flow, each datagram a frame ([`super::datagram`]).
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use swarm_core::Id;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
+use super::datagram::{self, LastSeen};
 use super::route::Route;
+use super::view::Backend;
 use super::{bind_retrying, is_local, Shared};
 
 /// The largest UDP payload.
@@ -33,26 +36,49 @@ pub(crate) fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(sock)
 }
 
+/// Where a flow's datagrams go.
+enum Upstream {
+    /// A socket connected to a task on this node.
+    Local(Arc<UdpSocket>),
+    /// The queue toward a stream to the task's node.
+    Remote(mpsc::Sender<Vec<u8>>),
+}
+
+impl Upstream {
+    /// Sends one datagram; an error means the flow is gone (a full buffer or queue drops the
+    /// datagram, as the network would, and is no error).
+    fn send(&self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Upstream::Local(sock) => datagram::send_now(sock, data),
+            Upstream::Remote(queue) => match queue.try_send(data.to_vec()) {
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    Err(io::Error::other("the stream to the task's node ended"))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
 struct Session {
-    sock: Arc<UdpSocket>,
-    backend: SocketAddr,
+    upstream: Upstream,
+    /// The task the flow goes to.
+    backend: Id,
     /// The route generation at which `backend` was last seen in the route.
     generation: u64,
-    /// Milliseconds since `Relay::epoch` of the last datagram either way.
-    last: Arc<AtomicU64>,
+    last: LastSeen,
     task: AbortHandle,
 }
 
 struct Relay {
     route: Arc<Route>,
     listener: Arc<UdpSocket>,
+    shared: Arc<Shared>,
     idle: Duration,
     max_sessions: usize,
     epoch: Instant,
     sessions: HashMap<SocketAddr, Session>,
     tasks: JoinSet<()>,
-    /// This node: only its own tasks are UDP backends.
-    node: Option<swarm_core::Id>,
 }
 
 /// Relays datagrams on `route`'s port until aborted (which ends every session with it).
@@ -67,7 +93,7 @@ pub(crate) async fn serve(route: Arc<Route>, shared: Arc<Shared>) {
         epoch: Instant::now(),
         sessions: HashMap::new(),
         tasks: JoinSet::new(),
-        node: shared.node,
+        shared,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -84,32 +110,21 @@ pub(crate) async fn serve(route: Arc<Route>, shared: Arc<Shared>) {
 }
 
 impl Relay {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Sends one client datagram to its session's backend, opening or replacing the session as
     /// needed.
     fn forward(&mut self, data: &[u8], client: SocketAddr) {
         let generation = self.route.generation();
-        let now = self.now_ms();
         if let Some(s) = self.sessions.get_mut(&client) {
             let mut keep = !s.task.is_finished();
             if keep && s.generation != generation {
-                keep = self.route.backends().iter().any(|b| b.addr == s.backend);
+                keep = self.route.backends().iter().any(|b| b.task == s.backend);
                 s.generation = generation;
             }
-            if keep {
-                match s.sock.try_send(data) {
-                    Ok(_) => {
-                        s.last.store(now, Ordering::Relaxed);
-                        return;
-                    }
-                    // Full socket buffer: drop the datagram, as the network would.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    // ICMP port unreachable from an earlier datagram: the backend is gone.
-                    Err(_) => {}
-                }
+            // An error is ICMP port unreachable from an earlier datagram (the backend is gone)
+            // or the end of the stream to its node.
+            if keep && s.upstream.send(data).is_ok() {
+                s.last.touch();
+                return;
             }
             if let Some(s) = self.sessions.remove(&client) {
                 s.task.abort();
@@ -129,38 +144,41 @@ impl Relay {
         let Some(s) = self.open(client, generation) else {
             return;
         };
-        let _ = s.sock.try_send(data);
+        let _ = s.upstream.send(data);
         self.sessions.insert(client, s);
     }
 
-    /// A session to the next backend that a socket can be connected to.
+    /// A session to the next backend: a task on another node through a stream to it (opened
+    /// in the background, datagrams queue meanwhile), or a local one a socket can be connected
+    /// to.
     fn open(&mut self, client: SocketAddr, generation: u64) -> Option<Session> {
-        let node = self.node;
-        for backend in self.route.candidates().filter(|b| is_local(node, b)) {
-            let backend = backend.addr;
-            let local = match backend.ip() {
-                IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-                IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
-            };
-            let sock = match connected(local, backend) {
+        let node = self.shared.node;
+        for b in self.route.candidates() {
+            if !is_local(node, &b) {
+                if let Some(s) = self.open_remote(client, b, generation) {
+                    return Some(s);
+                }
+                continue;
+            }
+            let backend = b.addr;
+            let sock = match connected(backend) {
                 Ok(s) => Arc::new(s),
                 Err(e) => {
                     tracing::debug!(port = self.route.key.port, %backend, error = %e, "routing mesh: udp backend unusable; trying the next");
                     continue;
                 }
             };
-            let last = Arc::new(AtomicU64::new(self.now_ms()));
+            let last = LastSeen::new(self.epoch);
             let task = self.tasks.spawn(reply(
                 sock.clone(),
                 self.listener.clone(),
                 client,
                 last.clone(),
-                self.epoch,
                 self.idle,
             ));
             return Some(Session {
-                sock,
-                backend,
+                upstream: Upstream::Local(sock),
+                backend: b.task,
                 generation,
                 last,
                 task,
@@ -175,7 +193,46 @@ impl Relay {
     }
 }
 
-fn connected(local: SocketAddr, backend: SocketAddr) -> io::Result<UdpSocket> {
+impl Relay {
+    /// A flow to `b` on another node, through a stream opened in the background; `None` when
+    /// this node opens no streams (a single host).
+    fn open_remote(&mut self, client: SocketAddr, b: Backend, generation: u64) -> Option<Session> {
+        let peers = self.shared.peers.clone()?;
+        let (queue, rx) = mpsc::channel(datagram::QUEUE);
+        let last = LastSeen::new(self.epoch);
+        let (key, timeout, idle) = (
+            self.route.key,
+            self.shared.config.connect_timeout,
+            self.idle,
+        );
+        let (listener, flow_last) = (self.listener.clone(), last.clone());
+        let task = self.tasks.spawn(async move {
+            match peers.open(key, &b, timeout).await {
+                Ok((send, recv, _slot)) => {
+                    datagram::client_side((send, recv), rx, listener, client, flow_last, idle)
+                        .await
+                }
+                Err(e) => {
+                    tracing::debug!(port = key.port, task = %b.task, error = %e, "routing mesh: remote udp backend unusable; the next datagram tries the next");
+                }
+            }
+        });
+        Some(Session {
+            upstream: Upstream::Remote(queue),
+            backend: b.task,
+            generation,
+            last,
+            task,
+        })
+    }
+}
+
+/// A socket connected to `backend`, bound to the unspecified address of its family.
+pub(crate) fn connected(backend: SocketAddr) -> io::Result<UdpSocket> {
+    let local = match backend.ip() {
+        IpAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    };
     let sock = std::net::UdpSocket::bind(local)?;
     sock.connect(backend)?;
     sock.set_nonblocking(true)?;
@@ -188,25 +245,19 @@ async fn reply(
     sock: Arc<UdpSocket>,
     listener: Arc<UdpSocket>,
     client: SocketAddr,
-    last: Arc<AtomicU64>,
-    epoch: Instant,
+    last: LastSeen,
     idle: Duration,
 ) {
     loop {
-        let deadline = epoch + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
-        match tokio::time::timeout_at(deadline.into(), sock.readable()).await {
+        match tokio::time::timeout_at(last.deadline(idle), sock.readable()).await {
             Err(_) => {
-                let since = Duration::from_millis(last.load(Ordering::Relaxed));
-                if epoch.elapsed() >= since + idle {
+                if last.expired(idle) {
                     return;
                 }
             }
             Ok(Err(_)) => return,
             Ok(Ok(())) => match relay_ready(&sock, &listener, client) {
-                Ok(true) => {
-                    let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    last.store(now, Ordering::Relaxed);
-                }
+                Ok(true) => last.touch(),
                 Ok(false) => {}
                 Err(_) => return,
             },

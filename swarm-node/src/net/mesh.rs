@@ -8,8 +8,10 @@
 //! - `mesh.v1.connect` (duplex, any node of the cluster): "connect me to task T behind
 //!   published port P". The receiving node accepts only if T is, in its own view, a backend of
 //!   P running on this node (desired and observed running, healthy); it connects to the task's
-//!   address and target port itself (the caller never names an address), then bytes are copied
-//!   both ways with half-close passed on.
+//!   address and target port itself (the caller never names an address), then, for a TCP port,
+//!   bytes are copied both ways with half-close passed on; for a UDP port the stream carries one
+//!   client flow, each datagram a length-prefixed frame, relayed through a socket connected to
+//!   the task (`mesh::datagram`).
 //!
 //! # Policy
 //! - A node opens at most [`MeshPeers::max_streams`] mesh streams to one peer at once (the QUIC
@@ -19,7 +21,7 @@
 //! - A lost peer fails the streams through it, and only those: their client connections close.
 //!
 //! # What it does not do
-//! No UDP over streams (a UDP port is served by the nodes running one of its tasks), no VIPs.
+//! No VIPs, no SCTP.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,13 +29,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use swarm_core::objects::service::Protocol;
 use swarm_core::Id;
 use swarm_net::rpc::{
     Access, CallContext, Client, Code, Duplex, DuplexCall, ItemSender, Peer, RecvStream, Router,
     SendStream, ServerOptions, ServerStreaming, Status, TlsState,
 };
 use swarm_net::Role;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::mesh::{Backend, MeshConfig, MeshNode, MeshSource, PortKey, RoutingMesh, ViewUpdate};
@@ -117,31 +120,49 @@ async fn serve_connect(mesh: &RoutingMesh, ctx: CallContext, h: MeshConnect, cal
             return;
         }
     };
-    let timeout = mesh.config().connect_timeout;
-    let task = match tokio::time::timeout(timeout, TcpStream::connect(backend.addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            call.refuse(Status::new(
-                Code::Unavailable,
-                format!("task {} refused the connection: {e}", h.task),
-            ))
-            .await;
-            return;
-        }
-        Err(_) => {
-            call.refuse(Status::new(
-                Code::Unavailable,
-                format!("task {} did not answer within {timeout:?}", h.task),
-            ))
-            .await;
+    let task = match connect_task(mesh, &h, backend.addr).await {
+        Ok(t) => t,
+        Err(why) => {
+            call.refuse(Status::new(Code::Unavailable, why)).await;
             return;
         }
     };
-    let _ = task.set_nodelay(true);
     let Ok((send, recv)) = call.accept().await else {
         return;
     };
-    mesh.pipe_stream(task, send, recv).await;
+    match task {
+        TaskConn::Tcp(task) => mesh.pipe_stream(task, send, recv).await,
+        TaskConn::Udp(task) => mesh.pipe_datagrams(task, send, recv).await,
+    }
+}
+
+/// The receiving node's connection to the task a stream names.
+enum TaskConn {
+    Tcp(TcpStream),
+    /// A socket connected to the task: the stream carries one client flow's datagrams.
+    Udp(UdpSocket),
+}
+
+/// Connects to `task` at `addr` (TCP within the mesh's connect timeout; UDP at once); why not.
+async fn connect_task(
+    mesh: &RoutingMesh,
+    h: &MeshConnect,
+    addr: SocketAddr,
+) -> Result<TaskConn, String> {
+    if h.key.protocol == Protocol::Udp {
+        return crate::mesh::connect_udp(addr)
+            .map(TaskConn::Udp)
+            .map_err(|e| format!("task {}: no socket to it: {e}", h.task));
+    }
+    let timeout = mesh.config().connect_timeout;
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(TaskConn::Tcp(s))
+        }
+        Ok(Err(e)) => Err(format!("task {} refused the connection: {e}", h.task)),
+        Err(_) => Err(format!("task {} did not answer within {timeout:?}", h.task)),
+    }
 }
 
 /// How a node opens mesh streams to the others: its RPC client and a bound per peer.
