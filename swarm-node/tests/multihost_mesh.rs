@@ -8,6 +8,9 @@
 //!   reaches host1's task and host1's (a worker, which has no store) reaches host0's;
 //! - the same for UDP: a datagram to a published UDP port on one host is answered by the task on
 //!   the other, small and near the largest size a frame carries;
+//! - the traffic between the hosts is encrypted: a capture of host0's link (tcpdump) while a
+//!   request goes through the mesh holds no byte of its body, while a control datagram sent in the
+//!   clear during the same capture is in it;
 //! - killing a host mid-stream ends the connections through it and only those: a client on
 //!   host0 holding one connection to host1's task and one to host0's own sees the first end and
 //!   the second keep echoing.
@@ -17,136 +20,17 @@
 //! reply from the other host's task can only have come through the mesh stream between the
 //! hosts.
 
+mod mesh_scripts;
 mod multihost_support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use mesh_scripts::scripts;
 use multihost_support::{Cluster, Host, Runtime, TIMEOUT};
+use rand_core::RngCore;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{ChildStdout, Command};
-
-/// A TCP echo server: `echo.py <port> <tag>` answers every chunk with `<tag>:<chunk>` (`$TAG`
-/// replaces `<tag>` when set).
-const ECHO: &str = r#"
-import os, socket, sys, threading
-port, tag = int(sys.argv[1]), os.environ.get("TAG", sys.argv[2]).encode()
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
-s.listen(64)
-def serve(c):
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        c.sendall(tag + b":" + d)
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"#;
-
-/// A UDP echo server: `udp_echo.py <port> <tag>` answers every datagram with `<tag>:<datagram>`.
-const UDP_ECHO: &str = r#"
-import socket, sys
-port, tag = int(sys.argv[1]), sys.argv[2].encode()
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", port))
-while True:
-    d, a = s.recvfrom(65536)
-    s.sendto(tag + b":" + d, a)
-"#;
-
-/// A UDP client: `udp_client.py <port> <size>` sends `ping` (size 0) or `size` bytes of `x` to
-/// the port and prints `<port> <reply>` (for `ping`) or `<port> <tag> len=<n>`, or
-/// `<port> timeout` when nothing came back within 2 s.
-const UDP_CLIENT: &str = r#"
-import socket, sys
-port, size = int(sys.argv[1]), int(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(2)
-s.sendto(b"x" * size if size else b"ping", ("127.0.0.1", port))
-try:
-    r = s.recv(65536)
-    if size:
-        tag, _, body = r.partition(b":")
-        print(port, tag.decode(), "len=%d" % len(body) if body == b"x" * size else "garbled")
-    else:
-        print(port, r.decode())
-except socket.timeout:
-    print(port, "timeout")
-"#;
-
-/// A client: `client.py hold|once <port>...` connects to each port, sends `ping`, prints
-/// `<port> <reply>`; with `hold`, prints `ready`, waits for a line on stdin, then sends `again`
-/// on each connection and prints `<port> <reply>` or `<port> closed`.
-const CLIENT: &str = r#"
-import socket, sys
-mode, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
-conns = []
-for p in ports:
-    try:
-        c = socket.create_connection(("127.0.0.1", p), timeout=10)
-        c.sendall(b"ping")
-        r = c.recv(65536)
-        print(p, r.decode() if r else "closed", flush=True)
-        conns.append((p, c))
-    except OSError as e:
-        print(p, "error", e, flush=True)
-if mode == "hold":
-    print("ready", flush=True)
-    sys.stdin.readline()
-    for p, c in conns:
-        try:
-            c.settimeout(60)
-            c.sendall(b"again")
-            r = c.recv(65536)
-            print(p, r.decode() if r else "closed", flush=True)
-        except OSError:
-            print(p, "closed", flush=True)
-"#;
-
-/// A request loop: `loop.py <port> <stop file>`: a new connection per request (`ping`, then
-/// the echo), back to back, until the stop file exists; then prints
-/// `ok=<n> fail=<n> tags=<tag,...>` and the first failures.
-const LOOP: &str = r#"
-import os, socket, sys, time
-port, stop = int(sys.argv[1]), sys.argv[2]
-ok, fails, tags = 0, [], set()
-while not os.path.exists(stop):
-    try:
-        c = socket.create_connection(("127.0.0.1", port), timeout=10)
-        c.sendall(b"ping")
-        r = c.recv(65536)
-        c.close()
-        if r.endswith(b":ping"):
-            ok += 1
-            tags.add(r.decode().split(":")[0])
-        else:
-            fails.append("reply %r" % r)
-    except OSError as e:
-        fails.append(str(e))
-    time.sleep(0.02)
-print("ok=%d fail=%d tags=%s" % (ok, len(fails), ",".join(sorted(tags))))
-for f in fails[:5]:
-    print("failure:", f)
-"#;
-
-/// Writes the scripts into `dir`; their paths.
-fn scripts(dir: &std::path::Path) -> (String, String) {
-    let echo = dir.join("echo.py");
-    let client = dir.join("client.py");
-    std::fs::write(&echo, ECHO).unwrap();
-    std::fs::write(&client, CLIENT).unwrap();
-    std::fs::write(dir.join("loop.py"), LOOP).unwrap();
-    std::fs::write(dir.join("udp_echo.py"), UDP_ECHO).unwrap();
-    std::fs::write(dir.join("udp_client.py"), UDP_CLIENT).unwrap();
-    (
-        echo.to_str().unwrap().to_string(),
-        client.to_str().unwrap().to_string(),
-    )
-}
 
 /// Creates an echo service pinned to `on` (tagged with its hostname), publishing `published`
 /// (TCP, or `proto` `/udp`) on target port `published + 100`.
@@ -208,15 +92,22 @@ async fn wait_output(h: &Host, args: &[&str], port: u16, want: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn published_ports_answer_across_hosts_and_a_lost_host_ends_only_its_connections() {
-    let Some(mut c) = Cluster::new(2, Runtime::Process) else {
-        return;
-    };
+/// A manager (host0) and a worker (host1) in one swarm, the scripts in a temporary directory,
+/// and the paths of the echo server and client among them; `None` when the test cannot run here.
+async fn two_hosts() -> Option<(Cluster, tempfile::TempDir, String, String)> {
+    let mut c = Cluster::new(2, Runtime::Process)?;
     c.start_all().await;
     c.form(0, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let (echo, client) = scripts(dir.path());
+    Some((c, dir, echo, client))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_ports_answer_across_hosts_and_a_lost_host_ends_only_its_connections() {
+    let Some((mut c, dir, echo, client)) = two_hosts().await else {
+        return;
+    };
     let h0 = c.host(0);
     let udp_echo = dir.path().join("udp_echo.py");
     let udp_echo = udp_echo.to_str().unwrap();
@@ -280,13 +171,9 @@ async fn line(lines: &mut Lines<BufReader<ChildStdout>>) -> String {
 /// through the mesh): no request fails, and both versions answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_update_behind_the_mesh_across_hosts_drops_no_request() {
-    let Some(mut c) = Cluster::new(2, Runtime::Process) else {
+    let Some((c, dir, echo, client)) = two_hosts().await else {
         return;
     };
-    c.start_all().await;
-    c.form(0, 1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (echo, client) = scripts(dir.path());
     let h0 = c.host(0);
     let h1 = c.host(1);
     h0.ok(&[
@@ -468,4 +355,121 @@ async fn mesh_figures() {
         let out = h1.exec(&tool, &["bulk", addr, "256"]).await;
         eprintln!("{path} {}", out.stdout.trim());
     }
+}
+
+/// Mesh traffic between hosts is encrypted (issue 16): a capture on host0's link while a
+/// request goes through host0's published ports (TCP and UDP) to host1's task holds no byte of
+/// the request's body, which the task echoes back (so it crossed the link both ways); a
+/// control datagram with another body, sent in the clear between the same hosts during the
+/// same capture, is found in it (the capture would show plaintext if there were any).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_between_hosts_shows_no_plaintext_of_a_request() {
+    if !multihost_support::which("tcpdump") {
+        multihost_support::skip("no tcpdump (Debian package tcpdump)");
+        return;
+    }
+    let Some((c, dir, echo, client)) = two_hosts().await else {
+        return;
+    };
+    let udp_echo = dir.path().join("udp_echo.py");
+    let canary = dir.path().join("canary.py");
+    let (udp_echo, canary) = (udp_echo.to_str().unwrap(), canary.to_str().unwrap());
+    let h0 = c.host(0);
+    echo_service(h0, "cap", "host1", 18_120, "", &echo).await;
+    echo_service(h0, "capu", "host1", 18_121, "/udp", udp_echo).await;
+    h0.wait_replicas("cap", "1/1").await;
+    h0.wait_replicas("capu", "1/1").await;
+    wait_reply(h0, &client, 18_120, "host1:ping").await;
+    wait_datagram(h0, dir.path(), 18_121, 0, "host1:ping").await;
+
+    let pcap = dir.path().join("link.pcap");
+    let mut tcpdump = Command::new("ip")
+        .args(["netns", "exec", h0.namespace(), "tcpdump", "-Z", "root"])
+        .args([
+            "-i",
+            "eth0",
+            "-n",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+            pcap.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("tcpdump.err")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // It has opened the link when it has written the capture file's header.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tcpdump did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut rng = rand_core::OsRng;
+    let secret = format!("mesh-canary-{:016x}{:016x}", rng.next_u64(), rng.next_u64());
+    let clear = format!("clear-canary-{:016x}", rng.next_u64());
+    for (proto, port) in [("tcp", "18120"), ("udp", "18121")] {
+        let out = h0
+            .exec(
+                "/usr/bin/python3",
+                &[canary, proto, "127.0.0.1", port, &secret],
+            )
+            .await;
+        assert_eq!(
+            out.stdout.trim(),
+            format!("host1:{secret}"),
+            "{proto}: {out:?}"
+        );
+    }
+    // The control: in the clear from host0 to host1 (no one listens there; the datagram still
+    // crosses the link).
+    let out = h0
+        .exec(
+            "/usr/bin/python3",
+            &[canary, "udp", c.host(1).ip(), "18999", &clear],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    // The capture is written packet by packet (`-U`), in order: once the control datagram is in
+    // it, so is everything sent before. tcpdump can take a while to read its first packets on a
+    // loaded machine.
+    let contains =
+        |data: &[u8], needle: &str| data.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let captured = std::fs::read(&pcap).unwrap();
+        if contains(&captured, &clear) {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let said = std::fs::read_to_string(dir.path().join("tcpdump.err")).unwrap_or_default();
+            panic!(
+                "the control datagram never reached the capture ({} bytes): the capture sees nothing; tcpdump: {said}",
+                captured.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = tcpdump.id().expect("tcpdump runs");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let _ = tokio::time::timeout(TIMEOUT, tcpdump.wait()).await;
+    let captured = std::fs::read(&pcap).unwrap();
+    let found = |needle: &str| contains(&captured, needle);
+    assert!(
+        !found(&secret),
+        "the request body crossed the link in plaintext"
+    );
+    // Not even a part of it (a body split across packets would escape the whole-string search).
+    assert!(
+        !found(&secret[..16]) && !found(&secret[16..]),
+        "part of the request body crossed in plaintext"
+    );
 }

@@ -116,7 +116,8 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-fn which(prog: &str) -> bool {
+/// Whether `prog` is on `PATH`.
+pub fn which(prog: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
 }
