@@ -327,6 +327,8 @@ async fn mesh_figures() {
         "node.hostname==host0",
         "--publish",
         "18200:18300",
+        "--publish",
+        "18201:18300/udp",
         "bench",
         &tool,
         "serve",
@@ -354,6 +356,13 @@ async fn mesh_figures() {
         }
         let out = h1.exec(&tool, &["bulk", addr, "256"]).await;
         eprintln!("{path} {}", out.stdout.trim());
+    }
+    let mesh_udp = "127.0.0.1:18201".to_string();
+    for (path, addr) in [("direct", &direct), ("mesh", &mesh_udp)] {
+        for flows in ["1", "32"] {
+            let out = h1.exec(&tool, &["udp", addr, flows, "5", "64"]).await;
+            eprintln!("{path} udp flows={flows} {}", out.stdout.trim());
+        }
     }
 }
 

@@ -1,13 +1,18 @@
-//! A tiny TCP load tool for the cross-host routing mesh figures (docs/BENCHMARKS.md, "Cross-host
+//! A tiny TCP and UDP load tool for the cross-host routing mesh figures (docs/BENCHMARKS.md, "Cross-host
 //! mesh (issue 16)"), run by `swarm-node/tests/multihost_mesh.rs`'s ignored `mesh_figures` test
 //! inside the hosts' network namespaces.
 //!
-//! - `mesh_xhost serve <addr>`: an echo server (the benchmarked task).
+//! - `mesh_xhost serve <addr>`: an echo server (the benchmarked task), TCP and UDP on the same
+//!   address.
 //! - `mesh_xhost rr <addr> <connections> <seconds> <bytes>`: each connection sends `<bytes>` and
 //!   waits for the echo, in a loop; prints one line
 //!   `rr requests=<n> rps=<r> p50_us=<a> p99_us=<b>`.
 //! - `mesh_xhost bulk <addr> <mib>`: one connection writes `<mib>` MiB while reading the echo
 //!   back; prints `bulk mib=<n> secs=<s> mib_per_s=<r>`.
+//!
+//! - `mesh_xhost udp <addr> <flows> <seconds> <bytes>`: each flow (its own socket) sends a
+//!   `<bytes>` datagram and waits for the echo (1 s, then it counts as lost and sends the next),
+//!   in a loop; prints `udp requests=<n> rps=<r> p50_us=<a> p99_us=<b> lost=<l>`.
 //!
 //! Latency is per request (write to full echo read), measured with the monotonic clock.
 
@@ -15,11 +20,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: mesh_xhost serve <addr> | rr <addr> <connections> <seconds> <bytes> | bulk <addr> <mib>"
+        "usage: mesh_xhost serve <addr> | rr <addr> <connections> <seconds> <bytes> | bulk <addr> <mib> | udp <addr> <flows> <seconds> <bytes>"
     );
     std::process::exit(2)
 }
@@ -38,11 +43,23 @@ async fn main() {
         Some("serve") => serve(addr).await,
         Some("rr") => rr(addr, arg(&args, 3), arg(&args, 4), arg(&args, 5)).await,
         Some("bulk") => bulk(addr, arg(&args, 3)).await,
+        Some("udp") => udp(addr, arg(&args, 3), arg(&args, 4), arg(&args, 5)).await,
         _ => usage(),
     }
 }
 
 async fn serve(addr: SocketAddr) {
+    let sock = UdpSocket::bind(addr)
+        .await
+        .expect("binding the udp echo port");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            if let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let _ = sock.send_to(&buf[..n], from).await;
+            }
+        }
+    });
     let listener = TcpListener::bind(addr)
         .await
         .expect("binding the echo port");
@@ -84,19 +101,60 @@ async fn rr(addr: SocketAddr, connections: usize, seconds: u64, bytes: usize) {
     for t in tasks {
         all.extend(t.await.unwrap_or_default());
     }
+    println!("rr {}", summary(all, seconds));
+}
+
+/// `requests=<n> rps=<r> p50_us=<a> p99_us=<b>` of the latencies `all` over `seconds`.
+fn summary(mut all: Vec<u64>, seconds: u64) -> String {
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
             .copied()
             .unwrap_or(0)
     };
-    println!(
-        "rr requests={} rps={:.0} p50_us={} p99_us={}",
+    format!(
+        "requests={} rps={:.0} p50_us={} p99_us={}",
         all.len(),
         all.len() as f64 / seconds as f64,
         pct(0.50),
         pct(0.99)
-    );
+    )
+}
+
+async fn udp(addr: SocketAddr, flows: usize, seconds: u64, bytes: usize) {
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..flows {
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut lost) = (Vec::new(), 0u64);
+            let Ok(sock) = UdpSocket::bind("0.0.0.0:0").await else {
+                return (lat, lost);
+            };
+            if sock.connect(addr).await.is_err() {
+                return (lat, lost);
+            }
+            let msg = vec![7u8; bytes];
+            let mut buf = vec![0u8; 65_536];
+            while Instant::now() < end {
+                let t = Instant::now();
+                if sock.send(&msg).await.is_err() {
+                    break;
+                }
+                match tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await {
+                    Ok(Ok(_)) => lat.push(t.elapsed().as_micros() as u64),
+                    _ => lost += 1,
+                }
+            }
+            (lat, lost)
+        }));
+    }
+    let (mut all, mut lost) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, n) = t.await.unwrap_or_default();
+        all.extend(l);
+        lost += n;
+    }
+    println!("udp {} lost={lost}", summary(all, seconds));
 }
 
 async fn bulk(addr: SocketAddr, mib: usize) {
