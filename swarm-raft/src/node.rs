@@ -82,6 +82,9 @@ pub(crate) struct Inner {
     report: OpenReport,
     /// Last time a leader (or a candidate we voted for) reached us; drives elections.
     pub(crate) contact: std::sync::Mutex<tokio::time::Instant>,
+    /// When the leader of this node's term last reached it (an accepted append or snapshot);
+    /// pre-vote answers no while that is recent ([`crate::prevote`]).
+    pub(crate) heard_leader: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Since when (term, instant) the watchdog has seen this node lead; `None` while it does not.
     pub(crate) led_since: std::sync::Mutex<Option<(u64, tokio::time::Instant)>>,
     /// The highest term of a candidate this node refused for its shorter log (see the
@@ -263,6 +266,7 @@ impl RaftNode {
                 clock,
                 report,
                 contact: std::sync::Mutex::new(tokio::time::Instant::now()),
+                heard_leader: std::sync::Mutex::new(None),
                 led_since: std::sync::Mutex::new(None),
                 refused_term: std::sync::atomic::AtomicU64::new(0),
                 transferring: tokio::sync::watch::channel(false).0,
@@ -612,6 +616,7 @@ impl RaftNode {
                 if matches!(&resp, Ok(a) if !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_)))
                 {
                     self.touch();
+                    self.heard_leader();
                 }
                 RaftReply::AppendEntries(resp)
             }
@@ -636,6 +641,7 @@ impl RaftNode {
                 let resp = raft.install_snapshot(r).await;
                 if resp.is_ok() {
                     self.touch();
+                    self.heard_leader();
                 }
                 RaftReply::InstallSnapshot(resp)
             }
@@ -648,6 +654,7 @@ impl RaftNode {
             }
             RaftRpc::ReadIndex => RaftReply::ReadIndex(self.local_read_index().await),
             RaftRpc::TimeoutNow(t) => RaftReply::TimeoutNow(self.timeout_now(&t)),
+            RaftRpc::PreVote(r) => RaftReply::PreVote(self.pre_vote(&r)),
         }
     }
 
