@@ -559,6 +559,10 @@ impl RaftNode {
 
     /// Returns an index such that reading the local store once it applied that index is
     /// linearizable (the leader confirmed its leadership with a quorum: openraft's read index).
+    /// On a follower this is the read-index protocol: the leader's index, asked over
+    /// [`RaftRpc::ReadIndex`], then a wait (the propose timeout at most) until this node applied
+    /// it. Errors: `NoQuorum` when no leader is known, the leader could not confirm with a
+    /// quorum, or the wait timed out; `NotLeader` when the leader changed meanwhile.
     pub async fn read_barrier(&self) -> Result<u64, CommitError> {
         let timeout = self.inner.config.raft.propose_timeout;
         let leader = self
@@ -741,6 +745,17 @@ impl Proposer for RaftNode {
                 other => return other,
             }
         }
+    }
+
+    /// On a follower, [`RaftNode::read_barrier`]: the leader's read index, applied here. On the
+    /// leader, nothing: like SwarmKit, whose control API reads the leader's store without a
+    /// quorum round (a leader deposed without knowing it yet may serve a read up to a step-down
+    /// timeout old; an update staged from it is refused where it commits, by the version check).
+    async fn sync_reads(&self) -> Result<(), CommitError> {
+        if self.status().leads() {
+            return Ok(());
+        }
+        self.read_barrier().await.map(|_| ())
     }
 }
 
