@@ -583,6 +583,15 @@ impl RaftNode {
         Ok(index)
     }
 
+    /// Whether this node leads, confirmed now by a quorum (openraft's read index, one heartbeat
+    /// round). [`NodeStatus::leads`] is raft's local view, and openraft 0.9 restores a node that
+    /// led before a restart as leader until an answer carries a newer term: work only a leader
+    /// may start (a new leader's marking of nodes) confirms first. False when this node does not
+    /// lead, a newer term shows up, or no quorum answers within the propose timeout.
+    pub async fn confirm_leadership(&self) -> bool {
+        self.status().leads() && self.local_read_index().await.is_ok() && self.status().leads()
+    }
+
     async fn local_read_index(&self) -> Result<u64, CommitError> {
         let r = tokio::time::timeout(
             self.inner.config.raft.propose_timeout,
