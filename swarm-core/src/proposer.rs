@@ -64,6 +64,16 @@ pub enum CommitError {
 pub trait Proposer: Send + Sync {
     /// Commits `actions` atomically; returns the index they were applied at.
     async fn propose(&self, actions: Vec<StoreAction>) -> Result<u64, CommitError>;
+
+    /// Waits until the local store shows every change committed before the call, so that a read
+    /// of it that follows (an inspect whose version a client feeds back, the read inside an
+    /// update) is not older than what any replica already acknowledged. A replicated proposer
+    /// whose replica lags (a raft follower) asks the leader for its commit index and waits
+    /// until it applied it; errors (no leader, timeout) are `NotLeader` / `NoQuorum`. The
+    /// default does nothing: a [`LocalProposer`]'s store is the only one.
+    async fn sync_reads(&self) -> Result<(), CommitError> {
+        Ok(())
+    }
 }
 
 /// Checks a proposal against [`MAX_PROPOSAL_BYTES`].

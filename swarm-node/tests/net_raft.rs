@@ -13,7 +13,7 @@ use swarm_net::pki::TlsMaterial;
 use swarm_net::rpc::{Client, Peer, Router, RpcConfig, RpcError, Server, ServerOptions, TlsState};
 use swarm_net::Role;
 use swarm_node::net::raft::{
-    alpn_protocol, raft_routes, MemberMap, QuicTransport, RaftTarget, READ_INDEX, VOTE,
+    alpn_protocol, raft_routes, MemberMap, QuicTransport, RaftTarget, PRE_VOTE, READ_INDEX, VOTE,
 };
 use swarm_raft::testing::{fast_config, test_kdf};
 use swarm_raft::types::ManagerNode;
@@ -352,6 +352,31 @@ async fn non_members_are_refused() {
     assert!(
         matches!(reply, swarm_raft::RaftReply::ReadIndex(Ok(_))),
         "{reply:?}"
+    );
+    // A pre-vote travels on its own method and is answered (no: this candidate's log is empty
+    // and the leader leads); a member cannot ask in another member's name.
+    let ask = |candidate| {
+        RaftRpc::PreVote(swarm_raft::PreVote {
+            candidate,
+            term: 1_000,
+            last_log_id: None,
+        })
+    };
+    let reply = member
+        .unary(&net.peer(leader), &PRE_VOTE, &ask(2), T)
+        .await
+        .unwrap();
+    assert!(
+        matches!(&reply, swarm_raft::RaftReply::PreVote(r) if !r.granted && r.last_log_id.is_some()),
+        "{reply:?}"
+    );
+    let err = member
+        .unary(&net.peer(leader), &PRE_VOTE, &ask(3), T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RpcError::PermissionDenied(m) if m.contains("sent a message as")),
+        "{err}"
     );
     // A message on the wrong method is refused before raft sees it.
     let err = member

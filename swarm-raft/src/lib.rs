@@ -28,7 +28,8 @@
 //!   `testing`): the in-memory transport with fault injection.
 //! - [`node`]: [`RaftNode`] (start, propose, reads, RPC handling); `batcher`: group commit of
 //!   concurrent proposals into shared entries; [`membership`]: add, demote, remove,
-//!   force-new-cluster, the election and step-down watchdog; [`transfer`]: leadership transfer.
+//!   force-new-cluster, the election and step-down watchdog; [`prevote`]: the pre-vote round
+//!   before each election; [`transfer`]: leadership transfer.
 //! - [`disk`]: the storage seam every file of the data directory goes through ([`disk::OsDisk`]
 //!   in production; `SimDisk`, feature `sim`, for crash tests and simulation).
 //! - [`config`], [`error`], `fuzzing` (feature `fuzzing`: the fuzz targets' entry points),
@@ -57,6 +58,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod node;
+pub mod prevote;
 #[cfg(feature = "testing")]
 pub mod router;
 pub mod snapshot;
@@ -72,6 +74,7 @@ pub use error::{KeyChangeError, MembershipError, StartError, StorageFault, WaitE
 pub use keyring::Keyring;
 pub use network::{RaftReply, RaftRpc, TimeoutNow, Transport, TransportError};
 pub use node::{NodeStatus, RaftNode, StartOptions, StatusWatch, SystemClock};
+pub use prevote::{PreVote, PreVoteReply};
 #[cfg(feature = "testing")]
 pub use router::Router;
 pub use types::{Applied, NodeId, Proposal, TypeConfig};

@@ -193,7 +193,8 @@ pub(crate) async fn rewrite_as_single_voter(
 ///
 /// It also times elections (openraft's own election timer is off, see [`crate::RaftConfig`]): a
 /// voter that has not heard from a leader for a timeout drawn uniformly from
-/// `[election_timeout_min, election_timeout_max)` starts an election, and draws a new timeout;
+/// `[election_timeout_min, election_timeout_max)` runs a pre-vote round ([`crate::prevote`]),
+/// starts an election only if a majority would vote for it, and draws a new timeout either way;
 /// a candidate whose election did not end (a split vote) runs again after a wait drawn from
 /// `[2 heartbeats, election_timeout_min)`: nobody leads then, so no lease has to run out. A
 /// node that a voter refused for its shorter log within the last `election_timeout_max` waits
@@ -282,9 +283,13 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
                 *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                 timeout = Some(draw(cfg.election_timeout_min, cfg.election_timeout_max));
                 retry = None;
-                adopt_refused_term(&inner, m.current_term).await;
-                if let Err(e) = inner.raft.trigger().elect().await {
-                    tracing::warn!(error = %e, "could not start an election");
+                // Pre-vote: raise the term only if a majority would vote for us; otherwise wait
+                // for the timeout just drawn and ask again.
+                if crate::prevote::round(&inner, &m).await {
+                    adopt_refused_term(&inner, m.current_term).await;
+                    if let Err(e) = inner.raft.trigger().elect().await {
+                        tracing::warn!(error = %e, "could not start an election");
+                    }
                 }
             }
         } else {

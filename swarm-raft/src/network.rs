@@ -45,6 +45,7 @@ use swarm_core::{CommitError, StoreAction};
 use thiserror::Error;
 
 use crate::log_store::MAX_APPEND_BYTES;
+use crate::prevote::{PreVote, PreVoteReply};
 use crate::types::{Entry, ManagerNode, NodeId, TypeConfig};
 
 /// A request from one manager to another.
@@ -63,6 +64,8 @@ pub enum RaftRpc {
     /// The leader hands its leadership to the receiver: start an election now (raft's
     /// TimeoutNow, see [`crate::RaftNode::transfer_leadership`]).
     TimeoutNow(TimeoutNow),
+    /// Would the receiver vote for this candidate? (Pre-vote, see [`crate::prevote`].)
+    PreVote(PreVote),
 }
 
 /// The leader's side of a leadership transfer: who sends it, in which term, and the last log
@@ -93,6 +96,8 @@ pub enum RaftReply {
     ReadIndex(Result<u64, CommitError>),
     /// Whether the receiver started an election.
     TimeoutNow(bool),
+    /// The receiver's pre-vote answer.
+    PreVote(PreVoteReply),
 }
 
 /// Why a transport could not deliver a request.
@@ -139,6 +144,11 @@ impl PeerHealth {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(peer, Instant::now());
+    }
+
+    /// Records that a voter refused this node's candidacy (or pre-candidacy) for its longer log.
+    pub(crate) fn saw_longer_log(&self) {
+        *self.longer_log.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
     /// Whether `peer` answered within `within`.
@@ -423,11 +433,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         {
             RaftReply::Vote(r) => {
                 if matches!(&r, Ok(v) if !v.vote_granted && v.last_log_id > ours) {
-                    *self
-                        .health
-                        .longer_log
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    self.health.saw_longer_log();
                 }
                 r.map_err(|e| self.remote(e))
             }

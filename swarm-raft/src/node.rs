@@ -82,6 +82,9 @@ pub(crate) struct Inner {
     report: OpenReport,
     /// Last time a leader (or a candidate we voted for) reached us; drives elections.
     pub(crate) contact: std::sync::Mutex<tokio::time::Instant>,
+    /// When the leader of this node's term last reached it (an accepted append or snapshot);
+    /// pre-vote answers no while that is recent ([`crate::prevote`]).
+    pub(crate) heard_leader: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Since when (term, instant) the watchdog has seen this node lead; `None` while it does not.
     pub(crate) led_since: std::sync::Mutex<Option<(u64, tokio::time::Instant)>>,
     /// The highest term of a candidate this node refused for its shorter log (see the
@@ -263,6 +266,7 @@ impl RaftNode {
                 clock,
                 report,
                 contact: std::sync::Mutex::new(tokio::time::Instant::now()),
+                heard_leader: std::sync::Mutex::new(None),
                 led_since: std::sync::Mutex::new(None),
                 refused_term: std::sync::atomic::AtomicU64::new(0),
                 transferring: tokio::sync::watch::channel(false).0,
@@ -555,6 +559,10 @@ impl RaftNode {
 
     /// Returns an index such that reading the local store once it applied that index is
     /// linearizable (the leader confirmed its leadership with a quorum: openraft's read index).
+    /// On a follower this is the read-index protocol: the leader's index, asked over
+    /// [`RaftRpc::ReadIndex`], then a wait (the propose timeout at most) until this node applied
+    /// it. Errors: `NoQuorum` when no leader is known, the leader could not confirm with a
+    /// quorum, or the wait timed out; `NotLeader` when the leader changed meanwhile.
     pub async fn read_barrier(&self) -> Result<u64, CommitError> {
         let timeout = self.inner.config.raft.propose_timeout;
         let leader = self
@@ -573,6 +581,15 @@ impl RaftNode {
         };
         self.wait_applied(index, timeout).await?;
         Ok(index)
+    }
+
+    /// Whether this node leads, confirmed now by a quorum (openraft's read index, one heartbeat
+    /// round). [`NodeStatus::leads`] is raft's local view, and openraft 0.9 restores a node that
+    /// led before a restart as leader until an answer carries a newer term: work only a leader
+    /// may start (a new leader's marking of nodes) confirms first. False when this node does not
+    /// lead, a newer term shows up, or no quorum answers within the propose timeout.
+    pub async fn confirm_leadership(&self) -> bool {
+        self.status().leads() && self.local_read_index().await.is_ok() && self.status().leads()
     }
 
     async fn local_read_index(&self) -> Result<u64, CommitError> {
@@ -612,6 +629,7 @@ impl RaftNode {
                 if matches!(&resp, Ok(a) if !matches!(a, openraft::raft::AppendEntriesResponse::HigherVote(_)))
                 {
                     self.touch();
+                    self.heard_leader();
                 }
                 RaftReply::AppendEntries(resp)
             }
@@ -636,6 +654,7 @@ impl RaftNode {
                 let resp = raft.install_snapshot(r).await;
                 if resp.is_ok() {
                     self.touch();
+                    self.heard_leader();
                 }
                 RaftReply::InstallSnapshot(resp)
             }
@@ -648,6 +667,7 @@ impl RaftNode {
             }
             RaftRpc::ReadIndex => RaftReply::ReadIndex(self.local_read_index().await),
             RaftRpc::TimeoutNow(t) => RaftReply::TimeoutNow(self.timeout_now(&t)),
+            RaftRpc::PreVote(r) => RaftReply::PreVote(self.pre_vote(&r)),
         }
     }
 
@@ -734,6 +754,17 @@ impl Proposer for RaftNode {
                 other => return other,
             }
         }
+    }
+
+    /// On a follower, [`RaftNode::read_barrier`]: the leader's read index, applied here. On the
+    /// leader, nothing: like SwarmKit, whose control API reads the leader's store without a
+    /// quorum round (a leader deposed without knowing it yet may serve a read up to a step-down
+    /// timeout old; an update staged from it is refused where it commits, by the version check).
+    async fn sync_reads(&self) -> Result<(), CommitError> {
+        if self.status().leads() {
+            return Ok(());
+        }
+        self.read_barrier().await.map(|_| ())
     }
 }
 

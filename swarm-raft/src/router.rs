@@ -3,6 +3,8 @@
 //!
 //! * [`Router::block`] drops every message from one node to another (one way); [`Router::isolate`]
 //!   and [`Router::partition`] block both ways; [`Router::heal`] removes every fault.
+//! * [`Router::block_appends`] drops only the appends (and heartbeats) from one node to another:
+//!   the receiver stops applying new entries while every other message still goes through.
 //! * [`Router::set_delay`] delays messages from one node to another.
 //! * A node that is not registered (stopped, or locked) is unreachable.
 //!
@@ -21,6 +23,7 @@ use crate::types::{ManagerNode, NodeId};
 #[derive(Default)]
 struct Faults {
     blocked: HashSet<(NodeId, NodeId)>,
+    appends_blocked: HashSet<(NodeId, NodeId)>,
     delay: HashMap<(NodeId, NodeId), Duration>,
 }
 
@@ -88,6 +91,16 @@ impl Router {
         self.faults().blocked.remove(&(from, to));
     }
 
+    /// Drops every append (entries and heartbeats) from `from` to `to`; other messages pass.
+    pub fn block_appends(&self, from: NodeId, to: NodeId) {
+        self.faults().appends_blocked.insert((from, to));
+    }
+
+    /// Stops dropping appends from `from` to `to`.
+    pub fn unblock_appends(&self, from: NodeId, to: NodeId) {
+        self.faults().appends_blocked.remove(&(from, to));
+    }
+
     /// Cuts `id` off from `others`, both ways.
     pub fn isolate(&self, id: NodeId, others: &[NodeId]) {
         let mut f = self.faults();
@@ -121,6 +134,7 @@ impl Router {
     pub fn heal(&self) {
         let mut f = self.faults();
         f.blocked.clear();
+        f.appends_blocked.clear();
         f.delay.clear();
     }
 
@@ -149,6 +163,18 @@ impl Transport for Endpoint {
         _node: &ManagerNode,
         rpc: RaftRpc,
     ) -> Result<RaftReply, TransportError> {
+        if matches!(rpc, RaftRpc::AppendEntries(_))
+            && self
+                .router
+                .faults()
+                .appends_blocked
+                .contains(&(self.from, target))
+        {
+            return Err(TransportError::Unreachable(
+                target,
+                format!("appends {} -> {target} are dropped", self.from),
+            ));
+        }
         if let Some(d) = self.router.link(self.from, target)? {
             tokio::time::sleep(d).await;
         }

@@ -69,6 +69,14 @@ impl AppState {
         self.events.attach(&access);
         Ok(Control::new(access, self.clock.clone()).with_limits(self.limits))
     }
+
+    /// [`AppState::control`] for a read a client may act on (list, inspect): the local store is
+    /// made current first ([`Control::sync_reads`]; on a follower, the leader's read index).
+    pub(crate) async fn read_control(&self) -> Result<Control, ApiError> {
+        let ctl = self.control()?;
+        ctl.sync_reads().await?;
+        Ok(ctl)
+    }
 }
 
 /// The application: every route, behind the version-prefix and header middleware, with the

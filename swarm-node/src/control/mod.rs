@@ -109,11 +109,31 @@ impl Control {
         self.clock.now()
     }
 
+    /// Makes the local store current before a read whose result a client may act on (an inspect
+    /// or list whose versions come back in an update): on a raft follower, the read-index
+    /// protocol ([`swarm_core::Proposer::sync_reads`]: the leader's commit index, then a bounded
+    /// wait until this manager applied it); on the leader or a local proposer, nothing. SwarmKit
+    /// serves the control API on the leader (followers proxy it), so any manager answers as the
+    /// leader would. Fails with `Unavailable` when there is no leader or the wait times out.
+    pub async fn sync_reads(&self) -> Result<(), ControlError> {
+        self.access.proposer.sync_reads().await?;
+        Ok(())
+    }
+
+    /// [`Control::sync_reads`], then the store (read it with [`SharedStore::view`]).
+    pub async fn current_store(&self) -> Result<&SharedStore, ControlError> {
+        self.sync_reads().await?;
+        Ok(&self.access.store)
+    }
+
     /// Stages `f` on a consistent view and commits its actions (nothing if it recorded none).
+    /// The view is made current first ([`Control::sync_reads`]), so a follower stages on what
+    /// the leader has committed and the version a client read through any manager matches.
     async fn commit<R>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, ControlError>,
     ) -> Result<R, ControlError> {
+        self.sync_reads().await?;
         let (r, actions) = self.access.store.prepare(f)?;
         if !actions.is_empty() {
             self.access.proposer.propose(actions).await?;

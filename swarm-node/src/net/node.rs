@@ -320,7 +320,9 @@ impl ManagerNet {
     /// was then held by another manager or by this node's previous process. A session opened
     /// while the marking ran could otherwise be overwritten by it (Ready, then Unknown with a
     /// live session: never Ready again). This node itself (`me`) is never marked: its agent runs
-    /// in this process and talks to the dispatcher directly.
+    /// in this process and talks to the dispatcher directly. The leadership is first confirmed
+    /// by a quorum ([`RaftNode::confirm_leadership`]): a manager that led before a restart is
+    /// restored as leader by raft until it hears the newer term, and must mark nothing.
     pub fn serve_dispatcher(
         &mut self,
         me: Id,
@@ -340,7 +342,16 @@ impl ManagerNet {
                     let became_leader = st.leads() && last.is_none_or(|(led, _)| !led);
                     // A manager that does not lead marks no node down (see `set_leading`).
                     dispatcher.set_leading(st.leads());
-                    if became_leader {
+                    // openraft restores a manager that led before a restart as leader until it
+                    // hears the current term: its marking, re-routed to the real leader once it
+                    // steps down, would land after the nodes' sessions there and leave them
+                    // unknown (SIMULATION.md defect 7). So the leadership is confirmed first.
+                    let confirmed = became_leader
+                        && tokio::select! {
+                            ok = confirm_leading(&raft) => ok,
+                            _ = stop.wait_for(|s| *s) => return,
+                        };
+                    if confirmed {
                         // Nodes whose sessions were with the old leader (or this node's previous
                         // process): unknown, then down unless they come back.
                         tokio::select! {
@@ -608,4 +619,16 @@ impl WorkerNet {
         }
         self.client.endpoint().close(0u32.into(), b"node stopping");
     }
+}
+
+/// Waits until `raft`'s leadership is confirmed by a quorum ([`RaftNode::confirm_leadership`]):
+/// true once it is, false as soon as raft no longer shows this node leading.
+async fn confirm_leading(raft: &RaftNode) -> bool {
+    while raft.status().leads() {
+        if raft.confirm_leadership().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }

@@ -10,7 +10,7 @@
 //! WAL records, never smaller than the entries they encode, plus at least one entry, itself at
 //! most a 1.5 MiB proposal), a snapshot chunk at `RaftConfig::snapshot_chunk_bytes` (at most
 //! 4 MiB - 64 KiB, checked by swarm-raft), and a proposal at 1.5 MiB: every one leaves room for
-//! the message around it. Votes and read-index requests are small ([`MAX_SMALL_MESSAGE`]).
+//! the message around it. Votes, pre-votes and read-index requests are small ([`MAX_SMALL_MESSAGE`]).
 //!
 //! The protocol version ([`alpn_protocol`]) names the store and raft encodings, so managers of
 //! releases that could not decode each other's entries or snapshots refuse each other at the
@@ -32,8 +32,8 @@
 //! A certificate whose node id is known and maps to a raft id outside the membership (a removed
 //! or demoted-and-removed manager) is refused with `PermissionDenied`, as is a node id that maps
 //! to nothing while every member is accounted for. When the caller's raft id is known, the sender
-//! named in a vote, append or snapshot message (the vote's leader id) must be it: a member cannot
-//! speak for another.
+//! named in a vote, pre-vote, append or snapshot message (the vote's leader id, the pre-vote's
+//! candidate) must be it: a member cannot speak for another.
 //!
 //! # Append timing
 //! openraft 0.9 bounds every append round trip (send, the follower's WAL fsync, the answer) by
@@ -125,6 +125,14 @@ pub const TIMEOUT_NOW: Unary<RaftRpc, RaftReply> = Unary::new(
     MAX_SMALL_MESSAGE,
 );
 
+/// A candidate asks whether the receiver would vote for it (pre-vote, swarm-raft's `prevote`).
+pub const PRE_VOTE: Unary<RaftRpc, RaftReply> = Unary::new(
+    "raft.v1.pre_vote",
+    Access::Manager,
+    MAX_SMALL_MESSAGE,
+    MAX_SMALL_MESSAGE,
+);
+
 /// The protocol version a manager speaks: swarm-net's [`ALPN`] plus the versions of the
 /// encodings raft carries (`store`: the snapshot and store format, `raft`: the raft messages).
 /// Put it in `RpcConfig::alpn_protocol` of every node of the cluster (workers included: one
@@ -140,8 +148,8 @@ pub fn alpn_protocol() -> Vec<u8> {
 }
 
 /// Version of the raft messages' encoding ([`RaftRpc`] / [`RaftReply`] under bincode, openraft
-/// 0.9's types). Bump it with any change to them.
-pub const RAFT_WIRE_VERSION: u32 = 2;
+/// 0.9's types). Bump it with any change to them. 3: pre-vote ([`PRE_VOTE`]).
+pub const RAFT_WIRE_VERSION: u32 = 3;
 
 /// Which swarm node (certificate node id) is which raft member. swarm-node backs it with the store
 /// (`Node.manager_status.raft_id`) plus an explicit map of managers being added; tests use
@@ -297,6 +305,7 @@ fn method_of(rpc: &RaftRpc) -> &'static Unary<RaftRpc, RaftReply> {
         RaftRpc::Propose(_) => &PROPOSE,
         RaftRpc::ReadIndex => &READ_INDEX,
         RaftRpc::TimeoutNow(_) => &TIMEOUT_NOW,
+        RaftRpc::PreVote(_) => &PRE_VOTE,
     }
 }
 
@@ -309,6 +318,7 @@ fn same_variant(rpc: &RaftRpc, reply: &RaftReply) -> bool {
             | (RaftRpc::Propose(_), RaftReply::Propose(_))
             | (RaftRpc::ReadIndex, RaftReply::ReadIndex(_))
             | (RaftRpc::TimeoutNow(_), RaftReply::TimeoutNow(_))
+            | (RaftRpc::PreVote(_), RaftReply::PreVote(_))
     )
 }
 
@@ -430,6 +440,7 @@ fn claimed_sender(rpc: &RaftRpc) -> Option<NodeId> {
         RaftRpc::Vote(r) => Some(r.vote.leader_id().node_id),
         RaftRpc::InstallSnapshot(r) => Some(r.vote.leader_id().node_id),
         RaftRpc::TimeoutNow(t) => Some(t.leader),
+        RaftRpc::PreVote(p) => Some(p.candidate),
         RaftRpc::Propose(_) | RaftRpc::ReadIndex => None,
     }
 }
@@ -476,6 +487,7 @@ pub fn raft_routes(router: Router, target: RaftTarget) -> Router {
         &PROPOSE,
         &READ_INDEX,
         &TIMEOUT_NOW,
+        &PRE_VOTE,
     ] {
         let target = target.clone();
         router = router.unary(method, move |ctx, rpc| {

@@ -272,6 +272,7 @@ async fn apply(control: &Control, op: Op) -> Result<Option<u64>, String> {
             Ok(Some(replicas))
         }
         Op::Scale { name, replicas } => {
+            control.sync_reads().await.map_err(e)?;
             let cur = current(&name)?;
             let mut next = cur.spec.clone();
             next.mode = ServiceMode::Replicated { replicas };
@@ -282,6 +283,7 @@ async fn apply(control: &Control, op: Op) -> Result<Option<u64>, String> {
             Ok(Some(replicas))
         }
         Op::Update { name } => {
+            control.sync_reads().await.map_err(e)?;
             let cur = current(&name)?;
             let mut next = cur.spec.clone();
             let generation = next.task.container.env.len();

@@ -23,7 +23,7 @@ pub(crate) async fn list(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let ctl = st.control()?;
+    let ctl = st.read_control().await?;
     let f = Query::parse(q.as_deref()).filters()?;
     f.validate(FILTERS)?;
     for t in f.get("type") {
@@ -78,7 +78,7 @@ pub(crate) async fn inspect(
     PathId(id): PathId,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let ctl = st.control()?;
+    let ctl = st.read_control().await?;
     let q = Query::parse(q.as_deref());
     if let Some(scope) = q.get("scope").filter(|s| !s.is_empty() && *s != "swarm") {
         return Err(ApiError::not_found(format!(

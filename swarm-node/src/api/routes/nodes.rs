@@ -25,7 +25,7 @@ pub(crate) async fn list(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let ctl = st.control()?;
+    let ctl = st.read_control().await?;
     let f = Query::parse(q.as_deref()).filters()?;
     f.validate(FILTERS)?;
     let mut roles = Vec::new();
@@ -83,7 +83,7 @@ pub(crate) async fn inspect(
     State(st): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let ctl = st.control()?;
+    let ctl = st.read_control().await?;
     let node = ctl.get::<Node>(&id)?;
     Ok(ok(&node_out(&node, &node_context(&ctl))))
 }

@@ -37,7 +37,7 @@ pub(super) async fn list<T: ApiBlob>(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let ctl = st.control()?;
+    let ctl = st.read_control().await?;
     let f: Filters = Query::parse(q.as_deref()).filters()?;
     f.validate(FILTERS)?;
     let list: Vec<Arc<T>> = ctl.store().view(|s| {
@@ -72,7 +72,7 @@ pub(super) async fn inspect<T: ApiBlob>(
     State(st): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let o = st.control()?.get::<T>(&id)?;
+    let o = st.read_control().await?.get::<T>(&id)?;
     Ok(ok(&o.out()))
 }
 

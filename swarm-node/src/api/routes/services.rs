@@ -26,7 +26,7 @@ pub(crate) async fn list(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let ctl = st.control()?;
+    let ctl = st.read_control().await?;
     let q = Query::parse(q.as_deref());
     let f = q.filters()?;
     f.validate(FILTERS)?;
@@ -96,7 +96,7 @@ pub(crate) async fn inspect(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let insert_defaults = Query::parse(q.as_deref()).bool("insertDefaults");
-    let svc = st.control()?.get::<Service>(&id)?;
+    let svc = st.read_control().await?.get::<Service>(&id)?;
     let out = service_out(&svc, None, insert_defaults);
     if st.backend.runtime_capabilities().host_network {
         return Ok(ok(&out.on_host_network()));

@@ -21,7 +21,7 @@ use crate::control::Rotation;
 
 /// `GET /swarm`.
 pub(crate) async fn inspect(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let cluster = st.control()?.cluster()?;
+    let cluster = st.read_control().await?.cluster()?;
     Ok(ok(&swarm_out(&cluster)))
 }
 

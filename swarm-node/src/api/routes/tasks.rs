@@ -35,7 +35,7 @@ pub(crate) async fn list(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let ctl = st.control()?;
+    let ctl = st.read_control().await?;
     let f = Query::parse(q.as_deref()).filters()?;
     f.validate(FILTERS)?;
     let services = resolve_ids::<Service>(&ctl, f.get("service"))?;
@@ -114,6 +114,6 @@ pub(crate) async fn inspect(
     State(st): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let task = st.control()?.get::<Task>(&id)?;
+    let task = st.read_control().await?.get::<Task>(&id)?;
     Ok(ok(&task_out(&task)))
 }
