@@ -109,6 +109,11 @@ impl Control {
         self.clock.now()
     }
 
+    /// A fresh random object id from the cluster's entropy.
+    fn new_id(&self) -> Id {
+        Id::generate(&mut self.access.entropy.clone())
+    }
+
     /// Stages `f` on a consistent view and commits its actions (nothing if it recorded none).
     async fn commit<R>(
         &self,
@@ -122,7 +127,8 @@ impl Control {
     }
 }
 
-/// A fresh random object id from the operating system's RNG.
+/// A fresh random object id from the operating system's RNG (the test double's ids; the
+/// control layer's come from the cluster's entropy, [`Control`]'s `new_id`).
 pub(crate) fn new_id() -> Id {
     Id::generate(&mut OsRng)
 }

@@ -40,7 +40,7 @@ mod workload;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use cluster::NodeDisk;
+pub use cluster::{NodeDisk, VirtualClock, SIM_EPOCH};
 pub use faults::FaultConfig;
 
 /// What one simulated run does.
@@ -69,6 +69,8 @@ pub struct SimConfig {
     /// A term led by two members is a violation (`invariants::leader_per_term`'s strict mode);
     /// otherwise it is reported in [`SimReport::notes`].
     pub strict_terms: bool,
+    /// Keep every trace line in [`SimReport::lines`] (replay tests compare two runs by line).
+    pub keep_trace: bool,
 }
 
 impl SimConfig {
@@ -89,6 +91,7 @@ impl SimConfig {
                 .and_then(|t| t.parse().ok())
                 .map_or(Duration::from_millis(1), Duration::from_millis),
             strict_terms: std::env::var_os("SWARM_SIM_STRICT_TERMS").is_some(),
+            keep_trace: false,
         }
     }
 }
@@ -118,6 +121,8 @@ pub struct SimReport {
     pub shared_terms: usize,
     /// Findings that are not violations in this configuration, with their virtual time.
     pub notes: Vec<String>,
+    /// Every trace line, with [`SimConfig::keep_trace`]; empty otherwise.
+    pub lines: Vec<String>,
 }
 
 impl SimReport {
