@@ -428,12 +428,14 @@ impl AgentLoop {
         }
         if set.full {
             let keep: std::collections::HashSet<Id> = set.tasks.iter().map(|t| t.id).collect();
-            let gone: Vec<Id> = self
+            let mut gone: Vec<Id> = self
                 .controllers
                 .keys()
                 .filter(|id| !keep.contains(id))
                 .copied()
                 .collect();
+            // In id order: one order every run (a simulation replays it).
+            gone.sort_unstable();
             for id in gone {
                 self.remove(id);
             }
