@@ -56,6 +56,30 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
 }
 
+/// A shared [`Clock`] for configuration structs: cloneable and `Debug` (it prints no time). The
+/// embedder picks the clock: the system clock in production, a virtual one in simulations.
+#[derive(Clone)]
+pub struct SharedClock(pub std::sync::Arc<dyn Clock>);
+
+impl SharedClock {
+    /// A handle over `clock`.
+    pub fn new(clock: impl Clock + 'static) -> SharedClock {
+        SharedClock(std::sync::Arc::new(clock))
+    }
+}
+
+impl Clock for SharedClock {
+    fn now(&self) -> Timestamp {
+        self.0.now()
+    }
+}
+
+impl std::fmt::Debug for SharedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedClock")
+    }
+}
+
 /// A virtual clock that only moves when told to. Cloning shares the same time.
 #[derive(Debug, Default, Clone)]
 pub struct ManualClock(std::sync::Arc<AtomicU64>);

@@ -57,6 +57,13 @@ impl UdpPoller for AlwaysWritable {
     }
 }
 
+/// `SWARM_SIM_DATAGRAMS` set: every datagram sent is printed (virtual time, source port,
+/// destination, size), to find where two runs of one seed part (docs/SIMULATION.md).
+fn trace_datagrams() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("SWARM_SIM_DATAGRAMS").is_some())
+}
+
 impl AsyncUdpSocket for TurmoilUdp {
     fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn UdpPoller>> {
         Box::pin(AlwaysWritable)
@@ -70,6 +77,15 @@ impl AsyncUdpSocket for TurmoilUdp {
             .unwrap_or(transmit.contents.len())
             .max(1);
         for datagram in transmit.contents.chunks(segment) {
+            if trace_datagrams() {
+                eprintln!(
+                    "datagram {:?} {} -> {} {} bytes",
+                    turmoil::sim_elapsed().unwrap_or_default(),
+                    self.socket.local_addr().map_or(0, |a| a.port()),
+                    transmit.destination,
+                    datagram.len()
+                );
+            }
             self.socket.try_send_to(datagram, transmit.destination)?;
         }
         Ok(())

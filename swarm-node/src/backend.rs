@@ -53,6 +53,9 @@ pub struct ClusterAccess {
     /// checks). `None` on a single-host daemon or the test double: the store's
     /// `Node.manager_status` is used instead (`docker node ls`, demotion checks).
     pub raft: Option<Arc<dyn RaftView>>,
+    /// Where the control layer draws object ids and generated secret bytes from (the daemon's
+    /// [`crate::config::DaemonConfig::entropy`]).
+    pub entropy: swarm_core::Entropy,
 }
 
 /// One raft member as the local raft instance sees it.

@@ -361,9 +361,25 @@ impl Daemon {
     fn manager_config(&self) -> ManagerConfig {
         ManagerConfig {
             raft_dir: self.config.raft_dir(),
-            raft: self.config.raft.clone(),
+            raft: swarm_raft::RaftConfig {
+                entropy: self.config.entropy.fork(),
+                ..self.config.raft.clone()
+            },
             kdf: self.config.kdf,
-            dispatcher: self.config.dispatcher.clone(),
+            dispatcher: crate::dispatcher::DispatcherOptions {
+                entropy: self.config.entropy.fork(),
+                ..self.config.dispatcher.clone()
+            },
+            entropy: self.config.entropy.fork(),
+            clock: self.config.clock.clone(),
+        }
+    }
+
+    /// The networked dispatcher's tunables, drawing from this daemon's entropy.
+    fn net_dispatcher_options(&self) -> crate::net::dispatch::NetDispatcherOptions {
+        crate::net::dispatch::NetDispatcherOptions {
+            entropy: self.config.entropy.fork(),
+            ..Default::default()
         }
     }
 
@@ -389,8 +405,12 @@ impl Daemon {
             Some(m) => TlsState::new(&m).map_err(|e| e.to_string())?,
             None => provisional_credentials(identity)?,
         };
-        let client = NetStack::client(tls.clone(), &rpc_config(), self.listen_addr(identity).ip())
-            .map_err(|e| e.to_string())?;
+        let client = NetStack::client(
+            tls.clone(),
+            &rpc_config(&self.config.entropy),
+            self.listen_addr(identity).ip(),
+        )
+        .map_err(|e| e.to_string())?;
         Ok((tls, client))
     }
 
@@ -437,6 +457,7 @@ impl Daemon {
                 self.slot.clone(),
                 self.raft_target.clone(),
                 self.mesh_slot.clone(),
+                self.config.entropy.fork(),
             ) {
                 Ok(n) => Some(n),
                 Err(e) => {
@@ -460,7 +481,7 @@ impl Daemon {
             crate::net::dispatch::NetDispatcher::new(
                 client.clone(),
                 seeds,
-                crate::net::dispatch::NetDispatcherOptions::default(),
+                self.net_dispatcher_options(),
             )
         });
         let mut worker = Worker::start(
@@ -472,6 +493,7 @@ impl Daemon {
                 remote,
                 manager.raft().clone(),
             )),
+            self.config.clock.clone(),
         )
         .await;
         if net.is_some() {
@@ -500,6 +522,7 @@ impl Daemon {
             node_id,
             ports: Some(mesh.clone()),
             raft: Some(Arc::new(manager.raft_members())),
+            entropy: self.config.entropy.fork(),
         };
         self.watch_demotion(&manager);
         self.set_view(SwarmState::Active, Some(access), Some(identity));
@@ -518,14 +541,15 @@ impl Daemon {
             })?;
         let tls = TlsState::new(&material).map_err(|e| e.to_string())?;
         let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-        let client =
-            NetStack::client(tls.clone(), &rpc_config(), any).map_err(|e| e.to_string())?;
+        let client = NetStack::client(tls.clone(), &rpc_config(&self.config.entropy), any)
+            .map_err(|e| e.to_string())?;
         let net = WorkerNet::start(
             &identity,
             material,
             tls.clone(),
             client.clone(),
             self.config.data_dir.clone(),
+            self.net_dispatcher_options(),
         );
         // The mesh: the view from the managers; a listener for the other nodes' streams to
         // this node's tasks, its address reported in the node description.
@@ -535,6 +559,7 @@ impl Daemon {
             node: identity.node_id,
             config: self.mesh_config(),
             slot: self.mesh_slot.clone(),
+            rpc: rpc_config(&self.config.entropy),
         }
         .start(tls, client.clone(), net.dispatcher().clone());
         let mut host = self.host.clone();
@@ -548,6 +573,7 @@ impl Daemon {
             host,
             self.runtime.clone(),
             Arc::new(net.dispatcher().clone()),
+            self.config.clock.clone(),
         )
         .await;
         // This node's tasks' logs, for every manager its sessions list (`net::logs`).
@@ -731,7 +757,7 @@ impl Backend for Daemon {
             remote,
             &req.join_token,
             availability,
-            &rpc_config(),
+            &rpc_config(&self.config.entropy),
             crate::net::node::now,
         )
         .await
@@ -832,10 +858,11 @@ impl Backend for Daemon {
         let listen = self
             .requested_listen(&req.listen_addr)
             .map_err(BackendError::Internal)?;
+        let mut rng = self.config.entropy.clone();
         let mut identity = NodeIdentity::new_manager(
-            Id::generate(&mut OsRng),
-            OsRng.next_u64().max(1),
-            Id::generate(&mut OsRng),
+            Id::generate(&mut rng),
+            rng.next_u64().max(1),
+            Id::generate(&mut rng),
             self.advertise_addr(&req.advertise_addr, listen, None),
         );
         identity.listen_addr = Some(listen.to_string());
@@ -845,7 +872,7 @@ impl Backend for Daemon {
             identity.cluster_id,
             identity.node_id,
             crate::net::node::now(),
-            &mut OsRng,
+            &mut rng,
         )
         .map_err(internal)?;
         let raft_dir = self.config.raft_dir();
@@ -853,7 +880,8 @@ impl Backend for Daemon {
         remove_dir_if_present(&raft_dir).map_err(internal)?;
         save_material(&self.config.data_dir, &ca.material).map_err(internal)?;
         let tls = TlsState::new(&ca.material).map_err(internal)?;
-        let client = NetStack::client(tls.clone(), &rpc_config(), listen.ip()).map_err(internal)?;
+        let client = NetStack::client(tls.clone(), &rpc_config(&self.config.entropy), listen.ip())
+            .map_err(internal)?;
         let manager = Manager::init(
             &self.manager_config(),
             &identity,
@@ -892,6 +920,7 @@ impl Backend for Daemon {
             self.slot.clone(),
             self.raft_target.clone(),
             self.mesh_slot.clone(),
+            self.config.entropy.fork(),
         ) {
             Ok(n) => n,
             Err(e) => {
@@ -1273,13 +1302,13 @@ impl Daemon {
         let failed = |e: String| BackendError::JoinFailed(e);
         let tls = TlsState::new(&material).map_err(|e| failed(e.to_string()))?;
         let listen = self.listen_addr(identity);
-        let client = NetStack::client(tls.clone(), &rpc_config(), listen.ip())
+        let client = NetStack::client(tls.clone(), &rpc_config(&self.config.entropy), listen.ip())
             .map_err(|e| failed(e.to_string()))?;
         remove_dir_if_present(&self.config.raft_dir()).map_err(internal)?;
         let seeds = identity.managers.clone();
         let mut last = String::new();
         for _attempt in 0..3 {
-            identity.raft_id = OsRng.next_u64().max(1);
+            identity.raft_id = self.config.entropy.clone().next_u64().max(1);
             identity.store(&self.config.data_dir).map_err(internal)?;
             let net_cell: Arc<std::sync::Mutex<Option<ManagerNet>>> = Default::default();
             let cell = net_cell.clone();
@@ -1292,6 +1321,7 @@ impl Daemon {
             );
             let id = identity.clone();
             let seeds = seeds.clone();
+            let entropy = self.config.entropy.fork();
             let joined = Manager::join(
                 &self.manager_config(),
                 identity,
@@ -1307,6 +1337,7 @@ impl Daemon {
                         slot,
                         target,
                         mesh_slot,
+                        entropy,
                     )?;
                     let peers = crate::net::membership::join_raft(
                         &client2,

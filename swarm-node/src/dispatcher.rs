@@ -69,6 +69,8 @@ pub struct DispatcherOptions {
     pub assignment_quiet: Duration,
     /// ...or once this many of the node's tasks changed since the last set (100).
     pub assignment_max_changes: usize,
+    /// Draws the heartbeat jitter (the operating system's RNG by default).
+    pub entropy: swarm_core::Entropy,
 }
 
 impl Default for DispatcherOptions {
@@ -82,6 +84,7 @@ impl Default for DispatcherOptions {
             registration_window: Duration::from_secs(8),
             assignment_quiet: Duration::from_millis(100),
             assignment_max_changes: 100,
+            entropy: swarm_raft::entropy::os(),
         }
     }
 }
@@ -612,10 +615,10 @@ impl StoreDispatcher {
     }
 
     fn jittered_period(&self) -> Duration {
-        use rand_core::{OsRng, RngCore};
+        use rand_core::RngCore;
         let base = self.inner.options.heartbeat_period;
         // 0.9 .. 1.1 of the period.
-        let r = f64::from(OsRng.next_u32()) / f64::from(u32::MAX);
+        let r = f64::from(self.inner.options.entropy.clone().next_u32()) / f64::from(u32::MAX);
         base.mul_f64(0.9 + 0.2 * r)
     }
 

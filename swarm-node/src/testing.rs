@@ -232,6 +232,7 @@ impl Backend for TestBackend {
                 node_id,
                 ports: None,
                 raft: multi.raft.clone(),
+                entropy: swarm_raft::entropy::os(),
             }),
             (SwarmState::Locked, _) => Err(BackendError::Locked),
             _ => Err(BackendError::NotInSwarm),

@@ -97,14 +97,17 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// Starts the agent for `node_id` on `runtime`, connected to `dispatcher`.
+    /// Starts the agent for `node_id` on `runtime`, connected to `dispatcher`, stamping task
+    /// statuses with `clock`.
     pub async fn start(
         node_id: Id,
         description: NodeDescription,
         runtime: Arc<dyn Runtime>,
         dispatcher: Arc<dyn Dispatcher>,
+        clock: swarm_core::SharedClock,
     ) -> Worker {
         let mut config = AgentConfig::new(node_id, description);
+        config.clock = clock;
         // The dispatcher is in-process: reconnect quickly after a manager restart or unlock.
         config.reconnect_max = std::time::Duration::from_millis(500);
         let agent = Agent::spawn(config, runtime.clone(), dispatcher);

@@ -354,7 +354,7 @@ async fn rpc_probe() {
     let client = Client::bind(
         "0.0.0.0:0".parse().unwrap(),
         tls,
-        swarm_node::net::node::rpc_config(),
+        swarm_node::net::node::rpc_config(&swarm_raft::entropy::os()),
     )
     .expect("a client");
     let peer = Peer {

@@ -30,6 +30,8 @@ fn config(dir: &Path) -> ManagerConfig {
         raft: swarm_raft::RaftConfig::default(),
         kdf: KdfParams::new(64, 1, 1).expect("test KDF"),
         dispatcher: DispatcherOptions::default(),
+        entropy: swarm_raft::entropy::os(),
+        clock: swarm_core::SharedClock::new(swarm_raft::SystemClock),
     }
 }
 

@@ -77,7 +77,13 @@ impl Harness {
             .unwrap();
         let (leader, leader_rx) = watch::channel(leading);
         let (stop, stop_rx) = watch::channel(false);
-        let server_ca = CaServer::new(store.clone(), proposer.clone(), leader_rx, clock.clone());
+        let server_ca = CaServer::new(
+            store.clone(),
+            proposer.clone(),
+            leader_rx,
+            clock.clone(),
+            swarm_raft::entropy::os(),
+        );
         let policy: Arc<dyn PeerPolicy> = server_ca.deny_set();
         let manager_tls = TlsState::new(&ca.material).unwrap();
         let server = Server::bind(

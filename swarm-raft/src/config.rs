@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use swarm_core::Entropy;
 use swarm_secrets::KdfParams;
 
 use crate::disk::Disk;
@@ -67,6 +68,9 @@ pub struct RaftConfig {
     /// Where the data directory's files are: the real filesystem ([`crate::disk::OsDisk`], the
     /// default) or, in simulation tests, a `SimDisk` (feature `sim`).
     pub disk: Arc<dyn Disk>,
+    /// Where the election timeouts are drawn from: the operating system's RNG by default
+    /// ([`crate::entropy::os`]); a simulation passes a seeded [`Entropy`] so one seed fixes them.
+    pub entropy: Entropy,
 }
 
 impl Default for RaftConfig {
@@ -86,6 +90,7 @@ impl Default for RaftConfig {
             wal_prealloc_bytes: crate::wal::DEFAULT_PREALLOC_BYTES,
             proposal_pipeline: 2,
             disk: crate::disk::os(),
+            entropy: crate::entropy::os(),
         }
     }
 }

@@ -48,6 +48,7 @@ mod batcher;
 mod codec;
 pub mod config;
 pub mod disk;
+pub mod entropy;
 pub mod error;
 pub mod files;
 #[cfg(feature = "fuzzing")]
@@ -70,6 +71,7 @@ pub mod types;
 pub mod wal;
 
 pub use config::{NodeConfig, RaftConfig};
+pub use entropy::OsEntropy;
 pub use error::{KeyChangeError, MembershipError, StartError, StorageFault, WaitError};
 pub use keyring::Keyring;
 pub use network::{RaftReply, RaftRpc, TimeoutNow, Transport, TransportError};

@@ -246,12 +246,19 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
             }
         }
         let cfg = &inner.config.raft;
-        let t = *timeout
-            .get_or_insert_with(|| draw(cfg.election_timeout_min, cfg.election_timeout_max));
+        let t = *timeout.get_or_insert_with(|| {
+            draw(
+                &cfg.entropy,
+                cfg.election_timeout_min,
+                cfg.election_timeout_max,
+            )
+        });
         // A candidate (its election split or failed: nobody leads, no lease holds anyone) runs
         // again sooner, after a shorter random wait that still spans many round trips.
         let t = if m.state == ServerState::Candidate {
-            *retry.get_or_insert_with(|| draw(cfg.heartbeat * 2, cfg.election_timeout_min))
+            *retry.get_or_insert_with(|| {
+                draw(&cfg.entropy, cfg.heartbeat * 2, cfg.election_timeout_min)
+            })
         } else {
             t
         };
@@ -281,7 +288,11 @@ pub(crate) async fn watchdog(node: Weak<Inner>) {
                     "no leader contact: starting an election"
                 );
                 *inner.contact.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                timeout = Some(draw(cfg.election_timeout_min, cfg.election_timeout_max));
+                timeout = Some(draw(
+                    &cfg.entropy,
+                    cfg.election_timeout_min,
+                    cfg.election_timeout_max,
+                ));
                 retry = None;
                 // Pre-vote: raise the term only if a majority would vote for us; otherwise wait
                 // for the timeout just drawn and ask again.
@@ -323,12 +334,12 @@ async fn adopt_refused_term(inner: &Inner, current: u64) {
     }
 }
 
-fn draw(min: Duration, max: Duration) -> Duration {
+fn draw(entropy: &swarm_core::Entropy, min: Duration, max: Duration) -> Duration {
     use rand::Rng;
     if max <= min {
         return min;
     }
-    rand::thread_rng().gen_range(min..max)
+    entropy.clone().gen_range(min..max)
 }
 
 /// The node id used by the watchdog's step-down vote: never a member.

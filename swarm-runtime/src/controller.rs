@@ -30,6 +30,16 @@ pub(crate) enum ReportMsg {
 /// Shared view of every task's latest local status (for [`crate::Agent::task_status`]).
 pub(crate) type StatusMap = Arc<Mutex<HashMap<Id, TaskStatus>>>;
 
+/// The wall clock as a [`swarm_core::Clock`]: the default of [`crate::AgentConfig::clock`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WallClock;
+
+impl swarm_core::Clock for WallClock {
+    fn now(&self) -> Timestamp {
+        now()
+    }
+}
+
 /// The wall clock as a [`Timestamp`].
 pub(crate) fn now() -> Timestamp {
     let d = std::time::SystemTime::now()
@@ -50,6 +60,8 @@ pub(crate) struct StatusTx {
     current: Arc<Mutex<TaskStatus>>,
     tx: mpsc::UnboundedSender<ReportMsg>,
     map: StatusMap,
+    /// Stamps each status sent.
+    clock: swarm_core::SharedClock,
 }
 
 impl StatusTx {
@@ -58,12 +70,14 @@ impl StatusTx {
         initial: TaskStatus,
         tx: mpsc::UnboundedSender<ReportMsg>,
         map: StatusMap,
+        clock: swarm_core::SharedClock,
     ) -> StatusTx {
         StatusTx {
             task,
             current: Arc::new(Mutex::new(initial)),
             tx,
             map,
+            clock,
         }
     }
 
@@ -79,7 +93,7 @@ impl StatusTx {
         if !cur.state.can_transition_to(next.state) || *cur == next {
             return;
         }
-        next.timestamp = now();
+        next.timestamp = swarm_core::Clock::now(&self.clock);
         *cur = next.clone();
         self.map
             .lock()

@@ -40,6 +40,10 @@ pub struct RpcConfig {
     /// other refuse each other at the handshake ([`crate::rpc::RpcError::ProtocolVersion`])
     /// instead of failing to decode later.
     pub alpn_protocol: Vec<u8>,
+    /// Seeds quinn's endpoint RNG (`quinn::EndpointConfig::rng_seed`: packet-number skips,
+    /// connection ids not derived from the node key, every connection's own RNG). `None` (the
+    /// default) seeds it from the operating system; a deterministic simulation sets it.
+    pub rng_seed: Option<[u8; 32]>,
 }
 
 impl Default for RpcConfig {
@@ -53,6 +57,7 @@ impl Default for RpcConfig {
             max_concurrent_calls: 128,
             socket_buffer: 4 << 20,
             alpn_protocol: ALPN.to_vec(),
+            rng_seed: None,
         }
     }
 }
@@ -109,8 +114,11 @@ impl RpcConfig {
         &self,
         addr: SocketAddr,
         server: Option<quinn::ServerConfig>,
-        endpoint_config: quinn::EndpointConfig,
+        mut endpoint_config: quinn::EndpointConfig,
     ) -> std::io::Result<quinn::Endpoint> {
+        if self.rng_seed.is_some() {
+            endpoint_config.rng_seed(self.rng_seed);
+        }
         // Inside a turmoil simulation (feature `turmoil`), the socket is the simulated host's:
         // the same code path then runs on virtual time and the simulated network.
         #[cfg(feature = "turmoil")]

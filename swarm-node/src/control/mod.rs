@@ -126,6 +126,11 @@ impl Control {
         Ok(&self.access.store)
     }
 
+    /// A fresh random object id from the cluster's entropy.
+    fn new_id(&self) -> Id {
+        Id::generate(&mut self.access.entropy.clone())
+    }
+
     /// Stages `f` on a consistent view and commits its actions (nothing if it recorded none).
     /// The view is made current first ([`Control::sync_reads`]), so a follower stages on what
     /// the leader has committed and the version a client read through any manager matches.
@@ -142,7 +147,9 @@ impl Control {
     }
 }
 
-/// A fresh random object id from the operating system's RNG.
+/// A fresh random object id from the operating system's RNG (the test double's ids; the
+/// control layer's come from the cluster's entropy, [`Control`]'s `new_id`).
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn new_id() -> Id {
     Id::generate(&mut OsRng)
 }

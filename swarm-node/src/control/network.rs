@@ -9,7 +9,7 @@ use swarm_core::validate::validate_network_spec;
 use swarm_core::{Cluster, Id, Meta, Network, ObjectKind, Service, Tx};
 
 use super::resolve::resolve;
-use super::{new_id, Control, ControlError};
+use super::{Control, ControlError};
 
 /// Driver of swarm-scoped networks.
 pub(crate) const OVERLAY: &str = "overlay";
@@ -35,7 +35,7 @@ impl Control {
         for c in &spec.ipam.configs {
             validate_pool(&c.subnet, &c.range, &c.gateway)?;
         }
-        let id = new_id();
+        let id = self.new_id();
         self.commit(|tx| {
             if spec.ingress {
                 if let Some(n) = tx.list::<Network>().into_iter().find(|n| n.spec.ingress) {

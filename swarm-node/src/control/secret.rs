@@ -8,7 +8,7 @@ use swarm_core::validate::{validate_config_spec, validate_secret_spec, SpecError
 use swarm_core::{Annotations, Config, Id, Meta, Object, Secret, StoreObject, Version};
 
 use super::resolve::resolve;
-use super::{new_id, Control, ControlError};
+use super::{Control, ControlError};
 
 const ONLY_LABELS: &str = "only updates to Labels are allowed";
 
@@ -17,7 +17,7 @@ impl Control {
     /// < 500 KiB for a secret, < 1000 KiB for a config) and stores the object.
     pub async fn create_blob<T: Blob>(&self, spec: T::Spec) -> Result<Id, ControlError> {
         T::validate(&spec)?;
-        let id = new_id();
+        let id = self.new_id();
         self.commit(|tx| {
             tx.create(T::new(id, spec))?;
             Ok(id)

@@ -24,7 +24,7 @@ use swarm_core::{
 use swarm_sched::{apply_service_update, rollback_service, RollbackError};
 
 use super::resolve::resolve;
-use super::{new_id, Control, ControlError};
+use super::{Control, ControlError};
 
 /// A secret or config reference as a client gives it: by id, by name, or both.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,7 +69,7 @@ impl Control {
         req: ServiceRequest,
         _registry_auth: Option<&str>,
     ) -> Result<Id, ControlError> {
-        let id = new_id();
+        let id = self.new_id();
         let now = self.now();
         self.commit(|tx| {
             let spec = prepare_spec(tx, req, &self.limits)?;

@@ -18,7 +18,7 @@
 //!
 //! Not here: what a set holds (`manager::assign`), sessions and liveness (`crate::dispatcher`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -138,7 +138,8 @@ impl AssignmentFeed {
         let filter = || WatchFilter::kinds(&[ObjectKind::Task]).with_limit(FEED_WATCH_LIMIT);
         let mut watcher = store.watch(filter());
         // This commit's events per node, until its marker.
-        let mut pending: HashMap<Id, Vec<Event>> = HashMap::new();
+        // Ordered by node: sessions are sent to in one order every run (a simulation replays it).
+        let mut pending: BTreeMap<Id, Vec<Event>> = BTreeMap::new();
         loop {
             let events = tokio::select! {
                 e = watcher.recv_many() => e,
@@ -161,7 +162,7 @@ impl AssignmentFeed {
                             continue;
                         }
                         let r = self.lock();
-                        for (node, events) in pending.drain() {
+                        for (node, events) in std::mem::take(&mut pending) {
                             let Some(v) = r.sessions.get(&node) else {
                                 continue;
                             };

@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand_core::OsRng;
 use swarm_core::proposer::propose_in_batches;
 use swarm_core::{Clock, Event, Proposer, SharedStore, StoreAction, WatchFilter, Watcher};
 use swarm_raft::RaftNode;
@@ -28,6 +27,7 @@ pub(crate) async fn supervise(
     raft: RaftNode,
     store: SharedStore,
     clock: Arc<dyn Clock>,
+    entropy: swarm_core::Entropy,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut status = raft.watch_status();
@@ -48,7 +48,7 @@ pub(crate) async fn supervise(
             }
         };
         let metered = crate::metrics::MeteredProposer::new(Arc::new(raft.clone()));
-        let run = run_loops(&metered, &store, clock.as_ref());
+        let run = run_loops(&metered, &store, clock.as_ref(), entropy.clone());
         tokio::select! {
             () = run => {}
             () = lost => tracing::info!("leadership lost: loops stopped"),
@@ -64,7 +64,12 @@ enum Wake {
     Deadline,
 }
 
-async fn run_loops(proposer: &dyn Proposer, store: &SharedStore, clock: &dyn Clock) {
+async fn run_loops(
+    proposer: &dyn Proposer,
+    store: &SharedStore,
+    clock: &dyn Clock,
+    mut entropy: swarm_core::Entropy,
+) {
     let mut orch = Orchestrator::new();
     let mut sched = Scheduler::new();
     orch.handle_became_leader();
@@ -90,7 +95,7 @@ async fn run_loops(proposer: &dyn Proposer, store: &SharedStore, clock: &dyn Clo
         let due = orch.next_deadline().is_some_and(|d| d <= now);
         if committed || orch.has_work() || due {
             committed = false;
-            let actions = store.view(|s| orch.tick(s, now, &mut OsRng));
+            let actions = store.view(|s| orch.tick(s, now, &mut entropy));
             if !actions.is_empty() {
                 if let Err(e) = propose_in_batches(proposer, actions).await {
                     tracing::warn!(error = %e, "orchestrator proposal failed; the next tick re-reads the store");

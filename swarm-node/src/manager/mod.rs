@@ -51,8 +51,7 @@ use swarm_core::{
     Cluster, CommitError, Meta, Node, Proposer, SecretData, SharedStore, StoreAction,
 };
 use swarm_raft::{
-    NodeConfig, RaftNode, RaftReply, RaftRpc, StartError, StartOptions, SystemClock, Transport,
-    TransportError,
+    NodeConfig, RaftNode, RaftReply, RaftRpc, StartError, StartOptions, Transport, TransportError,
 };
 use swarm_secrets::{KdfParams, UnlockKey, KEY_LEN};
 use thiserror::Error;
@@ -134,6 +133,10 @@ pub struct ManagerConfig {
     pub kdf: KdfParams,
     /// Dispatcher tunables.
     pub dispatcher: DispatcherOptions,
+    /// The orchestrator's randomness (task ids, choices).
+    pub entropy: swarm_core::Entropy,
+    /// Stamps raft batches and the orchestrator's deadlines.
+    pub clock: swarm_core::SharedClock,
 }
 
 /// A transport for a manager without peers: every call is refused.
@@ -197,8 +200,9 @@ impl Manager {
         let mut nc = NodeConfig::new(identity.raft_id, identity.addr.clone(), &config.raft_dir);
         nc.raft = config.raft.clone();
         nc.kdf = config.kdf;
-        // Stamped with the system clock (RaftNode's default).
-        Ok(RaftNode::start(nc, store, transport, opts).await?)
+        // Batches are stamped with the daemon's clock (the system clock outside simulations).
+        let raft = RaftNode::start(nc, store, transport, opts).await?;
+        Ok(raft.with_clock(Arc::new(config.clock.clone())))
     }
 
     /// Waits until this manager leads and has applied its whole log (so the store is current
@@ -544,7 +548,8 @@ impl Manager {
         let loops = tokio::spawn(loops::supervise(
             raft.clone(),
             store.clone(),
-            Arc::new(SystemClock),
+            Arc::new(config.clock.clone()),
+            config.entropy.fork(),
             loops_rx,
         ));
         let keys = tokio::spawn(keys::watch_cluster(

@@ -359,6 +359,8 @@ pub struct NetDispatcherOptions {
     pub backoff_max: Duration,
     /// "Not the leader, go to X" answers followed in one `open_session`.
     pub max_redirects: usize,
+    /// Draws the weighted choice of manager (the operating system's RNG by default).
+    pub entropy: swarm_core::Entropy,
 }
 
 impl Default for NetDispatcherOptions {
@@ -368,6 +370,7 @@ impl Default for NetDispatcherOptions {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(8),
             max_redirects: 3,
+            entropy: swarm_raft::entropy::os(),
         }
     }
 }
@@ -459,7 +462,7 @@ impl NetDispatcher {
     }
 
     fn pick(&self, tried: &HashSet<SocketAddr>) -> Option<WeightedManager> {
-        use rand_core::{OsRng, RngCore};
+        use rand_core::RngCore;
         let ms = self.inner.managers();
         let candidates: Vec<&WeightedManager> =
             ms.iter().filter(|m| !tried.contains(&m.addr)).collect();
@@ -467,7 +470,7 @@ impl NetDispatcher {
         if total == 0 {
             return None;
         }
-        let mut r = OsRng.next_u64() % total;
+        let mut r = self.inner.options.entropy.clone().next_u64() % total;
         for m in candidates {
             let w = u64::from(m.weight.max(1));
             if r < w {

@@ -41,7 +41,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::mesh::{Backend, MeshConfig, MeshNode, MeshSource, PortKey, RoutingMesh, ViewUpdate};
 use crate::net::dispatch::NetDispatcher;
-use crate::net::node::rpc_config;
 use crate::net::stack::NetStack;
 
 /// The mesh view stream. The request is empty; items are at most 16 MiB (a full view of
@@ -267,6 +266,8 @@ pub struct WorkerMesh<'a> {
     pub config: MeshConfig,
     /// Where the listener's routes find the mesh (set here).
     pub slot: MeshSlot,
+    /// The listener's transport settings (the daemon's `net::node::rpc_config`).
+    pub rpc: swarm_net::rpc::RpcConfig,
 }
 
 impl WorkerMesh<'_> {
@@ -285,7 +286,7 @@ impl WorkerMesh<'_> {
             listen,
             tls,
             client.clone(),
-            &rpc_config(),
+            &self.rpc,
             mesh_routes(Router::new(), self.slot.clone()),
             ServerOptions::default(),
         ) {

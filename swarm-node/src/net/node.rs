@@ -47,8 +47,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// keep-alive a third of it, so one lost packet does not close a healthy connection), and the
 /// protocol version [`crate::net::raft::alpn_protocol`] (store and raft encodings): nodes of
 /// releases that could not decode each other refuse at the handshake, joins included.
-pub fn rpc_config() -> RpcConfig {
+pub fn rpc_config(entropy: &swarm_core::Entropy) -> RpcConfig {
     RpcConfig {
+        rng_seed: Some(entropy.seed()),
         idle_timeout: IDLE_TIMEOUT,
         keep_alive: IDLE_TIMEOUT / 3,
         alpn_protocol: crate::net::raft::alpn_protocol(),
@@ -221,6 +222,7 @@ impl ManagerNet {
         slot: ManagerSlot,
         raft_target: RaftTarget,
         mesh: MeshSlot,
+        entropy: swarm_core::Entropy,
     ) -> Result<ManagerNet, String> {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -241,11 +243,13 @@ impl ManagerNet {
                 }
             }));
         }
+        let rpc = rpc_config(&entropy);
         let ca = CaServer::new(
             store.clone(),
             Arc::new(raft.clone()),
             leader_rx,
             Arc::new(swarm_raft::SystemClock),
+            entropy,
         );
         tasks.push(ca.spawn(stop_rx.clone()));
         // The dispatcher's inputs: leadership (set once the manager runs) and the cluster view.
@@ -289,7 +293,7 @@ impl ManagerNet {
             clock: Arc::new(swarm_net::rpc::SystemClock),
             ..ServerOptions::default()
         };
-        let stack = match NetStack::start(listen, tls, client, &rpc_config(), router, options) {
+        let stack = match NetStack::start(listen, tls, client, &rpc, router, options) {
             Ok(s) => s,
             Err(e) => {
                 let _ = stop.send(true);
@@ -511,6 +515,7 @@ impl WorkerNet {
         tls: Arc<TlsState>,
         client: Arc<Client>,
         data_dir: PathBuf,
+        options: NetDispatcherOptions,
     ) -> WorkerNet {
         let seeds: Vec<WeightedManager> = identity
             .managers
@@ -523,7 +528,7 @@ impl WorkerNet {
                 })
             })
             .collect();
-        let dispatcher = NetDispatcher::new(client.clone(), seeds, NetDispatcherOptions::default());
+        let dispatcher = NetDispatcher::new(client.clone(), seeds, options);
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         // Persist the manager list each session brings.

@@ -15,6 +15,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use swarm_core::{Clock, Entropy, SharedClock, Timestamp};
+use swarm_raft::disk::{InlineDisk, OsDisk};
 use swarm_runtime::SimRuntime;
 use swarm_secrets::KdfParams;
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +30,22 @@ use crate::daemon::Daemon;
 
 /// The swarm port every simulated node listens on.
 pub(crate) const PORT: u16 = 2377;
+
+/// The simulation's wall clock: [`SIM_EPOCH`] plus turmoil's virtual time, the same on every
+/// host (clock skew is not simulated yet). It stamps what the daemons write to the store (raft
+/// batches, update statuses, task statuses); certificates are still issued and checked on the
+/// system clock, because rustls checks their validity against it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VirtualClock;
+
+/// Where [`VirtualClock`] starts: 2026-01-01T00:00:00Z.
+pub const SIM_EPOCH: Timestamp = Timestamp(1_767_225_600 * 1_000_000_000);
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Timestamp {
+        SIM_EPOCH.plus(trace::now())
+    }
+}
 
 /// A node's disk: where its data directory lives. Today a real directory; the slot where a
 /// simulated disk (crash model, torn writes, slow fsyncs) plugs in later.
@@ -101,11 +119,21 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The daemon configuration of simulated host `name` (its address fixed by turmoil).
-fn daemon_config(disk: &NodeDisk, name: &str, ip: std::net::IpAddr) -> DaemonConfig {
+/// The daemon configuration of simulated host `name` (its address fixed by turmoil), drawing
+/// its randomness from `entropy` and its time from the virtual clock, its raft storage inline
+/// (no OS threads).
+fn daemon_config(
+    disk: &NodeDisk,
+    name: &str,
+    ip: std::net::IpAddr,
+    entropy: Entropy,
+) -> DaemonConfig {
     let NodeDisk::Dir(dir) = disk;
     let mut c = DaemonConfig::new(dir);
     c.runtime = RuntimeKind::Sim;
+    c.entropy = entropy;
+    c.clock = SharedClock::new(VirtualClock);
+    c.raft.disk = Arc::new(InlineDisk(OsDisk));
     // Cheap key stretching: the simulation never uses an unlock key.
     c.kdf = KdfParams::new(64, 1, 1).unwrap_or(KdfParams::RECOMMENDED);
     c.hostname = Some(name.to_string());
@@ -134,6 +162,7 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
         trace: Mutex::new({
             let mut t = Trace::default();
             t.echo = config.echo;
+            t.keep_all = config.keep_trace;
             t
         }),
         checks: Mutex::new({
@@ -153,13 +182,23 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(MAX_LATENCY)
         .build();
+    // Every host's randomness comes from the seed: one stream per host, forked in host order,
+    // and one fork of it per start of the host's software.
+    let root = Entropy::seeded(config.seed);
     for name in managers.iter().chain(&workers) {
         let manager = managers.contains(name);
         let disk = NodeDisk::Dir(config.data_root.join(name));
         let shared = shared.clone();
         let name = name.clone();
+        let entropy = root.fork();
         sim.host(name.clone(), move || {
-            host(shared.clone(), name.clone(), disk.clone(), manager)
+            host(
+                shared.clone(),
+                name.clone(),
+                disk.clone(),
+                manager,
+                entropy.fork(),
+            )
         });
     }
     {
@@ -201,7 +240,13 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
     let mut violations = checks.violations.clone();
     if !violations.is_empty() {
         violations.push("last events:".into());
-        violations.extend(trace.tail().map(str::to_string));
+        let kept = trace.tail().count();
+        violations.extend(
+            trace
+                .tail()
+                .skip(kept.saturating_sub(trace::TAIL))
+                .map(str::to_string),
+        );
     }
     SimReport {
         seed: config.seed,
@@ -215,13 +260,24 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
         compared_states: checks.stores.compared(),
         shared_terms: checks.leaders.shared_terms(),
         notes: checks.notes.clone(),
+        lines: if config.keep_trace {
+            trace.tail().map(str::to_string).collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 
 /// One start of a host's software: the daemon, the observer (managers), then the mailbox.
-async fn host(shared: Arc<Shared>, name: String, disk: NodeDisk, manager: bool) -> turmoil::Result {
+async fn host(
+    shared: Arc<Shared>,
+    name: String,
+    disk: NodeDisk,
+    manager: bool,
+    entropy: Entropy,
+) -> turmoil::Result {
     let ip = turmoil::lookup(name.as_str());
-    let config = daemon_config(&disk, &name, ip);
+    let config = daemon_config(&disk, &name, ip, entropy);
     shared.event(&name, "start");
     let daemon = match Daemon::start_with_runtime(config, Arc::new(SimRuntime::new())).await {
         Ok(d) => d,

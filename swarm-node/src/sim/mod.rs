@@ -19,11 +19,14 @@
 //! within a virtual-time bound. A run returns a [`SimReport`] with its violations and the hash of
 //! its event trace ([`trace`]).
 //!
-//! Policy: one seed fixes turmoil's RNG (message latency and loss), the workload and the fault
-//! schedule. It does **not** yet fix everything: see `docs/SIMULATION.md` for the sources of
-//! non-determinism left on the path (OS RNG ids and keys, wall-clock timestamps, raft's election
-//! timeouts, the WAL's fsync thread), which is why the same seed does not yet give the same trace
-//! hash.
+//! Policy: one seed fixes turmoil's RNG (message latency and loss), the workload, the fault
+//! schedule and, through the daemon's injected [`swarm_core::Entropy`] and
+//! [`swarm_core::SharedClock`], every id, election timeout, jitter and timestamp; raft's storage
+//! runs without OS threads ([`swarm_raft::disk::InlineDisk`]) and tokio's scheduler is seeded by
+//! turmoil (`--cfg tokio_unstable`, `.cargo/config.toml`). The same seed then gives the same trace
+//! hash (`tests/sim_replay.rs`), except for the bytes ring makes random (keys, certificates,
+//! tokens), which the trace leaves out; `docs/SIMULATION.md` ("Determinism") lists what is fixed
+//! and what is not.
 //!
 //! Not done here: the data directory is a real temporary directory per node (each host has a disk
 //! slot, [`NodeDisk`], for a simulated disk later); clock skew, secrets, drain, promotion and
@@ -40,7 +43,7 @@ mod workload;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use cluster::NodeDisk;
+pub use cluster::{NodeDisk, VirtualClock, SIM_EPOCH};
 pub use faults::FaultConfig;
 
 /// What one simulated run does.
@@ -69,6 +72,8 @@ pub struct SimConfig {
     /// A term led by two members is a violation (`invariants::leader_per_term`'s strict mode);
     /// otherwise it is reported in [`SimReport::notes`].
     pub strict_terms: bool,
+    /// Keep every trace line in [`SimReport::lines`] (replay tests compare two runs by line).
+    pub keep_trace: bool,
 }
 
 impl SimConfig {
@@ -89,6 +94,7 @@ impl SimConfig {
                 .and_then(|t| t.parse().ok())
                 .map_or(Duration::from_millis(1), Duration::from_millis),
             strict_terms: std::env::var_os("SWARM_SIM_STRICT_TERMS").is_some(),
+            keep_trace: false,
         }
     }
 }
@@ -118,6 +124,8 @@ pub struct SimReport {
     pub shared_terms: usize,
     /// Findings that are not violations in this configuration, with their virtual time.
     pub notes: Vec<String>,
+    /// Every trace line, with [`SimConfig::keep_trace`]; empty otherwise.
+    pub lines: Vec<String>,
 }
 
 impl SimReport {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use swarm_core::WatchFilter;
+use swarm_core::{StoreSnapshot, WatchFilter};
 
 use super::cluster::{lock, Shared};
 use super::invariants::ManagerSample;
@@ -34,7 +34,9 @@ pub(crate) async fn observe(daemon: Arc<Daemon>, shared: Arc<Shared>, host: Stri
             let st = status.current();
             let at = trace::now();
             let (index, digest) = store.view(|s| {
-                let digest: [u8; 32] = Sha256::digest(s.snapshot().encode()).into();
+                let snapshot = s.snapshot();
+                let digest: [u8; 32] = Sha256::digest(snapshot.encode()).into();
+                let replay = replay_digest(snapshot);
                 let sample = ManagerSample {
                     host: &host,
                     at,
@@ -43,7 +45,7 @@ pub(crate) async fn observe(daemon: Arc<Daemon>, shared: Arc<Shared>, host: Stri
                     digest,
                 };
                 lock(&shared.checks).on_sample(&sample);
-                (s.index(), digest)
+                (s.index(), replay)
             });
             let key = (st.term, index, st.leads(), st.id);
             if last != Some(key) {
@@ -73,6 +75,30 @@ pub(crate) async fn observe(daemon: Arc<Daemon>, shared: Arc<Shared>, host: Stri
             }
         }
     }
+}
+
+/// The digest of a store state as the trace records it: SHA-256 of the snapshot encoding with
+/// the byte strings that are random by design blanked. ring draws keys and ECDSA nonces from the
+/// operating system (it takes no caller RNG), so the root CA's certificate and key, the join
+/// tokens (which pin the certificate's digest) and every node's CSR and certificate chain differ
+/// from run to run whatever the seed. Everything else (ids, specs, versions, timestamps, task
+/// states) is covered. `stores_agree` compares the full digest, of every byte.
+fn replay_digest(mut snapshot: StoreSnapshot) -> [u8; 32] {
+    for cluster in &mut snapshot.clusters {
+        let root = &mut Arc::make_mut(cluster).root_ca;
+        root.ca_cert_pem.clear();
+        root.ca_cert_digest.clear();
+        root.join_tokens = Default::default();
+        root.ca_key = None;
+        root.root_rotation = None;
+    }
+    for node in &mut snapshot.nodes {
+        if let Some(cert) = &mut Arc::make_mut(node).certificate {
+            cert.csr.clear();
+            cert.chain.clear();
+        }
+    }
+    Sha256::digest(snapshot.encode()).into()
 }
 
 /// The first 8 hex digits of a digest (enough to tell states apart in a trace).

@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 pub struct Trace {
     /// Print every event to stderr as it is recorded (`SWARM_SIM_TRACE=1` in the tests).
     pub echo: bool,
+    /// Keep every line (for comparing two runs line by line), not only the last 200.
+    pub keep_all: bool,
     hasher: Sha256,
     events: usize,
     /// The last lines, kept for a failure report.
@@ -23,7 +25,7 @@ pub struct Trace {
 }
 
 /// How many of the last lines a trace keeps for a failure report.
-const TAIL: usize = 200;
+pub const TAIL: usize = 200;
 
 impl Trace {
     /// Records one event at virtual time `at` on `host`.
@@ -36,7 +38,7 @@ impl Trace {
         if self.echo {
             eprintln!("{line}");
         }
-        if self.tail.len() == TAIL {
+        if self.tail.len() == TAIL && !self.keep_all {
             self.tail.pop_front();
         }
         self.tail.push_back(line);
@@ -56,7 +58,7 @@ impl Trace {
         })
     }
 
-    /// The last events (at most 200), oldest first.
+    /// The last events (at most 200, or all with [`Trace::keep_all`]), oldest first.
     pub fn tail(&self) -> impl Iterator<Item = &str> {
         self.tail.iter().map(String::as_str)
     }

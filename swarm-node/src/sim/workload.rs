@@ -16,12 +16,13 @@ use swarm_core::objects::service::{ContainerSpec, ServiceSpec, TaskSpec};
 use swarm_core::{Annotations, Service, ServiceMode};
 use tokio::sync::watch;
 
+use super::cluster::VirtualClock;
 use super::cluster::{lock, Shared, PORT};
 use super::faults::{self, Fault, HostRequest, MAX_LATENCY};
 use super::invariants::convergence;
 use super::SimConfig;
 use crate::backend::{Backend, InitRequest, JoinRequest};
-use crate::control::{Control, ServiceRequest, SystemClock};
+use crate::control::{Control, ServiceRequest};
 
 /// Longest the driver waits for one operation (or one call while forming the cluster).
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -223,7 +224,7 @@ async fn run_op(shared: &Arc<Shared>, target: &str, op: Op) -> bool {
         .call(target, OP_TIMEOUT, move |d| async move {
             let control = Control::new(
                 d.cluster().map_err(|e| e.to_string())?,
-                Arc::new(SystemClock),
+                Arc::new(VirtualClock),
             );
             apply(&control, op).await
         })

@@ -8,6 +8,8 @@
 //!   deterministic simulation and crash tests: unsynced writes and directory entries that were
 //!   not fsynced can be lost, the last unsynced write of a file torn, a byte quota runs out with
 //!   `ENOSPC`, fsyncs can be slowed (through a caller's hook) or failed.
+//! * [`InlineDisk`] wraps another disk (the real filesystem, in swarm-node's cluster
+//!   simulation) to run the storage without OS threads ([`Disk::inline`]).
 //!
 //! # Contract
 //! A [`Disk`] behaves like a POSIX filesystem as far as swarm-raft relies on one:
@@ -24,6 +26,7 @@
 //! What it does not do: buffering, caching or retries (the WAL does those above it), and
 //! anything outside swarm-raft's data directory (swarm-node's own files are not on the seam).
 
+mod inline;
 mod os;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -33,6 +36,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use inline::InlineDisk;
 pub use os::OsDisk;
 #[cfg(feature = "sim")]
 pub use sim::{CrashOptions, SimDisk};

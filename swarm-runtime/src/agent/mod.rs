@@ -69,6 +69,9 @@ pub struct AgentConfig {
     /// 2 s for its gossip to converge; on one node the mesh sees the change at once. Default
     /// 500 ms; zero stops at once.
     pub mesh_drain: Duration,
+    /// Stamps the task statuses the agent reports: the wall clock by default, a virtual clock in
+    /// simulations.
+    pub clock: swarm_core::SharedClock,
 }
 
 impl AgentConfig {
@@ -82,6 +85,7 @@ impl AgentConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             mesh_drain: Duration::from_millis(500),
+            clock: swarm_core::SharedClock::new(crate::controller::WallClock),
         }
     }
 }
@@ -424,12 +428,14 @@ impl AgentLoop {
         }
         if set.full {
             let keep: std::collections::HashSet<Id> = set.tasks.iter().map(|t| t.id).collect();
-            let gone: Vec<Id> = self
+            let mut gone: Vec<Id> = self
                 .controllers
                 .keys()
                 .filter(|id| !keep.contains(id))
                 .copied()
                 .collect();
+            // In id order: one order every run (a simulation replays it).
+            gone.sort_unstable();
             for id in gone {
                 self.remove(id);
             }
@@ -468,6 +474,7 @@ impl AgentLoop {
             task.status.clone(),
             self.report_tx.clone(),
             self.shared.statuses.clone(),
+            self.config.clock.clone(),
         );
         let grace = task.spec.container.effective_stop_grace_period();
         let (desired_tx, desired_rx) = watch::channel(task.clone());

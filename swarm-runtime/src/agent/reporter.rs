@@ -125,7 +125,9 @@ impl Reporter {
                     if gen.is_some() && gen != session_gen {
                         session_gen = gen;
                         // New session: resend the latest status of every task.
-                        let ids: Vec<Id> = p.latest.keys().copied().collect();
+                        // In id order: one order every run (a simulation replays it).
+                        let mut ids: Vec<Id> = p.latest.keys().copied().collect();
+                        ids.sort_unstable();
                         for id in ids {
                             p.mark(id);
                         }

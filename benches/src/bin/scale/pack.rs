@@ -69,7 +69,7 @@ async fn start_node(
             o.manager,
             &o.token,
             NodeAvailability::Active,
-            &rpc_config(),
+            &rpc_config(&swarm_raft::entropy::os()),
             now,
         )
         .await
@@ -83,7 +83,10 @@ async fn start_node(
     }
     let joined = joined.ok_or(last)?;
     let tls = TlsState::new(&joined.material).map_err(|e| e.to_string())?;
-    let client = Arc::new(Client::bind(bind, tls, rpc_config()).map_err(|e| e.to_string())?);
+    let client = Arc::new(
+        Client::bind(bind, tls, rpc_config(&swarm_raft::entropy::os()))
+            .map_err(|e| e.to_string())?,
+    );
     let seeds = vec![WeightedManager {
         addr: o.manager,
         node_id: None,

@@ -110,7 +110,7 @@ fn refused_or_rpc(e: RpcError) -> JoinError {
 /// digest (refusing before any CSR is sent), asks for a certificate with a fresh key, then polls
 /// its status until issued and accepts only a chain for its own key under the pinned root.
 /// `config` must name the protocol version the managers serve (`RpcConfig::alpn_protocol`; the
-/// daemon passes `net::node::rpc_config()`), so a node of another release is refused at the
+/// daemon passes `net::node::rpc_config`), so a node of another release is refused at the
 /// handshake. `now` is the clock certificates are checked against.
 pub async fn join(
     bind: SocketAddr,

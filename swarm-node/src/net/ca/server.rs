@@ -8,8 +8,9 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use rand_core::{CryptoRngCore, OsRng};
+use rand_core::CryptoRngCore;
 use swarm_core::objects::node::{IssuanceState, Node, NodeCertificate, NodeSpec, NodeStatus};
+use swarm_core::Entropy;
 use swarm_core::{
     update, Annotations, Clock, Event, Id, Meta, ObjectKind, Proposer, SharedStore, Store,
     StoreError, Timestamp, WatchFilter,
@@ -36,6 +37,7 @@ pub struct CaServer {
     proposer: Arc<dyn Proposer>,
     leader: watch::Receiver<bool>,
     clock: Arc<dyn Clock>,
+    entropy: Entropy,
     deny: Arc<RwLock<DenySet>>,
 }
 
@@ -64,12 +66,14 @@ impl CaServer {
         proposer: Arc<dyn Proposer>,
         leader: watch::Receiver<bool>,
         clock: Arc<dyn Clock>,
+        entropy: Entropy,
     ) -> Arc<CaServer> {
         Arc::new(CaServer {
             store,
             proposer,
             leader,
             clock,
+            entropy,
             deny: Arc::new(RwLock::new(DenySet::new())),
         })
     }
@@ -139,7 +143,7 @@ impl CaServer {
                     self.proposer.clone(),
                     rx,
                     move || clock.now(),
-                    OsRng,
+                    self.entropy.fork(),
                 ));
                 tokio::select! {
                     _ = stop.changed() => {}
@@ -195,7 +199,7 @@ impl CaServer {
         }
         match ctx.peer {
             Some(peer) => self.renewal(peer.identity, req).await,
-            None => self.admission(req, &mut OsRng).await,
+            None => self.admission(req, &mut self.entropy.clone()).await,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The node's side of [`crate::net::logs`]: listen streams to every manager, serving the
 //! subscriptions they send from this node's runtime, for its own tasks only.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,7 +121,9 @@ impl LogPublisher {
         let main = tokio::spawn(async move {
             let mut listening: HashMap<SocketAddr, (Peer, JoinHandle<()>)> = HashMap::new();
             loop {
-                let mut want: HashMap<SocketAddr, Peer> = HashMap::new();
+                // Ordered: the listen loops start in one order every run (a simulation replays
+                // it).
+                let mut want: BTreeMap<SocketAddr, Peer> = BTreeMap::new();
                 for m in managers() {
                     if m.node_id == Some(source.node_id) {
                         continue;
