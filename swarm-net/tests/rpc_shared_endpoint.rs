@@ -102,3 +102,42 @@ async fn identities_on_one_endpoint_are_distinct_peers() {
     );
     server.shutdown(T).await;
 }
+
+/// Servers send no keep-alives (a manager would otherwise ping every worker's idle connection):
+/// an idle connection must then live on its client's keep-alives alone. Idle for five idle
+/// timeouts, it is still open on both sides; were neither side pinging, both would have closed
+/// it after one.
+#[tokio::test]
+async fn an_idle_connection_lives_on_the_client_keep_alives() {
+    let (_pki, w, m) = worker_and_manager(41);
+    let config = RpcConfig {
+        idle_timeout: std::time::Duration::from_millis(400),
+        keep_alive: std::time::Duration::from_millis(100),
+        ..RpcConfig::default()
+    };
+    let server = Server::bind(
+        loopback(),
+        TlsState::new(&m).unwrap(),
+        &config,
+        whoami_router(),
+        ServerOptions::default(),
+    )
+    .unwrap();
+    let peer = swarm_net::rpc::Peer {
+        addr: server.local_addr().unwrap(),
+        role: Role::Manager,
+        node_id: Some(m.identity().node_id),
+    };
+    let shared = ClientEndpoint::bind(loopback(), config).unwrap();
+    let client = shared.client(TlsState::new(&w).unwrap()).unwrap();
+    client.unary(&peer, &WHOAMI, &(), T).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        server.endpoint().open_connections(),
+        1,
+        "the server closed it"
+    );
+    assert_eq!(shared.open_connections(), 1, "the client closed it");
+    client.unary(&peer, &WHOAMI, &(), T).await.unwrap();
+    server.shutdown(T).await;
+}
