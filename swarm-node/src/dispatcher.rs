@@ -23,7 +23,7 @@
 //!   not by a task per node; a heartbeat only moves the node's deadline in the node table.
 //! - **Leader change.** [`StoreDispatcher::mark_nodes_unknown`] (called once this manager leads)
 //!   marks every node without a session `unknown`, then `down` if it does not register within
-//!   twice `down_after`.
+//!   twice `down_after`. Both markings go in batches of nodes per proposal (`marking`).
 //! - **Registration.** More than `registration_limit` sessions of one node within
 //!   `registration_window` (3 in 8 s) are refused as `Unreachable` (the agent backs off).
 //! - **Assignments** are batched: a change is sent once the store has been quiet for
