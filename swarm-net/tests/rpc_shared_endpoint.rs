@@ -5,9 +5,10 @@
 mod rpc_support;
 
 use rpc_support::*;
+use swarm_net::pki::TlsMaterial;
 use swarm_net::rpc::{
-    Access, CallContext, ClientEndpoint, Code, Router, RpcConfig, RpcError, Server, ServerOptions,
-    Status, TlsState, Unary,
+    Access, CallContext, ClientEndpoint, Code, Peer, Router, RpcConfig, RpcError, Server,
+    ServerOptions, Status, TlsState, Unary,
 };
 use swarm_net::Role;
 
@@ -23,6 +24,24 @@ fn whoami_router() -> Router {
     })
 }
 
+/// A server for manager material `m` on 127.0.0.1 serving [`WHOAMI`], and the peer to call.
+fn whoami_server(m: &TlsMaterial, config: &RpcConfig) -> (Server, Peer) {
+    let server = Server::bind(
+        loopback(),
+        TlsState::new(m).unwrap(),
+        config,
+        whoami_router(),
+        ServerOptions::default(),
+    )
+    .unwrap();
+    let peer = Peer {
+        addr: server.local_addr().unwrap(),
+        role: Role::Manager,
+        node_id: Some(m.identity().node_id),
+    };
+    (server, peer)
+}
+
 /// Two worker identities and one joining (certificate-less) client on one endpoint: one socket,
 /// one connection per identity, and the server authenticates each as its own certificate's node.
 /// Were the connection or the TLS configuration shared between clients, both calls would come
@@ -32,20 +51,7 @@ async fn identities_on_one_endpoint_are_distinct_peers() {
     let (mut pki, w1, m) = worker_and_manager(40);
     let w2 = pki.node(Role::Worker);
     assert_ne!(w1.identity().node_id, w2.identity().node_id);
-    let tls = TlsState::new(&m).unwrap();
-    let server = Server::bind(
-        loopback(),
-        tls,
-        &RpcConfig::default(),
-        whoami_router(),
-        ServerOptions::default(),
-    )
-    .unwrap();
-    let peer = swarm_net::rpc::Peer {
-        addr: server.local_addr().unwrap(),
-        role: Role::Manager,
-        node_id: Some(m.identity().node_id),
-    };
+    let (server, peer) = whoami_server(&m, &RpcConfig::default());
 
     let shared = ClientEndpoint::bind(loopback(), RpcConfig::default()).unwrap();
     let c1 = shared.client(TlsState::new(&w1).unwrap()).unwrap();
@@ -115,19 +121,7 @@ async fn an_idle_connection_lives_on_the_client_keep_alives() {
         keep_alive: std::time::Duration::from_millis(100),
         ..RpcConfig::default()
     };
-    let server = Server::bind(
-        loopback(),
-        TlsState::new(&m).unwrap(),
-        &config,
-        whoami_router(),
-        ServerOptions::default(),
-    )
-    .unwrap();
-    let peer = swarm_net::rpc::Peer {
-        addr: server.local_addr().unwrap(),
-        role: Role::Manager,
-        node_id: Some(m.identity().node_id),
-    };
+    let (server, peer) = whoami_server(&m, &config);
     let shared = ClientEndpoint::bind(loopback(), config).unwrap();
     let client = shared.client(TlsState::new(&w).unwrap()).unwrap();
     client.unary(&peer, &WHOAMI, &(), T).await.unwrap();
