@@ -23,7 +23,7 @@
 //!   not by a task per node; a heartbeat only moves the node's deadline in the node table.
 //! - **Leader change.** [`StoreDispatcher::mark_nodes_unknown`] (called once this manager leads)
 //!   marks every node without a session `unknown`, then `down` if it does not register within
-//!   twice `down_after`.
+//!   twice `down_after`. Both markings go in batches of nodes per proposal (`marking`).
 //! - **Registration.** More than `registration_limit` sessions of one node within
 //!   `registration_window` (3 in 8 s) are refused as `Unreachable` (the agent backs off).
 //! - **Assignments** are batched: a change is sent once the store has been quiet for
@@ -44,6 +44,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::manager::deadlines::{Deadline, DeadlineKind, Deadlines};
+
+mod marking;
 use crate::manager::feed::{stream, AssignmentFeed, Batching};
 pub use crate::manager::status::StatusStats;
 use crate::manager::status::{Committer, StatusMsg};
@@ -281,12 +283,7 @@ impl StoreDispatcher {
                         id: node,
                     });
                 };
-                let mut nn = (*n).clone();
-                nn.status.state = state;
-                nn.status.message = message.to_string();
-                if nn.status.addr.is_empty() {
-                    nn.status.addr = "127.0.0.1".into();
-                }
+                let mut nn = marking::with_state(&n, state, message);
                 if let Some(r) = registration {
                     let mut d = r.description.clone();
                     // Engine labels come from the operator's configuration, not the agent.
@@ -384,23 +381,20 @@ impl StoreDispatcher {
         }
     }
 
-    /// Marks each of `nodes` down ("heartbeat failure"), one node after the other, while this
-    /// manager leads.
+    /// Marks `nodes` down ("heartbeat failure") in batches (`marking`), each node only while
+    /// this manager leads and the node has no live session.
     async fn mark_down(&self, nodes: Vec<Id>) {
-        for node in nodes {
-            if self.inner.closed.load(Ordering::SeqCst)
-                || !self.inner.leading.load(Ordering::SeqCst)
-            {
-                return;
-            }
-            tracing::info!(node = %node, "node missed its heartbeats: marking it down");
-            if let Err(e) = self
-                .set_node_state(node, NodeState::Down, "heartbeat failure", None)
-                .await
-            {
-                tracing::warn!(node = %node, error = %e, "could not mark the node down");
-            }
-        }
+        tracing::info!(
+            nodes = nodes.len(),
+            "nodes missed their heartbeats: marking them down"
+        );
+        let still = |d: &StoreDispatcher, node: Id| {
+            !d.inner.closed.load(Ordering::SeqCst)
+                && d.inner.leading.load(Ordering::SeqCst)
+                && d.nodes().get(&node).is_some_and(|e| !e.live)
+        };
+        self.mark_nodes(&nodes, NodeState::Down, "heartbeat failure", still)
+            .await;
     }
 
     /// The deadlines due at `now`: ends the sessions whose heartbeats are overdue and returns
@@ -585,33 +579,42 @@ impl StoreDispatcher {
                 .filter(|id| Some(*id) != except)
                 .collect()
         });
-        let mut marked = 0;
-        for node in ids {
-            let generation = {
-                let mut nodes = self.nodes();
-                let entry = nodes.entry(node).or_default();
-                if entry.live {
-                    continue;
-                }
-                entry.generation
-            };
-            if let Err(e) = self
-                .set_node_state(
-                    node,
-                    NodeState::Unknown,
-                    "Node moved to unknown state due to leadership change in cluster",
-                    None,
-                )
-                .await
-            {
-                tracing::warn!(node = %node, error = %e, "could not mark the node unknown");
-                continue;
+        // The generation of every node without a live session now: a node whose session opens
+        // before its batch commits is left out of it (and not armed to go down).
+        let quiet: HashMap<Id, u64> = {
+            let mut nodes = self.nodes();
+            ids.iter()
+                .filter_map(|id| {
+                    let e = nodes.entry(*id).or_default();
+                    (!e.live).then_some((*id, e.generation))
+                })
+                .collect()
+        };
+        let candidates: Vec<Id> = ids
+            .into_iter()
+            .filter(|id| quiet.contains_key(id))
+            .collect();
+        let unchanged = |d: &StoreDispatcher, node: Id| {
+            d.nodes()
+                .get(&node)
+                .is_some_and(|e| !e.live && Some(&e.generation) == quiet.get(&node))
+        };
+        let marked = self
+            .mark_nodes(
+                &candidates,
+                NodeState::Unknown,
+                "Node moved to unknown state due to leadership change in cluster",
+                unchanged,
+            )
+            .await;
+        let at = tokio::time::Instant::now() + self.inner.options.down_after * 2;
+        let mut nodes = self.nodes();
+        for node in &marked {
+            if let Some(&generation) = quiet.get(node) {
+                self.arm_down(&mut nodes, *node, generation, at);
             }
-            marked += 1;
-            let at = tokio::time::Instant::now() + self.inner.options.down_after * 2;
-            self.arm_down(&mut self.nodes(), node, generation, at);
         }
-        marked
+        marked.len()
     }
 
     fn jittered_period(&self) -> Duration {

@@ -24,6 +24,7 @@ fn control(c: &TestCluster, id: NodeId) -> Control {
         node_id: swarm_core::testing::id(u128::from(id)),
         ports: None,
         raft: None,
+        entropy: swarm_raft::entropy::os(),
     };
     Control::new(access, Arc::new(SystemClock))
 }

@@ -70,7 +70,8 @@ impl Client {
         Client::on(endpoint, tls, config)
     }
 
-    /// A client on an existing endpoint (a server's, to share its port, or a simulated one).
+    /// A client on an existing endpoint (a server's, to share its port, or a simulated one). To put
+    /// many identities on one socket, see [`crate::rpc::ClientEndpoint`].
     pub fn on(
         endpoint: quinn::Endpoint,
         tls: Arc<TlsState>,

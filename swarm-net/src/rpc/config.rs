@@ -16,8 +16,8 @@ pub struct RpcConfig {
     /// which a silent node is marked down, so a dead peer is noticed (and a new connection tried)
     /// before the cluster gives up on it.
     pub idle_timeout: Duration,
-    /// How often an idle connection sends a keep-alive (a fraction of `idle_timeout`, so one lost
-    /// packet does not close a healthy connection).
+    /// How often an idle connection's client sends a keep-alive (a fraction of `idle_timeout`, so
+    /// one lost packet does not close a healthy connection). Servers send none (see `transport`).
     pub keep_alive: Duration,
     /// Longest wait for a handshake when the call's own deadline is later.
     pub connect_timeout: Duration,
@@ -63,13 +63,19 @@ impl Default for RpcConfig {
 }
 
 impl RpcConfig {
-    fn transport(&self) -> Arc<quinn::TransportConfig> {
+    /// `keep_alive`: whether this side sends keep-alives. Only clients do: every connection has
+    /// a client that pings it within `keep_alive` of silence, which keeps the server's idle timer
+    /// from expiring too, so a server's own pings would only double the packets on every idle
+    /// connection (a manager holds one per node: at 10,000 nodes its pings were thousands of
+    /// packets a second; docs/BENCHMARKS.md, "Scale (issue 19)"). A dead client is still noticed
+    /// by the idle timeout.
+    fn transport(&self, keep_alive: bool) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
         // An out-of-range idle timeout (over 2^62 ms) falls back to quinn's default.
         if let Ok(idle) = quinn::IdleTimeout::try_from(self.idle_timeout) {
             t.max_idle_timeout(Some(idle));
         }
-        t.keep_alive_interval(Some(self.keep_alive));
+        t.keep_alive_interval(keep_alive.then_some(self.keep_alive));
         t.max_concurrent_bidi_streams(self.max_concurrent_calls.into());
         // RPC uses bidirectional streams only.
         t.max_concurrent_uni_streams(0u32.into());
@@ -82,7 +88,7 @@ impl RpcConfig {
         tls_config.alpn_protocols = vec![self.alpn_protocol.clone()];
         let crypto = QuicServerConfig::try_from(tls_config)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        config.transport_config(self.transport());
+        config.transport_config(self.transport(false));
         Ok(config)
     }
 
@@ -92,7 +98,7 @@ impl RpcConfig {
         tls_config.alpn_protocols = vec![self.alpn_protocol.clone()];
         let crypto = QuicClientConfig::try_from(tls_config)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(self.transport());
+        config.transport_config(self.transport(true));
         Ok(config)
     }
 

@@ -12,6 +12,7 @@
 //! - [`server`]: [`Router`] and [`Server`].
 //! - [`duplex`]: bidirectional byte streams ([`Duplex`] methods), both sides.
 //! - [`client`]: [`Client`], its connection pool, deadlines and cancellation.
+//! - [`endpoint`]: [`ClientEndpoint`], one socket shared by the clients of many identities.
 //!
 //! swarm-net declares no service. An embedder declares its methods as constants, for example
 //!
@@ -25,6 +26,7 @@
 pub mod client;
 pub mod config;
 pub mod duplex;
+pub mod endpoint;
 mod error;
 pub mod frame;
 pub mod method;
@@ -37,6 +39,7 @@ mod wire;
 pub use client::{Client, Peer, Streaming};
 pub use config::RpcConfig;
 pub use duplex::DuplexCall;
+pub use endpoint::ClientEndpoint;
 pub use error::RpcError;
 pub use method::{Access, CallKind, Duplex, MethodDescriptor, ServerStreaming, Unary};
 pub use peer::{AdmitAll, PeerInfo, PeerPolicy, SystemClock};

@@ -101,6 +101,10 @@ pub struct StoreMembers {
     slot: ManagerSlot,
     pending: MemberMap,
     joining_store: std::sync::RwLock<Option<SharedStore>>,
+    /// Raft id -> node id answers found in the store, each checked against the node object
+    /// (one lookup) before use: the raft transport asks on every message, and scanning every
+    /// node each time cost the leader a store scan per append at 10,000 nodes.
+    found: std::sync::RwLock<std::collections::HashMap<NodeId, Id>>,
 }
 
 impl StoreMembers {
@@ -110,6 +114,7 @@ impl StoreMembers {
             slot,
             pending: MemberMap::new(),
             joining_store: Default::default(),
+            found: Default::default(),
         }
     }
 
@@ -138,13 +143,31 @@ impl StoreMembers {
 
 impl MemberIds for StoreMembers {
     fn node_id(&self, raft_id: NodeId) -> Option<Id> {
+        let is_member = |n: &Node| n.manager_status.as_ref().map(|m| m.raft_id) == Some(raft_id);
+        let cached = self
+            .found
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&raft_id)
+            .copied();
         self.store()
             .and_then(|s| {
                 s.view(|s| {
-                    s.iter::<Node>()
-                        .find(|n| n.manager_status.as_ref().map(|m| m.raft_id) == Some(raft_id))
-                        .map(|n| n.id)
+                    if let Some(id) = cached {
+                        if s.get::<Node>(&id).is_some_and(|n| is_member(n)) {
+                            return Some(id);
+                        }
+                    }
+                    s.iter::<Node>().find(|n| is_member(n)).map(|n| n.id)
                 })
+            })
+            .inspect(|id| {
+                if cached != Some(*id) {
+                    self.found
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(raft_id, *id);
+                }
             })
             .or_else(|| self.pending.node_id(raft_id))
     }

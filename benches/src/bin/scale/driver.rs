@@ -89,8 +89,14 @@ async fn leader(managers: &[Manager]) -> Result<usize, String> {
         .ok_or_else(|| format!("the leader {addr} is none of ours"))
 }
 
-/// Leader CPU % of one core over `secs`, and every manager's RSS (MiB).
-async fn at_rest(managers: &[Manager], secs: u64) -> Result<Value, String> {
+/// Leader CPU % of one core over `secs`, every manager's RSS (MiB), and the packs' RSS (MiB:
+/// each pack's, and their sum over `nodes`, in KiB per node).
+async fn at_rest(
+    managers: &[Manager],
+    packs: &[u32],
+    nodes: usize,
+    secs: u64,
+) -> Result<Value, String> {
     let l = leader(managers).await?;
     let pid = managers[l].pid;
     let c0 = cpu_seconds(pid).ok_or("no /proc stat")?;
@@ -102,7 +108,15 @@ async fn at_rest(managers: &[Manager], secs: u64) -> Result<Value, String> {
         .iter()
         .map(|m| rss_mib(m.pid).unwrap_or(f64::NAN))
         .collect();
-    Ok(json!({"leader": l, "leader_cpu_pct": cpu, "rss_mib": rss}))
+    let pack_rss: Vec<f64> = packs
+        .iter()
+        .map(|&pid| rss_mib(pid).unwrap_or(f64::NAN))
+        .collect();
+    let per_node_kib = pack_rss.iter().sum::<f64>() * 1024.0 / nodes.max(1) as f64;
+    Ok(json!({
+        "leader": l, "leader_pid": pid, "leader_cpu_pct": cpu, "rss_mib": rss,
+        "pack_rss_mib": pack_rss, "pack_kib_per_node": per_node_kib,
+    }))
 }
 
 /// Nodes `Ready` in `GET /nodes`.
@@ -173,6 +187,8 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
         }
         managers.push(m);
     }
+    let pids: Vec<u32> = managers.iter().map(|m| m.pid).collect();
+    eprintln!("managers up, pids {pids:?}");
     println!("managers up in {:.1} s", t.elapsed().as_secs_f64());
     // Worker packs, each on its own loopback address.
     let t = Instant::now();
@@ -233,6 +249,7 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let pack_pids: Vec<u32> = packs.iter().map(|p| p.pid).collect();
     let join_s = t.elapsed().as_secs_f64();
     println!(
         "join: {joined} of {} nodes joined in {join_s:.1} s ({:.0}/s), {failed} failed",
@@ -256,7 +273,7 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
     figures["ready_s"] = json!(ready_s);
     figures["joined"] = json!(joined);
     figures["join_failed"] = json!(failed);
-    let rest = at_rest(&managers, o.rest_secs).await?;
+    let rest = at_rest(&managers, &pack_pids, joined, o.rest_secs).await?;
     println!("at rest, no tasks: {rest}");
     figures["rest_empty"] = rest;
     // Workload, with API probes meanwhile.
@@ -325,7 +342,7 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
     figures["ls"] = ls.summary();
     figures["inspect"] = inspect.summary();
     figures["create_probe"] = create.summary();
-    let rest = at_rest(&managers, o.rest_secs).await?;
+    let rest = at_rest(&managers, &pack_pids, joined, o.rest_secs).await?;
     println!("at rest, {total} tasks: {rest}");
     figures["rest_tasks"] = rest;
     println!("{figures}");

@@ -14,7 +14,7 @@
 //! Smoke mode (a minute): `target/release/scale run --nodes 50 --services 1 --replicas 100`.
 //!
 //! Stages, each printed as it ends: managers up; all nodes joined (packs ready) and `Ready` in
-//! `GET /nodes`; the leader's CPU and every manager's RSS at rest (from `/proc`, over
+//! `GET /nodes`; the leader's CPU, every manager's and pack's RSS at rest (from `/proc`, over
 //! `--rest-secs`); `--services` x `--replicas` created one after the other and the time until
 //! `GET /services?status=true` counts all running, with `service ls` / `inspect` / `create`
 //! (a 0-replica probe service) latencies sampled meanwhile; CPU and RSS at rest again. A last

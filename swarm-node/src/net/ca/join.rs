@@ -11,7 +11,7 @@ use swarm_core::{Id, Timestamp};
 use swarm_net::pki::{
     accept_issued, make_csr, verify_chain, CertInfo, PrivateKey, RenewalSchedule, TlsMaterial,
 };
-use swarm_net::rpc::{Client, Code, Peer, RpcConfig, RpcError, TlsError, TlsState};
+use swarm_net::rpc::{Client, ClientEndpoint, Code, Peer, RpcConfig, RpcError, TlsError, TlsState};
 use swarm_net::{JoinToken, Role};
 use tokio::sync::watch;
 
@@ -120,52 +120,62 @@ pub async fn join(
     config: &RpcConfig,
     now: impl Fn() -> Timestamp,
 ) -> Result<Joined, JoinError> {
+    let endpoint = ClientEndpoint::bind(bind, config.clone()).map_err(JoinError::Rpc)?;
+    let result = join_on(&endpoint, manager, token, availability, now).await;
+    endpoint.close();
+    result
+}
+
+/// [`join()`] from an existing client endpoint (shared with other identities: a process that
+/// plays many nodes joins them all from one socket), with the endpoint's `RpcConfig`. The
+/// endpoint stays open; the join's own connections close when it returns.
+pub async fn join_on(
+    endpoint: &ClientEndpoint,
+    manager: SocketAddr,
+    token: &str,
+    availability: NodeAvailability,
+    now: impl Fn() -> Timestamp,
+) -> Result<Joined, JoinError> {
     let token = JoinToken::parse(token).map_err(JoinError::Token)?;
     let peer = Peer {
         addr: manager,
         role: Role::Manager,
         node_id: None,
     };
-    let bundle = fetch_root(bind, &peer, config).await?;
+    let bundle = fetch_root(endpoint, &peer).await?;
     let pinned = token
         .pin_bundle(bundle.as_bytes())
         .map_err(JoinError::CaMismatch)?;
-    let client =
-        Client::bind(bind, TlsState::joining(&pinned)?, config.clone()).map_err(JoinError::Rpc)?;
-    let result = async {
-        let key = PrivateKey::generate().map_err(JoinError::Pki)?;
-        let csr = make_csr(&key).map_err(JoinError::Pki)?;
-        let text = token.expose_text();
-        let request = IssueRequest {
-            csr,
-            token: Some(text.to_string()),
-            availability,
-        };
-        let answer = client
-            .unary(&peer, &ISSUE_NODE_CERTIFICATE, &request, CALL_TIMEOUT)
-            .await
-            .map_err(refused_or_rpc)?;
-        let material = wait_issued(&client, &peer, answer.node_id, key, &pinned, &now).await?;
-        let identity = material.identity();
-        Ok(Joined {
-            roots_pem: swarm_net::pki::bundle::to_pem(material.roots()),
-            node_id: identity.node_id,
-            role: identity.role,
-            material,
-        })
-    }
-    .await;
-    client.endpoint().close(0u32.into(), b"joined");
-    result
+    let client = endpoint
+        .client(TlsState::joining(&pinned)?)
+        .map_err(JoinError::Rpc)?;
+    let key = PrivateKey::generate().map_err(JoinError::Pki)?;
+    let csr = make_csr(&key).map_err(JoinError::Pki)?;
+    let text = token.expose_text();
+    let request = IssueRequest {
+        csr,
+        token: Some(text.to_string()),
+        availability,
+    };
+    let answer = client
+        .unary(&peer, &ISSUE_NODE_CERTIFICATE, &request, CALL_TIMEOUT)
+        .await
+        .map_err(refused_or_rpc)?;
+    let material = wait_issued(&client, &peer, answer.node_id, key, &pinned, &now).await?;
+    let identity = material.identity();
+    Ok(Joined {
+        roots_pem: swarm_net::pki::bundle::to_pem(material.roots()),
+        node_id: identity.node_id,
+        role: identity.role,
+        material,
+    })
+    // Dropping `client` closes its connection (quinn closes a connection with its last handle).
 }
 
-async fn fetch_root(
-    bind: SocketAddr,
-    peer: &Peer,
-    config: &RpcConfig,
-) -> Result<String, JoinError> {
-    let client =
-        Client::bind(bind, TlsState::unverified()?, config.clone()).map_err(JoinError::Rpc)?;
+async fn fetch_root(endpoint: &ClientEndpoint, peer: &Peer) -> Result<String, JoinError> {
+    let client = endpoint
+        .client(TlsState::unverified()?)
+        .map_err(JoinError::Rpc)?;
     let mut last = String::new();
     for attempt in 0..ROOT_FETCH_TRIES {
         if attempt > 0 {
@@ -175,14 +185,10 @@ async fn fetch_root(
             .unary(peer, &GET_ROOT_CA, &(), ROOT_FETCH_TIMEOUT)
             .await
         {
-            Ok(answer) => {
-                client.endpoint().close(0u32.into(), b"fetched");
-                return Ok(answer.bundle_pem);
-            }
+            Ok(answer) => return Ok(answer.bundle_pem),
             Err(e) => last = e.to_string(),
         }
     }
-    client.endpoint().close(0u32.into(), b"unreachable");
     Err(JoinError::Unreachable {
         addr: peer.addr,
         error: last,
