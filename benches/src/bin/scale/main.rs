@@ -98,8 +98,9 @@ fn run_options(args: &[String]) -> Result<driver::RunOptions, String> {
             _ => return Err(format!("unknown flag {f}\n{}", usage())),
         }
     }
-    // About 2,500 nodes per pack by default (a pack is one process, one runtime).
-    o.packs = packs.unwrap_or(o.nodes.div_ceil(2500)).max(1);
+    // 625 nodes a pack: at 2,500 a pack's socket and runtime fell behind at 5,000 nodes x
+    // 100,000 tasks (full receive queues, drops; docs/BENCHMARKS.md, Scale).
+    o.packs = packs.unwrap_or(o.nodes.div_ceil(625)).max(1);
     Ok(o)
 }
 
