@@ -2,6 +2,7 @@
 //! members over the TCP transport) and `kv_load` against them. No etcd needed.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use swarm_benches::kv::{
@@ -22,9 +23,18 @@ impl Drop for Servers {
     }
 }
 
+/// `n` free addresses, each on a loopback address of its own (`127.<pid>.<call>.<i>`): a port
+/// freed here and taken again by the server cannot meanwhile be handed to another test's probe
+/// or to an outgoing connection, which use other addresses (127.0.0.1 on a shared port made two
+/// members of one run collide: "Address already in use").
 fn free_ports(n: usize) -> Vec<String> {
+    static CALLS: AtomicU8 = AtomicU8::new(1);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let host = 1 + std::process::id() % 250;
     let ls: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .map(|i| {
+            std::net::TcpListener::bind(format!("127.{host}.{call}.{}:0", i + 1)).expect("bind")
+        })
         .collect();
     ls.iter()
         .map(|l| l.local_addr().expect("addr").to_string())
