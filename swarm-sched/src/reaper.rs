@@ -95,7 +95,7 @@ impl TaskReaper {
                     .tasks_by_desired_state(TaskState::Remove)
                     .map(|t| t.id),
             );
-            for t in store.iter::<Task>() {
+            for t in store.scan::<Task>() {
                 self.dirty.insert(SlotRef {
                     service: t.service_id,
                     slot: t.slot,

@@ -6,6 +6,7 @@
 //! snapshot plus every later event with no gap, and [`SharedStore::prepare`] to stage a transaction
 //! ([`Tx`]) whose actions a [`crate::Proposer`] then commits.
 
+mod idmap;
 mod shared;
 pub(crate) mod tables;
 mod tx;
@@ -270,8 +271,16 @@ impl Store {
         self.tables.get_object(r.kind, &r.id)
     }
 
-    /// All objects of type `T`, ordered by id.
+    /// All objects of type `T`, ordered by id. The order is made on the first such read after
+    /// objects were created or removed (a sort of the changed ids and a merge); a caller that
+    /// looks at every object in any order should use [`Store::scan`].
     pub fn iter<T: StoreObject>(&self) -> impl Iterator<Item = &Arc<T>> + '_ {
+        T::table(&self.tables).by_id.iter_from(None)
+    }
+
+    /// All objects of type `T`, in no particular order (the same in every run for the same
+    /// history of writes): the cheapest walk of a table.
+    pub fn scan<T: StoreObject>(&self) -> impl Iterator<Item = &Arc<T>> + '_ {
         T::table(&self.tables).by_id.values()
     }
 
@@ -298,7 +307,10 @@ impl Store {
         let table = T::table(&self.tables);
         // Ids are fixed-width; the smallest id with this prefix pads it with '0'.
         let start = pad_id(prefix);
-        let iter = start.map(|s| table.by_id.range(s..)).into_iter().flatten();
+        let iter = start
+            .map(|s| table.by_id.iter_from(Some(&s)).entries())
+            .into_iter()
+            .flatten();
         iter.take_while(move |(id, _)| id.has_prefix(prefix))
             .map(|(_, o)| o)
     }
@@ -323,7 +335,7 @@ impl Store {
             Box::new(
                 table
                     .by_id
-                    .values()
+                    .iter_from(None)
                     .filter(move |o| name_key(o.index_name()).starts_with(&p)),
             )
         }
@@ -341,7 +353,7 @@ impl Store {
         ids.filter_map(|id| self.tables.tasks.by_id.get(&id))
     }
 
-    /// Tasks of a service, ordered by id.
+    /// Tasks of a service, ordered by slot (the tasks of one slot in no particular order).
     pub fn tasks_by_service<'a>(
         &'a self,
         service: &Id,
@@ -349,12 +361,13 @@ impl Store {
         self.tasks_in(self.tables.task_idx.by_service.tasks(service))
     }
 
-    /// Tasks assigned to a node, ordered by id.
+    /// Tasks assigned to a node, in no particular order (the same in every run for the same
+    /// history of writes).
     pub fn tasks_by_node<'a>(&'a self, node: &Id) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
         self.tasks_in(self.tables.task_idx.by_node.get(node))
     }
 
-    /// Tasks of one slot of a service (global tasks all have slot 0), ordered by id.
+    /// Tasks of one slot of a service (global tasks all have slot 0), in no particular order.
     pub fn tasks_by_slot<'a>(
         &'a self,
         service: &Id,
@@ -363,8 +376,8 @@ impl Store {
         self.tasks_in(self.tables.task_idx.by_service.slot(service, slot))
     }
 
-    /// Tasks with this desired state, ordered by id. Every state is indexed but `running` (the
-    /// state of nearly every live task), which is listed by filtering all tasks.
+    /// Tasks with this desired state, in no particular order. Every state is indexed but
+    /// `running` (the state of nearly every live task), which is listed by filtering all tasks.
     pub fn tasks_by_desired_state(
         &self,
         state: TaskState,

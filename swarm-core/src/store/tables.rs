@@ -3,10 +3,11 @@
 //! mutates a table.
 
 use std::collections::hash_map::Entry;
-use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 
+use super::idmap::{IdMap, Ids, KeyMap};
 use super::StoreError;
 use crate::id::Id;
 use crate::meta::Meta;
@@ -18,19 +19,19 @@ use crate::objects::secret::{Config, Secret};
 use crate::objects::service::Service;
 use crate::objects::task::{Task, TaskState};
 
-/// One kind's objects, ordered by id (so iteration and encoding are deterministic), plus the unique
-/// lowercase-name index for kinds that have one.
+/// One kind's objects by id (hash-addressed, the id order made on demand: listings and the
+/// encoding are in id order), plus the unique lowercase-name index for kinds that have one.
 #[derive(Clone, Debug)]
 #[allow(unreachable_pub)]
 pub struct Table<T> {
-    pub(crate) by_id: BTreeMap<Id, Arc<T>>,
+    pub(crate) by_id: IdMap<Arc<T>>,
     pub(crate) by_name: BTreeMap<String, Id>,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
-            by_id: BTreeMap::new(),
+            by_id: IdMap::default(),
             by_name: BTreeMap::new(),
         }
     }
@@ -58,110 +59,10 @@ pub(crate) fn name_key(name: &str) -> String {
 
 type Set = BTreeSet<Id>;
 
-/// Hasher of the task index keys (ids, slots, states). Ids are random bits minted by the
-/// managers, never chosen by a client, so a multiply-rotate fold over the key's words spreads them
-/// well; SipHash's resistance to chosen keys would only cost time on the store's hottest writes.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KeyHasher(u64);
-
-const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
-
-impl KeyHasher {
-    #[inline]
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(MULTIPLIER);
-    }
-}
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(w));
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.mix(i);
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.mix(i as u64);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        // Fold the high bits, which the multiplications filled best, into the low bits that
-        // pick the bucket.
-        let h = self.0;
-        (h ^ (h >> 29)).wrapping_mul(MULTIPLIER) ^ (h >> 32)
-    }
-}
-
-/// The task ids under one index key: held inline while there is one (most slots, and services
-/// or nodes with a single task), a set beyond.
-#[derive(Clone, Debug)]
-pub(crate) enum Ids {
-    One(Id),
-    Many(Set),
-}
-
-impl Ids {
-    /// Adds `id`.
-    fn add(&mut self, id: Id) {
-        match self {
-            Ids::One(x) if *x == id => {}
-            Ids::One(x) => *self = Ids::Many(Set::from([*x, id])),
-            Ids::Many(set) => {
-                set.insert(id);
-            }
-        }
-    }
-
-    /// Removes `id`; returns whether none is left.
-    fn del(&mut self, id: &Id) -> bool {
-        match self {
-            Ids::One(x) => x == id,
-            Ids::Many(set) => {
-                set.remove(id);
-                if set.len() == 1 {
-                    if let Some(&last) = set.first() {
-                        *self = Ids::One(last);
-                    }
-                }
-                set_is_empty(self)
-            }
-        }
-    }
-
-    /// Ids already in order, as one value (`One` for a single id).
-    fn from_sorted(ids: impl ExactSizeIterator<Item = Id>) -> Option<Ids> {
-        let mut ids = ids.peekable();
-        let first = ids.next()?;
-        if ids.peek().is_none() {
-            return Some(Ids::One(first));
-        }
-        Some(Ids::Many(std::iter::once(first).chain(ids).collect()))
-    }
-
-    /// The ids, in order.
-    fn iter(&self) -> impl Iterator<Item = Id> + '_ {
-        let (one, many) = match self {
-            Ids::One(id) => (Some(*id), None),
-            Ids::Many(set) => (None, Some(set)),
-        };
-        one.into_iter().chain(many.into_iter().flatten().copied())
-    }
-}
-
-/// One task index: key -> the ids of the tasks with that key, in id order.
+/// One task index: key -> the ids of the tasks with that key.
 #[derive(Clone, Debug)]
 pub(crate) struct Index<K> {
-    map: HashMap<K, Ids, BuildHasherDefault<KeyHasher>>,
+    map: KeyMap<K, Ids>,
 }
 
 impl<K> Default for Index<K> {
@@ -173,7 +74,7 @@ impl<K> Default for Index<K> {
 }
 
 impl<K: Hash + Eq> Index<K> {
-    /// The tasks under `key`, in id order.
+    /// The tasks under `key`, in no particular order.
     pub(crate) fn get(&self, key: &K) -> impl Iterator<Item = Id> + '_ {
         self.map.get(key).into_iter().flat_map(Ids::iter)
     }
@@ -196,28 +97,22 @@ impl<K: Hash + Eq> Index<K> {
         }
     }
 
-    /// An index of `pairs`, which come in task id order: keys holding one task inline, the sets
-    /// of the others built in bulk from their (already ordered) ids.
-    fn from_ordered(pairs: impl Iterator<Item = (K, Id)>) -> Index<K> {
-        let mut grouped: HashMap<K, Vec<Id>, BuildHasherDefault<KeyHasher>> = HashMap::default();
+    /// An index of `pairs` built in bulk: keys holding one task inline, the sets of the others
+    /// sized for their ids up front.
+    fn from_pairs(pairs: impl Iterator<Item = (K, Id)>) -> Index<K> {
+        let mut grouped: KeyMap<K, Vec<Id>> = KeyMap::default();
         for (k, id) in pairs {
             grouped.entry(k).or_default().push(id);
         }
         let map = grouped
             .into_iter()
-            .map(|(k, ids)| {
-                let v = match ids.as_slice() {
-                    [one] => Ids::One(*one),
-                    _ => Ids::Many(ids.into_iter().collect()),
-                };
-                (k, v)
-            })
+            .filter_map(|(k, ids)| Some((k, Ids::from_vec(ids)?)))
             .collect();
         Index { map }
     }
 }
 
-/// The tasks of one service, and the same tasks by slot.
+/// The tasks of one service, by slot.
 #[derive(Clone, Debug)]
 pub(crate) enum ServiceTasks {
     /// A single task (every single-replica service): inline, no allocation.
@@ -229,33 +124,38 @@ pub(crate) enum ServiceTasks {
     },
     /// Two tasks or more.
     Many {
-        /// Every task, in id order.
-        ids: Set,
-        /// The same tasks by slot (each slot's ids in order).
+        /// How many.
+        len: usize,
+        /// The tasks by slot. Slots are small numbers handed out in increasing order by the
+        /// orchestrator, so an insertion goes to the tree's right edge, which stays in cache; a
+        /// tree of every task id instead would take a cold descent per task at a million.
         slots: BTreeMap<u64, Ids>,
     },
 }
 
-/// The service and slot indexes in one: service -> its tasks and its slots. One hash probe per
-/// task write instead of one per index, and a service's slots stay together (a slot's lookup
-/// goes through its service, whose slots are ordered).
+/// The service and slot indexes in one: service -> its tasks by slot. One hash probe per task
+/// write, and a service's slots stay together (a slot's lookup goes through its service, whose
+/// slots are ordered).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ServiceIndex {
-    map: HashMap<Id, ServiceTasks, BuildHasherDefault<KeyHasher>>,
+    map: KeyMap<Id, ServiceTasks>,
 }
 
 impl ServiceIndex {
-    /// The tasks of `service`, in id order.
+    /// The tasks of `service`, ordered by slot (a slot's tasks in no particular order).
     pub(crate) fn tasks(&self, service: &Id) -> impl Iterator<Item = Id> + '_ {
         let (one, many) = match self.map.get(service) {
             Some(ServiceTasks::One { id, .. }) => (Some(*id), None),
-            Some(ServiceTasks::Many { ids, .. }) => (None, Some(ids)),
+            Some(ServiceTasks::Many { slots, .. }) => (None, Some(slots)),
             None => (None, None),
         };
-        one.into_iter().chain(many.into_iter().flatten().copied())
+        one.into_iter().chain(
+            many.into_iter()
+                .flat_map(|m| m.values().flat_map(Ids::iter)),
+        )
     }
 
-    /// The tasks of `slot` of `service`, in id order.
+    /// The tasks of `slot` of `service`, in no particular order.
     pub(crate) fn slot(&self, service: &Id, slot: u64) -> impl Iterator<Item = Id> + '_ {
         let (one, many) = match self.map.get(service) {
             Some(ServiceTasks::One { slot: s, id }) if *s == slot => (Some(*id), None),
@@ -279,18 +179,19 @@ impl ServiceIndex {
             }
             let mut slots = BTreeMap::new();
             slots.insert(s, Ids::One(x));
-            *tasks = ServiceTasks::Many {
-                ids: Set::from([x]),
-                slots,
-            };
+            *tasks = ServiceTasks::Many { len: 1, slots };
         }
-        if let ServiceTasks::Many { ids, slots } = tasks {
-            ids.insert(id);
+        if let ServiceTasks::Many { len, slots } = tasks {
             match slots.entry(slot) {
                 std::collections::btree_map::Entry::Vacant(e) => {
                     e.insert(Ids::One(id));
+                    *len += 1;
                 }
-                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().add(id),
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let before = e.get().len();
+                    e.get_mut().add(id);
+                    *len += e.get().len() - before;
+                }
             }
         }
     }
@@ -301,19 +202,22 @@ impl ServiceIndex {
         };
         let (empty, collapse) = match tasks {
             ServiceTasks::One { slot: s, id: x } => (*s == slot && x == id, None),
-            ServiceTasks::Many { ids, slots } => {
-                ids.remove(id);
+            ServiceTasks::Many { len, slots } => {
                 if let Some(in_slot) = slots.get_mut(&slot) {
+                    let before = in_slot.len();
                     if in_slot.del(id) {
                         slots.remove(&slot);
+                        *len -= before;
+                    } else {
+                        *len -= before - in_slot.len();
                     }
                 }
                 // Back to one task: inline again.
                 let last = match slots.iter().next() {
-                    Some((s, Ids::One(x))) if ids.len() == 1 => Some((*s, *x)),
+                    Some((s, Ids::One(x))) if *len == 1 => Some((*s, *x)),
                     _ => None,
                 };
-                (ids.is_empty(), last)
+                (*len == 0, last)
             }
         };
         if let Some((slot, id)) = collapse {
@@ -324,15 +228,14 @@ impl ServiceIndex {
         }
     }
 
-    /// The index of `tasks`, given in id order, built in bulk: a stable sort by service (linear
-    /// when they already are grouped) keeps each service's ids in order, and a stable sort of
-    /// each service's tasks by slot keeps each slot's ids in order; every set is then built
-    /// from sorted ids, and the map is sized for its services up front (no rehash).
-    fn from_ordered(tasks: impl Iterator<Item = (Id, u64, Id)>) -> ServiceIndex {
+    /// The index of `tasks` (service, slot, id) built in bulk: one sort by service and slot,
+    /// each service's slot tree built from its sorted run, and the map sized for its services up
+    /// front (no rehash).
+    fn from_triples(tasks: impl Iterator<Item = (Id, u64, Id)>) -> ServiceIndex {
         let mut order: Vec<(Id, u64, Id)> = tasks.collect();
-        order.sort_by_key(|r| r.0);
+        order.sort_unstable_by_key(|r| (r.0, r.1));
         let services = order.chunk_by(|a, b| a.0 == b.0).count();
-        let mut map = HashMap::with_capacity_and_hasher(services, Default::default());
+        let mut map = KeyMap::with_capacity_and_hasher(services, Default::default());
         for run in order.chunk_by(|a, b| a.0 == b.0) {
             let tasks = match run {
                 [(_, slot, id)] => ServiceTasks::One {
@@ -340,14 +243,14 @@ impl ServiceIndex {
                     id: *id,
                 },
                 _ => {
-                    let mut by_slot: Vec<(u64, Id)> = run.iter().map(|r| (r.1, r.2)).collect();
-                    by_slot.sort_by_key(|p| p.0);
-                    let slots = by_slot
-                        .chunk_by(|a, b| a.0 == b.0)
-                        .filter_map(|s| Some((s[0].0, Ids::from_sorted(s.iter().map(|p| p.1))?)))
+                    let slots = run
+                        .chunk_by(|a, b| a.1 == b.1)
+                        .filter_map(|s| {
+                            Some((s[0].1, Ids::from_vec(s.iter().map(|p| p.2).collect())?))
+                        })
                         .collect();
                     ServiceTasks::Many {
-                        ids: run.iter().map(|r| r.2).collect(),
+                        len: run.len(),
                         slots,
                     }
                 }
@@ -357,26 +260,20 @@ impl ServiceIndex {
         ServiceIndex { map }
     }
 
-    /// Checks the two views agree (tests).
+    /// Checks the counts agree with the slots (tests).
     #[cfg(test)]
     fn consistent(&self) -> bool {
         self.map.values().all(|t| match t {
             ServiceTasks::One { .. } => true,
-            ServiceTasks::Many { ids, slots } => {
-                let in_slots: Set = slots.values().flat_map(Ids::iter).collect();
-                ids.len() >= 2
-                    && *ids == in_slots
-                    && slots.values().map(|v| v.iter().count()).sum::<usize>() == ids.len()
+            ServiceTasks::Many { len, slots } => {
+                *len >= 2
+                    && slots.values().map(Ids::len).sum::<usize>() == *len
                     && slots
                         .values()
                         .all(|v| !matches!(v, Ids::Many(s) if s.len() < 2))
             }
         })
     }
-}
-
-fn set_is_empty(ids: &Ids) -> bool {
-    matches!(ids, Ids::Many(set) if set.is_empty())
 }
 
 /// Task indexes. A key holding a single task costs one map entry and no allocation (a slot holds
@@ -547,24 +444,17 @@ impl Tables {
             decide: impl FnOnce(Option<&Object>) -> Result<Meta, StoreError>,
         ) -> Written<T> {
             let table = T::table_mut(t);
-            let old = match table.by_id.entry(o.id()) {
-                btree_map::Entry::Vacant(e) => {
-                    match decide(None) {
-                        Ok(meta) => *Arc::make_mut(&mut o).meta_mut() = meta,
-                        Err(err) => return Err((err, o)),
+            let (o, old) = table.by_id.write(o.id(), |old| {
+                let old = old.map(|o| o.clone().into_object());
+                match decide(old.as_ref()) {
+                    Ok(meta) => {
+                        *Arc::make_mut(&mut o).meta_mut() = meta;
+                        Ok(o)
                     }
-                    e.insert(o.clone());
-                    None
+                    Err(err) => Err((err, o)),
                 }
-                btree_map::Entry::Occupied(mut e) => {
-                    let old = e.get().clone().into_object();
-                    match decide(Some(&old)) {
-                        Ok(meta) => *Arc::make_mut(&mut o).meta_mut() = meta,
-                        Err(err) => return Err((err, o)),
-                    }
-                    Some(e.insert(o.clone()))
-                }
-            };
+            })?;
+            let o = o.clone();
             table.rename(old.as_deref(), &o);
             Ok((o, old))
         }
@@ -600,8 +490,8 @@ impl Tables {
     }
 
     /// Fills an empty task table and its indexes from `tasks` at once (a snapshot restore):
-    /// the same result as `put` of each task, built in bulk (sorted collection instead of one
-    /// B-tree insertion per task and index), which is what keeps restoring 100 000 tasks fast.
+    /// the same result as `put` of each task, built in bulk (every table sized up front, the id
+    /// order taken from the snapshot's), which is what keeps restoring a million tasks linear.
     pub(crate) fn restore_tasks(&mut self, mut tasks: Vec<Arc<Task>>) {
         debug_assert!(self.tasks.by_id.is_empty() && !ObjectKind::Task.has_unique_names());
         if !tasks.windows(2).all(|w| w[0].id < w[1].id) {
@@ -618,12 +508,12 @@ impl Tables {
             .map(|t| (t.service_id, t.slot, t.id, t.node_id, t.desired_state))
             .collect();
         let ix = &mut self.task_idx;
-        ix.by_service = ServiceIndex::from_ordered(keys.iter().map(|k| (k.0, k.1, k.2)));
-        ix.by_node = Index::from_ordered(keys.iter().filter_map(|k| Some((k.3?, k.2))));
+        ix.by_service = ServiceIndex::from_triples(keys.iter().map(|k| (k.0, k.1, k.2)));
+        ix.by_node = Index::from_pairs(keys.iter().filter_map(|k| Some((k.3?, k.2))));
         ix.by_desired =
-            Index::from_ordered(keys.iter().filter_map(|k| Some((desired_key(k.4)?, k.2))));
+            Index::from_pairs(keys.iter().filter_map(|k| Some((desired_key(k.4)?, k.2))));
         drop(keys);
-        self.tasks.by_id = tasks.into_iter().map(|t| (t.id, t)).collect();
+        self.tasks.by_id = IdMap::from_sorted(tasks.into_iter().map(|t| (t.id, t)).collect());
     }
 
     /// Deletes an object, keeping every index in step. Returns it.
@@ -758,15 +648,25 @@ mod tests {
 
     fn check(ix: &ServiceIndex, model: &BTreeSet<(Id, u64, Id)>) {
         assert!(ix.consistent());
+        let sorted = |it: &mut dyn Iterator<Item = Id>| {
+            let mut v: Vec<Id> = it.collect();
+            v.sort();
+            v
+        };
         for s in 0..4u128 {
             let service = id(s);
             assert_eq!(
-                ix.tasks(&service).collect::<Vec<_>>(),
+                sorted(&mut ix.tasks(&service)),
                 expected(model, &service, None)
             );
+            let slots: Vec<u64> = ix
+                .tasks(&service)
+                .map(|t| model.iter().find(|r| r.2 == t).map_or(u64::MAX, |r| r.1))
+                .collect();
+            assert!(slots.windows(2).all(|w| w[0] <= w[1]), "by slot: {slots:?}");
             for slot in 0..5 {
                 assert_eq!(
-                    ix.slot(&service, slot).collect::<Vec<_>>(),
+                    sorted(&mut ix.slot(&service, slot)),
                     expected(model, &service, Some(slot))
                 );
             }
@@ -817,7 +717,7 @@ mod tests {
                 v
             };
             check(
-                &ServiceIndex::from_ordered(tasks.iter().map(|t| (t.service_id, t.slot, t.id))),
+                &ServiceIndex::from_triples(tasks.iter().map(|t| (t.service_id, t.slot, t.id))),
                 &model,
             );
         }

@@ -101,10 +101,11 @@ impl<'a> Tx<'a> {
 
     /// All objects of type `T` as this transaction sees them, ordered by id.
     pub fn list<T: StoreObject>(&self) -> Vec<Arc<T>> {
-        self.overlay(self.store.iter::<T>(), |_| true)
+        // `overlay` sorts: the committed objects can come in any order.
+        self.overlay(self.store.scan::<T>(), |_| true)
     }
 
-    /// Tasks of a service as this transaction sees them.
+    /// Tasks of a service as this transaction sees them, ordered by id.
     pub fn tasks_by_service(&self, service: &Id) -> Vec<Arc<Task>> {
         let s = *service;
         self.overlay(self.store.tasks_by_service(service), move |t: &Task| {
@@ -112,7 +113,7 @@ impl<'a> Tx<'a> {
         })
     }
 
-    /// Tasks on a node as this transaction sees them.
+    /// Tasks on a node as this transaction sees them, ordered by id.
     pub fn tasks_by_node(&self, node: &Id) -> Vec<Arc<Task>> {
         let n = *node;
         self.overlay(self.store.tasks_by_node(node), move |t: &Task| {

@@ -363,7 +363,8 @@ fn mark_everything(
             nodes.entry(n.id).or_default();
         }
     }
-    for t in store.iter::<Task>() {
+    // Collected into ordered sets: the table's own order does not matter (`scan`).
+    for t in store.scan::<Task>() {
         services.insert(t.service_id);
         if t.desired_state <= TaskState::Running {
             if t.status.state > TaskState::Running {
