@@ -144,6 +144,21 @@ impl Procs {
     }
 }
 
+impl Procs {
+    /// SIGKILLs the pack `pid` (one this run started) and reaps it: its nodes vanish without
+    /// closing their connections, as machines that lost power.
+    pub fn kill_pack(&mut self, pid: u32) -> Result<(), String> {
+        let c = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .ok_or_else(|| format!("no child {pid} of this run"))?;
+        c.kill().map_err(|e| format!("kill {pid}: {e}"))?;
+        c.wait().map_err(|e| format!("wait {pid}: {e}"))?;
+        Ok(())
+    }
+}
+
 /// Reads `stdout` line by line on a thread of its own (so the pipe never fills).
 fn spawn_reader(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
