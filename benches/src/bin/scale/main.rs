@@ -37,8 +37,8 @@ use std::net::{IpAddr, SocketAddr};
 fn usage() -> String {
     "usage: scale run [--nodes N] [--services S] [--replicas R] [--packs P] [--node-bin PATH] \
      [--port PORT] [--rest-secs S] [--join-parallel J] [--timeout-secs T] [--lose N] \
-     [--update true] [--catch-up true]\n       \
-     scale pack --manager ADDR --token TOKEN --count K --bind-ip IP --name NAME [--parallel J]"
+     [--update true] [--catch-up true] [--pack-nice 10]\n       \
+     scale pack --manager ADDR --token TOKEN --count K --bind-ip IP --name NAME [--parallel J] [--nice N]"
         .to_string()
 }
 
@@ -68,6 +68,7 @@ fn pack_options(args: &[String]) -> Result<pack::PackOptions, String> {
         bind_ip: IpAddr::from([127, 0, 0, 1]),
         name: "node".into(),
         parallel: 64,
+        nice: 0,
     };
     for (f, v) in pairs(args)? {
         match f.as_str() {
@@ -77,6 +78,7 @@ fn pack_options(args: &[String]) -> Result<pack::PackOptions, String> {
             "--bind-ip" => o.bind_ip = num(&f, &v)?,
             "--name" => o.name = v,
             "--parallel" => o.parallel = num(&f, &v)?,
+            "--nice" => o.nice = num(&f, &v)?,
             _ => return Err(format!("unknown flag {f}\n{}", usage())),
         }
     }
@@ -103,6 +105,7 @@ fn run_options(args: &[String]) -> Result<driver::RunOptions, String> {
             "--lose" => o.lose = num(&f, &v)?,
             "--update" => o.update = num::<bool>(&f, &v)?,
             "--catch-up" => o.catch_up = num::<bool>(&f, &v)?,
+            "--pack-nice" => o.pack_nice = num(&f, &v)?,
             _ => return Err(format!("unknown flag {f}\n{}", usage())),
         }
     }
@@ -133,6 +136,11 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("pack") => pack_options(&args[1..]).and_then(|o| {
             tracing_init();
+            // Before the runtime's threads start: they inherit it (Linux nice is per thread).
+            // SAFETY: nice(2) has no memory-safety preconditions.
+            if o.nice != 0 && unsafe { libc::nice(o.nice) } == -1 {
+                eprintln!("scale pack: nice {} failed", o.nice);
+            }
             runtime()?.block_on(pack::run(o))
         }),
         Some("run") => run_options(&args[1..]).and_then(|o| {

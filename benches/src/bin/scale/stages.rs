@@ -68,15 +68,16 @@ async fn running(socket: &std::path::Path) -> Result<u64, String> {
 /// `--lose`: SIGKILLs the pack `pack` (the `lost-*` nodes), and times until the managers mark
 /// them all down and until replacements of their tasks run. A lost node's tasks stay `running`
 /// in the store (orphaned only after 24 h, as in SwarmKit), so "replaced" is: the running count
-/// reached `total` plus the tasks the lost nodes were running.
+/// reached `total` plus the tasks the lost nodes were running. Polled on `follower` (see the
+/// driver: the running count walks every task).
 pub async fn lose(
-    leader: &Manager,
+    follower: &Manager,
     procs: &mut Procs,
     pack: u32,
     total: u64,
     timeout: Duration,
 ) -> Result<Value, String> {
-    let socket = &leader.socket;
+    let socket = &follower.socket;
     let nodes = lost_nodes(socket).await?;
     let ids: Vec<&str> = nodes.iter().map(|(id, _)| id.as_str()).collect();
     let path = format!(
