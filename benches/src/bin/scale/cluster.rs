@@ -216,6 +216,20 @@ fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
     }
 }
 
+/// Sets the nice value of every thread of `pid` (a child of ours) to `nice`: Linux keeps nice
+/// per thread, so the process's threads are set one by one. Best effort.
+pub fn renice(pid: u32, nice: i32) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in tasks.flatten() {
+        if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+            // SAFETY: setpriority(2) has no memory-safety preconditions.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+        }
+    }
+}
+
 /// One API call on a fresh connection: status and JSON body.
 pub async fn api(
     socket: &Path,

@@ -38,7 +38,7 @@ fn usage() -> String {
     "usage: scale run [--nodes N] [--services S] [--replicas R] [--packs P] [--node-bin PATH] \
      [--port PORT] [--rest-secs S] [--join-parallel J] [--timeout-secs T] [--lose N] \
      [--update true] [--catch-up true] [--pack-nice 10]\n       \
-     scale pack --manager ADDR --token TOKEN --count K --bind-ip IP --name NAME [--parallel J] [--nice N]"
+     scale pack --manager ADDR --token TOKEN --count K --bind-ip IP --name NAME [--parallel J]"
         .to_string()
 }
 
@@ -68,7 +68,6 @@ fn pack_options(args: &[String]) -> Result<pack::PackOptions, String> {
         bind_ip: IpAddr::from([127, 0, 0, 1]),
         name: "node".into(),
         parallel: 64,
-        nice: 0,
     };
     for (f, v) in pairs(args)? {
         match f.as_str() {
@@ -78,7 +77,6 @@ fn pack_options(args: &[String]) -> Result<pack::PackOptions, String> {
             "--bind-ip" => o.bind_ip = num(&f, &v)?,
             "--name" => o.name = v,
             "--parallel" => o.parallel = num(&f, &v)?,
-            "--nice" => o.nice = num(&f, &v)?,
             _ => return Err(format!("unknown flag {f}\n{}", usage())),
         }
     }
@@ -136,11 +134,6 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("pack") => pack_options(&args[1..]).and_then(|o| {
             tracing_init();
-            // Before the runtime's threads start: they inherit it (Linux nice is per thread).
-            // SAFETY: nice(2) has no memory-safety preconditions.
-            if o.nice != 0 && unsafe { libc::nice(o.nice) } == -1 {
-                eprintln!("scale pack: nice {} failed", o.nice);
-            }
             runtime()?.block_on(pack::run(o))
         }),
         Some("run") => run_options(&args[1..]).and_then(|o| {

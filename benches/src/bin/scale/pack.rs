@@ -43,8 +43,6 @@ pub struct PackOptions {
     pub name: String,
     /// Joins in flight at once.
     pub parallel: usize,
-    /// Added to the pack's nice value before its threads start (the driver asks 10).
-    pub nice: i32,
 }
 
 /// One running simulated node (kept alive by being held).
