@@ -135,3 +135,65 @@ async fn an_idle_connection_lives_on_the_client_keep_alives() {
     client.unary(&peer, &WHOAMI, &(), T).await.unwrap();
     server.shutdown(T).await;
 }
+
+/// A server grants the idle timeout its client asks for, up to `server_idle_timeout`, whatever
+/// its own clients use (`idle_timeout`): a worker whose heartbeats are its only traffic keeps its
+/// connection to a manager whose own connections time out within a fraction of that.
+#[tokio::test]
+async fn a_server_grants_a_longer_idle_timeout_than_its_own() {
+    use std::time::Duration;
+    let (_pki, w, m) = worker_and_manager(42);
+    let manager = RpcConfig {
+        idle_timeout: Duration::from_millis(300),
+        server_idle_timeout: Duration::from_secs(20),
+        ..RpcConfig::default()
+    };
+    // A client that sends no keep-alive within the test and asks for 10 s.
+    let worker = RpcConfig {
+        idle_timeout: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(30),
+        ..RpcConfig::default()
+    };
+    let (server, peer) = whoami_server(&m, &manager);
+    let shared = ClientEndpoint::bind(loopback(), worker).unwrap();
+    let client = shared.client(TlsState::new(&w).unwrap()).unwrap();
+    client.unary(&peer, &WHOAMI, &(), T).await.unwrap();
+    // Idle for five of the server's own timeouts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        server.endpoint().open_connections(),
+        1,
+        "the server closed it"
+    );
+    assert_eq!(shared.open_connections(), 1, "the client closed it");
+    server.shutdown(T).await;
+}
+
+/// ...and the shorter of the two wins: a client asking for less than the server grants gets it.
+#[tokio::test]
+async fn a_client_asking_for_a_shorter_idle_timeout_gets_it() {
+    use std::time::Duration;
+    let (_pki, w, m) = worker_and_manager(43);
+    let manager = RpcConfig {
+        server_idle_timeout: Duration::from_secs(20),
+        ..RpcConfig::default()
+    };
+    let worker = RpcConfig {
+        idle_timeout: Duration::from_millis(300),
+        keep_alive: Duration::from_secs(30),
+        ..RpcConfig::default()
+    };
+    let (server, peer) = whoami_server(&m, &manager);
+    let shared = ClientEndpoint::bind(loopback(), worker).unwrap();
+    let client = shared.client(TlsState::new(&w).unwrap()).unwrap();
+    client.unary(&peer, &WHOAMI, &(), T).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.endpoint().open_connections() > 0 || shared.open_connections() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still open 10 s after a 300 ms idle timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.shutdown(T).await;
+}

@@ -65,7 +65,8 @@ use crate::manager::{Manager, ManagerConfig, ManagerError, NodeIdentity};
 use crate::mesh::{MeshConfig, MeshNode, MeshSource, RoutingMesh, MESH_ADDR_LABEL};
 use crate::net::mesh::{MeshPeers, MeshSlot, WorkerMesh, DEFAULT_MAX_STREAMS};
 use crate::net::node::{
-    load_material, rpc_config, save_material, ManagerNet, StoreMembers, WorkerNet,
+    load_material, rpc_config, save_material, worker_rpc_config, ManagerNet, StoreMembers,
+    WorkerNet,
 };
 use crate::net::raft::{QuicTransport, RaftTarget};
 use crate::net::stack::{ManagerSlot, NetStack};
@@ -541,7 +542,7 @@ impl Daemon {
             })?;
         let tls = TlsState::new(&material).map_err(|e| e.to_string())?;
         let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-        let client = NetStack::client(tls.clone(), &rpc_config(&self.config.entropy), any)
+        let client = NetStack::client(tls.clone(), &worker_rpc_config(&self.config.entropy), any)
             .map_err(|e| e.to_string())?;
         let net = WorkerNet::start(
             &identity,

@@ -14,10 +14,19 @@ use crate::rpc::tls::{TlsError, TlsState, ALPN};
 pub struct RpcConfig {
     /// A connection with no packet from its peer for this long is closed. Well under the 15 s after
     /// which a silent node is marked down, so a dead peer is noticed (and a new connection tried)
-    /// before the cluster gives up on it.
+    /// before the cluster gives up on it. This is what this side's clients ask for; QUIC takes
+    /// the shorter of the two ends' values, so a server grants it up to `server_idle_timeout`.
     pub idle_timeout: Duration,
+    /// The idle timeout this side's server offers: the longest a client may ask for. A client
+    /// that asks for less (`idle_timeout` on its side) gets what it asked for, so one server can
+    /// serve peers that must notice a silent end within seconds (managers between themselves) and
+    /// peers whose own calls are their liveness traffic (workers' heartbeats, see
+    /// `keep_alive`). Equal to `idle_timeout` by default.
+    pub server_idle_timeout: Duration,
     /// How often an idle connection's client sends a keep-alive (a fraction of `idle_timeout`, so
     /// one lost packet does not close a healthy connection). Servers send none (see `transport`).
+    /// quinn re-arms it on every packet received, so a client whose own calls come more often
+    /// than this (a worker's heartbeats) sends none at all.
     pub keep_alive: Duration,
     /// Longest wait for a handshake when the call's own deadline is later.
     pub connect_timeout: Duration,
@@ -29,10 +38,13 @@ pub struct RpcConfig {
     /// keeps an entry per permitted stream in every connection, so this is also a memory figure:
     /// 1,024 cost ~120 KiB per idle connection on a manager, 128 cost ~45 KiB (docs/BENCHMARKS.md).
     pub max_concurrent_calls: u32,
-    /// UDP socket receive and send buffer sizes asked of the kernel (which caps them at
-    /// `net.core.rmem_max` / `wmem_max`). A manager takes bursts of handshakes and keep-alives from
-    /// thousands of workers; Linux's default (208 KiB) dropped datagrams in the 10,000-connection
-    /// benchmark until handshakes timed out.
+    /// UDP socket receive and send buffer sizes asked of the kernel. A manager takes bursts of
+    /// handshakes and heartbeats from thousands of workers; Linux's default (208 KiB) dropped
+    /// datagrams in the 10,000-connection benchmark until handshakes timed out. The kernel caps
+    /// an unprivileged request at `net.core.rmem_max` / `wmem_max`; a process with
+    /// `CAP_NET_ADMIN` (the daemon runs as root) gets the size asked for regardless
+    /// (`SO_RCVBUFFORCE` / `SO_SNDBUFFORCE` on Linux), as QUIC servers commonly need: 4 MiB
+    /// overflowed on a 10,000-node leader (docs/BENCHMARKS.md, "Scale (issue 19)").
     pub socket_buffer: usize,
     /// The application protocol (TLS ALPN) this node speaks and accepts, [`ALPN`] (`swarm/1`) by
     /// default. An embedder whose messages depend on its own encodings (swarm-node: the store and
@@ -50,6 +62,7 @@ impl Default for RpcConfig {
     fn default() -> Self {
         RpcConfig {
             idle_timeout: Duration::from_secs(6),
+            server_idle_timeout: Duration::from_secs(6),
             keep_alive: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(5),
             backoff_initial: Duration::from_millis(100),
@@ -69,10 +82,12 @@ impl RpcConfig {
     /// connection (a manager holds one per node: at 10,000 nodes its pings were thousands of
     /// packets a second; docs/BENCHMARKS.md, "Scale (issue 19)"). A dead client is still noticed
     /// by the idle timeout.
-    fn transport(&self, keep_alive: bool) -> Arc<quinn::TransportConfig> {
+    /// `idle`: the idle timeout this side offers (`idle_timeout` for a client,
+    /// `server_idle_timeout` for a server).
+    fn transport(&self, idle: Duration, keep_alive: bool) -> Arc<quinn::TransportConfig> {
         let mut t = quinn::TransportConfig::default();
         // An out-of-range idle timeout (over 2^62 ms) falls back to quinn's default.
-        if let Ok(idle) = quinn::IdleTimeout::try_from(self.idle_timeout) {
+        if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
             t.max_idle_timeout(Some(idle));
         }
         t.keep_alive_interval(keep_alive.then_some(self.keep_alive));
@@ -88,7 +103,7 @@ impl RpcConfig {
         tls_config.alpn_protocols = vec![self.alpn_protocol.clone()];
         let crypto = QuicServerConfig::try_from(tls_config)?;
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        config.transport_config(self.transport(false));
+        config.transport_config(self.transport(self.server_idle_timeout, false));
         Ok(config)
     }
 
@@ -98,7 +113,7 @@ impl RpcConfig {
         tls_config.alpn_protocols = vec![self.alpn_protocol.clone()];
         let crypto = QuicClientConfig::try_from(tls_config)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(self.transport(true));
+        config.transport_config(self.transport(self.idle_timeout, true));
         Ok(config)
     }
 
@@ -140,6 +155,7 @@ impl RpcConfig {
         if let Err(e) = state.set_send_buffer_size((&socket).into(), self.socket_buffer) {
             tracing::debug!(error = %e, "could not enlarge the UDP send buffer");
         }
+        force_buffers(&socket, self.socket_buffer);
         quinn::Endpoint::new(
             endpoint_config,
             server,
@@ -156,6 +172,29 @@ impl RpcConfig {
             .min(self.backoff_max)
     }
 }
+
+/// Past `net.core.rmem_max` / `wmem_max` when the process may (`CAP_NET_ADMIN`): Linux's
+/// `SO_RCVBUFFORCE` / `SO_SNDBUFFORCE`, only when the plain request was capped. Without the
+/// capability the socket keeps the capped size (logged once per socket at debug level).
+#[cfg(target_os = "linux")]
+fn force_buffers(socket: &std::net::UdpSocket, size: usize) {
+    use rustix::net::sockopt;
+    // Linux reports twice the size asked for (its bookkeeping overhead); less means capped.
+    let capped = |got: std::io::Result<usize>| got.map(|g| g < size.saturating_mul(2));
+    if capped(sockopt::socket_recv_buffer_size(socket).map_err(Into::into)).unwrap_or(false) {
+        if let Err(e) = sockopt::set_socket_recv_buffer_size_force(socket, size) {
+            tracing::debug!(error = %e, "UDP receive buffer capped by net.core.rmem_max");
+        }
+    }
+    if capped(sockopt::socket_send_buffer_size(socket).map_err(Into::into)).unwrap_or(false) {
+        if let Err(e) = sockopt::set_socket_send_buffer_size_force(socket, size) {
+            tracing::debug!(error = %e, "UDP send buffer capped by net.core.wmem_max");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn force_buffers(_socket: &std::net::UdpSocket, _size: usize) {}
 
 #[cfg(test)]
 mod tests {
@@ -174,5 +213,29 @@ mod tests {
         let c = RpcConfig::default();
         assert!(c.idle_timeout <= Duration::from_secs(15) / 2);
         assert!(c.keep_alive * 3 <= c.idle_timeout);
+        assert!(c.idle_timeout <= c.server_idle_timeout);
+    }
+
+    /// The receive buffer reaches the size asked for, past `net.core.rmem_max` when the process
+    /// may (root: `SO_RCVBUFFORCE`); otherwise at least the capped size.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_receive_buffer_gets_the_size_asked_for_when_privileged() {
+        let want = 16 << 20;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        force_buffers(&socket, want);
+        let got = rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap();
+        if got >= want {
+            return;
+        }
+        // Capped: only right if this process may not force (no CAP_NET_ADMIN).
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        match rustix::net::sockopt::set_socket_recv_buffer_size_force(&probe, want) {
+            Ok(()) => panic!("asked {want}, got {got}, yet SO_RCVBUFFORCE is permitted"),
+            Err(e) => {
+                eprintln!("SKIP: SO_RCVBUFFORCE not permitted here ({e}); the buffer stays capped");
+                assert!(got > 0);
+            }
+        }
     }
 }

@@ -20,4 +20,5 @@ pub mod membership;
 pub mod mesh;
 pub mod node;
 pub mod raft;
+pub mod settings;
 pub mod stack;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rand_core::OsRng;
 use swarm_core::{Clock, Id, Node, SharedStore, Timestamp};
 use swarm_net::pki::TlsMaterial;
-use swarm_net::rpc::{Client, Peer, Router, RpcConfig, ServerOptions, TlsState};
+use swarm_net::rpc::{Client, Peer, Router, ServerOptions, TlsState};
 use swarm_net::Role;
 use swarm_raft::{NodeId, RaftNode};
 use tokio::sync::watch;
@@ -38,24 +38,10 @@ use crate::net::stack::{ManagerSlot, NetStack};
 /// How often the cluster view (managers, root CA) sessions carry is recomputed.
 const VIEW_EVERY: Duration = Duration::from_secs(1);
 
-/// How long a silent connection lives: a manager killed without closing its connections is
-/// noticed by its peers after this (a call forwarded to it fails then), so it bounds leader
-/// failover; swarm-net's default is 6 s.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The RPC settings every node of the cluster uses: swarm-net's, with [`IDLE_TIMEOUT`] (and a
-/// keep-alive a third of it, so one lost packet does not close a healthy connection), and the
-/// protocol version [`crate::net::raft::alpn_protocol`] (store and raft encodings): nodes of
-/// releases that could not decode each other refuse at the handshake, joins included.
-pub fn rpc_config(entropy: &swarm_core::Entropy) -> RpcConfig {
-    RpcConfig {
-        rng_seed: Some(entropy.seed()),
-        idle_timeout: IDLE_TIMEOUT,
-        keep_alive: IDLE_TIMEOUT / 3,
-        alpn_protocol: crate::net::raft::alpn_protocol(),
-        ..RpcConfig::default()
-    }
-}
+pub use super::settings::{
+    rpc_config, worker_rpc_config, IDLE_TIMEOUT, SOCKET_BUFFER, WORKER_IDLE_TIMEOUT,
+    WORKER_KEEP_ALIVE,
+};
 
 /// The wall clock as a [`Timestamp`].
 pub fn now() -> Timestamp {

@@ -144,6 +144,21 @@ impl Procs {
     }
 }
 
+impl Procs {
+    /// SIGKILLs the pack `pid` (one this run started) and reaps it: its nodes vanish without
+    /// closing their connections, as machines that lost power.
+    pub fn kill_pack(&mut self, pid: u32) -> Result<(), String> {
+        let c = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .ok_or_else(|| format!("no child {pid} of this run"))?;
+        c.kill().map_err(|e| format!("kill {pid}: {e}"))?;
+        c.wait().map_err(|e| format!("wait {pid}: {e}"))?;
+        Ok(())
+    }
+}
+
 /// Reads `stdout` line by line on a thread of its own (so the pipe never fills).
 fn spawn_reader(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -198,6 +213,20 @@ fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Sets the nice value of every thread of `pid` (a child of ours) to `nice`: Linux keeps nice
+/// per thread, so the process's threads are set one by one. Best effort.
+pub fn renice(pid: u32, nice: i32) {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in tasks.flatten() {
+        if let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+            // SAFETY: setpriority(2) has no memory-safety preconditions.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) };
+        }
     }
 }
 

@@ -31,6 +31,16 @@ pub struct RunOptions {
     pub join_parallel: usize,
     /// Bound of every wait.
     pub timeout_secs: u64,
+    /// Nodes (in a pack of their own, `lost-*`) killed at once after the workload ran; 0: none.
+    pub lose: usize,
+    /// A rolling update of `scale-0` after that.
+    pub update: bool,
+    /// A fourth manager joined at the end, timed until its store has every task.
+    pub catch_up: bool,
+    /// The packs' nice value once joined (10): the simulated workers stand for machines of their
+    /// own, so once joined they yield this shared machine's CPU to the managers (and to everyone
+    /// else). Not while joining: a join's key, CSR and handshakes are the pack's own CPU work.
+    pub pack_nice: i32,
 }
 
 impl Default for RunOptions {
@@ -49,6 +59,10 @@ impl Default for RunOptions {
             rest_secs: 20,
             join_parallel: 64,
             timeout_secs: 900,
+            lose: 0,
+            update: false,
+            catch_up: false,
+            pack_nice: 10,
         }
     }
 }
@@ -192,14 +206,23 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
     println!("managers up in {:.1} s", t.elapsed().as_secs_f64());
     // Worker packs, each on its own loopback address.
     let t = Instant::now();
-    let per = o.nodes.div_ceil(o.packs);
+    let regular = o.nodes.saturating_sub(o.lose);
+    let per = regular.div_ceil(o.packs);
     let mut packs = Vec::new();
-    let mut left = o.nodes;
-    for p in 0..o.packs {
-        let count = per.min(left);
-        left -= count;
+    let mut left = regular;
+    let mut lost_pack = None;
+    for p in 0..=o.packs {
+        // The last pack: the nodes `--lose` kills, if any.
+        let (count, name) = if p == o.packs {
+            (o.lose, crate::stages::LOST_PREFIX.to_string())
+        } else {
+            (per.min(left), format!("pack{p}"))
+        };
+        if p < o.packs {
+            left -= count;
+        }
         if count == 0 {
-            break;
+            continue;
         }
         let args: Vec<String> = [
             "--manager",
@@ -211,14 +234,18 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
             "--bind-ip",
             &format!("127.0.1.{}", p + 1),
             "--name",
-            &format!("pack{p}"),
+            &name,
             "--parallel",
             &o.join_parallel.to_string(),
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        packs.push(procs.start_pack(&args)?);
+        let pack = procs.start_pack(&args)?;
+        if p == o.packs {
+            lost_pack = Some(pack.pid);
+        }
+        packs.push(pack);
     }
     let mut joined = 0;
     let mut failed = 0;
@@ -269,6 +296,11 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
     }
     let ready_s = t.elapsed().as_secs_f64();
     println!("all {want} nodes ready after {ready_s:.1} s");
+    if o.pack_nice != 0 {
+        for &pid in &pack_pids {
+            crate::cluster::renice(pid, o.pack_nice);
+        }
+    }
     figures["join_s"] = json!(join_s);
     figures["ready_s"] = json!(ready_s);
     figures["joined"] = json!(joined);
@@ -305,9 +337,17 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
         }
     }
     let total = o.services as u64 * o.replicas;
+    // The running count is polled on a follower (a read there waits for the leader's commit
+    // index, so it sees what the leader committed): `GET /services?status=true` walks every
+    // task, and on the leader that poll took a third of the CPU the leader got at 100,000
+    // tasks on this overloaded machine (perf; docs/BENCHMARKS.md).
+    let follower = (l + 1) % managers.len();
+    let mut poll = HttpClient::connect(&managers[follower].socket)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut last = 0;
     loop {
-        let r = running_tasks(&mut c).await?;
+        let r = running_tasks(&mut poll).await?;
         if r != last {
             eprintln!("running {r}/{total} at {:.1} s", t.elapsed().as_secs_f64());
             last = r;
@@ -345,6 +385,20 @@ pub async fn run(o: RunOptions) -> Result<(), String> {
     let rest = at_rest(&managers, &pack_pids, joined, o.rest_secs).await?;
     println!("at rest, {total} tasks: {rest}");
     figures["rest_tasks"] = rest;
+    let l = leader(&managers).await?;
+    if let Some(pid) = lost_pack {
+        figures["lost"] =
+            crate::stages::lose(&managers[(l + 1) % 3], &mut procs, pid, total, timeout).await?;
+    }
+    if o.update {
+        figures["update"] = crate::stages::rolling_update(&managers[l], timeout).await?;
+    }
+    if o.catch_up {
+        let port = o.port + managers.len() as u16;
+        figures["catch_up"] =
+            crate::stages::catch_up(&mut procs, &managers, &o.node_bin, port, total, timeout)
+                .await?;
+    }
     println!("{figures}");
     drop(procs);
     Ok(())

@@ -8,7 +8,7 @@
 //! cargo build --release -p swarm-benches --bin scale
 //! target/release/scale run --nodes 1000 --services 10 --replicas 1000
 //!     [--packs P] [--node-bin target/release/swarm-node] [--port 24770] [--rest-secs 20]
-//!     [--join-parallel 64] [--timeout-secs 900]
+//!     [--join-parallel 64] [--timeout-secs 900] [--lose 100] [--update true] [--catch-up true]
 //! ```
 //!
 //! Smoke mode (a minute): `target/release/scale run --nodes 50 --services 1 --replicas 100`.
@@ -17,8 +17,11 @@
 //! `GET /nodes`; the leader's CPU, every manager's and pack's RSS at rest (from `/proc`, over
 //! `--rest-secs`); `--services` x `--replicas` created one after the other and the time until
 //! `GET /services?status=true` counts all running, with `service ls` / `inspect` / `create`
-//! (a 0-replica probe service) latencies sampled meanwhile; CPU and RSS at rest again. A last
-//! line gives every figure as JSON.
+//! (a 0-replica probe service) latencies sampled meanwhile; CPU and RSS at rest again; then, if
+//! asked, `--lose N` nodes (a pack of their own) SIGKILLed at once and timed until marked down
+//! and their tasks run elsewhere, a rolling update of `scale-0` (`--update true`, parallelism
+//! 100) timed until completed, and a fourth manager joined (`--catch-up true`) timed until its
+//! own store counts every task running (see `stages`). A last line gives every figure as JSON.
 //!
 //! Everything the harness starts is stopped by pid and its temporary directory removed when it
 //! ends, fails or panics (see `cluster`); `SCALE_KEEP=1` keeps the directory (daemon logs).
@@ -27,12 +30,14 @@
 mod cluster;
 mod driver;
 mod pack;
+mod stages;
 
 use std::net::{IpAddr, SocketAddr};
 
 fn usage() -> String {
     "usage: scale run [--nodes N] [--services S] [--replicas R] [--packs P] [--node-bin PATH] \
-     [--port PORT] [--rest-secs S] [--join-parallel J] [--timeout-secs T]\n       \
+     [--port PORT] [--rest-secs S] [--join-parallel J] [--timeout-secs T] [--lose N] \
+     [--update true] [--catch-up true] [--pack-nice 10]\n       \
      scale pack --manager ADDR --token TOKEN --count K --bind-ip IP --name NAME [--parallel J]"
         .to_string()
 }
@@ -95,6 +100,10 @@ fn run_options(args: &[String]) -> Result<driver::RunOptions, String> {
             "--rest-secs" => o.rest_secs = num(&f, &v)?,
             "--join-parallel" => o.join_parallel = num(&f, &v)?,
             "--timeout-secs" => o.timeout_secs = num(&f, &v)?,
+            "--lose" => o.lose = num(&f, &v)?,
+            "--update" => o.update = num::<bool>(&f, &v)?,
+            "--catch-up" => o.catch_up = num::<bool>(&f, &v)?,
+            "--pack-nice" => o.pack_nice = num(&f, &v)?,
             _ => return Err(format!("unknown flag {f}\n{}", usage())),
         }
     }

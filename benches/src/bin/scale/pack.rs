@@ -24,7 +24,7 @@ use swarm_core::objects::node::NodeAvailability;
 use swarm_net::rpc::{Client, ClientEndpoint, TlsState};
 use swarm_node::net::ca::join::join_on;
 use swarm_node::net::dispatch::{NetDispatcher, NetDispatcherOptions, WeightedManager};
-use swarm_node::net::node::{now, rpc_config};
+use swarm_node::net::node::{now, worker_rpc_config};
 use swarm_runtime::{Agent, AgentConfig, SimRuntime};
 use tokio::sync::Semaphore;
 
@@ -113,7 +113,7 @@ pub async fn run(o: PackOptions) -> Result<(), String> {
     let connected = Arc::new(AtomicUsize::new(0));
     let endpoint = ClientEndpoint::bind(
         SocketAddr::new(o.bind_ip, 0),
-        rpc_config(&swarm_raft::entropy::os()),
+        worker_rpc_config(&swarm_raft::entropy::os()),
     )
     .map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
