@@ -263,6 +263,12 @@ impl Daemon {
         };
         let host = describe_host(config.hostname.as_deref());
         let slot = ManagerSlot::default();
+        let mesh_slot = MeshSlot::default();
+        // Tasks sharing the node's network get their resolver's address (mesh/runtime.rs).
+        let runtime: Arc<dyn Runtime> = Arc::new(crate::mesh::ResolverRuntime::new(
+            runtime,
+            mesh_slot.clone(),
+        ));
         let daemon = Arc::new(Daemon {
             config,
             runtime,
@@ -277,7 +283,7 @@ impl Daemon {
             members: Arc::new(StoreMembers::new(slot.clone())),
             raft_target: RaftTarget::new(Arc::new(StoreMembers::new(slot.clone()))),
             slot,
-            mesh_slot: MeshSlot::default(),
+            mesh_slot,
             lock: std::sync::Mutex::new(Some(lock)),
             me: std::sync::OnceLock::new(),
         });
@@ -616,6 +622,7 @@ impl Daemon {
             addr: self.config.mesh_addr,
             // Tasks on the host network (process runtime) listen on the host's ports.
             shared_host_network: self.runtime.capabilities().host_network,
+            vip_dataplane: self.config.vip_dataplane,
             ..MeshConfig::default()
         }
     }

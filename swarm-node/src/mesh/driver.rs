@@ -18,9 +18,10 @@ use swarm_core::{Event, ObjectKind, SharedStore, WatchFilter};
 use swarm_net::rpc::{Client, Peer};
 use tokio::task::JoinHandle;
 
+use super::names::NameView;
 use super::route::Route;
 use super::table::{RouteChange, RouteTable};
-use super::view::{self, MeshView};
+use super::view::{self, MeshView, ViewUpdate};
 use super::{tcp, udp, PortKey, Shared};
 use crate::net::mesh::MESH_ROUTES;
 
@@ -30,7 +31,12 @@ const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(200);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(3);
 
 fn filter() -> WatchFilter {
-    WatchFilter::kinds(&[ObjectKind::Service, ObjectKind::Task, ObjectKind::Node])
+    WatchFilter::kinds(&[
+        ObjectKind::Service,
+        ObjectKind::Task,
+        ObjectKind::Node,
+        ObjectKind::Network,
+    ])
 }
 
 /// Runs until `shared.stop` is set or the store is dropped.
@@ -43,6 +49,7 @@ pub(crate) async fn run(shared: Arc<Shared>, store: SharedStore) {
     loop {
         let changes = table.poll_changes();
         publish(&shared, &mut current, &changes);
+        publish_names(&shared, &store);
         apply(&shared, &mut listeners, changes).await;
         let events = tokio::select! {
             biased;
@@ -84,6 +91,19 @@ fn publish(shared: &Shared, current: &mut MeshView, changes: &[RouteChange]) {
     shared.view.send_replace(Arc::new(current.clone()));
 }
 
+/// Rebuilds the names view from the store and publishes it if it changed. The whole view is
+/// rebuilt per batch of events (linear in services and tasks).
+fn publish_names(shared: &Shared, store: &SharedStore) {
+    let names = store.view(NameView::build);
+    shared.names.send_if_modified(|old| {
+        if **old == names {
+            return false;
+        }
+        *old = Arc::new(names);
+        true
+    });
+}
+
 /// A node without a store: subscribes to one manager's view at a time (`managers()` in turn,
 /// moving on when a stream fails or ends) and applies it like the store driver. While no
 /// manager answers, the last view keeps serving. Runs until `shared.stop` is set.
@@ -113,6 +133,10 @@ pub(crate) async fn run_remote(
                         _ = stop.wait_for(|s| *s) => break 'subscribe,
                     };
                     match item {
+                        Some(Ok(ViewUpdate::Names(names))) => {
+                            wait = RESUBSCRIBE_FIRST;
+                            shared.names.send_replace(Arc::new(names));
+                        }
                         Some(Ok(update)) => {
                             wait = RESUBSCRIBE_FIRST;
                             let changes = view::receive(&mut current, update);

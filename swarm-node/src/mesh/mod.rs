@@ -75,14 +75,19 @@
 //!   `datagram.rs`: a UDP flow over a mesh stream.
 
 mod datagram;
+mod dns;
 mod driver;
+mod names;
+mod resolver;
 mod route;
+mod runtime;
 mod table;
 mod tcp;
 mod udp;
 mod view;
+pub mod vip;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,10 +102,17 @@ use tokio::task::JoinHandle;
 
 use crate::backend::PortCheck;
 use crate::net::mesh::MeshPeers;
+pub use dns::{answer as answer_dns, DnsError, Transport as DnsTransport};
+pub use names::{Lookup, NameView, NamedService, NamedTask};
 use route::Route;
+pub use runtime::ResolverRuntime;
 pub use table::backend_addr;
 pub(crate) use udp::connected as connect_udp;
 pub use view::{Backend, MeshView, ViewUpdate, MESH_ADDR_LABEL};
+
+/// The environment variable naming a task's resolver (`127.0.0.1:<port>`, UDP and TCP), set for
+/// every task of a runtime whose tasks share the node's network (the process runtime).
+pub const RESOLVER_ENV: &str = "SWARM_RESOLVER";
 
 /// A published port: its number and protocol.
 #[derive(
@@ -140,6 +152,9 @@ pub struct MeshConfig {
     pub max_udp_sessions: usize,
     /// How often a port that could not be bound is tried again (default 3 s).
     pub rebind_interval: Duration,
+    /// Carry connections to service VIPs (root, Linux: `lo` addresses and an nftables
+    /// redirect, see `vip.rs`; default off).
+    pub vip_dataplane: bool,
 }
 
 impl Default for MeshConfig {
@@ -153,6 +168,7 @@ impl Default for MeshConfig {
             udp_idle_timeout: Duration::from_secs(30),
             max_udp_sessions: 4096,
             rebind_interval: Duration::from_secs(3),
+            vip_dataplane: false,
         }
     }
 }
@@ -205,6 +221,10 @@ pub(crate) struct Shared {
     view: watch::Sender<Arc<MeshView>>,
     /// Whether the view comes from a store (only then is it served to other nodes).
     from_store: bool,
+    /// The services' names, VIPs and tasks, as the driver last applied them.
+    names: watch::Sender<Arc<NameView>>,
+    /// The resolvers of this node's tasks, by task.
+    resolvers: Mutex<HashMap<Id, resolver::TaskResolver>>,
 }
 
 /// Whether `backend` runs on `node` (a single host, `None`, has only local backends).
@@ -229,6 +249,8 @@ impl Shared {
 pub struct RoutingMesh {
     shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// The VIP data plane, when configured.
+    vip: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RoutingMesh {
@@ -253,7 +275,13 @@ impl RoutingMesh {
             peers: node.map(|n| n.peers),
             view: watch::channel(Arc::new(MeshView::new())).0,
             from_store: matches!(source, MeshSource::Store(_)),
+            names: watch::channel(Arc::new(NameView::default())).0,
+            resolvers: Mutex::new(HashMap::new()),
         });
+        let vip = shared
+            .config
+            .vip_dataplane
+            .then(|| tokio::spawn(vip::serve(shared.clone())));
         let driver = match source {
             MeshSource::Store(store) => tokio::spawn(driver::run(shared.clone(), store)),
             MeshSource::Managers { client, managers } => {
@@ -263,6 +291,7 @@ impl RoutingMesh {
         Arc::new(RoutingMesh {
             shared,
             driver: Mutex::new(Some(driver)),
+            vip: Mutex::new(vip),
         })
     }
 
@@ -284,11 +313,15 @@ impl RoutingMesh {
         }
         let mut stop = self.shared.stop.subscribe();
         let mut rx = self.shared.view.subscribe();
+        let mut names = self.shared.names.subscribe();
         let mut last = rx.borrow_and_update().clone();
         out.send(&view::full(&last)).await?;
+        let mut last_names = names.borrow_and_update().clone();
+        out.send(&ViewUpdate::Names((*last_names).clone())).await?;
         loop {
             tokio::select! {
                 r = rx.changed() => if r.is_err() { break },
+                r = names.changed() => if r.is_err() { break },
                 _ = stop.wait_for(|s| *s) => break,
             }
             let new = rx.borrow_and_update().clone();
@@ -296,6 +329,11 @@ impl RoutingMesh {
                 out.send(&update).await?;
             }
             last = new;
+            let new_names = names.borrow_and_update().clone();
+            if !Arc::ptr_eq(&new_names, &last_names) && new_names != last_names {
+                out.send(&ViewUpdate::Names((*new_names).clone())).await?;
+            }
+            last_names = new_names;
         }
         Err(Status::new(Code::Unavailable, "the routing mesh stopped"))
     }
@@ -316,6 +354,64 @@ impl RoutingMesh {
             return Err(format!("task {task} does not run on this node"));
         }
         Ok(b)
+    }
+
+    /// The names view the resolvers and the VIP proxy answer from now, and its changes.
+    pub fn names(&self) -> watch::Receiver<Arc<NameView>> {
+        self.shared.names.subscribe()
+    }
+
+    /// The address of the resolver of `task` (a task on this node attached to `scope`, its
+    /// networks in attachment order): started at the first call, kept until
+    /// [`RoutingMesh::release_resolver`] or the mesh stops. Must run inside a tokio runtime.
+    pub fn resolver_for(&self, task: Id, scope: Vec<Id>) -> io::Result<SocketAddr> {
+        let mut map = self
+            .shared
+            .resolvers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = map.get(&task) {
+            if r.scope == scope {
+                return Ok(r.addr);
+            }
+        }
+        let r = resolver::start(scope, self.shared.names.subscribe())?;
+        let addr = r.addr;
+        map.insert(task, r);
+        Ok(addr)
+    }
+
+    /// Stops the resolver of `task`, if it has one.
+    pub fn release_resolver(&self, task: &Id) {
+        self.shared
+            .resolvers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task);
+    }
+
+    /// Where `task`, a running task of `service` on this node, is reached on `port`, for a
+    /// VIP stream from another node; else why not.
+    pub fn local_service_backend(
+        &self,
+        service: &Id,
+        task: &Id,
+        port: u16,
+    ) -> Result<SocketAddr, String> {
+        let names = self.shared.names.borrow().clone();
+        let s = names
+            .services
+            .get(service)
+            .ok_or_else(|| format!("service {service} is not known here"))?;
+        let t = s
+            .tasks
+            .iter()
+            .find(|t| t.task == *task)
+            .ok_or_else(|| format!("task {task} is no running task of service {service}"))?;
+        if self.shared.node.is_some() && t.node.is_some() && t.node != self.shared.node {
+            return Err(format!("task {task} does not run on this node"));
+        }
+        Ok(SocketAddr::new(t.addr, port))
     }
 
     /// Copies bytes between a local task's connection and a mesh stream until both sides are
@@ -351,6 +447,15 @@ impl RoutingMesh {
         if let Some(d) = driver {
             let _ = d.await;
         }
+        let vip = self.vip.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(v) = vip {
+            let _ = v.await;
+        }
+        self.shared
+            .resolvers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The configuration it runs with.

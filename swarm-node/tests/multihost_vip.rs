@@ -1,0 +1,174 @@
+//! Service names and VIPs across hosts (issue 16, deliverable 2): two `swarm-node run` daemons in
+//! network namespaces (`multihost_support/`), a manager (host0) and a worker (host1), the
+//! process runtime, both with `--vip-dataplane`.
+//!
+//! Services: `db` (an echo server, network `front`, endpoint mode vip), `rr` (the same with
+//! `--endpoint-mode dnsrr`) and `other` (network `back`), all pinned to host0; `client` (network
+//! `front`) pinned to host1, a program that asks its resolver (`$SWARM_RESOLVER`) and connects.
+//!
+//! Properties:
+//! - `db` resolves to its VIP on `front` (over UDP and TCP), `tasks.db` and the dnsrr `rr` to
+//!   their task's address (a process-runtime task shares its node's network: host0's address);
+//! - a connection from host1 to `db`'s VIP gets host0's echo: the task listens on 127.0.0.1
+//!   inside host0's namespace, so the reply can only have come through the mesh stream;
+//! - isolation: `other` (on `back`, which the client is not attached to) does not resolve, by
+//!   name or as `other.back`, and its VIP is not reachable from host1;
+//! - `docker network inspect --verbose front` lists db's VIP and task and host0 as a peer.
+
+mod mesh_scripts;
+mod multihost_support;
+
+use std::time::Duration;
+
+use mesh_scripts::scripts;
+use multihost_support::{Cluster, Host, Runtime, TIMEOUT};
+
+/// `name`, pinned to `on`, attached to `net`, running `python3 args...`.
+async fn service(h0: &Host, name: &str, on: &str, net: &str, extra: &[&str], args: &[&str]) {
+    let constraint = format!("node.hostname=={on}");
+    let mut cmd = vec![
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        name,
+        "--constraint",
+        &constraint,
+        "--network",
+        net,
+    ];
+    cmd.extend_from_slice(extra);
+    cmd.push("python");
+    cmd.push("/usr/bin/python3");
+    cmd.extend_from_slice(args);
+    h0.ok(&cmd).await;
+}
+
+/// The service's VIP (without the prefix length).
+async fn vip(h0: &Host, name: &str) -> String {
+    let out = h0
+        .wait_for(
+            &format!("{name}'s VIP"),
+            &[
+                "service",
+                "inspect",
+                name,
+                "--format",
+                "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}",
+            ],
+            |o| o.contains('/'),
+        )
+        .await;
+    out.trim().split('/').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks() {
+    let Some(mut c) = Cluster::new(2, Runtime::Process) else {
+        return;
+    };
+    for i in 0..2 {
+        c.host_mut(i).add_arg("--vip-dataplane");
+    }
+    c.start_all().await;
+    c.form(0, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (echo, _) = scripts(dir.path());
+    let client = dir.path().join("vip_client.py");
+    let out = dir.path().join("client.out");
+    let h0 = c.host(0);
+    h0.ok(&["network", "create", "-d", "overlay", "front"])
+        .await;
+    h0.ok(&["network", "create", "-d", "overlay", "back"]).await;
+    service(h0, "db", "host0", "front", &[], &[&echo, "18300", "host0"]).await;
+    service(
+        h0,
+        "rr",
+        "host0",
+        "front",
+        &["--endpoint-mode", "dnsrr"],
+        &[&echo, "18302", "host0"],
+    )
+    .await;
+    service(
+        h0,
+        "other",
+        "host0",
+        "back",
+        &[],
+        &[&echo, "18301", "host0"],
+    )
+    .await;
+    let other_vip = vip(h0, "other").await;
+    let db_vip = vip(h0, "db").await;
+    service(
+        h0,
+        "client",
+        "host1",
+        "front",
+        &[],
+        &[
+            client.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &other_vip,
+            "18301",
+            "18300",
+        ],
+    )
+    .await;
+    for s in ["db", "rr", "other", "client"] {
+        h0.wait_replicas(s, "1/1").await;
+    }
+
+    let host0 = h0.ip().to_string();
+    let want = [
+        ("db", db_vip.clone()),
+        ("db.tcp", db_vip.clone()),
+        ("tasks.db", host0.clone()),
+        ("rr", host0.clone()),
+        ("other", "NXDOMAIN".to_string()),
+        ("other.back", "NXDOMAIN".to_string()),
+        ("talk.db", "host0:ping".to_string()),
+        ("talk.other", "error".to_string()),
+    ];
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        let lines: Vec<(String, String)> = got
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let ok = want
+            .iter()
+            .all(|(k, v)| lines.iter().any(|(gk, gv)| gk == k && gv == v));
+        if ok {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never saw {want:?}; last:\n{got}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // `docker network inspect --verbose`: db's VIP and task, host0 among the peers.
+    let inspect = h0.ok(&["network", "inspect", "--verbose", "front"]).await;
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    let net = &v[0];
+    assert_eq!(net["Services"]["db"]["VIP"], db_vip.as_str(), "{inspect}");
+    assert_eq!(
+        net["Services"]["db"]["Tasks"].as_array().map(Vec::len),
+        Some(1),
+        "{inspect}"
+    );
+    let peers: Vec<&str> = net["Peers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p["Name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        peers.contains(&"host0") && peers.contains(&"host1"),
+        "{inspect}"
+    );
+}
