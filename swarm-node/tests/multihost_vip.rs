@@ -44,22 +44,24 @@ async fn service(h0: &Host, name: &str, on: &str, net: &str, extra: &[&str], arg
     h0.ok(&cmd).await;
 }
 
-/// The service's VIP (without the prefix length).
-async fn vip(h0: &Host, name: &str) -> String {
+/// The VIP of `service` on `net`, as `docker network inspect --verbose` shows it (`docker
+/// service inspect` shows process-runtime services on the host network).
+async fn vip(h0: &Host, net: &str, service: &str) -> String {
     let out = h0
         .wait_for(
-            &format!("{name}'s VIP"),
+            &format!("{service}'s VIP on {net}"),
             &[
-                "service",
+                "network",
                 "inspect",
-                name,
+                "--verbose",
+                net,
                 "--format",
-                "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}",
+                &format!("{{{{with index .Services \"{service}\"}}}}{{{{.VIP}}}}{{{{end}}}}"),
             ],
-            |o| o.contains('/'),
+            |o| o.trim().contains('.'),
         )
         .await;
-    out.trim().split('/').next().unwrap().to_string()
+    out.trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,8 +101,8 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
         &[&echo, "18301", "host0"],
     )
     .await;
-    let other_vip = vip(h0, "other").await;
-    let db_vip = vip(h0, "db").await;
+    let other_vip = vip(h0, "back", "other").await;
+    let db_vip = vip(h0, "front", "db").await;
     service(
         h0,
         "client",
