@@ -23,7 +23,9 @@ use std::time::Duration;
 use mesh_scripts::scripts;
 use multihost_support::{Cluster, Host, Runtime, TIMEOUT};
 
-/// `name`, pinned to `on`, attached to `net`, running `python3 args...`.
+/// `name`, pinned to `on`, attached to `net`, running `cmd` (program, then arguments).
+const PY: &str = "/usr/bin/python3";
+
 async fn service(h0: &Host, name: &str, on: &str, net: &str, extra: &[&str], args: &[&str]) {
     let constraint = format!("node.hostname=={on}");
     let mut cmd = vec![
@@ -38,8 +40,7 @@ async fn service(h0: &Host, name: &str, on: &str, net: &str, extra: &[&str], arg
         net,
     ];
     cmd.extend_from_slice(extra);
-    cmd.push("python");
-    cmd.push("/usr/bin/python3");
+    cmd.push("task");
     cmd.extend_from_slice(args);
     h0.ok(&cmd).await;
 }
@@ -82,14 +83,22 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
     h0.ok(&["network", "create", "-d", "overlay", "front"])
         .await;
     h0.ok(&["network", "create", "-d", "overlay", "back"]).await;
-    service(h0, "db", "host0", "front", &[], &[&echo, "18300", "host0"]).await;
+    service(
+        h0,
+        "db",
+        "host0",
+        "front",
+        &[],
+        &[PY, &echo, "18300", "host0"],
+    )
+    .await;
     service(
         h0,
         "rr",
         "host0",
         "front",
         &["--endpoint-mode", "dnsrr"],
-        &[&echo, "18302", "host0"],
+        &[PY, &echo, "18302", "host0"],
     )
     .await;
     service(
@@ -98,7 +107,7 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
         "host0",
         "back",
         &[],
-        &[&echo, "18301", "host0"],
+        &[PY, &echo, "18301", "host0"],
     )
     .await;
     let other_vip = vip(h0, "back", "other").await;
@@ -110,6 +119,7 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
         "front",
         &[],
         &[
+            PY,
             client.to_str().unwrap(),
             out.to_str().unwrap(),
             &other_vip,
@@ -173,4 +183,169 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
         peers.contains(&"host0") && peers.contains(&"host1"),
         "{inspect}"
     );
+}
+
+/// Runs `prog args...` in `h`'s namespace and returns its standard output.
+async fn in_ns(h: &Host, prog: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("ip")
+        .args(["netns", "exec", h.namespace(), prog])
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A daemon removes its VIP rules and addresses when it stops, and a daemon starting removes
+/// those a crashed one left: host1 is stopped (its `swarm_vip` table and `lo:swvip` addresses
+/// are gone), a stale table and address are planted, and host1 starts again (the stale address
+/// is gone; the table is back, with the VIPs of its current tasks' networks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vip_rules_are_removed_at_stop_and_stale_ones_at_start() {
+    let Some(mut c) = Cluster::new(2, Runtime::Process) else {
+        return;
+    };
+    for i in 0..2 {
+        c.host_mut(i).add_arg("--vip-dataplane");
+    }
+    c.start_all().await;
+    c.form(0, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (echo, _) = scripts(dir.path());
+    let h0 = c.host(0);
+    h0.ok(&["network", "create", "-d", "overlay", "front"])
+        .await;
+    service(
+        h0,
+        "db",
+        "host1",
+        "front",
+        &[],
+        &[PY, &echo, "18310", "host1"],
+    )
+    .await;
+    h0.wait_replicas("db", "1/1").await;
+    let db_vip = vip(h0, "front", "db").await;
+    let h1 = c.host(1);
+    let installed = |tables: &str, addrs: &str| {
+        tables.contains("swarm_vip") && addrs.contains(&format!("{db_vip}/32"))
+    };
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let tables = in_ns(h1, "nft", &["list", "tables"]).await;
+        let addrs = in_ns(h1, "ip", &["addr", "show", "dev", "lo"]).await;
+        if installed(&tables, &addrs) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "host1 never served {db_vip}: {tables} {addrs}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    c.host_mut(1).stop().await;
+    let h1 = c.host(1);
+    let tables = in_ns(h1, "nft", &["list", "tables"]).await;
+    let addrs = in_ns(h1, "ip", &["addr", "show", "dev", "lo"]).await;
+    assert!(!tables.contains("swarm_vip"), "{tables}");
+    assert!(!addrs.contains("swvip"), "{addrs}");
+    // What a crashed daemon would leave.
+    in_ns(
+        h1,
+        "ip",
+        &[
+            "addr",
+            "add",
+            "10.99.99.99/32",
+            "dev",
+            "lo",
+            "label",
+            "lo:swvip",
+        ],
+    )
+    .await;
+    in_ns(h1, "nft", &["add", "table", "ip", "swarm_vip"]).await;
+    assert!(in_ns(h1, "ip", &["addr", "show", "dev", "lo"])
+        .await
+        .contains("10.99.99.99"));
+    c.host_mut(1).start().await;
+    let h1 = c.host(1);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let tables = in_ns(h1, "nft", &["list", "tables"]).await;
+        let addrs = in_ns(h1, "ip", &["addr", "show", "dev", "lo"]).await;
+        if installed(&tables, &addrs) && !addrs.contains("10.99.99.99") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "host1 did not replace the stale rules: {tables} {addrs}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Service-to-service by VIP across hosts against direct (issue 16's figures), printed, not
+/// asserted. Run by hand as root: `cargo build -p swarm-benches --bin mesh_xhost && cargo test
+/// -p swarm-node --test multihost_vip -- --ignored --nocapture vip_figures` (`SWARM_NODE_BIN`,
+/// `MESH_XHOST_BIN` for other builds). Host0 runs `mesh_xhost serve` as service `bench` on
+/// network `front`, publishing 18200 too; host1 runs a placeholder task on `front` (so it serves
+/// that network's VIPs) and the load tool, against host0's address directly, `bench`'s VIP, and
+/// the published port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "figures: run by hand, see the docs"]
+async fn vip_figures() {
+    let Some(mut c) = Cluster::new(2, Runtime::Process) else {
+        return;
+    };
+    let tool = std::env::var_os("MESH_XHOST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| multihost_support::swarm_node_bin().with_file_name("mesh_xhost"));
+    assert!(tool.is_file(), "build it first: {}", tool.display());
+    let tool = tool.to_str().unwrap().to_string();
+    for i in 0..2 {
+        c.host_mut(i).add_arg("--vip-dataplane");
+    }
+    c.start_all().await;
+    c.form(0, 1).await;
+    let h0 = c.host(0);
+    h0.ok(&["network", "create", "-d", "overlay", "front"])
+        .await;
+    service(
+        h0,
+        "bench",
+        "host0",
+        "front",
+        &["--publish", "18200:18300"],
+        &[&tool, "serve", "0.0.0.0:18300"],
+    )
+    .await;
+    let here = [tool.as_str(), "serve", "127.0.0.1:18400"];
+    service(h0, "here", "host1", "front", &[], &here).await;
+    h0.wait_replicas("bench", "1/1").await;
+    h0.wait_replicas("here", "1/1").await;
+    let vip = vip(h0, "front", "bench").await;
+    let h1 = c.host(1);
+    let direct = format!("{}:18300", h0.ip());
+    let by_vip = format!("{vip}:18300");
+    let mesh = "127.0.0.1:18200".to_string();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    for addr in [&by_vip, &mesh] {
+        loop {
+            let out = h1.exec(&tool, &["rr", addr, "1", "1", "64"]).await;
+            if !out.stdout.contains("requests=0") && out.stdout.contains("requests=") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{addr}: {out:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    for (path, addr) in [("direct", &direct), ("vip", &by_vip), ("mesh", &mesh)] {
+        for conns in ["1", "32"] {
+            let out = h1.exec(&tool, &["rr", addr, conns, "5", "64"]).await;
+            eprintln!("{path} connections={conns} {}", out.stdout.trim());
+        }
+        let out = h1.exec(&tool, &["bulk", addr, "256"]).await;
+        eprintln!("{path} {}", out.stdout.trim());
+    }
 }

@@ -57,9 +57,40 @@
 //!   a port the control layer asks whether this node can serve it; the mesh tries to bind it (see
 //!   [`RoutingMesh::check`](PortCheck::check)).
 //!
+//! # Service names and VIPs (issue 16, deliverable 2)
+//! Every node also knows every service's name, endpoint mode, networks, virtual IPs (allocated
+//! in the store, `Endpoint.virtual_ips`) and running tasks: the [`NameView`], which a manager
+//! rebuilds from its store after each batch of events and sends whole to the workers on the same
+//! `mesh.v1.routes` stream ([`ViewUpdate::Names`]).
+//! - **Resolver** (DNS over UDP and TCP, `dns.rs`, `resolver.rs`): what Docker's embedded DNS
+//!   answers, for a task attached to some networks: `<service>` and `<service>.<network>` give
+//!   the service's VIP on the first of the task's networks the service is on (endpoint mode
+//!   `vip`, the default; TTL 600 s) or, with `--endpoint-mode dnsrr`, its running tasks'
+//!   addresses (TTL 0); `tasks.<service>` gives every running task's address. A task's address
+//!   is the one its runtime reported on that network; a process-runtime task shares its node's
+//!   network and is given as its node's address. A service on none of the querier's networks
+//!   is NXDOMAIN (isolation), as is any unknown single-label, `tasks.` or `.<network>` name;
+//!   every other name is REFUSED (not forwarded: list the host's resolver after this one).
+//!   The process runtime's tasks share the node's network, so the resolver cannot tell who asks
+//!   by address: each task gets its own resolver port on 127.0.0.1 (UDP and TCP), named in its
+//!   environment as [`RESOLVER_ENV`]` = 127.0.0.1:<port>` ([`ResolverRuntime`]), answering for
+//!   that task's networks; it closes when the task is removed. (Tasks adopted after a daemon
+//!   restart keep a port that no longer answers.) The docker runtime's containers keep the
+//!   engine's own DNS and aliases.
+//! - **VIP data plane** (`vip.rs`, `--vip-dataplane`, root): connections from this node to a
+//!   VIP reach a running task of its service on the same port, anywhere: the VIPs of the
+//!   networks this node's tasks are attached to are added to `lo` and an nftables table
+//!   redirects TCP to them into one proxy listener, which reads the original destination and
+//!   connects to a task (round robin; local directly, remote through a `mesh.v1.connect` stream
+//!   naming the service, which the receiving node accepts only for a running task of that
+//!   service on itself). Rules are removed at stop, and stale ones at start.
+//!
 //! # What it does not do
-//! - No kernel fast path (IPVS, nftables/iptables DNAT): every byte goes through this process,
-//!   also locally. No virtual IPs or service DNS (issue 16's deliverable 2), no overlay network.
+//! - No kernel fast path (IPVS, nftables/iptables DNAT) for published ports: every byte goes
+//!   through this process, also locally. No overlay network: process-runtime tasks share their
+//!   node's network, so networks isolate names and which VIPs a node serves, not packets.
+//! - VIPs carry TCP only (no UDP), IPv4 only, and only connections opened on the node itself
+//!   (nat OUTPUT: the process runtime; bridged containers would need PREROUTING).
 //! - No preference for local tasks, no weighting by node load.
 //! - Client source addresses are not preserved (backends see the mesh's address, or the task's
 //!   node's for remote connections), as with Docker's ingress SNAT.
@@ -72,7 +103,11 @@
 //!   opening/closing listeners;
 //! - `route.rs`: one published port's live backend list, shared with its listener;
 //! - `tcp.rs`, `udp.rs`: the proxies (`tcp::pipe`: a TCP connection over a mesh stream);
-//!   `datagram.rs`: a UDP flow over a mesh stream.
+//!   `datagram.rs`: a UDP flow over a mesh stream;
+//! - `names.rs`: the [`NameView`] and name lookup (pure); `dns.rs`: DNS messages (pure,
+//!   `hickory-proto`); `resolver.rs`: the per-task resolver sockets; `runtime.rs`:
+//!   [`ResolverRuntime`], which puts a task's resolver address in its environment;
+//! - `vip.rs`: the VIP data plane.
 
 mod datagram;
 mod dns;
