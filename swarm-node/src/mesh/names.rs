@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use swarm_core::objects::service::{EndpointMode, Protocol};
 use swarm_core::objects::task::task_name;
-use swarm_core::{Id, Network, Node, Service, Store, Task};
+use swarm_core::{Event, Id, Network, Node, Object, Service, Store, Task};
 
 use super::table::{backend_addr, NodeRoute};
 
@@ -218,6 +218,26 @@ impl NameView {
     }
 }
 
+/// Whether `event` may change the [`NameView`]: any service, network or node change, and a task
+/// change that moves it into or out of the backends, or changes its addresses or node.
+pub(crate) fn affects(event: &Event) -> bool {
+    let task_view = |t: &Task| backend_addr(t).map(|a| (a, t.node_id, t.status.addresses.clone()));
+    match event {
+        Event::Created(o) | Event::Removed(o) => match o {
+            Object::Task(t) => backend_addr(t).is_some(),
+            Object::Service(_) | Object::Network(_) | Object::Node(_) => true,
+            _ => false,
+        },
+        Event::Updated { old, new } => match (old, new) {
+            (Object::Task(a), Object::Task(b)) => task_view(a) != task_view(b),
+            (Object::Service(_), _) | (Object::Network(_), _) | (Object::Node(_), _) => true,
+            _ => false,
+        },
+        Event::Commit { .. } => false,
+        Event::Reset { .. } => true,
+    }
+}
+
 fn named_service(s: &Service) -> NamedService {
     let mut networks: Vec<Id> = s
         .spec
@@ -336,6 +356,35 @@ pub(crate) mod tests {
             ),
         );
         v
+    }
+
+    /// Task events matter only when they move a task into or out of the backends (or change
+    /// its addresses); other kinds' events always.
+    #[test]
+    fn only_relevant_events_rebuild_the_view() {
+        use std::sync::Arc;
+        use swarm_core::objects::task::{TaskAddress, TaskState};
+        let s = swarm_core::testing::service(1, "web", 1);
+        let pending = swarm_core::testing::task(2, &s, 1);
+        let mut running = pending.clone();
+        running.status.state = TaskState::Running;
+        running.status.addresses = vec![TaskAddress {
+            network_id: None,
+            addr: ip(9),
+        }];
+        let t = |t: &Task| Object::Task(Arc::new(t.clone()));
+        assert!(!affects(&Event::Created(t(&pending))));
+        assert!(affects(&Event::Updated {
+            old: t(&pending),
+            new: t(&running)
+        }));
+        assert!(!affects(&Event::Updated {
+            old: t(&running),
+            new: t(&running)
+        }));
+        assert!(affects(&Event::Removed(t(&running))));
+        assert!(affects(&Event::Created(Object::Service(Arc::new(s)))));
+        assert!(!affects(&Event::Commit { index: 1 }));
     }
 
     #[test]
