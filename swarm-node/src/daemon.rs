@@ -490,6 +490,18 @@ impl Daemon {
                 self.net_dispatcher_options(),
             )
         });
+        // Before the worker: its tasks' resolvers come from the mesh (`mesh::ResolverRuntime`).
+        // With a listener the mesh forwards to the other nodes' tasks (and they to this one's).
+        let mesh_node = net.as_ref().map(|_| MeshNode {
+            id: node_id,
+            peers: Arc::new(MeshPeers::new(client.clone(), DEFAULT_MAX_STREAMS)),
+        });
+        let mesh = RoutingMesh::start_node(
+            MeshSource::Store(manager.store().clone()),
+            self.mesh_config(),
+            mesh_node,
+        );
+        self.mesh_slot.set(Some(mesh.clone()));
         let mut worker = Worker::start(
             node_id,
             self.host.clone(),
@@ -511,17 +523,6 @@ impl Daemon {
                 Arc::new(move || crate::net::node::store_managers(&store)),
             );
         }
-        // With a listener the mesh forwards to the other nodes' tasks (and they to this one's).
-        let mesh_node = net.as_ref().map(|_| MeshNode {
-            id: node_id,
-            peers: Arc::new(MeshPeers::new(client.clone(), DEFAULT_MAX_STREAMS)),
-        });
-        let mesh = RoutingMesh::start_node(
-            MeshSource::Store(manager.store().clone()),
-            self.mesh_config(),
-            mesh_node,
-        );
-        self.mesh_slot.set(Some(mesh.clone()));
         let access = ClusterAccess {
             store: manager.store().clone(),
             proposer: manager.proposer(),

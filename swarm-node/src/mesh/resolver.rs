@@ -136,3 +136,89 @@ async fn serve_tcp(
         s.write_all(&reply).await?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RData, RecordType};
+
+    use super::super::names::tests::sample;
+    use super::*;
+
+    fn query(name: &str) -> Vec<u8> {
+        let mut m = Message::new(42, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    fn first_a(bytes: &[u8]) -> (ResponseCode, Option<std::net::Ipv4Addr>) {
+        let m = Message::from_vec(bytes).unwrap();
+        let a = m.answers.iter().find_map(|r| match r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        });
+        (m.metadata.response_code, a)
+    }
+
+    /// One task's resolver answers over UDP and TCP for its networks, follows the view, and
+    /// stops answering once dropped; garbage on TCP closes that connection only.
+    #[tokio::test]
+    async fn a_task_resolver_answers_over_udp_and_tcp_for_its_networks() {
+        let (tx, rx) = watch::channel(Arc::new(sample()));
+        let r = start(vec![Id::from_u128(1)], rx).unwrap();
+        assert!(r.addr.ip().is_loopback());
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        udp.connect(r.addr).await.unwrap();
+        let mut buf = [0u8; 1024];
+        udp.send(&query("web")).await.unwrap();
+        let n = udp.recv(&mut buf).await.unwrap();
+        assert_eq!(
+            first_a(&buf[..n]),
+            (ResponseCode::NoError, Some([10, 0, 1, 2].into()))
+        );
+        // `db` is on a network this task is not attached to.
+        udp.send(&query("db")).await.unwrap();
+        let n = udp.recv(&mut buf).await.unwrap();
+        assert_eq!(first_a(&buf[..n]), (ResponseCode::NXDomain, None));
+        // Garbage gets no answer; the socket still serves.
+        udp.send(&[1, 2, 3]).await.unwrap();
+
+        let mut tcp = TcpStream::connect(r.addr).await.unwrap();
+        let q = query("web.front");
+        tcp.write_all(&(q.len() as u16).to_be_bytes())
+            .await
+            .unwrap();
+        tcp.write_all(&q).await.unwrap();
+        let mut len = [0u8; 2];
+        tcp.read_exact(&mut len).await.unwrap();
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        tcp.read_exact(&mut msg).await.unwrap();
+        assert_eq!(
+            first_a(&msg),
+            (ResponseCode::NoError, Some([10, 0, 1, 2].into()))
+        );
+        let mut bad = TcpStream::connect(r.addr).await.unwrap();
+        bad.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(bad.read_to_end(&mut rest).await.unwrap(), 0);
+
+        // The view changes: `web` moves to another VIP.
+        let mut v = sample();
+        v.services.get_mut(&Id::from_u128(10)).unwrap().vips[0].1 = "10.0.1.99".parse().unwrap();
+        tx.send_replace(Arc::new(v));
+        udp.send(&query("web")).await.unwrap();
+        let n = udp.recv(&mut buf).await.unwrap();
+        assert_eq!(
+            first_a(&buf[..n]),
+            (ResponseCode::NoError, Some([10, 0, 1, 99].into()))
+        );
+
+        let addr = r.addr;
+        drop(r);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "closed with its task"
+        );
+    }
+}
