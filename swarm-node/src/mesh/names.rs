@@ -163,58 +163,72 @@ impl NameView {
     /// Docker's embedded resolver does: `<service>` and `<service>.<network>` give the VIP on
     /// the first network of `scope` the service is attached to (or its task addresses with
     /// `dnsrr`), `tasks.<service>` every running task's address; a service on no network of
-    /// `scope` is not found. Case-insensitive; a trailing dot is ignored.
+    /// `scope` is not found. Case-insensitive; a trailing dot is ignored. Swarm-shaped names
+    /// (one label, `tasks.<x>`, or ending in a network's name) that resolve to nothing are
+    /// NXDOMAIN; other names are not this resolver's (REFUSED).
     pub fn lookup(&self, name: &str, scope: &[Id]) -> Lookup {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if name.is_empty() {
             return Lookup::Refused;
         }
-        // `<x>.<network>`: only that network, if the querier is on it.
-        let mut networks: Vec<Id> = scope.to_vec();
-        let mut rest = name.as_str();
-        let mut swarm_shaped = !rest.contains('.');
-        if let Some((head, last)) = rest.rsplit_once('.') {
+        // As Docker's resolver: `a.b.c` is tried as a name on every network of the querier's,
+        // then as `a.b` on network `c`, then as `a` on network `b.c`.
+        let mut candidates: Vec<(&str, Vec<Id>)> = vec![(name.as_str(), scope.to_vec())];
+        let mut swarm_shaped = !name.contains('.') || name.starts_with("tasks.");
+        for (i, _) in name.rmatch_indices('.') {
+            let (head, net) = (&name[..i], &name[i + 1..]);
             let named: Vec<Id> = self
                 .networks
                 .iter()
-                .filter(|(_, n)| n.eq_ignore_ascii_case(last))
+                .filter(|(_, n)| n.eq_ignore_ascii_case(net))
                 .map(|(id, _)| *id)
                 .collect();
-            if !named.is_empty() {
-                swarm_shaped = true;
-                networks.retain(|n| named.contains(n));
-                rest = head;
+            if named.is_empty() {
+                continue;
+            }
+            swarm_shaped = true;
+            let on: Vec<Id> = scope
+                .iter()
+                .copied()
+                .filter(|n| named.contains(n))
+                .collect();
+            candidates.push((head, on));
+        }
+        for (rest, networks) in candidates {
+            if let Some(found) = self.lookup_on(rest, &networks) {
+                return found;
             }
         }
+        if swarm_shaped {
+            Lookup::NxDomain
+        } else {
+            Lookup::Refused
+        }
+    }
+
+    /// `rest` (`<service>` or `tasks.<service>`) on the first of `networks` it is on.
+    fn lookup_on(&self, rest: &str, networks: &[Id]) -> Option<Lookup> {
         let (tasks, service) = match rest.strip_prefix("tasks.") {
             Some(s) => (true, s),
             None => (false, rest),
         };
-        swarm_shaped |= tasks;
-        let found = networks.iter().find_map(|net| {
+        let (net, s) = networks.iter().find_map(|net| {
             self.services
                 .values()
                 .find(|s| s.name.eq_ignore_ascii_case(service) && s.networks.contains(net))
                 .map(|s| (net, s))
-        });
-        let Some((net, s)) = found else {
-            return if swarm_shaped {
-                Lookup::NxDomain
-            } else {
-                Lookup::Refused
-            };
-        };
+        })?;
         if !tasks && s.mode == EndpointMode::Vip {
-            return match s.vips.iter().find(|(n, _)| n == net) {
+            return Some(match s.vips.iter().find(|(n, _)| n == net) {
                 Some((_, ip)) => Lookup::Vip(*ip),
                 // Not allocated (yet): nothing to answer with.
                 None => Lookup::Tasks(Vec::new()),
-            };
+            });
         }
         let mut addrs: Vec<IpAddr> = s.tasks.iter().filter_map(|t| t.addr_on(net)).collect();
         addrs.sort();
         addrs.dedup();
-        Lookup::Tasks(addrs)
+        Some(Lookup::Tasks(addrs))
     }
 }
 
