@@ -45,6 +45,22 @@ async fn service(h0: &Host, name: &str, on: &str, net: &str, extra: &[&str], arg
     h0.ok(&cmd).await;
 }
 
+/// Two hosts with `--vip-dataplane`, formed; `None` when the test cannot run here (not root, no
+/// `ip`, or no `nft`: Debian's nftables package).
+async fn two_vip_hosts() -> Option<Cluster> {
+    if !multihost_support::which("nft") {
+        multihost_support::skip("no nft (Debian package nftables)");
+        return None;
+    }
+    let mut c = Cluster::new(2, Runtime::Process)?;
+    for i in 0..2 {
+        c.host_mut(i).add_arg("--vip-dataplane");
+    }
+    c.start_all().await;
+    c.form(0, 1).await;
+    Some(c)
+}
+
 /// The VIP of `service` on `net`, as `docker network inspect --verbose` shows it (`docker
 /// service inspect` shows process-runtime services on the host network).
 async fn vip(h0: &Host, net: &str, service: &str) -> String {
@@ -67,14 +83,9 @@ async fn vip(h0: &Host, net: &str, service: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks() {
-    let Some(mut c) = Cluster::new(2, Runtime::Process) else {
+    let Some(c) = two_vip_hosts().await else {
         return;
     };
-    for i in 0..2 {
-        c.host_mut(i).add_arg("--vip-dataplane");
-    }
-    c.start_all().await;
-    c.form(0, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let (echo, _) = scripts(dir.path());
     let client = dir.path().join("vip_client.py");
@@ -202,14 +213,9 @@ async fn in_ns(h: &Host, prog: &str, args: &[&str]) -> String {
 /// is gone; the table is back, with the VIPs of its current tasks' networks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vip_rules_are_removed_at_stop_and_stale_ones_at_start() {
-    let Some(mut c) = Cluster::new(2, Runtime::Process) else {
+    let Some(mut c) = two_vip_hosts().await else {
         return;
     };
-    for i in 0..2 {
-        c.host_mut(i).add_arg("--vip-dataplane");
-    }
-    c.start_all().await;
-    c.form(0, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let (echo, _) = scripts(dir.path());
     let h0 = c.host(0);

@@ -396,59 +396,6 @@ impl RoutingMesh {
         self.shared.names.subscribe()
     }
 
-    /// The address of the resolver of `task` (a task on this node attached to `scope`, its
-    /// networks in attachment order): started at the first call, kept until
-    /// [`RoutingMesh::release_resolver`] or the mesh stops. Must run inside a tokio runtime.
-    pub fn resolver_for(&self, task: Id, scope: Vec<Id>) -> io::Result<SocketAddr> {
-        let mut map = self
-            .shared
-            .resolvers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = map.get(&task) {
-            if r.scope == scope {
-                return Ok(r.addr);
-            }
-        }
-        let r = resolver::start(scope, self.shared.names.subscribe())?;
-        let addr = r.addr;
-        map.insert(task, r);
-        Ok(addr)
-    }
-
-    /// Stops the resolver of `task`, if it has one.
-    pub fn release_resolver(&self, task: &Id) {
-        self.shared
-            .resolvers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(task);
-    }
-
-    /// Where `task`, a running task of `service` on this node, is reached on `port`, for a
-    /// VIP stream from another node; else why not.
-    pub fn local_service_backend(
-        &self,
-        service: &Id,
-        task: &Id,
-        port: u16,
-    ) -> Result<SocketAddr, String> {
-        let names = self.shared.names.borrow().clone();
-        let s = names
-            .services
-            .get(service)
-            .ok_or_else(|| format!("service {service} is not known here"))?;
-        let t = s
-            .tasks
-            .iter()
-            .find(|t| t.task == *task)
-            .ok_or_else(|| format!("task {task} is no running task of service {service}"))?;
-        if self.shared.node.is_some() && t.node.is_some() && t.node != self.shared.node {
-            return Err(format!("task {task} does not run on this node"));
-        }
-        Ok(SocketAddr::new(t.addr, port))
-    }
-
     /// Copies bytes between a local task's connection and a mesh stream until both sides are
     /// done, an error, or the mesh stops.
     pub async fn pipe_stream(&self, task: TcpStream, send: SendStream, recv: RecvStream) {

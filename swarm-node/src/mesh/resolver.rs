@@ -19,6 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::dns::{answer, Transport};
 use super::names::NameView;
+use super::RoutingMesh;
 
 /// A TCP connection without a complete query for this long is closed.
 pub(crate) const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -38,6 +39,37 @@ pub(crate) struct TaskResolver {
 impl Drop for TaskResolver {
     fn drop(&mut self) {
         self.serve.abort();
+    }
+}
+
+impl RoutingMesh {
+    /// The address of the resolver of `task` (a task on this node attached to `scope`, its
+    /// networks in attachment order): started at the first call, kept until
+    /// [`RoutingMesh::release_resolver`] or the mesh stops. Must run inside a tokio runtime.
+    pub fn resolver_for(&self, task: Id, scope: Vec<Id>) -> io::Result<SocketAddr> {
+        let mut map = self
+            .shared
+            .resolvers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = map.get(&task) {
+            if r.scope == scope {
+                return Ok(r.addr);
+            }
+        }
+        let r = start(scope, self.shared.names.subscribe())?;
+        let addr = r.addr;
+        map.insert(task, r);
+        Ok(addr)
+    }
+
+    /// Stops the resolver of `task`, if it has one.
+    pub fn release_resolver(&self, task: &Id) {
+        self.shared
+            .resolvers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(task);
     }
 }
 

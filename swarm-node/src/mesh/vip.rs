@@ -215,6 +215,32 @@ async fn install(
     Ok(())
 }
 
+impl super::RoutingMesh {
+    /// Where `task`, a running task of `service` on this node, is reached on `port`, for a
+    /// VIP stream from another node; else why not.
+    pub fn local_service_backend(
+        &self,
+        service: &Id,
+        task: &Id,
+        port: u16,
+    ) -> Result<SocketAddr, String> {
+        let names = self.shared.names.borrow().clone();
+        let s = names
+            .services
+            .get(service)
+            .ok_or_else(|| format!("service {service} is not known here"))?;
+        let t = s
+            .tasks
+            .iter()
+            .find(|t| t.task == *task)
+            .ok_or_else(|| format!("task {task} is no running task of service {service}"))?;
+        if self.shared.node.is_some() && t.node.is_some() && t.node != self.shared.node {
+            return Err(format!("task {task} does not run on this node"));
+        }
+        Ok(SocketAddr::new(t.addr, port))
+    }
+}
+
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let turns: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
