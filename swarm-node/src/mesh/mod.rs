@@ -138,7 +138,7 @@ use tokio::task::JoinHandle;
 use crate::backend::PortCheck;
 use crate::net::mesh::MeshPeers;
 pub use dns::{answer as answer_dns, DnsError, Transport as DnsTransport};
-pub use names::{Lookup, NameView, NamedService, NamedTask};
+pub use names::{Lookup, NameView, NamedNode, NamedService, NamedTask};
 use route::Route;
 pub use runtime::ResolverRuntime;
 pub use table::backend_addr;

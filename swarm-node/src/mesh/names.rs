@@ -11,7 +11,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 use swarm_core::objects::service::{EndpointMode, Protocol};
-use swarm_core::objects::task::task_name;
 use swarm_core::{Event, Id, Network, Node, Object, Service, Store, Task};
 
 use super::table::{backend_addr, NodeRoute};
@@ -23,6 +22,17 @@ pub struct NameView {
     pub networks: BTreeMap<Id, String>,
     /// Services by id.
     pub services: BTreeMap<Id, NamedService>,
+    /// The nodes running tasks: where each one's swarm listener is reached, and its role.
+    pub nodes: BTreeMap<Id, NamedNode>,
+}
+
+/// A node running tasks, as the VIP proxy reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedNode {
+    /// Where its swarm listener is reached (None: it reported none).
+    pub addr: Option<SocketAddr>,
+    /// Whether it is a manager (the role its certificate must name).
+    pub manager: bool,
 }
 
 /// One service as the resolver and the VIP proxy see it.
@@ -42,19 +52,14 @@ pub struct NamedService {
     pub tasks: Vec<NamedTask>,
 }
 
-/// A running task of a service.
+/// A running task of a service. Kept small: the view travels whole (a 16 MiB item of
+/// `mesh.v1.routes` holds about 150,000 process-runtime tasks).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamedTask {
     /// The task.
     pub task: Id,
-    /// Docker's task name, `<service>.<slot>.<task id>`.
-    pub name: String,
-    /// The node running it.
+    /// The node running it ([`NameView::nodes`]).
     pub node: Option<Id>,
-    /// Where that node's swarm listener is reached (None: it reported none).
-    pub node_addr: Option<SocketAddr>,
-    /// Whether that node is a manager.
-    pub node_manager: bool,
     /// The address its own node connects to (the mesh's backend address).
     pub addr: IpAddr,
     /// Every address its runtime reported, with its swarm network (None: the runtime's own
@@ -65,13 +70,14 @@ pub struct NamedTask {
 impl NamedTask {
     /// The address a task on `network` reaches this task at: its address on that network; else,
     /// when its runtime reported no swarm-network address (the process runtime: tasks share
-    /// their node's network), its node's address; else its first address.
-    pub fn addr_on(&self, network: &Id) -> Option<IpAddr> {
+    /// their node's network), its node's address (from `nodes`); else its first address.
+    pub fn addr_on(&self, network: &Id, nodes: &BTreeMap<Id, NamedNode>) -> Option<IpAddr> {
         if let Some((_, a)) = self.addrs.iter().find(|(n, _)| n.as_ref() == Some(network)) {
             return Some(*a);
         }
         if self.addrs.iter().all(|(n, _)| n.is_none()) {
-            if let Some(node) = self.node_addr {
+            let node = self.node.and_then(|n| nodes.get(&n)).and_then(|n| n.addr);
+            if let Some(node) = node {
                 return Some(node.ip());
             }
         }
@@ -101,10 +107,7 @@ impl NameView {
             .iter::<Network>()
             .map(|n| (n.id, n.spec.annotations.name.clone()))
             .collect();
-        let nodes: BTreeMap<Id, NodeRoute> = store
-            .iter::<Node>()
-            .map(|n| (n.id, NodeRoute::of(n)))
-            .collect();
+        let mut nodes: BTreeMap<Id, NamedNode> = BTreeMap::new();
         let mut services: BTreeMap<Id, NamedService> = store
             .iter::<Service>()
             .map(|s| (s.id, named_service(s)))
@@ -116,16 +119,21 @@ impl NameView {
             let Some(s) = services.get_mut(&t.service_id) else {
                 continue;
             };
-            let n = t
-                .node_id
-                .and_then(|n| nodes.get(&n).copied())
-                .unwrap_or_default();
+            if let Some(id) = t.node_id {
+                nodes.entry(id).or_insert_with(|| {
+                    let r = store
+                        .get::<Node>(&id)
+                        .map(|n| NodeRoute::of(n))
+                        .unwrap_or_default();
+                    NamedNode {
+                        addr: r.addr,
+                        manager: r.manager,
+                    }
+                });
+            }
             s.tasks.push(NamedTask {
                 task: t.id,
-                name: task_name(&s.name, t.slot, t.node_id.as_ref(), &t.id),
                 node: t.node_id,
-                node_addr: n.addr,
-                node_manager: n.manager,
                 addr,
                 addrs: t
                     .status
@@ -135,7 +143,11 @@ impl NameView {
                     .collect(),
             });
         }
-        NameView { networks, services }
+        NameView {
+            networks,
+            services,
+            nodes,
+        }
     }
 
     /// The service whose VIP is `ip`, with the network it is on.
@@ -225,7 +237,11 @@ impl NameView {
                 None => Lookup::Tasks(Vec::new()),
             });
         }
-        let mut addrs: Vec<IpAddr> = s.tasks.iter().filter_map(|t| t.addr_on(net)).collect();
+        let mut addrs: Vec<IpAddr> = s
+            .tasks
+            .iter()
+            .filter_map(|t| t.addr_on(net, &self.nodes))
+            .collect();
         addrs.sort();
         addrs.dedup();
         Some(Lookup::Tasks(addrs))
@@ -306,10 +322,7 @@ pub(crate) mod tests {
     fn task(n: u128, addrs: Vec<(Option<Id>, IpAddr)>) -> NamedTask {
         NamedTask {
             task: id(n),
-            name: format!("t.{n}"),
             node: Some(id(50)),
-            node_addr: Some("10.213.0.1:2377".parse().unwrap()),
-            node_manager: true,
             addr: addrs[0].1,
             addrs,
         }
@@ -327,6 +340,13 @@ pub(crate) mod tests {
             tasks,
         };
         let mut v = NameView::default();
+        v.nodes.insert(
+            id(50),
+            NamedNode {
+                addr: Some("10.213.0.1:2377".parse().unwrap()),
+                manager: true,
+            },
+        );
         v.networks.insert(id(1), "front".into());
         v.networks.insert(id(2), "back".into());
         v.services.insert(

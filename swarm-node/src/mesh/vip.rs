@@ -255,13 +255,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// The backend a VIP connection on `port` may go to: `t` as the mesh names it.
-fn backend(t: &NamedTask, port: u16) -> Backend {
+fn backend(view: &NameView, t: &NamedTask, port: u16) -> Backend {
+    let node = t.node.and_then(|n| view.nodes.get(&n));
     Backend {
         task: t.task,
         node: t.node,
         addr: SocketAddr::new(t.addr, port),
-        node_addr: t.node_addr,
-        node_manager: t.node_manager,
+        node_addr: node.and_then(|n| n.addr),
+        node_manager: node.is_some_and(|n| n.manager),
     }
 }
 
@@ -298,7 +299,7 @@ async fn proxy(client: TcpStream, shared: Arc<Shared>, turns: Arc<Mutex<HashMap<
     let buffer = shared.config.copy_buffer;
     let mut stop = shared.stop.subscribe();
     for i in 0..n {
-        let b = backend(&s.tasks[(first + i) % n], dst.port());
+        let b = backend(&view, &s.tasks[(first + i) % n], dst.port());
         if !super::is_local(shared.node, &b) {
             let Some(peers) = &shared.peers else { continue };
             match peers.open_service(service, key, &b, timeout).await {
