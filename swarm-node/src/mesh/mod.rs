@@ -91,8 +91,8 @@
 //!   node's network, so networks isolate names and which VIPs a node serves, not packets.
 //! - VIPs carry TCP only (no UDP), IPv4 only, and only connections opened on the node itself
 //!   (nat OUTPUT: the process runtime; bridged containers would need PREROUTING).
-//! - The names view travels whole on every change, not as diffs (about 90 bytes per running
-//!   process-runtime task: some 150,000 tasks fit one 16 MiB `mesh.v1.routes` item; beyond
+//! - The names view travels whole on every change, not as diffs (about 80 bytes per running
+//!   process-runtime task: some 200,000 tasks fit one 16 MiB `mesh.v1.routes` item; beyond
 //!   that the workers' stream fails and they keep their last view), and a manager rebuilds it
 //!   whole (at most every 200 ms, after events that may change it).
 //! - No preference for local tasks, no weighting by node load.

@@ -53,7 +53,7 @@ pub struct NamedService {
 }
 
 /// A running task of a service. Kept small: the view travels whole (a 16 MiB item of
-/// `mesh.v1.routes` holds about 150,000 process-runtime tasks).
+/// `mesh.v1.routes` holds about 200,000 process-runtime tasks).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamedTask {
     /// The task.
