@@ -94,6 +94,9 @@ pub struct DaemonConfig {
     pub hostname: Option<String>,
     /// The address the routing mesh binds published ports on (default `0.0.0.0`).
     pub mesh_addr: IpAddr,
+    /// Carry connections to service VIPs in the kernel's nat table and the mesh's VIP proxy
+    /// (root, Linux; `crate::mesh::vip`). Default off.
+    pub vip_dataplane: bool,
     /// The executable that supervises each process-runtime task (`<it> supervise <socket>`;
     /// `swarm-node run` sets its own binary). With one, tasks outlive the daemon and a restart
     /// adopts them; without (the default, for in-process embedders) tasks are the daemon's
@@ -140,6 +143,7 @@ impl DaemonConfig {
             dispatcher: DispatcherOptions::default(),
             hostname: None,
             mesh_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            vip_dataplane: false,
             supervisor: None,
             listen_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             listen_addr_fixed: true,

@@ -264,6 +264,12 @@ impl Daemon {
         };
         let host = describe_host(config.hostname.as_deref());
         let slot = ManagerSlot::default();
+        let mesh_slot = MeshSlot::default();
+        // Tasks sharing the node's network get their resolver's address (mesh/runtime.rs).
+        let runtime: Arc<dyn Runtime> = Arc::new(crate::mesh::ResolverRuntime::new(
+            runtime,
+            mesh_slot.clone(),
+        ));
         let daemon = Arc::new(Daemon {
             config,
             runtime,
@@ -278,7 +284,7 @@ impl Daemon {
             members: Arc::new(StoreMembers::new(slot.clone())),
             raft_target: RaftTarget::new(Arc::new(StoreMembers::new(slot.clone()))),
             slot,
-            mesh_slot: MeshSlot::default(),
+            mesh_slot,
             lock: std::sync::Mutex::new(Some(lock)),
             me: std::sync::OnceLock::new(),
         });
@@ -485,6 +491,18 @@ impl Daemon {
                 self.net_dispatcher_options(),
             )
         });
+        // Before the worker: its tasks' resolvers come from the mesh (`mesh::ResolverRuntime`).
+        // With a listener the mesh forwards to the other nodes' tasks (and they to this one's).
+        let mesh_node = net.as_ref().map(|_| MeshNode {
+            id: node_id,
+            peers: Arc::new(MeshPeers::new(client.clone(), DEFAULT_MAX_STREAMS)),
+        });
+        let mesh = RoutingMesh::start_node(
+            MeshSource::Store(manager.store().clone()),
+            self.mesh_config(),
+            mesh_node,
+        );
+        self.mesh_slot.set(Some(mesh.clone()));
         let mut worker = Worker::start(
             node_id,
             self.host.clone(),
@@ -506,17 +524,6 @@ impl Daemon {
                 Arc::new(move || crate::net::node::store_managers(&store)),
             );
         }
-        // With a listener the mesh forwards to the other nodes' tasks (and they to this one's).
-        let mesh_node = net.as_ref().map(|_| MeshNode {
-            id: node_id,
-            peers: Arc::new(MeshPeers::new(client.clone(), DEFAULT_MAX_STREAMS)),
-        });
-        let mesh = RoutingMesh::start_node(
-            MeshSource::Store(manager.store().clone()),
-            self.mesh_config(),
-            mesh_node,
-        );
-        self.mesh_slot.set(Some(mesh.clone()));
         let access = ClusterAccess {
             store: manager.store().clone(),
             proposer: manager.proposer(),
@@ -617,6 +624,7 @@ impl Daemon {
             addr: self.config.mesh_addr,
             // Tasks on the host network (process runtime) listen on the host's ports.
             shared_host_network: self.runtime.capabilities().host_network,
+            vip_dataplane: self.config.vip_dataplane,
             ..MeshConfig::default()
         }
     }

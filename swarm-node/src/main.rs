@@ -106,6 +106,10 @@ struct SwarmAddrs {
     /// The hostname this node reports (default: the host's)
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
+    /// Route connections to service VIPs through the routing mesh (root, Linux: adds the VIPs
+    /// to lo and an nftables redirect, removed at stop); one daemon per network namespace
+    #[arg(long)]
+    vip_dataplane: bool,
 }
 
 #[derive(Subcommand)]
@@ -346,6 +350,7 @@ async fn run(
     config.runtime = runtime;
     config.init = init;
     config.mesh_addr = mesh_addr;
+    config.vip_dataplane = swarm.vip_dataplane;
     // Tasks of the process runtime run under `swarm-node supervise` and outlive the daemon.
     // Resolved now: a binary replaced in place later still starts supervisors by this path.
     match std::env::current_exe() {

@@ -17,10 +17,12 @@ use swarm_core::store::WatchError;
 use swarm_core::{Event, ObjectKind, SharedStore, WatchFilter};
 use swarm_net::rpc::{Client, Peer};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
+use super::names::{self, NameView};
 use super::route::Route;
 use super::table::{RouteChange, RouteTable};
-use super::view::{self, MeshView};
+use super::view::{self, MeshView, ViewUpdate};
 use super::{tcp, udp, PortKey, Shared};
 use crate::net::mesh::MESH_ROUTES;
 
@@ -30,8 +32,16 @@ const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(200);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(3);
 
 fn filter() -> WatchFilter {
-    WatchFilter::kinds(&[ObjectKind::Service, ObjectKind::Task, ObjectKind::Node])
+    WatchFilter::kinds(&[
+        ObjectKind::Service,
+        ObjectKind::Task,
+        ObjectKind::Node,
+        ObjectKind::Network,
+    ])
 }
+
+/// The names view is rebuilt at most this often (a rebuild reads every service and task).
+const NAMES_EVERY: Duration = Duration::from_millis(200);
 
 /// Runs until `shared.stop` is set or the store is dropped.
 pub(crate) async fn run(shared: Arc<Shared>, store: SharedStore) {
@@ -40,18 +50,28 @@ pub(crate) async fn run(shared: Arc<Shared>, store: SharedStore) {
     let mut listeners: HashMap<PortKey, JoinHandle<()>> = HashMap::new();
     let mut current = MeshView::new();
     let ((), mut watcher) = store.view_and_watch(filter(), |s| table.handle_reset(s));
+    let mut names_dirty = true;
+    let mut names_at: Option<Instant> = None;
     loop {
         let changes = table.poll_changes();
         publish(&shared, &mut current, &changes);
         apply(&shared, &mut listeners, changes).await;
+        if names_dirty && names_at.is_none_or(|t| t.elapsed() >= NAMES_EVERY) {
+            publish_names(&shared, &store);
+            names_dirty = false;
+            names_at = Some(Instant::now());
+        }
+        let names_due = names_at.filter(|_| names_dirty).map(|t| t + NAMES_EVERY);
         let events = tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => break,
+            () = sleep_until_some(names_due) => continue,
             r = watcher.recv_many() => r,
         };
         match events {
             Ok(events) if !events.iter().any(|e| matches!(e, Event::Reset { .. })) => {
                 for e in &events {
+                    names_dirty |= names::affects(e);
                     table.handle_event(e);
                 }
             }
@@ -59,11 +79,20 @@ pub(crate) async fn run(shared: Arc<Shared>, store: SharedStore) {
                 tracing::debug!("routing mesh: store reset or watch lagged; re-reading the store");
                 let ((), w) = store.view_and_watch(filter(), |s| table.handle_reset(s));
                 watcher = w;
+                names_dirty = true;
             }
             Err(WatchError::Closed) => break,
         }
     }
     close_all(&shared, listeners).await;
+}
+
+/// Sleeps until `at`; never returns without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Closes every listener and waits until each socket is closed.
@@ -82,6 +111,20 @@ fn publish(shared: &Shared, current: &mut MeshView, changes: &[RouteChange]) {
     }
     view::apply_changes(current, changes);
     shared.view.send_replace(Arc::new(current.clone()));
+}
+
+/// Rebuilds the names view from the store and publishes it if it changed. The whole view is
+/// rebuilt (linear in services and tasks), after events that may change it
+/// ([`names::affects`]), at most every [`NAMES_EVERY`].
+fn publish_names(shared: &Shared, store: &SharedStore) {
+    let names = store.view(NameView::build);
+    shared.names.send_if_modified(|old| {
+        if **old == names {
+            return false;
+        }
+        *old = Arc::new(names);
+        true
+    });
 }
 
 /// A node without a store: subscribes to one manager's view at a time (`managers()` in turn,
@@ -113,6 +156,10 @@ pub(crate) async fn run_remote(
                         _ = stop.wait_for(|s| *s) => break 'subscribe,
                     };
                     match item {
+                        Some(Ok(ViewUpdate::Names(names))) => {
+                            wait = RESUBSCRIBE_FIRST;
+                            shared.names.send_replace(Arc::new(names));
+                        }
                         Some(Ok(update)) => {
                             wait = RESUBSCRIBE_FIRST;
                             let changes = view::receive(&mut current, update);

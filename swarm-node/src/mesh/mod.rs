@@ -57,9 +57,44 @@
 //!   a port the control layer asks whether this node can serve it; the mesh tries to bind it (see
 //!   [`RoutingMesh::check`](PortCheck::check)).
 //!
+//! # Service names and VIPs (issue 16, deliverable 2)
+//! Every node also knows every service's name, endpoint mode, networks, virtual IPs (allocated
+//! in the store, `Endpoint.virtual_ips`) and running tasks: the [`NameView`], which a manager
+//! rebuilds from its store after each batch of events and sends whole to the workers on the same
+//! `mesh.v1.routes` stream ([`ViewUpdate::Names`]).
+//! - **Resolver** (DNS over UDP and TCP, `dns.rs`, `resolver.rs`): what Docker's embedded DNS
+//!   answers, for a task attached to some networks: `<service>` and `<service>.<network>` give
+//!   the service's VIP on the first of the task's networks the service is on (endpoint mode
+//!   `vip`, the default; TTL 600 s) or, with `--endpoint-mode dnsrr`, its running tasks'
+//!   addresses (TTL 0); `tasks.<service>` gives every running task's address. A task's address
+//!   is the one its runtime reported on that network; a process-runtime task shares its node's
+//!   network and is given as its node's address. A service on none of the querier's networks
+//!   is NXDOMAIN (isolation), as is any unknown single-label, `tasks.` or `.<network>` name;
+//!   every other name is REFUSED (not forwarded: list the host's resolver after this one).
+//!   The process runtime's tasks share the node's network, so the resolver cannot tell who asks
+//!   by address: each task gets its own resolver port on 127.0.0.1 (UDP and TCP), named in its
+//!   environment as [`RESOLVER_ENV`]` = 127.0.0.1:<port>` ([`ResolverRuntime`]), answering for
+//!   that task's networks; it closes when the task is removed. (Tasks adopted after a daemon
+//!   restart keep a port that no longer answers.) The docker runtime's containers keep the
+//!   engine's own DNS and aliases.
+//! - **VIP data plane** (`vip.rs`, `--vip-dataplane`, root): connections from this node to a
+//!   VIP reach a running task of its service on the same port, anywhere: the VIPs of the
+//!   networks this node's tasks are attached to are added to `lo` and an nftables table
+//!   redirects TCP to them into one proxy listener, which reads the original destination and
+//!   connects to a task (round robin; local directly, remote through a `mesh.v1.connect` stream
+//!   naming the service, which the receiving node accepts only for a running task of that
+//!   service on itself). Rules are removed at stop, and stale ones at start.
+//!
 //! # What it does not do
-//! - No kernel fast path (IPVS, nftables/iptables DNAT): every byte goes through this process,
-//!   also locally. No virtual IPs or service DNS (issue 16's deliverable 2), no overlay network.
+//! - No kernel fast path (IPVS, nftables/iptables DNAT) for published ports: every byte goes
+//!   through this process, also locally. No overlay network: process-runtime tasks share their
+//!   node's network, so networks isolate names and which VIPs a node serves, not packets.
+//! - VIPs carry TCP only (no UDP), IPv4 only, and only connections opened on the node itself
+//!   (nat OUTPUT: the process runtime; bridged containers would need PREROUTING).
+//! - The names view travels whole on every change, not as diffs (about 80 bytes per running
+//!   process-runtime task: some 200,000 tasks fit one 16 MiB `mesh.v1.routes` item; beyond
+//!   that the workers' stream fails and they keep their last view), and a manager rebuilds it
+//!   whole (at most every 200 ms, after events that may change it).
 //! - No preference for local tasks, no weighting by node load.
 //! - Client source addresses are not preserved (backends see the mesh's address, or the task's
 //!   node's for remote connections), as with Docker's ingress SNAT.
@@ -72,17 +107,26 @@
 //!   opening/closing listeners;
 //! - `route.rs`: one published port's live backend list, shared with its listener;
 //! - `tcp.rs`, `udp.rs`: the proxies (`tcp::pipe`: a TCP connection over a mesh stream);
-//!   `datagram.rs`: a UDP flow over a mesh stream.
+//!   `datagram.rs`: a UDP flow over a mesh stream;
+//! - `names.rs`: the [`NameView`] and name lookup (pure); `dns.rs`: DNS messages (pure,
+//!   `hickory-proto`); `resolver.rs`: the per-task resolver sockets; `runtime.rs`:
+//!   [`ResolverRuntime`], which puts a task's resolver address in its environment;
+//! - `vip.rs`: the VIP data plane.
 
 mod datagram;
+mod dns;
 mod driver;
+mod names;
+mod resolver;
 mod route;
+mod runtime;
 mod table;
 mod tcp;
 mod udp;
 mod view;
+pub mod vip;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,10 +141,17 @@ use tokio::task::JoinHandle;
 
 use crate::backend::PortCheck;
 use crate::net::mesh::MeshPeers;
+pub use dns::{answer as answer_dns, DnsError, Transport as DnsTransport};
+pub use names::{Lookup, NameView, NamedNode, NamedService, NamedTask};
 use route::Route;
+pub use runtime::ResolverRuntime;
 pub use table::backend_addr;
 pub(crate) use udp::connected as connect_udp;
 pub use view::{Backend, MeshView, ViewUpdate, MESH_ADDR_LABEL};
+
+/// The environment variable naming a task's resolver (`127.0.0.1:<port>`, UDP and TCP), set for
+/// every task of a runtime whose tasks share the node's network (the process runtime).
+pub const RESOLVER_ENV: &str = "SWARM_RESOLVER";
 
 /// A published port: its number and protocol.
 #[derive(
@@ -140,6 +191,9 @@ pub struct MeshConfig {
     pub max_udp_sessions: usize,
     /// How often a port that could not be bound is tried again (default 3 s).
     pub rebind_interval: Duration,
+    /// Carry connections to service VIPs (root, Linux: `lo` addresses and an nftables
+    /// redirect, see `vip.rs`; default off).
+    pub vip_dataplane: bool,
 }
 
 impl Default for MeshConfig {
@@ -153,6 +207,7 @@ impl Default for MeshConfig {
             udp_idle_timeout: Duration::from_secs(30),
             max_udp_sessions: 4096,
             rebind_interval: Duration::from_secs(3),
+            vip_dataplane: false,
         }
     }
 }
@@ -205,6 +260,10 @@ pub(crate) struct Shared {
     view: watch::Sender<Arc<MeshView>>,
     /// Whether the view comes from a store (only then is it served to other nodes).
     from_store: bool,
+    /// The services' names, VIPs and tasks, as the driver last applied them.
+    names: watch::Sender<Arc<NameView>>,
+    /// The resolvers of this node's tasks, by task.
+    resolvers: Mutex<HashMap<Id, resolver::TaskResolver>>,
 }
 
 /// Whether `backend` runs on `node` (a single host, `None`, has only local backends).
@@ -229,6 +288,8 @@ impl Shared {
 pub struct RoutingMesh {
     shared: Arc<Shared>,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// The VIP data plane, when configured.
+    vip: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RoutingMesh {
@@ -253,7 +314,13 @@ impl RoutingMesh {
             peers: node.map(|n| n.peers),
             view: watch::channel(Arc::new(MeshView::new())).0,
             from_store: matches!(source, MeshSource::Store(_)),
+            names: watch::channel(Arc::new(NameView::default())).0,
+            resolvers: Mutex::new(HashMap::new()),
         });
+        let vip = shared
+            .config
+            .vip_dataplane
+            .then(|| tokio::spawn(vip::serve(shared.clone())));
         let driver = match source {
             MeshSource::Store(store) => tokio::spawn(driver::run(shared.clone(), store)),
             MeshSource::Managers { client, managers } => {
@@ -263,6 +330,7 @@ impl RoutingMesh {
         Arc::new(RoutingMesh {
             shared,
             driver: Mutex::new(Some(driver)),
+            vip: Mutex::new(vip),
         })
     }
 
@@ -284,11 +352,15 @@ impl RoutingMesh {
         }
         let mut stop = self.shared.stop.subscribe();
         let mut rx = self.shared.view.subscribe();
+        let mut names = self.shared.names.subscribe();
         let mut last = rx.borrow_and_update().clone();
         out.send(&view::full(&last)).await?;
+        let mut last_names = names.borrow_and_update().clone();
+        out.send(&ViewUpdate::Names((*last_names).clone())).await?;
         loop {
             tokio::select! {
                 r = rx.changed() => if r.is_err() { break },
+                r = names.changed() => if r.is_err() { break },
                 _ = stop.wait_for(|s| *s) => break,
             }
             let new = rx.borrow_and_update().clone();
@@ -296,6 +368,11 @@ impl RoutingMesh {
                 out.send(&update).await?;
             }
             last = new;
+            let new_names = names.borrow_and_update().clone();
+            if !Arc::ptr_eq(&new_names, &last_names) && new_names != last_names {
+                out.send(&ViewUpdate::Names((*new_names).clone())).await?;
+            }
+            last_names = new_names;
         }
         Err(Status::new(Code::Unavailable, "the routing mesh stopped"))
     }
@@ -316,6 +393,11 @@ impl RoutingMesh {
             return Err(format!("task {task} does not run on this node"));
         }
         Ok(b)
+    }
+
+    /// The names view the resolvers and the VIP proxy answer from now, and its changes.
+    pub fn names(&self) -> watch::Receiver<Arc<NameView>> {
+        self.shared.names.subscribe()
     }
 
     /// Copies bytes between a local task's connection and a mesh stream until both sides are
@@ -351,6 +433,15 @@ impl RoutingMesh {
         if let Some(d) = driver {
             let _ = d.await;
         }
+        let vip = self.vip.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(v) = vip {
+            let _ = v.await;
+        }
+        self.shared
+            .resolvers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// The configuration it runs with.

@@ -49,14 +49,14 @@ struct Route {
 
 /// What the table knows of a node: where its swarm listener is reached and its role.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct NodeRoute {
-    addr: Option<SocketAddr>,
-    manager: bool,
+pub(crate) struct NodeRoute {
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) manager: bool,
 }
 
 impl NodeRoute {
     /// The address the node reports under [`MESH_ADDR_LABEL`], else its raft address.
-    fn of(n: &Node) -> NodeRoute {
+    pub(crate) fn of(n: &Node) -> NodeRoute {
         let label = n
             .description
             .as_ref()

@@ -6,8 +6,8 @@
 //! through a stream to the task's node. The wire form is a [`ViewUpdate`]: the full view first,
 //! then the ports that changed ([`diff`]). Pure: no I/O.
 //!
-//! # What it does not do
-//! It carries no service names or VIPs (deliverable 2 of issue 16), only published ports.
+//! The services' names, VIPs and tasks travel beside it, whole, as [`ViewUpdate::Names`]
+//! (`names.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use swarm_core::Id;
 
+use super::names::NameView;
 use super::table::RouteChange;
 use super::PortKey;
 
@@ -52,6 +53,9 @@ pub enum ViewUpdate {
     Full(Vec<(PortKey, Vec<Backend>)>),
     /// Ports published or re-pointed (`Some`) or no longer published (`None`).
     Changes(Vec<(PortKey, Option<Vec<Backend>>)>),
+    /// The services' names, VIPs and running tasks, whole (after the first full view, and
+    /// again whenever they change).
+    Names(NameView),
 }
 
 /// Applies route-table changes to `view`.
@@ -107,6 +111,8 @@ pub(crate) fn receive(view: &mut MeshView, update: ViewUpdate) -> Vec<RouteChang
                 changes.push(RouteChange::Publish { key, backends });
             }
         }
+        // Names change no route: the caller keeps them.
+        ViewUpdate::Names(_) => {}
         ViewUpdate::Changes(ports) => {
             for (key, backends) in ports {
                 changes.push(match backends {

@@ -11,7 +11,10 @@
 //!   address and target port itself (the caller never names an address), then, for a TCP port,
 //!   bytes are copied both ways with half-close passed on; for a UDP port the stream carries one
 //!   client flow, each datagram a length-prefixed frame, relayed through a socket connected to
-//!   the task (`mesh::datagram`).
+//!   the task (`mesh::datagram`). A stream naming a service instead carries a connection to
+//!   that service's VIP (`mesh::vip`): accepted only if T is, in the receiving node's own view, a
+//!   running task of that service on this node; it connects to T on the port the client
+//!   connected to on the VIP.
 //!
 //! # Policy
 //! - A node opens at most [`MeshPeers::max_streams`] mesh streams to one peer at once (the QUIC
@@ -21,7 +24,7 @@
 //! - A lost peer fails the streams through it, and only those: their client connections close.
 //!
 //! # What it does not do
-//! No VIPs, no SCTP.
+//! No UDP to VIPs, no SCTP.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -54,10 +57,13 @@ pub const MESH_CONNECT: Duplex<MeshConnect> = Duplex::new("mesh.v1.connect", Acc
 /// The header of a `mesh.v1.connect` stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeshConnect {
-    /// The published port the client connected to.
+    /// Without `service`: the published port the client connected to. With it: the port the
+    /// client connected to on the service's VIP (the task's port; TCP only).
     pub key: PortKey,
     /// The task chosen for it, which must run on the receiving node.
     pub task: Id,
+    /// A connection to this service's VIP: the task must be a running task of it.
+    pub service: Option<Id>,
 }
 
 /// The node's routing mesh, as the listener's routes see it (empty while none runs).
@@ -111,7 +117,20 @@ pub fn mesh_routes(router: Router, slot: MeshSlot) -> Router {
 
 /// The receiving side of `mesh.v1.connect`.
 async fn serve_connect(mesh: &RoutingMesh, ctx: CallContext, h: MeshConnect, call: DuplexCall) {
-    let backend = match mesh.local_backend(h.key, &h.task) {
+    let found = match h.service {
+        Some(_) if h.key.protocol != Protocol::Tcp => Err("VIPs carry TCP only".to_string()),
+        Some(service) => mesh
+            .local_service_backend(&service, &h.task, h.key.port)
+            .map(|addr| Backend {
+                task: h.task,
+                node: None,
+                addr,
+                node_addr: None,
+                node_manager: false,
+            }),
+        None => mesh.local_backend(h.key, &h.task),
+    };
+    let backend = match found {
         Ok(b) => b,
         Err(why) => {
             tracing::debug!(remote = %ctx.remote, key = %h.key, task = %h.task, "routing mesh: stream refused: {why}");
@@ -209,6 +228,28 @@ impl MeshPeers {
         backend: &Backend,
         timeout: Duration,
     ) -> Result<MeshStream, String> {
+        self.open_header(key, None, backend, timeout).await
+    }
+
+    /// Opens a stream to `backend`'s node for a connection to `service`'s VIP on port
+    /// `key.port` (TCP), with the same bounds as [`MeshPeers::open`].
+    pub async fn open_service(
+        &self,
+        service: Id,
+        key: PortKey,
+        backend: &Backend,
+        timeout: Duration,
+    ) -> Result<MeshStream, String> {
+        self.open_header(key, Some(service), backend, timeout).await
+    }
+
+    async fn open_header(
+        &self,
+        key: PortKey,
+        service: Option<Id>,
+        backend: &Backend,
+        timeout: Duration,
+    ) -> Result<MeshStream, String> {
         let (Some(node), Some(addr)) = (backend.node, backend.node_addr) else {
             return Err("its node reported no swarm address".into());
         };
@@ -236,6 +277,7 @@ impl MeshPeers {
         let header = MeshConnect {
             key,
             task: backend.task,
+            service,
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let (send, recv) = self

@@ -118,6 +118,7 @@ pub fn scripts(dir: &std::path::Path) -> (String, String) {
     std::fs::write(dir.join("udp_echo.py"), UDP_ECHO).unwrap();
     std::fs::write(dir.join("udp_client.py"), UDP_CLIENT).unwrap();
     std::fs::write(dir.join("canary.py"), CANARY).unwrap();
+    std::fs::write(dir.join("vip_client.py"), VIP_CLIENT).unwrap();
     (
         echo.to_str().unwrap().to_string(),
         client.to_str().unwrap().to_string(),
@@ -139,4 +140,85 @@ try:
     print(s.recv(65536).decode())
 except OSError:
     print("none")
+"#;
+
+/// A task of `multihost_vip`: `vip_client.py <out> <other vip> <other port> <db port>` asks the
+/// resolver named by `$SWARM_RESOLVER` (UDP, and TCP once) for `db`, `tasks.db`, `rr`, `other`
+/// and `other.back`, connects to `db`'s answer on `<db port>` and to `<other vip>:<other port>`,
+/// and every second rewrites `<out>` with one line per check: `<check> <result>` (addresses
+/// comma-separated and sorted, `NXDOMAIN`, `rcode<N>`, the echo's reply, or `error`).
+pub const VIP_CLIENT: &str = r#"
+import os, random, socket, struct, sys, time
+out, other_vip, other_port, db_port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+host, port = os.environ["SWARM_RESOLVER"].rsplit(":", 1)
+port = int(port)
+def recvn(s, n):
+    b = b""
+    while len(b) < n:
+        d = s.recv(n - len(b))
+        if not d:
+            raise OSError("closed")
+        b += d
+    return b
+def query(name, tcp=False):
+    try:
+        q = struct.pack("!HHHHHH", random.randrange(65536), 0x0100, 1, 0, 0, 0)
+        for l in name.split("."):
+            q += bytes([len(l)]) + l.encode()
+        q += b"\0" + struct.pack("!HH", 1, 1)
+        if tcp:
+            s = socket.create_connection((host, port), timeout=2)
+            s.sendall(struct.pack("!H", len(q)) + q)
+            r = recvn(s, struct.unpack("!H", recvn(s, 2))[0])
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            s.sendto(q, (host, port))
+            r = s.recv(4096)
+        s.close()
+        rcode, an = r[3] & 0xF, struct.unpack("!H", r[6:8])[0]
+        i = 12
+        while r[i] != 0:
+            i += r[i] + 1
+        i += 5
+        ips = []
+        for _ in range(an):
+            if r[i] & 0xC0 == 0xC0:
+                i += 2
+            else:
+                while r[i] != 0:
+                    i += r[i] + 1
+                i += 1
+            typ, _, _, rdlen = struct.unpack("!HHIH", r[i:i + 10])
+            i += 10
+            if typ == 1:
+                ips.append(socket.inet_ntoa(r[i:i + 4]))
+            i += rdlen
+        if rcode == 3:
+            return "NXDOMAIN"
+        if rcode:
+            return "rcode%d" % rcode
+        return ",".join(sorted(ips)) or "empty"
+    except OSError:
+        return "error"
+def talk(ip, p):
+    try:
+        s = socket.create_connection((ip, p), timeout=3)
+        s.sendall(b"ping")
+        d = s.recv(100).decode()
+        s.close()
+        return d or "closed"
+    except OSError:
+        return "error"
+while True:
+    db = query("db")
+    lines = ["db " + db, "db.tcp " + query("db", tcp=True), "tasks.db " + query("tasks.db"),
+             "rr " + query("rr"), "other " + query("other"), "other.back " + query("other.back"),
+             "talk.db " + (talk(db, db_port) if db[:1].isdigit() else "unresolved"),
+             "talk.other " + talk(other_vip, other_port)]
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, out)
+    time.sleep(1)
 "#;

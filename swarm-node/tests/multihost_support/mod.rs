@@ -227,6 +227,7 @@ impl Cluster {
                 starts: 0,
                 partitioned: false,
                 env: Vec::new(),
+                args: Vec::new(),
             });
         }
         Ok(())
@@ -312,6 +313,8 @@ pub struct Host {
     partitioned: bool,
     /// Extra environment for the daemon ([`Host::set_env`]).
     env: Vec<(String, String)>,
+    /// Extra arguments of `swarm-node run` ([`Host::add_arg`]).
+    args: Vec<String>,
 }
 
 impl Host {
@@ -320,6 +323,11 @@ impl Host {
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Adds an argument to `swarm-node run` for the daemon's next starts (`--vip-dataplane`).
+    pub fn add_arg(&mut self, arg: &str) {
+        self.args.push(arg.to_string());
     }
 
     /// The host's index in its cluster (its hostname is `host<index>`).
@@ -385,6 +393,7 @@ impl Host {
             .args(["--hostname", &format!("host{}", self.index)])
             // Namespace-local: a plain HTTP endpoint the harness's own checks can reach.
             .args(["--metrics-addr", &format!("0.0.0.0:{METRICS_PORT}")])
+            .args(&self.args)
             .env(
                 "RUST_LOG",
                 std::env::var("MULTIHOST_RUST_LOG")

@@ -98,12 +98,19 @@ pub(crate) fn network_inspect(n: &Network, store: &Store, verbose: bool) -> mode
                 name: Some(node_name(node)),
                 ip: Some(node.status.addr.clone()),
             });
+            // A task whose runtime reported no swarm-network address shares its node's network
+            // (the process runtime): it is reached at its node's address, as the resolver says.
             let ip = t
                 .status
                 .addresses
                 .iter()
                 .find(|a| a.network_id == Some(n.id))
                 .map(|a| a.addr.to_string())
+                .or_else(|| {
+                    let shared = !t.status.addresses.is_empty()
+                        && t.status.addresses.iter().all(|a| a.network_id.is_none());
+                    shared.then(|| node.status.addr.clone())
+                })
                 .unwrap_or_default();
             tasks.push(models::NetworkTaskInfo {
                 name: Some(format!("{}.{}.{}", svc.spec.annotations.name, t.slot, t.id)),
@@ -256,5 +263,24 @@ mod tests {
         assert_eq!(web["Tasks"].as_array().map(Vec::len), Some(1), "{web}");
         assert_eq!(web["Tasks"][0]["EndpointIP"], "10.0.0.7");
         assert_eq!(web["Tasks"][0]["Info"]["Host IP"], "127.0.0.2");
+
+        // A process-runtime task (its address on the node's own network): its node's address.
+        let mut t = Arc::clone(store.get::<swarm_core::Task>(&id(20)).unwrap());
+        Arc::make_mut(&mut t).status.addresses = vec![TaskAddress {
+            network_id: None,
+            addr: "127.0.0.1".parse().unwrap(),
+        }];
+        store
+            .apply(Batch {
+                index: 2,
+                timestamp: Timestamp::default(),
+                actions: vec![StoreAction::Update((*t).clone().into())],
+            })
+            .unwrap();
+        let verbose = serde_json::to_value(network_inspect(&net, &store, true)).unwrap();
+        assert_eq!(
+            verbose["Services"]["web"]["Tasks"][0]["EndpointIP"],
+            "127.0.0.2"
+        );
     }
 }
