@@ -33,11 +33,13 @@
 //! membership changes are not in the workload yet.
 
 pub mod invariants;
+pub mod tap;
 pub mod trace;
 
 mod cluster;
 mod faults;
 mod observe;
+mod ops;
 mod workload;
 
 use std::path::PathBuf;
@@ -122,6 +124,12 @@ pub struct SimReport {
     pub compared_states: usize,
     /// Terms led by two members (see `invariants::leader_per_term`).
     pub shared_terms: usize,
+    /// Slots checked by `update_order` (over every sample).
+    pub slots_checked: usize,
+    /// Assignment sets the dispatchers sent (`secrets_sent`'s input).
+    pub assignment_sets: usize,
+    /// Secrets sent in those sets.
+    pub secrets_sent: usize,
     /// Findings that are not violations in this configuration, with their virtual time.
     pub notes: Vec<String>,
     /// Every trace line, with [`SimConfig::keep_trace`]; empty otherwise.
