@@ -157,3 +157,33 @@ pub(crate) fn draw_skews<'a>(
         .map(|h| (h.clone(), rng.gen_range(-max..=max)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimConfig, VirtualClock, SIM_EPOCH};
+    use swarm_core::Clock;
+
+    #[test]
+    fn skews_are_drawn_from_the_seed_within_the_bound() {
+        let hosts: Vec<String> = ["m0", "m1", "w0"].map(String::from).to_vec();
+        let mut c = SimConfig::new(7, "");
+        c.faults.clock_skew = Duration::from_secs(2);
+        let a = draw_skews(&c, hosts.iter());
+        assert_eq!(a, draw_skews(&c, hosts.iter()), "same seed, same skews");
+        assert_eq!(a.len(), 3);
+        assert!(a.values().all(|s| s.abs() <= 2_000_000_000), "{a:?}");
+        c.seed = 8;
+        assert_ne!(a, draw_skews(&c, hosts.iter()));
+        c.faults.clock_skew = Duration::ZERO;
+        assert!(draw_skews(&c, hosts.iter()).is_empty());
+    }
+
+    #[test]
+    fn a_skewed_clock_is_offset_from_the_shared_virtual_time() {
+        // Outside a simulation the shared virtual time is zero.
+        assert_eq!(VirtualClock::default().now(), SIM_EPOCH);
+        assert_eq!(VirtualClock::skewed(-5).now().0, SIM_EPOCH.0 - 5);
+        assert_eq!(VirtualClock::skewed(7).now().0, SIM_EPOCH.0 + 7);
+    }
+}
