@@ -6,7 +6,8 @@
 //! start-first at random), rollback (`docker service rollback`: the previous spec, read at the
 //! version the rollback is staged at), remove; node drain and activate (at most one node drained
 //! at a time, so the services can still converge); secret rotation (a new secret created, the
-//! service switched to it, the one it replaces removed). Scale, update and rollback carry the
+//! service switched to it, the secrets neither its spec nor its previous spec still references
+//! removed). Scale, update and rollback carry the
 //! service's secret references along (a `docker service update` without `--secret-*` keeps them).
 //!
 //! What `acked_writes` can assert of each: create, scale, update, rollback and remove leave a
@@ -412,14 +413,25 @@ async fn apply(control: &Control, op: Op, plan: Option<RollbackPlan>) -> Result<
                 .map_err(e)?;
             control.sync_reads().await.map_err(e)?;
             let cur = current(&name)?;
+            // After this update the service's previous spec is its current one, so the secrets
+            // only its previous spec referenced are no longer referenced by either spec: those
+            // go. (Removing the ones the current spec references would leave a rollback a spec
+            // whose secret is gone: accepted, as in SwarmKit, and then its tasks are rejected
+            // forever; seed 22, docs/SIMULATION.md.)
+            let current = secret_names(&cur.spec);
             let old: Vec<String> = cur
-                .spec
-                .task
-                .container
-                .secrets
-                .iter()
-                .map(|r| r.secret_name.clone())
-                .collect();
+                .previous_spec
+                .as_ref()
+                .map(|p| {
+                    p.task
+                        .container
+                        .secrets
+                        .iter()
+                        .map(|r| r.secret_name.clone())
+                        .filter(|n| !current.split(',').any(|c| c == n))
+                        .collect()
+                })
+                .unwrap_or_default();
             let mut req = request(cur.spec.clone());
             req.secrets = vec![FileRef {
                 id: String::new(),
@@ -435,7 +447,7 @@ async fn apply(control: &Control, op: Op, plan: Option<RollbackPlan>) -> Result<
                 .update_service(&name, cur.meta.version.0, req, false)
                 .await
                 .map_err(e)?;
-            // The secrets it replaced, when no other service uses them (a refusal is fine).
+            // When no other service uses them (a refusal is fine).
             for s in old {
                 let _ = control.remove_blob::<Secret>(&s).await;
             }
