@@ -20,6 +20,9 @@ use swarm_core::{Id, Service, Store, Task, TaskState};
 
 use super::ManagerSample;
 
+/// A slot: service, slot number, node (a global service's slot).
+type SlotKey = (Id, u64, Option<Id>);
+
 /// Counts slot checks; keeps no state between samples.
 #[derive(Debug, Default)]
 pub struct UpdateOrderSlots {
@@ -39,7 +42,7 @@ impl UpdateOrderSlots {
 
     /// Checks `host`'s `store`; see the module docs.
     pub fn store(&mut self, host: &str, store: &Store) -> Vec<String> {
-        let mut slots: BTreeMap<(Id, u64, Option<Id>), Vec<(Id, u64)>> = BTreeMap::new();
+        let mut slots: BTreeMap<SlotKey, Vec<(Id, u64)>> = BTreeMap::new();
         for t in store.iter::<Task>() {
             if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
                 // A global service's slot is its node.
