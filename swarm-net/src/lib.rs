@@ -13,7 +13,8 @@
 //! - `fuzzing` (feature `fuzzing`): the checks the fuzz targets run.
 //! - [`rpc`]: QUIC RPC: frames, method descriptors and the authorization table, server, client
 //!   with its connection pool, TLS credentials swapped without dropping calls.
-//! - `sim` (feature `turmoil`): quinn over turmoil's simulated UDP, for runs on virtual time.
+//! - `sim` (feature `turmoil`): quinn over turmoil's simulated UDP, for runs on virtual time;
+//!   `siglen`: inside a simulation, ECDSA signatures of one length (so runs of a seed replay).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod pki;
 pub mod rpc;
+mod siglen;
 #[cfg(feature = "turmoil")]
 pub mod sim;
 pub mod token;

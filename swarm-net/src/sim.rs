@@ -4,7 +4,8 @@
 //! [`TurmoilUdp`] is quinn's [`AsyncUdpSocket`] over a [`turmoil::net::UdpSocket`]; [`endpoint`]
 //! builds a quinn endpoint on it with quinn's tokio runtime, whose timers are tokio's and so follow
 //! turmoil's clock. Call it from inside a turmoil host. Everything above the socket (TLS, the RPC
-//! layer) is the production code, unchanged.
+//! layer) is the production code, unchanged. [`set_duplication`] makes the sockets send a seeded
+//! fraction of datagrams twice (a fault turmoil itself does not inject).
 //!
 //! Not simulated: certificate validity is checked against the wall clock by rustls, so simulated
 //! runs use certificates valid now.
@@ -57,6 +58,52 @@ impl UdpPoller for AlwaysWritable {
     }
 }
 
+/// Datagram duplication of the simulation running on this thread (turmoil 0.7 never duplicates):
+/// the fraction of datagrams sent twice, and the state of the seeded generator that decides.
+#[derive(Clone, Copy, Debug, Default)]
+struct Duplication {
+    rate: f64,
+    state: u64,
+}
+
+thread_local! {
+    static DUPLICATION: std::cell::Cell<Duplication> = const {
+        std::cell::Cell::new(Duplication { rate: 0.0, state: 0 })
+    };
+}
+
+/// Sends this fraction (0 to 1) of the datagrams of every [`TurmoilUdp`] socket of the simulation
+/// running on this thread twice, each copy with its own latency drawn by turmoil (so a copy may
+/// also arrive before the original, or be lost alone). Which datagrams are duplicated is drawn
+/// from `seed`: the same seed and the same sends give the same duplicates. 0 turns it off; a
+/// simulation sets it when it starts (it outlives the simulation on this thread otherwise).
+pub fn set_duplication(rate: f64, seed: u64) {
+    let rate = if rate.is_finite() {
+        rate.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    DUPLICATION.with(|d| d.set(Duplication { rate, state: seed }));
+}
+
+/// Draws whether the next datagram is sent twice (splitmix64 over the thread's state).
+fn duplicate_next() -> bool {
+    DUPLICATION.with(|cell| {
+        let mut d = cell.get();
+        if d.rate <= 0.0 {
+            return false;
+        }
+        d.state = d.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        cell.set(d);
+        let mut z = d.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // The top 53 bits as a fraction in [0, 1).
+        ((z >> 11) as f64 / (1u64 << 53) as f64) < d.rate
+    })
+}
+
 /// `SWARM_SIM_DATAGRAMS` set: every datagram sent is printed (virtual time, source port,
 /// destination, size), to find where two runs of one seed part (docs/SIMULATION.md).
 fn trace_datagrams() -> bool {
@@ -87,6 +134,9 @@ impl AsyncUdpSocket for TurmoilUdp {
                 );
             }
             self.socket.try_send_to(datagram, transmit.destination)?;
+            if duplicate_next() {
+                self.socket.try_send_to(datagram, transmit.destination)?;
+            }
         }
         Ok(())
     }

@@ -44,7 +44,7 @@ fn run(config: SimConfig) -> sim::SimReport {
     let started = std::time::Instant::now();
     let report = sim::run(&config);
     eprintln!(
-"seed={} virtual={:?} wall={:?} events={} ops acked {}/{} leader terms {} (shared {}) store states compared {} trace={}",
+"seed={} virtual={:?} wall={:?} events={} ops acked {}/{} leader terms {} (shared {}) store states compared {} slots checked {} assignment sets {} (secrets {}) trace={}",
         report.seed,
         report.virtual_elapsed,
         started.elapsed(),
@@ -54,6 +54,9 @@ fn run(config: SimConfig) -> sim::SimReport {
         report.leader_terms,
         report.shared_terms,
         report.compared_states,
+        report.slots_checked,
+        report.assignment_sets,
+        report.secrets_sent,
         &report.trace_hash[..16]
     );
     for n in &report.notes {

@@ -65,9 +65,7 @@ impl RootCa {
         rng: &mut (impl CryptoRngCore + ?Sized),
     ) -> Result<RootCa, Error> {
         let pair = key.signing_pair()?;
-        let cert = root_params(now, rng)
-            .self_signed(&pair.0)
-            .map_err(signing)?;
+        let cert = root_params(now, rng).self_signed(&pair).map_err(signing)?;
         Ok(RootCa {
             cert_der: cert.der().to_vec(),
             key,
@@ -158,7 +156,7 @@ impl RootCa {
         // ends with it (the operator must rotate the root before then).
         let not_after = not_after.min(self.not_after);
         csr.params = node_params(identity, not_before, not_after, rng)?;
-        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.pair.0)
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &*self.pair)
             .map_err(signing)?;
         let cert = csr.signed_by(&issuer).map_err(signing)?;
         let mut chain = Vec::with_capacity(1 + self.intermediates.len());
@@ -179,10 +177,10 @@ impl RootCa {
         now: Timestamp,
         rng: &mut (impl CryptoRngCore + ?Sized),
     ) -> Result<Vec<u8>, Error> {
-        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &self.pair.0)
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der.as_slice().into(), &*self.pair)
             .map_err(signing)?;
         let cert = root_params(now, rng)
-            .signed_by(&new.pair.0, &issuer)
+            .signed_by(&*new.pair, &issuer)
             .map_err(signing)?;
         Ok(cert.der().to_vec())
     }

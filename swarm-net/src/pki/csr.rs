@@ -11,6 +11,6 @@ pub fn make_csr(key: &PrivateKey) -> Result<Vec<u8>, Error> {
     let pair = key.signing_pair()?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
-    let csr = params.serialize_request(&pair.0).map_err(signing)?;
+    let csr = params.serialize_request(&pair).map_err(signing)?;
     Ok(csr.der().to_vec())
 }

@@ -87,6 +87,24 @@ impl Drop for SigningPair {
     }
 }
 
+impl rcgen::PublicKeyData for SigningPair {
+    fn der_bytes(&self) -> &[u8] {
+        rcgen::PublicKeyData::der_bytes(&self.0)
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        rcgen::PublicKeyData::algorithm(&self.0)
+    }
+}
+
+/// Certificates and CSRs are signed through this: one ECDSA signature, or inside a simulation
+/// one of a fixed length (`crate::siglen`).
+impl rcgen::SigningKey for SigningPair {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        crate::siglen::draw(|| rcgen::SigningKey::sign(&self.0, msg))
+    }
+}
+
 /// Maps an rcgen failure to [`Error::Signing`].
 pub(crate) fn signing(e: rcgen::Error) -> Error {
     Error::Signing {

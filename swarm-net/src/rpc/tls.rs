@@ -235,6 +235,12 @@ fn build(
                 .key_provider
                 .load_private_key(key)
                 .map_err(TlsError::Key)?;
+            // Inside a simulation, handshake signatures of one length (`crate::siglen`).
+            let signer: Arc<dyn rustls::sign::SigningKey> = if crate::siglen::fixed_length() {
+                Arc::new(crate::siglen::FixedLenKey(signer))
+            } else {
+                signer
+            };
             let chain = m
                 .chain()
                 .iter()

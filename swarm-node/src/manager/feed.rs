@@ -229,7 +229,12 @@ pub async fn stream(
 ) {
     let mut a = NodeAssignments::new(node);
     let mut sequence = 1;
+    // The simulation's `secrets_sent` invariant watches every set sent (feature `sim`).
+    #[cfg(feature = "sim")]
+    let tap = crate::sim::tap::Stream::open(node);
     let (full, mut seen) = store.view(|s| (a.full(s, sequence), s.index()));
+    #[cfg(feature = "sim")]
+    tap.sent(&full);
     if tx.send(full).is_err() {
         return;
     }
@@ -250,6 +255,8 @@ pub async fn stream(
                 let seq = sequence + 1;
                 if let Some(set) = store.view(|s| a.take_delta(s, seq)) {
                     sequence = seq;
+                    #[cfg(feature = "sim")]
+                    tap.sent(&set);
                     if tx.send(set).is_err() {
                         return;
                     }
@@ -287,6 +294,8 @@ pub async fn stream(
                 let seq = sequence;
                 let (full, index) = store.view(|s| (a.full(s, seq), s.index()));
                 seen = index;
+                #[cfg(feature = "sim")]
+                tap.sent(&full);
                 if tx.send(full).is_err() {
                     return;
                 }

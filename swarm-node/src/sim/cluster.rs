@@ -31,19 +31,32 @@ use crate::daemon::Daemon;
 /// The swarm port every simulated node listens on.
 pub(crate) const PORT: u16 = 2377;
 
-/// The simulation's wall clock: [`SIM_EPOCH`] plus turmoil's virtual time, the same on every
-/// host (clock skew is not simulated yet). It stamps what the daemons write to the store (raft
-/// batches, update statuses, task statuses); certificates are still issued and checked on the
-/// system clock, because rustls checks their validity against it.
+/// The simulation's wall clock: [`SIM_EPOCH`] plus turmoil's virtual time, plus the host's skew
+/// (clock skew between nodes: [`super::FaultConfig::clock_skew`] draws one offset per host, fixed
+/// for the run; the driver's clock has none). It stamps what the daemons write to the store (raft
+/// batches, update statuses, task statuses) and the orchestrator's deadlines; certificates are
+/// still issued and checked on the system clock (rustls checks their validity against it), so
+/// skew does not reach certificate validity in a simulated run.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct VirtualClock;
+pub struct VirtualClock {
+    /// Added to the shared virtual time, in nanoseconds (negative: this host is behind).
+    pub skew_nanos: i64,
+}
 
 /// Where [`VirtualClock`] starts: 2026-01-01T00:00:00Z.
 pub const SIM_EPOCH: Timestamp = Timestamp(1_767_225_600 * 1_000_000_000);
 
+impl VirtualClock {
+    /// A clock `skew_nanos` ahead of (negative: behind) the simulation's shared time.
+    pub fn skewed(skew_nanos: i64) -> VirtualClock {
+        VirtualClock { skew_nanos }
+    }
+}
+
 impl Clock for VirtualClock {
     fn now(&self) -> Timestamp {
-        SIM_EPOCH.plus(trace::now())
+        let shared = SIM_EPOCH.plus(trace::now()).0;
+        Timestamp(shared.saturating_add_signed(self.skew_nanos))
     }
 }
 
@@ -71,6 +84,8 @@ pub(crate) struct Shared {
     mailboxes: BTreeMap<String, Mailbox>,
     pub(crate) managers: Vec<String>,
     pub(crate) workers: Vec<String>,
+    /// Each host's clock skew in nanoseconds (absent: none).
+    pub(crate) skews: BTreeMap<String, i64>,
 }
 
 impl Shared {
@@ -108,6 +123,11 @@ impl Shared {
         tokio::time::timeout(timeout, rx).await.ok()?.ok()
     }
 
+    /// `host`'s clock (the virtual clock with its skew).
+    pub(crate) fn clock(&self, host: &str) -> VirtualClock {
+        VirtualClock::skewed(self.skews.get(host).copied().unwrap_or(0))
+    }
+
     /// Every host name, managers first.
     pub(crate) fn hosts(&self) -> Vec<String> {
         self.managers.iter().chain(&self.workers).cloned().collect()
@@ -127,12 +147,13 @@ fn daemon_config(
     name: &str,
     ip: std::net::IpAddr,
     entropy: Entropy,
+    clock: VirtualClock,
 ) -> DaemonConfig {
     let NodeDisk::Dir(dir) = disk;
     let mut c = DaemonConfig::new(dir);
     c.runtime = RuntimeKind::Sim;
     c.entropy = entropy;
-    c.clock = SharedClock::new(VirtualClock);
+    c.clock = SharedClock::new(clock);
     c.raft.disk = Arc::new(InlineDisk(OsDisk));
     // Cheap key stretching: the simulation never uses an unlock key.
     c.kdf = KdfParams::new(64, 1, 1).unwrap_or(KdfParams::RECOMMENDED);
@@ -174,7 +195,24 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
         mailboxes,
         managers: managers.clone(),
         workers: workers.clone(),
+        skews: super::faults::draw_skews(config, managers.iter().chain(&workers)),
     });
+    for (host, skew) in &shared.skews {
+        shared.event(host, &format!("clock skew {:+.3}s", *skew as f64 / 1e9));
+    }
+    {
+        // What every dispatcher sends, into the `secrets_sent` invariant.
+        let shared = shared.clone();
+        super::tap::set(std::rc::Rc::new(move |stream, node, set| {
+            let found = lock(&shared.checks).secrets.observe(stream, node, set);
+            for v in found {
+                shared.violation(&v);
+            }
+        }));
+    }
+    // No duplication until the fault loop turns it on (the setting is per thread and would
+    // outlive a previous run on this thread).
+    swarm_net::sim::set_duplication(0.0, 0);
     let mut sim = turmoil::Builder::new()
         .rng_seed(config.seed)
         .simulation_duration(config.max_virtual)
@@ -232,6 +270,8 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
     };
     let virtual_elapsed = sim.elapsed();
     drop(sim);
+    swarm_net::sim::set_duplication(0.0, 0);
+    super::tap::clear();
     let mut checks = lock(&shared.checks);
     if let Err(e) = outcome {
         checks.violation(virtual_elapsed, &format!("simulation: {e}"));
@@ -259,6 +299,9 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
         leader_terms: checks.leaders.terms(),
         compared_states: checks.stores.compared(),
         shared_terms: checks.leaders.shared_terms(),
+        slots_checked: checks.slots.checked(),
+        assignment_sets: checks.secrets.sets(),
+        secrets_sent: checks.secrets.secrets(),
         notes: checks.notes.clone(),
         lines: if config.keep_trace {
             trace.tail().map(str::to_string).collect()
@@ -277,7 +320,7 @@ async fn host(
     entropy: Entropy,
 ) -> turmoil::Result {
     let ip = turmoil::lookup(name.as_str());
-    let config = daemon_config(&disk, &name, ip, entropy);
+    let config = daemon_config(&disk, &name, ip, entropy, shared.clock(&name));
     shared.event(&name, "start");
     let daemon = match Daemon::start_with_runtime(config, Arc::new(SimRuntime::new())).await {
         Ok(d) => d,

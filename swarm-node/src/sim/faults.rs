@@ -22,6 +22,12 @@ pub struct FaultConfig {
     pub crashes: bool,
     /// Periods of message loss (this fraction of datagrams dropped) and extra delay.
     pub loss: f64,
+    /// Periods of message duplication: this fraction of datagrams sent twice (swarm-net's
+    /// turmoil shim, `swarm_net::sim::set_duplication`; turmoil itself never duplicates).
+    pub duplicate: f64,
+    /// Clock skew between nodes: each host's clock is offset by a drawn amount up to this much
+    /// either way, fixed for the run (`VirtualClock::skew_nanos`).
+    pub clock_skew: Duration,
     /// Mean wait between two faults.
     pub every: Duration,
 }
@@ -33,6 +39,8 @@ impl Default for FaultConfig {
             oneway: true,
             crashes: true,
             loss: 0.05,
+            duplicate: 0.1,
+            clock_skew: Duration::from_secs(2),
             every: Duration::from_secs(8),
         }
     }
@@ -46,6 +54,8 @@ impl FaultConfig {
             oneway: false,
             crashes: false,
             loss: 0.0,
+            duplicate: 0.0,
+            clock_skew: Duration::ZERO,
             every: Duration::from_secs(15),
         }
     }
@@ -64,6 +74,8 @@ pub(crate) enum Fault {
     Crash(String),
     /// This fraction of all datagrams lost, and message latency up to 200 ms.
     Lossy(f64),
+    /// This fraction of all datagrams sent twice; the seed of the draws.
+    Duplicate(f64, u64),
 }
 
 /// What the driver asks of the loop that steps the simulation.
@@ -101,6 +113,9 @@ impl FaultConfig {
         if self.loss > 0.0 {
             kinds.push(4);
         }
+        if self.duplicate > 0.0 {
+            kinds.push(5);
+        }
         if kinds.is_empty() || hosts.is_empty() {
             return None;
         }
@@ -110,7 +125,8 @@ impl FaultConfig {
             1 => Fault::MuteOutgoing(host),
             2 => Fault::DeafIncoming(host),
             3 => Fault::Crash(host),
-            _ => Fault::Lossy(self.loss),
+            4 => Fault::Lossy(self.loss),
+            _ => Fault::Duplicate(self.duplicate, rng.gen()),
         })
     }
 
@@ -123,4 +139,51 @@ impl FaultConfig {
 /// Draws how long a fault lasts: 2 to 25 s of virtual time.
 pub(crate) fn duration(rng: &mut ChaCha8Rng) -> Duration {
     Duration::from_millis(rng.gen_range(2_000..25_000))
+}
+
+/// Each host's clock skew in nanoseconds, uniform in +-`clock_skew`, drawn from the run's seed
+/// (a stream of its own: the workload and fault draws are unchanged); none when it is zero.
+pub(crate) fn draw_skews<'a>(
+    config: &super::SimConfig,
+    hosts: impl Iterator<Item = &'a String>,
+) -> std::collections::BTreeMap<String, i64> {
+    use rand::SeedableRng;
+    let max = i64::try_from(config.faults.clock_skew.as_nanos()).unwrap_or(i64::MAX);
+    if max == 0 {
+        return Default::default();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x636c_6f63_6b5f_736b);
+    hosts
+        .map(|h| (h.clone(), rng.gen_range(-max..=max)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{SimConfig, VirtualClock, SIM_EPOCH};
+    use swarm_core::Clock;
+
+    #[test]
+    fn skews_are_drawn_from_the_seed_within_the_bound() {
+        let hosts: Vec<String> = ["m0", "m1", "w0"].map(String::from).to_vec();
+        let mut c = SimConfig::new(7, "");
+        c.faults.clock_skew = Duration::from_secs(2);
+        let a = draw_skews(&c, hosts.iter());
+        assert_eq!(a, draw_skews(&c, hosts.iter()), "same seed, same skews");
+        assert_eq!(a.len(), 3);
+        assert!(a.values().all(|s| s.abs() <= 2_000_000_000), "{a:?}");
+        c.seed = 8;
+        assert_ne!(a, draw_skews(&c, hosts.iter()));
+        c.faults.clock_skew = Duration::ZERO;
+        assert!(draw_skews(&c, hosts.iter()).is_empty());
+    }
+
+    #[test]
+    fn a_skewed_clock_is_offset_from_the_shared_virtual_time() {
+        // Outside a simulation the shared virtual time is zero.
+        assert_eq!(VirtualClock::default().now(), SIM_EPOCH);
+        assert_eq!(VirtualClock::skewed(-5).now().0, SIM_EPOCH.0 - 5);
+        assert_eq!(VirtualClock::skewed(7).now().0, SIM_EPOCH.0 + 7);
+    }
 }

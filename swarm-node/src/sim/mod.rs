@@ -7,15 +7,19 @@
 //! turmoil's simulated UDP: inside a simulation swarm-net's `RpcConfig::endpoint_with` binds the
 //! simulated host's socket, so the daemon's own binds (`Server::bind`, `Client::bind`) take that
 //! path unchanged. A driver (a turmoil client) forms the cluster with join tokens as `docker swarm
-//! join` would, then runs a seeded workload (service create, scale, update, remove through the
-//! control layer of a random manager) while it injects faults (partitions both ways and one way,
-//! message loss and extra delay, crash and restart of managers and workers with their data
-//! directories kept), then heals everything and waits for convergence.
+//! join` would, then runs a seeded workload (service create, scale, update, rollback, remove,
+//! node drain and activation, secret rotation, through the control layer of a random manager)
+//! while it injects faults (partitions both ways and one way,
+//! message loss, duplication and extra delay, crash and restart of managers and workers with their
+//! data directories kept, clock skew between hosts), then heals everything and waits for
+//! convergence.
 //!
 //! Invariants ([`invariants`], one per file) are checked while the cluster runs, from an observer
 //! on every manager host (raft status and store, sampled at every change), and after healing: at
 //! most one leader per term; the stores of all managers identical at the same applied index; task
-//! states never going backwards; no acknowledged write lost; every service converging to its spec
+//! states never going backwards; no more running tasks in a slot than the update order allows;
+//! secrets only sent to nodes with a task that references them (from what the dispatchers send,
+//! [`tap`]); no acknowledged write lost; every service converging to its spec
 //! within a virtual-time bound. A run returns a [`SimReport`] with its violations and the hash of
 //! its event trace ([`trace`]).
 //!
@@ -25,19 +29,22 @@
 //! runs without OS threads ([`swarm_raft::disk::InlineDisk`]) and tokio's scheduler is seeded by
 //! turmoil (`--cfg tokio_unstable`, `.cargo/config.toml`). The same seed then gives the same trace
 //! hash (`tests/sim_replay.rs`), except for the bytes ring makes random (keys, certificates,
-//! tokens), which the trace leaves out; `docs/SIMULATION.md` ("Determinism") lists what is fixed
+//! tokens), which the trace leaves out; their lengths are fixed inside a simulation (swarm-net's
+//! `siglen`), so datagram sizes replay. `docs/SIMULATION.md` ("Determinism") lists what is fixed
 //! and what is not.
 //!
 //! Not done here: the data directory is a real temporary directory per node (each host has a disk
-//! slot, [`NodeDisk`], for a simulated disk later); clock skew, secrets, drain, promotion and
-//! membership changes are not in the workload yet.
+//! slot, [`NodeDisk`], for a simulated disk later); promotion and demotion, and nodes joining or
+//! leaving during the run, are not in the workload yet.
 
 pub mod invariants;
+pub mod tap;
 pub mod trace;
 
 mod cluster;
 mod faults;
 mod observe;
+mod ops;
 mod workload;
 
 use std::path::PathBuf;
@@ -122,6 +129,12 @@ pub struct SimReport {
     pub compared_states: usize,
     /// Terms led by two members (see `invariants::leader_per_term`).
     pub shared_terms: usize,
+    /// Slots checked by `update_order` (over every sample).
+    pub slots_checked: usize,
+    /// Assignment sets the dispatchers sent (`secrets_sent`'s input).
+    pub assignment_sets: usize,
+    /// Secrets sent in those sets.
+    pub secrets_sent: usize,
     /// Findings that are not violations in this configuration, with their virtual time.
     pub notes: Vec<String>,
     /// Every trace line, with [`SimConfig::keep_trace`]; empty otherwise.

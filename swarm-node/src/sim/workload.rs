@@ -12,43 +12,20 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use swarm_core::objects::service::{ContainerSpec, ServiceSpec, TaskSpec};
-use swarm_core::{Annotations, Service, ServiceMode};
 use tokio::sync::watch;
 
-use super::cluster::VirtualClock;
 use super::cluster::{lock, Shared, PORT};
 use super::faults::{self, Fault, HostRequest, MAX_LATENCY};
 use super::invariants::convergence;
+use super::ops;
 use super::SimConfig;
 use crate::backend::{Backend, InitRequest, JoinRequest};
-use crate::control::{Control, ServiceRequest};
 
 /// Longest the driver waits for one operation (or one call while forming the cluster).
-const OP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Longest the cluster may take to form (every node ready, every manager a voter).
 const FORM_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// One workload operation.
-#[derive(Clone, Debug)]
-enum Op {
-    Create { name: String, replicas: u64 },
-    Scale { name: String, replicas: u64 },
-    Update { name: String },
-    Remove { name: String },
-}
-
-impl Op {
-    fn name(&self) -> &str {
-        match self {
-            Op::Create { name, .. }
-            | Op::Scale { name, .. }
-            | Op::Update { name }
-            | Op::Remove { name } => name,
-        }
-    }
-}
 
 /// Runs the whole scenario; see the module docs.
 pub(crate) async fn drive(shared: Arc<Shared>, config: SimConfig) {
@@ -66,15 +43,13 @@ pub(crate) async fn drive(shared: Arc<Shared>, config: SimConfig) {
         fault_rng,
         stopped,
     ));
-    let mut names: Vec<String> = Vec::new();
-    let mut created = 0;
+    let mut state = ops::State::default();
     for _ in 0..config.operations {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(500..5_000))).await;
-        let op = next_op(&mut rng, &mut names, &mut created);
+        let op = state.next_op(&mut rng, &shared.hosts());
         let target = shared.managers[rng.gen_range(0..shared.managers.len())].clone();
-        if run_op(&shared, &target, op.clone()).await && matches!(op, Op::Remove { .. }) {
-            names.retain(|n| n != op.name());
-        }
+        let acked = ops::run_op(&shared, &target, op.clone()).await;
+        state.done(&op, acked);
     }
     let _ = stop.send(true);
     let _ = faults.await;
@@ -172,142 +147,6 @@ async fn form(shared: &Arc<Shared>) -> Result<(), String> {
     }
 }
 
-/// Draws the next operation; `names` are the services created and not removed so far (by this
-/// workload), `created` how many were created (names are never reused).
-fn next_op(rng: &mut ChaCha8Rng, names: &mut Vec<String>, created: &mut usize) -> Op {
-    if names.is_empty() || (names.len() < 4 && rng.gen_bool(0.3)) {
-        let name = format!("svc{created}");
-        *created += 1;
-        names.push(name.clone());
-        return Op::Create {
-            name,
-            replicas: rng.gen_range(1..=4),
-        };
-    }
-    let name = names[rng.gen_range(0..names.len())].clone();
-    match rng.gen_range(0..10) {
-        0..=4 => Op::Scale {
-            name,
-            replicas: rng.gen_range(0..=5),
-        },
-        5..=8 => Op::Update { name },
-        _ => Op::Remove { name },
-    }
-}
-
-fn spec(name: &str, replicas: u64) -> ServiceSpec {
-    ServiceSpec {
-        annotations: Annotations::named(name),
-        task: TaskSpec {
-            container: ContainerSpec {
-                image: "sim".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        mode: ServiceMode::Replicated { replicas },
-        ..Default::default()
-    }
-}
-
-/// Runs `op` on `target`'s control layer and records its outcome; true if it was acknowledged.
-async fn run_op(shared: &Arc<Shared>, target: &str, op: Op) -> bool {
-    shared.event("driver", &format!("{op:?} via {target}"));
-    let name = op.name().to_string();
-    let attempted: Option<u64> = match &op {
-        Op::Create { replicas, .. } | Op::Scale { replicas, .. } => Some(*replicas),
-        Op::Update { .. } => None,
-        Op::Remove { .. } => None,
-    };
-    let removal = matches!(op, Op::Remove { .. });
-    let got = shared
-        .call(target, OP_TIMEOUT, move |d| async move {
-            let control = Control::new(
-                d.cluster().map_err(|e| e.to_string())?,
-                Arc::new(VirtualClock),
-            );
-            apply(&control, op).await
-        })
-        .await;
-    let text = match &got {
-        None => "no answer".to_string(),
-        Some(Ok(o)) => format!("acknowledged: {o:?}"),
-        Some(Err(e)) => format!("failed: {e}"),
-    };
-    shared.event("driver", &format!("{name}: {text}"));
-    let mut checks = lock(&shared.checks);
-    match got {
-        Some(Ok(outcome)) => {
-            checks.acked.record(&name, outcome, true);
-            true
-        }
-        // An update leaves the replica count it found: nothing new is possible.
-        _ if !removal && attempted.is_none() => false,
-        _ => {
-            checks.acked.record(&name, attempted, false);
-            false
-        }
-    }
-}
-
-/// The operation on one manager; the service's replica count it leaves (`None`: removed).
-async fn apply(control: &Control, op: Op) -> Result<Option<u64>, String> {
-    let current = |name: &str| {
-        control
-            .store()
-            .view(|s| s.get_by_name::<Service>(name).cloned())
-            .ok_or_else(|| format!("no service {name}"))
-    };
-    let request = |spec| ServiceRequest {
-        spec,
-        secrets: Vec::new(),
-        configs: Vec::new(),
-    };
-    let e = |e: crate::control::ControlError| e.to_string();
-    match op {
-        Op::Create { name, replicas } => {
-            control
-                .create_service(request(spec(&name, replicas)), None)
-                .await
-                .map_err(e)?;
-            Ok(Some(replicas))
-        }
-        Op::Scale { name, replicas } => {
-            control.sync_reads().await.map_err(e)?;
-            let cur = current(&name)?;
-            let mut next = cur.spec.clone();
-            next.mode = ServiceMode::Replicated { replicas };
-            control
-                .update_service(&name, cur.meta.version.0, request(next), false)
-                .await
-                .map_err(e)?;
-            Ok(Some(replicas))
-        }
-        Op::Update { name } => {
-            control.sync_reads().await.map_err(e)?;
-            let cur = current(&name)?;
-            let mut next = cur.spec.clone();
-            let generation = next.task.container.env.len();
-            next.task
-                .container
-                .env
-                .push(format!("GENERATION={generation}"));
-            let ServiceMode::Replicated { replicas } = next.mode else {
-                return Err(format!("service {name} is not replicated"));
-            };
-            control
-                .update_service(&name, cur.meta.version.0, request(next), false)
-                .await
-                .map_err(e)?;
-            Ok(Some(replicas))
-        }
-        Op::Remove { name } => {
-            control.remove_service(&name).await.map_err(e)?;
-            Ok(None)
-        }
-    }
-}
-
 /// Injects faults until `stop`, one at a time, healing each before the next.
 async fn fault_loop(
     shared: Arc<Shared>,
@@ -378,6 +217,9 @@ fn inject(shared: &Shared, hosts: &[String], fault: &Fault, on: bool) {
         } else {
             HostRequest::Restart(h.clone())
         }),
+        Fault::Duplicate(rate, seed) => {
+            swarm_net::sim::set_duplication(if on { *rate } else { 0.0 }, *seed)
+        }
         Fault::Lossy(rate) => shared.request(HostRequest::Network {
             fail_rate: if on { *rate } else { 0.0 },
             max_latency: if on {
@@ -403,6 +245,7 @@ fn heal(shared: &Shared) {
         fail_rate: 0.0,
         max_latency: MAX_LATENCY,
     });
+    swarm_net::sim::set_duplication(0.0, 0);
 }
 
 /// After healing: waits (at most `bound`) until a leader's store is converged and every manager

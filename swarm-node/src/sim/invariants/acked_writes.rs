@@ -8,10 +8,16 @@
 //! error, a timeout, its manager crashed) adds its outcome to them. Updates and scales are staged
 //! at the service's version and refused if it moved, so an unanswered one cannot land after a
 //! later acknowledged one. Creates are unique by name.
+//!
+//! The same model, without removals, covers the other versioned writes of the workload, each a
+//! value under a key ([`AckedWrites::record_value`]): a node's availability (`node <host>
+//! availability`: drain and activate) and the secrets a service references (`service <name>
+//! secrets`: rotation, and the rollbacks that restore an earlier list). A value is read from the
+//! store as [`value_in`] says; a key whose object is gone (a removed service) is not checked.
 
 use std::collections::BTreeMap;
 
-use swarm_core::{Service, ServiceMode, Store};
+use swarm_core::{Node, Service, ServiceMode, Store};
 
 /// What an operation leaves a service as: absent, or present with this many replicas.
 pub type Outcome = Option<u64>;
@@ -20,6 +26,7 @@ pub type Outcome = Option<u64>;
 #[derive(Debug, Default)]
 pub struct AckedWrites {
     services: BTreeMap<String, Possible>,
+    values: BTreeMap<String, Vec<String>>,
     acked: usize,
     attempted: usize,
 }
@@ -51,6 +58,30 @@ impl AckedWrites {
             if outcome.is_none() {
                 p.unanswered_removal = true;
             }
+        }
+    }
+
+    /// Records a versioned write of `value` under `key` ([`value_in`] reads it back),
+    /// acknowledged or not; the value before the first write is `initial`.
+    /// Not counted as an operation: [`AckedWrites::count`] does that when no
+    /// [`AckedWrites::record`] call does.
+    pub fn record_value(&mut self, key: &str, initial: &str, value: &str, acknowledged: bool) {
+        let p = self
+            .values
+            .entry(key.to_string())
+            .or_insert_with(|| vec![initial.to_string()]);
+        if acknowledged {
+            *p = vec![value.to_string()];
+        } else if !p.iter().any(|v| v == value) {
+            p.push(value.to_string());
+        }
+    }
+
+    /// Counts an operation that only wrote values.
+    pub fn count(&mut self, acknowledged: bool) {
+        self.attempted += 1;
+        if acknowledged {
+            self.acked += 1;
         }
     }
 
@@ -88,7 +119,44 @@ impl AckedWrites {
                 ));
             }
         }
+        for (key, possible) in &self.values {
+            let Some(now) = value_in(store, key) else {
+                continue;
+            };
+            if !possible.contains(&now) {
+                found.push(format!(
+                    "acked_writes: on {host} (store index {}) {key} is {now:?} but the acknowledged history allows only {possible:?}",
+                    store.index(),
+                ));
+            }
+        }
         found
+    }
+}
+
+/// The value of `key` in `store`: `node <host> availability` (the node whose hostname is
+/// `host`), `service <name> secrets` (the names of the secrets it references, sorted, joined by
+/// commas); `None` when the object is not there (or the key is unknown).
+pub fn value_in(store: &Store, key: &str) -> Option<String> {
+    let parts: Vec<&str> = key.split(' ').collect();
+    match parts.as_slice() {
+        ["node", host, "availability"] => store
+            .iter::<Node>()
+            .find(|n| n.description.as_ref().is_some_and(|d| d.hostname == *host))
+            .map(|n| format!("{:?}", n.spec.availability)),
+        ["service", name, "secrets"] => store.get_by_name::<Service>(name).map(|s| {
+            let mut names: Vec<&str> = s
+                .spec
+                .task
+                .container
+                .secrets
+                .iter()
+                .map(|r| r.secret_name.as_str())
+                .collect();
+            names.sort_unstable();
+            names.join(",")
+        }),
+        _ => None,
     }
 }
 
@@ -117,6 +185,18 @@ mod tests {
         // The unanswered removal may still land after the acknowledged scale.
         assert_eq!(a.possible("web"), Some(&[Some(4), None][..]));
         assert_eq!((a.acked(), a.attempted()), (3, 5));
+    }
+
+    #[test]
+    fn values_follow_the_same_model() {
+        let mut a = AckedWrites::default();
+        a.record_value("node w0 availability", "Active", "Drain", false);
+        assert_eq!(a.values["node w0 availability"], ["Active", "Drain"]);
+        a.record_value("node w0 availability", "Active", "Active", true);
+        assert_eq!(a.values["node w0 availability"], ["Active"]);
+        // Nothing in the store under the key: not checked.
+        assert!(a.check("m0", &Store::new()).is_empty());
+        assert_eq!(value_in(&Store::new(), "service web secrets"), None);
     }
 
     #[test]

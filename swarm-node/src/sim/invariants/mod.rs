@@ -2,14 +2,18 @@
 //! violations as text with the virtual time they were seen at; [`Checks`] holds them all and is
 //! fed by the managers' observers (`observe.rs`), the workload driver and the healing phase.
 //!
-//! Checked while running: [`leader_per_term`], [`stores_agree`], [`task_states`]. Checked after
-//! healing: [`acked_writes`], [`convergence`] (and the first three keep running).
+//! Checked while running: [`leader_per_term`], [`stores_agree`], [`task_states`],
+//! [`update_order`] (from the managers' samples) and [`secrets_sent`] (from what the dispatchers
+//! send, `sim::tap`). Checked after
+//! healing: [`acked_writes`], [`convergence`] (and the others keep running).
 
 pub mod acked_writes;
 pub mod convergence;
 pub mod leader_per_term;
+pub mod secrets_sent;
 pub mod stores_agree;
 pub mod task_states;
+pub mod update_order;
 
 use std::time::Duration;
 
@@ -40,6 +44,10 @@ pub struct Checks {
     pub stores: stores_agree::StoresAgree,
     /// Task states never go backwards.
     pub tasks: task_states::TaskStates,
+    /// No more tasks running in a slot than the update order allows.
+    pub slots: update_order::UpdateOrderSlots,
+    /// Secrets only sent to nodes with a task that references them.
+    pub secrets: secrets_sent::SecretsSent,
     /// What the workload was told, checked against the healed stores.
     pub acked: acked_writes::AckedWrites,
     /// Violations, each `"<virtual seconds> <invariant>: <what>"`.
@@ -63,6 +71,7 @@ impl Checks {
         }
         found.extend(self.stores.observe(s));
         found.extend(self.tasks.observe(s));
+        found.extend(self.slots.observe(s));
         for v in found {
             self.violation(s.at, &v);
         }
