@@ -74,6 +74,19 @@ pub trait Proposer: Send + Sync {
     async fn sync_reads(&self) -> Result<(), CommitError> {
         Ok(())
     }
+
+    /// Waits until the local store shows every change this proposer has already taken in, even
+    /// one not yet committed: on a raft leader, every entry of its log (a proposal that timed out
+    /// is still there and may commit; entries of earlier terms commit with the new term's first
+    /// entry). A loop that decides what to propose from the store (an orchestrator creating the
+    /// tasks a slot lacks) calls it when it starts leading and after a failed proposal, so that
+    /// it never decides again what an earlier proposal already carries: two tasks for one slot.
+    /// Errors: `NotLeader` when this replica does not lead, `NoQuorum` when the log is not
+    /// applied within the proposer's timeout. The default does nothing (a [`LocalProposer`]
+    /// applies every proposal before returning).
+    async fn settle(&self) -> Result<(), CommitError> {
+        Ok(())
+    }
 }
 
 /// Checks a proposal against [`MAX_PROPOSAL_BYTES`].

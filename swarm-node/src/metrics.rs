@@ -279,6 +279,14 @@ impl<P: Proposer + ?Sized + 'static> Proposer for MeteredProposer<P> {
             .observe(start.elapsed().as_secs_f64());
         r
     }
+
+    async fn sync_reads(&self) -> Result<(), CommitError> {
+        self.inner.sync_reads().await
+    }
+
+    async fn settle(&self) -> Result<(), CommitError> {
+        self.inner.settle().await
+    }
 }
 
 /// Follows a raft node's metrics until it stops: counts leader changes, keeps the log size,

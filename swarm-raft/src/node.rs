@@ -766,6 +766,29 @@ impl Proposer for RaftNode {
         }
         self.read_barrier().await.map(|_| ())
     }
+
+    /// On the leader: waits until its store has applied its whole log, as of the call (entries
+    /// of earlier terms commit with this term's first entry; a proposal that timed out is still
+    /// in the log). Elsewhere `NotLeader`.
+    async fn settle(&self) -> Result<(), CommitError> {
+        let not_leader = |s: &NodeStatus| CommitError::NotLeader {
+            leader: self.leader_hint(s.leader),
+        };
+        let st = self.status();
+        if !st.leads() {
+            return Err(not_leader(&st));
+        }
+        if let Some(last) = st.last_log_index {
+            self.wait_applied(last, self.inner.config.raft.propose_timeout)
+                .await?;
+        }
+        let st = self.status();
+        if st.leads() {
+            Ok(())
+        } else {
+            Err(not_leader(&st))
+        }
+    }
 }
 
 /// Membership for a brand-new single-voter cluster of `id` at `addr`.

@@ -70,6 +70,11 @@ async fn run_loops(
     clock: &dyn Clock,
     mut entropy: swarm_core::Entropy,
 ) {
+    // The store must hold the whole log before the first decision: an orchestrator batch of
+    // the previous leader that is in this log commits with this term's first entry, and a tick
+    // that read the store before it was applied would create the same slots' tasks again
+    // (defect 9 of docs/SIMULATION.md: every slot of a service running twice).
+    settle(proposer).await;
     let mut orch = Orchestrator::new();
     let mut sched = Scheduler::new();
     orch.handle_became_leader();
@@ -98,9 +103,11 @@ async fn run_loops(
             let actions = store.view(|s| orch.tick(s, now, &mut entropy));
             if !actions.is_empty() {
                 if let Err(e) = propose_in_batches(proposer, actions).await {
-                    tracing::warn!(error = %e, "orchestrator proposal failed; the next tick re-reads the store");
+                    tracing::warn!(error = %e, "orchestrator proposal failed; the next tick re-reads the store once it holds the whole log");
                     orch.handle_commit_failed();
                     pause_after_failure(&e).await;
+                    // The failed batch may still commit: the re-read must see it if it does.
+                    settle(proposer).await;
                 }
                 continue;
             }
@@ -180,6 +187,16 @@ async fn propose_placements(
 /// Backs off after a refused proposal so that a refusal that repeats (a stopped raft, or a store
 /// rule the loops keep breaking) cannot spin the loop: briefly after a conflict, which the next
 /// tick usually resolves, longer otherwise.
+/// Returns once the store holds every entry of this leader's log ([`Proposer::settle`]), trying
+/// again while it cannot tell (no quorum). While this node does not lead it keeps waiting: the
+/// supervisor stops these loops when leadership is lost.
+async fn settle(proposer: &dyn Proposer) {
+    while let Err(e) = proposer.settle().await {
+        tracing::debug!(error = %e, "waiting for the store to hold the whole log");
+        pause_after_failure(&e).await;
+    }
+}
+
 async fn pause_after_failure(e: &swarm_core::CommitError) {
     let pause = match e {
         swarm_core::CommitError::Rejected(_) => Duration::from_millis(10),
