@@ -46,7 +46,7 @@ pub enum DnsError {
 /// The transport a query came over (UDP answers are size-limited).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// Datagrams: at most [`UDP_MAX`] bytes, or the client's EDNS payload size.
+    /// Datagrams: at most 512 bytes, or the client's EDNS payload size (at most 4,096).
     Udp,
     /// A TCP stream: up to 65,535 bytes.
     Tcp,
