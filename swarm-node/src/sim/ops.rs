@@ -162,8 +162,8 @@ fn request(spec: ServiceSpec) -> ServiceRequest {
     }
 }
 
-/// The secret names `spec` references, as `acked_writes` reads them.
-fn secret_names(spec: &ServiceSpec) -> String {
+/// The secret names `spec` references, sorted and comma-separated (what `acked_writes` compares).
+pub(in crate::sim) fn secret_names(spec: &ServiceSpec) -> String {
     let mut names: Vec<&str> = spec
         .task
         .container

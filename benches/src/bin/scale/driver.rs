@@ -147,8 +147,12 @@ async fn ready_nodes(socket: &std::path::Path) -> Result<usize, String> {
 /// Running tasks of the services named `scale-*` (`GET /services?status=true`).
 async fn running_tasks(c: &mut HttpClient) -> Result<u64, String> {
     let (_, svcs) = call(c, "GET", "/services?status=true", None).await?;
-    Ok(svcs
-        .as_array()
+    Ok(scale_running(&svcs))
+}
+
+/// The running tasks of the `scale-*` services in an answer of `GET /services?status=true`.
+pub(crate) fn scale_running(svcs: &serde_json::Value) -> u64 {
+    svcs.as_array()
         .into_iter()
         .flatten()
         .filter(|s| {
@@ -157,7 +161,7 @@ async fn running_tasks(c: &mut HttpClient) -> Result<u64, String> {
                 .is_some_and(|n| n.starts_with("scale-"))
         })
         .filter_map(|s| s["ServiceStatus"]["RunningTasks"].as_u64())
-        .sum())
+        .sum()
 }
 
 fn service_spec(name: &str, replicas: u64) -> Value {

@@ -52,17 +52,7 @@ async fn lost_nodes(socket: &std::path::Path) -> Result<Vec<(String, String)>, S
 /// Running tasks of `scale-*` services, summed (`GET /services?status=true`).
 async fn running(socket: &std::path::Path) -> Result<u64, String> {
     let (_, svcs) = api(socket, "GET", "/services?status=true", None).await?;
-    Ok(svcs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| {
-            s["Spec"]["Name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("scale-"))
-        })
-        .filter_map(|s| s["ServiceStatus"]["RunningTasks"].as_u64())
-        .sum())
+    Ok(crate::driver::scale_running(&svcs))
 }
 
 /// `--lose`: SIGKILLs the pack `pack` (the `lost-*` nodes), and times until the managers mark

@@ -144,18 +144,9 @@ pub fn value_in(store: &Store, key: &str) -> Option<String> {
             .iter::<Node>()
             .find(|n| n.description.as_ref().is_some_and(|d| d.hostname == *host))
             .map(|n| format!("{:?}", n.spec.availability)),
-        ["service", name, "secrets"] => store.get_by_name::<Service>(name).map(|s| {
-            let mut names: Vec<&str> = s
-                .spec
-                .task
-                .container
-                .secrets
-                .iter()
-                .map(|r| r.secret_name.as_str())
-                .collect();
-            names.sort_unstable();
-            names.join(",")
-        }),
+        ["service", name, "secrets"] => store
+            .get_by_name::<Service>(name)
+            .map(|s| crate::sim::ops::secret_names(&s.spec)),
         _ => None,
     }
 }
