@@ -2,7 +2,7 @@
 //! restore of 100 000 tasks, and how fill and restore scale from 10 000 to 1 000 000 tasks.
 //!
 //! Run: `cargo bench -p swarm-benches --bench core_store` (`-- store_scale` for the scaling rows;
-//! the 1M rows need about 6 GiB of memory).
+//! the 1M rows need about 6 GiB of memory; `-- service_ls` for the `service ls` counts).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use swarm_core::action::{Batch, StoreAction};
 use swarm_core::testing::{id, typical_task};
-use swarm_core::{Object, Store, StoreSnapshot, Task, Timestamp};
+use swarm_core::{Object, Store, StoreSnapshot, Task, TaskState, Timestamp};
 
 const TASKS: u128 = 100_000;
 const BATCH: usize = 200;
@@ -175,5 +175,62 @@ fn bench_scale(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_status_updates, bench_snapshot, bench_scale);
+/// `docker service ls` counts (running / desired) of 100 services of 1 000 running tasks each:
+/// from the store's per-service counts, and by walking every task of each service (what
+/// `service ls` did before the counts existed).
+fn bench_service_counts(c: &mut Criterion) {
+    const SERVICES: u128 = 100;
+    const PER: u128 = 1_000;
+    let mut st = Store::new();
+    for s in 0..SERVICES {
+        let actions = (0..PER)
+            .map(|i| {
+                let mut t = typical_task(1 + s * PER + i, id(1_000_000 + s), None);
+                t.status.state = TaskState::Running;
+                StoreAction::Create(t.into())
+            })
+            .collect();
+        st.apply(Batch {
+            index: st.index() + 1,
+            timestamp: Timestamp::from_secs(1),
+            actions,
+        })
+        .expect("fixture applies");
+    }
+    let services: Vec<_> = (0..SERVICES).map(|s| id(1_000_000 + s)).collect();
+    let mut g = c.benchmark_group("service_ls_100_services_100k_tasks");
+    g.bench_function("task_counts", |b| {
+        b.iter(|| {
+            let running: u64 = services
+                .iter()
+                .map(|s| st.task_counts(s, None).running)
+                .sum();
+            assert_eq!(running, (SERVICES * PER) as u64);
+            black_box(running)
+        })
+    });
+    g.bench_function("walk_tasks", |b| {
+        b.iter(|| {
+            let running: u64 = services
+                .iter()
+                .map(|s| {
+                    st.tasks_by_service(s)
+                        .filter(|t| t.status.state == TaskState::Running)
+                        .count() as u64
+                })
+                .sum();
+            assert_eq!(running, (SERVICES * PER) as u64);
+            black_box(running)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_status_updates,
+    bench_snapshot,
+    bench_scale,
+    bench_service_counts
+);
 criterion_main!(benches);

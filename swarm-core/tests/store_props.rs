@@ -13,8 +13,8 @@ use swarm_core::objects::node::NodeAvailability;
 use swarm_core::objects::service::{FileTarget, SecretReference};
 use swarm_core::testing::{id, node, secret, service, task};
 use swarm_core::{
-    Id, Node, Object, ObjectKind, ObjectRef, Secret, Service, Store, StoreObject, Task, TaskState,
-    Timestamp,
+    store::TaskCounts, Id, Node, Object, ObjectKind, ObjectRef, Secret, Service, Store,
+    StoreObject, Task, TaskState, Timestamp, Version,
 };
 
 #[derive(Debug, Clone)]
@@ -140,6 +140,8 @@ fn to_action(st: &Store, op: &Op) -> Option<StoreAction> {
             x.status.state = TaskState::ALL[state as usize % 14];
             x.node_id = node.map(|n| id(nid(n)));
             x.desired_state = TaskState::ALL[desired as usize % 14];
+            // Job tasks carry an iteration: the per-iteration counts see some.
+            x.job_iteration = (t % 3 == 0).then_some(Version(u64::from(state % 2)));
             if stale {
                 x.meta.version.0 = 0;
             }
@@ -191,6 +193,25 @@ fn check_indexes(st: &Store) -> Result<(), TestCaseError> {
                 ids(st.tasks_by_slot(&s, slot)),
                 by_slot.remove(&(s, slot)).unwrap_or_default()
             );
+        }
+    }
+    for n in 0..5u8 {
+        let s = id(sid(n));
+        for iteration in [None, Some(Version(0)), Some(Version(1))] {
+            let mut want = TaskCounts::default();
+            for t in tasks.iter().filter(|t| t.service_id == s) {
+                if iteration.is_some() && t.job_iteration != iteration {
+                    continue;
+                }
+                let state = t.status.state;
+                want.running += u64::from(state == TaskState::Running);
+                want.completed += u64::from(state == TaskState::Complete);
+                want.wanted += u64::from(
+                    t.desired_state == TaskState::Running
+                        || (t.desired_state == TaskState::Complete && state != TaskState::Complete),
+                );
+            }
+            prop_assert_eq!(st.task_counts(&s, iteration), want);
         }
     }
     for state in TaskState::ALL {

@@ -6,12 +6,14 @@
 //! snapshot plus every later event with no gap, and [`SharedStore::prepare`] to stage a transaction
 //! ([`Tx`]) whose actions a [`crate::Proposer`] then commits.
 
+mod counts;
 mod idmap;
 mod shared;
 pub(crate) mod tables;
 mod tx;
 mod watch;
 
+pub use counts::TaskCounts;
 pub use shared::SharedStore;
 pub use tx::Tx;
 pub use watch::{Event, WatchError, WatchFilter, Watcher, DEFAULT_WATCH_LIMIT};
@@ -359,6 +361,13 @@ impl Store {
         service: &Id,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
         self.tasks_in(self.tables.task_idx.by_service.tasks(service))
+    }
+
+    /// How many tasks of `service` run, completed or are wanted on a node (see [`TaskCounts`]):
+    /// of all its tasks (`iteration` `None`), or of those of job iteration `iteration`. Kept with
+    /// every write: no task is read.
+    pub fn task_counts(&self, service: &Id, iteration: Option<Version>) -> TaskCounts {
+        self.tables.task_idx.counts.get(service, iteration)
     }
 
     /// Tasks assigned to a node, in no particular order (the same in every run for the same

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::sync::Arc;
 
+use super::counts::CountIndex;
 use super::idmap::{IdMap, Ids, KeyMap};
 use super::StoreError;
 use crate::id::Id;
@@ -286,6 +287,8 @@ pub(crate) struct TaskIndexes {
     pub(crate) by_node: Index<Id>,
     /// By desired state, every state but [`UNINDEXED_DESIRED`].
     pub(crate) by_desired: Index<TaskState>,
+    /// Running, completed and wanted tasks per service (and job iteration).
+    pub(crate) counts: CountIndex,
 }
 
 /// The desired state the task indexes leave out: `running`, the state of nearly every live task.
@@ -513,6 +516,7 @@ impl Tables {
         ix.by_desired =
             Index::from_pairs(keys.iter().filter_map(|k| Some((desired_key(k.4)?, k.2))));
         drop(keys);
+        ix.counts = CountIndex::from_tasks(tasks.iter().map(|t| &**t));
         self.tasks.by_id = IdMap::from_sorted(tasks.into_iter().map(|t| (t.id, t)).collect());
     }
 
@@ -562,6 +566,7 @@ impl Tables {
         let Some(id) = old.or(new).map(|t| t.id) else {
             return;
         };
+        ix.counts.reindex(old, new);
         let (old_slot, new_slot) = (
             old.map(|t| (t.service_id, t.slot)),
             new.map(|t| (t.service_id, t.slot)),

@@ -19,7 +19,7 @@ use swarm_core::validate::{
 };
 use swarm_core::{
     Config, Id, Meta, Network, ObjectKind, Secret, Service, ServiceMode, ServiceSpec, StoreObject,
-    TaskState, Tx, Version,
+    Tx, Version,
 };
 use swarm_sched::{apply_service_update, rollback_service, RollbackError};
 
@@ -241,42 +241,25 @@ impl Control {
 /// The range ingress ports published as 0 are allocated from (SwarmKit's).
 const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
 
-/// Task counts of `service` (see [`ServiceStatus`]).
+/// Task counts of `service` (see [`ServiceStatus`]), from the store's per-service counts (no
+/// task is read: `service ls` on a million tasks costs a few probes per service).
 pub fn service_status(store: &swarm_core::Store, service: &Service) -> ServiceStatus {
-    let mut st = ServiceStatus::default();
-    let global = match service.spec.mode {
-        ServiceMode::Replicated { replicas } => {
-            st.desired = replicas;
-            false
-        }
-        ServiceMode::ReplicatedJob { max_concurrent, .. } => {
-            st.desired = max_concurrent;
-            false
-        }
-        ServiceMode::Global | ServiceMode::GlobalJob => true,
-    };
     let iteration = service.job_status.as_ref().map(|j| j.job_iteration);
-    for t in store.tasks_by_service(&service.id) {
-        if let Some(it) = iteration {
-            if t.job_iteration != Some(it) {
-                continue;
-            }
-            if t.status.state == TaskState::Complete {
-                st.completed += 1;
-            }
-        }
-        if t.status.state == TaskState::Running {
-            st.running += 1;
-        }
-        if global
-            && (t.desired_state == TaskState::Running
-                || (t.desired_state == TaskState::Complete
-                    && t.status.state != TaskState::Complete))
-        {
-            st.desired += 1;
-        }
+    let counts = store.task_counts(&service.id, iteration);
+    let desired = match service.spec.mode {
+        ServiceMode::Replicated { replicas } => replicas,
+        ServiceMode::ReplicatedJob { max_concurrent, .. } => max_concurrent,
+        ServiceMode::Global | ServiceMode::GlobalJob => counts.wanted,
+    };
+    ServiceStatus {
+        desired,
+        running: counts.running,
+        completed: if iteration.is_some() {
+            counts.completed
+        } else {
+            0
+        },
     }
-    st
 }
 
 /// The virtual IPs `spec` gets (endpoint mode `vip`; none for `dnsrr`): one on each network it
@@ -482,5 +465,114 @@ fn refused_update(e: SpecError) -> ControlError {
             ControlError::Unimplemented("service mode change is not allowed".into())
         }
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use swarm_core::action::{Batch, StoreAction};
+    use swarm_core::objects::service::JobStatus;
+    use swarm_core::testing::{id, service, task};
+    use swarm_core::{Service, ServiceMode, Store, TaskState, Timestamp, Version};
+
+    use super::{service_status, ServiceStatus};
+
+    /// A store holding `svc` and one task per `(state, desired, iteration)`.
+    fn store_with(svc: &Service, tasks: &[(TaskState, TaskState, Option<u64>)]) -> Store {
+        let mut actions = vec![StoreAction::Create(svc.clone().into())];
+        for (i, &(state, desired, iteration)) in tasks.iter().enumerate() {
+            let mut t = task(100 + i as u128, svc, i as u64 + 1);
+            t.status.state = state;
+            t.desired_state = desired;
+            t.job_iteration = iteration.map(Version);
+            actions.push(StoreAction::Create(t.into()));
+        }
+        let mut st = Store::new();
+        st.apply(Batch {
+            index: 1,
+            timestamp: Timestamp::from_secs(1),
+            actions,
+        })
+        .expect("fixture applies");
+        st
+    }
+
+    use TaskState::{Complete, Failed, Running, Shutdown, Starting};
+
+    #[test]
+    fn replicated_counts_running_tasks_against_replicas() {
+        let svc = service(1, "web", 3);
+        let st = store_with(
+            &svc,
+            &[
+                (Running, Running, None),
+                (Running, Shutdown, None),
+                (Starting, Running, None),
+                (Failed, Shutdown, None),
+            ],
+        );
+        assert_eq!(
+            service_status(&st, &svc),
+            ServiceStatus {
+                running: 2,
+                desired: 3,
+                completed: 0
+            }
+        );
+    }
+
+    #[test]
+    fn global_desired_counts_tasks_wanted_on_a_node() {
+        let mut svc = service(1, "agent", 0);
+        svc.spec.mode = ServiceMode::Global;
+        let st = store_with(
+            &svc,
+            &[
+                (Running, Running, None),
+                (Starting, Running, None),
+                (Running, Shutdown, None),
+                (Complete, Complete, None),
+            ],
+        );
+        assert_eq!(
+            service_status(&st, &svc),
+            ServiceStatus {
+                running: 2,
+                desired: 2,
+                completed: 0
+            }
+        );
+    }
+
+    #[test]
+    fn jobs_count_only_the_current_iteration() {
+        let mut svc = service(1, "migrate", 0);
+        svc.spec.mode = ServiceMode::ReplicatedJob {
+            max_concurrent: 2,
+            total_completions: 4,
+        };
+        svc.job_status = Some(JobStatus {
+            job_iteration: Version(2),
+            last_execution: Timestamp::from_secs(1),
+        });
+        let st = store_with(
+            &svc,
+            &[
+                (Complete, Complete, Some(1)),
+                (Running, Complete, Some(1)),
+                (Complete, Complete, Some(2)),
+                (Complete, Complete, Some(2)),
+                (Running, Complete, Some(2)),
+            ],
+        );
+        assert_eq!(
+            service_status(&st, &svc),
+            ServiceStatus {
+                running: 1,
+                desired: 2,
+                completed: 2
+            }
+        );
+        assert_eq!(st.task_counts(&id(1), None).running, 2);
     }
 }

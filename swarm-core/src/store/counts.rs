@@ -1,0 +1,150 @@
+//! Per-service task counts: how many of a service's tasks run, completed, or are wanted on a
+//! node, kept up to date with every task write so that `docker service ls` (which shows
+//! `running/desired` for every service) reads two numbers per service instead of walking every
+//! task of the cluster under the store's read lock.
+
+use super::idmap::KeyMap;
+use crate::id::Id;
+use crate::meta::Version;
+use crate::objects::task::{Task, TaskState};
+
+/// How many of a service's tasks (or of one job iteration's) are in the states `docker service
+/// ls` reports. See [`crate::Store::task_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    /// Tasks observed `running`.
+    pub running: u64,
+    /// Tasks observed `complete`.
+    pub completed: u64,
+    /// Tasks wanted on a node: desired `running`, or desired `complete` and not complete yet
+    /// (what a global service's desired count is made of).
+    pub wanted: u64,
+}
+
+impl TaskCounts {
+    fn is_zero(&self) -> bool {
+        *self == TaskCounts::default()
+    }
+
+    /// Adds (`add`) or takes away one task's contribution `c`.
+    fn shift(&mut self, c: Contribution, add: bool) {
+        let apply = |n: &mut u64, by: bool| {
+            if by {
+                *n = if add {
+                    n.saturating_add(1)
+                } else {
+                    n.saturating_sub(1)
+                };
+            }
+        };
+        apply(&mut self.running, c.running);
+        apply(&mut self.completed, c.completed);
+        apply(&mut self.wanted, c.wanted);
+    }
+}
+
+/// What one task adds to its service's counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Contribution {
+    running: bool,
+    completed: bool,
+    wanted: bool,
+}
+
+impl Contribution {
+    fn of(t: &Task) -> Option<(Id, Option<Version>, Contribution)> {
+        let state = t.status.state;
+        let c = Contribution {
+            running: state == TaskState::Running,
+            completed: state == TaskState::Complete,
+            wanted: t.desired_state == TaskState::Running
+                || (t.desired_state == TaskState::Complete && state != TaskState::Complete),
+        };
+        (c.running || c.completed || c.wanted).then_some((t.service_id, t.job_iteration, c))
+    }
+}
+
+/// The counts of one service: over all its tasks, and per job iteration (jobs only; few
+/// iterations have tasks at once).
+#[derive(Clone, Debug, Default)]
+struct ServiceCounts {
+    all: TaskCounts,
+    iterations: Vec<(Version, TaskCounts)>,
+}
+
+/// The counts of every service with a task that counts (see [`TaskCounts`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CountIndex {
+    map: KeyMap<Id, ServiceCounts>,
+}
+
+impl CountIndex {
+    /// The counts of `service`: of all its tasks, or of job iteration `iteration`'s.
+    pub(crate) fn get(&self, service: &Id, iteration: Option<Version>) -> TaskCounts {
+        let Some(sc) = self.map.get(service) else {
+            return TaskCounts::default();
+        };
+        match iteration {
+            None => sc.all,
+            Some(it) => sc
+                .iterations
+                .iter()
+                .find(|(i, _)| *i == it)
+                .map_or_else(TaskCounts::default, |(_, c)| *c),
+        }
+    }
+
+    /// Keeps the counts in step after `old` was replaced by `new` (either may be absent). A write
+    /// that changes no contribution (most status updates: assigned, preparing, starting) costs no
+    /// probe.
+    pub(crate) fn reindex(&mut self, old: Option<&Task>, new: Option<&Task>) {
+        let (old, new) = (
+            old.and_then(Contribution::of),
+            new.and_then(Contribution::of),
+        );
+        if old == new {
+            return;
+        }
+        if let Some((service, iteration, c)) = old {
+            self.shift(service, iteration, c, false);
+        }
+        if let Some((service, iteration, c)) = new {
+            self.shift(service, iteration, c, true);
+        }
+    }
+
+    fn shift(&mut self, service: Id, iteration: Option<Version>, c: Contribution, add: bool) {
+        let sc = self.map.entry(service).or_default();
+        sc.all.shift(c, add);
+        if let Some(it) = iteration {
+            match sc.iterations.iter().position(|(i, _)| *i == it) {
+                Some(pos) => {
+                    sc.iterations[pos].1.shift(c, add);
+                    if sc.iterations[pos].1.is_zero() {
+                        sc.iterations.swap_remove(pos);
+                    }
+                }
+                None if add => {
+                    let mut counts = TaskCounts::default();
+                    counts.shift(c, true);
+                    sc.iterations.push((it, counts));
+                }
+                None => {}
+            }
+        }
+        if sc.all.is_zero() && sc.iterations.is_empty() {
+            self.map.remove(&service);
+        }
+    }
+
+    /// The counts of `tasks`, built in one pass (a snapshot restore).
+    pub(crate) fn from_tasks<'a>(tasks: impl Iterator<Item = &'a Task>) -> CountIndex {
+        let mut ix = CountIndex::default();
+        for t in tasks {
+            if let Some((service, iteration, c)) = Contribution::of(t) {
+                ix.shift(service, iteration, c, true);
+            }
+        }
+        ix
+    }
+}
