@@ -1,7 +1,8 @@
-//! Per-service task counts: how many of a service's tasks run, completed, or are wanted on a
-//! node, kept up to date with every task write so that `docker service ls` (which shows
-//! `running/desired` for every service) reads two numbers per service instead of walking every
-//! task of the cluster under the store's read lock.
+//! Per-service task counts: how many of a service's tasks run or completed, kept up to date with
+//! every task write so that `docker service ls` (which shows `running/desired` for every service)
+//! reads a few numbers per service instead of walking every task of the cluster under the store's
+//! read lock. Only those two states count: a task enters each at most once, so creating,
+//! assigning and starting tasks (the scheduler's writes) never touch the counts.
 
 use super::idmap::KeyMap;
 use crate::id::Id;
@@ -9,16 +10,14 @@ use crate::meta::Version;
 use crate::objects::task::{Task, TaskState};
 
 /// How many of a service's tasks (or of one job iteration's) are in the states `docker service
-/// ls` reports. See [`crate::Store::task_counts`].
+/// ls` reports. See [`crate::Store::task_counts`]. (A global service's desired count depends on
+/// the desired states of its tasks, one per node: read it from the service's tasks.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskCounts {
     /// Tasks observed `running`.
     pub running: u64,
     /// Tasks observed `complete`.
     pub completed: u64,
-    /// Tasks wanted on a node: desired `running`, or desired `complete` and not complete yet
-    /// (what a global service's desired count is made of).
-    pub wanted: u64,
 }
 
 impl TaskCounts {
@@ -39,7 +38,6 @@ impl TaskCounts {
         };
         apply(&mut self.running, c.running);
         apply(&mut self.completed, c.completed);
-        apply(&mut self.wanted, c.wanted);
     }
 }
 
@@ -48,7 +46,6 @@ impl TaskCounts {
 struct Contribution {
     running: bool,
     completed: bool,
-    wanted: bool,
 }
 
 impl Contribution {
@@ -57,10 +54,8 @@ impl Contribution {
         let c = Contribution {
             running: state == TaskState::Running,
             completed: state == TaskState::Complete,
-            wanted: t.desired_state == TaskState::Running
-                || (t.desired_state == TaskState::Complete && state != TaskState::Complete),
         };
-        (c.running || c.completed || c.wanted).then_some((t.service_id, t.job_iteration, c))
+        (c.running || c.completed).then_some((t.service_id, t.job_iteration, c))
     }
 }
 
@@ -95,8 +90,7 @@ impl CountIndex {
     }
 
     /// Keeps the counts in step after `old` was replaced by `new` (either may be absent). A write
-    /// that changes no contribution (most status updates: assigned, preparing, starting) costs no
-    /// probe.
+    /// that changes no contribution (creations, assignments, most status updates) costs no probe.
     pub(crate) fn reindex(&mut self, old: Option<&Task>, new: Option<&Task>) {
         let (old, new) = (
             old.and_then(Contribution::of),

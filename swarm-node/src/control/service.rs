@@ -19,7 +19,7 @@ use swarm_core::validate::{
 };
 use swarm_core::{
     Config, Id, Meta, Network, ObjectKind, Secret, Service, ServiceMode, ServiceSpec, StoreObject,
-    Tx, Version,
+    TaskState, Tx, Version,
 };
 use swarm_sched::{apply_service_update, rollback_service, RollbackError};
 
@@ -241,15 +241,24 @@ impl Control {
 /// The range ingress ports published as 0 are allocated from (SwarmKit's).
 const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
 
-/// Task counts of `service` (see [`ServiceStatus`]), from the store's per-service counts (no
-/// task is read: `service ls` on a million tasks costs a few probes per service).
+/// Task counts of `service` (see [`ServiceStatus`]), from the store's per-service counts: no
+/// task is read for a replicated service or job (`service ls` on a million tasks costs a probe
+/// per service). A global service's desired count is read from its tasks (one per node).
 pub fn service_status(store: &swarm_core::Store, service: &Service) -> ServiceStatus {
     let iteration = service.job_status.as_ref().map(|j| j.job_iteration);
     let counts = store.task_counts(&service.id, iteration);
     let desired = match service.spec.mode {
         ServiceMode::Replicated { replicas } => replicas,
         ServiceMode::ReplicatedJob { max_concurrent, .. } => max_concurrent,
-        ServiceMode::Global | ServiceMode::GlobalJob => counts.wanted,
+        ServiceMode::Global | ServiceMode::GlobalJob => store
+            .tasks_by_service(&service.id)
+            .filter(|t| iteration.is_none() || t.job_iteration == iteration)
+            .filter(|t| {
+                t.desired_state == TaskState::Running
+                    || (t.desired_state == TaskState::Complete
+                        && t.status.state != TaskState::Complete)
+            })
+            .count() as u64,
     };
     ServiceStatus {
         desired,
