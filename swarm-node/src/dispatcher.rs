@@ -21,6 +21,9 @@
 //!   is still marked down when the heartbeat is overdue, not `down_after` after the end. Every
 //!   node's deadlines are enforced by one sweeper task over a min-heap (`manager::deadlines`),
 //!   not by a task per node; a heartbeat only moves the node's deadline in the node table.
+//!   Expiry is judged against this manager's own ability to process heartbeats (`grace`): when
+//!   it starts leading, or its sweeper wakes more than a second late (the process starved),
+//!   every node gets a fresh `down_after` before any heartbeat expiry takes effect.
 //! - **Leader change.** [`StoreDispatcher::mark_nodes_unknown`] (called once this manager leads)
 //!   marks every node without a session `unknown`, then `down` if it does not register within
 //!   twice `down_after`. Both markings go in batches of nodes per proposal (`marking`).
@@ -44,8 +47,11 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::manager::deadlines::{Deadline, DeadlineKind, Deadlines};
+use grace::Grace;
 
+mod grace;
 mod marking;
+mod sweep;
 use crate::manager::feed::{stream, AssignmentFeed, Batching};
 pub use crate::manager::status::StatusStats;
 use crate::manager::status::{Committer, StatusMsg};
@@ -143,6 +149,8 @@ struct Inner {
     deadlines: Mutex<Deadlines>,
     /// Wakes the sweeper (an earlier deadline, the close, the drop).
     sweeper: Arc<Notify>,
+    /// When heartbeat expiries may take effect again (`grace`).
+    grace: Mutex<Grace>,
 }
 
 impl Drop for Inner {
@@ -203,9 +211,13 @@ impl StoreDispatcher {
                 feed_stop,
                 deadlines: Mutex::new(Deadlines::default()),
                 sweeper: Arc::new(Notify::new()),
+                grace: Mutex::new(Grace::default()),
             }),
         };
-        tokio::spawn(sweep(Arc::downgrade(&d.inner), d.inner.sweeper.clone()));
+        tokio::spawn(sweep::sweep(
+            Arc::downgrade(&d.inner),
+            d.inner.sweeper.clone(),
+        ));
         d
     }
 
@@ -374,112 +386,25 @@ impl StoreDispatcher {
     /// the cluster simulation: every node stayed down with live sessions). So while not leading,
     /// due deadlines are dropped and no node is marked down; the next leadership marks every
     /// node without a session unknown anyway ([`Self::mark_nodes_unknown`]).
+    ///
+    /// A manager that starts leading grants every node a fresh `down_after` before any heartbeat
+    /// expiry takes effect, as SwarmKit does (`grace`).
     pub fn set_leading(&self, leading: bool) {
-        self.inner.leading.store(leading, Ordering::SeqCst);
+        self.set_leading_at(leading, tokio::time::Instant::now());
+    }
+
+    fn set_leading_at(&self, leading: bool, now: tokio::time::Instant) {
+        let was = self.inner.leading.swap(leading, Ordering::SeqCst);
         if leading {
+            if !was {
+                self.grace().grant(now, self.inner.options.down_after);
+            }
             self.inner.sweeper.notify_one();
         }
     }
 
-    /// Marks `nodes` down ("heartbeat failure") in batches (`marking`), each node only while
-    /// this manager leads and the node has no live session.
-    async fn mark_down(&self, nodes: Vec<Id>) {
-        tracing::info!(
-            nodes = nodes.len(),
-            "nodes missed their heartbeats: marking them down"
-        );
-        let still = |d: &StoreDispatcher, node: Id| {
-            !d.inner.closed.load(Ordering::SeqCst)
-                && d.inner.leading.load(Ordering::SeqCst)
-                && d.nodes().get(&node).is_some_and(|e| !e.live)
-        };
-        self.mark_nodes(&nodes, NodeState::Down, "heartbeat failure", still)
-            .await;
-    }
-
-    /// The deadlines due at `now`: ends the sessions whose heartbeats are overdue and returns
-    /// the nodes to mark down; re-files heartbeat deadlines that heartbeats moved.
-    fn take_due(&self, now: tokio::time::Instant) -> Vec<Id> {
-        let mut down = Vec::new();
-        let mut nodes = self.nodes();
-        let mut deadlines = self
-            .inner
-            .deadlines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let leading = self.inner.leading.load(Ordering::SeqCst);
-        while let Some(d) = deadlines.pop_due(now) {
-            let Some(e) = nodes.get_mut(&d.node) else {
-                continue;
-            };
-            if e.generation != d.generation {
-                continue;
-            }
-            // A manager that does not lead still ends overdue sessions but marks no node down:
-            // they are not its nodes to judge any more (see `set_leading`).
-            match d.kind {
-                DeadlineKind::Heartbeat if e.live => match e.heartbeat_deadline {
-                    Some(at) if at <= now => {
-                        e.live = false;
-                        if let Some(c) = e.close.take() {
-                            let _ = c.send(true);
-                        }
-                        if leading {
-                            down.push(d.node);
-                        }
-                    }
-                    Some(at) => {
-                        deadlines.push(Deadline { at, ..d });
-                    }
-                    None => {}
-                },
-                DeadlineKind::Heartbeat => {}
-                DeadlineKind::Down => {
-                    if leading && !e.live && e.down_at == Some(d.at) {
-                        e.down_at = None;
-                        down.push(d.node);
-                    }
-                }
-            }
-        }
-        down
-    }
-}
-
-/// The sweeper: enforces every deadline of the dispatcher `inner` until it closes or is gone.
-async fn sweep(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
-    loop {
-        let next = {
-            let Some(inner) = inner.upgrade() else { return };
-            let me = StoreDispatcher { inner };
-            if me.inner.closed.load(Ordering::SeqCst) {
-                return;
-            }
-            let down = me.take_due(tokio::time::Instant::now());
-            if !down.is_empty() {
-                let m = me.clone();
-                tokio::spawn(async move { m.mark_down(down).await });
-            }
-            // A push after this read still wakes the sleep below: `notify_one` keeps a permit.
-            let next = me
-                .inner
-                .deadlines
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .next();
-            drop(me);
-            next
-        };
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = sleep => {}
-            _ = wake.notified() => {}
-        }
+    fn grace(&self) -> MutexGuard<'_, Grace> {
+        self.inner.grace.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -514,6 +439,15 @@ impl StoreDispatcher {
     /// A heartbeat of `node`'s session `session`: pushes its expiry back by `down_after` and
     /// returns the period to wait before the next one (`heartbeat_period` ± 10 %).
     pub fn heartbeat(&self, node: Id, session: u64) -> Result<Duration, DispatchError> {
+        self.heartbeat_at(node, session, tokio::time::Instant::now())
+    }
+
+    fn heartbeat_at(
+        &self,
+        node: Id,
+        session: u64,
+        now: tokio::time::Instant,
+    ) -> Result<Duration, DispatchError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(DispatchError::SessionClosed);
         }
@@ -523,8 +457,7 @@ impl StoreDispatcher {
                 .get_mut(&node)
                 .filter(|e| e.generation == session && e.live)
                 .ok_or(DispatchError::SessionClosed)?;
-            entry.heartbeat_deadline =
-                Some(tokio::time::Instant::now() + self.inner.options.down_after);
+            entry.heartbeat_deadline = Some(now + self.inner.options.down_after);
         }
         Ok(self.jittered_period())
     }
