@@ -15,7 +15,7 @@
 //! only on the first pass, after the watch lagged or the store was reset from a snapshot, and
 //! while a root rotation is in progress (whose convergence is a property of every node). At
 //! 10,000 nodes a full-cluster join made the former clone-and-scan-every-node pass O(nodes^2),
-//! 5-10 % of the leader's CPU (docs/BENCHMARKS.md, "Session 11 (scale3)").
+//! 5-10 % of the leader's CPU (docs/BENCHMARKS.md, session `scale2`; session 11 for after).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
