@@ -6,18 +6,15 @@ use std::sync::Arc;
 
 use rand_core::OsRng;
 use swarm_core::objects::node::{IssuanceState, Node, NodeCertificate, NodeRole};
-use swarm_core::{
-    Cluster, Id, LocalProposer, ManualClock, Meta, SharedStore, Store, StoreAction, Timestamp,
-    WatchFilter, Watcher,
-};
+use swarm_core::{Id, LocalProposer, SharedStore, StoreAction, Timestamp, WatchFilter, Watcher};
 use swarm_net::pki::{make_csr, PrivateKey, SIGNING_RETRY};
 
 use super::*;
-use crate::net::ca::new_cluster_ca;
+use crate::net::ca::test_support::{joiner, put, store_with_cluster, NOW};
 
 struct Rig {
     store: SharedStore,
-    proposer: LocalProposer,
+    proposer: Arc<LocalProposer>,
     watcher: Watcher,
     state: SignerState,
     now: Timestamp,
@@ -25,28 +22,14 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let now = Timestamp(1_800_000_000_000_000_000);
-        let store = SharedStore::new(Store::new());
-        let proposer = LocalProposer::new(store.clone(), Arc::new(ManualClock::new(now)));
-        let ca = new_cluster_ca(Id::from_u128(1), Id::from_u128(2), now, &mut OsRng).unwrap();
-        let cluster = Cluster {
-            id: Id::from_u128(1),
-            meta: Meta::default(),
-            spec: Default::default(),
-            root_ca: ca.root_ca,
-            unlock_keys: Vec::new(),
-            network_bootstrap: Default::default(),
-        };
-        proposer
-            .propose_now(vec![StoreAction::Create(cluster.into())])
-            .unwrap();
+        let (store, proposer, _) = store_with_cluster();
         let watcher = store.watch(WatchFilter::kinds(&[ObjectKind::Node, ObjectKind::Cluster]));
         Rig {
             store,
             proposer,
             watcher,
             state: SignerState::default(),
-            now,
+            now: NOW,
         }
     }
 
@@ -56,7 +39,7 @@ impl Rig {
         self.state.note(&events);
         sign_pass(
             &self.store,
-            &self.proposer,
+            &*self.proposer,
             self.now,
             &mut OsRng,
             &mut self.state,
@@ -66,12 +49,7 @@ impl Rig {
     }
 
     fn put(&self, node: Node, create: bool) {
-        let action = if create {
-            StoreAction::Create(node.into())
-        } else {
-            StoreAction::Update(node.into())
-        };
-        self.proposer.propose_now(vec![action]).unwrap();
+        put(&self.proposer, node, create);
     }
 
     fn node(&self, n: u128) -> Arc<Node> {
@@ -83,25 +61,6 @@ impl Rig {
     fn cert(&self, n: u128) -> NodeCertificate {
         self.node(n).certificate.clone().unwrap()
     }
-}
-
-/// Node `n` with a certificate in `state` for a fresh CSR (`csr: false`: an empty, unusable CSR).
-fn joiner(n: u128, state: IssuanceState, csr: bool) -> Node {
-    let mut node = swarm_core::testing::node(n);
-    node.spec.desired_role = NodeRole::Worker;
-    node.certificate = Some(NodeCertificate {
-        role: NodeRole::Worker,
-        csr: if csr {
-            make_csr(&PrivateKey::generate().unwrap()).unwrap()
-        } else {
-            b"not a csr".to_vec()
-        },
-        state,
-        error: String::new(),
-        chain: Vec::new(),
-        cn: Id::from_u128(n).to_string(),
-    });
-    node
 }
 
 #[tokio::test]
