@@ -2,7 +2,8 @@
 //! implemented by reading the replicated store and proposing through raft.
 //!
 //! - **Sessions.** `open_session` checks that the node is a member (its node object exists), marks
-//!   it `ready` with the description it registered, and starts a streamer: the node's tasks read
+//!   it `ready` with the description it registered (one proposal for all the registrations
+//!   queued when the previous one finished: `register`), and starts a streamer: the node's tasks read
 //!   from the store as a full [`AssignmentSet`], then incremental ones from the commits touching
 //!   the node, which the dispatcher's one store watch routes to it (`manager::feed`; see
 //!   [`crate::manager::assign`] for what is sent). A newer session of the same node ends the
@@ -41,7 +42,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use swarm_core::dispatch::{AssignmentSet, NodeRegistration, StatusBatch};
 use swarm_core::objects::node::NodeState;
-use swarm_core::{CommitError, Id, Node, ObjectKind, Proposer, SharedStore, StoreError, Task};
+use swarm_core::{CommitError, Id, Node, Proposer, SharedStore, Task};
 use swarm_runtime::{DispatchError, Dispatcher, Session};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
@@ -51,6 +52,7 @@ use grace::Grace;
 
 mod grace;
 mod marking;
+mod register;
 mod sweep;
 use crate::manager::feed::{stream, AssignmentFeed, Batching};
 pub use crate::manager::status::StatusStats;
@@ -136,6 +138,8 @@ struct Inner {
     options: DispatcherOptions,
     nodes: Mutex<HashMap<Id, NodeEntry>>,
     status_tx: Mutex<Option<mpsc::UnboundedSender<StatusMsg>>>,
+    /// Registrations to the batching writer (`register`); taken on close.
+    register_tx: Mutex<Option<mpsc::UnboundedSender<register::Registration>>>,
     stats: Arc<StatusStats>,
     closed: AtomicBool,
     /// Whether this dispatcher's manager leads ([`StoreDispatcher::set_leading`]): only then are
@@ -151,6 +155,14 @@ struct Inner {
     sweeper: Arc<Notify>,
     /// When heartbeat expiries may take effect again (`grace`).
     grace: Mutex<Grace>,
+}
+
+/// Sends `msg` to the task behind `tx` unless it was closed (taken) or is gone.
+fn send_to<T>(tx: &Mutex<Option<mpsc::UnboundedSender<T>>>, msg: T) -> bool {
+    tx.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|tx| tx.send(msg).is_ok())
 }
 
 impl Drop for Inner {
@@ -194,6 +206,8 @@ impl StoreDispatcher {
             rx,
         };
         let handle = tokio::spawn(committer.run());
+        let (register_tx, register_rx) = mpsc::unbounded_channel();
+        tokio::spawn(register::run(store.clone(), proposer.clone(), register_rx));
         let (feed_stop, feed_stop_rx) = watch::channel(false);
         let (feed, _) = AssignmentFeed::start(store.clone(), feed_stop_rx);
         let d = StoreDispatcher {
@@ -203,6 +217,7 @@ impl StoreDispatcher {
                 options,
                 nodes: Mutex::new(HashMap::new()),
                 status_tx: Mutex::new(Some(tx)),
+                register_tx: Mutex::new(Some(register_tx)),
                 stats,
                 closed: AtomicBool::new(false),
                 leading: AtomicBool::new(true),
@@ -238,13 +253,7 @@ impl StoreDispatcher {
     /// Commits every status update received so far; returns once they are committed (or dropped).
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
-        let sent = self
-            .inner
-            .status_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|tx| tx.send(StatusMsg::Flush(ack)).is_ok());
+        let sent = send_to(&self.inner.status_tx, StatusMsg::Flush(ack));
         if sent {
             let _ = done.await;
         }
@@ -267,6 +276,11 @@ impl StoreDispatcher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        self.inner
+            .register_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let committer = self
             .inner
             .committer
@@ -278,52 +292,24 @@ impl StoreDispatcher {
         }
     }
 
-    /// Sets the node's status (and description), retrying on conflicting writes.
-    async fn set_node_state(
+    /// Sets the node ready with `registration`'s description, in a proposal shared with the
+    /// registrations arriving at the same time (`register`); returns once it committed.
+    async fn register_node(
         &self,
         node: Id,
-        state: NodeState,
-        message: &str,
-        registration: Option<&NodeRegistration>,
+        registration: NodeRegistration,
     ) -> Result<(), CommitError> {
-        let mut last = None;
-        for _ in 0..5 {
-            let staged = self.inner.store.prepare(|tx| {
-                let Some(n) = tx.get::<Node>(&node) else {
-                    return Err(StoreError::NotFound {
-                        kind: ObjectKind::Node,
-                        id: node,
-                    });
-                };
-                let mut nn = marking::with_state(&n, state, message);
-                if let Some(r) = registration {
-                    let mut d = r.description.clone();
-                    // Engine labels come from the operator's configuration, not the agent.
-                    if let Some(old) = &n.description {
-                        if d.engine.labels.is_empty() {
-                            d.engine.labels = old.engine.labels.clone();
-                        }
-                    }
-                    nn.description = Some(d);
-                }
-                if nn != *n {
-                    tx.update(nn)?;
-                }
-                Ok(())
-            });
-            let ((), actions) = staged.map_err(CommitError::Rejected)?;
-            if actions.is_empty() {
-                return Ok(());
-            }
-            match self.inner.proposer.propose(actions).await {
-                Ok(_) => return Ok(()),
-                Err(e @ CommitError::Rejected(StoreError::VersionConflict { .. })) => {
-                    last = Some(e)
-                }
-                Err(e) => return Err(e),
-            }
+        let (reply, done) = oneshot::channel();
+        let registration = register::Registration {
+            node,
+            registration,
+            reply,
+        };
+        let sent = send_to(&self.inner.register_tx, registration);
+        if !sent {
+            return Err(CommitError::Stopped);
         }
-        Err(last.unwrap_or(CommitError::Stopped))
+        done.await.unwrap_or(Err(CommitError::Stopped))
     }
 
     fn session_ended(&self, node: Id, generation: u64) {
@@ -560,13 +546,7 @@ impl StoreDispatcher {
 
     fn send_status(&self, node: Id, batch: StatusBatch) -> Result<(), DispatchError> {
         crate::metrics::global().dispatcher_status_reports.inc();
-        let sent = self
-            .inner
-            .status_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|tx| tx.send(StatusMsg::Batch(node, batch)).is_ok());
+        let sent = send_to(&self.inner.status_tx, StatusMsg::Batch(node, batch));
         if sent {
             Ok(())
         } else {
@@ -613,7 +593,7 @@ impl StoreDispatcher {
             }
             entry.registrations.push_back(now);
         }
-        self.set_node_state(node, NodeState::Ready, "", Some(&registration))
+        self.register_node(node, registration)
             .await
             .map_err(|e| DispatchError::Unreachable {
                 reason: format!("could not register the node: {e}"),
