@@ -2,7 +2,8 @@
 //! implemented by reading the replicated store and proposing through raft.
 //!
 //! - **Sessions.** `open_session` checks that the node is a member (its node object exists), marks
-//!   it `ready` with the description it registered, and starts a streamer: the node's tasks read
+//!   it `ready` with the description it registered (one proposal for all the registrations
+//!   queued when the previous one finished: `register`), and starts a streamer: the node's tasks read
 //!   from the store as a full [`AssignmentSet`], then incremental ones from the commits touching
 //!   the node, which the dispatcher's one store watch routes to it (`manager::feed`; see
 //!   [`crate::manager::assign`] for what is sent). A newer session of the same node ends the
@@ -21,6 +22,9 @@
 //!   is still marked down when the heartbeat is overdue, not `down_after` after the end. Every
 //!   node's deadlines are enforced by one sweeper task over a min-heap (`manager::deadlines`),
 //!   not by a task per node; a heartbeat only moves the node's deadline in the node table.
+//!   Expiry is judged against this manager's own ability to process heartbeats (`grace`): when
+//!   it starts leading, or its sweeper wakes more than a second late (the process starved),
+//!   every node gets a fresh `down_after` before any heartbeat expiry takes effect.
 //! - **Leader change.** [`StoreDispatcher::mark_nodes_unknown`] (called once this manager leads)
 //!   marks every node without a session `unknown`, then `down` if it does not register within
 //!   twice `down_after`. Both markings go in batches of nodes per proposal (`marking`).
@@ -38,14 +42,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use swarm_core::dispatch::{AssignmentSet, NodeRegistration, StatusBatch};
 use swarm_core::objects::node::NodeState;
-use swarm_core::{CommitError, Id, Node, ObjectKind, Proposer, SharedStore, StoreError, Task};
+use swarm_core::{CommitError, Id, Node, Proposer, SharedStore, Task};
 use swarm_runtime::{DispatchError, Dispatcher, Session};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::manager::deadlines::{Deadline, DeadlineKind, Deadlines};
+use grace::Grace;
 
+mod grace;
 mod marking;
+mod register;
+mod sweep;
 use crate::manager::feed::{stream, AssignmentFeed, Batching};
 pub use crate::manager::status::StatusStats;
 use crate::manager::status::{Committer, StatusMsg};
@@ -130,6 +138,8 @@ struct Inner {
     options: DispatcherOptions,
     nodes: Mutex<HashMap<Id, NodeEntry>>,
     status_tx: Mutex<Option<mpsc::UnboundedSender<StatusMsg>>>,
+    /// Registrations to the batching writer (`register`); taken on close.
+    register_tx: Mutex<Option<mpsc::UnboundedSender<register::Registration>>>,
     stats: Arc<StatusStats>,
     closed: AtomicBool,
     /// Whether this dispatcher's manager leads ([`StoreDispatcher::set_leading`]): only then are
@@ -143,6 +153,16 @@ struct Inner {
     deadlines: Mutex<Deadlines>,
     /// Wakes the sweeper (an earlier deadline, the close, the drop).
     sweeper: Arc<Notify>,
+    /// When heartbeat expiries may take effect again (`grace`).
+    grace: Mutex<Grace>,
+}
+
+/// Sends `msg` to the task behind `tx` unless it was closed (taken) or is gone.
+fn send_to<T>(tx: &Mutex<Option<mpsc::UnboundedSender<T>>>, msg: T) -> bool {
+    tx.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|tx| tx.send(msg).is_ok())
 }
 
 impl Drop for Inner {
@@ -186,6 +206,8 @@ impl StoreDispatcher {
             rx,
         };
         let handle = tokio::spawn(committer.run());
+        let (register_tx, register_rx) = mpsc::unbounded_channel();
+        tokio::spawn(register::run(store.clone(), proposer.clone(), register_rx));
         let (feed_stop, feed_stop_rx) = watch::channel(false);
         let (feed, _) = AssignmentFeed::start(store.clone(), feed_stop_rx);
         let d = StoreDispatcher {
@@ -195,6 +217,7 @@ impl StoreDispatcher {
                 options,
                 nodes: Mutex::new(HashMap::new()),
                 status_tx: Mutex::new(Some(tx)),
+                register_tx: Mutex::new(Some(register_tx)),
                 stats,
                 closed: AtomicBool::new(false),
                 leading: AtomicBool::new(true),
@@ -203,9 +226,13 @@ impl StoreDispatcher {
                 feed_stop,
                 deadlines: Mutex::new(Deadlines::default()),
                 sweeper: Arc::new(Notify::new()),
+                grace: Mutex::new(Grace::default()),
             }),
         };
-        tokio::spawn(sweep(Arc::downgrade(&d.inner), d.inner.sweeper.clone()));
+        tokio::spawn(sweep::sweep(
+            Arc::downgrade(&d.inner),
+            d.inner.sweeper.clone(),
+        ));
         d
     }
 
@@ -226,13 +253,7 @@ impl StoreDispatcher {
     /// Commits every status update received so far; returns once they are committed (or dropped).
     pub async fn flush(&self) {
         let (ack, done) = oneshot::channel();
-        let sent = self
-            .inner
-            .status_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|tx| tx.send(StatusMsg::Flush(ack)).is_ok());
+        let sent = send_to(&self.inner.status_tx, StatusMsg::Flush(ack));
         if sent {
             let _ = done.await;
         }
@@ -255,6 +276,11 @@ impl StoreDispatcher {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        self.inner
+            .register_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let committer = self
             .inner
             .committer
@@ -266,52 +292,24 @@ impl StoreDispatcher {
         }
     }
 
-    /// Sets the node's status (and description), retrying on conflicting writes.
-    async fn set_node_state(
+    /// Sets the node ready with `registration`'s description, in a proposal shared with the
+    /// registrations arriving at the same time (`register`); returns once it committed.
+    async fn register_node(
         &self,
         node: Id,
-        state: NodeState,
-        message: &str,
-        registration: Option<&NodeRegistration>,
+        registration: NodeRegistration,
     ) -> Result<(), CommitError> {
-        let mut last = None;
-        for _ in 0..5 {
-            let staged = self.inner.store.prepare(|tx| {
-                let Some(n) = tx.get::<Node>(&node) else {
-                    return Err(StoreError::NotFound {
-                        kind: ObjectKind::Node,
-                        id: node,
-                    });
-                };
-                let mut nn = marking::with_state(&n, state, message);
-                if let Some(r) = registration {
-                    let mut d = r.description.clone();
-                    // Engine labels come from the operator's configuration, not the agent.
-                    if let Some(old) = &n.description {
-                        if d.engine.labels.is_empty() {
-                            d.engine.labels = old.engine.labels.clone();
-                        }
-                    }
-                    nn.description = Some(d);
-                }
-                if nn != *n {
-                    tx.update(nn)?;
-                }
-                Ok(())
-            });
-            let ((), actions) = staged.map_err(CommitError::Rejected)?;
-            if actions.is_empty() {
-                return Ok(());
-            }
-            match self.inner.proposer.propose(actions).await {
-                Ok(_) => return Ok(()),
-                Err(e @ CommitError::Rejected(StoreError::VersionConflict { .. })) => {
-                    last = Some(e)
-                }
-                Err(e) => return Err(e),
-            }
+        let (reply, done) = oneshot::channel();
+        let registration = register::Registration {
+            node,
+            registration,
+            reply,
+        };
+        let sent = send_to(&self.inner.register_tx, registration);
+        if !sent {
+            return Err(CommitError::Stopped);
         }
-        Err(last.unwrap_or(CommitError::Stopped))
+        done.await.unwrap_or(Err(CommitError::Stopped))
     }
 
     fn session_ended(&self, node: Id, generation: u64) {
@@ -374,112 +372,25 @@ impl StoreDispatcher {
     /// the cluster simulation: every node stayed down with live sessions). So while not leading,
     /// due deadlines are dropped and no node is marked down; the next leadership marks every
     /// node without a session unknown anyway ([`Self::mark_nodes_unknown`]).
+    ///
+    /// A manager that starts leading grants every node a fresh `down_after` before any heartbeat
+    /// expiry takes effect, as SwarmKit does (`grace`).
     pub fn set_leading(&self, leading: bool) {
-        self.inner.leading.store(leading, Ordering::SeqCst);
+        self.set_leading_at(leading, tokio::time::Instant::now());
+    }
+
+    fn set_leading_at(&self, leading: bool, now: tokio::time::Instant) {
+        let was = self.inner.leading.swap(leading, Ordering::SeqCst);
         if leading {
+            if !was {
+                self.grace().grant(now, self.inner.options.down_after);
+            }
             self.inner.sweeper.notify_one();
         }
     }
 
-    /// Marks `nodes` down ("heartbeat failure") in batches (`marking`), each node only while
-    /// this manager leads and the node has no live session.
-    async fn mark_down(&self, nodes: Vec<Id>) {
-        tracing::info!(
-            nodes = nodes.len(),
-            "nodes missed their heartbeats: marking them down"
-        );
-        let still = |d: &StoreDispatcher, node: Id| {
-            !d.inner.closed.load(Ordering::SeqCst)
-                && d.inner.leading.load(Ordering::SeqCst)
-                && d.nodes().get(&node).is_some_and(|e| !e.live)
-        };
-        self.mark_nodes(&nodes, NodeState::Down, "heartbeat failure", still)
-            .await;
-    }
-
-    /// The deadlines due at `now`: ends the sessions whose heartbeats are overdue and returns
-    /// the nodes to mark down; re-files heartbeat deadlines that heartbeats moved.
-    fn take_due(&self, now: tokio::time::Instant) -> Vec<Id> {
-        let mut down = Vec::new();
-        let mut nodes = self.nodes();
-        let mut deadlines = self
-            .inner
-            .deadlines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let leading = self.inner.leading.load(Ordering::SeqCst);
-        while let Some(d) = deadlines.pop_due(now) {
-            let Some(e) = nodes.get_mut(&d.node) else {
-                continue;
-            };
-            if e.generation != d.generation {
-                continue;
-            }
-            // A manager that does not lead still ends overdue sessions but marks no node down:
-            // they are not its nodes to judge any more (see `set_leading`).
-            match d.kind {
-                DeadlineKind::Heartbeat if e.live => match e.heartbeat_deadline {
-                    Some(at) if at <= now => {
-                        e.live = false;
-                        if let Some(c) = e.close.take() {
-                            let _ = c.send(true);
-                        }
-                        if leading {
-                            down.push(d.node);
-                        }
-                    }
-                    Some(at) => {
-                        deadlines.push(Deadline { at, ..d });
-                    }
-                    None => {}
-                },
-                DeadlineKind::Heartbeat => {}
-                DeadlineKind::Down => {
-                    if leading && !e.live && e.down_at == Some(d.at) {
-                        e.down_at = None;
-                        down.push(d.node);
-                    }
-                }
-            }
-        }
-        down
-    }
-}
-
-/// The sweeper: enforces every deadline of the dispatcher `inner` until it closes or is gone.
-async fn sweep(inner: std::sync::Weak<Inner>, wake: Arc<Notify>) {
-    loop {
-        let next = {
-            let Some(inner) = inner.upgrade() else { return };
-            let me = StoreDispatcher { inner };
-            if me.inner.closed.load(Ordering::SeqCst) {
-                return;
-            }
-            let down = me.take_due(tokio::time::Instant::now());
-            if !down.is_empty() {
-                let m = me.clone();
-                tokio::spawn(async move { m.mark_down(down).await });
-            }
-            // A push after this read still wakes the sleep below: `notify_one` keeps a permit.
-            let next = me
-                .inner
-                .deadlines
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .next();
-            drop(me);
-            next
-        };
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = sleep => {}
-            _ = wake.notified() => {}
-        }
+    fn grace(&self) -> MutexGuard<'_, Grace> {
+        self.inner.grace.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -514,6 +425,15 @@ impl StoreDispatcher {
     /// A heartbeat of `node`'s session `session`: pushes its expiry back by `down_after` and
     /// returns the period to wait before the next one (`heartbeat_period` ± 10 %).
     pub fn heartbeat(&self, node: Id, session: u64) -> Result<Duration, DispatchError> {
+        self.heartbeat_at(node, session, tokio::time::Instant::now())
+    }
+
+    fn heartbeat_at(
+        &self,
+        node: Id,
+        session: u64,
+        now: tokio::time::Instant,
+    ) -> Result<Duration, DispatchError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(DispatchError::SessionClosed);
         }
@@ -523,8 +443,7 @@ impl StoreDispatcher {
                 .get_mut(&node)
                 .filter(|e| e.generation == session && e.live)
                 .ok_or(DispatchError::SessionClosed)?;
-            entry.heartbeat_deadline =
-                Some(tokio::time::Instant::now() + self.inner.options.down_after);
+            entry.heartbeat_deadline = Some(now + self.inner.options.down_after);
         }
         Ok(self.jittered_period())
     }
@@ -627,13 +546,7 @@ impl StoreDispatcher {
 
     fn send_status(&self, node: Id, batch: StatusBatch) -> Result<(), DispatchError> {
         crate::metrics::global().dispatcher_status_reports.inc();
-        let sent = self
-            .inner
-            .status_tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_some_and(|tx| tx.send(StatusMsg::Batch(node, batch)).is_ok());
+        let sent = send_to(&self.inner.status_tx, StatusMsg::Batch(node, batch));
         if sent {
             Ok(())
         } else {
@@ -680,7 +593,7 @@ impl StoreDispatcher {
             }
             entry.registrations.push_back(now);
         }
-        self.set_node_state(node, NodeState::Ready, "", Some(&registration))
+        self.register_node(node, registration)
             .await
             .map_err(|e| DispatchError::Unreachable {
                 reason: format!("could not register the node: {e}"),

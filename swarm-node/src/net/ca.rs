@@ -36,6 +36,8 @@ pub mod join;
 pub mod server;
 pub mod signer;
 pub mod storage;
+#[cfg(test)]
+mod test_support;
 
 use serde::{Deserialize, Serialize};
 use swarm_core::objects::node::{IssuanceState, NodeAvailability};

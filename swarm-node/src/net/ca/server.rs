@@ -336,8 +336,9 @@ impl CaServer {
     async fn certificate_status(&self, req: StatusRequest) -> Result<StatusAnswer, Status> {
         let deadline = tokio::time::Instant::now() + STATUS_HOLD;
         let id = req.node_id;
-        let filter = WatchFilter::kinds(&[ObjectKind::Node, ObjectKind::Cluster]);
-        let (mut answer, watcher) = self.store.view_and_watch(filter, |s| answer_for(s, &id));
+        let (mut answer, watcher) = self
+            .store
+            .view_and_watch(waiter_filter(id), |s| answer_for(s, &id));
         loop {
             let current = answer?;
             if is_final(current.state) {
@@ -378,6 +379,16 @@ impl PeerPolicy for RemovedNodes {
     }
 }
 
+/// What wakes a status call waiting on node `id`: changes to that node and to the cluster object
+/// (a root rotation changes the roots of the answer), never another node's. With thousands of
+/// joiners waiting at once, an unfiltered watch would wake every waiter on every node's change.
+fn waiter_filter(id: Id) -> WatchFilter {
+    WatchFilter::kinds(&[ObjectKind::Node, ObjectKind::Cluster]).with_predicate(move |o| match o {
+        swarm_core::Object::Node(node) => node.id == id,
+        _ => true,
+    })
+}
+
 fn answer_for(store: &Store, id: &Id) -> Result<StatusAnswer, Status> {
     let node = store
         .get::<Node>(id)
@@ -410,3 +421,7 @@ fn cert_not_after(node: &Node) -> Timestamp {
         .map(|i| i.not_after)
         .unwrap_or(Timestamp::ZERO)
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

@@ -9,14 +9,23 @@
 //! swarm-net's `RootRotation` keeps its batch clock in memory and cannot be rebuilt from the store
 //! after a leader change, so the batching here reads the rotation from the cluster object and keeps
 //! only the next batch time locally (a new leader starts a batch at once).
+//!
+//! A pass looks only at the nodes that changed since the last one (fed to [`SignerState::note`]
+//! from the signer's store watch) and at failed signings whose retry is due; every node is read
+//! only on the first pass, after the watch lagged or the store was reset from a snapshot, and
+//! while a root rotation is in progress (whose convergence is a property of every node). At
+//! 10,000 nodes a full-cluster join made the former clone-and-scan-every-node pass O(nodes^2),
+//! 5-10 % of the leader's CPU (docs/BENCHMARKS.md, session `scale2`; session 11 for after).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::CryptoRngCore;
 use swarm_core::objects::node::{IssuanceState, Node};
-use swarm_core::{update, Cluster, Id, ObjectKind, Proposer, SharedStore, Timestamp, WatchFilter};
+use swarm_core::{
+    update, Cluster, Event, Id, Object, ObjectKind, Proposer, SharedStore, Timestamp, WatchFilter,
+};
 use swarm_net::pki::{
     CertInfo, MIN_NODE_CERT_VALIDITY, ROTATE_BATCH, ROTATE_INTERVAL, SIGNING_RETRY,
 };
@@ -37,6 +46,63 @@ pub const SIGN_BATCH: usize = 50;
 pub struct SignerState {
     failed_at: HashMap<Id, Timestamp>,
     next_batch: Option<Timestamp>,
+    /// The nodes the next pass looks at; `None`: every node (the first pass, or after
+    /// [`SignerState::rescan`]).
+    dirty: Option<BTreeSet<Id>>,
+}
+
+impl SignerState {
+    /// Notes the store events seen since the last pass: the nodes they create or change are
+    /// looked at on the next pass, removed nodes are forgotten, and a reset (a snapshot
+    /// installed) makes the next pass read every node.
+    pub fn note(&mut self, events: &[Event]) {
+        for ev in events {
+            match ev {
+                Event::Created(Object::Node(n))
+                | Event::Updated {
+                    new: Object::Node(n),
+                    ..
+                } => {
+                    if let Some(dirty) = &mut self.dirty {
+                        dirty.insert(n.id);
+                    }
+                }
+                Event::Removed(Object::Node(n)) => {
+                    self.failed_at.remove(&n.id);
+                    if let Some(dirty) = &mut self.dirty {
+                        dirty.remove(&n.id);
+                    }
+                }
+                Event::Reset { .. } => self.rescan(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Makes the next pass read every node (the watch lagged, or nothing is known yet).
+    pub fn rescan(&mut self) {
+        self.dirty = None;
+    }
+
+    /// The nodes a pass at `now` looks at: the noted ones and the failed ones due for a retry
+    /// (every node id in `store` after a rescan). Leaves the noted set empty.
+    fn take_candidates(&mut self, store: &SharedStore, now: Timestamp) -> BTreeSet<Id> {
+        let mut ids = match self.dirty.replace(BTreeSet::new()) {
+            Some(dirty) => dirty,
+            None => {
+                let ids: BTreeSet<Id> = store.view(|s| s.iter::<Node>().map(|n| n.id).collect());
+                self.failed_at.retain(|id, _| ids.contains(id));
+                ids
+            }
+        };
+        ids.extend(
+            self.failed_at
+                .iter()
+                .filter(|(_, at)| now >= at.plus(SIGNING_RETRY))
+                .map(|(id, _)| *id),
+        );
+        ids
+    }
 }
 
 /// Runs the signer until `stop` turns true (or its sender is dropped). Run it on the leader only.
@@ -60,7 +126,13 @@ pub async fn run_signer<R: CryptoRngCore + Send>(
         }
         tokio::select! {
             r = stop.changed() => if r.is_err() { return },
-            ev = watcher.recv_many() => if ev.is_err() { watcher = store.watch(filter.clone()) },
+            ev = watcher.recv_many() => match ev {
+                Ok(events) => state.note(&events),
+                Err(_) => {
+                    watcher = store.watch(filter.clone());
+                    state.rescan();
+                }
+            },
             _ = tokio::time::sleep(SIGNER_TICK) => {}
         }
     }
@@ -88,14 +160,15 @@ pub async fn sign_pass(
     }
     let ca = signing_ca(&cluster.root_ca)?;
     let validity = cluster.spec.ca.node_cert_expiry.max(MIN_NODE_CERT_VALIDITY);
-    let nodes: Vec<Arc<Node>> = store.view(|s| s.iter::<Node>().cloned().collect());
-    state
-        .failed_at
-        .retain(|id, _| nodes.iter().any(|n| n.id == *id));
+    let candidates = state.take_candidates(store, now);
 
     // Sign.
     let mut signed = Vec::new();
-    for node in &nodes {
+    for id in candidates {
+        let Some(node) = store.view(|s| s.get::<Node>(&id).cloned()) else {
+            state.failed_at.remove(&id);
+            continue;
+        };
         let Some(cert) = &node.certificate else {
             continue;
         };
@@ -109,7 +182,14 @@ pub async fn sign_pass(
                 cert.role != node.spec.desired_role && !cert.csr.is_empty()
             }
         };
-        if !due || signed.len() >= SIGN_BATCH {
+        if !due {
+            continue;
+        }
+        if signed.len() >= SIGN_BATCH {
+            // Still due: the next pass (at once, since this one commits) takes it.
+            if let Some(dirty) = &mut state.dirty {
+                dirty.insert(id);
+            }
             continue;
         }
         let role = node.spec.desired_role;
@@ -118,7 +198,7 @@ pub async fn sign_pass(
             role: net_role(role),
             cluster_id: cluster.id,
         };
-        let mut next = (**node).clone();
+        let mut next = (*node).clone();
         let mut rec = cert.clone();
         match ca.issue(&cert.csr, &identity, validity, now, rng) {
             Ok(issued) => {
@@ -159,8 +239,9 @@ pub async fn sign_pass(
         return Ok(());
     }
 
-    // Rotation.
+    // Rotation: judged over every node, but only while one is in progress.
     if cluster.root_ca.root_rotation.is_some() {
+        let nodes: Vec<Arc<Node>> = store.view(|s| s.iter::<Node>().cloned().collect());
         rotation_step(store, proposer, &cluster, &nodes, now, rng, state).await?;
     }
     Ok(())
@@ -244,3 +325,7 @@ async fn propose_cluster(
     update(store, proposer, |tx| tx.update(next)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "signer_tests.rs"]
+mod tests;
