@@ -61,7 +61,11 @@ pub enum VipError {
     },
 }
 
-async fn run(cmd: &'static str, args: &[&str], input: Option<&str>) -> Result<(), VipError> {
+pub(super) async fn run(
+    cmd: &'static str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<(), VipError> {
     let mut c = Command::new(cmd);
     c.args(args)
         .stdin(if input.is_some() {
