@@ -90,7 +90,9 @@
 //!   redirects TCP to them into one proxy listener, which reads the original destination and
 //!   connects to a task (round robin; local directly, remote through a `mesh.v1.connect` stream
 //!   naming the service, which the receiving node accepts only for a running task of that
-//!   service on itself). Rules are removed at stop, and stale ones at start.
+//!   service on itself). UDP to the VIPs goes to a transparent socket (`tproxy`, `vip_udp.rs`)
+//!   that relays each flow to a task the same way, answering from the VIP. Rules are removed at
+//!   stop, and stale ones at start.
 //!
 //! # What it does not do
 //! - Without [`MeshConfig::kernel_ingress`] (default off: one daemon per network namespace may
@@ -98,8 +100,8 @@
 //!   every byte to a task on another node, every UDP datagram, and connections from other hosts
 //!   to a task reached on loopback (the process runtime's). No overlay network: process-runtime tasks share their
 //!   node's network, so networks isolate names and which VIPs a node serves, not packets.
-//! - VIPs carry TCP only (no UDP), IPv4 only, and only connections opened on the node itself
-//!   (nat OUTPUT: the process runtime; bridged containers would need PREROUTING).
+//! - VIPs carry IPv4 only, and only traffic from the node itself (the process runtime; bridged
+//!   containers' TCP would need a PREROUTING redirect).
 //! - The names view travels whole on every change, not as diffs (about 80 bytes per running
 //!   process-runtime task: some 200,000 tasks fit one 16 MiB `mesh.v1.routes` item; beyond
 //!   that the workers' stream fails and they keep their last view), and a manager rebuilds it
@@ -120,7 +122,7 @@
 //! - `names.rs`: the [`NameView`] and name lookup (pure); `dns.rs`: DNS messages (pure,
 //!   `hickory-proto`); `resolver.rs`: the per-task resolver sockets; `runtime.rs`:
 //!   [`ResolverRuntime`], which puts a task's resolver address in its environment;
-//! - `vip.rs`: the VIP data plane; `kernel.rs`: the kernel path for local ingress.
+//! - `vip.rs`, `vip_udp.rs`: the VIP data plane (TCP, UDP); `kernel.rs`: the kernel path for local ingress.
 
 mod datagram;
 mod dns;
@@ -135,6 +137,7 @@ mod tcp;
 mod udp;
 mod view;
 pub mod vip;
+mod vip_udp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
