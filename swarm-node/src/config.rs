@@ -97,6 +97,9 @@ pub struct DaemonConfig {
     /// Carry connections to service VIPs in the kernel's nat table and the mesh's VIP proxy
     /// (root, Linux; `crate::mesh::vip`). Default off.
     pub vip_dataplane: bool,
+    /// Let the kernel carry published TCP ports' connections to this node's tasks (root, Linux,
+    /// nftables DNAT; `crate::mesh` `kernel.rs`). Default off.
+    pub kernel_ingress: bool,
     /// The executable that supervises each process-runtime task (`<it> supervise <socket>`;
     /// `swarm-node run` sets its own binary). With one, tasks outlive the daemon and a restart
     /// adopts them; without (the default, for in-process embedders) tasks are the daemon's
@@ -144,6 +147,7 @@ impl DaemonConfig {
             hostname: None,
             mesh_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             vip_dataplane: false,
+            kernel_ingress: false,
             supervisor: None,
             listen_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             listen_addr_fixed: true,

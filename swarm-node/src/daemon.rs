@@ -625,6 +625,7 @@ impl Daemon {
             // Tasks on the host network (process runtime) listen on the host's ports.
             shared_host_network: self.runtime.capabilities().host_network,
             vip_dataplane: self.config.vip_dataplane,
+            kernel_ingress: self.config.kernel_ingress,
             ..MeshConfig::default()
         }
     }

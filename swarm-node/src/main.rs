@@ -110,6 +110,11 @@ struct SwarmAddrs {
     /// to lo and an nftables redirect, removed at stop); one daemon per network namespace
     #[arg(long)]
     vip_dataplane: bool,
+    /// Let the kernel carry published TCP ports' connections to this node's tasks (root,
+    /// Linux: nftables DNAT, removed at stop; without root or nft the userspace proxy carries
+    /// them); one daemon per network namespace
+    #[arg(long)]
+    kernel_ingress: bool,
 }
 
 #[derive(Subcommand)]
@@ -351,6 +356,7 @@ async fn run(
     config.init = init;
     config.mesh_addr = mesh_addr;
     config.vip_dataplane = swarm.vip_dataplane;
+    config.kernel_ingress = swarm.kernel_ingress;
     // Tasks of the process runtime run under `swarm-node supervise` and outlive the daemon.
     // Resolved now: a binary replaced in place later still starts supervisors by this path.
     match std::env::current_exe() {

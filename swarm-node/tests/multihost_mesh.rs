@@ -13,7 +13,11 @@
 //!   clear during the same capture is in it;
 //! - killing a host mid-stream ends the connections through it and only those: a client on
 //!   host0 holding one connection to host1's task and one to host0's own sees the first end and
-//!   the second keep echoing.
+//!   the second keep echoing;
+//! - a rolling update behind the mesh drops no request: two hosts (the client beside one task),
+//!   and three (the client on a host running no task, every request crossing hosts; the task
+//!   hosts run the kernel ingress path, and a client on one of them is served by its own task
+//!   through the kernel and by the other host's through the mesh).
 //!
 //! Why it proves it: each echo task prefixes its replies with its host's name, so the reply
 //! says which task answered; the tasks listen on 127.0.0.1 inside their own namespace, so a
@@ -174,9 +178,62 @@ async fn a_rolling_update_behind_the_mesh_across_hosts_drops_no_request() {
     let Some((c, dir, echo, client)) = two_hosts().await else {
         return;
     };
+    rolling_update(&c, dir.path(), &echo, &client, &[(1, false)], &[]).await;
+}
+
+/// The same across three hosts, with a client on one that runs no task: host1 (a worker)
+/// publishes the port, the service's two tasks run on host0 (the manager) and host2 (another
+/// worker), so every request of that client crosses hosts, to a manager or worker to worker,
+/// while both tasks are replaced in turn. Host0 and host2 run the kernel ingress path
+/// (`--kernel-ingress`): a second client on host0 has half its connections DNATed to host0's
+/// task by the kernel (rules rebuilt as the tasks change) and the other half proxied to host2's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_on_two_hosts_behind_a_third_drops_no_request() {
+    let Some(mut c) = Cluster::new(3, Runtime::Process) else {
+        return;
+    };
+    c.host_mut(0).add_arg("--kernel-ingress");
+    c.host_mut(2).add_arg("--kernel-ingress");
+    c.start_all().await;
+    c.form(0, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (echo, client) = scripts(dir.path());
+    rolling_update(
+        &c,
+        dir.path(),
+        &echo,
+        &client,
+        &[(1, false), (0, true)],
+        &["--constraint", "node.hostname!=host1"],
+    )
+    .await;
+    // Neither version ever ran on host1: every answer there came through the mesh.
+    let ps = c
+        .host(0)
+        .ok(&["service", "ps", "roll", "--format", "{{.Node}}"])
+        .await;
+    assert!(!ps.contains("host1"), "{ps}");
+    // A daemon stopping removes its kernel rules.
+    c.host_mut(2).stop().await;
+    let tables = c.host(2).exec("nft", &["list", "tables"]).await;
+    assert!(!tables.stdout.contains("swarm_ingress"), "{tables:?}");
+}
+
+/// Creates `roll` (two replicas, at most one per node, `extra` create flags) publishing
+/// 18150 -> 18250, loops requests through the published port of each host in `from` (a client
+/// per host, a connection per request; `true`: the host runs the kernel ingress path) while a stop-first rolling update replaces both tasks,
+/// and checks that no request failed and each client saw both versions. On a host running the
+/// kernel ingress path, first waits until its rules carry the port.
+async fn rolling_update(
+    c: &Cluster,
+    dir: &std::path::Path,
+    echo: &str,
+    client: &str,
+    from: &[(usize, bool)],
+    extra: &[&str],
+) {
     let h0 = c.host(0);
-    let h1 = c.host(1);
-    h0.ok(&[
+    let mut create = vec![
         "service",
         "create",
         "--detach",
@@ -190,13 +247,10 @@ async fn a_rolling_update_behind_the_mesh_across_hosts_drops_no_request() {
         "TAG=v1",
         "--publish",
         "18150:18250",
-        "python",
-        "/usr/bin/python3",
-        &echo,
-        "18250",
-        "unused",
-    ])
-    .await;
+    ];
+    create.extend_from_slice(extra);
+    create.extend_from_slice(&["python", "/usr/bin/python3", echo, "18250", "unused"]);
+    h0.ok(&create).await;
     h0.wait_for(
         "two replicas",
         &[
@@ -210,18 +264,23 @@ async fn a_rolling_update_behind_the_mesh_across_hosts_drops_no_request() {
         |out| out.starts_with("2/2"),
     )
     .await;
-    wait_reply(h1, &client, 18_150, "v1:ping").await;
-    let stop = dir.path().join("stop");
-    let looping = {
+    let stop = dir.join("stop");
+    let mut loops = Vec::new();
+    for &(i, kernel) in from {
+        let h = c.host(i);
+        wait_reply(h, client, 18_150, "v1:ping").await;
+        if kernel {
+            wait_kernel_rule(h, 18_150).await;
+        }
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", h1.namespace(), "/usr/bin/python3"])
-            .arg(dir.path().join("loop.py"))
+        cmd.args(["netns", "exec", h.namespace(), "/usr/bin/python3"])
+            .arg(dir.join("loop.py"))
             .args(["18150", stop.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true);
-        tokio::spawn(async move { cmd.output().await })
-    };
+        loops.push((i, tokio::spawn(async move { cmd.output().await })));
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     h0.ok(&[
         "service",
@@ -274,26 +333,55 @@ async fn a_rolling_update_behind_the_mesh_across_hosts_drops_no_request() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    wait_reply(h1, &client, 18_150, "v2:ping").await;
+    for &(i, _) in from {
+        wait_reply(c.host(i), client, 18_150, "v2:ping").await;
+    }
     std::fs::write(&stop, b"").unwrap();
-    let out = tokio::time::timeout(TIMEOUT, looping)
-        .await
-        .expect("the loop stops")
-        .expect("the loop's task")
-        .expect("the loop ran");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout.lines().next().unwrap_or_default().to_string();
-    assert!(summary.contains(" fail=0 "), "{stdout}");
-    assert!(summary.ends_with("tags=v1,v2"), "{stdout}");
-    let ok: usize = summary
-        .strip_prefix("ok=")
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        ok >= 20,
-        "only {ok} requests ran during the update: {stdout}"
-    );
+    for (i, looping) in loops {
+        let out = tokio::time::timeout(TIMEOUT, looping)
+            .await
+            .expect("the loop stops")
+            .expect("the loop's task")
+            .expect("the loop ran");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary = stdout.lines().next().unwrap_or_default().to_string();
+        assert!(summary.contains(" fail=0 "), "client on host{i}: {stdout}");
+        assert!(
+            summary.ends_with("tags=v1,v2"),
+            "client on host{i}: {stdout}"
+        );
+        let ok: usize = summary
+            .strip_prefix("ok=")
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            ok >= 20,
+            "only {ok} requests of the client on host{i} ran during the update: {stdout}"
+        );
+    }
+}
+
+/// Waits until `h`'s kernel ingress table DNATs `port` (to its local task, one slot of two).
+async fn wait_kernel_rule(h: &Host, port: u16) {
+    let want = format!("tcp dport {port} dnat ip to numgen inc mod 2 map {{ 0 : 127.0.0.1 . ");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let out = h
+            .exec("nft", &["list", "table", "ip", "swarm_ingress"])
+            .await;
+        if out.stdout.contains(&want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "host{} never installed the kernel rule for {port}: {:?} {:?}",
+            h.index(),
+            out.stdout,
+            out.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Figures, not a check (docs/BENCHMARKS.md, "Cross-host mesh (issue 16)"): request/response

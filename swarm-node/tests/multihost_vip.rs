@@ -13,6 +13,9 @@
 //!   inside host0's namespace, so the reply can only have come through the mesh stream;
 //! - isolation: `other` (on `back`, which the client is not attached to) does not resolve, by
 //!   name or as `other.back`, and its VIP is not reachable from host1;
+//! - UDP to a VIP: `dbu` (a UDP echo on `front`, pinned to host0) answers two datagrams of one
+//!   flow sent to its VIP from host1 (through the mesh) and from host0 (its own task), the
+//!   answers coming from the VIP;
 //! - `docker network inspect --verbose front` lists db's VIP and task and host0 as a peer.
 
 mod mesh_scripts;
@@ -121,6 +124,16 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
         &[PY, &echo, "18301", "host0"],
     )
     .await;
+    let udp_echo = dir.path().join("udp_echo.py");
+    service(
+        h0,
+        "dbu",
+        "host0",
+        "front",
+        &[],
+        &[PY, udp_echo.to_str().unwrap(), "18310", "host0"],
+    )
+    .await;
     let other_vip = vip(h0, "back", "other").await;
     let db_vip = vip(h0, "front", "db").await;
     service(
@@ -139,7 +152,7 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
         ],
     )
     .await;
-    for s in ["db", "rr", "other", "client"] {
+    for s in ["db", "rr", "other", "client", "dbu"] {
         h0.wait_replicas(s, "1/1").await;
     }
 
@@ -176,6 +189,12 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // UDP to dbu's VIP, two datagrams on one flow, from host1 (remote task) and host0 (local).
+    let dbu_vip = vip(h0, "front", "dbu").await;
+    for h in [c.host(1), h0] {
+        udp_flow(h, &dbu_vip, 18_310).await;
+    }
+
     // `docker network inspect --verbose`: db's VIP and task, host0 among the peers.
     let inspect = h0.ok(&["network", "inspect", "--verbose", "front"]).await;
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
@@ -194,6 +213,42 @@ async fn services_resolve_and_answer_by_vip_across_hosts_within_their_networks()
         peers.contains(&"host0") && peers.contains(&"host1"),
         "{inspect}"
     );
+}
+
+/// Sends two datagrams on one socket to `vip:port` from `h` until both are echoed by host0's
+/// task, from the VIP.
+async fn udp_flow(h: &Host, vip: &str, port: u16) {
+    const FLOW: &str = r#"
+import socket, sys
+ip, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+out = []
+try:
+    for body in (b"one", b"two"):
+        s.sendto(body, (ip, port))
+        r, src = s.recvfrom(65536)
+        out.append("%s@%s" % (r.decode(), src[0]))
+except OSError:
+    out.append("none")
+print(" ".join(out))
+"#;
+    let want = format!("host0:one@{vip} host0:two@{vip}");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let out = h.exec(PY, &["-c", FLOW, vip, &port.to_string()]).await;
+        if out.stdout.trim() == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "UDP to {vip}:{port} from host{} never answered {want:?}; last: {:?} {:?}",
+            h.index(),
+            out.stdout,
+            out.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Runs `prog args...` in `h`'s namespace and returns its standard output.

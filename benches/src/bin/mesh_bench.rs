@@ -4,8 +4,11 @@
 //! ```text
 //! cargo run --release -p swarm-benches --bin mesh_bench -- \
 //!     [--connections 1000] [--duration 10] [--rounds 3] [--wrk-threads 1] \
-//!     [--proxy-threads 1] [--backend-threads 1] [--tasks 3] [--buffer 16384]
+//!     [--proxy-threads 1] [--backend-threads 1] [--tasks 3] [--buffer 16384] [--kernel]
 //! ```
+//!
+//! `--kernel` (root): the mesh runs with `kernel_ingress`, so the kernel DNATs the connections
+//! to the (local) tasks and the proxy carries none; the bench waits until the rules are in.
 //!
 //! Starts a keep-alive HTTP/1.1 backend (tokio, a fixed 2-byte body) on 127.0.0.2, and the
 //! routing mesh in front of it through the daemon's own API: a `SharedStore` holding one service
@@ -46,6 +49,8 @@ struct Options {
     backend_threads: usize,
     tasks: u8,
     buffer: usize,
+    /// Run the mesh with the kernel ingress path (root).
+    kernel: bool,
     /// Scenarios: 0 = saturate (each connection sends its next request as soon as the answer
     /// arrives); N = each connection waits a random 0..2N ms (mean N) before each request
     /// (wrk's `delay()` hook; random so that the 1 000 connections do not fire in bursts).
@@ -62,10 +67,15 @@ fn parse_args() -> Result<Options, String> {
         backend_threads: 1,
         tasks: 3,
         buffer: MeshConfig::default().copy_buffer,
+        kernel: false,
         delays: vec![0, 100],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--kernel" {
+            o.kernel = true;
+            continue;
+        }
         if a == "--bench" {
             continue;
         }
@@ -428,6 +438,7 @@ fn main() {
             MeshConfig {
                 addr: lo(1),
                 copy_buffer: o.buffer,
+                kernel_ingress: o.kernel,
                 ..MeshConfig::default()
             },
         );
@@ -440,11 +451,12 @@ fn main() {
         while !(mesh.is_listening(key)
             && mesh
                 .backends(key)
-                .is_some_and(|b| b.len() == usize::from(o.tasks)))
+                .is_some_and(|b| b.len() == usize::from(o.tasks))
+            && (!o.kernel || mesh.kernel_carries(key).0))
         {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the mesh did not publish the port"
+                "the mesh did not publish the port (or, with --kernel, install its rules: root and nft needed)"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -466,8 +478,8 @@ fn main() {
     let proxied = SocketAddr::new(lo(1), published);
 
     println!(
-        "wrk -t{} -c{} -d{}s --latency; backend {} thread(s), proxy {} thread(s), {} task(s), copy buffer {} B",
-        o.wrk_threads, o.connections, o.duration, o.backend_threads, o.proxy_threads, o.tasks, o.buffer
+        "wrk -t{} -c{} -d{}s --latency; backend {} thread(s), proxy {} thread(s), {} task(s), copy buffer {} B, kernel ingress {}",
+        o.wrk_threads, o.connections, o.duration, o.backend_threads, o.proxy_threads, o.tasks, o.buffer, o.kernel
     );
     for &delay in &o.delays {
         scenario(&o, delay, direct, proxied);

@@ -50,6 +50,13 @@
 //!   unreachable". At most [`MeshConfig::max_udp_sessions`] per port; datagrams of new clients
 //!   beyond that are dropped. Replies leave from the published socket: with a wildcard mesh
 //!   address on a multi-homed host the kernel picks their source address.
+//! - **Kernel path** (`kernel.rs`, [`MeshConfig::kernel_ingress`], `--kernel-ingress`, root):
+//!   the kernel DNATs a TCP port's connections to this node's tasks (nftables `numgen` over all
+//!   backends: the local tasks' slots DNATed, the remote tasks' slots falling through to the
+//!   listener, which then tries remote backends first), so the local share of ingress costs no
+//!   userspace hop. The rules follow the view (task state and health) and are replaced
+//!   atomically; removed at stop, stale ones at start. Not root or no `nft`: the userspace
+//!   proxy carries everything.
 //! - **SCTP** ingress ports are not served (a warning is logged once per port).
 //! - A port that cannot be bound when it is published (another program took it after the
 //!   check) is logged and retried every [`MeshConfig::rebind_interval`].
@@ -83,14 +90,18 @@
 //!   redirects TCP to them into one proxy listener, which reads the original destination and
 //!   connects to a task (round robin; local directly, remote through a `mesh.v1.connect` stream
 //!   naming the service, which the receiving node accepts only for a running task of that
-//!   service on itself). Rules are removed at stop, and stale ones at start.
+//!   service on itself). UDP to the VIPs goes to a transparent socket (`tproxy`, `vip_udp.rs`)
+//!   that relays each flow to a task the same way, answering from the VIP. Rules are removed at
+//!   stop, and stale ones at start.
 //!
 //! # What it does not do
-//! - No kernel fast path (IPVS, nftables/iptables DNAT) for published ports: every byte goes
-//!   through this process, also locally. No overlay network: process-runtime tasks share their
+//! - Without [`MeshConfig::kernel_ingress`] (default off: one daemon per network namespace may
+//!   use it), every byte of ingress goes through this process, also locally; with it, still
+//!   every byte to a task on another node, every UDP datagram, and connections from other hosts
+//!   to a task reached on loopback (the process runtime's). No overlay network: process-runtime tasks share their
 //!   node's network, so networks isolate names and which VIPs a node serves, not packets.
-//! - VIPs carry TCP only (no UDP), IPv4 only, and only connections opened on the node itself
-//!   (nat OUTPUT: the process runtime; bridged containers would need PREROUTING).
+//! - VIPs carry IPv4 only, and only traffic from the node itself (the process runtime; bridged
+//!   containers' TCP would need a PREROUTING redirect).
 //! - The names view travels whole on every change, not as diffs (about 80 bytes per running
 //!   process-runtime task: some 200,000 tasks fit one 16 MiB `mesh.v1.routes` item; beyond
 //!   that the workers' stream fails and they keep their last view), and a manager rebuilds it
@@ -111,11 +122,12 @@
 //! - `names.rs`: the [`NameView`] and name lookup (pure); `dns.rs`: DNS messages (pure,
 //!   `hickory-proto`); `resolver.rs`: the per-task resolver sockets; `runtime.rs`:
 //!   [`ResolverRuntime`], which puts a task's resolver address in its environment;
-//! - `vip.rs`: the VIP data plane.
+//! - `vip.rs`, `vip_udp.rs`: the VIP data plane (TCP, UDP); `kernel.rs`: the kernel path for local ingress.
 
 mod datagram;
 mod dns;
 mod driver;
+mod kernel;
 mod names;
 mod resolver;
 mod route;
@@ -125,6 +137,7 @@ mod tcp;
 mod udp;
 mod view;
 pub mod vip;
+mod vip_udp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -194,6 +207,10 @@ pub struct MeshConfig {
     /// Carry connections to service VIPs (root, Linux: `lo` addresses and an nftables
     /// redirect, see `vip.rs`; default off).
     pub vip_dataplane: bool,
+    /// Let the kernel carry connections to published TCP ports that go to a task on this node
+    /// (root, Linux: nftables DNAT, see `kernel.rs`; default off: one daemon per network
+    /// namespace may use it).
+    pub kernel_ingress: bool,
 }
 
 impl Default for MeshConfig {
@@ -208,6 +225,7 @@ impl Default for MeshConfig {
             max_udp_sessions: 4096,
             rebind_interval: Duration::from_secs(3),
             vip_dataplane: false,
+            kernel_ingress: false,
         }
     }
 }
@@ -264,6 +282,8 @@ pub(crate) struct Shared {
     names: watch::Sender<Arc<NameView>>,
     /// The resolvers of this node's tasks, by task.
     resolvers: Mutex<HashMap<Id, resolver::TaskResolver>>,
+    /// The ports whose local share the kernel carries now, and through which hooks.
+    kernel: Mutex<BTreeMap<PortKey, kernel::Carried>>,
 }
 
 /// Whether `backend` runs on `node` (a single host, `None`, has only local backends).
@@ -276,6 +296,28 @@ impl Shared {
         // Only inserts, removes and lookups happen under this lock: a panic cannot leave it
         // inconsistent.
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_kernel(&self) -> MutexGuard<'_, BTreeMap<PortKey, kernel::Carried>> {
+        self.kernel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the kernel already sent this connection's share of local tasks elsewhere: it
+    /// carries `key`'s local share for connections arriving the way this one did (opened on this
+    /// node: `output`; from another host: `prerouting`), so it should go to a remote task.
+    pub(crate) fn kernel_carried(&self, key: PortKey, client: &TcpStream) -> bool {
+        let Some(c) = self.lock_kernel().get(&key).copied() else {
+            return false;
+        };
+        let local_origin = match (client.peer_addr(), client.local_addr()) {
+            (Ok(p), Ok(l)) => p.ip().is_loopback() || p.ip() == l.ip(),
+            _ => false,
+        };
+        if local_origin {
+            c.output
+        } else {
+            c.prerouting
+        }
     }
 }
 
@@ -290,6 +332,8 @@ pub struct RoutingMesh {
     driver: Mutex<Option<JoinHandle<()>>>,
     /// The VIP data plane, when configured.
     vip: Mutex<Option<JoinHandle<()>>>,
+    /// The kernel ingress rules' keeper, when configured.
+    kernel: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl RoutingMesh {
@@ -316,7 +360,12 @@ impl RoutingMesh {
             from_store: matches!(source, MeshSource::Store(_)),
             names: watch::channel(Arc::new(NameView::default())).0,
             resolvers: Mutex::new(HashMap::new()),
+            kernel: Mutex::new(BTreeMap::new()),
         });
+        let kernel = shared
+            .config
+            .kernel_ingress
+            .then(|| tokio::spawn(kernel::serve(shared.clone())));
         let vip = shared
             .config
             .vip_dataplane
@@ -331,6 +380,7 @@ impl RoutingMesh {
             shared,
             driver: Mutex::new(Some(driver)),
             vip: Mutex::new(vip),
+            kernel: Mutex::new(kernel),
         })
     }
 
@@ -437,6 +487,10 @@ impl RoutingMesh {
         if let Some(v) = vip {
             let _ = v.await;
         }
+        let kernel = self.kernel.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(k) = kernel {
+            let _ = k.await;
+        }
         self.shared
             .resolvers
             .lock()
@@ -465,6 +519,15 @@ impl RoutingMesh {
             .lock_routes()
             .get(&key)
             .is_some_and(|r| r.is_bound())
+    }
+
+    /// Whether the kernel carries `key`'s local share now, for connections opened on this
+    /// node and for those from other hosts ([`MeshConfig::kernel_ingress`]).
+    pub fn kernel_carries(&self, key: PortKey) -> (bool, bool) {
+        self.shared
+            .lock_kernel()
+            .get(&key)
+            .map_or((false, false), |c| (c.output, c.prerouting))
     }
 
     /// The addresses of the backends `key` forwards to now (`None` if it is not published),

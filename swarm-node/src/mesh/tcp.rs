@@ -121,7 +121,12 @@ async fn proxy(
     let connect_timeout = shared.config.connect_timeout;
     let buffer = shared.config.copy_buffer;
     let mut server = None;
-    for b in route.candidates() {
+    let mut candidates: Vec<_> = route.candidates().collect();
+    if shared.kernel_carried(route.key, &client) {
+        // Remote tasks first (stable: still round robin among each kind).
+        candidates.sort_by_key(|b| is_local(shared.node, b));
+    }
+    for b in candidates {
         if !is_local(shared.node, &b) {
             let Some(peers) = &shared.peers else {
                 continue;

@@ -17,7 +17,10 @@
 //! - Cleanup: the rules and addresses are removed when the mesh stops, and any left by a crashed
 //!   daemon are removed at start (so one daemon per network namespace may use it).
 //!
-//! Not done: UDP to a VIP (TCP only), IPv6 VIPs, bridges' PREROUTING (the docker runtime).
+//! - UDP (`vip_udp.rs`): the same table hands datagrams to the VIPs to a transparent socket
+//!   (`tproxy`), which relays each flow to a task the same way.
+//!
+//! Not done: IPv6 VIPs, bridges' PREROUTING (the docker runtime).
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -61,7 +64,11 @@ pub enum VipError {
     },
 }
 
-async fn run(cmd: &'static str, args: &[&str], input: Option<&str>) -> Result<(), VipError> {
+pub(super) async fn run(
+    cmd: &'static str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<(), VipError> {
     let mut c = Command::new(cmd);
     c.args(args)
         .stdin(if input.is_some() {
@@ -94,23 +101,35 @@ async fn run(cmd: &'static str, args: &[&str], input: Option<&str>) -> Result<()
     }
 }
 
-/// The nftables script that makes the table redirect `vips` to `port` (the table emptied first;
-/// no VIP: no table).
-pub fn nft_script(vips: &BTreeSet<Ipv4Addr>, port: u16) -> String {
+/// The nftables script that makes the table redirect TCP to `vips` to `port` and hand UDP to
+/// them to the transparent socket on `udp_port` (`vip_udp.rs`; 0: none); the table emptied
+/// first; no VIP: no table.
+pub fn nft_script(vips: &BTreeSet<Ipv4Addr>, port: u16, udp_port: u16) -> String {
     let mut s = format!("table ip {NFT_TABLE}\ndelete table ip {NFT_TABLE}\n");
     if !vips.is_empty() {
         let set: Vec<String> = vips.iter().map(|v| v.to_string()).collect();
+        let set = set.join(", ");
         s.push_str(&format!(
-            "table ip {NFT_TABLE} {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    ip daddr {{ {} }} meta l4proto tcp redirect to :{port}\n  }}\n}}\n",
-            set.join(", ")
+            "table ip {NFT_TABLE} {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    ip daddr {{ {set} }} meta l4proto tcp redirect to :{port}\n  }}\n"
         ));
+        if udp_port != 0 {
+            s.push_str(&format!(
+                "  chain datagrams {{\n    type filter hook prerouting priority mangle; policy accept;\n    ip daddr {{ {set} }} meta l4proto udp ct direction original tproxy to 127.0.0.1:{udp_port}\n  }}\n"
+            ));
+        }
+        s.push_str("}\n");
     }
     s
 }
 
 /// Removes the table and every `lo:swvip` address (this node's, or a crashed daemon's).
 pub async fn cleanup() -> Result<(), VipError> {
-    let r1 = run("nft", &["-f", "-"], Some(&nft_script(&BTreeSet::new(), 0))).await;
+    let r1 = run(
+        "nft",
+        &["-f", "-"],
+        Some(&nft_script(&BTreeSet::new(), 0, 0)),
+    )
+    .await;
     let r2 = run(
         "ip",
         &["addr", "flush", "dev", "lo", "label", LO_LABEL],
@@ -157,6 +176,18 @@ pub(crate) async fn serve(shared: Arc<Shared>) {
         }
     };
     let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+    let (udp, udp_port) = match super::vip_udp::bind_transparent()
+        .and_then(|s| Ok((s.local_addr()?.port(), s)))
+    {
+        Ok((p, s)) => (
+            Some(tokio::spawn(super::vip_udp::serve(s, shared.clone()))),
+            p,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "vip data plane: no transparent UDP socket; UDP to VIPs is not served");
+            (None, 0)
+        }
+    };
     let mut stop = shared.stop.subscribe();
     let mut names = shared.names.subscribe();
     let mut installed: BTreeSet<Ipv4Addr> = BTreeSet::new();
@@ -171,7 +202,7 @@ pub(crate) async fn serve(shared: Arc<Shared>) {
             })
             .collect();
         if want != installed {
-            match install(&installed, &want, port).await {
+            match install(&installed, &want, port, udp_port).await {
                 Ok(()) => {
                     tracing::info!(vips = want.len(), port, "vip data plane: rules updated");
                     installed = want;
@@ -186,6 +217,10 @@ pub(crate) async fn serve(shared: Arc<Shared>) {
     }
     accept.abort();
     let _ = accept.await;
+    if let Some(u) = udp {
+        u.abort();
+        let _ = u.await;
+    }
     if let Err(e) = cleanup().await {
         tracing::warn!(error = %e, "vip data plane: cannot remove the rules");
     }
@@ -196,6 +231,7 @@ async fn install(
     old: &BTreeSet<Ipv4Addr>,
     new: &BTreeSet<Ipv4Addr>,
     port: u16,
+    udp_port: u16,
 ) -> Result<(), VipError> {
     for v in new.difference(old) {
         let a = format!("{v}/32");
@@ -207,7 +243,7 @@ async fn install(
         )
         .await;
     }
-    run("nft", &["-f", "-"], Some(&nft_script(new, port))).await?;
+    run("nft", &["-f", "-"], Some(&nft_script(new, port, udp_port))).await?;
     for v in old.difference(new) {
         let a = format!("{v}/32");
         let _ = run("ip", &["addr", "del", &a, "dev", "lo"], None).await;
@@ -255,7 +291,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// The backend a VIP connection on `port` may go to: `t` as the mesh names it.
-fn backend(view: &NameView, t: &NamedTask, port: u16) -> Backend {
+pub(super) fn backend(view: &NameView, t: &NamedTask, port: u16) -> Backend {
     let node = t.node.and_then(|n| view.nodes.get(&n));
     Backend {
         task: t.task,
@@ -340,11 +376,13 @@ mod tests {
         let vips: BTreeSet<Ipv4Addr> = ["10.0.1.2".parse().unwrap(), "10.0.1.5".parse().unwrap()]
             .into_iter()
             .collect();
-        let s = nft_script(&vips, 4000);
+        let s = nft_script(&vips, 4000, 4001);
         assert!(s.starts_with("table ip swarm_vip\ndelete table ip swarm_vip\n"));
         assert!(s.contains("ip daddr { 10.0.1.2, 10.0.1.5 } meta l4proto tcp redirect to :4000"));
+        assert!(s.contains("ip daddr { 10.0.1.2, 10.0.1.5 } meta l4proto udp ct direction original tproxy to 127.0.0.1:4001"));
+        assert!(!nft_script(&vips, 4000, 0).contains("udp"));
         assert_eq!(
-            nft_script(&BTreeSet::new(), 4000),
+            nft_script(&BTreeSet::new(), 4000, 4001),
             "table ip swarm_vip\ndelete table ip swarm_vip\n"
         );
     }

@@ -58,7 +58,7 @@ pub const MESH_CONNECT: Duplex<MeshConnect> = Duplex::new("mesh.v1.connect", Acc
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeshConnect {
     /// Without `service`: the published port the client connected to. With it: the port the
-    /// client connected to on the service's VIP (the task's port; TCP only).
+    /// client connected to on the service's VIP (the task's port; TCP or UDP).
     pub key: PortKey,
     /// The task chosen for it, which must run on the receiving node.
     pub task: Id,
@@ -118,7 +118,7 @@ pub fn mesh_routes(router: Router, slot: MeshSlot) -> Router {
 /// The receiving side of `mesh.v1.connect`.
 async fn serve_connect(mesh: &RoutingMesh, ctx: CallContext, h: MeshConnect, call: DuplexCall) {
     let found = match h.service {
-        Some(_) if h.key.protocol != Protocol::Tcp => Err("VIPs carry TCP only".to_string()),
+        Some(_) if h.key.protocol == Protocol::Sctp => Err("VIPs carry no SCTP".to_string()),
         Some(service) => mesh
             .local_service_backend(&service, &h.task, h.key.port)
             .map(|addr| Backend {
@@ -232,7 +232,7 @@ impl MeshPeers {
     }
 
     /// Opens a stream to `backend`'s node for a connection to `service`'s VIP on port
-    /// `key.port` (TCP), with the same bounds as [`MeshPeers::open`].
+    /// `key.port` (TCP or UDP), with the same bounds as [`MeshPeers::open`].
     pub async fn open_service(
         &self,
         service: Id,

@@ -63,11 +63,11 @@
 //!
 //! # Networking
 //!
-//! Tasks share the node's network namespace: no isolation, no per-task address, no DNS names for
-//! services or tasks. [`Runtime::inspect`] reports a running task at `127.0.0.1` (network `None`),
+//! Tasks share the node's network namespace: no isolation, no per-task address. (Service names
+//! come from swarm-node's routing mesh, which gives each task a resolver address in its
+//! environment, `SWARM_RESOLVER`.) [`Runtime::inspect`] reports a running task at `127.0.0.1` (network `None`),
 //! which is where the routing mesh reaches it for ingress ports. Swarm network attachments are
-//! accepted and have no effect; use the docker runtime for overlay networks and service
-//! discovery. With no NAT, a **host-mode port** is the target port itself: a published port that
+//! accepted and only scope those names; use the docker runtime for overlay networks. With no NAT, a **host-mode port** is the target port itself: a published port that
 //! differs from its target is rejected (0 means the target port), and `prepare` rejects a port
 //! already in use on the node (bound on 0.0.0.0, or published by another task of this runtime;
 //! SCTP ports are not checked). A running task's [`TaskInspect::ports`] lists its host-mode

@@ -366,8 +366,10 @@ impl ServiceJson {
 /// What `docker service inspect` says of services run by the process runtime.
 pub(crate) const HOST_NETWORK_NOTE: &str =
     "host: the process runtime runs tasks on the node's own \
-     network; swarm networks give them no isolation and no DNS names, and published ports reach \
-     them at 127.0.0.1:<target port>";
+     network; swarm networks isolate no packets, but each task resolves service names (VIPs, \
+     dnsrr, tasks.<service>) of its own networks through the resolver named in its SWARM_RESOLVER \
+     variable, VIPs are reached where the node runs --vip-dataplane, and published ports reach \
+     tasks at 127.0.0.1:<target port>";
 
 /// A service as `docker service inspect` shows it (`PreviousSpec` included), with `ServiceStatus`
 /// when `status` is given.
