@@ -149,6 +149,13 @@ impl RestartSupervisor {
                 (current.slot, None)
             }
         };
+        if matches!(service.spec.mode, ServiceMode::Replicated { .. })
+            && slot_has_current_task(cx, service, &current)
+        {
+            // The slot already holds a live task of the current spec (a start-first update's
+            // replacement, or an earlier restart's): a second one would run the slot twice.
+            return None;
+        }
         let new_id = cx.create_task(service, slot, node_id, TaskState::Ready);
         let delay = if on_node && node_unavailable(node.as_deref()) {
             Duration::ZERO
@@ -316,6 +323,16 @@ pub(crate) fn should_restart(cx: &Ctx<'_, '_>, task: &Task, service: &Service) -
 
 fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Whether `task`'s slot holds another task of `service`'s current spec version that is still
+/// meant to run (desired `running` or earlier: a delayed start counts).
+fn slot_has_current_task(cx: &Ctx<'_, '_>, service: &Service, task: &Task) -> bool {
+    cx.slot_tasks(&service.id, task.slot).iter().any(|t| {
+        t.id != task.id
+            && t.desired_state <= TaskState::Running
+            && t.spec_version == service.spec_version
+    })
 }
 
 /// The tasks of one slot (or node) that the orchestrator and updater work with: those still desired

@@ -209,6 +209,42 @@ fn start_first_keeps_a_running_task_while_its_replacement_cannot_be_placed() {
     assert_eq!(sim.live_tasks(&id(SVC)).len(), 5);
 }
 
+/// The cluster simulation's seed 7 (docs/SIMULATION.md, session 11): while a start-first
+/// update's replacement waits, the slot's old task fails; its restart must not add a second task
+/// of the new spec to the slot (both would run once placed).
+#[test]
+fn an_old_task_failing_during_a_start_first_update_is_not_replaced_twice() {
+    let mut c = cfg(1, 0, 0);
+    c.order = UpdateOrder::StartFirst;
+    let mut sim = cluster(2, 1, c);
+    let pause = |sim: &mut Sim, availability| {
+        for n in 1..=2 {
+            sim.update_node(&id(n), |n| n.spec.availability = availability);
+        }
+    };
+    pause(&mut sim, swarm_core::objects::node::NodeAvailability::Pause);
+    to_v2(&mut sim);
+    sim.advance(Duration::from_secs(5));
+    assert_eq!(sim.live_tasks(&id(SVC)).len(), 2, "v1 runs, v2 waits");
+    let old = sim.running_tasks(&id(SVC))[0].id;
+    sim.set_task_state(&old, TaskState::Failed);
+    sim.advance(Duration::from_secs(30));
+    let v2_meant_to_run = |sim: &Sim| {
+        sim.live_tasks(&id(SVC))
+            .iter()
+            .filter(|t| t.spec.container.image == "v2" && t.slot == 1)
+            .count()
+    };
+    assert_eq!(v2_meant_to_run(&sim), 1, "{:?}", sim.live_tasks(&id(SVC)));
+    pause(
+        &mut sim,
+        swarm_core::objects::node::NodeAvailability::Active,
+    );
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(image_counts(&sim), (0, 1));
+    assert_eq!(v2_meant_to_run(&sim), 1);
+}
+
 fn failing_v2(sim: &mut Sim) {
     sim.on_start(|t: &Task| (t.spec.container.image == "v2").then_some(TaskState::Failed));
 }

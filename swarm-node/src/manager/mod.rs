@@ -315,8 +315,9 @@ impl Manager {
         transport: Arc<dyn Transport>,
     ) -> Result<Manager, ManagerError> {
         // node.json says this node is in a swarm: its raft state must be there (never recreated).
+        // Through raft's storage seam: a simulated disk holds the raft directory in memory.
         let keys = config.raft_dir.join(swarm_raft::keyring::KEY_FILE);
-        if !keys.exists() {
+        if !swarm_raft::disk::exists(config.raft.disk.as_ref(), &keys) {
             return Err(ManagerError::Storage(format!(
                 "{} names this node as a member of swarm {}, but its raft state is missing ({} does not exist); refusing to start. Restore the raft directory from a backup, or remove {} to leave that swarm",
                 identity::IDENTITY_FILE,

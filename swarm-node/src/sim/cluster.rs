@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarm_core::{Clock, Entropy, SharedClock, Timestamp};
-use swarm_raft::disk::{InlineDisk, OsDisk};
+use swarm_raft::disk::{CrashOptions, SimDisk};
 use swarm_runtime::SimRuntime;
 use swarm_secrets::KdfParams;
 use tokio::sync::{mpsc, oneshot};
@@ -60,12 +60,21 @@ impl Clock for VirtualClock {
     }
 }
 
-/// A node's disk: where its data directory lives. Today a real directory; the slot where a
-/// simulated disk (crash model, torn writes, slow fsyncs) plugs in later.
+/// A node's disk. The daemon's own files (identity, certificates, keys) live in a directory of
+/// the real filesystem kept across the node's crashes; raft's storage (WAL, `raft-state`, key
+/// file, snapshots) goes through swarm-raft's storage seam to an in-memory
+/// [`SimDisk`] with a crash model: a crash replaces it with its crash image (unsynced writes
+/// lost, the last one torn at a drawn byte), and the fault loop can make its writes fail with
+/// `ENOSPC` or its fsyncs with `EIO`.
 #[derive(Clone, Debug)]
 pub enum NodeDisk {
-    /// A directory of the real filesystem, kept across the node's crashes.
-    Dir(PathBuf),
+    /// The data directory, and the raft disk under it.
+    Sim {
+        /// The data directory on the real filesystem (`<data root>/<host>`).
+        dir: PathBuf,
+        /// Raft's storage at `<dir>/raft`, in memory.
+        raft: SimDisk,
+    },
 }
 
 type Command = Box<dyn FnOnce(Arc<Daemon>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
@@ -86,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) workers: Vec<String>,
     /// Each host's clock skew in nanoseconds (absent: none).
     pub(crate) skews: BTreeMap<String, i64>,
+    /// Each host's raft disk (replaced by its crash image at a crash).
+    disks: BTreeMap<String, Mutex<SimDisk>>,
 }
 
 impl Shared {
@@ -128,6 +139,32 @@ impl Shared {
         VirtualClock::skewed(self.skews.get(host).copied().unwrap_or(0))
     }
 
+    /// `host`'s raft disk as it is now (a handle sharing the disk).
+    pub(crate) fn raft_disk(&self, host: &str) -> SimDisk {
+        self.disks
+            .get(host)
+            .map(|d| lock(d).clone())
+            .unwrap_or_else(SimDisk::inline)
+    }
+
+    /// A crash of `host`: its raft disk becomes what a power cut leaves, drawn from `seed`
+    /// (each unsynced operation kept or lost, the last kept write torn; in write-back order
+    /// for an even seed, independently for an odd one).
+    /// `at`: the simulation's time (the stepping loop runs outside any host).
+    fn crash_disk(&self, host: &str, seed: u64, at: Duration) {
+        if let Some(d) = self.disks.get(host) {
+            let mut d = lock(d);
+            let lost = d.has_unsynced();
+            *d = d.crash_image(
+                seed,
+                CrashOptions {
+                    in_order: seed.is_multiple_of(2),
+                },
+            );
+            lock(&self.trace).record(at, host, &format!("crash image (unsynced writes: {lost})"));
+        }
+    }
+
     /// Every host name, managers first.
     pub(crate) fn hosts(&self) -> Vec<String> {
         self.managers.iter().chain(&self.workers).cloned().collect()
@@ -149,12 +186,12 @@ fn daemon_config(
     entropy: Entropy,
     clock: VirtualClock,
 ) -> DaemonConfig {
-    let NodeDisk::Dir(dir) = disk;
+    let NodeDisk::Sim { dir, raft } = disk;
     let mut c = DaemonConfig::new(dir);
     c.runtime = RuntimeKind::Sim;
     c.entropy = entropy;
     c.clock = SharedClock::new(clock);
-    c.raft.disk = Arc::new(InlineDisk(OsDisk));
+    c.raft.disk = Arc::new(raft.clone());
     // Cheap key stretching: the simulation never uses an unlock key.
     c.kdf = KdfParams::new(64, 1, 1).unwrap_or(KdfParams::RECOMMENDED);
     c.hostname = Some(name.to_string());
@@ -196,6 +233,11 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
         managers: managers.clone(),
         workers: workers.clone(),
         skews: super::faults::draw_skews(config, managers.iter().chain(&workers)),
+        disks: managers
+            .iter()
+            .chain(&workers)
+            .map(|h| (h.clone(), Mutex::new(SimDisk::inline())))
+            .collect(),
     });
     for (host, skew) in &shared.skews {
         shared.event(host, &format!("clock skew {:+.3}s", *skew as f64 / 1e9));
@@ -225,18 +267,17 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
     let root = Entropy::seeded(config.seed);
     for name in managers.iter().chain(&workers) {
         let manager = managers.contains(name);
-        let disk = NodeDisk::Dir(config.data_root.join(name));
+        let dir = config.data_root.join(name);
         let shared = shared.clone();
         let name = name.clone();
         let entropy = root.fork();
         sim.host(name.clone(), move || {
-            host(
-                shared.clone(),
-                name.clone(),
-                disk.clone(),
-                manager,
-                entropy.fork(),
-            )
+            // The raft disk as the last crash left it.
+            let disk = NodeDisk::Sim {
+                dir: dir.clone(),
+                raft: shared.raft_disk(&name),
+            };
+            host(shared.clone(), name.clone(), disk, manager, entropy.fork())
         });
     }
     {
@@ -251,7 +292,10 @@ pub(crate) fn run(config: &SimConfig) -> SimReport {
         let requests = std::mem::take(&mut *lock(&shared.requests));
         for r in requests {
             match r {
-                HostRequest::Crash(h) => sim.crash(h),
+                HostRequest::Crash(h, seed) => {
+                    sim.crash(h.as_str());
+                    shared.crash_disk(&h, seed, sim.elapsed());
+                }
                 HostRequest::Restart(h) => sim.bounce(h),
                 HostRequest::Network {
                     fail_rate,

@@ -28,6 +28,10 @@ pub struct FaultConfig {
     /// Clock skew between nodes: each host's clock is offset by a drawn amount up to this much
     /// either way, fixed for the run (`VirtualClock::skew_nanos`).
     pub clock_skew: Duration,
+    /// Storage faults on a manager's raft disk (`swarm_raft::disk::SimDisk`): periods where
+    /// every write fails with `ENOSPC` or every fsync with `EIO`. A crash always leaves the disk
+    /// as a power cut would (unsynced writes lost, the last one torn), whatever this says.
+    pub storage: bool,
     /// Mean wait between two faults.
     pub every: Duration,
 }
@@ -41,6 +45,7 @@ impl Default for FaultConfig {
             loss: 0.05,
             duplicate: 0.1,
             clock_skew: Duration::from_secs(2),
+            storage: true,
             every: Duration::from_secs(8),
         }
     }
@@ -56,6 +61,7 @@ impl FaultConfig {
             loss: 0.0,
             duplicate: 0.0,
             clock_skew: Duration::ZERO,
+            storage: false,
             every: Duration::from_secs(15),
         }
     }
@@ -70,19 +76,24 @@ pub(crate) enum Fault {
     MuteOutgoing(String),
     /// Nothing reaches `to` (it can still send).
     DeafIncoming(String),
-    /// The host's software crashes; restarted when the fault heals.
-    Crash(String),
+    /// The host's software crashes, its raft disk left as a power cut would leave it (the crash
+    /// image drawn from the seed that follows); restarted when the fault heals.
+    Crash(String, u64),
     /// This fraction of all datagrams lost, and message latency up to 200 ms.
     Lossy(f64),
     /// This fraction of all datagrams sent twice; the seed of the draws.
     Duplicate(f64, u64),
+    /// Every write to the manager's raft disk fails with `ENOSPC` (no space left).
+    DiskFull(String),
+    /// Every fsync of the manager's raft disk fails with `EIO`.
+    FsyncErrors(String),
 }
 
 /// What the driver asks of the loop that steps the simulation.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum HostRequest {
-    /// `Sim::crash`.
-    Crash(String),
+    /// `Sim::crash`, and the host's raft disk replaced by its crash image drawn from the seed.
+    Crash(String, u64),
     /// `Sim::bounce` (restart the software; the data directory is kept).
     Restart(String),
     /// `Sim::set_fail_rate` and `Sim::set_max_message_latency`.
@@ -98,8 +109,14 @@ pub(crate) enum HostRequest {
 pub(crate) const MAX_LATENCY: Duration = Duration::from_millis(20);
 
 impl FaultConfig {
-    /// Draws the next fault over `hosts`, if any kind is enabled.
-    pub(crate) fn draw(&self, rng: &mut ChaCha8Rng, hosts: &[String]) -> Option<Fault> {
+    /// Draws the next fault over `hosts` (storage faults over `managers`, the hosts with a raft
+    /// disk), if any kind is enabled.
+    pub(crate) fn draw(
+        &self,
+        rng: &mut ChaCha8Rng,
+        hosts: &[String],
+        managers: &[String],
+    ) -> Option<Fault> {
         let mut kinds = Vec::new();
         if self.partitions {
             kinds.push(0);
@@ -116,6 +133,9 @@ impl FaultConfig {
         if self.duplicate > 0.0 {
             kinds.push(5);
         }
+        if self.storage && !managers.is_empty() {
+            kinds.extend([6, 7]);
+        }
         if kinds.is_empty() || hosts.is_empty() {
             return None;
         }
@@ -124,9 +144,11 @@ impl FaultConfig {
             0 => Fault::Isolate(host),
             1 => Fault::MuteOutgoing(host),
             2 => Fault::DeafIncoming(host),
-            3 => Fault::Crash(host),
+            3 => Fault::Crash(host, rng.gen()),
             4 => Fault::Lossy(self.loss),
-            _ => Fault::Duplicate(self.duplicate, rng.gen()),
+            5 => Fault::Duplicate(self.duplicate, rng.gen()),
+            6 => Fault::DiskFull(managers[rng.gen_range(0..managers.len())].clone()),
+            _ => Fault::FsyncErrors(managers[rng.gen_range(0..managers.len())].clone()),
         })
     }
 

@@ -11,7 +11,8 @@
 //! node drain and activation, secret rotation, through the control layer of a random manager)
 //! while it injects faults (partitions both ways and one way,
 //! message loss, duplication and extra delay, crash and restart of managers and workers with their
-//! data directories kept, clock skew between hosts), then heals everything and waits for
+//! data directories kept and their raft disks as a power cut leaves them, a manager's raft disk
+//! full or failing its fsyncs, clock skew between hosts), then heals everything and waits for
 //! convergence.
 //!
 //! Invariants ([`invariants`], one per file) are checked while the cluster runs, from an observer
@@ -33,9 +34,13 @@
 //! `siglen`), so datagram sizes replay. `docs/SIMULATION.md` ("Determinism") lists what is fixed
 //! and what is not.
 //!
-//! Not done here: the data directory is a real temporary directory per node (each host has a disk
-//! slot, [`NodeDisk`], for a simulated disk later); promotion and demotion, and nodes joining or
-//! leaving during the run, are not in the workload yet.
+//! Disks ([`NodeDisk`]): raft's storage runs on swarm-raft's in-memory `SimDisk` (crash images
+//! that lose unsynced writes and tear the last one, `ENOSPC` and `EIO` periods drawn from the
+//! seed); the daemon's own files are in a real temporary directory per node.
+//!
+//! Not done here: slow fsyncs (the inline storage has no point where virtual time could pass
+//! inside an fsync); promotion and demotion, and nodes joining or leaving during the run, are not
+//! in the workload yet.
 
 pub mod invariants;
 pub mod tap;

@@ -2,8 +2,8 @@
 //! assignment sets a dispatcher hands to a node's session (`manager::feed::stream` calls
 //! [`Stream::sent`]), for the `secrets_sent` invariant.
 //!
-//! The tap is per thread: a simulation runs every host on its own thread, and [`set`] installs
-//! the run's observer there (and [`clear`] removes it at the end). Outside a simulation, or with
+//! The tap is per thread: a simulation runs every host on its own thread, and `set` installs
+//! the run's observer there (and `clear` removes it at the end). Outside a simulation, or with
 //! no observer installed, a tap does nothing.
 
 use std::cell::{Cell, RefCell};

@@ -161,7 +161,7 @@ async fn fault_loop(
             _ = tokio::time::sleep(gap) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let Some(fault) = config.faults.draw(&mut rng, &hosts) else {
+        let Some(fault) = config.faults.draw(&mut rng, &hosts, &shared.managers) else {
             return;
         };
         let lasts = faults::duration(&mut rng);
@@ -212,8 +212,8 @@ fn inject(shared: &Shared, hosts: &[String], fault: &Fault, on: bool) {
                 }
             }
         }
-        Fault::Crash(h) => shared.request(if on {
-            HostRequest::Crash(h.clone())
+        Fault::Crash(h, seed) => shared.request(if on {
+            HostRequest::Crash(h.clone(), *seed)
         } else {
             HostRequest::Restart(h.clone())
         }),
@@ -228,6 +228,13 @@ fn inject(shared: &Shared, hosts: &[String], fault: &Fault, on: bool) {
                 MAX_LATENCY
             },
         }),
+        // Raw OS errors 28 (`ENOSPC`) and 5 (`EIO`); `u64::MAX`: until cleared with 0.
+        Fault::DiskFull(h) => shared
+            .raft_disk(h)
+            .fail_writes(if on { u64::MAX } else { 0 }, 28),
+        Fault::FsyncErrors(h) => shared
+            .raft_disk(h)
+            .fail_fsyncs(if on { u64::MAX } else { 0 }, 5),
     }
 }
 

@@ -43,6 +43,21 @@ impl UpdateOrderSlots {
     /// Checks `host`'s `store`; see the module docs.
     pub fn store(&mut self, host: &str, store: &Store) -> Vec<String> {
         let mut slots: BTreeMap<SlotKey, Vec<(Id, u64)>> = BTreeMap::new();
+        // Each task as a violation names it: id, node, and when it was created and last written
+        // (virtual seconds), so a failing seed says where the duplicate came from.
+        let describe = |t: &Task| {
+            let secs = |ts: swarm_core::Timestamp| {
+                ts.0.saturating_sub(crate::sim::SIM_EPOCH.0) as f64 / 1e9
+            };
+            format!(
+                "{} on {} created {:.3}s written {:.3}s at index {}",
+                t.id,
+                t.node_id.map_or("no node".to_string(), |n| n.to_string()),
+                secs(t.meta.created_at),
+                secs(t.meta.updated_at),
+                t.meta.version.0
+            )
+        };
         for t in store.iter::<Task>() {
             if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
                 // A global service's slot is its node.
@@ -73,7 +88,11 @@ impl UpdateOrderSlots {
                         "update_order: on {host} (store index {}) service {name:?} {at} has {} tasks of spec version {version} running and desired running ({})",
                         store.index(),
                         same.len(),
-                        same.iter().map(Id::to_string).collect::<Vec<_>>().join(", "),
+                        same.iter()
+                            .filter_map(|id| store.get::<Task>(id))
+                            .map(|t| describe(t))
+                            .collect::<Vec<_>>()
+                            .join("; "),
                     ));
                 }
             }
