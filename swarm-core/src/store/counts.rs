@@ -50,12 +50,16 @@ struct Contribution {
 
 impl Contribution {
     fn of(t: &Task) -> Option<(Id, Option<Version>, Contribution)> {
-        let state = t.status.state;
+        Contribution::of_state(t.status.state).map(|c| (t.service_id, t.job_iteration, c))
+    }
+
+    /// What a task in observed state `state` adds, if anything.
+    fn of_state(state: TaskState) -> Option<Contribution> {
         let c = Contribution {
             running: state == TaskState::Running,
             completed: state == TaskState::Complete,
         };
-        (c.running || c.completed).then_some((t.service_id, t.job_iteration, c))
+        (c.running || c.completed).then_some(c)
     }
 }
 
@@ -131,11 +135,14 @@ impl CountIndex {
         }
     }
 
-    /// The counts of `tasks`, built in one pass (a snapshot restore).
-    pub(crate) fn from_tasks<'a>(tasks: impl Iterator<Item = &'a Task>) -> CountIndex {
+    /// The counts of tasks given as (service, job iteration, observed state), built in one pass
+    /// (a snapshot restore, from the keys it reads of every task at once).
+    pub(crate) fn from_states(
+        tasks: impl Iterator<Item = (Id, Option<Version>, TaskState)>,
+    ) -> CountIndex {
         let mut ix = CountIndex::default();
-        for t in tasks {
-            if let Some((service, iteration, c)) = Contribution::of(t) {
+        for (service, iteration, state) in tasks {
+            if let Some(c) = Contribution::of_state(state) {
                 ix.shift(service, iteration, c, true);
             }
         }

@@ -11,7 +11,7 @@ use super::counts::CountIndex;
 use super::idmap::{IdMap, Ids, KeyMap};
 use super::StoreError;
 use crate::id::Id;
-use crate::meta::Meta;
+use crate::meta::{Meta, Version};
 use crate::object::{Object, ObjectKind, StoreObject};
 use crate::objects::cluster::Cluster;
 use crate::objects::network::Network;
@@ -506,17 +506,38 @@ impl Tables {
         }
         // Every index key read in one pass: each task is touched once (at 1M tasks they are
         // far outside the caches), the indexes are then built from this compact copy.
-        let keys: Vec<(Id, u64, Id, Option<Id>, TaskState)> = tasks
+        type Keys = (
+            Id,
+            u64,
+            Id,
+            Option<Id>,
+            TaskState,
+            Option<Version>,
+            TaskState,
+        );
+        let keys: Vec<Keys> = tasks
             .iter()
-            .map(|t| (t.service_id, t.slot, t.id, t.node_id, t.desired_state))
+            .map(|t| {
+                let (service, slot, id, node) = (t.service_id, t.slot, t.id, t.node_id);
+                let state = t.status.state;
+                (
+                    service,
+                    slot,
+                    id,
+                    node,
+                    t.desired_state,
+                    t.job_iteration,
+                    state,
+                )
+            })
             .collect();
         let ix = &mut self.task_idx;
         ix.by_service = ServiceIndex::from_triples(keys.iter().map(|k| (k.0, k.1, k.2)));
         ix.by_node = Index::from_pairs(keys.iter().filter_map(|k| Some((k.3?, k.2))));
         ix.by_desired =
             Index::from_pairs(keys.iter().filter_map(|k| Some((desired_key(k.4)?, k.2))));
+        ix.counts = CountIndex::from_states(keys.iter().map(|k| (k.0, k.5, k.6)));
         drop(keys);
-        ix.counts = CountIndex::from_tasks(tasks.iter().map(|t| &**t));
         self.tasks.by_id = IdMap::from_sorted(tasks.into_iter().map(|t| (t.id, t)).collect());
     }
 
