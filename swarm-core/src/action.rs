@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::object::{Object, ObjectRef};
 use crate::time::Timestamp;
 
+mod size;
+
+pub use size::encoded_size;
+
 /// One change to the store. Applying the same actions in the same order to equal stores gives equal
 /// stores, byte for byte.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,7 +89,7 @@ pub fn split_into_batches(actions: Vec<StoreAction>) -> Vec<Vec<StoreAction>> {
     let mut chunk: Vec<StoreAction> = Vec::new();
     let mut bytes = VEC_HEADER;
     for action in actions {
-        let size = bincode::serialized_size(&action).unwrap_or(limit);
+        let size = encoded_size(&action).unwrap_or(limit);
         if !chunk.is_empty() && (chunk.len() >= MAX_ACTIONS_PER_BATCH || bytes + size > limit) {
             out.push(std::mem::take(&mut chunk));
             bytes = VEC_HEADER;

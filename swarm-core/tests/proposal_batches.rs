@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use swarm_core::action::{
-    encode_actions, split_into_batches, MAX_ACTIONS_PER_BATCH, MAX_PROPOSAL_BYTES,
+    encode_actions, encoded_size, split_into_batches, MAX_ACTIONS_PER_BATCH, MAX_PROPOSAL_BYTES,
 };
 use swarm_core::testing::{service, task};
 use swarm_core::{Object, StoreAction};
@@ -91,4 +91,42 @@ fn tasks_sharing_a_large_spec_still_respect_the_size_limit() {
         }
     }
     assert_eq!(batches.concat(), actions);
+}
+
+/// The size the split counts ([`encoded_size`]) is the length of the encoding, action by action,
+/// over every decodable entry of the `store_action` fuzz corpus (every object kind and shape the
+/// fuzzer reached) and the fixtures above; a new field serialized in a way the counter
+/// mishandled would show here.
+#[test]
+fn the_counted_size_is_the_encoded_length() {
+    let corpus =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/store_action");
+    let mut checked = 0;
+    let svc = service(7, "api", 2);
+    let fixtures = vec![
+        StoreAction::Create(swarm_core::testing::node_with_labels(8, &[("zone", "a")]).into()),
+        StoreAction::Update(svc.clone().into()),
+        StoreAction::Create(
+            swarm_core::testing::typical_task(9, svc.id, Some(swarm_core::testing::id(8))).into(),
+        ),
+        StoreAction::Create(swarm_core::testing::secret(10, "pw", b"hunter2").into()),
+        StoreAction::Create(swarm_core::testing::config(11, "cfg", b"x=1").into()),
+    ];
+    let mut lists: Vec<Vec<StoreAction>> = vec![creates(3, 100), creates(1, 64 * 1024), fixtures];
+    for entry in std::fs::read_dir(corpus).expect("the fuzz corpus is in the tree") {
+        let bytes = std::fs::read(entry.expect("corpus entry").path()).expect("corpus file");
+        if let Ok(actions) = swarm_core::action::decode_actions(&bytes) {
+            lists.push(actions);
+        }
+    }
+    for actions in &lists {
+        for a in actions {
+            let encoded = encode_actions(std::slice::from_ref(a)).len() as u64 - 8;
+            assert_eq!(encoded_size(a), Some(encoded), "{a:?}");
+            checked += 1;
+        }
+        let whole = encode_actions(actions).len() as u64;
+        assert_eq!(encoded_size(actions), Some(whole));
+    }
+    assert!(checked >= 13, "only {checked} actions checked");
 }
