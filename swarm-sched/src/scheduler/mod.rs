@@ -18,7 +18,7 @@ mod nodes;
 mod place;
 mod tick;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use swarm_core::{Event, Id, Object, Service, Task, TaskState, Version};
@@ -245,6 +245,23 @@ pub struct Scheduler {
     needs_reset: bool,
     /// Shared empty port list (most services publish no host-mode port).
     no_ports: Arc<[HostPort]>,
+    /// The writes of the last poll, in proposal order, as their events should come back (see
+    /// [`Echo`]).
+    echoes: VecDeque<Echo>,
+}
+
+/// One write of the last poll, as its event should come back. The driver proposes a poll's
+/// actions in order and feeds their events back in order, so while the events are exactly the
+/// poll's own writes, each one is the front of this queue: an assignment then needs no look-up
+/// (the placement recorded it already), where [`nodes::NodeSet::occupies`] would probe the task
+/// map, a cache miss per task once a cluster holds many. The first task event that is not the
+/// front (another writer's, or a rejected proposal's gap) empties the queue and every event from
+/// there is handled in full, so a skipped event is always one the node set already holds.
+#[derive(Debug)]
+struct Echo {
+    task: Id,
+    /// For an assignment: the node and service the node set recorded it on (active).
+    placed: Option<(Id, Id)>,
 }
 
 /// How the scheduler sees a task.
@@ -330,6 +347,7 @@ impl Scheduler {
         store: &R,
         actions: &[swarm_core::StoreAction],
     ) {
+        self.echoes.clear();
         for a in actions {
             if let swarm_core::StoreAction::Update(Object::Task(t)) = a {
                 match store.task(&t.id) {
@@ -373,6 +391,9 @@ impl Scheduler {
     fn upsert(&mut self, obj: &Object, old: Option<&Object>) {
         match obj {
             Object::Task(t) => {
+                if self.echo(t) {
+                    return;
+                }
                 if let Some(Object::Task(old)) = old {
                     self.note_failure(old, t);
                 }
@@ -386,12 +407,57 @@ impl Scheduler {
 
     fn remove(&mut self, obj: &Object) {
         match obj {
-            Object::Task(t) => self.forget_task(&t.id),
+            Object::Task(t) => {
+                self.echo(t);
+                self.forget_task(&t.id);
+            }
             Object::Node(n) => self.nodes.remove_node(&n.id),
             Object::Service(s) => {
                 self.host_ports.remove(&s.id);
             }
             _ => {}
+        }
+    }
+
+    /// Whether the event writing `t` is the echo of an assignment of the last poll, which changes
+    /// nothing (see [`Echo`]); consumes the front of the queue, or empties it when `t` is not the
+    /// front.
+    fn echo(&mut self, t: &Task) -> bool {
+        let Some(front) = self.echoes.front() else {
+            return false;
+        };
+        if front.task != t.id {
+            self.echoes.clear();
+            return false;
+        }
+        let placed = front.placed;
+        self.echoes.pop_front();
+        match (placed, classify(t)) {
+            (
+                Some((node, service)),
+                Class::OnNode {
+                    node: n,
+                    active: true,
+                },
+            ) => node == n && service == t.service_id,
+            _ => false,
+        }
+    }
+
+    /// Queues the echoes of a poll's writes `out` (see [`Echo`]).
+    fn expect_echoes(&mut self, out: &[swarm_core::StoreAction]) {
+        self.echoes.clear();
+        for a in out {
+            if let swarm_core::StoreAction::Update(Object::Task(t)) = a {
+                let placed = match (t.status.state, t.node_id) {
+                    (TaskState::Assigned, Some(node)) => Some((node, t.service_id)),
+                    _ => None,
+                };
+                self.echoes.push_back(Echo { task: t.id, placed });
+            } else {
+                // The scheduler writes nothing else; anything else ends the fast path here.
+                break;
+            }
         }
     }
 
@@ -650,6 +716,74 @@ mod tests {
         check(&s);
         assert_eq!(s.stats().unassigned, 1);
         assert!(s.dirty.is_empty() && !s.has_work());
+    }
+
+    /// A poll's own assignments coming back in order are skipped without a look-up; an event
+    /// that is not the next one expected (another writer's, a changed copy of the expected task)
+    /// is handled in full and ends the skipping for the rest of that poll's writes.
+    #[test]
+    fn only_the_polls_own_writes_are_skipped() {
+        let mut s = Scheduler::new();
+        for n in 1..=2 {
+            s.handle_event(&Event::Created(Object::Node(Arc::new(node(n)))));
+        }
+        let tasks: Vec<Task> = (1..=4)
+            .map(|i| task(&service(10 + i, 1), 1, 100 + i))
+            .collect();
+        for t in &tasks {
+            s.handle_event(&created(t));
+        }
+        let placed: Vec<Task> = s
+            .poll_actions(swarm_core::Timestamp::from_secs(1))
+            .iter()
+            .map(|a| match a {
+                swarm_core::StoreAction::Update(Object::Task(t)) => (**t).clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(placed.len(), 4);
+        assert_eq!(s.echoes.len(), 4);
+        let on = |s: &Scheduler, t: &Task| {
+            s.nodes
+                .tracked()
+                .find(|(id, _)| **id == t.id)
+                .map(|(_, tr)| tr.clone())
+        };
+
+        // The first placement comes back as proposed: skipped, nothing changes.
+        let before = on(&s, &placed[0]);
+        s.handle_event(&updated(&tasks[0], &placed[0]));
+        assert_eq!(s.echoes.len(), 3);
+        assert_eq!(on(&s, &placed[0]), before);
+
+        // The second comes back changed (told to shut down before it ran): handled in full.
+        let mut stopping = placed[1].clone();
+        stopping.desired_state = TaskState::Shutdown;
+        s.handle_event(&updated(&placed[1], &stopping));
+        assert_eq!(s.echoes.len(), 2);
+        assert!(matches!(on(&s, &stopping), Some(Tracked::OnNode(o)) if !o.active));
+
+        // Another writer moves the fourth task before the third's echo: the queue is dropped and
+        // every later event is handled in full.
+        let other_node = if placed[3].node_id == Some(crate::testing::id(1)) {
+            2
+        } else {
+            1
+        };
+        let mut moved = placed[3].clone();
+        moved.node_id = Some(crate::testing::id(other_node));
+        s.handle_event(&updated(&placed[3], &moved));
+        assert!(s.echoes.is_empty());
+        assert!(
+            matches!(on(&s, &moved), Some(Tracked::OnNode(o)) if o.node == crate::testing::id(other_node))
+        );
+        assert!(!s
+            .nodes
+            .tasks_on(&placed[3].node_id.unwrap())
+            .contains(&moved.id));
+        s.handle_event(&updated(&tasks[2], &placed[2]));
+        check(&s);
+        assert!(!s.has_work());
     }
 
     /// Every move between the task-keyed states, one event at a time: created (queued), moved

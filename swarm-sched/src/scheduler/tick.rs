@@ -49,6 +49,7 @@ impl Scheduler {
     #[must_use = "the actions must be proposed, or the placements are lost"]
     pub fn poll_actions(&mut self, now: Timestamp) -> Vec<StoreAction> {
         let mut out = Vec::new();
+        self.echoes.clear();
         if self.needs_reset {
             return out;
         }
@@ -81,6 +82,7 @@ impl Scheduler {
                 self.queue.insert(key, rest);
             }
         }
+        self.expect_echoes(&out);
         out
     }
 
