@@ -132,7 +132,9 @@ async fn a_stack_split_over_three_docker_hosts_talks_by_name_within_its_networks
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let mut last = String::new();
     while tokio::time::Instant::now() < deadline {
-        let out = h2.exec("curl", &["-sS", "--max-time", "5", &url]).await;
+        let out = h2
+            .exec("timeout", &["5", "/bin/busybox", "wget", "-qO-", &url])
+            .await;
         last = format!("{}{}", out.stdout.trim(), out.stderr.trim());
         if last == want {
             break;
