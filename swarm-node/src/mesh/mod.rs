@@ -129,6 +129,7 @@ mod dns;
 mod driver;
 mod kernel;
 mod names;
+mod plumb;
 mod resolver;
 mod route;
 mod runtime;
@@ -156,6 +157,7 @@ use crate::backend::PortCheck;
 use crate::net::mesh::MeshPeers;
 pub use dns::{answer as answer_dns, DnsError, Transport as DnsTransport};
 pub use names::{Lookup, NameView, NamedNode, NamedService, NamedTask};
+pub use plumb::PlumbError;
 use route::Route;
 pub use runtime::ResolverRuntime;
 pub use table::backend_addr;
@@ -284,6 +286,10 @@ pub(crate) struct Shared {
     resolvers: Mutex<HashMap<Id, resolver::TaskResolver>>,
     /// The ports whose local share the kernel carries now, and through which hooks.
     kernel: Mutex<BTreeMap<PortKey, kernel::Carried>>,
+    /// This node's tasks linked to its namespace (`plumb.rs`), by task.
+    plumbed: Mutex<HashMap<Id, plumb::Plumbed>>,
+    /// The VIP proxy's port on 127.0.0.1 once it listens (0 before).
+    vip_port: std::sync::atomic::AtomicU16,
 }
 
 /// Whether `backend` runs on `node` (a single host, `None`, has only local backends).
@@ -361,6 +367,8 @@ impl RoutingMesh {
             names: watch::channel(Arc::new(NameView::default())).0,
             resolvers: Mutex::new(HashMap::new()),
             kernel: Mutex::new(BTreeMap::new()),
+            plumbed: Mutex::new(HashMap::new()),
+            vip_port: std::sync::atomic::AtomicU16::new(0),
         });
         let kernel = shared
             .config

@@ -3,6 +3,11 @@
 //! [`super::RESOLVER_ENV`], when the node runs a routing mesh. Every call is forwarded unchanged
 //! otherwise; `remove` also stops the task's resolver.
 //!
+//! A runtime whose tasks have a network namespace of their own (docker) on a node that plumbs
+//! them (`--vip-dataplane`, see `plumb.rs`): the task is prepared without its swarm networks and
+//! with network mode `none`, linked to the node once started (a failure fails the start), and
+//! `inspect` reports the address it was given.
+//!
 //! Tasks adopted after a daemon restart keep the address they were started with, which no
 //! longer answers until they are replaced (the resolver's port is not kept across restarts).
 
@@ -17,6 +22,9 @@ use swarm_runtime::{
 
 use super::RESOLVER_ENV;
 use crate::net::mesh::MeshSlot;
+
+/// The docker runtime's option choosing a task's network mode.
+const NETWORK_OPTION: &str = "swarm.runtime.docker.network";
 
 /// See the module docs.
 pub struct ResolverRuntime {
@@ -50,6 +58,29 @@ impl Runtime for ResolverRuntime {
     }
 
     async fn prepare(&self, config: &TaskConfig) -> Result<(), RuntimeError> {
+        if let Some(mesh) = self
+            .mesh
+            .get()
+            .filter(|m| m.plumbs_tasks() && !config.networks.is_empty())
+        {
+            let scope: Vec<Id> = config.networks.iter().map(|a| a.network.id).collect();
+            let port = match mesh.resolver_for(config.task_id, scope) {
+                Ok(addr) => addr.port(),
+                Err(e) => {
+                    tracing::warn!(task = %config.task_id, error = %e, "no resolver for this task: its names do not resolve");
+                    0
+                }
+            };
+            let networks = config.networks.iter().map(|a| a.network.clone()).collect();
+            mesh.expect_plumbing(config.task_id, networks, port);
+            let mut config = config.clone();
+            config.networks.clear();
+            config
+                .container
+                .labels
+                .insert(NETWORK_OPTION.to_string(), "none".to_string());
+            return self.inner.prepare(&config).await;
+        }
         let mesh = self.mesh.get();
         let Some(mesh) = mesh.filter(|_| self.inner.capabilities().host_network) else {
             return self.inner.prepare(config).await;
@@ -71,7 +102,18 @@ impl Runtime for ResolverRuntime {
     }
 
     async fn start(&self, task: &Id) -> Result<(), RuntimeError> {
-        self.inner.start(task).await
+        self.inner.start(task).await?;
+        let Some(mesh) = self.mesh.get().filter(|m| m.expects_plumbing(task)) else {
+            return Ok(());
+        };
+        let pid = self.inner.inspect(task).await?.pid;
+        mesh.plumb(*task, pid)
+            .await
+            .map(|_| ())
+            .map_err(|e| RuntimeError::StartFailed {
+                task: *task,
+                reason: format!("linking the container to this node's networks: {e}"),
+            })
     }
 
     async fn wait(&self, task: &Id) -> Result<ExitStatus, RuntimeError> {
@@ -85,12 +127,17 @@ impl Runtime for ResolverRuntime {
     async fn remove(&self, task: &Id) -> Result<(), RuntimeError> {
         if let Some(mesh) = self.mesh.get() {
             mesh.release_resolver(task);
+            mesh.unplumb(task).await;
         }
         self.inner.remove(task).await
     }
 
     async fn inspect(&self, task: &Id) -> Result<TaskInspect, RuntimeError> {
-        self.inner.inspect(task).await
+        let mut out = self.inner.inspect(task).await?;
+        if let Some(addr) = self.mesh.get().and_then(|m| m.plumbed_address(task)) {
+            out.addresses = vec![addr];
+        }
+        Ok(out)
     }
 
     async fn exec(

@@ -20,7 +20,11 @@
 //! - UDP (`vip_udp.rs`): the same table hands datagrams to the VIPs to a transparent socket
 //!   (`tproxy`), which relays each flow to a task the same way.
 //!
-//! Not done: IPv6 VIPs, bridges' PREROUTING (the docker runtime).
+//! - Containers linked to the node (`plumb.rs`, the docker runtime) reach the proxy through
+//!   their own nftables table; the proxy closes a connection from one to a VIP of a service on
+//!   none of its networks.
+//!
+//! Not done: IPv6 VIPs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io;
@@ -175,6 +179,10 @@ pub(crate) async fn serve(shared: Arc<Shared>) {
             return;
         }
     };
+    shared
+        .vip_port
+        .store(port, std::sync::atomic::Ordering::Relaxed);
+    super::plumb::cleanup_tables().await;
     let accept = tokio::spawn(accept_loop(listener, shared.clone()));
     let (udp, udp_port) = match super::vip_udp::bind_transparent()
         .and_then(|s| Ok((s.local_addr()?.port(), s)))
@@ -224,6 +232,7 @@ pub(crate) async fn serve(shared: Arc<Shared>) {
     if let Err(e) = cleanup().await {
         tracing::warn!(error = %e, "vip data plane: cannot remove the rules");
     }
+    super::plumb::cleanup_tables().await;
 }
 
 /// Adds the new VIPs to `lo`, replaces the table, removes the VIPs no longer served.
@@ -316,6 +325,17 @@ async fn proxy(client: TcpStream, shared: Arc<Shared>, turns: Arc<Mutex<HashMap<
         tracing::debug!(%vip, "vip data plane: no service has this VIP; closing");
         return;
     };
+    // A container linked to this node (`plumb.rs`) reaches only its networks' services.
+    if let Some(scope) = client
+        .peer_addr()
+        .ok()
+        .and_then(|p| super::plumb::scope_of(&shared, p.ip()))
+    {
+        if !s.networks.iter().any(|n| scope.contains(n)) {
+            tracing::debug!(%vip, "vip data plane: the client's networks do not include this service's; closing");
+            return;
+        }
+    }
     let service = *service;
     let n = s.tasks.len();
     if n == 0 {

@@ -32,7 +32,8 @@
 //! # Cleanup
 //! Dropping the [`Cluster`] (also while a test panics) stops the daemons it started (SIGTERM, then
 //! SIGKILL after 20 s), kills the process-runtime supervisors those daemons left under their data
-//! directories, and deletes the namespaces. It never touches a process it did not start.
+//! directories, removes the containers of its nodes (the docker runtime: every host uses this
+//! machine's one engine, [`ENGINE`]), and deletes the namespaces. It never touches a process it did not start.
 //! Needs root and `ip`: otherwise the test is skipped through `skip/mod.rs` (a failure in CI).
 #![allow(dead_code)]
 
@@ -70,6 +71,8 @@ pub enum Runtime {
     Process,
     /// The in-memory simulator (tasks "run" without doing anything).
     Sim,
+    /// Containers of this machine's Docker Engine, shared by every host (see [`Cluster::new`]).
+    Docker,
 }
 
 impl Runtime {
@@ -77,6 +80,7 @@ impl Runtime {
         match self {
             Runtime::Process => "process",
             Runtime::Sim => "sim",
+            Runtime::Docker => "docker",
         }
     }
 }
@@ -163,6 +167,10 @@ impl Cluster {
         }
         if docker_cli().is_none() {
             skip("no docker CLI (/usr/local/bin/docker or on PATH)");
+            return None;
+        }
+        if runtime == Runtime::Docker && !engine_ready() {
+            skip("no Docker Engine answering on /var/run/docker.sock");
             return None;
         }
         assert!(n <= 200, "at most 200 hosts");
@@ -290,8 +298,19 @@ impl Drop for Cluster {
             }
             eprintln!("daemon logs kept in {}", keep.display());
         }
+        // The docker runtime leaves its containers running when its daemon stops (they are
+        // adopted at the next start): remove those of this cluster's nodes, after the daemons.
+        let nodes: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|h| h.runtime == Runtime::Docker && h.running())
+            .filter_map(Host::node_id_now)
+            .collect();
         for h in &mut self.hosts {
             h.cleanup();
+        }
+        for id in nodes {
+            remove_containers_of(&id);
         }
         for ns in self.namespaces.iter().rev() {
             if let Err(e) = sh("ip", &["netns", "delete", ns]) {
@@ -638,6 +657,20 @@ impl Host {
         }
     }
 
+    /// This node's id, asked synchronously (for `Drop`); `None` when it cannot tell.
+    fn node_id_now(&self) -> Option<String> {
+        let out = std::process::Command::new(docker_cli()?)
+            .args(["info", "--format", "{{.Swarm.NodeID}}"])
+            .env("DOCKER_HOST", format!("unix://{}", self.socket().display()))
+            .env("DOCKER_CONFIG", self.dir().join("docker-config"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!id.is_empty()).then_some(id)
+    }
+
     /// This node's id (`docker info`), empty when not in a swarm.
     pub async fn node_id(&self) -> String {
         self.ok(&["info", "--format", "{{.Swarm.NodeID}}"]).await
@@ -676,6 +709,64 @@ impl Host {
         let needle = self.data_dir().join("supervisors").display().to_string();
         for pid in processes_with(&needle) {
             kill_tree(pid);
+        }
+    }
+}
+
+/// The engine, through the docker CLI (`DOCKER_HOST` pinned to its socket), synchronously.
+fn engine_cli(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(docker_cli()?)
+        .args(["-H", ENGINE])
+        .args(args)
+        .env("DOCKER_CLI_HINTS", "false")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The machine's Docker Engine.
+pub const ENGINE: &str = "unix:///var/run/docker.sock";
+/// The image the docker runtime's tests run (built once per machine by swarm-runtime's
+/// `build-test-image.sh`).
+pub const IMAGE: &str = "swarm-test/busybox:latest";
+
+/// Whether the engine answers; builds [`IMAGE`] when it is missing.
+fn engine_ready() -> bool {
+    if engine_cli(&["version", "--format", "{{.Server.Version}}"]).is_none() {
+        return false;
+    }
+    if engine_cli(&["image", "inspect", IMAGE]).is_none() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../swarm-runtime/tests/support/build-test-image.sh");
+        let built = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(IMAGE)
+            .status();
+        assert!(
+            built.is_ok_and(|s| s.success()),
+            "building {IMAGE} with {} failed",
+            script.display()
+        );
+    }
+    true
+}
+
+/// Removes every container the docker runtime of node `id` made on the engine.
+fn remove_containers_of(id: &str) {
+    let filter = format!("label=com.docker.swarm.node.id={id}");
+    let Some(ids) = engine_cli(&["ps", "-aq", "--filter", &filter]) else {
+        return;
+    };
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids);
+        if engine_cli(&args).is_none() {
+            eprintln!("cleanup: could not remove the containers of node {id}");
         }
     }
 }
