@@ -245,6 +245,47 @@ fn an_old_task_failing_during_a_start_first_update_is_not_replaced_twice() {
     assert_eq!(v2_meant_to_run(&sim), 1);
 }
 
+/// Defect 12 of the simulation, step by step: a start-first update's replacement fails, which
+/// pauses the update while the slot's old task keeps serving; the restart supervisor replaces the
+/// failed task from the current spec and that replacement runs. The slot then holds the old task
+/// and the new one, both running: the old one must be shut down although the update is paused
+/// (SwarmKit leaves both running until the next service update).
+#[test]
+fn a_paused_start_first_update_does_not_keep_the_old_task_beside_a_restarted_replacement() {
+    let mut c = cfg(1, 0, 5);
+    c.order = UpdateOrder::StartFirst;
+    let mut sim = cluster(2, 2, c);
+    sim.update_service(&id(SVC), |s| {
+        s.spec.task.restart.delay = Duration::from_secs(5)
+    });
+    // The first v2 task fails as it starts; every later one runs.
+    let failed = Rc::new(RefCell::new(false));
+    let seen = failed.clone();
+    sim.on_start(move |t: &Task| {
+        let first = t.spec.container.image == "v2" && !seen.replace(true);
+        first.then_some(TaskState::Failed)
+    });
+    to_v2(&mut sim);
+    sim.advance(Duration::from_secs(1));
+    assert!(*failed.borrow(), "the first v2 task failed");
+    assert_eq!(status(&sim).map(|s| s.0), Some(UpdateState::Paused));
+    // Step: the restart's replacement is created and waits for its delay; v1 keeps both slots.
+    assert_eq!(image_counts(&sim), (2, 0));
+    // Step: the delay passes, the replacement runs, and its slot keeps only it.
+    sim.advance(Duration::from_secs(10));
+    assert_eq!(status(&sim).map(|s| s.0), Some(UpdateState::Paused));
+    assert_eq!(image_counts(&sim), (1, 1), "{:?}", sim.live_tasks(&id(SVC)));
+    assert_eq!(
+        sim.live_tasks(&id(SVC)).len(),
+        2,
+        "one task meant to run per slot"
+    );
+    // The other slot is left as the paused update found it: no new task.
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(image_counts(&sim), (1, 1));
+    assert_eq!(status(&sim).map(|s| s.0), Some(UpdateState::Paused));
+}
+
 fn failing_v2(sim: &mut Sim) {
     sim.on_start(|t: &Task| (t.spec.container.image == "v2").then_some(TaskState::Failed));
 }

@@ -68,6 +68,9 @@ pub struct Orchestrator {
     full_pass: bool,
     services: BTreeSet<Id>,
     tasks: BTreeSet<Id>,
+    /// Tasks that reached `running`: their service is reconciled if their slot holds another live
+    /// task (a start-first slot's old task, see [`started_beside_others`]).
+    started: BTreeSet<Id>,
     nodes: BTreeMap<Id, NodeWork>,
     restarts: RestartSupervisor,
     updates: UpdateSupervisor,
@@ -89,6 +92,7 @@ impl Orchestrator {
             full_pass: true,
             services: BTreeSet::new(),
             tasks: BTreeSet::new(),
+            started: BTreeSet::new(),
             nodes: BTreeMap::new(),
             restarts: RestartSupervisor::new(),
             updates: UpdateSupervisor::new(),
@@ -113,6 +117,7 @@ impl Orchestrator {
         self.full_pass
             || !self.services.is_empty()
             || !self.tasks.is_empty()
+            || !self.started.is_empty()
             || !self.nodes.is_empty()
     }
 
@@ -163,6 +168,10 @@ impl Orchestrator {
                 }
                 if o.status.state != n.status.state {
                     self.updates.note_task(n);
+                    if n.status.state == TaskState::Running && n.desired_state == TaskState::Running
+                    {
+                        self.started.insert(n.id);
+                    }
                 }
             }
             Event::Removed(Object::Task(t)) => {
@@ -227,6 +236,7 @@ impl Orchestrator {
             full_pass,
             services,
             tasks,
+            started,
             nodes: node_work,
             restarts,
             updates,
@@ -273,6 +283,11 @@ impl Orchestrator {
             for id in std::mem::take(tasks) {
                 task_stopped(&mut cx, restarts, services, &id);
             }
+            for id in std::mem::take(started) {
+                if let Some(service) = started_beside_others(&cx, &id) {
+                    services.insert(service);
+                }
+            }
             let mut again = BTreeSet::new();
             for id in std::mem::take(services) {
                 if reconcile_service(&mut cx, restarts, updates, &id) {
@@ -286,6 +301,28 @@ impl Orchestrator {
         }
         reaper.tick_tx(tx);
     }
+}
+
+/// The service of task `id` if the task runs, is meant to and shares its slot (its node, for a
+/// global service) with another task still meant to run: a start-first slot whose old task still
+/// runs beside it. Its reconciliation lets the updater (or, for a paused update, the surplus
+/// check) shut the old task down: no other event would (defect 12 of the simulation).
+fn started_beside_others(cx: &Ctx<'_, '_>, id: &Id) -> Option<Id> {
+    let t = cx.task(id)?;
+    if t.status.state != TaskState::Running || t.desired_state != TaskState::Running {
+        return None;
+    }
+    let service = cx.service(&t.service_id)?;
+    if !matches!(
+        service.spec.mode,
+        ServiceMode::Replicated { .. } | ServiceMode::Global
+    ) {
+        return None;
+    }
+    crate::restart::peers_of(cx, &service, &t)
+        .iter()
+        .any(|p| p.id != t.id && p.desired_state <= TaskState::Running)
+        .then_some(service.id)
 }
 
 /// A task stopped while still desired running: restart it, shut it down, or let its job reconcile.

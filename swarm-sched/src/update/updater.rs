@@ -170,9 +170,33 @@ fn roll_back(cx: &mut Ctx<'_, '_>, target: &Service, task: &Id) {
     });
 }
 
+/// A paused update replaces no task, but a slot whose clean task runs keeps only that one: the
+/// slot's other live tasks are told to shut down. A start-first slot holds its old task until the
+/// replacement runs; when the replacement fails and pauses the update, the restart supervisor
+/// starts another replacement of the current spec in the slot, and without this the old task kept
+/// running beside it until the next service update (defect 12 of the simulation: replicas + 1
+/// tasks running). Ours: SwarmKit's paused updater does nothing at all and leaves both running.
+fn drop_surplus(cx: &mut Ctx<'_, '_>, service: &Service, slots: &[(SlotKey, Vec<Arc<Task>>)]) {
+    for (_, tasks) in slots.iter().filter(|(_, tasks)| tasks.len() > 1) {
+        let keep = tasks.iter().find(|t| {
+            t.desired_state == TaskState::Running
+                && t.status.state == TaskState::Running
+                && !dirty(cx, service, t)
+        });
+        let Some(keep) = keep.cloned() else { continue };
+        for t in tasks.iter().filter(|t| t.id != keep.id) {
+            if t.desired_state <= TaskState::Running {
+                cx.set_desired(t, TaskState::Shutdown);
+            }
+        }
+    }
+}
+
 impl Updater {
     /// Starts updating `service`, whose live slots are `slots`. Returns `None` when there is nothing
     /// to do (update paused, or every slot clean, in which case an update in progress is completed).
+    /// A paused update still shuts down the surplus tasks of slots whose clean task runs
+    /// ([`drop_surplus`]).
     pub(crate) fn start(
         cx: &mut Ctx<'_, '_>,
         service: Arc<Service>,
@@ -183,6 +207,7 @@ impl Updater {
             state,
             Some(UpdateState::Paused | UpdateState::RollbackPaused)
         ) {
+            drop_surplus(cx, &service, &slots);
             return None;
         }
         let queue: VecDeque<SlotKey> = slots

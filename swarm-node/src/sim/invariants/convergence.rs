@@ -47,8 +47,11 @@ pub fn pending(store: &Store) -> Vec<String> {
         }
         if running != replicas || desired != replicas {
             out.push(format!(
-                "service {:?}: {replicas} replicas wanted, {desired} tasks desired running, {running} running on ready nodes ({states:?})",
-                s.spec.annotations.name
+                "service {:?}: {replicas} replicas wanted, {desired} tasks desired running, {running} running on ready nodes ({states:?}); spec version {}, update status {:?}; {}",
+                s.spec.annotations.name,
+                s.spec_version.0,
+                s.update_status.as_ref().map(|u| (u.state, u.message.as_str())),
+                slots(store, s),
             ));
         }
     }
@@ -67,6 +70,27 @@ pub fn pending(store: &Store) -> Vec<String> {
         out.push(format!("nodes: {}", nodes.join(", ")));
     }
     out
+}
+
+/// `s`'s tasks per slot, each with its spec version, desired and observed state and node (its
+/// hostname and state), tasks told to stop included: which slot holds what after healing.
+fn slots(store: &Store, s: &Service) -> String {
+    let mut by_slot: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for t in store.tasks_by_service(&s.id) {
+        let node = t.node_id.and_then(|n| store.get::<Node>(&n)).map_or_else(
+            || "no node".to_string(),
+            |n| format!("{} {:?}", n.hostname(), n.status.state),
+        );
+        by_slot.entry(t.slot).or_default().push(format!(
+            "{} v{} desired {:?} observed {:?} on {node}",
+            t.id, t.spec_version.0, t.desired_state, t.status.state
+        ));
+    }
+    by_slot
+        .iter()
+        .map(|(slot, tasks)| format!("slot {slot}: [{}]", tasks.join("; ")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -9,9 +9,17 @@
 //! Input: every manager sample. A task told to stop (desired `shutdown`, `remove`) no longer
 //! counts even while its node has not stopped it yet: the orchestrator replaced it (its node went
 //! down, or the updater stopped it first), and which tasks it means to run is what this checks.
+//! The stop-first bound applies to a slot holding a task of the current or previous spec version
+//! (both made under a known stop-first order): a stop-first update shuts a slot's other tasks down
+//! before its own task starts, so such a task never runs beside another one meant to run. A slot
+//! holding only tasks of older versions may be what a start-first update, interrupted by the
+//! stop-first ones since, left behind (its old task and its replacement, both running until the
+//! updater takes the slot again): their order is no longer known, so only versions bound them
+//! (defect 14: a start-first update, then a stop-first one and a scale, seed 604).
 //! Not checked: the wall-time overlap of an old task still running on a node that was down and the
-//! replacement the orchestrator started meanwhile (SwarmKit's behaviour too); and a service whose
-//! order changed from start-first to stop-first more than one update ago is bounded as stop-first.
+//! replacement the orchestrator started meanwhile (SwarmKit's behaviour too).
+//! A removed service's slots are bounded by versions only: the index that removes it may still
+//! show a start-first update's old task and replacement both running (defect 13).
 
 use std::collections::BTreeMap;
 
@@ -96,14 +104,27 @@ impl UpdateOrderSlots {
                     ));
                 }
             }
-            let allowed = service.map_or(Some(1), |s| allowed(s));
-            if let Some(allowed) = allowed {
+            // A removed service has no order to bound by any more (its last update may have been
+            // start-first, its tasks not stopped yet): only the per-version check applies.
+            // The order bound speaks for the tasks made under the current and previous specs
+            // only: tasks of older versions were made under an order no longer known (defect 14).
+            let known = |s: &Service| {
+                tasks.iter().any(|(_, v)| {
+                    *v == s.spec_version.0 || s.previous_spec_version.is_some_and(|p| p.0 == *v)
+                })
+            };
+            let bound = service.filter(|s| known(s)).and_then(|s| allowed(s));
+            if let Some(allowed) = bound {
                 if tasks.len() > allowed {
                     found.push(format!(
                         "update_order: on {host} (store index {}) service {name:?} {at} has {} tasks running and desired running ({}), its update order allows {allowed}",
                         store.index(),
                         tasks.len(),
-                        tasks.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>().join(", "),
+                        tasks
+                            .iter()
+                            .map(|(id, v)| format!("{id} of spec version {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     ));
                 }
             }
@@ -190,5 +211,59 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("2 tasks of spec version"), "{v:?}");
         assert!(check.checked() > 0);
+    }
+
+    #[test]
+    fn stop_first_bounds_only_slots_with_a_task_of_the_current_or_previous_spec() {
+        let mut svc = service(1, "web", 1);
+        svc.spec_version = swarm_core::Version(20);
+        let mut tasks = vec![
+            running(2, &svc, 1, TaskState::Running),
+            running(3, &svc, 1, TaskState::Running),
+        ];
+        // An interrupted start-first update's old task and replacement, two specs ago.
+        tasks[0].spec_version = swarm_core::Version(7);
+        tasks[1].spec_version = swarm_core::Version(9);
+        let mut check = UpdateOrderSlots::default();
+        let v = check.store("m0", &store_with(&svc, tasks.clone()));
+        assert!(v.is_empty(), "{v:?}");
+        // One of them made under the previous (stop-first) spec: bounded.
+        svc.previous_spec_version = Some(swarm_core::Version(9));
+        let v = check.store("m0", &store_with(&svc, tasks));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("allows 1"), "{v:?}");
+    }
+
+    #[test]
+    fn a_removed_service_is_bounded_by_versions_only() {
+        let svc = service(1, "web", 2);
+        let mut tasks = vec![
+            running(2, &svc, 1, TaskState::Running),
+            running(3, &svc, 1, TaskState::Running),
+        ];
+        tasks[1].spec_version = swarm_core::Version(7);
+        // The tasks without their service (it was just removed): old and new running in slot 1.
+        let without_service = |tasks: Vec<Task>| {
+            let mut store = Store::new();
+            store
+                .apply(Batch {
+                    index: 1,
+                    timestamp: Timestamp(1),
+                    actions: tasks
+                        .into_iter()
+                        .map(|t| StoreAction::Create(t.into()))
+                        .collect(),
+                })
+                .unwrap();
+            store
+        };
+        let mut check = UpdateOrderSlots::default();
+        let v = check.store("m0", &without_service(tasks.clone()));
+        assert!(v.is_empty(), "{v:?}");
+        // Two tasks of one version are still found.
+        tasks[1].spec_version = tasks[0].spec_version;
+        let v = check.store("m0", &without_service(tasks));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("(removed)"), "{v:?}");
     }
 }
