@@ -518,16 +518,14 @@ impl Tables {
         let keys: Vec<Keys> = tasks
             .iter()
             .map(|t| {
-                let (service, slot, id, node) = (t.service_id, t.slot, t.id, t.node_id);
-                let state = t.status.state;
                 (
-                    service,
-                    slot,
-                    id,
-                    node,
+                    t.service_id,
+                    t.slot,
+                    t.id,
+                    t.node_id,
                     t.desired_state,
                     t.job_iteration,
-                    state,
+                    t.status.state,
                 )
             })
             .collect();

@@ -444,9 +444,9 @@ impl Scheduler {
         }
     }
 
-    /// Queues the echoes of a poll's writes `out` (see [`Echo`]).
+    /// Queues the echoes of a poll's writes `out` (see [`Echo`]); the poll emptied the queue
+    /// when it began.
     fn expect_echoes(&mut self, out: &[swarm_core::StoreAction]) {
-        self.echoes.clear();
         for a in out {
             if let swarm_core::StoreAction::Update(Object::Task(t)) = a {
                 let placed = match (t.status.state, t.node_id) {
